@@ -1,0 +1,136 @@
+"""The one settings object of fleetstream.
+
+Everything that has a name, an address or a limit comes from here; this is the only module that
+reads the environment. Variables use the prefix ``FLEET_`` and ``__`` between a section and its
+field, e.g. ``FLEET_KAFKA__BOOTSTRAP_SERVERS`` or ``FLEET_POSTGRES__PORT``. A ``.env`` file in the
+working directory is read too. Every model is frozen: pass a changed copy (``model_copy``)
+instead of mutating.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = Field(default=8, ge=1, description="partitions of every project topic")
+    replication_factor: int = Field(default=1, ge=1)
+    delivery_timeout_ms: int = Field(
+        default=5000, ge=100, description="how long the API waits for the broker's ack"
+    )
+    linger_ms: int = Field(default=5, ge=0)
+    queue_max_messages: int = Field(default=100_000, ge=1)
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+
+
+class TopicSettings(_Section):
+    raw: str = "fleet.raw.v1"
+    readings: str = "fleet.readings.v1"
+    deadletter: str = "fleet.deadletter.v1"
+    alerts: str = "fleet.alerts.v1"
+    devices: str = "fleet.devices.v1"
+    flows: str = "fleet.flows.v1"
+    retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="raw/curated topics")
+    deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)
+
+
+class PostgresSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "fleetstream"
+    password: SecretStr = SecretStr("fleetstream")
+    database: str = "fleetstream"
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+
+    def dsn(self, database: str | None = None) -> str:
+        """A libpq/asyncpg URL; the password is in it, so never log the result."""
+        password = self.password.get_secret_value()
+        name = database or self.database
+        return f"postgresql://{self.user}:{password}@{self.host}:{self.port}/{name}"
+
+
+class RedisSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 1883
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_items: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After on 429/503")
+
+
+class WorkerSettings(_Section):
+    app_id: str = Field(default="fleetstream", description="Faust app id = consumer group")
+    web_enabled: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    datadir: Path = PROJECT_ROOT / ".stack" / "faust"
+    validate_batch_max: int = Field(default=500, ge=1)
+    sink_batch_max: int = Field(default=2000, ge=1)
+    batch_within_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    retry_backoff_max_s: float = Field(default=30.0, gt=0)
+
+
+class StackSettings(_Section):
+    home: Path = PROJECT_ROOT / ".stack"
+    kafka_version: str = "4.1.1"
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "1g"
+    postgres_os_user: str = Field(
+        default="fleetstream", description="unprivileged OS user that runs Postgres under root"
+    )
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    redis: RedisSettings = RedisSettings()
+    mqtt: MqttSettings = MqttSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+    stack: StackSettings = StackSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

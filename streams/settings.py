@@ -82,7 +82,9 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch_items: int = Field(default=1000, ge=1)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="below the broker's 1 MiB message limit"
+    )
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After on 429/503")
 
 

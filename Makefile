@@ -1,0 +1,45 @@
+# fleetstream — the two commands: `make run` and `make test`. Everything else is a step of them.
+SHELL := /bin/bash
+PYTHON ?= python3
+# uv manages the venv from uv.lock; it is installed from PyPI when the machine lacks it.
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen
+
+.PHONY: run test lint unit integration setup venv stack-down bench clean
+
+run: venv  ## set up venv + local stack, run API and worker in the foreground
+	$(RUN) fleetstream run
+
+test: venv lint  ## set up everything, then lint, unit and integration tests
+	$(RUN) fleetstream setup
+	$(RUN) pytest tests/unit -q
+	$(RUN) pytest tests/integration -q
+
+lint: venv
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+unit: venv
+	$(RUN) pytest tests/unit -q
+
+integration: venv
+	$(RUN) fleetstream setup
+	$(RUN) pytest tests/integration -q
+
+setup: venv
+	$(RUN) fleetstream setup
+
+stack-down: venv
+	$(RUN) fleetstream stack down
+
+venv: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
+		|| $(PYTHON) -m pip install --quiet 'uv>=0.5'
+	$(UV) sync --frozen
+	@touch $@
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,53 @@
+"""The FastAPI app factory: ``create_app(settings)`` builds an app with its own producer.
+
+The lifespan opens the Kafka producer before the first request and flushes it on shutdown, so
+tests and benchmarks can build apps with other settings side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.problems import install_problem_handlers
+from api.routes import health, readings
+from connectors.kafka.producer import EventProducer, ProducerConfig
+from streams.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = EventProducer(_producer_config(settings))
+        await producer.start()
+        app.state.producer = producer
+        try:
+            yield
+        finally:
+            await producer.stop()
+
+    app = FastAPI(
+        title="fleetstream",
+        summary="Kafka-first ingest for device fleets",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app, settings.api.retry_after_s)
+    app.include_router(readings.router)
+    app.include_router(health.router)
+    return app
+
+
+def _producer_config(settings: Settings) -> ProducerConfig:
+    kafka = settings.kafka
+    return ProducerConfig(
+        bootstrap_servers=kafka.bootstrap_servers,
+        delivery_timeout_ms=kafka.delivery_timeout_ms,
+        linger_ms=kafka.linger_ms,
+        queue_max_messages=kafka.queue_max_messages,
+    )

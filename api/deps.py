@@ -1,0 +1,22 @@
+"""Dependencies shared by the routes, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from connectors.kafka.producer import EventProducer
+from streams.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_producer(request: Request) -> EventProducer:
+    return cast(EventProducer, request.app.state.producer)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ProducerDep = Annotated[EventProducer, Depends(get_producer)]

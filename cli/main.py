@@ -1,0 +1,95 @@
+"""``fleetstream``: the one command in front of everything.
+
+fleetstream run            stack up + migrations + topics, then API and worker (Ctrl-C stops)
+fleetstream setup          stack up + migrations + topics, then exit (used by make test)
+fleetstream stack up|down|status|logs
+fleetstream api | worker   one service in the foreground
+fleetstream db upgrade|downgrade|current
+fleetstream topics create
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import runner
+from cli.stack_commands import stack_app
+from streams.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.add_typer(stack_app, name="stack")
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
+app.add_typer(db_app, name="db")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project.")
+app.add_typer(topics_app, name="topics")
+
+
+@app.command()
+def run() -> None:
+    """Set everything up, then run the API and the worker until Ctrl-C."""
+    settings = get_settings()
+    runner.prepare(settings)
+    raise typer.Exit(runner.run_services(settings))
+
+
+@app.command()
+def setup() -> None:
+    """Start the local stack, apply migrations and create topics, then exit."""
+    runner.prepare(get_settings())
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API in the foreground."""
+    import uvicorn  # imported here: keeps `fleetstream --help` fast
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run a Faust worker (all agents) in the foreground; start more to scale out."""
+    settings = get_settings()
+    runner.create_topics(settings)
+    runner.run_worker(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION."""
+    from connectors.postgres import migrate
+
+    migrate.upgrade(get_settings().postgres.dsn(), revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (e.g. base)."""
+    from connectors.postgres import migrate
+
+    migrate.downgrade(get_settings().postgres.dsn(), revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the applied revision."""
+    from connectors.postgres import migrate
+
+    migrate.current(get_settings().postgres.dsn())
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create missing project topics with their partition counts and configs."""
+    runner.create_topics(get_settings())
+
+
+if __name__ == "__main__":
+    app()

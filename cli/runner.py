@@ -1,0 +1,88 @@
+"""What ``fleetstream run``/``setup``/``worker`` do, kept out of the CLI definitions."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import typer
+
+from connectors.kafka.admin import ensure_topics
+from streams.settings import Settings
+from streams.topology import topic_specs
+
+AGENT_MODULES = ("agents.validate", "agents.postgres_sink")
+"""Every module that defines agents; the worker imports them so they register on the app."""
+
+STOP_GRACE_S = 15.0
+
+
+def say(message: str) -> None:
+    typer.secho(f"fleetstream: {message}", fg=typer.colors.CYAN, err=True)
+
+
+def prepare(settings: Settings) -> None:
+    """Local stack up, migrations applied, topics created: idempotent, with progress output."""
+    from cli.stack import manager
+    from connectors.postgres import migrate
+
+    manager.up(settings, progress=say)
+    say("applying database migrations")
+    migrate.upgrade(settings.postgres.dsn())
+    create_topics(settings)
+
+
+def create_topics(settings: Settings) -> None:
+    created = ensure_topics(settings.kafka.bootstrap_servers, topic_specs(settings))
+    say(f"created topics: {', '.join(created)}" if created else "topics are in place")
+
+
+def run_worker(settings: Settings) -> None:
+    from faust import Worker
+
+    from streams.app import app
+
+    for module in AGENT_MODULES:
+        importlib.import_module(module)
+    settings.worker.datadir.mkdir(parents=True, exist_ok=True)
+    Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
+
+
+def run_services(settings: Settings) -> int:
+    """Run API and worker as child processes until Ctrl-C or until one of them exits."""
+    children = {
+        name: subprocess.Popen([sys.executable, "-m", "cli.main", name])  # noqa: S603
+        for name in ("api", "worker")
+    }
+    api = settings.api
+    say(f"API        http://{api.host}:{api.port}  (docs: /docs, health: /health/ready)")
+    if settings.worker.web_enabled:
+        say(f"worker web http://{settings.worker.web_host}:{settings.worker.web_port}")
+    say("Ctrl-C stops API and worker; `fleetstream stack down` stops the stack")
+    try:
+        pid, status = os.wait()
+        name = next((n for n, p in children.items() if p.pid == pid), str(pid))
+        say(f"{name} exited with status {os.waitstatus_to_exitcode(status)}; stopping the rest")
+        code = 1
+    except KeyboardInterrupt:
+        say("stopping API and worker")
+        code = 0
+    _stop(list(children.values()))
+    return code
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

@@ -1,0 +1,62 @@
+"""Network probes used by the health checks; each returns a bool and never raises."""
+
+from __future__ import annotations
+
+import socket
+
+LOCALHOST = "127.0.0.1"
+
+#: MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keep-alive 60 s, empty client id.
+MQTT_CONNECT = bytes.fromhex("100c00044d5154540402003c0000")
+MQTT_CONNACK_OK = bytes.fromhex("20020000")
+MQTT_DISCONNECT = bytes.fromhex("e000")
+
+
+def parse_host_port(address: str) -> tuple[str, int]:
+    """``"host:port"`` (the first of a comma-separated list) -> (host, port)."""
+    first = address.split(",")[0].strip()
+    host, sep, port = first.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"not a host:port address: {address!r}")
+    return host.strip("[]") or LOCALHOST, int(port)
+
+
+def tcp_open(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _exchange(port: int, request: bytes, expect_len: int, host: str, timeout_s: float) -> bytes:
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        answer = b""
+        while len(answer) < expect_len:
+            chunk = sock.recv(expect_len - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def redis_ping(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
+    """True when Redis answers PING with +PONG (not while it is still loading its data)."""
+    try:
+        return _exchange(port, b"PING\r\n", 7, host, timeout_s) == b"+PONG\r\n"
+    except OSError:
+        return False
+
+
+def mqtt_connack(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
+    """True when an MQTT broker accepts an anonymous CONNECT (CONNACK, return code 0).
+
+    CONNECT and DISCONNECT go in one write; the broker answers CONNECT before it closes.
+    """
+    request = MQTT_CONNECT + MQTT_DISCONNECT
+    try:
+        return _exchange(port, request, len(MQTT_CONNACK_OK), host, timeout_s) == MQTT_CONNACK_OK
+    except OSError:
+        return False

@@ -1,0 +1,56 @@
+"""``fleetstream stack up|down|status|logs``: the local stack of real services."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.stack import manager
+from streams.settings import get_settings
+
+stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Postgres, Redis, Mosquitto.")
+
+ServicesArg = Annotated[
+    list[str] | None, typer.Argument(help="kafka, postgres, redis, mosquitto (default: all)")
+]
+
+
+def _say(message: str) -> None:
+    typer.secho(f"stack: {message}", fg=typer.colors.CYAN, err=True)
+
+
+@stack_app.command()
+def up(services: ServicesArg = None) -> None:
+    """Start (or keep) the services and wait until each answers."""
+    try:
+        manager.up(get_settings(), services=services, progress=_say)
+    except manager.StackError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+@stack_app.command()
+def down(services: ServicesArg = None) -> None:
+    """Stop the services this stack started (by their pids); data is kept."""
+    manager.down(get_settings(), services=services, progress=_say)
+
+
+@stack_app.command()
+def status() -> None:
+    """One line per service: running pid, address, healthy."""
+    unhealthy = False
+    for svc in manager.status(get_settings()):
+        state = "healthy" if svc.healthy else ("running" if svc.pid else "stopped")
+        unhealthy |= not svc.healthy
+        typer.echo(f"{svc.name:<10} {state:<8} pid={svc.pid or '-':<8} {svc.address}")
+    raise typer.Exit(1 if unhealthy else 0)
+
+
+@stack_app.command()
+def logs(
+    service: str,
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
+) -> None:
+    """The last lines of a service's log."""
+    typer.echo(manager.tail(get_settings(), service, lines))

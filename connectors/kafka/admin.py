@@ -1,0 +1,92 @@
+"""Explicit topic creation.
+
+Faust would auto-create a missing source topic with one partition and then fail with
+``PartitionsMismatch`` against its 8-partition changelogs, so every project topic is created here,
+with its partition count and configs, before any agent starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from connectors.kafka.errors import KafkaUnavailable, TopicMismatch
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0
+) -> list[str]:
+    """Create the missing topics; return the names created.
+
+    Existing topics are left as they are, except that one with fewer partitions than its spec
+    raises :class:`TopicMismatch`: adding partitions moves keys to other partitions, which breaks
+    per-device ordering, so that is an operator's decision, not a side effect of startup.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    existing = _partition_counts(admin, timeout_s)
+    wanted = list(specs)
+    for spec in wanted:
+        have = existing.get(spec.name)
+        if have is not None and have < spec.partitions:
+            raise TopicMismatch(
+                f"topic {spec.name} has {have} partitions, settings ask for {spec.partitions}; "
+                "raise them on purpose with kafka-topics --alter, or change the setting"
+            )
+    missing = [spec for spec in wanted if spec.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [_new_topic(spec) for spec in missing],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaUnavailable(f"could not create topic {name}: {exc}") from exc
+        else:
+            created.append(name)
+    return sorted(created)
+
+
+def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Delete topics (tests clean up their uuid topics with this); missing ones are ignored."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    for name, future in admin.delete_topics(list(names), operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaUnavailable(f"could not delete topic {name}: {exc}") from exc
+
+
+def _partition_counts(admin: AdminClient, timeout_s: float) -> dict[str, int]:
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka metadata request failed: {exc}") from exc
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def _new_topic(spec: TopicSpec) -> NewTopic:
+    return NewTopic(
+        spec.name,
+        num_partitions=spec.partitions,
+        replication_factor=spec.replication_factor,
+        config=dict(spec.config),
+    )

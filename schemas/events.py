@@ -1,0 +1,284 @@
+"""Kafka message contracts (JSON-encoded with msgspec).
+
+======================  ===========  ==================  ====================
+topic                   key          value               produced by
+======================  ===========  ==================  ====================
+``fleet.raw.v1``        device_id    :class:`RawEvent`   HTTP / MQTT / upload edge
+``fleet.readings.v1``   device_id    :class:`CuratedReading`  validate worker
+``fleet.deadletter.v1`` source key   :class:`DeadLetter`  any stage that gives up
+======================  ===========  ==================  ====================
+
+The worker calls :func:`process_raw` and nothing else; it raises
+:class:`~schemas.errors.ValidationFailure` for any bad message, which the
+worker turns into a dead letter with :func:`dead_letter_for`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
+
+import msgspec
+import uuid_utils
+
+from schemas.errors import FieldError, ValidationFailure, one_line
+from schemas.readings import AwareDatetime, DeviceId, EventId, Metadata, Reading, Sensors
+from schemas.validation import (
+    DEFAULT_MAX_FUTURE,
+    JsonInput,
+    decode_json,
+    decode_reading,
+    require_aware,
+)
+
+__all__ = [
+    "ENVELOPE_SCHEMA",
+    "CuratedReading",
+    "DeadLetter",
+    "RawEvent",
+    "Source",
+    "curate",
+    "curated_decoder",
+    "dead_letter_decoder",
+    "dead_letter_for",
+    "decode_curated",
+    "decode_dead_letter",
+    "decode_raw_event",
+    "encode_curated",
+    "encode_dead_letter",
+    "encode_raw_event",
+    "encoder",
+    "new_event_id",
+    "process_raw",
+    "raw_event_decoder",
+    "raw_event_for",
+]
+
+Source = Literal["http", "mqtt", "upload"]
+ENVELOPE_SCHEMA: Final = 1
+
+
+class RawEvent(msgspec.Struct, frozen=True):
+    """Envelope on ``fleet.raw.v1`` around one reading exactly as received.
+
+    ``payload`` holds the reading's JSON bytes verbatim (``msgspec.Raw`` is
+    spliced into the envelope unmodified), so the worker re-validates - and a
+    dead letter carries - the original.  It must therefore be valid JSON;
+    the edge guarantees that by validating before producing.
+
+    Unknown envelope fields are ignored (forward compatibility: a newer edge
+    may add optional fields); breaking changes bump ``schema``.
+    ``received_at`` is normalised to UTC and ``event_id`` to lower case.
+    """
+
+    event_id: EventId
+    device_id: DeviceId
+    received_at: AwareDatetime
+    source: Source
+    payload: msgspec.Raw
+    schema: Literal[1] = ENVELOPE_SCHEMA
+
+    def __post_init__(self) -> None:
+        # Meta(tz=True) is only enforced when decoding; direct construction lands here.
+        if self.received_at.tzinfo is None or self.received_at.utcoffset() is None:
+            raise ValueError("received_at must be timezone-aware")
+        try:
+            received_utc = self.received_at.astimezone(UTC)
+        except OverflowError as exc:  # msgspec only wraps ValueError/TypeError
+            raise ValueError("received_at is out of range") from exc
+        msgspec.structs.force_setattr(self, "received_at", received_utc)
+        msgspec.structs.force_setattr(self, "event_id", self.event_id.lower())
+
+
+class CuratedReading(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated reading on ``fleet.readings.v1``, for analytics and sinks.
+
+    ``ts`` is the device timestamp, or ``received_at`` when the device sent
+    none; both are UTC.  ``sensors`` omits absent sensors/fields (and
+    ``mq134.unit``, whose only value is ``"ppm"``).
+    """
+
+    schema_version: int = 1
+    event_id: str
+    device_id: str
+    ts: datetime
+    received_at: datetime
+    source: Source
+    sensors: Sensors
+    metadata: Metadata | None = None
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A message some stage gave up on, on ``fleet.deadletter.v1``.
+
+    ``original`` is the failed Kafka message value byte-for-byte; in JSON it is
+    a base64 string (msgspec's encoding of ``bytes``), decoded back to bytes
+    by :func:`decode_dead_letter`.  ``errors`` may be empty (e.g. a sink error).
+    """
+
+    stage: str
+    reason: str
+    errors: list[FieldError] = []
+    error_type: str
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    original: bytes
+    failed_at: datetime
+    event_id: str | None = None
+
+
+encoder = msgspec.json.Encoder()
+raw_event_decoder = msgspec.json.Decoder(RawEvent)
+curated_decoder = msgspec.json.Decoder(CuratedReading)
+dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
+
+
+def new_event_id() -> str:
+    """A fresh UUIDv7 (time-ordered, so ids sort roughly by creation time)."""
+    return str(uuid_utils.uuid7())
+
+
+def raw_event_for(
+    reading: Reading,
+    payload: bytes | msgspec.Raw,
+    *,
+    source: Source,
+    received_at: datetime,
+) -> RawEvent:
+    """Build the envelope for a validated reading (edge helper).
+
+    ``payload`` is the reading's JSON exactly as received (see
+    ``decode_readings_with_raw``).  The client's ``event_id`` is reused for
+    idempotency; otherwise a new UUIDv7 is generated.
+    """
+    require_aware(received_at, "received_at")
+    raw = payload if isinstance(payload, msgspec.Raw) else msgspec.Raw(payload)
+    return RawEvent(
+        event_id=reading.event_id or new_event_id(),
+        device_id=reading.device_id,
+        received_at=received_at,
+        source=source,
+        payload=raw,
+    )
+
+
+def encode_raw_event(event: RawEvent) -> bytes:
+    """JSON bytes for ``fleet.raw.v1``."""
+    return encoder.encode(event)
+
+
+def decode_raw_event(data: JsonInput) -> RawEvent:
+    """Decode an envelope; malformed ones raise ValidationFailure (loc is envelope-relative)."""
+    return decode_json(raw_event_decoder, data)
+
+
+def encode_curated(reading: CuratedReading) -> bytes:
+    """JSON bytes for ``fleet.readings.v1``."""
+    return encoder.encode(reading)
+
+
+def decode_curated(data: JsonInput) -> CuratedReading:
+    """Decode a curated reading; raises ValidationFailure."""
+    return decode_json(curated_decoder, data)
+
+
+def encode_dead_letter(letter: DeadLetter) -> bytes:
+    """JSON bytes for ``fleet.deadletter.v1``."""
+    return encoder.encode(letter)
+
+
+def decode_dead_letter(data: JsonInput) -> DeadLetter:
+    """Decode a dead letter (``original`` back to bytes); raises ValidationFailure."""
+    return decode_json(dead_letter_decoder, data)
+
+
+def curate(raw: RawEvent, reading: Reading) -> CuratedReading:
+    """Combine an envelope and its validated reading into the analytics record.
+
+    ``reading`` must come from the validator (its timestamp is range-checked).
+    """
+    ts = raw.received_at if reading.timestamp is None else reading.timestamp.astimezone(UTC)
+    return CuratedReading(
+        event_id=raw.event_id,
+        device_id=raw.device_id,
+        ts=ts,
+        received_at=raw.received_at,
+        source=raw.source,
+        sensors=reading.sensors,
+        metadata=reading.metadata,
+    )
+
+
+def process_raw(
+    data: JsonInput,
+    *,
+    now: datetime,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+) -> CuratedReading:
+    """Envelope decode + reading validation + curation: the worker's whole job.
+
+    Raises ValidationFailure for any problem.  Reading errors are located under
+    ``payload`` (``loc == ("payload", "sensors", ...)``) because the dead
+    letter's ``original`` is the envelope, and carry the envelope's event_id.
+    The clock-skew guard uses ``now``; as ``now >= received_at`` in practice,
+    a replay never rejects a reading the edge accepted.
+    """
+    require_aware(now, "now")  # a caller bug, not bad input: fail before decoding
+    raw = decode_raw_event(data)
+    try:
+        reading = decode_reading(raw.payload, now=now, max_future=max_future)
+    except ValidationFailure as exc:
+        failure = exc.with_prefix("payload")
+        failure.event_id = raw.event_id
+        raise failure from exc
+    if reading.device_id != raw.device_id:
+        message = f"device_id {reading.device_id!r} does not match the envelope's {raw.device_id!r}"
+        error = FieldError(("payload", "device_id"), message, "mismatch")
+        raise ValidationFailure([error], event_id=raw.event_id)
+    return curate(raw, reading)
+
+
+def dead_letter_for(
+    exc: BaseException,
+    *,
+    stage: str,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    key: str | None,
+    original: bytes,
+    failed_at: datetime,
+    event_id: str | None = None,
+) -> DeadLetter:
+    """Build a dead letter from the exception that made ``stage`` give up.
+
+    A ValidationFailure contributes its reason, errors and event_id; any other
+    exception contributes ``"<Type>: <message>"`` (one line) and no errors.
+    """
+    if isinstance(exc, ValidationFailure):
+        reason, errors = exc.reason, exc.errors
+        event_id = event_id or exc.event_id
+    else:
+        reason, errors = one_line(f"{type(exc).__name__}: {exc}"), []
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        errors=errors,
+        error_type=_qualified_name(type(exc)),
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        key=key,
+        original=original,
+        failed_at=failed_at,
+        event_id=event_id,
+    )
+
+
+def _qualified_name(cls: type[BaseException]) -> str:
+    # "asyncpg.exceptions.UniqueViolationError" says more than the bare name;
+    # builtins stay short ("ValueError").
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"

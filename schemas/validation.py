@@ -1,0 +1,246 @@
+"""The shared reading validator used by the HTTP/MQTT edge and the stream worker.
+
+Contract: for *any* bad input (invalid UTF-8, invalid JSON, wrong types, out
+of range values, absurd nesting, ...) these functions raise
+:class:`~schemas.errors.ValidationFailure` and nothing else.  Passing a naive
+``now`` is a programming error and raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import msgspec
+
+from schemas.errors import (
+    BatchValidationFailure,
+    FieldError,
+    ValidationFailure,
+    field_error_from_message,
+)
+from schemas.readings import DEVICE_ID_PATTERN, UUID_PATTERN, Reading
+
+__all__ = [
+    "DEFAULT_MAX_FUTURE",
+    "MIN_TIMESTAMP",
+    "BatchValidationFailure",
+    "JsonInput",
+    "ValidationFailure",
+    "check_timestamp",
+    "decode_json",
+    "decode_reading",
+    "decode_readings",
+    "decode_readings_with_raw",
+    "require_aware",
+    "validate_reading_obj",
+]
+
+T = TypeVar("T")
+JsonInput = bytes | bytearray | memoryview | str
+
+DEFAULT_MAX_FUTURE = timedelta(days=1)
+"""How far a reading's timestamp may be ahead of the reference clock (clock skew)."""
+
+MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+"""Earlier timestamps are rejected: an ESP32 without NTP sync reports 1970."""
+
+# Clients should read "what is allowed", not a regex.
+_PATTERN_HINTS = {
+    DEVICE_ID_PATTERN: "expected 1-128 characters: a letter or digit, "
+    "then letters, digits, '.', '_', ':' or '-'",
+    UUID_PATTERN: "expected a UUID string like 0190f2c4-7d4e-7b3a-9c1e-2f4a5b6c7d8e",
+}
+
+_reading_decoder = msgspec.json.Decoder(Reading)
+# Batch bodies are split into raw items first so each is validated on its own
+# and every bad item is reported, not just the first.
+_items_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_ARRAY_START = re.compile(rb"[ \t\r\n]*\[")
+
+
+def decode_json(decoder: msgspec.json.Decoder[T], data: JsonInput) -> T:
+    """Decode ``data`` with ``decoder``, turning every failure into ValidationFailure."""
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _failure(exc) from exc
+    except msgspec.DecodeError as exc:
+        message = str(exc)
+        if not message.startswith("JSON is malformed"):
+            message = f"JSON is malformed: {message}"  # e.g. "Input data was truncated"
+        raise ValidationFailure.single((), message, "json") from exc
+    except UnicodeError as exc:
+        # msgspec raises Unicode(De|En)codeError for bad UTF-8 inside strings
+        # and for lone surrogates in ``str`` input.
+        raise ValidationFailure.single((), "input is not valid UTF-8", "encoding") from exc
+    except RecursionError as exc:
+        raise ValidationFailure.single((), "JSON is nested too deeply", "json") from exc
+
+
+def decode_reading(
+    data: JsonInput,
+    *,
+    now: datetime,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+) -> Reading:
+    """Decode and validate the JSON of ONE reading.
+
+    ``now`` (timezone-aware) is the reference for the clock-skew guard: the
+    reading's timestamp may be at most ``max_future`` ahead of it.
+    """
+    reading = decode_json(_reading_decoder, data)
+    check_timestamp(reading, now=now, max_future=max_future)
+    return reading
+
+
+def validate_reading_obj(
+    obj: Any,
+    *,
+    now: datetime,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+) -> Reading:
+    """Validate an already-decoded object (dicts/lists/str/...) as a Reading."""
+    try:
+        reading = msgspec.convert(obj, Reading)
+    except msgspec.ValidationError as exc:
+        raise _failure(exc) from exc
+    except UnicodeError as exc:  # lone surrogates in str fields with a pattern
+        raise ValidationFailure.single((), "strings must be valid Unicode", "encoding") from exc
+    except RecursionError as exc:
+        raise ValidationFailure.single((), "object is nested too deeply", "value") from exc
+    _check_metadata_encodable(reading)
+    check_timestamp(reading, now=now, max_future=max_future)
+    return reading
+
+
+def _check_metadata_encodable(reading: Reading) -> None:
+    # Python strs may hold lone surrogates that JSON input never can; metadata
+    # is the only free-form text, so make sure it will encode later.
+    if reading.metadata is None:
+        return
+    try:
+        msgspec.json.encode(reading.metadata)
+    except UnicodeEncodeError as exc:
+        message = "strings must be valid Unicode (no lone surrogates)"
+        raise ValidationFailure.single(("metadata",), message, "encoding") from exc
+
+
+def decode_readings(
+    data: JsonInput,
+    *,
+    now: datetime,
+    max_items: int,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+) -> list[Reading]:
+    """Decode one reading object or a JSON array of 1..max_items readings.
+
+    A single object fails with a plain ValidationFailure.  For an array, every
+    item is validated; if any fail, BatchValidationFailure lists the errors of
+    all failed items with ``loc`` starting at the item index.  An empty or
+    oversized array fails as a whole (``loc == ()``, type ``length``).
+    """
+    items = decode_readings_with_raw(data, now=now, max_items=max_items, max_future=max_future)
+    return [reading for reading, _ in items]
+
+
+def decode_readings_with_raw(
+    data: JsonInput,
+    *,
+    now: datetime,
+    max_items: int,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+) -> list[tuple[Reading, msgspec.Raw]]:
+    """Like :func:`decode_readings`, also returning each item's exact JSON bytes.
+
+    The edge puts those bytes in ``RawEvent.payload`` so the worker re-validates
+    (and dead letters carry) exactly what the client sent.
+    """
+    body = _to_bytes(data)
+    if _ARRAY_START.match(body) is None:
+        return [(decode_reading(body, now=now, max_future=max_future), msgspec.Raw(body))]
+
+    items = decode_json(_items_decoder, body)
+    _check_count(len(items), max_items)
+    results: list[tuple[Reading, msgspec.Raw]] = []
+    errors: list[FieldError] = []
+    failed = 0
+    for index, raw in enumerate(items):
+        try:
+            results.append((decode_reading(raw, now=now, max_future=max_future), raw))
+        except ValidationFailure as exc:
+            failed += 1
+            errors.extend(error.with_prefix(index) for error in exc.errors)
+    if errors:
+        first = errors[0].describe()
+        reason = f"{failed} of {len(items)} readings invalid; first: {first}"
+        raise BatchValidationFailure(errors, reason)
+    return results
+
+
+def check_timestamp(
+    reading: Reading,
+    *,
+    now: datetime,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+) -> None:
+    """Reject timestamps before MIN_TIMESTAMP or more than ``max_future`` after ``now``."""
+    require_aware(now, "now")
+    ts = reading.timestamp
+    if ts is None:
+        return
+    try:
+        too_old = ts < MIN_TIMESTAMP
+        ahead = ts - now
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 cannot be moved to UTC
+        too_old, ahead = True, timedelta(0)
+    if too_old:
+        message = f"timestamp is before {MIN_TIMESTAMP.isoformat()} (device clock not set?)"
+        raise ValidationFailure.single(("timestamp",), message, "range")
+    if ahead > max_future:
+        message = (
+            f"timestamp {ts.isoformat()} is {_human(ahead)} ahead of server time "
+            f"{now.isoformat()}; at most {_human(max_future)} of clock skew is allowed"
+        )
+        raise ValidationFailure.single(("timestamp",), message, "future_timestamp")
+
+
+def require_aware(value: datetime, name: str) -> None:
+    """Raise ValueError (a caller bug, not bad input) for a naive datetime."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime")
+
+
+def _failure(exc: msgspec.ValidationError) -> ValidationFailure:
+    return ValidationFailure([field_error_from_message(str(exc), _PATTERN_HINTS)])
+
+
+def _to_bytes(data: JsonInput) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        try:
+            return data.encode()
+        except UnicodeEncodeError as exc:  # lone surrogates
+            raise ValidationFailure.single((), "input is not valid UTF-8", "encoding") from exc
+    return bytes(data)
+
+
+def _check_count(count: int, max_items: int) -> None:
+    if count == 0:
+        raise ValidationFailure.single(
+            (), "empty array: at least one reading is required", "length"
+        )
+    if count > max_items:
+        message = f"too many readings: {count} items, at most {max_items} allowed per request"
+        raise ValidationFailure.single((), message, "length")
+
+
+def _human(delta: timedelta) -> str:
+    """``timedelta(seconds=90061)`` -> ``"1d 1h 1m 1s"`` (sub-second precision dropped)."""
+    days, rest = divmod(int(delta.total_seconds()), 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    units = ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s"))
+    return " ".join(f"{n}{unit}" for n, unit in units if n) or "0s"

@@ -1,0 +1,48 @@
+"""The project's Kafka topics as specs: names from the settings, shapes fixed here.
+
+Registry topics (devices, flows) are compacted: the latest record per key is the state. Event
+topics keep a time-bounded history; the dead-letter topic keeps it longest, since somebody has
+to look at it.
+"""
+
+from __future__ import annotations
+
+from connectors.kafka.admin import TopicSpec
+from streams.settings import Settings
+
+DEADLETTER_MAX_BYTES = 4 * 1024 * 1024
+
+
+def _with(spec: TopicSpec, config: dict[str, str]) -> TopicSpec:
+    return TopicSpec(spec.name, spec.partitions, spec.replication_factor, {**spec.config, **config})
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    topics, kafka = settings.topics, settings.kafka
+
+    def events(name: str, retention_ms: int) -> TopicSpec:
+        return TopicSpec(
+            name,
+            kafka.partitions,
+            kafka.replication_factor,
+            {"cleanup.policy": "delete", "retention.ms": str(retention_ms)},
+        )
+
+    def registry(name: str) -> TopicSpec:
+        return TopicSpec(
+            name, kafka.partitions, kafka.replication_factor, {"cleanup.policy": "compact"}
+        )
+
+    return [
+        events(topics.raw, topics.retention_ms),
+        events(topics.readings, topics.retention_ms),
+        events(topics.alerts, topics.retention_ms),
+        _with(
+            events(topics.deadletter, topics.deadletter_retention_ms),
+            # A dead letter carries the original bytes base64-encoded plus the reason, so it is
+            # larger than the event that failed; leave room above the 1 MiB default.
+            {"max.message.bytes": str(DEADLETTER_MAX_BYTES)},
+        ),
+        registry(topics.devices),
+        registry(topics.flows),
+    ]

@@ -1,0 +1,28 @@
+"""Seed-002 style readings for tests and benchmarks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+BASE_TIME = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def device_ids(count: int, prefix: str = "esp32") -> list[str]:
+    run = uuid.uuid4().hex[:8]
+    return [f"{prefix}-{run}-{n:03d}" for n in range(count)]
+
+
+def reading(device_id: str, n: int = 0, sensors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A valid reading with all three ESP32 sensors, unless ``sensors`` says otherwise."""
+    default = {
+        "ld2410": {"presence": n % 2 == 0, "distance_cm": 50 + n % 300, "moving_energy": n % 100},
+        "pir": {"motion_detected": n % 3 == 0},
+        "mq134": {"gas_concentration": 10.0 + (n % 50) / 4},
+    }
+    return {
+        "device_id": device_id,
+        "timestamp": (BASE_TIME + timedelta(seconds=n)).isoformat(),
+        "sensors": sensors or default,
+    }

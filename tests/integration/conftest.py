@@ -1,0 +1,124 @@
+"""Fixtures on the real local stack: Kafka, Postgres, Redis, Mosquitto.
+
+The session fixture starts the stack (idempotent; fast when it already runs) and migrates a test
+database. A service that cannot be reached fails the run: these tests never skip. Every test gets
+fresh uuid topics and its own consumer group, and its own device ids for rows in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from api.app import create_app
+from cli.stack import manager
+from connectors.kafka.admin import delete_topics, ensure_topics
+from connectors.postgres import migrate
+from streams.settings import Settings, TopicSettings, get_settings
+from streams.topology import topic_specs
+from tests.integration.processes import WorkerProcess
+
+TEST_DATABASE = "fleetstream_test"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that stop a stack service run last, so they cannot disturb the others."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Settings:
+    base = get_settings()
+    settings = base.model_copy(
+        update={
+            "environment": "test",
+            "postgres": base.postgres.model_copy(update={"database": TEST_DATABASE}),
+        }
+    )
+    manager.up(settings, progress=lambda line: print(f"stack: {line}"))
+    asyncio.run(_create_database(base, TEST_DATABASE))
+    migrate.upgrade(settings.postgres.dsn())
+    return settings
+
+
+async def _create_database(settings: Settings, name: str) -> None:
+    conn = await asyncpg.connect(settings.postgres.dsn())
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """Settings with fresh uuid topics, consumer group and Faust data dir; topics created."""
+    suffix = uuid.uuid4().hex[:10]
+    topics = TopicSettings(
+        **{
+            name: f"test.{name}.{suffix}"
+            for name in ("raw", "readings", "deadletter", "alerts", "devices", "flows")
+        }
+    )
+    settings = stack_settings.model_copy(
+        update={
+            "topics": topics,
+            "kafka": stack_settings.kafka.model_copy(update={"partitions": 3}),
+            "worker": stack_settings.worker.model_copy(
+                update={
+                    "app_id": f"test-{suffix}",
+                    "web_enabled": False,
+                    "datadir": tmp_path / "faust",
+                    "sink_batch_max": 200,
+                }
+            ),
+        }
+    )
+    specs = topic_specs(settings)
+    ensure_topics(settings.kafka.bootstrap_servers, specs)
+    yield settings
+    delete_topics(settings.kafka.bootstrap_servers, [spec.name for spec in specs])
+
+
+@pytest.fixture
+def worker(pipeline: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A started worker on the pipeline's topics; stopped (by its pid) after the test."""
+    process = WorkerProcess(pipeline, tmp_path / "worker.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def worker_factory(pipeline: Settings, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    """Workers the test starts itself (e.g. to kill one); all stopped after the test."""
+    started: list[WorkerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+async def api_client(pipeline: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process (real producer, real broker), driven through ASGI."""
+    app = create_app(pipeline)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as client:
+            yield client
+
+
+@pytest.fixture
+async def db(stack_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(stack_settings.postgres.dsn())
+    yield conn
+    await conn.close()

@@ -1,0 +1,55 @@
+"""Small confluent-kafka helpers for tests: produce raw bytes, read a whole topic."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for key, value in records:
+        producer.produce(topic, value, key)
+    remaining = producer.flush(15)
+    assert remaining == 0, f"{remaining} test records were not delivered"
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
+    """The number of records ever written to ``topic`` (sum of high watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
+    try:
+        total = 0
+        for partition in range(partitions):
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += high
+        return total
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[bytes]:
+    """Read ``topic`` from the beginning until ``expected`` values arrived (or time runs out)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    try:
+        remaining_polls = int(timeout_s / 0.5)
+        while len(values) < expected and remaining_polls > 0:
+            message = consumer.poll(0.5)
+            remaining_polls -= 1
+            if message is None or message.error() is not None:
+                continue
+            value = message.value()
+            if value is not None:
+                values.append(value)
+        return values
+    finally:
+        consumer.close()

@@ -1,0 +1,58 @@
+"""Worker processes started by tests, stopped by their own pid only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from streams.settings import Settings
+from tests.support import settings_env
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """``fleetstream worker`` in a child process with the given settings."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self._env = {**os.environ, **settings_env(settings)}
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker"],
+                cwd=PROJECT_ROOT,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit — a crash."""
+        if self._proc is not None and self.running:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        if self._proc is None or not self.running:
+            return
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self._log_path.exists():
+            return ""
+        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,42 @@
+"""With the broker stopped, the edge answers 503 with Retry-After, never 202."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from api.app import create_app
+from cli.stack import manager
+from streams.settings import Settings
+from tests.factories import device_ids, reading
+
+
+@pytest.fixture
+def kafka_stopped(stack_settings: Settings) -> Iterator[None]:
+    manager.down(stack_settings, services=["kafka"], progress=print)
+    try:
+        yield
+    finally:
+        manager.up(stack_settings, services=["kafka"], progress=print)
+
+
+@pytest.mark.disruptive
+async def test_api_answers_503_while_kafka_is_stopped(
+    pipeline: Settings, kafka_stopped: None
+) -> None:
+    settings = pipeline.model_copy(
+        update={"kafka": pipeline.kafka.model_copy(update={"delivery_timeout_ms": 2000})}
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as client:
+            device = device_ids(1)[0]
+            response = await client.post("/v1/readings", json=[reading(device, 0)])
+            ready = await client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == str(settings.api.retry_after_s)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert ready.status_code == 503

@@ -1,0 +1,56 @@
+"""Helpers shared by the test suites: waiting on conditions, settings as environment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr
+
+from streams.settings import Settings
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]],
+    *,
+    timeout_s: float,
+    what: str | Callable[[], str],
+    poll_s: float = 0.2,
+) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` when ``timeout_s`` runs out.
+
+    ``what`` may be a callable, evaluated only on failure (e.g. to attach a log tail).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {described}")
+        await asyncio.sleep(poll_s)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as FLEET_* variables, so a child process reads the same settings."""
+    env = {
+        "FLEET_ENVIRONMENT": settings.environment,
+        "FLEET_LOG_LEVEL": settings.log_level,
+    }
+    for section_name in Settings.model_fields:
+        section = getattr(settings, section_name)
+        if not isinstance(section, BaseModel):
+            continue
+        for field in type(section).model_fields:
+            env[f"FLEET_{section_name}__{field}".upper()] = _env_value(getattr(section, field))
+    return env
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)

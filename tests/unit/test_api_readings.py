@@ -1,0 +1,152 @@
+"""The ingest route without a broker: a fake producer records what would be sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import pytest
+
+from api.app import create_app
+from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
+from connectors.kafka.producer import Record
+from schemas.events import decode_raw_event
+from streams.settings import Settings
+from tests.factories import reading
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Record]] = []
+        self.fail_with: Exception | None = None
+
+    async def produce_all(self, topic: str, records: Sequence[Record]) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent += [(topic, record) for record in records]
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        return self.fail_with is None
+
+
+@pytest.fixture
+def producer() -> FakeProducer:
+    return FakeProducer()
+
+
+@pytest.fixture
+async def client(producer: FakeProducer) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings().model_copy(
+        update={
+            "api": Settings().api.model_copy(update={"max_batch_items": 5, "max_body_bytes": 4096})
+        }
+    )
+    app = create_app(settings)
+    app.state.producer = producer  # no lifespan: nothing connects to Kafka
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as http:
+        yield http
+
+
+async def test_one_reading_is_produced_keyed_by_device(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    response = await client.post("/v1/readings", json=reading("esp32-a", 1))
+    assert response.status_code == 202
+    (event_id,) = response.json()["event_ids"]
+    ((topic, (key, value)),) = producer.sent
+    assert topic == "fleet.raw.v1"
+    assert key == b"esp32-a"
+    event = decode_raw_event(value)
+    assert event.event_id == event_id
+    assert event.source == "http"
+    assert json.loads(bytes(event.payload))["sensors"]["pir"] == {"motion_detected": False}
+
+
+async def test_batch_is_produced_in_order(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    batch = [reading(f"esp32-{n}", n) for n in range(3)]
+    response = await client.post("/v1/readings", json=batch)
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 3
+    assert [key for _, (key, _) in producer.sent] == [b"esp32-0", b"esp32-1", b"esp32-2"]
+
+
+async def test_idempotency_key_gives_the_same_event_ids(client: httpx.AsyncClient) -> None:
+    batch = [reading("esp32-a", n) for n in range(2)]
+    headers = {"Idempotency-Key": "abc"}
+    first = await client.post("/v1/readings", json=batch, headers=headers)
+    again = await client.post("/v1/readings", json=batch, headers=headers)
+    fresh = await client.post("/v1/readings", json=batch)
+    assert first.json()["event_ids"] == again.json()["event_ids"]
+    assert set(first.json()["event_ids"]).isdisjoint(fresh.json()["event_ids"])
+
+
+async def test_invalid_field_is_named_in_a_problem(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    bad = reading("esp32-a", sensors={"ld2410": {"presence": True, "moving_energy": 101}})
+    response = await client.post("/v1/readings", json=bad)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 422
+    assert body["errors"][0]["field"] == "sensors.ld2410.moving_energy"
+    assert producer.sent == []
+
+
+async def test_batch_errors_name_each_bad_item(client: httpx.AsyncClient) -> None:
+    batch = [reading("esp32-a", 0), {"device_id": "esp32-a"}, {"sensors": {}}]
+    response = await client.post("/v1/readings", json=batch)
+    assert response.status_code == 422
+    assert {error["index"] for error in response.json()["errors"]} == {1, 2}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 422),
+        (b"[]", "application/json", 422),
+        (json.dumps([reading("d", n) for n in range(6)]).encode(), "application/json", 422),
+        (b"x" * 5000, "application/json", 413),
+        (json.dumps(reading("d")).encode(), "text/plain", 415),
+    ],
+)
+async def test_bad_requests_get_problems(
+    client: httpx.AsyncClient,
+    producer: FakeProducer,
+    body: bytes,
+    content_type: str,
+    status: int,
+) -> None:
+    response = await client.post(
+        "/v1/readings", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"]
+    assert producer.sent == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(KafkaUnavailable("broker down"), 503), (ProducerBackpressure("queue full"), 429)],
+)
+async def test_kafka_trouble_is_never_a_202(
+    client: httpx.AsyncClient, producer: FakeProducer, error: Exception, status: int
+) -> None:
+    producer.fail_with = error
+    response = await client.post("/v1/readings", json=reading("esp32-a"))
+    assert response.status_code == status
+    assert response.headers["retry-after"] == "2"
+
+
+async def test_readiness_follows_the_broker(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    assert (await client.get("/health/ready")).status_code == 200
+    producer.fail_with = KafkaUnavailable("down")
+    assert (await client.get("/health/ready")).status_code == 503
+    assert (await client.get("/health")).status_code == 200

@@ -96,3 +96,15 @@ def test_status_of_an_empty_home_starts_nothing(tmp_path: Path) -> None:
     assert [s.name for s in states] == list(manager.SERVICE_NAMES)
     assert all(s.pid is None and not s.healthy for s in states)
     assert not (tmp_path / "run").exists()
+
+
+def test_missing_program_without_apt_names_the_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(installer, "can_use_apt", lambda: False)
+    present = installer.Requirement("redis-server", lambda: True, ("redis-server",))
+    installer.ensure([present], tmp_path / "apt.log", print)  # nothing missing: no-op
+    absent = installer.Requirement("mosquitto", lambda: False, ("mosquitto", "mosquitto-clients"))
+    with pytest.raises(StackError, match="mosquitto mosquitto-clients"):
+        installer.ensure([present, absent], tmp_path / "apt.log", print)
+    assert not (tmp_path / "apt.log").exists()

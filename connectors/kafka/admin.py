@@ -7,10 +7,11 @@ with its partition count and configs, before any agent starts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -28,7 +29,7 @@ class TopicSpec:
 def ensure_topics(
     bootstrap_servers: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0
 ) -> list[str]:
-    """Create the missing topics; return the names created.
+    """Create the missing topics and wait until they are served; return the names created.
 
     Existing topics are left as they are, except that one with fewer partitions than its spec
     raises :class:`TopicMismatch`: adding partitions moves keys to other partitions, which breaks
@@ -61,6 +62,7 @@ def ensure_topics(
                 raise KafkaUnavailable(f"could not create topic {name}: {exc}") from exc
         else:
             created.append(name)
+    _wait_until_serving(bootstrap_servers, missing, timeout_s)
     return sorted(created)
 
 
@@ -73,6 +75,35 @@ def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaUnavailable(f"could not delete topic {name}: {exc}") from exc
+
+
+def _wait_until_serving(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float) -> None:
+    """Wait until the leader of every partition of the new topics answers an offsets request.
+
+    Metadata lists a leader a moment before that broker serves the partition; until then
+    producers and offset look-ups get NOT_LEADER_FOR_PARTITION.
+    """
+    probe = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "fleetstream-admin"})
+    deadline = time.monotonic() + timeout_s
+    pending = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
+    try:
+        while pending:
+            pending = [tp for tp in pending if not _serves(probe, tp)]
+            if pending and time.monotonic() > deadline:
+                names = sorted({tp.topic for tp in pending})
+                raise KafkaUnavailable(f"partitions not served after {timeout_s}s: {names}")
+            if pending:
+                time.sleep(0.1)  # poll interval of the offsets probe above
+    finally:
+        probe.close()
+
+
+def _serves(probe: Consumer, partition: TopicPartition) -> bool:
+    try:
+        probe.get_watermark_offsets(partition, timeout=5)
+    except KafkaException:
+        return False
+    return True
 
 
 def _partition_counts(admin: AdminClient, timeout_s: float) -> dict[str, int]:

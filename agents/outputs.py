@@ -2,27 +2,44 @@
 
 An agent acks its input events only after :func:`publish` returned, so an offset is never
 committed for an event whose outputs are not in Kafka.
+
+Records go straight to the worker's Kafka producer (``app.producer``) rather than through
+``Topic.send``: Faust's channel machinery costs ~0.25 ms per record, which made publishing
+the validate agent's bottleneck (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agents.retry import retry_until_done
 
 
+class Producer(Protocol):
+    """The part of Faust's producer (``faust.types.ProducerT``) that agents use."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Awaitable[Any]: ...
+
+
 @dataclass(frozen=True)
 class Output:
-    topic: Any
-    """A Faust topic (``faust.TopicT``)."""
+    topic: str
     key: bytes | None
     value: bytes
 
 
-async def publish(outputs: Sequence[Output], *, backoff_max_s: float) -> None:
+async def publish(producer: Producer, outputs: Sequence[Output], *, backoff_max_s: float) -> None:
     """Send ``outputs`` in order and wait for every ack, retrying the batch until it lands.
 
     A retry may send some records twice; every record carries its event_id, and consumers (our
@@ -30,7 +47,9 @@ async def publish(outputs: Sequence[Output], *, backoff_max_s: float) -> None:
     """
 
     async def send_all() -> None:
-        pending = [await out.topic.send(key=out.key, value=out.value) for out in outputs]
+        pending = [
+            await producer.send(out.topic, out.key, out.value, None, None, None) for out in outputs
+        ]
         await asyncio.gather(*pending)
 
     if outputs:

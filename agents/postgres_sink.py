@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from agents.deadletters import dead_letter
-from agents.outputs import Output, publish
+from agents.outputs import Output, Producer, publish
 from agents.retry import retry_until_done
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
@@ -24,11 +24,12 @@ from connectors.postgres.readings import ReadingRow, ReadingStore
 from schemas.errors import ValidationFailure
 from schemas.events import CuratedReading, decode_curated
 from streams.app import app, settings
-from streams.topics import deadletter_topic, readings_topic
+from streams.topics import readings_topic
 
 log = logging.getLogger(__name__)
 
 STAGE = "sink.postgres"
+DEADLETTER = settings.topics.deadletter
 _json = msgspec.json.Encoder()
 
 
@@ -49,8 +50,9 @@ def to_row(reading: CuratedReading) -> ReadingRow:
 class ReadingsSink:
     """Turns a batch of Faust events into committed rows and dead letters."""
 
-    def __init__(self, store: ReadingStore, backoff_max_s: float) -> None:
+    def __init__(self, store: ReadingStore, producer: Producer, backoff_max_s: float) -> None:
         self._store = store
+        self._producer = producer
         self._backoff_max_s = backoff_max_s
 
     async def write_batch(self, events: Sequence[Any]) -> None:
@@ -64,7 +66,7 @@ class ReadingsSink:
             except ValidationFailure as exc:  # undecodable: a dead letter, not a crash
                 letters.append(self._letter(message, exc, now))
         letters += await self._write(rows, now)
-        await publish(letters, backoff_max_s=self._backoff_max_s)
+        await publish(self._producer, letters, backoff_max_s=self._backoff_max_s)
 
     async def _write(self, rows: list[tuple[Any, ReadingRow]], now: datetime) -> list[Output]:
         """Write the rows; return dead letters for rows Postgres refused."""
@@ -91,7 +93,7 @@ class ReadingsSink:
         log.warning(
             "dead-lettering %s[%d]@%d: %r", message.topic, message.partition, message.offset, exc
         )
-        return Output(deadletter_topic, message.key, dead_letter(STAGE, message, exc, now))
+        return Output(DEADLETTER, message.key, dead_letter(STAGE, message, exc, now))
 
 
 async def _open_store() -> ReadingStore:
@@ -109,7 +111,7 @@ async def _open_store() -> ReadingStore:
 async def sink_readings(stream: Any) -> None:
     worker = settings.worker
     store = await _open_store()
-    sink = ReadingsSink(store, worker.retry_backoff_max_s)
+    sink = ReadingsSink(store, app.producer, worker.retry_backoff_max_s)
     try:
         async for events in stream.noack_take(worker.sink_batch_max, within=worker.batch_within_s):
             await sink.write_batch(events)

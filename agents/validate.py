@@ -13,15 +13,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.deadletters import dead_letter
-from agents.outputs import Output, publish
+from agents.outputs import Output, Producer, publish
 from schemas.errors import ValidationFailure
 from schemas.events import encode_curated, process_raw
 from streams.app import app, settings
-from streams.topics import deadletter_topic, raw_topic, readings_topic
+from streams.topics import raw_topic
 
 log = logging.getLogger(__name__)
 
 STAGE = "validate"
+READINGS = settings.topics.readings
+DEADLETTER = settings.topics.deadletter
+
+
+def output_producer() -> Producer:
+    """The worker's Kafka producer (a function, so unit tests can swap it)."""
+    producer: Producer = app.producer
+    return producer
 
 
 def route(event: Any, now: datetime) -> Output:
@@ -30,13 +38,13 @@ def route(event: Any, now: datetime) -> Output:
     try:
         curated = process_raw(message.value, now=now)
     except ValidationFailure as failure:
-        return Output(deadletter_topic, message.key, dead_letter(STAGE, message, failure, now))
+        return Output(DEADLETTER, message.key, dead_letter(STAGE, message, failure, now))
     except Exception as exc:  # a validator bug must not stall the partition
         log.exception(
             "validator crashed on %s[%d]@%d", message.topic, message.partition, message.offset
         )
-        return Output(deadletter_topic, message.key, dead_letter(STAGE, message, exc, now))
-    return Output(readings_topic, curated.device_id.encode(), encode_curated(curated))
+        return Output(DEADLETTER, message.key, dead_letter(STAGE, message, exc, now))
+    return Output(READINGS, curated.device_id.encode(), encode_curated(curated))
 
 
 @app.agent(raw_topic, name="validate")
@@ -44,8 +52,7 @@ async def validate(stream: Any) -> None:
     worker = settings.worker
     async for events in stream.noack_take(worker.validate_batch_max, within=worker.batch_within_s):
         now = datetime.now(UTC)
-        await publish(
-            [route(event, now) for event in events], backoff_max_s=worker.retry_backoff_max_s
-        )
+        outputs = [route(event, now) for event in events]
+        await publish(output_producer(), outputs, backoff_max_s=worker.retry_backoff_max_s)
         for event in events:
             await stream.ack(event)

@@ -34,6 +34,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         # Dead letters are bigger than the events that failed (see streams.topology).
         producer_max_request_size=DEADLETTER_MAX_BYTES,
+        producer_max_batch_size=256 * 1024,
+        producer_linger=0.005,
         broker_session_timeout=kafka.session_timeout_s,
         broker_heartbeat_interval=kafka.heartbeat_interval_s,
         web_enabled=worker.web_enabled,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from connectors.postgres.readings import ReadingRow
 from schemas.events import RawEvent, curate, decode_curated, encode_curated, new_event_id
 from schemas.validation import decode_reading
 from tests.factories import reading
+from tests.unit.fakes import FakeKafkaProducer
 
 
 @dataclass
@@ -32,17 +32,6 @@ class FakeMessage:
 @dataclass
 class FakeEvent:
     message: FakeMessage
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, bytes]] = []
-
-    async def send(self, *, key: bytes | None, value: bytes) -> asyncio.Future[None]:
-        self.sent.append((key, value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 class FakeStore:
@@ -78,32 +67,30 @@ def curated_event(device_id: str, offset: int) -> FakeEvent:
 
 
 @pytest.fixture
-def deadletters(monkeypatch: pytest.MonkeyPatch) -> FakeTopic:
-    topic = FakeTopic()
-    monkeypatch.setattr(postgres_sink, "deadletter_topic", topic)
-    return topic
+def producer() -> FakeKafkaProducer:
+    return FakeKafkaProducer()
 
 
-async def test_bad_rows_are_dead_lettered_and_the_rest_written(deadletters: FakeTopic) -> None:
+async def test_bad_rows_are_dead_lettered_and_the_rest_written(producer: FakeKafkaProducer) -> None:
     events = [curated_event(f"dev-{n}", n) for n in range(10)]
     events.append(FakeEvent(FakeMessage(b"not a curated reading", offset=10)))
     store = FakeStore(poisoned={"dev-3", "dev-7"})
-    await ReadingsSink(store, backoff_max_s=0.01).write_batch(events)  # type: ignore[arg-type]
+    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)  # type: ignore[arg-type]
     assert sorted(row.device_id for row in store.rows) == sorted(
         f"dev-{n}" for n in range(10) if n not in (3, 7)
     )
-    letters = [json.loads(value) for _, value in deadletters.sent]
+    letters = [json.loads(value) for value in producer.values(postgres_sink.DEADLETTER)]
     assert sorted(letter["offset"] for letter in letters) == [3, 7, 10]
     assert {letter["stage"] for letter in letters} == {"sink.postgres"}
     assert all(letter["reason"] for letter in letters)
 
 
-async def test_outage_is_retried_until_the_batch_is_written(deadletters: FakeTopic) -> None:
+async def test_outage_is_retried_until_the_batch_is_written(producer: FakeKafkaProducer) -> None:
     events = [curated_event("dev-a", n) for n in range(3)]
     store = FakeStore(poisoned=set(), outages=3)
-    await ReadingsSink(store, backoff_max_s=0.01).write_batch(events)  # type: ignore[arg-type]
+    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)  # type: ignore[arg-type]
     assert len(store.rows) == 3
-    assert deadletters.sent == []
+    assert producer.sent == []
 
 
 def test_row_carries_sensor_types_and_json() -> None:

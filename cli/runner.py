@@ -53,7 +53,11 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_services(settings: Settings) -> int:
-    """Run API and worker as child processes until Ctrl-C or until one of them exits."""
+    """Run API and worker as child processes until Ctrl-C or until one of them exits.
+
+    Returns 0 when every child stopped cleanly (Ctrl-C reaches the children directly, as they
+    share our terminal), 1 when one failed.
+    """
     children = {
         name: subprocess.Popen([sys.executable, "-m", "cli.main", name])  # noqa: S603
         for name in ("api", "worker")
@@ -64,15 +68,14 @@ def run_services(settings: Settings) -> int:
         say(f"worker web http://{settings.worker.web_host}:{settings.worker.web_port}")
     say("Ctrl-C stops API and worker; `fleetstream stack down` stops the stack")
     try:
-        pid, status = os.wait()
-        name = next((n for n, p in children.items() if p.pid == pid), str(pid))
-        say(f"{name} exited with status {os.waitstatus_to_exitcode(status)}; stopping the rest")
-        code = 1
+        os.wait()
     except KeyboardInterrupt:
         say("stopping API and worker")
-        code = 0
     _stop(list(children.values()))
-    return code
+    failed = {name: child.returncode for name, child in children.items() if child.returncode > 0}
+    for name, code in failed.items():
+        say(f"{name} exited with status {code}")
+    return 1 if failed else 0
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:

@@ -1,7 +1,7 @@
 """Benchmark: readings over HTTP to rows in Postgres, through the real local stack.
 
     uv run fleetstream setup
-    uv run python -m bench.pipeline [--readings 20000] [--batch 100] [--concurrency 8]
+    uv run python -m bench.pipeline [--readings 20000] [--batch 100] [--concurrency 8] [--workers 1]
 
 Starts its own API (uvicorn, on a free loopback port) and one worker, on fresh topics, posts
 the readings to 127.0.0.1 and reports: the edge's accept rate (a 202 means the batch is in
@@ -63,15 +63,17 @@ def _free_port() -> int:
 
 
 @contextmanager
-def services(settings: Settings, workdir: Path) -> Iterator[None]:
+def services(settings: Settings, workdir: Path, workers: int) -> Iterator[None]:
     env = {**os.environ, **settings_env(settings)}
     procs = []
-    for name in ("worker", "api"):
-        with (workdir / f"{name}.log").open("wb") as log:
+    for n, name in enumerate(["api"] + ["worker"] * workers):
+        # Each worker its own Faust data dir: they may share a machine, never a directory.
+        own = {**env, "FLEET_WORKER__DATADIR": str(workdir / f"faust-{n}")}
+        with (workdir / f"{name}-{n}.log").open("wb") as log:
             procs.append(
                 subprocess.Popen(  # noqa: S603 - our own CLI
                     [sys.executable, "-m", "cli.main", name],
-                    env=env,
+                    env=own,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -163,7 +165,10 @@ def report(
     args: argparse.Namespace, accepted_s: float, stored_s: float, latencies: list[float]
 ) -> None:
     cuts = statistics.quantiles(latencies, n=100)
-    print(f"readings={args.readings} batch={args.batch} concurrency={args.concurrency}")
+    print(
+        f"readings={args.readings} batch={args.batch} concurrency={args.concurrency} "
+        f"workers={args.workers}"
+    )
     print(f"edge accepted (in Kafka): {accepted_s:6.2f}s = {args.readings / accepted_s:>8,.0f}/s")
     print(f"request latency: p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms")
     print(f"rows in Postgres:         {stored_s:6.2f}s = {args.readings / stored_s:>8,.0f}/s")
@@ -174,6 +179,7 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (one group)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         workdir = Path(tmp)
@@ -181,7 +187,7 @@ def main() -> None:
         specs = topic_specs(settings)
         ensure_topics(settings.kafka.bootstrap_servers, specs)
         try:
-            with services(settings, workdir):
+            with services(settings, workdir, args.workers):
                 asyncio.run(run(args, settings))
         finally:
             delete_topics(settings.kafka.bootstrap_servers, [spec.name for spec in specs])

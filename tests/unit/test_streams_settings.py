@@ -1,0 +1,66 @@
+"""The settings object: environment parsing, secrets, and the child-process round trip."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from streams.settings import PROJECT_ROOT, Settings
+from tests.support import settings_env
+
+
+def test_nested_sections_come_from_fleet_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_KAFKA__PARTITIONS", "3")
+    monkeypatch.setenv("FLEET_TOPICS__RAW", "custom.raw")
+    monkeypatch.setenv("FLEET_API__PORT", "9000")
+    settings = Settings()
+    assert settings.kafka.partitions == 3
+    assert settings.topics.raw == "custom.raw"
+    assert settings.api.port == 9000
+
+
+def test_password_is_secret_but_in_the_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_POSTGRES__PASSWORD", "s3cret")
+    settings = Settings()
+    assert "s3cret" not in repr(settings)
+    assert settings.postgres.dsn() == "postgresql://fleetstream:s3cret@127.0.0.1:5432/fleetstream"
+    assert settings.postgres.dsn("other").endswith("/other")
+
+
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_KAFKA__PARTITIONS", "0")
+    with pytest.raises(ValueError, match="partitions"):
+        Settings()
+
+
+def test_child_processes_get_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings().model_copy(
+        update={
+            "worker": Settings().worker.model_copy(
+                update={"web_enabled": False, "datadir": Path("faust-data")}
+            )
+        }
+    )
+    for name, value in settings_env(original).items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `FLEET_")]
+    missing = []
+    for section_name, section in Settings.model_fields.items():
+        fields = getattr(section.annotation, "model_fields", None)
+        if fields is None:
+            documented = any(f"`FLEET_{section_name.upper()}`" in row for row in rows)
+            missing += [] if documented else [section_name]
+            continue
+        prefix = f"FLEET_{section_name.upper()}__"
+        for field in fields:
+            pattern = re.compile(rf"`({re.escape(prefix)}|__){field.upper()}`")
+            if not any(prefix in row and pattern.search(row) for row in rows):
+                missing.append(f"{prefix}{field.upper()}")
+    assert missing == [], f"README configuration table lacks {missing}"

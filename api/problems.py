@@ -86,12 +86,16 @@ def install_problem_handlers(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(ProducerBackpressure)
     async def on_backpressure(_: Request, exc: ProducerBackpressure) -> JSONResponse:
-        return problem(429, "Slow down", str(exc), headers=retry)
+        detail = f"{exc}; retry after a pause, with the same Idempotency-Key"
+        return problem(429, "Slow down", detail, headers=retry)
 
     @app.exception_handler(KafkaUnavailable)
     async def on_kafka_down(_: Request, exc: KafkaUnavailable) -> JSONResponse:
         log.warning("answering 503: %s", exc)
-        detail = "the event log is unavailable; nothing of this request was accepted"
+        detail = (
+            "the event log did not confirm every reading of this request; retry it, with the "
+            "same Idempotency-Key so that readings which did land are not stored twice"
+        )
         return problem(503, "Service unavailable", detail, headers=retry)
 
     @app.exception_handler(StarletteHTTPException)

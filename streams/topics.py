@@ -1,27 +1,21 @@
-"""Faust handles on the project's topics. Values stay bytes: ``schemas`` owns the codecs."""
+"""Faust handles on the topics agents consume. Values stay bytes: ``schemas`` owns the codecs.
+
+Agents publish by topic name through the worker's producer (``agents.outputs``), so only the
+topics something consumes need a handle here.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from streams.app import app, settings
 
-raw_topic = app.topic(
-    settings.topics.raw,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-readings_topic = app.topic(
-    settings.topics.readings,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-deadletter_topic = app.topic(
-    settings.topics.deadletter,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+
+def _bytes_topic(name: str) -> Any:
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+raw_topic = _bytes_topic(settings.topics.raw)
+readings_topic = _bytes_topic(settings.topics.readings)

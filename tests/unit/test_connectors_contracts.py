@@ -20,6 +20,9 @@ def test_producer_waits_for_all_replicas_and_is_idempotent() -> None:
 def test_outages_are_retriable_and_data_errors_are_not() -> None:
     assert is_retriable(ConnectionRefusedError())
     assert is_retriable(asyncpg.CannotConnectNowError("starting up"))
+    # A missing table is the deployment's fault, not the rows': wait, do not dead-letter.
+    assert is_retriable(asyncpg.UndefinedTableError("relation readings does not exist"))
+    assert not is_retriable(asyncpg.UniqueViolationError("duplicate"))
     assert not is_retriable(asyncpg.DataError("bad value"))
     assert not is_retriable(asyncpg.exceptions._base.DataError("bad query input"))
     assert not is_retriable(ValueError("nope"))

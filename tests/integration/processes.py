@@ -14,8 +14,10 @@ from tests.support import settings_env
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class WorkerProcess:
-    """``fleetstream worker`` in a child process with the given settings."""
+class ServiceProcess:
+    """A ``fleetstream <command>`` child process with the given settings."""
+
+    command = "worker"
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self._env = {**os.environ, **settings_env(settings)}
@@ -24,8 +26,8 @@ class WorkerProcess:
 
     def start(self) -> None:
         with self._log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "worker"],
+            self._proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+                [sys.executable, "-m", "cli.main", self.command],
                 cwd=PROJECT_ROOT,
                 env=self._env,
                 stdout=log,
@@ -56,3 +58,11 @@ class WorkerProcess:
         if not self._log_path.exists():
             return ""
         return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class WorkerProcess(ServiceProcess):
+    command = "worker"
+
+
+class ApiProcess(ServiceProcess):
+    command = "api"

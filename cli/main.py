@@ -16,7 +16,11 @@ from cli import runner
 from cli.stack_commands import stack_app
 from streams.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Kafka-first ingest and stream processing for device fleets.",
+)
 app.add_typer(stack_app, name="stack")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")
@@ -28,14 +32,16 @@ app.add_typer(topics_app, name="topics")
 def run() -> None:
     """Set everything up, then run the API and the worker until Ctrl-C."""
     settings = get_settings()
-    runner.prepare(settings)
+    with runner.operator_errors():
+        runner.prepare(settings)
     raise typer.Exit(runner.run_services(settings))
 
 
 @app.command()
 def setup() -> None:
     """Start the local stack, apply migrations and create topics, then exit."""
-    runner.prepare(get_settings())
+    with runner.operator_errors():
+        runner.prepare(get_settings())
 
 
 @app.command()
@@ -57,7 +63,8 @@ def api() -> None:
 def worker() -> None:
     """Run a Faust worker (all agents) in the foreground; start more to scale out."""
     settings = get_settings()
-    runner.create_topics(settings)
+    with runner.operator_errors():
+        runner.create_topics(settings)
     runner.run_worker(settings)
 
 
@@ -88,7 +95,8 @@ def db_current() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create missing project topics with their partition counts and configs."""
-    runner.create_topics(get_settings())
+    with runner.operator_errors():
+        runner.create_topics(get_settings())
 
 
 if __name__ == "__main__":

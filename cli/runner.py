@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 
 from connectors.kafka.admin import ensure_topics
+from schemas.errors import FleetError
 from streams.settings import Settings
 from streams.topology import topic_specs
 
@@ -23,6 +26,19 @@ STOP_GRACE_S = 15.0
 
 def say(message: str) -> None:
     typer.secho(f"fleetstream: {message}", fg=typer.colors.CYAN, err=True)
+
+
+@contextmanager
+def operator_errors() -> Iterator[None]:
+    """Errors an operator can act on (a service down, a topic mismatch) print as one clear
+    message and exit 1; anything else keeps its traceback."""
+    from cli.stack.errors import StackError
+
+    try:
+        yield
+    except (StackError, FleetError) as exc:
+        typer.secho(f"fleetstream: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
 
 
 def prepare(settings: Settings) -> None:

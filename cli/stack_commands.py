@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -20,25 +22,33 @@ def _say(message: str) -> None:
     typer.secho(f"stack: {message}", fg=typer.colors.CYAN, err=True)
 
 
-@stack_app.command()
-def up(services: ServicesArg = None) -> None:
-    """Start (or keep) the services and wait until each answers."""
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """A StackError is a message for the operator, not a traceback."""
     try:
-        manager.up(get_settings(), services=services, progress=_say)
+        yield
     except manager.StackError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
 
 
 @stack_app.command()
+def up(services: ServicesArg = None) -> None:
+    """Start (or keep) the services and wait until each answers."""
+    with _clear_errors():
+        manager.up(get_settings(), services=services, progress=_say)
+
+
+@stack_app.command()
 def down(services: ServicesArg = None) -> None:
     """Stop the services this stack started (by their pids); data is kept."""
-    manager.down(get_settings(), services=services, progress=_say)
+    with _clear_errors():
+        manager.down(get_settings(), services=services, progress=_say)
 
 
 @stack_app.command()
 def status() -> None:
-    """One line per service: running pid, address, healthy."""
+    """One line per service: running pid, address, healthy. Exit 1 unless all are healthy."""
     unhealthy = False
     for svc in manager.status(get_settings()):
         state = "healthy" if svc.healthy else ("running" if svc.pid else "stopped")
@@ -53,4 +63,5 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
 ) -> None:
     """The last lines of a service's log."""
-    typer.echo(manager.tail(get_settings(), service, lines))
+    with _clear_errors():
+        typer.echo(manager.tail(get_settings(), service, lines))

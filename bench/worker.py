@@ -22,15 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import msgspec
 from confluent_kafka import Producer
 
 from bench.pipeline import TIME_LIMIT_S, bench_settings
 from connectors.kafka.admin import delete_topics, ensure_topics
-from schemas.events import RawEvent, encode_raw_event, new_event_id
+from schemas.events import encode_raw_event
 from streams.settings import Settings, get_settings
 from streams.topology import topic_specs
-from tests.factories import device_ids, reading
+from tests.factories import device_ids, raw_event, reading
 from tests.support import settings_env, wait_until
 
 
@@ -41,14 +40,7 @@ def fill_raw_topic(settings: Settings, devices: list[str], count: int) -> None:
     now = datetime.now(UTC)
     for n in range(count):
         device = devices[n % len(devices)]
-        body = msgspec.json.encode(reading(device, n))
-        event = RawEvent(
-            event_id=new_event_id(),
-            device_id=device,
-            received_at=now,
-            source="http",
-            payload=msgspec.Raw(body),
-        )
+        event = raw_event(reading(device, n), received_at=now)
         while True:
             try:
                 producer.produce(settings.topics.raw, encode_raw_event(event), device.encode())

@@ -6,6 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
+from schemas.events import RawEvent, Source, new_event_id
+
 BASE_TIME = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
@@ -26,3 +30,20 @@ def reading(device_id: str, n: int = 0, sensors: dict[str, Any] | None = None) -
         "timestamp": (BASE_TIME + timedelta(seconds=n)).isoformat(),
         "sensors": sensors or default,
     }
+
+
+def raw_event(
+    body: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    source: Source = "http",
+    received_at: datetime | None = None,
+) -> RawEvent:
+    """The envelope the edge would put on ``fleet.raw.v1`` for the reading ``body``."""
+    return RawEvent(
+        event_id=event_id or new_event_id(),
+        device_id=str(body["device_id"]),
+        received_at=received_at or datetime.now(UTC),
+        source=source,
+        payload=msgspec.Raw(msgspec.json.encode(body)),
+    )

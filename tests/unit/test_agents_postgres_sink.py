@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-import msgspec
 import pytest
 
 from agents import postgres_sink
 from agents.postgres_sink import ReadingsSink
 from connectors.postgres.readings import ReadingRow
-from schemas.events import RawEvent, curate, decode_curated, encode_curated, new_event_id
-from schemas.validation import decode_reading
-from tests.factories import reading
+from schemas.events import curate, decode_curated, encode_curated
+from schemas.validation import validate_reading_obj
+from tests.factories import raw_event, reading
 from tests.unit.fakes import FakeKafkaProducer
 
 
@@ -54,16 +53,10 @@ class FakeStore:
 
 def curated_event(device_id: str, offset: int) -> FakeEvent:
     now = datetime.now(UTC)
-    body = json.dumps(reading(device_id, offset)).encode()
-    parsed = decode_reading(body, now=now)
-    raw = RawEvent(
-        event_id=new_event_id(),
-        device_id=device_id,
-        received_at=now,
-        source="http",
-        payload=msgspec.Raw(body),
-    )
-    return FakeEvent(FakeMessage(encode_curated(curate(raw, parsed)), offset=offset))
+    body = reading(device_id, offset)
+    parsed = validate_reading_obj(body, now=now)
+    curated = curate(raw_event(body, received_at=now), parsed)
+    return FakeEvent(FakeMessage(encode_curated(curated), offset=offset))
 
 
 @pytest.fixture

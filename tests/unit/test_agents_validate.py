@@ -3,28 +3,18 @@ exactly one output, valid ones curated and the rest dead-lettered with their rea
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from typing import Any
 
-import msgspec
 import pytest
 
 from agents import validate as validate_module
-from schemas.events import RawEvent, decode_curated, decode_dead_letter, encode_raw_event
-from tests.factories import reading
+from schemas.events import decode_curated, decode_dead_letter, encode_raw_event
+from tests.factories import raw_event, reading
 from tests.unit.fakes import FakeKafkaProducer
 
 
-def raw_event(body: dict[str, object], event_id: str) -> bytes:
-    payload = json.dumps(body).encode()
-    event = RawEvent(
-        event_id=event_id,
-        device_id=str(body["device_id"]),
-        received_at=datetime.now(UTC),
-        source="mqtt",
-        payload=msgspec.Raw(payload),
-    )
-    return encode_raw_event(event)
+def raw_bytes(body: dict[str, Any], event_id: str) -> bytes:
+    return encode_raw_event(raw_event(body, event_id=event_id, source="mqtt"))
 
 
 @pytest.fixture
@@ -38,8 +28,8 @@ async def test_valid_event_is_curated_and_invalid_ones_dead_lettered(
     producer: FakeKafkaProducer,
 ) -> None:
     good_id = "0194c0de-0000-7000-8000-00000000000a"
-    good = raw_event(reading("esp32-a", 1), good_id)
-    bad_rule = raw_event(
+    good = raw_bytes(reading("esp32-a", 1), good_id)
+    bad_rule = raw_bytes(
         reading("esp32-a", 2, sensors={"pir": {"motion_detected": 1}}),
         "0194c0de-0000-7000-8000-00000000000b",
     )

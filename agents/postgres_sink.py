@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -47,10 +47,16 @@ def to_row(reading: CuratedReading) -> ReadingRow:
     )
 
 
+class RowWriter(Protocol):
+    """What the sink needs of a store (``ReadingStore``): commit a batch or raise."""
+
+    async def write(self, rows: Sequence[ReadingRow]) -> int: ...
+
+
 class ReadingsSink:
     """Turns a batch of Faust events into committed rows and dead letters."""
 
-    def __init__(self, store: ReadingStore, producer: Producer, backoff_max_s: float) -> None:
+    def __init__(self, store: RowWriter, producer: Producer, backoff_max_s: float) -> None:
         self._store = store
         self._producer = producer
         self._backoff_max_s = backoff_max_s

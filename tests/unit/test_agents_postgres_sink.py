@@ -68,7 +68,7 @@ async def test_bad_rows_are_dead_lettered_and_the_rest_written(producer: FakeKaf
     events = [curated_event(f"dev-{n}", n) for n in range(10)]
     events.append(FakeEvent(FakeMessage(b"not a curated reading", offset=10)))
     store = FakeStore(poisoned={"dev-3", "dev-7"})
-    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)  # type: ignore[arg-type]
+    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)
     assert sorted(row.device_id for row in store.rows) == sorted(
         f"dev-{n}" for n in range(10) if n not in (3, 7)
     )
@@ -81,7 +81,7 @@ async def test_bad_rows_are_dead_lettered_and_the_rest_written(producer: FakeKaf
 async def test_outage_is_retried_until_the_batch_is_written(producer: FakeKafkaProducer) -> None:
     events = [curated_event("dev-a", n) for n in range(3)]
     store = FakeStore(poisoned=set(), outages=3)
-    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)  # type: ignore[arg-type]
+    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)
     assert len(store.rows) == 3
     assert producer.sent == []
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +130,17 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Settings:
+        default = PostgresSettings().password.get_secret_value()
+        if self.environment == "production" and self.postgres.password.get_secret_value() == (
+            default
+        ):
+            raise ValueError(
+                "FLEET_POSTGRES__PASSWORD is the development default; set a real one in production"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

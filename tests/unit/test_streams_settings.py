@@ -35,6 +35,14 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_production_refuses_the_default_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_ENVIRONMENT", "production")
+    with pytest.raises(ValueError, match="FLEET_POSTGRES__PASSWORD"):
+        Settings()
+    monkeypatch.setenv("FLEET_POSTGRES__PASSWORD", "a-real-one")
+    assert Settings().environment == "production"
+
+
 def test_child_processes_get_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     original = Settings().model_copy(
         update={

@@ -1,13 +1,16 @@
 """PostgreSQL: one cluster of Debian's server binaries, owned by an unprivileged OS user.
 
 Files: ``<home>/postgres/data`` (initdb'd once, mode 0700), ``<home>/postgres/run`` (its Unix
-socket, not /var/run/postgresql). Postgres refuses to run as root, so under root it runs as
+socket, not /var/run/postgresql); see ``Postgres.cluster_dir`` for checkouts the Postgres user
+cannot reach. Postgres refuses to run as root, so under root it runs as
 ``settings.stack.postgres_os_user`` (created if missing). Local socket logins are trusted (only
 that user can reach the socket folder); TCP logins on 127.0.0.1 need a SCRAM password.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import signal
 from pathlib import Path
@@ -19,6 +22,7 @@ from cli.stack.process import ProcessSignature, RunAs
 from cli.stack.service import LaunchSpec, Progress, Service
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
+FALLBACK_ROOT = Path("/var/lib/fleetstream")
 SUPERUSER = "postgres"
 SERVER_SETTINGS = (
     "shared_buffers=128MB",
@@ -83,13 +87,29 @@ class Postgres(Service):
     stop_signal = signal.SIGINT
     stop_grace_s = 30.0
 
+    @functools.cached_property
+    def cluster_dir(self) -> Path:
+        """Where the cluster lives: ``<home>/postgres`` when the Postgres OS user can reach it.
+
+        A checkout under a folder closed to other users (``/root`` is 0700) cannot host a cluster
+        run by an unprivileged user; then the cluster goes to a folder of its own under
+        ``/var/lib/fleetstream``, named after the stack home so two checkouts never share one.
+        """
+        if not users.is_root():
+            return self.dir
+        user = users.lookup(self.settings.stack.postgres_os_user)
+        uid, gids = (user.uid, users.groups_of(user)) if user else (-1, set[int]())
+        if users.blocking_dir(self.dir, uid, gids) is None:
+            return self.dir
+        return FALLBACK_ROOT / hashlib.sha256(str(self.dir).encode()).hexdigest()[:16]
+
     @property
     def data(self) -> Path:
-        return self.dir / "data"
+        return self.cluster_dir / "data"
 
     @property
     def socket_dir(self) -> Path:
-        return self.dir / "run"
+        return self.cluster_dir / "run"
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -120,7 +140,7 @@ class Postgres(Service):
 
     def prepare(self, progress: Progress) -> LaunchSpec:
         run_as = self.run_as()
-        self._make_dirs(run_as)
+        self._make_dirs(run_as, progress)
         self._initdb(run_as, progress)
         port = str(self.settings.postgres.port)
         options = (
@@ -132,10 +152,16 @@ class Postgres(Service):
         argv = [str(self.bindir() / "postgres"), "-D", str(self.data)]
         for option in options:
             argv += ["-c", option]
-        return LaunchSpec(argv=tuple(argv), cwd=self.dir, run_as=run_as)
+        return LaunchSpec(argv=tuple(argv), cwd=self.cluster_dir, run_as=run_as)
 
-    def _make_dirs(self, run_as: RunAs | None) -> None:
+    def _make_dirs(self, run_as: RunAs | None, progress: Progress) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.cluster_dir != self.dir:
+            progress(
+                f"postgres: {self.dir} is closed to other users; cluster in {self.cluster_dir}"
+            )
+            FALLBACK_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self.cluster_dir.mkdir(mode=0o755, exist_ok=True)
         for folder in (self.data, self.socket_dir):
             folder.mkdir(mode=0o700, exist_ok=True)
             folder.chmod(0o700)
@@ -166,7 +192,7 @@ class Postgres(Service):
             "UTF8",
             "--no-locale",
         ]
-        result = process.run(argv, cwd=self.dir, run_as=run_as, timeout_s=300)
+        result = process.run(argv, cwd=self.cluster_dir, run_as=run_as, timeout_s=300)
         if result.returncode != 0:
             tail = "\n".join(result.stdout.splitlines()[-30:])
             raise StackError(f"postgres: initdb failed (exit {result.returncode}):\n{tail}")
@@ -201,7 +227,7 @@ class Postgres(Service):
             "-",
         ]
         result = process.run(
-            argv, cwd=self.dir, run_as=self.run_as(), input_text=script, timeout_s=60
+            argv, cwd=self.cluster_dir, run_as=self.run_as(), input_text=script, timeout_s=60
         )
         if result.returncode != 0:
             raise StackError(

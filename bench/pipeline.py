@@ -15,13 +15,11 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,43 +28,27 @@ import asyncpg
 import httpx
 
 from connectors.kafka.admin import delete_topics, ensure_topics
-from streams.settings import Settings, TopicSettings, get_settings
+from streams.settings import Settings, get_settings
 from streams.topology import topic_specs
 from tests.factories import device_ids, reading
-from tests.support import settings_env, wait_until
+from tests.support import free_port, isolated, settings_env, wait_until
 
 TIME_LIMIT_S = 300.0
 
 
 def bench_settings(base: Settings, workdir: Path) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    names = ("raw", "readings", "deadletter", "alerts", "devices", "flows")
-    return base.model_copy(
-        update={
-            "topics": TopicSettings(**{name: f"bench.{name}.{suffix}" for name in names}),
-            "api": base.api.model_copy(update={"port": _free_port()}),
-            "worker": base.worker.model_copy(
-                update={
-                    "app_id": f"bench-{suffix}",
-                    "web_enabled": False,
-                    "datadir": workdir / "faust",
-                }
-            ),
-        }
+    settings = isolated(base, "bench", workdir / "faust")
+    return settings.model_copy(
+        update={"api": settings.api.model_copy(update={"port": free_port()})}
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def services(settings: Settings, workdir: Path, workers: int) -> Iterator[None]:
+def services(settings: Settings, workdir: Path, commands: list[str]) -> Iterator[None]:
+    """Run ``fleetstream <command>`` for each of ``commands``; stop them (by pid) on exit."""
     env = {**os.environ, **settings_env(settings)}
     procs = []
-    for n, name in enumerate(["api"] + ["worker"] * workers):
+    for n, name in enumerate(commands):
         # Each worker its own Faust data dir: they may share a machine, never a directory.
         own = {**env, "FLEET_WORKER__DATADIR": str(workdir / f"faust-{n}")}
         with (workdir / f"{name}-{n}.log").open("wb") as log:
@@ -187,7 +169,7 @@ def main() -> None:
         specs = topic_specs(settings)
         ensure_topics(settings.kafka.bootstrap_servers, specs)
         try:
-            with services(settings, workdir, args.workers):
+            with services(settings, workdir, ["api"] + ["worker"] * args.workers):
                 asyncio.run(run(args, settings))
         finally:
             delete_topics(settings.kafka.bootstrap_servers, [spec.name for spec in specs])

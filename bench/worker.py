@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -24,13 +20,13 @@ from pathlib import Path
 import asyncpg
 from confluent_kafka import Producer
 
-from bench.pipeline import TIME_LIMIT_S, bench_settings
+from bench.pipeline import TIME_LIMIT_S, bench_settings, services
 from connectors.kafka.admin import delete_topics, ensure_topics
 from schemas.events import encode_raw_event
 from streams.settings import Settings, get_settings
 from streams.topology import topic_specs
 from tests.factories import device_ids, raw_event, reading
-from tests.support import settings_env, wait_until
+from tests.support import wait_until
 
 
 def fill_raw_topic(settings: Settings, devices: list[str], count: int) -> None:
@@ -50,24 +46,6 @@ def fill_raw_topic(settings: Settings, devices: list[str], count: int) -> None:
     remaining = producer.flush(60)
     if remaining:
         raise RuntimeError(f"{remaining} raw events were not delivered")
-
-
-def start_workers(settings: Settings, workdir: Path, count: int) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(settings)}
-    procs = []
-    for n in range(count):
-        own = {**env, "FLEET_WORKER__DATADIR": str(workdir / f"faust-{n}")}
-        with (workdir / f"worker-{n}.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "cli.main", "worker"],
-                    env=own,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-    return procs
 
 
 async def time_until_stored(settings: Settings, devices: list[str], count: int) -> float:
@@ -99,16 +77,11 @@ def main() -> None:
         specs = topic_specs(settings)
         ensure_topics(settings.kafka.bootstrap_servers, specs)
         devices = device_ids(200, prefix="benchw")
-        procs: list[subprocess.Popen[bytes]] = []
         try:
             fill_raw_topic(settings, devices, args.readings)
-            procs = start_workers(settings, Path(tmp), args.workers)
-            seconds = asyncio.run(time_until_stored(settings, devices, args.readings))
+            with services(settings, Path(tmp), ["worker"] * args.workers):
+                seconds = asyncio.run(time_until_stored(settings, devices, args.readings))
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=30)
             delete_topics(settings.kafka.bootstrap_servers, [spec.name for spec in specs])
     print(f"readings={args.readings} workers={args.workers}")
     print(f"worker start + raw → rows: {seconds:6.2f}s = {args.readings / seconds:>8,.0f}/s")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
-from streams.settings import Settings
+from streams.settings import Settings, TopicSettings
+
+TOPIC_FIELDS = ("raw", "readings", "deadletter", "alerts", "devices", "flows")
 
 
 async def wait_until(
@@ -54,3 +58,26 @@ def _env_value(value: object) -> str:
     if isinstance(value, Path):
         return str(value)
     return str(value)
+
+
+def isolated(base: Settings, prefix: str, datadir: Path, **worker: object) -> Settings:
+    """``base`` with fresh uuid topic names, its own consumer group and Faust data dir, and the
+    worker's web view off, so tests and benchmarks never share state with anything else."""
+    suffix = uuid.uuid4().hex[:10]
+    topics = TopicSettings(**{name: f"{prefix}.{name}.{suffix}" for name in TOPIC_FIELDS})
+    worker_updates = {
+        "app_id": f"{prefix}-{suffix}",
+        "web_enabled": False,
+        "datadir": datadir,
+        **worker,
+    }
+    return base.model_copy(
+        update={"topics": topics, "worker": base.worker.model_copy(update=worker_updates)}
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

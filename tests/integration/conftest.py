@@ -8,7 +8,6 @@ fresh uuid topics and its own consumer group, and its own device ids for rows in
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,9 +19,10 @@ from api.app import create_app
 from cli.stack import manager
 from connectors.kafka.admin import delete_topics, ensure_topics
 from connectors.postgres import migrate
-from streams.settings import Settings, TopicSettings, get_settings
+from streams.settings import Settings, get_settings
 from streams.topology import topic_specs
 from tests.integration.processes import WorkerProcess
+from tests.support import isolated
 
 TEST_DATABASE = "fleetstream_test"
 
@@ -62,26 +62,9 @@ async def _create_database(settings: Settings, name: str) -> None:
 @pytest.fixture
 def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """Settings with fresh uuid topics, consumer group and Faust data dir; topics created."""
-    suffix = uuid.uuid4().hex[:10]
-    topics = TopicSettings(
-        **{
-            name: f"test.{name}.{suffix}"
-            for name in ("raw", "readings", "deadletter", "alerts", "devices", "flows")
-        }
-    )
-    settings = stack_settings.model_copy(
-        update={
-            "topics": topics,
-            "kafka": stack_settings.kafka.model_copy(update={"partitions": 3}),
-            "worker": stack_settings.worker.model_copy(
-                update={
-                    "app_id": f"test-{suffix}",
-                    "web_enabled": False,
-                    "datadir": tmp_path / "faust",
-                    "sink_batch_max": 200,
-                }
-            ),
-        }
+    settings = isolated(stack_settings, "test", tmp_path / "faust", sink_batch_max=200)
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"partitions": 3})}
     )
     specs = topic_specs(settings)
     ensure_topics(settings.kafka.bootstrap_servers, specs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import asyncpg
@@ -11,13 +10,7 @@ import httpx
 from streams.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.processes import ApiProcess, WorkerProcess
-from tests.support import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import free_port, wait_until
 
 
 async def test_served_api_accepts_a_reading_that_reaches_postgres(

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from api.problems import install_problem_handlers
 from api.routes import health, readings
+from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.producer import EventProducer, ProducerConfig
 from streams.settings import Settings, get_settings
 
@@ -25,9 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         producer = EventProducer(_producer_config(settings))
         await producer.start()
         app.state.producer = producer
+        app.state.batcher = await _batcher(settings, producer)
         try:
             yield
         finally:
+            await app.state.batcher.drain()
             await producer.stop()
 
     app = FastAPI(
@@ -41,6 +44,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(readings.router)
     app.include_router(health.router)
     return app
+
+
+async def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:
+    kafka, raw = settings.kafka, settings.topics.raw
+    limits = BatcherLimits(
+        linger_s=kafka.envelope_linger_ms / 1000,
+        max_items=kafka.envelope_max_items,
+        max_bytes=kafka.envelope_max_bytes,
+    )
+    return EnvelopeBatcher(producer, raw, await producer.partition_count(raw), limits)
 
 
 def _producer_config(settings: Settings) -> ProducerConfig:

@@ -54,7 +54,8 @@ __all__ = [
     "raw_event_for",
 ]
 
-Source = Literal["http", "mqtt", "upload"]
+Source = Literal["http", "mqtt", "upload", "kafka"]
+"""Where a reading came in; ``kafka`` is a bare reading a third party produced to the topic."""
 ENVELOPE_SCHEMA: Final = 1
 
 

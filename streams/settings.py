@@ -30,7 +30,19 @@ class KafkaSettings(_Section):
     delivery_timeout_ms: int = Field(
         default=5000, ge=100, description="how long the API waits for the broker's ack"
     )
-    linger_ms: int = Field(default=5, ge=0)
+    linger_ms: int = Field(
+        default=1, ge=0, description="librdkafka linger; the edges group readings themselves"
+    )
+    envelope_linger_ms: float = Field(
+        default=5.0, ge=0, description="how long the edge groups concurrent readings"
+    )
+    envelope_max_items: int = Field(default=1000, ge=1, description="readings per envelope")
+    envelope_max_bytes: int = Field(
+        default=512 * 1024, ge=4096, description="bytes per envelope (below the topic limit)"
+    )
+    producer_request_timeout_s: float = Field(
+        default=30.0, gt=0, description="worker producer: how long a send may hang"
+    )
     queue_max_messages: int = Field(default=100_000, ge=1)
     session_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
@@ -38,6 +50,9 @@ class KafkaSettings(_Section):
 
 class TopicSettings(_Section):
     raw: str = "fleet.raw.v1"
+    curated: str = Field(
+        default="fleet.curated.v1", description="internal: curated envelopes for the sinks"
+    )
     readings: str = "fleet.readings.v1"
     deadletter: str = "fleet.deadletter.v1"
     alerts: str = "fleet.alerts.v1"
@@ -94,9 +109,10 @@ class WorkerSettings(_Section):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     datadir: Path = PROJECT_ROOT / ".stack" / "faust"
-    validate_batch_max: int = Field(default=500, ge=1)
-    sink_batch_max: int = Field(default=2000, ge=1)
-    batch_within_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    validate_batch_max: int = Field(default=64, ge=1, description="envelopes per taken batch")
+    sink_batch_max: int = Field(default=32, ge=1, description="envelopes per taken batch")
+    batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    commit_interval_s: float = Field(default=1.0, gt=0, description="offset commits, async")
     retry_backoff_max_s: float = Field(default=30.0, gt=0)
 
 

@@ -13,7 +13,9 @@ from pydantic import BaseModel, SecretStr
 
 from streams.settings import Settings, TopicSettings
 
-TOPIC_FIELDS = ("raw", "readings", "deadletter", "alerts", "devices", "flows")
+TOPIC_FIELDS = tuple(
+    name for name, field in TopicSettings.model_fields.items() if field.annotation is str
+)
 
 
 async def wait_until(

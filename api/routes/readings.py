@@ -1,8 +1,9 @@
 """``POST /v1/readings``: one reading or a JSON array of readings, written to Kafka first.
 
-202 means every reading of the request is in ``fleet.raw.v1``, acked by the broker with
-``acks=all``. Any invalid item rejects the whole request with 422 and a list of errors per item,
-so a device never has to work out which half of a batch went in.
+202 means every reading of the request is in ``fleet.raw.v1`` (in the envelopes the batcher
+grouped it into), acked by the broker with ``acks=all``. Any invalid item rejects the whole
+request with 422 and a list of errors per item, so a device never has to work out which half
+of a batch went in.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, status
 
-from api.deps import ProducerDep, SettingsDep
-from api.ingest import raw_records
+from api.deps import BatcherDep, SettingsDep
+from api.ingest import raw_items
 from api.problems import ProblemError
 from schemas.validation import decode_readings_with_raw
 
@@ -42,7 +43,7 @@ _EXAMPLE = {
 )
 async def post_readings(
     request: Request,
-    producer: ProducerDep,
+    batcher: BatcherDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
@@ -51,10 +52,10 @@ async def post_readings(
     body = await _read_body(request, settings.api.max_body_bytes)
     received_at = datetime.now(UTC)
     items = decode_readings_with_raw(body, now=received_at, max_items=settings.api.max_batch_items)
-    event_ids, records = raw_records(
+    event_ids, encoded = raw_items(
         items, received_at=received_at, source="http", idempotency_key=idempotency_key
     )
-    await producer.produce_all(settings.topics.raw, records)
+    await batcher.submit(encoded)
     return {"accepted": len(event_ids), "event_ids": event_ids}
 
 

@@ -16,14 +16,21 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
 
-Record = tuple[bytes, bytes]
-"""A Kafka record as (key, value)."""
+
+class Record(NamedTuple):
+    """A Kafka record to produce. ``partition`` -1 lets the partitioner choose: murmur2 of the
+    key, as Faust and Java do (see ``connectors.kafka.partitioner``)."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int = -1
+    headers: list[tuple[str, str | bytes | None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class ProducerConfig:
     linger_ms: int = 5
     queue_max_messages: int = 100_000
     client_id: str = "fleetstream-api"
+    message_max_bytes: int = 4 * 1024 * 1024
 
     def librdkafka(self) -> dict[str, Any]:
         return {
@@ -44,6 +52,10 @@ class ProducerConfig:
             "message.timeout.ms": self.delivery_timeout_ms,
             "queue.buffering.max.messages": self.queue_max_messages,
             "compression.type": "lz4",
+            # Same placement as Faust/aiokafka/Java for keyed records (librdkafka's default is
+            # CRC32, which puts most devices on another partition than Faust's tables expect).
+            "partitioner": "murmur2_random",
+            "message.max.bytes": self.message_max_bytes,
             # Fail fast on a dead bootstrap list instead of retrying DNS/connect for minutes.
             "socket.connection.setup.timeout.ms": min(self.delivery_timeout_ms, 10_000),
         }
@@ -75,24 +87,30 @@ class EventProducer:
         self._producer = None
 
     async def produce_all(self, topic: str, records: Sequence[Record]) -> None:
-        """Produce every record and wait until the broker acked all of them."""
+        """Produce every record and wait until the broker acked all of them.
+
+        One future per call, settled by the last delivery report: per-record futures and
+        thread hops cost more than producing does.
+        """
         producer = self._require_started()
-        loop = asyncio.get_running_loop()
-        pending: list[asyncio.Future[None]] = []
-        for key, value in records:
-            done: asyncio.Future[None] = loop.create_future()
+        if not records:
+            return
+        batch = _BatchAck(asyncio.get_running_loop(), len(records))
+        report = batch.report
+        for index, (key, value, partition, headers) in enumerate(records):
             try:
-                producer.produce(topic, value, key, on_delivery=_reporter(loop, done))
+                producer.produce(
+                    topic, value, key, partition=partition, headers=headers, on_delivery=report
+                )
             except BufferError as exc:
-                done.cancel()
-                await _settle(pending)
+                batch.abandon(len(records) - index)
+                await batch.settled()
                 raise ProducerBackpressure("the Kafka producer queue is full") from exc
             except KafkaException as exc:
-                done.cancel()
-                await _settle(pending)
+                batch.abandon(len(records) - index)
+                await batch.settled()
                 raise KafkaUnavailable(f"Kafka refused the record: {exc}") from exc
-            pending.append(done)
-        await _settle(pending, raise_first=True)
+        await batch.wait()
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         """True when a broker answered a metadata request within the timeout."""
@@ -102,6 +120,18 @@ class EventProducer:
         except KafkaException:
             return False
         return True
+
+    async def partition_count(self, topic: str, timeout_s: float = 10.0) -> int:
+        """How many partitions ``topic`` has (the edges place envelopes by it)."""
+        producer = self._require_started()
+        try:
+            metadata = await asyncio.to_thread(producer.list_topics, topic, timeout_s)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"no metadata for topic {topic}: {exc}") from exc
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            raise KafkaUnavailable(f"topic {topic} does not exist; run `fleetstream setup`")
+        return len(described.partitions)
 
     def _require_started(self) -> Producer:
         if self._producer is None:
@@ -114,28 +144,45 @@ class EventProducer:
             producer.poll(0.05)
 
 
-def _reporter(loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> Any:
-    """A delivery callback (runs on the poll thread) that settles ``done`` on the loop."""
+class _BatchAck:
+    """Counts the delivery reports of one batch (they arrive on the poll thread)."""
 
-    def report(err: KafkaError | None, _msg: Message) -> None:
-        loop.call_soon_threadsafe(_resolve, done, err)
+    __slots__ = ("_error", "_future", "_lock", "_loop", "_remaining")
 
-    return report
+    def __init__(self, loop: asyncio.AbstractEventLoop, total: int) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[None] = loop.create_future()
+        self._remaining = total
+        self._error: KafkaError | None = None
+        self._lock = threading.Lock()
 
+    def report(self, err: KafkaError | None, _msg: Message) -> None:
+        with self._lock:
+            if err is not None and self._error is None:
+                self._error = err
+            self._remaining -= 1
+            finished = self._remaining == 0
+        if finished:
+            self._loop.call_soon_threadsafe(self._settle)
 
-def _resolve(done: asyncio.Future[None], err: KafkaError | None) -> None:
-    if done.done():
-        return
-    if err is None:
-        done.set_result(None)
-    else:
-        done.set_exception(KafkaUnavailable(f"Kafka did not ack the record: {err.str()}"))
+    def abandon(self, count: int) -> None:
+        """``count`` records were never produced: stop waiting for them."""
+        with self._lock:
+            self._remaining -= count
+            finished = self._remaining == 0
+        if finished:
+            self._settle()
 
+    def _settle(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
 
-async def _settle(pending: list[asyncio.Future[None]], *, raise_first: bool = False) -> None:
-    """Wait for every pending delivery; optionally re-raise the first failure."""
-    results = await asyncio.gather(*pending, return_exceptions=True)
-    if raise_first:
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    async def settled(self) -> None:
+        """Wait for the reports of what was produced, whatever they say."""
+        await self._future
+
+    async def wait(self) -> None:
+        """Wait for every report; raise if any record was not acked."""
+        await self._future
+        if self._error is not None:
+            raise KafkaUnavailable(f"Kafka did not ack a record: {self._error.str()}")

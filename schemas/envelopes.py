@@ -1,0 +1,194 @@
+"""Envelopes: the record format inside the pipeline (many readings per Kafka record).
+
+Faust spends ~58 µs of framework time per Kafka message, so one reading per message caps a
+worker near 17k readings/s; with many readings per message the same worker moves hundreds of
+thousands. Every hop inside fleetstream therefore carries envelopes:
+
+===========================  =======================================  ==========================
+topic                        value                                     who writes it
+===========================  =======================================  ==========================
+``fleet.raw.v1``             ``{"format": "raw-envelope/2",            HTTP / MQTT edge
+                             "items": [RawEvent, ...]}``
+``fleet.curated.v1``         ``{"format": "curated-envelope/1",        validate agent, for sinks
+                             "items": [CuratedReading, ...]}``
+===========================  =======================================  ==========================
+
+Contract: every item of an envelope belongs to the partition the envelope is on, the one
+Kafka's default partitioner (murmur2 of the device_id) gives a record keyed by the item's
+device_id (``connectors.kafka.partitioner``). Per-device order, co-partitioned tables and
+scaling by partitions are exactly as with one record per reading. The record header
+``fleet-format`` names the format too; the value's first field says it without headers.
+
+Compatibility: a record on ``fleet.raw.v1`` that is not an envelope is read as one reading, so
+third-party producers and records written before envelopes keep working: a single
+:class:`~schemas.events.RawEvent` (format 1), or a bare reading as a device sends it (its
+event_id is then the reading's own, or derived from the record's topic/partition/offset so a
+redelivery keeps its id).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from schemas.errors import ValidationFailure
+from schemas.events import RawEvent, encoder, raw_event_decoder
+from schemas.validation import decode_json, decode_reading
+
+__all__ = [
+    "CURATED_FORMAT",
+    "FORMAT_HEADER",
+    "RAW_FORMAT",
+    "ItemFailure",
+    "RawRecord",
+    "curated_envelope",
+    "decode_curated_items",
+    "decode_raw_record",
+    "encode_item",
+    "raw_envelope",
+    "single_item_envelope",
+]
+
+FORMAT_HEADER: Final = "fleet-format"
+RAW_FORMAT: Final = "raw-envelope/2"
+CURATED_FORMAT: Final = "curated-envelope/1"
+
+_RAW_PREFIX: Final = b'{"format":"' + RAW_FORMAT.encode() + b'","items":['
+_CURATED_PREFIX: Final = b'{"format":"' + CURATED_FORMAT.encode() + b'","items":['
+_SUFFIX: Final = b"]}"
+# A bare reading's derived event id: the same record always gets the same id.
+_RECORD_NAMESPACE: Final = uuid.UUID("0b6f6a1e-53f5-4c56-9d1e-7a0c3f1f6e2a")
+
+
+class _RawEnvelope(msgspec.Struct, frozen=True):
+    format: str
+    items: list[RawEvent]
+
+
+class _LooseEnvelope(msgspec.Struct, frozen=True):
+    """An envelope whose items are still bytes: finds the bad item when the strict decode fails."""
+
+    format: str
+    items: list[msgspec.Raw]
+
+
+_raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
+_loose_decoder = msgspec.json.Decoder(_LooseEnvelope)
+
+
+def encode_item(event: RawEvent) -> bytes:
+    """One item's JSON; the edge encodes each reading once and joins them into envelopes."""
+    return encoder.encode(event)
+
+
+def raw_envelope(items: Iterable[bytes]) -> bytes:
+    """The ``fleet.raw.v1`` value holding the encoded ``items`` (from :func:`encode_item`)."""
+    return _RAW_PREFIX + b",".join(items) + _SUFFIX
+
+
+def single_item_envelope(event: RawEvent) -> bytes:
+    """A one-item raw envelope: what a dead letter keeps so the reading can be replayed."""
+    return raw_envelope([encode_item(event)])
+
+
+def curated_envelope(items: Iterable[bytes]) -> bytes:
+    """The ``fleet.curated.v1`` value holding encoded ``CuratedReading`` items."""
+    return _CURATED_PREFIX + b",".join(items) + _SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """An item (or a whole record, ``index`` None) that cannot become a reading."""
+
+    index: int | None
+    error: ValidationFailure
+    original: bytes
+    """What a dead letter keeps: a one-item envelope when the item decoded, else its bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """What one ``fleet.raw.v1`` record holds: the readings that decoded, and the failures."""
+
+    events: Sequence[RawEvent]
+    failures: Sequence[ItemFailure]
+
+
+def decode_raw_record(
+    value: bytes | None, *, record_id: str, record_time: datetime, format_header: bytes | None
+) -> RawRecord:
+    """Decode a raw record of any accepted format; never raises for bad input.
+
+    ``record_id`` ("topic/partition/offset") seeds the event id of a bare reading without one,
+    and ``record_time`` (the Kafka timestamp) becomes its ``received_at``.
+    """
+    if not value:
+        failure = ValidationFailure.single((), "empty record: no value", "json")
+        return RawRecord((), [ItemFailure(None, failure, b"")])
+    if format_header == RAW_FORMAT.encode() or value.startswith(_RAW_PREFIX):
+        return _decode_envelope(value)
+    return _decode_single(value, record_id, record_time)
+
+
+def _decode_envelope(value: bytes) -> RawRecord:
+    try:
+        return RawRecord(decode_json(_raw_envelope_decoder, value).items, ())
+    except ValidationFailure:
+        pass  # find out which items are bad, keep the good ones
+    try:
+        loose = decode_json(_loose_decoder, value)
+    except ValidationFailure as failure:
+        return RawRecord((), [ItemFailure(None, failure, value)])
+    events: list[RawEvent] = []
+    failures: list[ItemFailure] = []
+    for index, raw in enumerate(loose.items):
+        try:
+            events.append(decode_json(raw_event_decoder, raw))
+        except ValidationFailure as failure:
+            failures.append(ItemFailure(index, failure.with_prefix("items", index), bytes(raw)))
+    return RawRecord(events, failures)
+
+
+def _decode_single(value: bytes, record_id: str, record_time: datetime) -> RawRecord:
+    try:
+        return RawRecord([decode_json(raw_event_decoder, value)], ())
+    except ValidationFailure as as_event:
+        if b'"payload"' in value:  # it meant to be a RawEvent: report that
+            return RawRecord((), [ItemFailure(None, as_event, value)])
+    try:
+        reading = decode_reading(value, now=record_time)
+    except ValidationFailure as as_reading:
+        return RawRecord((), [ItemFailure(None, as_reading, value)])
+    event_id = reading.event_id or str(uuid.uuid5(_RECORD_NAMESPACE, record_id))
+    event = RawEvent(
+        event_id=event_id,
+        device_id=reading.device_id,
+        received_at=record_time,
+        source="kafka",
+        payload=msgspec.Raw(value),
+    )
+    return RawRecord([event], ())
+
+
+class _CuratedEnvelope(msgspec.Struct, frozen=True):
+    format: str
+    items: list[msgspec.Raw]
+
+
+_curated_decoder = msgspec.json.Decoder(_CuratedEnvelope)
+
+
+def decode_curated_items(value: bytes | None) -> list[msgspec.Raw]:
+    """The encoded items of a curated envelope (raises ValidationFailure if it is not one)."""
+    if not value:
+        raise ValidationFailure.single((), "empty record: no value", "json")
+    envelope = decode_json(_curated_decoder, value)
+    if envelope.format != CURATED_FORMAT:
+        message = f"format {envelope.format!r} is not {CURATED_FORMAT!r}"
+        raise ValidationFailure.single(("format",), message, "value")
+    return envelope.items

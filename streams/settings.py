@@ -103,6 +103,21 @@ class ApiSettings(_Section):
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After on 429/503")
 
 
+DEV_ADMIN_TOKEN = "dev-admin-token-change-me"  # noqa: S105 - the documented development default
+
+
+class AuthSettings(_Section):
+    admin_token: SecretStr = Field(
+        default=SecretStr(DEV_ADMIN_TOKEN), description="Bearer token of the admin API"
+    )
+    allow_unauthenticated_ingest: bool = Field(
+        default=False, description="development only: ingest without device credentials"
+    )
+    cache_catchup_timeout_s: float = Field(
+        default=5.0, ge=0, description="how long API startup waits for the device cache"
+    )
+
+
 class WorkerSettings(_Section):
     app_id: str = Field(default="fleetstream", description="Faust app id = consumer group")
     web_enabled: bool = True
@@ -144,6 +159,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     mqtt: MqttSettings = MqttSettings()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
     stack: StackSettings = StackSettings()
 
@@ -156,7 +172,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 "FLEET_POSTGRES__PASSWORD is the development default; set a real one in production"
             )
+        self._check_auth()
         return self
+
+    def _check_auth(self) -> None:
+        admin_token = self.auth.admin_token.get_secret_value()
+        if self.environment == "production" and admin_token in ("", DEV_ADMIN_TOKEN):
+            raise ValueError(
+                "FLEET_AUTH__ADMIN_TOKEN is empty or the development default; set a real one in "
+                "production"
+            )
+        if self.auth.allow_unauthenticated_ingest and self.environment != "development":
+            raise ValueError(
+                "FLEET_AUTH__ALLOW_UNAUTHENTICATED_INGEST is for development only; "
+                f"FLEET_ENVIRONMENT is {self.environment}"
+            )
 
 
 @lru_cache(maxsize=1)

@@ -40,6 +40,7 @@ def test_production_refuses_the_default_password(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ValueError, match="FLEET_POSTGRES__PASSWORD"):
         Settings()
     monkeypatch.setenv("FLEET_POSTGRES__PASSWORD", "a-real-one")
+    monkeypatch.setenv("FLEET_AUTH__ADMIN_TOKEN", "a-real-admin-token")
     assert Settings().environment == "production"
 
 

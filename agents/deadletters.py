@@ -1,16 +1,41 @@
-"""Dead letters for Faust messages that failed at some stage."""
+"""Dead letters for what a stage gave up on: a whole Kafka record, or one reading inside it."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from connectors.kafka.producer import Record
 from schemas.events import dead_letter_for, encode_dead_letter
 
 
-def dead_letter(stage: str, message: Any, error: BaseException, now: datetime) -> bytes:
-    """The encoded dead letter for ``message`` (a Faust message) that failed with ``error``."""
-    key = message.key.decode("utf-8", "replace") if message.key is not None else None
+class KafkaMessage(Protocol):
+    """The fields of a consumed record that agents read (Faust's ``Message``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float
+    headers: Any
+
+
+def dead_letter(
+    stage: str,
+    message: KafkaMessage,
+    error: BaseException,
+    now: datetime,
+    *,
+    original: bytes | None = None,
+    key: str | None = None,
+    event_id: str | None = None,
+    item: int | None = None,
+) -> Record:
+    """The dead-letter record for ``message`` (or its reading ``item``) that failed with
+    ``error``. ``original`` defaults to the message value; ``key`` to the message key."""
+    if key is None and message.key is not None:
+        key = message.key.decode("utf-8", "replace")
     letter = dead_letter_for(
         error,
         stage=stage,
@@ -18,7 +43,9 @@ def dead_letter(stage: str, message: Any, error: BaseException, now: datetime) -
         partition=message.partition,
         offset=message.offset,
         key=key,
-        original=message.value if message.value is not None else b"",
+        original=message.value or b"" if original is None else original,
         failed_at=now,
+        event_id=event_id,
+        item=item,
     )
-    return encode_dead_letter(letter)
+    return Record(key.encode() if key else None, encode_dead_letter(letter))

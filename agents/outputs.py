@@ -1,62 +1,73 @@
-"""Publishing an agent's outputs: send all, then wait for the broker to ack every one.
+"""An agent's outputs for one batch, and publishing them: send all, wait for every ack.
 
 An agent acks its input events only after :func:`publish` returned, so an offset is never
-committed for an event whose outputs are not in Kafka.
-
-Records go straight to the worker's Kafka producer (``app.producer``) rather than through
-``Topic.send``: Faust's channel machinery costs ~0.25 ms per record, which made publishing
-the validate agent's bottleneck (bench/RESULTS.md).
+committed for an event whose outputs are not in Kafka (DESIGN.md, delivery rule 3).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from agents.retry import retry_until_done
+from connectors.kafka.producer import Record
+from schemas.errors import FleetError
 
 
-class Producer(Protocol):
-    """The part of Faust's producer (``faust.types.ProducerT``) that agents use."""
+class RecordProducer(Protocol):
+    """What publishing needs of a producer (``connectors.kafka.producer.EventProducer``)."""
 
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-    ) -> Awaitable[Any]: ...
+    async def produce_all(self, topic: str, records: Sequence[Record]) -> None: ...
 
 
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
+@dataclass
+class Outputs:
+    """Records to produce, per topic, in order."""
+
+    by_topic: dict[str, list[Record]] = field(default_factory=dict)
+
+    def add(self, topic: str, record: Record) -> None:
+        self.by_topic.setdefault(topic, []).append(record)
+
+    def extend(self, topic: str, records: Sequence[Record]) -> None:
+        if records:
+            self.by_topic.setdefault(topic, []).extend(records)
+
+    def records(self, topic: str) -> list[Record]:
+        return self.by_topic.get(topic, [])
 
 
-async def publish(producer: Producer, outputs: Sequence[Output], *, backoff_max_s: float) -> None:
-    """Send ``outputs`` in order and wait for every ack, retrying the batch until it lands.
+def is_retriable(exc: BaseException) -> bool:
+    """Outages (broker away, queue full) are retried; anything else stops the worker."""
+    return isinstance(exc, FleetError) and exc.retriable
+
+
+async def publish(producer: RecordProducer, outputs: Outputs, *, backoff_max_s: float) -> None:
+    """Produce every record and wait for every ack, retrying the whole batch until it lands.
 
     A retry may send some records twice; every record carries its event_id, and consumers (our
     sinks included) drop duplicates on it.
     """
+    if not any(outputs.by_topic.values()):
+        return
 
     async def send_all() -> None:
-        pending = [
-            await producer.send(out.topic, out.key, out.value, None, None, None) for out in outputs
+        sends = [
+            producer.produce_all(topic, records)
+            for topic, records in outputs.by_topic.items()
+            if records
         ]
-        await asyncio.gather(*pending)
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
-    if outputs:
-        await retry_until_done(
-            send_all,
-            what=f"publishing {len(outputs)} records",
-            # The payloads are bytes we built; a failure here is the broker or the link.
-            is_retriable=lambda exc: True,
-            backoff_max_s=backoff_max_s,
-        )
+    total = sum(len(records) for records in outputs.by_topic.values())
+    await retry_until_done(
+        send_all,
+        what=f"publishing {total} records",
+        is_retriable=is_retriable,
+        backoff_max_s=backoff_max_s,
+    )

@@ -1,49 +1,66 @@
-"""Sink: ``fleet.readings.v1`` → the ``readings`` table, in batches.
+"""Sink: curated envelopes on ``fleet.curated.v1`` → the ``readings`` table, one COPY per batch.
 
 Contract: a batch is acked (its offsets become committable) only after its rows are committed in
 Postgres. While Postgres is down the batch is retried with backoff and the partition waits;
 nothing is skipped. A row Postgres refuses for its data (not for being down) goes to the dead
-letter topic, the rest of the batch is written.
+letter topic, the rest of the batch is written. Rows are keyed by (event_id, ts), so a batch
+redelivered after a crash inserts nothing twice.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
-from agents.deadletters import dead_letter
-from agents.outputs import Output, Producer, publish
+from agents.context import WorkerContext, guarded
+from agents.deadletters import KafkaMessage, dead_letter
+from agents.outputs import Outputs
 from agents.retry import retry_until_done
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ReadingRow, ReadingStore
+from schemas.envelopes import decode_curated_items
 from schemas.errors import ValidationFailure
-from schemas.events import CuratedReading, decode_curated
-from streams.app import app, settings
-from streams.topics import readings_topic
-
-log = logging.getLogger(__name__)
+from schemas.validation import decode_json
+from streams.settings import Settings
 
 STAGE = "sink.postgres"
-DEADLETTER = settings.topics.deadletter
+_NULL: Final = msgspec.Raw(b"null")
 _json = msgspec.json.Encoder()
 
 
-def to_row(reading: CuratedReading) -> ReadingRow:
-    sensors = msgspec.to_builtins(reading.sensors)
+class _CuratedRow(msgspec.Struct, frozen=True):
+    """A ``CuratedReading`` as the sink reads it: nested JSON stays raw bytes, never rebuilt."""
+
+    event_id: str
+    device_id: str
+    ts: datetime
+    received_at: datetime
+    source: str
+    sensors: dict[str, msgspec.Raw]
+    metadata: msgspec.Raw = _NULL
+
+
+_row_decoder = msgspec.json.Decoder(_CuratedRow)
+
+
+def to_row(item: msgspec.Raw | bytes) -> ReadingRow:
+    """The table row for one encoded curated reading (raises ValidationFailure)."""
+    curated = decode_json(_row_decoder, item)
+    metadata = bytes(curated.metadata)
     return ReadingRow(
-        event_id=reading.event_id,
-        device_id=reading.device_id,
-        ts=reading.ts,
-        received_at=reading.received_at,
-        source=reading.source,
-        sensor_types=sorted(sensors),
-        sensors=_json.encode(sensors).decode(),
-        metadata=_json.encode(reading.metadata).decode() if reading.metadata else None,
+        event_id=curated.event_id,
+        device_id=curated.device_id,
+        ts=curated.ts,
+        received_at=curated.received_at,
+        source=curated.source,
+        sensor_types=sorted(curated.sensors),
+        sensors=_json.encode(curated.sensors).decode(),
+        metadata=None if metadata == b"null" else metadata.decode(),
     )
 
 
@@ -53,37 +70,63 @@ class RowWriter(Protocol):
     async def write(self, rows: Sequence[ReadingRow]) -> int: ...
 
 
-class ReadingsSink:
-    """Turns a batch of Faust events into committed rows and dead letters."""
+@dataclass(frozen=True)
+class _Pending:
+    message: KafkaMessage
+    item: bytes
+    row: ReadingRow
 
-    def __init__(self, store: RowWriter, producer: Producer, backoff_max_s: float) -> None:
+
+class ReadingsSink:
+    """Turns a batch of curated envelopes into committed rows and dead letters."""
+
+    def __init__(self, store: RowWriter, deadletter_topic: str, backoff_max_s: float) -> None:
         self._store = store
-        self._producer = producer
+        self._deadletter = deadletter_topic
         self._backoff_max_s = backoff_max_s
 
-    async def write_batch(self, events: Sequence[Any]) -> None:
+    async def write_batch(self, messages: Sequence[KafkaMessage]) -> Outputs:
+        """Commit the rows of ``messages``; return the dead letters to publish before acking."""
         now = datetime.now(UTC)
-        rows: list[tuple[Any, ReadingRow]] = []
-        letters: list[Output] = []
-        for event in events:
-            message = event.message
+        pending: list[_Pending] = []
+        letters = Outputs()
+        for message in messages:
             try:
-                rows.append((message, to_row(decode_curated(message.value))))
-            except ValidationFailure as exc:  # undecodable: a dead letter, not a crash
-                letters.append(self._letter(message, exc, now))
-        letters += await self._write(rows, now)
-        await publish(self._producer, letters, backoff_max_s=self._backoff_max_s)
+                items = decode_curated_items(message.value)
+            except ValidationFailure as exc:
+                letters.add(self._deadletter, dead_letter(STAGE, message, exc, now))
+                continue
+            for index, item in enumerate(items):
+                try:
+                    pending.append(_Pending(message, bytes(item), to_row(item)))
+                except ValidationFailure as exc:
+                    letter = dead_letter(STAGE, message, exc, now, original=bytes(item), item=index)
+                    letters.add(self._deadletter, letter)
+        for entry, error in await self._write(pending):
+            letter = dead_letter(
+                STAGE,
+                entry.message,
+                error,
+                now,
+                original=entry.item,
+                key=entry.row.device_id,
+                event_id=entry.row.event_id,
+            )
+            letters.add(self._deadletter, letter)
+        return letters
 
-    async def _write(self, rows: list[tuple[Any, ReadingRow]], now: datetime) -> list[Output]:
-        """Write the rows; return dead letters for rows Postgres refused."""
+    async def _write(self, pending: list[_Pending]) -> list[tuple[_Pending, Exception]]:
+        """Write the rows; return the ones Postgres refused for their data, with the error."""
+        if not pending:
+            return []
         try:
-            await self._write_retrying([row for _, row in rows])
+            await self._write_retrying([entry.row for entry in pending])
         except Exception as exc:  # noqa: BLE001 - retriable errors never get here: data errors
-            if len(rows) <= 1:
-                return [self._letter(message, exc, now) for message, _ in rows]
+            if len(pending) == 1:
+                return [(pending[0], exc)]
             # One bad row fails the whole COPY: split the batch to find it.
-            middle = len(rows) // 2
-            return await self._write(rows[:middle], now) + await self._write(rows[middle:], now)
+            middle = len(pending) // 2
+            return await self._write(pending[:middle]) + await self._write(pending[middle:])
         return []
 
     async def _write_retrying(self, rows: list[ReadingRow]) -> None:
@@ -94,15 +137,8 @@ class ReadingsSink:
             backoff_max_s=self._backoff_max_s,
         )
 
-    @staticmethod
-    def _letter(message: Any, exc: BaseException, now: datetime) -> Output:
-        log.warning(
-            "dead-lettering %s[%d]@%d: %r", message.topic, message.partition, message.offset, exc
-        )
-        return Output(DEADLETTER, message.key, dead_letter(STAGE, message, exc, now))
 
-
-async def _open_store() -> ReadingStore:
+async def _open_store(settings: Settings) -> ReadingStore:
     pg = settings.postgres
     pool = await retry_until_done(
         lambda: create_pool(pg.dsn(), min_size=pg.pool_min_size, max_size=pg.pool_max_size),
@@ -113,15 +149,20 @@ async def _open_store() -> ReadingStore:
     return ReadingStore(pool)
 
 
-@app.agent(readings_topic, name="sink-postgres")
-async def sink_readings(stream: Any) -> None:
+def register(ctx: WorkerContext) -> None:
+    settings = ctx.settings
     worker = settings.worker
-    store = await _open_store()
-    sink = ReadingsSink(store, app.producer, worker.retry_backoff_max_s)
-    try:
-        async for events in stream.noack_take(worker.sink_batch_max, within=worker.batch_within_s):
-            await sink.write_batch(events)
-            for event in events:
-                await stream.ack(event)
-    finally:
-        await store.close()
+
+    async def sink_postgres(stream: Any) -> None:
+        store = await _open_store(settings)
+        sink = ReadingsSink(store, settings.topics.deadletter, worker.retry_backoff_max_s)
+        try:
+            async for events in stream.noack_take(worker.sink_batch_max, worker.batch_within_s):
+                letters = await sink.write_batch([event.message for event in events])
+                await ctx.publish(letters)
+                for event in events:
+                    await stream.ack(event)
+        finally:
+            await store.close()
+
+    ctx.app.agent(ctx.topics.curated, name="sink-postgres")(guarded("sink-postgres", sink_postgres))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -17,9 +16,6 @@ from connectors.kafka.admin import ensure_topics
 from schemas.errors import FleetError
 from streams.settings import Settings
 from streams.topology import topic_specs
-
-AGENT_MODULES = ("agents.validate", "agents.postgres_sink")
-"""Every module that defines agents; the worker imports them so they register on the app."""
 
 STOP_GRACE_S = 15.0
 
@@ -60,10 +56,9 @@ def create_topics(settings: Settings) -> None:
 def run_worker(settings: Settings) -> None:
     from faust import Worker
 
-    from streams.app import app
+    from agents.registry import build_worker_app
 
-    for module in AGENT_MODULES:
-        importlib.import_module(module)
+    app, _ = build_worker_app(settings)
     settings.worker.datadir.mkdir(parents=True, exist_ok=True)
     Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
 

@@ -117,6 +117,8 @@ class RawRecord:
 
     events: Sequence[RawEvent]
     failures: Sequence[ItemFailure]
+    enveloped: bool = True
+    """False for a single reading in an older format: its record value is its original."""
 
 
 def decode_raw_record(
@@ -156,14 +158,14 @@ def _decode_envelope(value: bytes) -> RawRecord:
 
 def _decode_single(value: bytes, record_id: str, record_time: datetime) -> RawRecord:
     try:
-        return RawRecord([decode_json(raw_event_decoder, value)], ())
+        return RawRecord([decode_json(raw_event_decoder, value)], (), enveloped=False)
     except ValidationFailure as as_event:
         if b'"payload"' in value:  # it meant to be a RawEvent: report that
-            return RawRecord((), [ItemFailure(None, as_event, value)])
+            return RawRecord((), [ItemFailure(None, as_event, value)], enveloped=False)
     try:
         reading = decode_reading(value, now=record_time)
     except ValidationFailure as as_reading:
-        return RawRecord((), [ItemFailure(None, as_reading, value)])
+        return RawRecord((), [ItemFailure(None, as_reading, value)], enveloped=False)
     event_id = reading.event_id or str(uuid.uuid5(_RECORD_NAMESPACE, record_id))
     event = RawEvent(
         event_id=event_id,
@@ -172,7 +174,7 @@ def _decode_single(value: bytes, record_id: str, record_time: datetime) -> RawRe
         source="kafka",
         payload=msgspec.Raw(value),
     )
-    return RawRecord([event], ())
+    return RawRecord([event], (), enveloped=False)
 
 
 class _CuratedEnvelope(msgspec.Struct, frozen=True):

@@ -52,6 +52,7 @@ __all__ = [
     "process_raw",
     "raw_event_decoder",
     "raw_event_for",
+    "validate_event",
 ]
 
 Source = Literal["http", "mqtt", "upload", "kafka"]
@@ -128,7 +129,14 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     original: bytes
     failed_at: datetime
     event_id: str | None = None
+    item: int | None = None
+    """Index of the failed reading in an envelope; None when the whole record failed."""
+    original_truncated: bool = False
+    """True when ``original`` was cut to ``MAX_ORIGINAL_BYTES`` so the letter fits its topic."""
 
+
+MAX_ORIGINAL_BYTES: Final = 2 * 1024 * 1024
+"""A dead letter keeps at most this much of the original (base64 in JSON: x4/3, under 4 MiB)."""
 
 encoder = msgspec.json.Encoder()
 raw_event_decoder = msgspec.json.Decoder(RawEvent)
@@ -227,7 +235,13 @@ def process_raw(
     a replay never rejects a reading the edge accepted.
     """
     require_aware(now, "now")  # a caller bug, not bad input: fail before decoding
-    raw = decode_raw_event(data)
+    return validate_event(decode_raw_event(data), now=now, max_future=max_future)
+
+
+def validate_event(
+    raw: RawEvent, *, now: datetime, max_future: timedelta = DEFAULT_MAX_FUTURE
+) -> CuratedReading:
+    """Validate the reading an envelope item carries and curate it (see :func:`process_raw`)."""
     try:
         reading = decode_reading(raw.payload, now=now, max_future=max_future)
     except ValidationFailure as exc:
@@ -252,6 +266,7 @@ def dead_letter_for(
     original: bytes,
     failed_at: datetime,
     event_id: str | None = None,
+    item: int | None = None,
 ) -> DeadLetter:
     """Build a dead letter from the exception that made ``stage`` give up.
 
@@ -263,6 +278,7 @@ def dead_letter_for(
         event_id = event_id or exc.event_id
     else:
         reason, errors = one_line(f"{type(exc).__name__}: {exc}"), []
+    truncated = len(original) > MAX_ORIGINAL_BYTES
     return DeadLetter(
         stage=stage,
         reason=reason,
@@ -272,9 +288,11 @@ def dead_letter_for(
         partition=partition,
         offset=offset,
         key=key,
-        original=original,
+        original=original[:MAX_ORIGINAL_BYTES] if truncated else original,
         failed_at=failed_at,
         event_id=event_id,
+        item=item,
+        original_truncated=truncated,
     )
 
 

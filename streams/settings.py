@@ -60,6 +60,7 @@ class TopicSettings(_Section):
     flows: str = "fleet.flows.v1"
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="raw/curated topics")
     deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)
+    curated_retention_ms: int = Field(default=24 * 3600 * 1000, description="internal hop")
 
 
 class PostgresSettings(_Section):

@@ -1,21 +1,31 @@
 """Faust handles on the topics agents consume. Values stay bytes: ``schemas`` owns the codecs.
 
-Agents publish by topic name through the worker's producer (``agents.outputs``), so only the
+Agents publish through the worker's confluent-kafka producer (``agents.context``), so only the
 topics something consumes need a handle here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from streams.app import app, settings
+import faust
+
+from streams.settings import Settings
 
 
-def _bytes_topic(name: str) -> Any:
+def bytes_topic(app: faust.App, name: str) -> Any:
     return app.topic(
         name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
 
-raw_topic = _bytes_topic(settings.topics.raw)
-readings_topic = _bytes_topic(settings.topics.readings)
+@dataclass(frozen=True)
+class SourceTopics:
+    raw: Any
+    curated: Any
+
+    @classmethod
+    def of(cls, app: faust.App, settings: Settings) -> SourceTopics:
+        topics = settings.topics
+        return cls(raw=bytes_topic(app, topics.raw), curated=bytes_topic(app, topics.curated))

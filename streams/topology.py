@@ -11,6 +11,8 @@ from connectors.kafka.admin import TopicSpec
 from streams.settings import Settings
 
 DEADLETTER_MAX_BYTES = 4 * 1024 * 1024
+ENVELOPE_TOPIC_MAX_BYTES = 2 * 1024 * 1024
+"""Envelope topics take records up to this size; the edges cut envelopes well below it."""
 
 
 def _with(spec: TopicSpec, config: dict[str, str]) -> TopicSpec:
@@ -33,8 +35,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             name, kafka.partitions, kafka.replication_factor, {"cleanup.policy": "compact"}
         )
 
+    envelopes = {"max.message.bytes": str(ENVELOPE_TOPIC_MAX_BYTES)}
     return [
-        events(topics.raw, topics.retention_ms),
+        _with(events(topics.raw, topics.retention_ms), envelopes),
+        # Internal hop between the validate agent and the sinks; short-lived by design.
+        _with(events(topics.curated, topics.curated_retention_ms), envelopes),
         events(topics.readings, topics.retention_ms),
         events(topics.alerts, topics.retention_ms),
         _with(

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+# Public names, re-exported by confluent_kafka.admin without __all__ (mypy strict refuses that).
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from connectors.kafka.errors import KafkaUnavailable, TopicMismatch
@@ -31,9 +34,11 @@ def ensure_topics(
 ) -> list[str]:
     """Create the missing topics and wait until they are served; return the names created.
 
-    Existing topics are left as they are, except that one with fewer partitions than its spec
-    raises :class:`TopicMismatch`: adding partitions moves keys to other partitions, which breaks
-    per-device ordering, so that is an operator's decision, not a side effect of startup.
+    Existing topics get the configs of their spec where they differ (a dead-letter topic made
+    with the 1 MiB default would refuse every large dead letter forever). One with fewer
+    partitions than its spec raises :class:`TopicMismatch`: adding partitions moves keys to other
+    partitions, which breaks per-device ordering, so that is an operator's decision, not a side
+    effect of startup.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     existing = _partition_counts(admin, timeout_s)
@@ -45,6 +50,7 @@ def ensure_topics(
                 f"topic {spec.name} has {have} partitions, settings ask for {spec.partitions}; "
                 "raise them on purpose with kafka-topics --alter, or change the setting"
             )
+    _fix_configs(admin, [spec for spec in wanted if spec.name in existing], timeout_s)
     missing = [spec for spec in wanted if spec.name not in existing]
     if not missing:
         return []
@@ -64,6 +70,31 @@ def ensure_topics(
             created.append(name)
     _wait_until_serving(bootstrap_servers, missing, timeout_s)
     return sorted(created)
+
+
+def _fix_configs(admin: AdminClient, specs: list[TopicSpec], timeout_s: float) -> None:
+    """Set every config of ``specs`` that an existing topic has with another value."""
+    if not specs:
+        return
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs],
+        request_timeout=timeout_s,
+    )
+    changes = []
+    for spec, future in zip(specs, described.values(), strict=True):
+        current = {name: entry.value for name, entry in future.result().items()}
+        wrong = {k: v for k, v in spec.config.items() if current.get(k) != v}
+        if wrong:
+            entries = [
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in wrong.items()
+            ]
+            changes.append(
+                ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries)
+            )
+    if changes:
+        for future in admin.incremental_alter_configs(changes).values():
+            future.result()
 
 
 def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:

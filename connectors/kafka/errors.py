@@ -19,3 +19,7 @@ class ProducerBackpressure(FleetError):
 
 class TopicMismatch(FleetError):
     """An existing topic disagrees with its spec in a way we must not fix silently."""
+
+
+class KafkaRefused(FleetError):
+    """The broker refused a record for what it is (too large, invalid): retrying cannot help."""

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
+from connectors.kafka.errors import KafkaRefused, KafkaUnavailable, ProducerBackpressure
 
 
 class Record(NamedTuple):
@@ -144,6 +144,17 @@ class EventProducer:
             producer.poll(0.05)
 
 
+_REFUSALS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    }
+)
+"""Delivery errors that retrying the same record cannot fix."""
+
+
 class _BatchAck:
     """Counts the delivery reports of one batch (they arrive on the poll thread)."""
 
@@ -184,5 +195,9 @@ class _BatchAck:
     async def wait(self) -> None:
         """Wait for every report; raise if any record was not acked."""
         await self._future
-        if self._error is not None:
-            raise KafkaUnavailable(f"Kafka did not ack a record: {self._error.str()}")
+        error = self._error
+        if error is None:
+            return
+        if error.code() in _REFUSALS:
+            raise KafkaRefused(f"Kafka refused a record: {error.str()}")
+        raise KafkaUnavailable(f"Kafka did not ack a record: {error.str()}")

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+from datetime import UTC, datetime
+
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas.envelopes import decode_raw_record
+from schemas.events import RawEvent
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
@@ -53,3 +58,27 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0)
         return values
     finally:
         consumer.close()
+
+
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[bytes]:
+    """Every value of ``topic`` up to the high watermarks seen when called."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+    return read_all(bootstrap, topic, sum(ends.values()), timeout_s)
+
+
+def raw_events(value: bytes) -> list[RawEvent]:
+    """The readings a ``fleet.raw.v1`` record holds (fails the test on a bad item)."""
+    record = decode_raw_record(
+        value, record_id="test", record_time=datetime.now(UTC), format_header=None
+    )
+    assert not record.failures, record.failures
+    return list(record.events)

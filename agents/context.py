@@ -1,0 +1,110 @@
+"""What every agent gets: the app, the settings, topic handles, the output producer, a guard.
+
+Agents publish through one confluent-kafka producer per worker (``connectors.kafka.producer``):
+librdkafka produces a record in ~1-2 µs, where Faust's ``Topic.send`` spends ~250 µs and its
+aiokafka producer tens of µs in Python. Faust's own producer still writes table changelogs and
+commits offsets.
+
+The guard is the worker's last line of defence (DESIGN.md, delivery rule 3). Per-reading
+failures are dead letters and outages are retried inside the agents, so an exception that still
+escapes an agent is a bug or a permanent fault. Faust would restart the agent, and the old
+``noack_take`` would go on acking messages that nobody processes; so the guard logs the error
+and ends the process at once, without a final commit. Whatever was not acked is redelivered to
+the worker that takes the partitions over (a restarted one, or another in the group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from agents.outputs import Outputs, publish
+from connectors.kafka.producer import EventProducer, ProducerConfig
+from streams.settings import Settings
+from streams.topics import SourceTopics
+
+log = logging.getLogger(__name__)
+
+EXIT_AGENT_CRASHED = 70
+"""Exit status of a worker stopped by an escaped exception (EX_SOFTWARE)."""
+
+AgentBody = Callable[[Any], Awaitable[None]]
+
+
+def stop_worker(agent: str, exc: BaseException) -> None:
+    """Log ``exc`` and end the process now: no shutdown hooks, so no offset commit."""
+    log.critical(
+        "agent %s failed with an error it cannot handle; stopping the worker without "
+        "committing, so the unfinished batch is redelivered: %r",
+        agent,
+        exc,
+        exc_info=exc,
+    )
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_AGENT_CRASHED)
+
+
+def guarded(name: str, body: AgentBody) -> AgentBody:
+    """``body`` as an agent whose escaped exceptions stop the worker (see module docstring)."""
+
+    @functools.wraps(body)
+    async def agent(stream: Any) -> None:
+        try:
+            await body(stream)
+        except asyncio.CancelledError:  # the worker is stopping: a normal end
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the point: nothing escapes silently
+            stop_worker(name, exc)
+
+    return agent
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    app: faust.App
+    topics: SourceTopics
+    _producer: EventProducer | None = None
+    _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def producer(self) -> EventProducer:
+        """The worker's output producer, started on first use."""
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = EventProducer(_output_config(self.settings))
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def publish(self, outputs: Outputs) -> None:
+        """Produce ``outputs`` and wait for every ack, retrying while the broker is away."""
+        await publish(
+            await self.producer(), outputs, backoff_max_s=self.settings.worker.retry_backoff_max_s
+        )
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+def _output_config(settings: Settings) -> ProducerConfig:
+    kafka = settings.kafka
+    return ProducerConfig(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id=f"{settings.worker.app_id}-outputs",
+        # A send that cannot complete fails into the agents' capped retries (each logged),
+        # instead of hanging: a stalled worker is visible within seconds.
+        delivery_timeout_ms=int(kafka.producer_request_timeout_s * 1000),
+        linger_ms=5,
+        queue_max_messages=1_000_000,
+    )

@@ -1,0 +1,38 @@
+"""The worker's Faust app with every agent registered: the one list of agent modules.
+
+A module of this package that defines ``register(ctx)`` must be listed in :data:`AGENTS`
+(``tests/unit/test_agents_registry.py`` fails otherwise), so a new agent cannot silently not
+run because someone forgot a list elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from agents import postgres_sink, validate
+from agents.context import WorkerContext
+from streams.app import create_app
+from streams.settings import Settings
+from streams.topics import SourceTopics
+
+AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
+    validate.register,
+    postgres_sink.register,
+)
+
+
+def build_worker_app(settings: Settings) -> tuple[faust.App, WorkerContext]:
+    """A Faust app for ``settings`` with every agent of :data:`AGENTS` on it."""
+    app = create_app(settings)
+    ctx = WorkerContext(settings=settings, app=app, topics=SourceTopics.of(app, settings))
+    for register in AGENTS:
+        register(ctx)
+
+    @app.on_before_shutdown.connect
+    async def _close_outputs(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await ctx.close()
+
+    return app, ctx

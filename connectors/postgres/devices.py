@@ -1,0 +1,257 @@
+"""The ``devices`` table: the registry's system of record.
+
+:class:`DeviceStore` creates, lists, reads, changes and deletes devices. It never publishes;
+:mod:`connectors.registry` does, through :meth:`DeviceStore.publish_current` and
+:meth:`DeviceStore.publish_all`, which read the committed state under an advisory lock so that
+concurrent writers (several API instances, the CLI) publish in the order Postgres committed.
+Errors that mean "Postgres is not reachable" become :class:`DatabaseUnavailable`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from schemas.devices import Device, DeviceChanges, NewDevice
+from schemas.errors import FleetError
+
+_LOCK_ALL = 0x666C6430
+"""Advisory lock namespace: shared by every publish of one device, exclusive for a resync."""
+_LOCK_DEVICE = 0x666C6431
+"""Advisory lock namespace of one device (second key: hashtext(device_id))."""
+
+# SQL below interpolates only these constant column lists and generated $n placeholders
+# (ruff S608); every value travels as a bind parameter.
+_COLUMNS = (
+    "device_id, name, profile, tags, metadata::text AS metadata, is_enabled, token_hash, "
+    "inactivity_timeout_s, created_at, updated_at, last_seen_at"
+)
+_SELECT_ONE = f"SELECT {_COLUMNS} FROM devices WHERE device_id = $1"  # noqa: S608
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InterfaceError,
+)
+
+
+class DeviceNotFound(FleetError):
+    def __init__(self, device_id: str) -> None:
+        super().__init__(f"device {device_id} is not registered")
+        self.device_id = device_id
+
+
+class DeviceExists(FleetError):
+    def __init__(self, device_id: str) -> None:
+        super().__init__(f"device {device_id} is already registered")
+        self.device_id = device_id
+
+
+class TokenInUse(FleetError):
+    """An operator-supplied token is another device's token already."""
+
+
+class DatabaseUnavailable(FleetError):
+    retriable = True
+
+
+@dataclass(frozen=True)
+class DeviceQuery:
+    """Filters and paging of a device listing; ``search`` is a device_id or name prefix."""
+
+    limit: int = 100
+    offset: int = 0
+    enabled: bool | None = None
+    profile: str | None = None
+    tag: str | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class DevicePage:
+    items: list[Device]
+    total: int
+
+
+Publish = Callable[[str, Device | None], Awaitable[None]]
+PublishAll = Callable[[Sequence[Device]], Awaitable[None]]
+
+
+class DeviceStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, new: NewDevice, token_hash: str) -> Device:
+        sql = (
+            "INSERT INTO devices (device_id, name, profile, tags, metadata, is_enabled, "  # noqa: S608
+            f"token_hash, inactivity_timeout_s) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8) "
+            f"RETURNING {_COLUMNS}"
+        )
+        args = (
+            new.device_id,
+            new.name,
+            new.profile,
+            new.tags,
+            _json(new.metadata),
+            new.is_enabled,
+            token_hash,
+            new.inactivity_timeout_s,
+        )
+        async with _errors():
+            try:
+                row = await self._pool.fetchrow(sql, *args)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "devices_token_hash":
+                    raise TokenInUse("that token is already another device's token") from exc
+                raise DeviceExists(new.device_id) from exc
+        return _device(_required(row, new.device_id))
+
+    async def get(self, device_id: str) -> Device | None:
+        async with _errors():
+            row = await self._pool.fetchrow(_SELECT_ONE, device_id)
+        return None if row is None else _device(row)
+
+    async def list(self, query: DeviceQuery) -> DevicePage:
+        where, args = _filters(query)
+        page_sql = (
+            f"SELECT {_COLUMNS} FROM devices{where} ORDER BY device_id "  # noqa: S608
+            f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+        )
+        async with _errors():
+            rows = await self._pool.fetch(page_sql, *args, query.limit, query.offset)
+            total = await self._pool.fetchval(f"SELECT count(*) FROM devices{where}", *args)  # noqa: S608
+        return DevicePage([_device(row) for row in rows], int(total))
+
+    async def update(self, device_id: str, changes: DeviceChanges) -> Device:
+        values = changes.as_dict()
+        if not values:
+            current = await self.get(device_id)
+            if current is None:
+                raise DeviceNotFound(device_id)
+            return current
+        sets, args = [], []
+        for index, (column, value) in enumerate(values.items(), start=2):
+            cast = "::jsonb" if column == "metadata" else ""
+            sets.append(f"{column} = ${index}{cast}")
+            args.append(_json(value) if column == "metadata" else value)
+        sql = (
+            f"UPDATE devices SET {', '.join(sets)}, updated_at = now() WHERE device_id = $1 "  # noqa: S608
+            f"RETURNING {_COLUMNS}"
+        )
+        async with _errors():
+            row = await self._pool.fetchrow(sql, device_id, *args)
+        return _device(_required(row, device_id))
+
+    async def set_token(self, device_id: str, token_hash: str) -> Device:
+        sql = (
+            "UPDATE devices SET token_hash = $2, updated_at = now() WHERE device_id = $1 "  # noqa: S608
+            f"RETURNING {_COLUMNS}"
+        )
+        async with _errors():
+            try:
+                row = await self._pool.fetchrow(sql, device_id, token_hash)
+            except asyncpg.UniqueViolationError as exc:
+                raise TokenInUse("that token is already another device's token") from exc
+        return _device(_required(row, device_id))
+
+    async def delete(self, device_id: str) -> None:
+        async with _errors():
+            status = await self._pool.execute("DELETE FROM devices WHERE device_id = $1", device_id)
+        if status == "DELETE 0":
+            raise DeviceNotFound(device_id)
+
+    async def publish_current(self, device_id: str, publish: Publish) -> None:
+        """Call ``publish(device_id, current state or None)`` while holding the device's lock.
+
+        The state is read after the lock is taken, so of two racing publishers the second
+        publishes what the later commit wrote: the topic ends where the table is.
+        """
+        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1, 0)", _LOCK_ALL)
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_DEVICE, device_id
+            )
+            row = await conn.fetchrow(_SELECT_ONE, device_id)
+            await publish(device_id, None if row is None else _device(row))
+
+    async def publish_all(self, publish: PublishAll) -> None:
+        """Call ``publish(every device)`` while no single-device publish can run."""
+        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", _LOCK_ALL)
+            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM devices ORDER BY device_id")  # noqa: S608
+            await publish([_device(row) for row in rows])
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        try:
+            async with _errors():
+                await self._pool.fetchval("SELECT 1", timeout=timeout_s)
+        except DatabaseUnavailable:
+            return False
+        return True
+
+
+def _filters(query: DeviceQuery) -> tuple[str, builtins.list[Any]]:
+    clauses: builtins.list[str] = []
+    args: builtins.list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if query.enabled is not None:
+        clauses.append(f"is_enabled = {arg(query.enabled)}")
+    if query.profile is not None:
+        clauses.append(f"profile = {arg(query.profile)}")
+    if query.tag is not None:
+        clauses.append(f"tags @> ARRAY[{arg(query.tag)}]::text[]")
+    if query.search:
+        prefix = _like_prefix(query.search)
+        clauses.append(f"(device_id LIKE {arg(prefix)} OR lower(name) LIKE {arg(prefix.lower())})")
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _required(row: asyncpg.Record | None, device_id: str) -> asyncpg.Record:
+    if row is None:
+        raise DeviceNotFound(device_id)
+    return row
+
+
+def _device(row: asyncpg.Record) -> Device:
+    return Device(
+        device_id=row["device_id"],
+        name=row["name"],
+        profile=row["profile"],
+        tags=list(row["tags"]),
+        metadata=msgspec.json.decode(row["metadata"]),
+        is_enabled=row["is_enabled"],
+        token_hash=row["token_hash"],
+        inactivity_timeout_s=row["inactivity_timeout_s"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_seen_at=row["last_seen_at"],
+    )
+
+
+@asynccontextmanager
+async def _errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"Postgres is unavailable: {exc}") from exc

@@ -25,11 +25,21 @@ log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
-    """Raise from a route to answer with a problem document."""
+    """Raise from a route to answer with a problem document (and optional response headers,
+    e.g. ``Retry-After`` or ``WWW-Authenticate``)."""
 
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.headers = headers
 
 
 def problem(
@@ -66,7 +76,7 @@ def install_problem_handlers(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(ProblemError)
     async def on_problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+        return problem(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(ValidationFailure)
     async def on_invalid(_: Request, exc: ValidationFailure) -> JSONResponse:

@@ -125,14 +125,17 @@ def _header(headers: Any, name: str) -> bytes | None:
     return None
 
 
+_ENVELOPE_OVERHEAD = len(curated_envelope([]))
+
+
 def _chunks(items: list[bytes], max_bytes: int) -> Iterator[list[bytes]]:
     """``items`` in runs whose encoded envelope stays under ``max_bytes``."""
     chunk: list[bytes] = []
-    size = 0
+    size = _ENVELOPE_OVERHEAD
     for item in items:
         if chunk and size + len(item) + 1 > max_bytes:
             yield chunk
-            chunk, size = [], 0
+            chunk, size = [], _ENVELOPE_OVERHEAD
         chunk.append(item)
         size += len(item) + 1
     if chunk:

@@ -22,6 +22,7 @@ from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, raw_envelope
 
+_OVERHEAD = len(raw_envelope([]))
 _HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, RAW_FORMAT.encode())]
 
 
@@ -36,7 +37,7 @@ class _OpenEnvelope:
     partition: int
     done: asyncio.Future[None]
     items: list[bytes] = field(default_factory=list)
-    size: int = 0
+    size: int = _OVERHEAD
 
 
 @dataclass(frozen=True)

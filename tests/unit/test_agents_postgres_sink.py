@@ -4,33 +4,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
-import pytest
 
 from agents import postgres_sink
 from agents.postgres_sink import ReadingsSink
 from connectors.postgres.readings import ReadingRow
-from schemas.events import curate, decode_curated, encode_curated
+from schemas.envelopes import curated_envelope
+from schemas.events import curate, decode_dead_letter, encode_curated
 from schemas.validation import validate_reading_obj
 from tests.factories import raw_event, reading
-from tests.unit.fakes import FakeKafkaProducer
+
+DEADLETTER = "fleet.deadletter.v1"
 
 
 @dataclass
-class FakeMessage:
-    value: bytes
-    key: bytes | None = b"dev"
-    topic: str = "fleet.readings.v1"
+class Message:
+    value: bytes | None
+    key: bytes | None = None
+    topic: str = "fleet.curated.v1"
     partition: int = 0
     offset: int = 0
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
+    timestamp: float = 0.0
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class FakeStore:
@@ -51,44 +49,51 @@ class FakeStore:
         return len(rows)
 
 
-def curated_event(device_id: str, offset: int) -> FakeEvent:
+def curated_item(device_id: str, n: int) -> bytes:
     now = datetime.now(UTC)
-    body = reading(device_id, offset)
+    body = reading(device_id, n)
     parsed = validate_reading_obj(body, now=now)
-    curated = curate(raw_event(body, received_at=now), parsed)
-    return FakeEvent(FakeMessage(encode_curated(curated), offset=offset))
+    return encode_curated(curate(raw_event(body, received_at=now), parsed))
 
 
-@pytest.fixture
-def producer() -> FakeKafkaProducer:
-    return FakeKafkaProducer()
+def envelope(devices: Sequence[str], offset: int) -> Message:
+    items = [curated_item(device, n) for n, device in enumerate(devices)]
+    return Message(curated_envelope(items), offset=offset)
 
 
-async def test_bad_rows_are_dead_lettered_and_the_rest_written(producer: FakeKafkaProducer) -> None:
-    events = [curated_event(f"dev-{n}", n) for n in range(10)]
-    events.append(FakeEvent(FakeMessage(b"not a curated reading", offset=10)))
+async def test_bad_rows_are_dead_lettered_and_the_rest_written() -> None:
+    messages = [
+        envelope([f"dev-{n}" for n in range(5)], offset=0),
+        envelope([f"dev-{n}" for n in range(5, 10)], offset=1),
+        Message(b"not a curated envelope", offset=2),
+    ]
     store = FakeStore(poisoned={"dev-3", "dev-7"})
-    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)
+    outputs = await ReadingsSink(store, DEADLETTER, backoff_max_s=0.01).write_batch(messages)
     assert sorted(row.device_id for row in store.rows) == sorted(
         f"dev-{n}" for n in range(10) if n not in (3, 7)
     )
-    letters = [json.loads(value) for value in producer.values(postgres_sink.DEADLETTER)]
-    assert sorted(letter["offset"] for letter in letters) == [3, 7, 10]
-    assert {letter["stage"] for letter in letters} == {"sink.postgres"}
-    assert all(letter["reason"] for letter in letters)
+    letters = [decode_dead_letter(r.value or b"") for r in outputs.records(DEADLETTER)]
+    assert sorted((letter.offset, letter.key) for letter in letters) == [
+        (0, "dev-3"),
+        (1, "dev-7"),
+        (2, None),
+    ]
+    assert {letter.stage for letter in letters} == {"sink.postgres"}
+    assert all(letter.reason for letter in letters)
 
 
-async def test_outage_is_retried_until_the_batch_is_written(producer: FakeKafkaProducer) -> None:
-    events = [curated_event("dev-a", n) for n in range(3)]
+async def test_outage_is_retried_until_the_batch_is_written() -> None:
     store = FakeStore(poisoned=set(), outages=3)
-    await ReadingsSink(store, producer, backoff_max_s=0.01).write_batch(events)
+    outputs = await ReadingsSink(store, DEADLETTER, backoff_max_s=0.01).write_batch(
+        [envelope(["dev-a"] * 3, offset=0)]
+    )
     assert len(store.rows) == 3
-    assert producer.sent == []
+    assert outputs.records(DEADLETTER) == []
 
 
 def test_row_carries_sensor_types_and_json() -> None:
-    event = curated_event("dev-a", 1)
-    row = postgres_sink.to_row(decode_curated(event.message.value))
+    row = postgres_sink.to_row(curated_item("dev-a", 1))
     assert row.sensor_types == ["ld2410", "mq134", "pir"]
     assert json.loads(row.sensors)["pir"] == {"motion_detected": False}
     assert row.ts.tzinfo is not None
+    assert row.metadata is None

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from api.app import create_app
+from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
+from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
-from schemas.events import decode_raw_event
+from schemas.envelopes import decode_raw_record
+from schemas.events import RawEvent
 from streams.settings import Settings
 from tests.factories import reading
 
@@ -30,6 +35,18 @@ class FakeProducer:
         return self.fail_with is None
 
 
+PARTITIONS = 4
+
+
+def items(record: Record) -> list[RawEvent]:
+    assert record.value is not None
+    decoded = decode_raw_record(
+        record.value, record_id="t", record_time=datetime.now(UTC), format_header=None
+    )
+    assert not decoded.failures
+    return list(decoded.events)
+
+
 @pytest.fixture
 def producer() -> FakeProducer:
     return FakeProducer()
@@ -44,34 +61,54 @@ async def client(producer: FakeProducer) -> AsyncIterator[httpx.AsyncClient]:
     )
     app = create_app(settings)
     app.state.producer = producer  # no lifespan: nothing connects to Kafka
+    app.state.batcher = EnvelopeBatcher(producer, "fleet.raw.v1", PARTITIONS, BatcherLimits(0.001))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as http:
         yield http
 
 
-async def test_one_reading_is_produced_keyed_by_device(
+async def test_one_reading_is_produced_in_an_envelope_on_its_devices_partition(
     client: httpx.AsyncClient, producer: FakeProducer
 ) -> None:
     response = await client.post("/v1/readings", json=reading("esp32-a", 1))
     assert response.status_code == 202
     (event_id,) = response.json()["event_ids"]
-    ((topic, (key, value)),) = producer.sent
+    ((topic, record),) = producer.sent
     assert topic == "fleet.raw.v1"
-    assert key == b"esp32-a"
-    event = decode_raw_event(value)
+    assert record.partition == partition_for("esp32-a", PARTITIONS)
+    (event,) = items(record)
     assert event.event_id == event_id
+    assert event.device_id == "esp32-a"
     assert event.source == "http"
     assert json.loads(bytes(event.payload))["sensors"]["pir"] == {"motion_detected": False}
 
 
-async def test_batch_is_produced_in_order(
+async def test_batch_is_split_per_partition_keeping_each_devices_order(
     client: httpx.AsyncClient, producer: FakeProducer
 ) -> None:
-    batch = [reading(f"esp32-{n}", n) for n in range(3)]
+    batch = [reading(f"esp32-{n % 3}", n) for n in range(5)]
     response = await client.post("/v1/readings", json=batch)
     assert response.status_code == 202
-    assert response.json()["accepted"] == 3
-    assert [key for _, (key, _) in producer.sent] == [b"esp32-0", b"esp32-1", b"esp32-2"]
+    accepted = response.json()["event_ids"]
+    produced: list[RawEvent] = []
+    for _, record in producer.sent:
+        events = items(record)
+        assert {partition_for(e.device_id, PARTITIONS) for e in events} == {record.partition}
+        produced += events
+    assert sorted(e.event_id for e in produced) == sorted(accepted)
+    by_device = [e.event_id for e in produced if e.device_id == "esp32-0"]
+    assert by_device == [accepted[0], accepted[3]]
+
+
+async def test_concurrent_requests_share_envelopes(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    bodies = [reading("esp32-a", n) for n in range(20)]
+    responses = await asyncio.gather(*(client.post("/v1/readings", json=b) for b in bodies))
+    assert all(response.status_code == 202 for response in responses)
+    produced = [event for _, record in producer.sent for event in items(record)]
+    assert len(produced) == 20
+    assert len(producer.sent) < 20
 
 
 async def test_idempotency_key_gives_the_same_event_ids(client: httpx.AsyncClient) -> None:
@@ -82,6 +119,15 @@ async def test_idempotency_key_gives_the_same_event_ids(client: httpx.AsyncClien
     fresh = await client.post("/v1/readings", json=batch)
     assert first.json()["event_ids"] == again.json()["event_ids"]
     assert set(first.json()["event_ids"]).isdisjoint(fresh.json()["event_ids"])
+
+
+async def test_two_devices_reusing_an_idempotency_key_get_different_event_ids(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = {"Idempotency-Key": "boot-1"}
+    a = await client.post("/v1/readings", json=reading("esp32-a", 0), headers=headers)
+    b = await client.post("/v1/readings", json=reading("esp32-b", 0), headers=headers)
+    assert a.json()["event_ids"] != b.json()["event_ids"]
 
 
 async def test_invalid_field_is_named_in_a_problem(

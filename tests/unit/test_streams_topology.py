@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.settings import Settings
-from streams.topology import DEADLETTER_MAX_BYTES, topic_specs
+from streams.topology import DEADLETTER_MAX_BYTES, ENVELOPE_TOPIC_MAX_BYTES, topic_specs
 
 
 def test_every_project_topic_has_a_spec_with_the_configured_partitions() -> None:
@@ -14,6 +14,7 @@ def test_every_project_topic_has_a_spec_with_the_configured_partitions() -> None
     specs = {spec.name: spec for spec in topic_specs(settings)}
     assert set(specs) == {
         "fleet.raw.v1",
+        "fleet.curated.v1",
         "fleet.readings.v1",
         "fleet.deadletter.v1",
         "fleet.alerts.v1",
@@ -27,11 +28,21 @@ def test_registries_are_compacted_and_events_expire() -> None:
     specs = {spec.name: spec for spec in topic_specs(Settings())}
     for registry in ("fleet.devices.v1", "fleet.flows.v1"):
         assert specs[registry].config["cleanup.policy"] == "compact"
-    for events in ("fleet.raw.v1", "fleet.readings.v1", "fleet.alerts.v1"):
+    for events in ("fleet.readings.v1", "fleet.alerts.v1"):
         assert specs[events].config == {
             "cleanup.policy": "delete",
             "retention.ms": str(7 * 24 * 3600 * 1000),
         }
+    assert specs["fleet.curated.v1"].config["retention.ms"] == str(24 * 3600 * 1000)
+
+
+def test_envelope_topics_take_records_larger_than_an_envelope() -> None:
+    settings = Settings()
+    specs = {spec.name: spec for spec in topic_specs(settings)}
+    for name in ("fleet.raw.v1", "fleet.curated.v1"):
+        assert specs[name].config["max.message.bytes"] == str(ENVELOPE_TOPIC_MAX_BYTES)
+        assert specs[name].config["cleanup.policy"] == "delete"
+    assert settings.kafka.envelope_max_bytes < ENVELOPE_TOPIC_MAX_BYTES
 
 
 def test_dead_letters_have_room_for_the_encoded_original() -> None:

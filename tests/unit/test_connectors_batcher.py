@@ -22,10 +22,12 @@ class GatedProducer:
     def __init__(self) -> None:
         self.calls: list[list[Record]] = []
         self.gate = asyncio.Event()
+        self.called = asyncio.Event()
         self.fail_with: Exception | None = None
 
     async def produce_all(self, topic: str, records: Sequence[Record]) -> None:
         self.calls.append(list(records))
+        self.called.set()
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
@@ -47,8 +49,7 @@ async def test_callers_wait_for_the_ack_of_the_envelope_holding_their_readings()
     producer = GatedProducer()
     batcher = EnvelopeBatcher(producer, "raw", 4, BatcherLimits(linger_s=0.001))
     callers = [asyncio.create_task(batcher.submit([item("dev-a", n)])) for n in range(5)]
-    while not producer.calls:
-        await asyncio.sleep(0.001)
+    await producer.called.wait()
     assert not any(caller.done() for caller in callers), "answered before the broker acked"
     producer.gate.set()
     await asyncio.gather(*callers)

@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.devices import registry_resources
 from api.problems import install_problem_handlers
-from api.routes import health, readings
+from api.routes import admin_devices, health, readings
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.producer import EventProducer, ProducerConfig
 from streams.settings import Settings, get_settings
@@ -26,9 +27,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         producer = EventProducer(_producer_config(settings))
         await producer.start()
         app.state.producer = producer
-        app.state.batcher = await _batcher(settings, producer)
+        app.state.batcher = _batcher(settings, producer)
         try:
-            yield
+            async with registry_resources(app, settings):  # device registry: pool, cache
+                yield
         finally:
             await app.state.batcher.drain()
             await producer.stop()
@@ -43,17 +45,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app, settings.api.retry_after_s)
     app.include_router(readings.router)
     app.include_router(health.router)
+    app.include_router(admin_devices.router)
+    app.include_router(admin_devices.devices_router)
     return app
 
 
-async def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:
+def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:
     kafka, raw = settings.kafka, settings.topics.raw
     limits = BatcherLimits(
         linger_s=kafka.envelope_linger_ms / 1000,
         max_items=kafka.envelope_max_items,
         max_bytes=kafka.envelope_max_bytes,
     )
-    return EnvelopeBatcher(producer, raw, await producer.partition_count(raw), limits)
+    # The partition count is asked of the broker on the first request, so the API starts (and
+    # answers 503) while Kafka is away.
+    return EnvelopeBatcher(producer, raw, None, limits)
 
 
 def _producer_config(settings: Settings) -> ProducerConfig:

@@ -31,6 +31,8 @@ class RecordProducer(Protocol):
 
     async def produce_all(self, topic: str, records: Sequence[Record]) -> None: ...
 
+    async def partition_count(self, topic: str) -> int: ...
+
 
 @dataclass
 class _OpenEnvelope:
@@ -51,8 +53,9 @@ class EnvelopeBatcher:
     """Collects encoded readings per partition and produces them as envelopes."""
 
     def __init__(
-        self, producer: RecordProducer, topic: str, partitions: int, limits: BatcherLimits
+        self, producer: RecordProducer, topic: str, partitions: int | None, limits: BatcherLimits
     ) -> None:
+        """``partitions`` None: ask the broker on first use (the edge starts while it is away)."""
         self._producer = producer
         self._topic = topic
         self._partitions = partitions
@@ -63,9 +66,12 @@ class EnvelopeBatcher:
 
     async def submit(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Produce ``(device_id, encoded item)`` pairs; return once all of them are acked."""
+        if self._partitions is None:
+            self._partitions = await self._producer.partition_count(self._topic)
+        partitions = self._partitions
         waits: set[asyncio.Future[None]] = set()
         for device_id, item in items:
-            envelope = self._envelope_for(partition_for(device_id, self._partitions), len(item))
+            envelope = self._envelope_for(partition_for(device_id, partitions), len(item))
             envelope.items.append(item)
             envelope.size += len(item) + 1
             waits.add(envelope.done)

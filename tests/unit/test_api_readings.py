@@ -31,6 +31,11 @@ class FakeProducer:
             raise self.fail_with
         self.sent += [(topic, record) for record in records]
 
+    async def partition_count(self, topic: str) -> int:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return PARTITIONS
+
     async def ping(self, timeout_s: float = 2.0) -> bool:
         return self.fail_with is None
 

@@ -28,7 +28,8 @@ from connectors.postgres.devices import (
     DeviceNotFound,
     DevicePage,
     DeviceQuery,
-    DeviceStore,
+    Publish,
+    PublishAll,
 )
 from schemas.devices import (
     Device,
@@ -49,6 +50,20 @@ class NotPublished(FleetError):
     retriable = True
 
 
+class DeviceRecords(Protocol):
+    """The system of record; :class:`connectors.postgres.devices.DeviceStore` in production."""
+
+    async def create(self, new: NewDevice, token_hash: str) -> Device: ...
+    async def get(self, device_id: str) -> Device | None: ...
+    async def list(self, query: DeviceQuery) -> DevicePage: ...
+    async def update(self, device_id: str, changes: DeviceChanges) -> Device: ...
+    async def set_token(self, device_id: str, token_hash: str) -> Device: ...
+    async def delete(self, device_id: str) -> None: ...
+    async def publish_current(self, device_id: str, publish: Publish) -> None: ...
+    async def publish_all(self, publish: PublishAll) -> None: ...
+    async def ping(self, timeout_s: float = 2.0) -> bool: ...
+
+
 class Publisher(Protocol):
     topic: str
 
@@ -63,7 +78,7 @@ class ResyncReport:
 
 
 class DeviceRegistry:
-    def __init__(self, store: DeviceStore, publisher: Publisher) -> None:
+    def __init__(self, store: DeviceRecords, publisher: Publisher) -> None:
         self.store = store
         self._publisher = publisher
 

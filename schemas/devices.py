@@ -32,6 +32,8 @@ __all__ = [
     "MAX_TAGS",
     "METADATA_MAX_BYTES",
     "NAME_MAX",
+    "NAME_PATTERN",
+    "TIMEOUT_MAX_S",
     "TOKEN_HASH_PATTERN",
     "TOKEN_PATTERN",
     "Device",
@@ -52,6 +54,8 @@ TOKEN_HASH_PATTERN = r"^[0-9a-f]{64}\Z"  # noqa: S105 - a pattern, not a secret
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}\Z"
 """Profiles and tags: 1-64 characters, starting alphanumeric."""
 NAME_MAX = 200
+NAME_PATTERN = rf"^[^\x00-\x1f\x7f]{{1,{NAME_MAX}}}\Z"
+"""A display name: 1-200 characters, no control characters."""
 MAX_TAGS = 32
 METADATA_MAX_BYTES = 8192
 METADATA_MAX_DEPTH = 8
@@ -62,7 +66,7 @@ _VALUE_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, LF, 
 
 TokenHash = Annotated[str, Meta(pattern=TOKEN_HASH_PATTERN)]
 Label = Annotated[str, Meta(pattern=LABEL_PATTERN)]
-Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX)]
+Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
 Tags = Annotated[list[Label], Meta(max_length=MAX_TAGS)]
 TimeoutS = Annotated[int, Meta(ge=1, le=TIMEOUT_MAX_S)]
 Token = Annotated[str, Meta(pattern=TOKEN_PATTERN)]

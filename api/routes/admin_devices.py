@@ -1,0 +1,177 @@
+"""The device registry over HTTP: seed 004's admin API and seed 002's metadata update.
+
+Every change is stored in Postgres, then published to ``fleet.devices.v1`` and acked, before
+the answer (see :mod:`connectors.registry`). A 503 after a change means it is stored but not
+confirmed on the topic: retrying the request publishes it again, whatever the retry answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from api.auth import authenticated_device as _authenticated_device
+from api.auth import bearer_token, is_admin_token, require_admin, require_device
+from api.deps import SettingsDep
+from api.device_models import (
+    DeviceCreate,
+    DeviceList,
+    DeviceOut,
+    DevicePatch,
+    DeviceWithToken,
+    MetadataUpdate,
+    TokenRotation,
+)
+from api.devices import RegistryDep
+from api.problems import ProblemError
+from connectors.postgres.devices import (
+    DatabaseUnavailable,
+    DeviceExists,
+    DeviceNotFound,
+    DeviceQuery,
+    TokenInUse,
+)
+from connectors.registry import NotPublished
+from schemas.devices import DeviceChanges, NewDevice
+from schemas.errors import field_error_from_message
+from streams.settings import Settings
+
+router = APIRouter(
+    prefix="/api/v1/admin/devices", tags=["admin"], dependencies=[Depends(require_admin)]
+)
+devices_router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_device(
+    body: DeviceCreate, registry: RegistryDep, settings: SettingsDep
+) -> DeviceWithToken:
+    """Register a device; the answer carries its token, shown this once."""
+    with registry_errors(settings):
+        new = msgspec.convert(body.registry_fields(), NewDevice)
+        device, token = await registry.create(new, body.token_plain)
+    return DeviceWithToken.with_token(device, token)
+
+
+@router.get("")
+async def list_devices(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    enabled: bool | None = None,
+    profile: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    search: Annotated[
+        str | None, Query(max_length=128, description="device_id or name prefix")
+    ] = None,
+) -> DeviceList:
+    """Devices ordered by device_id, with paging and filters."""
+    query = DeviceQuery(limit, offset, enabled, profile, tag, search)
+    with registry_errors(settings):
+        page = await registry.list(query)
+    items = [DeviceOut.of(device) for device in page.items]
+    return DeviceList(items=items, total=page.total, limit=limit, offset=offset)
+
+
+@router.get("/{device_id}")
+async def get_device(device_id: str, registry: RegistryDep, settings: SettingsDep) -> DeviceOut:
+    with registry_errors(settings):
+        device = await registry.get(device_id)
+    if device is None:
+        raise _not_found(device_id)
+    return DeviceOut.of(device)
+
+
+@router.patch("/{device_id}")
+async def update_device(
+    device_id: str, body: DevicePatch, registry: RegistryDep, settings: SettingsDep
+) -> DeviceOut:
+    """Change ``is_enabled``, ``metadata`` (replaced whole), ``profile``, ``tags``, ``name`` or
+    ``inactivity_timeout_s``. Disabling takes effect on every API instance within seconds."""
+    with registry_errors(settings):
+        changes = msgspec.convert(body.changes(), DeviceChanges)
+        device = await registry.update(device_id, changes)
+    return DeviceOut.of(device)
+
+
+@router.post("/{device_id}/rotate-token")
+async def rotate_token(
+    device_id: str,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    body: TokenRotation | None = None,
+) -> DeviceWithToken:
+    """Give the device a new token (random unless ``token_plain`` is sent); the old one stops
+    working on every API instance within seconds."""
+    with registry_errors(settings):
+        device, token = await registry.rotate_token(device_id, body.token_plain if body else None)
+    return DeviceWithToken.with_token(device, token)
+
+
+@router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_device(device_id: str, registry: RegistryDep, settings: SettingsDep) -> Response:
+    with registry_errors(settings):
+        await registry.delete(device_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@devices_router.post("/metadata")
+async def update_metadata(
+    body: MetadataUpdate, request: Request, registry: RegistryDep, settings: SettingsDep
+) -> DeviceOut:
+    """Seed 002: replace a device's metadata. Called by the device itself (its token in
+    ``X-API-Key`` or ``Authorization: Bearer``) or by an operator with the admin token."""
+    admin_token = bearer_token(request)
+    if admin_token is None or not is_admin_token(admin_token, settings):
+        require_device(_authenticated_device(request), body.device_id)
+    with registry_errors(settings):
+        changes = DeviceChanges(metadata=body.metadata)
+        device = await registry.update(body.device_id, changes)
+    return DeviceOut.of(device)
+
+
+@contextmanager
+def registry_errors(settings: Settings) -> Iterator[None]:
+    """Registry outcomes as problem documents that name the field."""
+    retry = {"Retry-After": str(settings.api.retry_after_s)}
+    try:
+        yield
+    except DeviceNotFound as exc:
+        raise _not_found(exc.device_id) from exc
+    except DeviceExists as exc:
+        raise _conflict(str(exc), "device_id") from exc
+    except TokenInUse as exc:
+        raise _conflict(str(exc), "token_plain") from exc
+    except msgspec.ValidationError as exc:
+        error = field_error_from_message(str(exc))
+        field = ".".join(str(part) for part in ("body", *error.loc))  # as pydantic names it
+        raise ProblemError(
+            422,
+            "Invalid request",
+            error.describe(),
+            errors=[{"field": field, "message": error.message, "type": error.type}],
+        ) from exc
+    except (NotPublished, DatabaseUnavailable) as exc:
+        raise ProblemError(503, "Service unavailable", str(exc), headers=retry) from exc
+
+
+def _not_found(device_id: str) -> ProblemError:
+    return ProblemError(
+        404,
+        "Not found",
+        f"device {device_id} is not registered",
+        errors=[_field("device_id", "no such device", "not_found")],
+    )
+
+
+def _conflict(detail: str, field: str) -> ProblemError:
+    return ProblemError(409, "Conflict", detail, errors=[_field(field, detail, "conflict")])
+
+
+def _field(field: str, message: str, kind: str) -> dict[str, Any]:
+    return {"field": field, "message": message, "type": kind}

@@ -1,0 +1,112 @@
+"""In-memory doubles of the device registry's store, publisher and cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+
+from connectors.kafka.device_cache import DeviceIndex
+from connectors.kafka.errors import KafkaUnavailable
+from connectors.kafka.registry import RegistryRecord
+from connectors.postgres.devices import (
+    DeviceExists,
+    DeviceNotFound,
+    DevicePage,
+    DeviceQuery,
+    Publish,
+    PublishAll,
+    TokenInUse,
+)
+from schemas.devices import Device, DeviceChanges, NewDevice
+
+
+class MemoryStore:
+    """The devices table as a dict; same errors as :class:`DeviceStore`."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Device] = {}
+
+    async def create(self, new: NewDevice, token_hash: str) -> Device:
+        if new.device_id in self.rows:
+            raise DeviceExists(new.device_id)
+        if any(d.token_hash == token_hash for d in self.rows.values()):
+            raise TokenInUse("that token is already another device's token")
+        now = datetime.now(UTC)
+        device = Device(
+            **msgspec.structs.asdict(new), token_hash=token_hash, created_at=now, updated_at=now
+        )
+        self.rows[new.device_id] = device
+        return device
+
+    async def get(self, device_id: str) -> Device | None:
+        return self.rows.get(device_id)
+
+    async def list(self, query: DeviceQuery) -> DevicePage:
+        items = sorted(self.rows.values(), key=lambda d: d.device_id)
+        return DevicePage(items[query.offset : query.offset + query.limit], len(items))
+
+    async def update(self, device_id: str, changes: DeviceChanges) -> Device:
+        current = self._existing(device_id)
+        device = msgspec.structs.replace(current, **changes.as_dict())
+        self.rows[device_id] = device
+        return device
+
+    async def set_token(self, device_id: str, token_hash: str) -> Device:
+        device = msgspec.structs.replace(self._existing(device_id), token_hash=token_hash)
+        self.rows[device_id] = device
+        return device
+
+    async def delete(self, device_id: str) -> None:
+        self._existing(device_id)
+        del self.rows[device_id]
+
+    async def publish_current(self, device_id: str, publish: Publish) -> None:
+        await publish(device_id, self.rows.get(device_id))
+
+    async def publish_all(self, publish: PublishAll) -> None:
+        await publish(sorted(self.rows.values(), key=lambda d: d.device_id))
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        return True
+
+    def _existing(self, device_id: str) -> Device:
+        if device_id not in self.rows:
+            raise DeviceNotFound(device_id)
+        return self.rows[device_id]
+
+
+@dataclass
+class MemoryPublisher:
+    """Records what would be on the topic; ``down`` makes every publish fail like a dead
+    broker."""
+
+    topic: str = "fleet.devices.v1"
+    sent: list[RegistryRecord] = field(default_factory=list)
+    down: bool = False
+
+    def publish(self, records: Sequence[RegistryRecord]) -> None:
+        if self.down:
+            raise KafkaUnavailable("registry records not acked: broker down")
+        self.sent.extend(records)
+
+    def latest(self) -> dict[str, bytes | None]:
+        """The compacted view: last value per key (None = tombstone)."""
+        return dict(self.sent)
+
+
+class StaticCache:
+    """A device cache fed by hand; ``caught_up`` is settable."""
+
+    def __init__(self, *, caught_up: bool = True) -> None:
+        self.caught_up = caught_up
+        self.index = DeviceIndex()
+
+    def identify(self, token: str) -> Device | None:
+        return self.index.identify(token)
+
+    def follow(self, publisher: MemoryPublisher) -> None:
+        for key, value in publisher.sent:
+            self.index.apply(key.encode(), value)

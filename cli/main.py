@@ -6,6 +6,7 @@ fleetstream stack up|down|status|logs
 fleetstream api | worker   one service in the foreground
 fleetstream db upgrade|downgrade|current
 fleetstream topics create
+fleetstream devices create|list|show|disable|enable|rotate|delete|resync
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import typer
 
 from cli import runner
+from cli.devices_commands import devices_app
 from cli.stack_commands import stack_app
 from streams.settings import get_settings
 
@@ -22,6 +24,7 @@ app = typer.Typer(
     help="Kafka-first ingest and stream processing for device fleets.",
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(devices_app, name="devices")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project.")

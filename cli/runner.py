@@ -38,7 +38,8 @@ def operator_errors() -> Iterator[None]:
 
 
 def prepare(settings: Settings) -> None:
-    """Local stack up, migrations applied, topics created: idempotent, with progress output."""
+    """Local stack up, migrations applied, topics created, the device registry topic in step with
+    Postgres: idempotent, with progress output."""
     from cli.stack import manager
     from connectors.postgres import migrate
 
@@ -46,6 +47,14 @@ def prepare(settings: Settings) -> None:
     say("applying database migrations")
     migrate.upgrade(settings.postgres.dsn())
     create_topics(settings)
+    resync_devices(settings)
+
+
+def resync_devices(settings: Settings) -> None:
+    """Republish what the registry topic lacks (e.g. a publish lost to a crash or an outage)."""
+    from cli.devices_commands import describe, resync_registry
+
+    say(describe(resync_registry(settings)))
 
 
 def create_topics(settings: Settings) -> None:

@@ -84,6 +84,10 @@ class DeviceIndex:
     def get(self, device_id: str) -> Device | None:
         return self._devices.get(device_id)
 
+    def documents(self) -> dict[str, Device]:
+        """A copy of every device, by id."""
+        return dict(self._devices)
+
     def identify(self, token: str) -> Device | None:
         """The device whose token this is (enabled or not), or None."""
         owner = self._owners.get(hash_token(token))

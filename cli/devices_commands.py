@@ -1,0 +1,247 @@
+"""``fleetstream devices``: the device registry from the command line.
+
+Talks to Postgres and ``fleet.devices.v1`` directly (no API needed), through the same
+:class:`~connectors.registry.DeviceRegistry` as the admin API, so a change made here reaches
+every API instance the same way. Output is a table, or JSON with ``--json``; a token is printed
+once, by ``create`` and ``rotate``, and is not stored anywhere in plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import typer
+
+from cli.runner import operator_errors
+from connectors.kafka.device_cache import read_registry
+from connectors.kafka.registry import RegistryPublisher
+from connectors.postgres.devices import DeviceQuery, DeviceStore
+from connectors.postgres.pool import create_pool
+from connectors.registry import DeviceRegistry, ResyncReport
+from schemas.devices import Device, DeviceChanges, NewDevice
+from streams.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+devices_app = typer.Typer(no_args_is_help=True, help="Registered devices and their tokens.")
+
+DeviceIdArg = Annotated[str, typer.Argument(help="the device's id")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", help="use this token instead of a random one")
+]
+
+
+@devices_app.command("create")
+def create(
+    device_id: DeviceIdArg,
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    profile: Annotated[str | None, typer.Option(help="device type, e.g. esp32")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="a tag; repeat for more")] = None,
+    metadata: Annotated[str | None, typer.Option(help="a JSON object")] = None,
+    inactivity_timeout: Annotated[
+        int | None, typer.Option(help="seconds without data before the device is offline")
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="register it disabled")] = False,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a device and print its token (once)."""
+    new = _convert(
+        {
+            "device_id": device_id,
+            "name": name,
+            "profile": profile,
+            "tags": tag or [],
+            "metadata": _json_object(metadata),
+            "inactivity_timeout_s": inactivity_timeout,
+            "is_enabled": not disabled,
+        },
+        NewDevice,
+    )
+    device, plain = _run(lambda registry: registry.create(new, token))
+    _show(device, as_json, token=plain)
+
+
+@devices_app.command("list")
+def list_devices(
+    enabled: Annotated[
+        bool | None, typer.Option("--enabled/--disabled", help="only enabled / disabled ones")
+    ] = None,
+    profile: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[str | None, typer.Option()] = None,
+    search: Annotated[str | None, typer.Option(help="device_id or name prefix")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List devices ordered by id."""
+    query = DeviceQuery(limit, offset, enabled, profile, tag, search)
+    page = _run(lambda registry: registry.list(query))
+    if as_json:
+        items = [_view(device) for device in page.items]
+        typer.echo(json.dumps({"items": items, "total": page.total}, indent=2))
+        return
+    rows = [_row(device) for device in page.items]
+    _table(["DEVICE_ID", "ENABLED", "PROFILE", "TAGS", "NAME", "UPDATED"], rows)
+    typer.echo(f"{len(rows)} of {page.total} devices")
+
+
+@devices_app.command("show")
+def show(device_id: DeviceIdArg, as_json: JsonOpt = False) -> None:
+    """Show one device."""
+    device = _run(lambda registry: registry.get(device_id))
+    if device is None:
+        typer.secho(f"fleetstream: device {device_id} is not registered", fg="red", err=True)
+        raise typer.Exit(1)
+    _show(device, as_json)
+
+
+@devices_app.command("disable")
+def disable(device_id: DeviceIdArg, as_json: JsonOpt = False) -> None:
+    """Refuse the device's requests on every API instance (within seconds)."""
+    changes = DeviceChanges(is_enabled=False)
+    _show(_run(lambda registry: registry.update(device_id, changes)), as_json)
+
+
+@devices_app.command("enable")
+def enable(device_id: DeviceIdArg, as_json: JsonOpt = False) -> None:
+    """Accept the device's requests again."""
+    changes = DeviceChanges(is_enabled=True)
+    _show(_run(lambda registry: registry.update(device_id, changes)), as_json)
+
+
+@devices_app.command("rotate")
+def rotate(device_id: DeviceIdArg, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Give the device a new token (printed once); the old one stops working."""
+    device, plain = _run(lambda registry: registry.rotate_token(device_id, token))
+    _show(device, as_json, token=plain)
+
+
+@devices_app.command("delete")
+def delete(
+    device_id: DeviceIdArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Delete the device (a tombstone on the registry topic)."""
+    if not yes:
+        typer.confirm(f"delete device {device_id}?", abort=True)
+    _run(lambda registry: registry.delete(device_id))
+    typer.echo(f"deleted {device_id}")
+
+
+@devices_app.command("resync")
+def resync(as_json: JsonOpt = False) -> None:
+    """Make fleet.devices.v1 match Postgres: publish what differs, tombstone what is gone."""
+    report = resync_registry(get_settings())
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(report)))
+    else:
+        typer.echo(describe(report))
+
+
+def resync_registry(settings: Settings) -> ResyncReport:
+    """What ``resync`` does; ``fleetstream setup`` runs it too."""
+    with operator_errors():
+        on_topic = read_registry(settings.kafka.bootstrap_servers, settings.topics.devices)
+        return asyncio.run(
+            _with_registry(settings, lambda registry: registry.resync(on_topic.documents()))
+        )
+
+
+def describe(report: ResyncReport) -> str:
+    return (
+        f"device registry: {report.published} published, {report.unchanged} unchanged, "
+        f"{report.tombstoned} tombstoned"
+    )
+
+
+def _run(action: Callable[[DeviceRegistry], Awaitable[T]]) -> T:
+    with operator_errors():
+        return asyncio.run(_with_registry(get_settings(), action))
+
+
+async def _with_registry(settings: Settings, action: Callable[[DeviceRegistry], Awaitable[T]]) -> T:
+    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=2)
+    publisher = RegistryPublisher(
+        settings.kafka.bootstrap_servers,
+        settings.topics.devices,
+        delivery_timeout_ms=settings.kafka.delivery_timeout_ms,
+    )
+    try:
+        return await action(DeviceRegistry(DeviceStore(pool), publisher))
+    finally:
+        publisher.close()
+        await pool.close()
+
+
+def _convert(fields: dict[str, Any], kind: type[T]) -> T:
+    try:
+        return msgspec.convert(fields, kind)
+    except msgspec.ValidationError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--metadata is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("--metadata must be a JSON object")
+    return value
+
+
+def _view(device: Device) -> dict[str, Any]:
+    """The device as the admin API shows it: no token hash."""
+    view: dict[str, Any] = msgspec.to_builtins(device)
+    view.pop("token_hash")
+    view.pop("schema_version")
+    return view
+
+
+def _show(device: Device, as_json: bool, *, token: str | None = None) -> None:
+    view = _view(device)
+    if token is not None:
+        view["token"] = token
+    if as_json:
+        typer.echo(json.dumps(view, indent=2))
+        return
+    for key, value in view.items():
+        if key != "token":
+            typer.echo(f"{key:22} {_cell(value)}")
+    if token is not None:
+        typer.secho(f"{'token':22} {token}", bold=True)
+        typer.echo("(shown once: store it now; only its SHA-256 is kept)")
+
+
+def _row(device: Device) -> list[str]:
+    return [
+        device.device_id,
+        "yes" if device.is_enabled else "no",
+        device.profile or "",
+        ",".join(device.tags),
+        device.name or "",
+        device.updated_at.isoformat(timespec="seconds"),
+    ]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
+    for line in [headers, *rows]:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))

@@ -1,0 +1,181 @@
+"""The device registry through the real stack: admin API → Postgres → fleet.devices.v1 → the
+device cache of every API instance."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from api.app import create_app
+from schemas.devices import decode_device, hash_token
+from streams.settings import DEV_ADMIN_TOKEN, Settings
+from tests.factories import device_ids
+from tests.integration.registry_tools import latest, registry_records
+from tests.support import wait_until
+
+ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+ADMIN_DEVICES = "/api/v1/admin/devices"
+PROPAGATION_S = 5.0
+"""The issue's promise: a change on one instance is enforced by every other within 5 s."""
+
+
+@asynccontextmanager
+async def api_instance(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as client:
+            yield client
+
+
+@pytest.fixture
+async def api_a(pipeline: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_instance(pipeline) as client:
+        yield client
+
+
+@pytest.fixture
+async def api_b(pipeline: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_instance(pipeline) as client:
+        yield client
+
+
+async def _create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    response = await client.post(ADMIN_DEVICES, json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def _metadata(client: httpx.AsyncClient, device_id: str, token: str) -> int:
+    """A device-authenticated request (seed 002's metadata update); returns the status."""
+    response = await client.post(
+        "/api/v1/devices/metadata",
+        json={"device_id": device_id, "metadata": {"probe": True}},
+        headers={"X-API-Key": token},
+    )
+    return response.status_code
+
+
+async def _answers(client: httpx.AsyncClient, device_id: str, token: str, status: int) -> None:
+    async def holds() -> bool:
+        return await _metadata(client, device_id, token) == status
+
+    await wait_until(
+        holds, timeout_s=PROPAGATION_S, what=f"{device_id} to get {status}", poll_s=0.05
+    )
+
+
+def _records(settings: Settings) -> list[tuple[str, bytes | None]]:
+    kafka = settings.kafka
+    return registry_records(kafka.bootstrap_servers, settings.topics.devices, kafka.partitions)
+
+
+async def test_admin_create_stores_the_hash_and_publishes_the_document(
+    pipeline: Settings, api_a: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    device_id = device_ids(1)[0]
+    created = await _create(
+        api_a, device_id=device_id, profile="esp32", tags=["lobby"], metadata={"floor": 2}
+    )
+    token = created["token"]
+    row = await db.fetchrow(
+        "SELECT token_hash, tags, metadata::text AS metadata FROM devices WHERE device_id = $1",
+        device_id,
+    )
+    assert row is not None
+    assert row["token_hash"] == hash_token(token)
+    assert list(row["tags"]) == ["lobby"]
+    seen, value = latest(_records(pipeline), device_id)
+    assert seen and value is not None
+    assert token.encode() not in value
+    document = decode_device(value)
+    assert (document.token_hash, document.profile) == (hash_token(token), "esp32")
+
+    listed = await api_a.get(ADMIN_DEVICES, params={"tag": "lobby", "search": device_id[:12]})
+    assert listed.status_code == 401  # no admin token
+    listed = await api_a.get(
+        ADMIN_DEVICES, params={"tag": "lobby", "search": device_id}, headers=ADMIN
+    )
+    assert [d["device_id"] for d in listed.json()["items"]] == [device_id]
+
+
+async def test_a_device_disabled_on_one_instance_is_refused_by_another_within_5s(
+    api_a: httpx.AsyncClient, api_b: httpx.AsyncClient
+) -> None:
+    device_id = device_ids(1)[0]
+    token = (await _create(api_a, device_id=device_id))["token"]
+    await _answers(api_b, device_id, token, 200)
+
+    response = await api_a.patch(
+        f"{ADMIN_DEVICES}/{device_id}", json={"is_enabled": False}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+    await _answers(api_b, device_id, token, 401)
+
+    response = await api_a.patch(
+        f"{ADMIN_DEVICES}/{device_id}", json={"is_enabled": True}, headers=ADMIN
+    )
+    assert response.status_code == 200
+    await _answers(api_b, device_id, token, 200)
+
+
+async def test_a_token_rotated_on_one_instance_is_refused_by_another_within_5s(
+    api_a: httpx.AsyncClient, api_b: httpx.AsyncClient
+) -> None:
+    device_id = device_ids(1)[0]
+    old = (await _create(api_a, device_id=device_id))["token"]
+    await _answers(api_b, device_id, old, 200)
+
+    response = await api_a.post(f"{ADMIN_DEVICES}/{device_id}/rotate-token", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    new = response.json()["token"]
+    await _answers(api_b, device_id, old, 401)
+    assert await _metadata(api_b, device_id, new) == 200
+
+
+async def test_a_token_used_for_another_device_is_403(
+    api_a: httpx.AsyncClient, api_b: httpx.AsyncClient
+) -> None:
+    mine, other = device_ids(2)
+    token = (await _create(api_a, device_id=mine))["token"]
+    await _create(api_a, device_id=other)
+    await _answers(api_b, mine, token, 200)
+    assert await _metadata(api_b, other, token) == 403
+    assert await _metadata(api_b, mine, "not-a-registered-token") == 401
+
+
+async def test_delete_publishes_a_tombstone_and_every_instance_forgets_the_device(
+    pipeline: Settings,
+    api_a: httpx.AsyncClient,
+    api_b: httpx.AsyncClient,
+    db: asyncpg.Connection,
+) -> None:
+    device_id = device_ids(1)[0]
+    token = (await _create(api_a, device_id=device_id))["token"]
+    await _answers(api_b, device_id, token, 200)
+
+    response = await api_a.delete(f"{ADMIN_DEVICES}/{device_id}", headers=ADMIN)
+    assert response.status_code == 204
+    assert await db.fetchval("SELECT count(*) FROM devices WHERE device_id = $1", device_id) == 0
+    assert latest(_records(pipeline), device_id) == (True, None)
+    await _answers(api_b, device_id, token, 401)
+    missing = await api_b.get(f"{ADMIN_DEVICES}/{device_id}", headers=ADMIN)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_readiness_reports_the_device_cache_and_postgres(api_a: httpx.AsyncClient) -> None:
+    response = await api_a.get("/health/ready")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["kafka"], body["device_cache"], body["postgres"]) == (
+        "ok",
+        True,
+        True,
+        True,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -12,7 +11,7 @@ from schemas.envelopes import decode_raw_record
 from schemas.events import RawEvent
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     for key, value in records:
         producer.produce(topic, value, key)
@@ -82,3 +81,30 @@ def raw_events(value: bytes) -> list[RawEvent]:
     )
     assert not record.failures, record.failures
     return list(record.events)
+
+
+def partition_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """High watermark per partition of ``topic``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The offsets ``group`` committed on each partition of ``topic`` (0 where none yet).
+
+    Reading them does not join the group, so it never disturbs the workers.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in offsets}
+    finally:
+        consumer.close()

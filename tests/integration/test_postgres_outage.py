@@ -1,4 +1,10 @@
-"""Postgres going away mid-stream stalls the sink; nothing is skipped or dead-lettered."""
+"""Postgres going away mid-stream stalls the sink without committing; nothing is lost.
+
+Review found that one null record, while Postgres was down, crashed the old sink agent, and the
+restarted agent's stream kept acking readings nobody stored. Here each consumed topic gets a
+null and a garbage record during the outage, then 1,000 readings; once Postgres is back every
+reading is a row, the four bad records are dead letters, and the worker never stopped.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +13,54 @@ import httpx
 import pytest
 
 from cli.stack import manager
+from schemas.events import decode_dead_letter
 from streams.settings import Settings
 from tests.factories import device_ids, reading
-from tests.integration.kafka_tools import end_offsets
+from tests.integration.kafka_tools import committed, partition_ends, produce, read_all
 from tests.integration.processes import WorkerProcess
 from tests.support import wait_until
 
+READINGS = 1000
+
 
 @pytest.mark.disruptive
-async def test_sink_waits_for_postgres_and_then_stores_every_reading(
+async def test_sink_waits_for_postgres_without_committing_and_then_stores_every_reading(
     api_client: httpx.AsyncClient,
     pipeline: Settings,
     stack_settings: Settings,
     worker: WorkerProcess,
 ) -> None:
     devices = device_ids(4)
+    bootstrap, group, topics = (
+        pipeline.kafka.bootstrap_servers,
+        pipeline.worker.app_id,
+        pipeline.topics,
+    )
     manager.down(stack_settings, services=["postgres"], progress=print)
     try:
-        response = await api_client.post(
-            "/v1/readings", json=[reading(devices[n % 4], n) for n in range(300)]
-        )
-        assert response.status_code == 202, response.text
-        accepted = response.json()["event_ids"]
+        poison = [(b"poison", b"\x00garbage\xff"), (None, None)]
+        produce(bootstrap, topics.raw, poison)
+        produce(bootstrap, topics.curated, poison)
+        accepted: list[str] = []
+        for start in range(0, READINGS, 250):
+            body = [reading(devices[n % 4], n) for n in range(start, start + 250)]
+            response = await api_client.post("/v1/readings", json=body)
+            assert response.status_code == 202, response.text
+            accepted += response.json()["event_ids"]
 
         async def sink_is_retrying() -> bool:
             return "to Postgres failed" in worker.log_tail(200)
 
         await wait_until(sink_is_retrying, timeout_s=90, what=lambda: worker.log_tail())
+        before = committed(bootstrap, group, topics.curated)
+
+        async def validate_done() -> bool:
+            return committed(bootstrap, group, topics.raw) == partition_ends(bootstrap, topics.raw)
+
+        # Commits run (validate finished all of fleet.raw.v1) while the sink's offsets stay.
+        await wait_until(validate_done, timeout_s=60, what=lambda: worker.log_tail())
+        assert committed(bootstrap, group, topics.curated) == before
+        assert sum(before.values()) < sum(partition_ends(bootstrap, topics.curated).values())
     finally:
         manager.up(stack_settings, services=["postgres"], progress=print)
 
@@ -53,5 +80,8 @@ async def test_sink_waits_for_postgres_and_then_stores_every_reading(
     finally:
         await db.close()
     assert sorted(row["id"] for row in rows) == sorted(accepted)
-    kafka = pipeline.kafka
-    assert end_offsets(kafka.bootstrap_servers, pipeline.topics.deadletter, kafka.partitions) == 0
+    letters = [decode_dead_letter(v) for v in read_all(bootstrap, topics.deadletter, 4)]
+    assert sorted((letter.stage, letter.source_topic) for letter in letters) == sorted(
+        [("validate", topics.raw)] * 2 + [("sink.postgres", topics.curated)] * 2
+    )
+    assert worker.running, "a bad record must never stop the worker"

@@ -17,6 +17,8 @@ latest document per key.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -32,6 +34,7 @@ from connectors.postgres.devices import (
     PublishAll,
 )
 from schemas.devices import (
+    DEVICE_ID_PATTERN,
     Device,
     DeviceChanges,
     NewDevice,
@@ -42,6 +45,8 @@ from schemas.devices import (
 from schemas.errors import FleetError
 
 T = TypeVar("T")
+
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 
 
 class NotPublished(FleetError):
@@ -83,6 +88,8 @@ class DeviceRegistry:
         self._publisher = publisher
 
     async def get(self, device_id: str) -> Device | None:
+        if not _DEVICE_ID.match(device_id):
+            return None
         return await self.store.get(device_id)
 
     async def list(self, query: DeviceQuery) -> DevicePage:
@@ -129,6 +136,11 @@ class DeviceRegistry:
         return ResyncReport(**counts)
 
     async def _then_publish(self, device_id: str, change: Awaitable[T]) -> T:
+        if not _DEVICE_ID.match(device_id):
+            # Cannot exist (and Postgres refuses e.g. U+0000): nothing to change or publish.
+            if inspect.iscoroutine(change):
+                change.close()
+            raise DeviceNotFound(device_id)
         try:
             result = await change
         except (DeviceNotFound, DeviceExists):

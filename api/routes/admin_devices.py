@@ -36,14 +36,19 @@ from connectors.postgres.devices import (
     TokenInUse,
 )
 from connectors.registry import NotPublished
-from schemas.devices import DeviceChanges, NewDevice
-from schemas.errors import field_error_from_message
+from schemas.devices import LABEL_PATTERN, DeviceChanges, NewDevice
+from schemas.errors import field_error_from_message, one_line
 from streams.settings import Settings
 
 router = APIRouter(
     prefix="/api/v1/admin/devices", tags=["admin"], dependencies=[Depends(require_admin)]
 )
 devices_router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+# Query parameters are checked by pydantic's Rust regex engine, which has no \Z; its $ matches
+# only at the very end.
+_LABEL = LABEL_PATTERN.replace("\\Z", "$")
+_PREFIX = r"^[^\x00-\x1f\x7f]{1,128}$"
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -64,10 +69,10 @@ async def list_devices(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
     enabled: bool | None = None,
-    profile: Annotated[str | None, Query(max_length=64)] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    profile: Annotated[str | None, Query(pattern=_LABEL)] = None,
+    tag: Annotated[str | None, Query(pattern=_LABEL)] = None,
     search: Annotated[
-        str | None, Query(max_length=128, description="device_id or name prefix")
+        str | None, Query(pattern=_PREFIX, description="device_id or name prefix")
     ] = None,
 ) -> DeviceList:
     """Devices ordered by device_id, with paging and filters."""
@@ -164,7 +169,7 @@ def _not_found(device_id: str) -> ProblemError:
     return ProblemError(
         404,
         "Not found",
-        f"device {device_id} is not registered",
+        f"device {one_line(device_id)} is not registered",
         errors=[_field("device_id", "no such device", "not_found")],
     )
 

@@ -179,3 +179,45 @@ async def test_readiness_reports_the_device_cache_and_postgres(api_a: httpx.Asyn
         True,
         True,
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status"),
+    [
+        ("GET", f"{ADMIN_DEVICES}/a%00b", 404),
+        ("PATCH", f"{ADMIN_DEVICES}/a%00b", 404),
+        ("DELETE", f"{ADMIN_DEVICES}/a%00b", 404),
+        ("POST", f"{ADMIN_DEVICES}/a%00b/rotate-token", 404),
+        ("GET", f"{ADMIN_DEVICES}?search=a%00", 422),
+        ("GET", f"{ADMIN_DEVICES}?tag=a%00", 422),
+        ("GET", f"{ADMIN_DEVICES}?profile=%00", 422),
+    ],
+)
+async def test_ids_and_filters_postgres_cannot_hold_are_4xx_not_5xx(
+    pipeline: Settings, api_a: httpx.AsyncClient, method: str, url: str, status: int
+) -> None:
+    body = {"name": "x"} if method == "PATCH" else None
+    response = await api_a.request(method, url, json=body, headers=ADMIN)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "\x00" not in response.json()["detail"]
+    assert not latest(_records(pipeline), "a\x00b")[0]  # nothing published for it
+
+
+async def test_metadata_postgres_cannot_hold_is_422_naming_the_field(
+    api_a: httpx.AsyncClient,
+) -> None:
+    device_id = device_ids(1)[0]
+    bodies = [
+        f'{{"device_id": "{device_id}", "metadata": {{"where": "hall\\u0000"}}}}',
+        f'{{"device_id": "{device_id}", "metadata": {{"level": NaN}}}}',
+        f'{{"device_id": "{device_id}", "metadata": ' + '{"a":' * 300 + "1" + "}" * 301,
+    ]
+    for body in bodies:
+        response = await api_a.post(
+            ADMIN_DEVICES, content=body, headers={**ADMIN, "content-type": "application/json"}
+        )
+        assert response.status_code == 422, (body[:80], response.text)
+        fields = [error["field"] for error in response.json()["errors"]]
+        assert any(field.startswith("body") for field in fields), fields
+    assert (await api_a.get(f"{ADMIN_DEVICES}/{device_id}", headers=ADMIN)).status_code == 404

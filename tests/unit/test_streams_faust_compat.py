@@ -1,0 +1,51 @@
+"""Table writes inside a taken batch: the private Faust hook still works as we rely on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+import pytest
+from faust.streams import current_event
+
+from streams.faust_compat import writing_as
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+
+
+@dataclass
+class Event:
+    message: Message
+    value: bytes = b""
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+@pytest.fixture
+async def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> faust.Table[str, int]:
+    app = faust.App("compat-test", store="memory://", datadir=str(tmp_path), topic_partitions=4)
+    table = cast("faust.Table[str, int]", app.Table("status", partitions=4))
+    # Faust checks the source topic's partition count against the broker's metadata (it
+    # starts a consumer thread for that); that check is not what this test is about.
+    monkeypatch.setattr(table, "_verify_source_topic_partitions", lambda topic: None)
+    return table
+
+
+async def test_outside_a_stream_faust_refuses_table_writes(table: faust.Table[str, int]) -> None:
+    with pytest.raises(TypeError, match="outside of stream iteration"):
+        table.partition_for_key("esp32-a")
+
+
+async def test_writing_as_an_event_sends_the_changelog_to_its_partition(
+    table: faust.Table[str, int],
+) -> None:
+    event = Event(Message("source", 2))
+    with writing_as(event):
+        assert current_event() is cast(Any, event)
+        assert table.partition_for_key("esp32-a") == 2
+    assert current_event() is None

@@ -27,6 +27,10 @@ integration: venv
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/integration -q
 
+bench: venv  ## every benchmark scenario and baseline (< 30 min on 2 cores) → bench/RESULTS.md
+	$(RUN) fleetstream setup
+	$(RUN) fleetstream bench all
+
 setup: venv
 	$(RUN) fleetstream setup
 

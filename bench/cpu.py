@@ -101,11 +101,25 @@ def group_ticks(pids: Iterable[int], stats: Mapping[int, ProcStat]) -> int:
     return sum(tree_ticks(pid, stats) for pid in pids)
 
 
+def machine_busy_ticks(proc: Path = PROC) -> int:
+    """CPU ticks the whole machine spent busy (every mode of ``/proc/stat``'s cpu line except
+    idle and iowait; guest time is already inside user)."""
+    for line in (proc / "stat").read_text().splitlines():
+        if line.startswith("cpu "):
+            fields = [int(value) for value in line.split()[1:]]
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+            return user + nice + system + irq + softirq + steal
+    raise ValueError("no cpu line in /proc/stat")
+
+
 class CpuMeter:
     """CPU seconds used by named groups of process trees between :meth:`start` and :meth:`stop`.
 
+    ``other`` is what the rest of the machine used meanwhile (busy time of every CPU minus the
+    groups): on a shared machine it tells how quiet the measurement was.
+
     >>> meter = CpuMeter({"api": [api_pid], "postgres": [postmaster_pid]})
-    >>> meter.start(); ...; seconds = meter.stop()   # {"api": 1.9, "postgres": 0.7}
+    >>> meter.start(); ...; seconds = meter.stop()   # {"api": 1.9, "postgres": 0.7, "other": 0.1}
     """
 
     def __init__(self, groups: Mapping[str, Sequence[int]], proc: Path = PROC) -> None:
@@ -114,18 +128,22 @@ class CpuMeter:
         self._before: dict[str, int] | None = None
 
     def _sample(self) -> dict[str, int]:
+        busy = machine_busy_ticks(self._proc)
         stats = read_all(self._proc)
-        return {name: group_ticks(pids, stats) for name, pids in self._groups.items()}
+        sample = {name: group_ticks(pids, stats) for name, pids in self._groups.items()}
+        return {**sample, "other": busy}
 
     def start(self) -> None:
         self._before = self._sample()
 
     def stop(self) -> dict[str, float]:
-        """Seconds per group since :meth:`start`; raises ProcessGone if a root exited."""
+        """Seconds per group (and ``other``) since :meth:`start`; ProcessGone if a root exited."""
         if self._before is None:
             raise RuntimeError("CpuMeter.stop() before start()")
         after = self._sample()
-        return {name: (after[name] - self._before[name]) / CLOCK_TICKS for name in self._groups}
+        used = {name: (after[name] - self._before[name]) / CLOCK_TICKS for name in self._groups}
+        machine = (after["other"] - self._before["other"]) / CLOCK_TICKS
+        return {**used, "other": max(0.0, machine - sum(used.values()))}
 
 
 def wait_with_cpu(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, float]:

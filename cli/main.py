@@ -14,6 +14,7 @@ from __future__ import annotations
 import typer
 
 from cli import runner
+from cli.bench_commands import bench_app
 from cli.devices_commands import devices_app
 from cli.stack_commands import stack_app
 from streams.settings import get_settings
@@ -24,6 +25,7 @@ app = typer.Typer(
     help="Kafka-first ingest and stream processing for device fleets.",
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")

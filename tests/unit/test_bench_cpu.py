@@ -13,6 +13,7 @@ from bench.cpu import (
     CpuMeter,
     ProcessGone,
     ProcStat,
+    machine_busy_ticks,
     parse_stat,
     per_million,
     read_all,
@@ -33,7 +34,13 @@ def fake_proc(root: Path, entries: dict[int, str]) -> Path:
         (root / str(pid) / "stat").write_text(line)
     (root / "self").mkdir(exist_ok=True)  # not a pid: ignored
     (root / "meminfo").write_text("MemTotal: 1 kB\n")
+    set_busy(root, 0)
     return root
+
+
+def set_busy(root: Path, busy: int) -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    (root / "stat").write_text(f"cpu  {busy} 0 0 5000 7 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
 
 
 def test_parse_stat_reads_times_and_parent() -> None:
@@ -86,9 +93,16 @@ def test_meter_reports_seconds_per_group_including_reaped_children(tmp_path: Pat
         proc,
         {10: stat_line(10, 1, (100 + CLOCK_TICKS, 0, 80, 0)), 30: stat_line(30, 1, (10, 10, 0, 0))},
     )
+    set_busy(proc, 3 * CLOCK_TICKS + 30)  # the machine was busy 3 s + 30 ticks in all
     seconds = meter.stop()
     assert seconds["kafka"] == 0
     assert seconds["postgres"] == pytest.approx((CLOCK_TICKS + 30) / CLOCK_TICKS)
+    assert seconds["other"] == pytest.approx(2.0)
+
+
+def test_machine_busy_leaves_out_idle_and_iowait(tmp_path: Path) -> None:
+    (tmp_path / "stat").write_text("cpu  10 1 5 1000 50 2 3 4 9 9\n")
+    assert machine_busy_ticks(tmp_path) == 10 + 1 + 5 + 2 + 3 + 4
 
 
 def test_meter_stop_before_start_is_a_bug(tmp_path: Path) -> None:
@@ -103,7 +117,7 @@ def test_per_million() -> None:
 
 def test_wait_with_cpu_reaps_the_child_and_returns_its_status() -> None:
     # A local child process, no network: exit status and a non-negative CPU time.
-    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])  # noqa: S603
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     code, cpu = wait_with_cpu(proc, timeout_s=60)
     assert code == 3
     assert proc.returncode == 3

@@ -1,0 +1,127 @@
+"""What every scenario shares: the stack's pids, a scratch folder, progress output, and waiting
+until readings are rows (or dead letters) without loading Postgres more than needed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from bench.kafka import Watermarks
+from bench.procs import BenchError, stack_pids
+from streams.settings import Settings
+
+Progress = Callable[[str], None]
+POLL_S = 0.25
+COUNT_EVERY_S = 2.0
+
+
+@dataclass
+class Context:
+    base: Settings
+    workdir: Path
+    progress: Progress = print
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def stack(self) -> dict[str, int]:
+        """Pids of the shared stack (kafka, postgres = the postmaster, redis), read afresh: other
+        work may restart a service between two measurements."""
+        return stack_pids(self.base)
+
+    def wait_for_stack(self, timeout_s: float = 180.0) -> dict[str, int]:
+        """The stack's pids once every service is healthy (others' tests may restart one)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return stack_pids(self.base)
+            except BenchError:
+                if time.monotonic() > deadline:
+                    raise
+                self.progress("waiting for the shared stack to be healthy again…")
+                time.sleep(5)  # the stack is someone else's to restart; poll slowly
+
+
+@dataclass(frozen=True)
+class Stored:
+    """When the readings of a run were all accounted for (``time.time()`` clock)."""
+
+    rows: int
+    dead: int
+    first_row_at: float
+    done_at: float
+
+
+async def count_rows(db: asyncpg.Connection, devices: Sequence[str]) -> int:
+    found = await db.fetchval("SELECT count(*) FROM readings WHERE device_id = ANY($1)", devices)
+    return int(found)
+
+
+async def wait_stored(
+    db: asyncpg.Connection,
+    watermarks: Watermarks,
+    *,
+    devices: Sequence[str],
+    expected: int,
+    deadletter_topic: str,
+    valid_topic: str | None,
+    timeout_s: float,
+    progress: Progress,
+    alive: Callable[[], object] = lambda: None,
+) -> Stored:
+    """Wait until rows of ``devices`` + dead letters on ``deadletter_topic`` reach ``expected``.
+
+    Counting rows costs Postgres CPU (which the run measures), so rows are counted every
+    COUNT_EVERY_S only, and every POLL_S once ``valid_topic`` (one record per valid reading,
+    cheap to read from watermarks) plus the dead letters show that validation is complete.
+    The time of the first row is Postgres' own ``min(ingested_at)``. ``alive`` is called on
+    every poll and raises when a process the run depends on died.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_count, rows, dead = 0.0, 0, 0
+    while True:
+        alive()
+        dead = watermarks.count(deadletter_topic)
+        validated = watermarks.count(valid_topic) if valid_topic else 0
+        now = time.monotonic()
+        if validated + dead >= expected or now - last_count >= COUNT_EVERY_S:
+            rows, last_count = await count_rows(db, devices), now
+            progress(f"  rows {rows:,} + dead letters {dead:,} of {expected:,}")
+            if rows + dead >= expected:
+                break
+        if now > deadline:
+            raise TimeoutError(f"only {rows:,} rows + {dead:,} dead letters of {expected:,}")
+        await asyncio.sleep(POLL_S)
+    done_at = time.time()
+    first = await db.fetchval(
+        "SELECT extract(epoch FROM min(ingested_at)) FROM readings WHERE device_id = ANY($1)",
+        devices,
+    )
+    return Stored(rows, dead, float(first) if first is not None else done_at, done_at)
+
+
+async def delete_rows(db: asyncpg.Connection, devices: Sequence[str]) -> None:
+    await db.execute("DELETE FROM readings WHERE device_id = ANY($1)", devices)
+
+
+@contextmanager
+def fresh_topics(settings: Settings, extra: Sequence[str] = ()) -> Iterator[None]:
+    """The project's topics under the isolated names of ``settings`` (plus ``extra`` event
+    topics), created now and deleted on exit."""
+    from connectors.kafka.admin import TopicSpec, delete_topics, ensure_topics
+    from streams.topology import topic_specs
+
+    kafka = settings.kafka
+    specs = topic_specs(settings) + [
+        TopicSpec(name, kafka.partitions, kafka.replication_factor) for name in extra
+    ]
+    ensure_topics(kafka.bootstrap_servers, specs)
+    try:
+        yield
+    finally:
+        delete_topics(kafka.bootstrap_servers, [spec.name for spec in specs])

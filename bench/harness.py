@@ -1,0 +1,247 @@
+"""``fleetstream bench``: run scenarios and baselines, print progress, append the results block.
+
+Each step waits for the shared stack to be healthy (other work may restart a service), runs
+bounded in count and time, and cleans up after itself (uuid topics deleted, rows deleted, the
+processes it started stopped by pid). A step that fails is reported in the block and the others
+still run; the command then exits non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import asyncpg
+import confluent_kafka
+import redis
+
+from bench import ingest, latency, pipeline, profile
+from bench.context import Context, Progress
+from bench.report import RESULTS, append_block, format_block, python_version, read_machine
+from bench.stats import Result
+from streams.settings import Settings, get_settings
+
+PIPELINE_TARGET = 50_000.0
+PROFILE_READINGS = 400_000
+
+
+@dataclass
+class Plan:
+    """What to run, with its bounds (the defaults are what ``make bench`` runs)."""
+
+    ingest: bool = False
+    pipeline_workers: tuple[int, ...] = ()
+    latency: bool = False
+    kafka_tools: bool = False
+    per_message_baselines: bool = False
+    pipeline_readings: int = 1_000_000
+    ingest_seconds: int = 15
+    latency_seconds: float = 30.0
+    latency_rate: float = 5000.0
+    kafka_records: int = 2_000_000
+    faust_readings: int = 200_000
+    quix_readings: int = 200_000
+    seed001_readings: int = 20_000
+    profile: str = "auto"
+    """py-spy on a worker: "auto" (when one worker misses its target), "always" or "never"."""
+
+
+def all_plan() -> Plan:
+    return Plan(
+        ingest=True,
+        pipeline_workers=(1, 2),
+        latency=True,
+        kafka_tools=True,
+        per_message_baselines=True,
+    )
+
+
+@dataclass
+class Outcome:
+    results: list[Result]
+    failures: list[str]
+    block: str
+
+
+def run(
+    plan: Plan, command: str, progress: Progress = print, results: Path | None = None
+) -> Outcome:
+    """Run ``plan``; append its block to ``results`` (RESULTS.md), even when a step failed."""
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+        ctx = Context(get_settings(), Path(tmp), progress)
+        measured: list[Result] = []
+        failures: list[str] = []
+        for name, step in _steps(plan, ctx, measured):
+            ctx.wait_for_stack()
+            begun = time.monotonic()
+            progress(f"== {name}")
+            try:
+                measured += step()
+            except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others
+                failures.append(f"**{name} failed**: {type(exc).__name__}: {exc}")
+                progress(f"{name} FAILED: {exc}")
+            progress(f"== {name}: {time.monotonic() - begun:.0f} s")
+        block = format_block(
+            when=datetime.now(UTC),
+            command=command,
+            machine=read_machine(),
+            versions=versions(ctx.base, quix=plan.per_message_baselines),
+            results=measured,
+            notes=[*ctx.notes, *failures],
+        )
+        append_block(block, results or RESULTS)
+        progress(f"appended the results to {results or RESULTS}")
+    return Outcome(measured, failures, block)
+
+
+Step = tuple[str, Callable[[], list[Result]]]
+
+
+def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
+    from bench.baselines import kafka_tools, suite
+
+    steps: list[Step] = []
+    if plan.kafka_tools:
+        steps.append(
+            (
+                "Kafka's performance tools",
+                lambda: kafka_tools.run(
+                    ctx.base, ctx.stack["kafka"], plan.kafka_records, ctx.progress
+                ),
+            )
+        )
+    if plan.ingest:
+        steps.append(("ingest", lambda: ingest.run(ctx, seconds=plan.ingest_seconds)))
+    for workers in plan.pipeline_workers:
+        steps.append(
+            (
+                f"pipeline, {workers} worker(s)",
+                lambda workers=workers: [  # type: ignore[misc]
+                    pipeline.run(ctx, count=plan.pipeline_readings, workers=workers)
+                ],
+            )
+        )
+    if 1 in plan.pipeline_workers and plan.profile != "never":
+        steps.append(("profile of one worker", lambda: _profile_if_needed(plan, ctx, results)))
+    if plan.latency:
+        steps.append(
+            (
+                "latency",
+                lambda: [latency.run(ctx, rate=plan.latency_rate, seconds=plan.latency_seconds)],
+            )
+        )
+    if plan.per_message_baselines:
+        steps.append(
+            (
+                "per-message baselines",
+                lambda: suite.run(
+                    ctx,
+                    faust=plan.faust_readings,
+                    quix=plan.quix_readings,
+                    seed001=plan.seed001_readings,
+                ),
+            )
+        )
+    return steps
+
+
+def _profile_if_needed(plan: Plan, ctx: Context, results: list[Result]) -> list[Result]:
+    one = next((r for r in results if r.scenario == "pipeline" and "1 worker" in r.system), None)
+    if plan.profile == "auto" and one is not None and one.best_rate >= PIPELINE_TARGET:
+        return []
+    executable = profile.py_spy()
+    if executable is None:
+        ctx.notes.append("py-spy is not installed (dev dependency): no profile")
+        return []
+    ctx.progress("one worker below target: profiling a second run with py-spy…")
+    sampled = pipeline.run(ctx, count=PROFILE_READINGS, workers=1, profile_with=executable)
+    ctx.notes += [
+        f"profile run ({PROFILE_READINGS:,} readings, rate not counted): {line}"
+        for line in sampled.notes
+        if line.startswith("py-spy")
+    ]
+    return []
+
+
+def versions(settings: Settings, *, quix: bool) -> dict[str, str]:
+    """Versions of everything measured (services asked where they run)."""
+    found = {
+        "Python": python_version().removeprefix("Python "),
+        "Kafka": settings.stack.kafka_version,
+        "faust-streaming": metadata.version("faust-streaming"),
+        "aiokafka": metadata.version("aiokafka"),
+        "confluent-kafka": f"{metadata.version('confluent-kafka')} "
+        f"(librdkafka {confluent_kafka.libversion()[0]})",
+        "PostgreSQL": _postgres_version(settings),
+        "Redis": _redis_version(settings),
+        "wrk": _wrk_version(),
+    }
+    if quix:
+        from bench.baselines.suite import QUIX_VERSION
+
+        found["quixstreams"] = QUIX_VERSION
+    found["commit"] = _commit()
+    return found
+
+
+def _postgres_version(settings: Settings) -> str:
+    async def ask() -> str:
+        db = await asyncpg.connect(settings.postgres.dsn())
+        try:
+            return str(await db.fetchval("SHOW server_version"))
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(ask()).split()[0]
+    except (OSError, asyncpg.PostgresError):
+        return "unknown"
+
+
+def _redis_version(settings: Settings) -> str:
+    client = redis.Redis(host=settings.redis.host, port=settings.redis.port)
+    try:
+        return str(client.info("server").get("redis_version", "unknown"))
+    except redis.RedisError:
+        return "unknown"
+    finally:
+        client.close()
+
+
+def _wrk_version() -> str:
+    try:
+        done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)  # noqa: S607
+    except OSError:
+        return "not installed"
+    words = (done.stdout + done.stderr).split()
+    return words[1] if len(words) > 1 else "unknown"
+
+
+def _commit() -> str:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(  # noqa: S603
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head
+
+
+def command_line() -> str:
+    """How this process was started, for the block (``fleetstream bench ...``)."""
+    argv = list(sys.argv)
+    argv[0] = Path(argv[0]).name
+    return shlex.join(argv)

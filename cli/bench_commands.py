@@ -1,0 +1,101 @@
+"""``fleetstream bench``: the benchmark harness (bench/) on the local stack.
+
+Every command appends a block (machine, versions, command, results, targets) to
+bench/RESULTS.md and exits 1 if a step failed. The stack must be up (``fleetstream setup``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from bench.harness import Plan
+
+bench_app = typer.Typer(
+    no_args_is_help=True,
+    help="Benchmarks on the local stack; results are appended to bench/RESULTS.md.",
+)
+
+Readings = Annotated[int, typer.Option(min=1000, help="readings preloaded on the raw topic")]
+_options: dict[str, Path] = {}
+
+
+@bench_app.callback()
+def options(
+    results: Annotated[
+        Path | None, typer.Option(help="append the block here instead of bench/RESULTS.md")
+    ] = None,
+) -> None:
+    """Benchmarks on the local stack; results are appended to bench/RESULTS.md."""
+    if results is not None:
+        _options["results"] = results
+
+
+def _say(message: str) -> None:
+    typer.secho(message, fg=typer.colors.CYAN, err=True)
+
+
+def _run(plan: Plan) -> None:
+    from bench import harness
+
+    outcome = harness.run(
+        plan, harness.command_line(), progress=_say, results=_options.get("results")
+    )
+    typer.echo(outcome.block)
+    if outcome.failures:
+        raise typer.Exit(1)
+
+
+@bench_app.command("all")
+def bench_all() -> None:
+    """Every scenario and baseline (what `make bench` runs; ~15 minutes on 2 cores)."""
+    from bench.harness import all_plan
+
+    _run(all_plan())
+
+
+@bench_app.command()
+def ingest(
+    seconds: Annotated[int, typer.Option(min=1, max=120, help="per batch size")] = 15,
+) -> None:
+    """HTTP → Kafka acked, batches of 1, 100 and 1,000 readings (load from wrk)."""
+    from bench.harness import Plan
+
+    _run(Plan(ingest=True, ingest_seconds=seconds))
+
+
+@bench_app.command()
+def pipeline(
+    workers: Annotated[int, typer.Option(min=1, max=8, help="worker processes")] = 1,
+    readings: Readings = 1_000_000,
+    profile: Annotated[str, typer.Option(help="py-spy: auto, always or never")] = "auto",
+) -> None:
+    """Preloaded raw envelopes → worker(s) → rows in Postgres + dead letters."""
+    from bench.harness import Plan
+
+    _run(Plan(pipeline_workers=(workers,), pipeline_readings=readings, profile=profile))
+
+
+@bench_app.command()
+def latency(
+    seconds: Annotated[float, typer.Option(min=5, max=300)] = 30.0,
+    rate: Annotated[float, typer.Option(min=100, max=50_000, help="readings/s")] = 5000.0,
+) -> None:
+    """A steady open-loop load through API and worker; request → row percentiles."""
+    from bench.harness import Plan
+
+    _run(Plan(latency=True, latency_seconds=seconds, latency_rate=rate))
+
+
+@bench_app.command()
+def baselines(
+    kafka_tools: Annotated[bool, typer.Option(help="Kafka's perf tools")] = True,
+    per_message: Annotated[bool, typer.Option(help="Faust per message, Quix, seed 001")] = True,
+) -> None:
+    """Kafka's ProducerPerformance/ConsumerPerformance and the per-message designs."""
+    from bench.harness import Plan
+
+    _run(Plan(kafka_tools=kafka_tools, per_message_baselines=per_message))

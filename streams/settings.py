@@ -71,6 +71,9 @@ class PostgresSettings(_Section):
     database: str = "fleetstream"
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
+    partitions_ahead_days: int = Field(
+        default=7, ge=1, description="day partitions of readings kept ready ahead of today"
+    )
 
     def dsn(self, database: str | None = None) -> str:
         """A libpq/asyncpg URL; the password is in it, so never log the result."""
@@ -94,6 +97,14 @@ class MqttSettings(_Section):
     port: int = 1883
 
 
+class RateLimit(_Section):
+    """A token bucket: ``per_s`` requests a second on average, bursts of up to ``burst``;
+    ``per_s = 0`` means no limit."""
+
+    per_s: float = Field(ge=0)
+    burst: int = Field(ge=1)
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -102,6 +113,25 @@ class ApiSettings(_Section):
         default=1_000_000, ge=1024, description="below the broker's 1 MiB message limit"
     )
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After on 429/503")
+    max_concurrent_requests: int = Field(
+        default=256, ge=1, description="requests in flight per process; beyond → 503"
+    )
+    rate_limit: RateLimit = Field(
+        default_factory=lambda: RateLimit(per_s=20.0, burst=40),
+        description="per-device token bucket (requests), for devices without a profile limit",
+    )
+    rate_limit_profiles: dict[str, RateLimit] = Field(
+        default_factory=dict, description="per device profile, e.g. camera: 1/s burst 5"
+    )
+    idempotency_ttl_s: int = Field(
+        default=24 * 3600, ge=1, description="how long an Idempotency-Key is remembered"
+    )
+    timestamp_max_age_s: int = Field(
+        default=30 * 24 * 3600, ge=60, description="oldest reading timestamp the edge takes"
+    )
+    timestamp_max_ahead_s: int = Field(
+        default=300, ge=0, description="how far ahead of the edge's clock a timestamp may be"
+    )
 
 
 DEV_ADMIN_TOKEN = "dev-admin-token-change-me"  # noqa: S105 - the documented development default
@@ -130,6 +160,9 @@ class WorkerSettings(_Section):
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     commit_interval_s: float = Field(default=1.0, gt=0, description="offset commits, async")
     retry_backoff_max_s: float = Field(default=30.0, gt=0)
+    maintenance_interval_s: float = Field(
+        default=3600.0, gt=0, description="how often the maintenance timer makes partitions"
+    )
 
 
 class StackSettings(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
+from pydantic_core import to_jsonable_python
 
 from streams.settings import Settings, TopicSettings
 
@@ -53,6 +55,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def _env_value(value: object) -> str:
+    if isinstance(value, BaseModel | dict):  # nested settings travel as JSON
+        return json.dumps(to_jsonable_python(value))
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     if isinstance(value, bool):

@@ -58,6 +58,12 @@ class TopicSettings(_Section):
     alerts: str = "fleet.alerts.v1"
     devices: str = "fleet.devices.v1"
     flows: str = "fleet.flows.v1"
+    device_status: str = Field(
+        default="fleet.device-status.v1", description="compacted: online/offline transitions"
+    )
+    readings_1m: str = Field(
+        default="fleet.readings-1m.v1", description="1-minute rollups per device and field"
+    )
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="raw/curated topics")
     deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)
     curated_retention_ms: int = Field(default=24 * 3600 * 1000, description="internal hop")
@@ -86,15 +92,67 @@ class RedisSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 6379
     db: int = 0
+    prefix: str = Field(default="fleet", description="first part of every key and channel")
+    legacy_list: str = Field(
+        default="", description="LPUSH every reading to this list (seeds 001/002); empty: off"
+    )
+    legacy_list_max: int = Field(default=10_000, ge=1, description="LTRIM cap of that list")
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
+DEV_MQTT_ADMIN_PASSWORD = "dev-mqtt-admin-change-me"  # noqa: S105 - documented dev default
+DEV_MQTT_BRIDGE_PASSWORD = "dev-mqtt-bridge-change-me"  # noqa: S105 - documented dev default
+
+
 class MqttSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 1883
+    admin_username: str = Field(
+        default="fleet-admin", description="broker admin (dynamic security) user"
+    )
+    admin_password: SecretStr = SecretStr(DEV_MQTT_ADMIN_PASSWORD)
+    bridge_username: str = "fleet-bridge"
+    bridge_password: SecretStr = SecretStr(DEV_MQTT_BRIDGE_PASSWORD)
+    topics: str = Field(
+        default="neurobuild/sensors/+/data,fleet/+/telemetry",
+        description="comma-separated topic patterns; the one '+' is the device id",
+    )
+    share_group: str = Field(default="fleetstream", description="$share/<group>/... of bridges")
+    client_id: str = Field(
+        default="fleetstream-bridge-1", description="fixed per bridge instance (its session)"
+    )
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600, ge=0, description="broker keeps the bridge's queue this long"
+    )
+    receive_maximum: int = Field(
+        default=5000, ge=1, le=65535, description="unacked messages the broker may send ahead"
+    )
+    keepalive_s: int = Field(default=30, ge=5)
+    max_payload_bytes: int = Field(default=1_000_000, ge=1024, description="per MQTT message")
+    max_batch_items: int = Field(default=1000, ge=1, description="readings per MQTT message")
+    broker_max_queued_messages: int = Field(
+        default=1_000_000, ge=0, description="local Mosquitto: queue per offline session"
+    )
+
+    @property
+    def topic_patterns(self) -> list[str]:
+        return [topic.strip() for topic in self.topics.split(",") if topic.strip()]
+
+
+class LiveSettings(_Section):
+    """The WebSocket live feed (``GET /ws``)."""
+
+    read_token: SecretStr = Field(
+        default=SecretStr(""), description="Bearer token that may watch every device ('' = none)"
+    )
+    client_queue_max: int = Field(
+        default=1000, ge=1, description="messages queued per client before it is dropped"
+    )
+    max_filter_items: int = Field(default=1000, ge=1)
+    device_status_topic: str = "fleet.device-status.v1"
 
 
 class RateLimit(_Section):
@@ -165,6 +223,36 @@ class WorkerSettings(_Section):
     )
 
 
+class StreamSettings(_Section):
+    """The stream core: enrichment, device status, rollups (agents/), and its sinks."""
+
+    table_store: Literal["memory", "rocksdb"] = Field(
+        default="rocksdb", description="Faust table store (memory: tests; state is changelogged)"
+    )
+    state_batch_max: int = Field(
+        default=128, ge=1, description="envelopes per status/rollup batch"
+    )
+    inactivity_timeout_s: int = Field(
+        default=300, ge=1, description="offline after this long silent (registry overrides)"
+    )
+    status_check_interval_s: float = Field(
+        default=5.0, gt=0, description="how often the status timer looks for silent devices"
+    )
+    unknown_devices: Literal["pass", "deadletter"] = Field(
+        default="pass", description="readings of devices the registry does not know"
+    )
+    disabled_devices: Literal["pass", "deadletter"] = Field(
+        default="deadletter", description="readings of disabled devices"
+    )
+    unknown_sensor_types: Literal["deadletter", "generic"] = Field(
+        default="deadletter", description="sensor types the catalogue lacks"
+    )
+    rollup_grace_s: int = Field(
+        default=300, ge=0, description="late readings update their window this long after it"
+    )
+    max_replays: int = Field(default=1, ge=1, description="times a dead letter may be replayed")
+
+
 class StackSettings(_Section):
     home: Path = PROJECT_ROOT / ".stack"
     kafka_version: str = "4.1.1"
@@ -192,9 +280,11 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     redis: RedisSettings = RedisSettings()
     mqtt: MqttSettings = MqttSettings()
+    live: LiveSettings = LiveSettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
+    stream: StreamSettings = StreamSettings()
     stack: StackSettings = StackSettings()
 
     @model_validator(mode="after")
@@ -216,6 +306,15 @@ class Settings(BaseSettings):
                 "FLEET_AUTH__ADMIN_TOKEN is empty or the development default; set a real one in "
                 "production"
             )
+        mqtt = self.mqtt
+        for name, secret, default in (
+            ("ADMIN_PASSWORD", mqtt.admin_password, DEV_MQTT_ADMIN_PASSWORD),
+            ("BRIDGE_PASSWORD", mqtt.bridge_password, DEV_MQTT_BRIDGE_PASSWORD),
+        ):
+            if self.environment == "production" and secret.get_secret_value() in ("", default):
+                raise ValueError(
+                    f"FLEET_MQTT__{name} is empty or the development default; set a real one"
+                )
         if self.auth.allow_unauthenticated_ingest and self.environment != "development":
             raise ValueError(
                 "FLEET_AUTH__ALLOW_UNAUTHENTICATED_INGEST is for development only; "

@@ -50,4 +50,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         ),
         registry(topics.devices),
         registry(topics.flows),
+        # The last transition per device is its state: compacted like a registry.
+        registry(topics.device_status),
+        events(topics.readings_1m, topics.retention_ms),
     ]

@@ -9,6 +9,7 @@ of range values, absurd nesting, ...) these functions raise
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -17,8 +18,10 @@ import msgspec
 from schemas.errors import (
     BatchValidationFailure,
     FieldError,
+    Loc,
     ValidationFailure,
     field_error_from_message,
+    one_line,
 )
 from schemas.readings import DEVICE_ID_PATTERN, UUID_PATTERN, Reading
 
@@ -28,7 +31,9 @@ __all__ = [
     "BatchValidationFailure",
     "JsonInput",
     "ValidationFailure",
+    "check_control_characters",
     "check_timestamp",
+    "decode_items",
     "decode_json",
     "decode_reading",
     "decode_readings",
@@ -58,6 +63,10 @@ _reading_decoder = msgspec.json.Decoder(Reading)
 # and every bad item is reported, not just the first.
 _items_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _ARRAY_START = re.compile(rb"[ \t\r\n]*\[")
+# JSON text can carry a control character only as an escape (after a backslash), as a raw
+# DEL, or as a raw C1 character (UTF-8 C2 80..C2 9F): without any of them, nothing to look for.
+_MAYBE_CONTROL = re.compile(rb"\\|\x7f|\xc2[\x80-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def decode_json(decoder: msgspec.json.Decoder[T], data: JsonInput) -> T:
@@ -84,14 +93,19 @@ def decode_reading(
     *,
     now: datetime,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    max_age: timedelta | None = None,
 ) -> Reading:
     """Decode and validate the JSON of ONE reading.
 
     ``now`` (timezone-aware) is the reference for the clock-skew guard: the
-    reading's timestamp may be at most ``max_future`` ahead of it.
+    reading's timestamp may be at most ``max_future`` ahead of it and, when
+    ``max_age`` is given (the edge's window), at most ``max_age`` behind it.
+    Strings holding control characters are refused (see :func:`check_control_characters`).
     """
     reading = decode_json(_reading_decoder, data)
-    check_timestamp(reading, now=now, max_future=max_future)
+    if isinstance(data, str) or _MAYBE_CONTROL.search(data) is not None:
+        check_control_characters(reading)
+    check_timestamp(reading, now=now, max_future=max_future, max_age=max_age)
     return reading
 
 
@@ -111,6 +125,7 @@ def validate_reading_obj(
     except RecursionError as exc:
         raise ValidationFailure.single((), "object is nested too deeply", "value") from exc
     _check_metadata_encodable(reading)
+    check_control_characters(reading)
     check_timestamp(reading, now=now, max_future=max_future)
     return reading
 
@@ -133,6 +148,7 @@ def decode_readings(
     now: datetime,
     max_items: int,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    max_age: timedelta | None = None,
 ) -> list[Reading]:
     """Decode one reading object or a JSON array of 1..max_items readings.
 
@@ -141,7 +157,9 @@ def decode_readings(
     all failed items with ``loc`` starting at the item index.  An empty or
     oversized array fails as a whole (``loc == ()``, type ``length``).
     """
-    items = decode_readings_with_raw(data, now=now, max_items=max_items, max_future=max_future)
+    items = decode_readings_with_raw(
+        data, now=now, max_items=max_items, max_future=max_future, max_age=max_age
+    )
     return [reading for reading, _ in items]
 
 
@@ -151,6 +169,7 @@ def decode_readings_with_raw(
     now: datetime,
     max_items: int,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    max_age: timedelta | None = None,
 ) -> list[tuple[Reading, msgspec.Raw]]:
     """Like :func:`decode_readings`, also returning each item's exact JSON bytes.
 
@@ -159,19 +178,35 @@ def decode_readings_with_raw(
     """
     body = _to_bytes(data)
     if _ARRAY_START.match(body) is None:
-        return [(decode_reading(body, now=now, max_future=max_future), msgspec.Raw(body))]
+        reading = decode_reading(body, now=now, max_future=max_future, max_age=max_age)
+        return [(reading, msgspec.Raw(body))]
 
     items = decode_json(_items_decoder, body)
     _check_count(len(items), max_items)
+    return decode_items(items, now=now, max_future=max_future, max_age=max_age)
+
+
+def decode_items(
+    items: Sequence[msgspec.Raw | bytes],
+    *,
+    now: datetime,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+    max_age: timedelta | None = None,
+) -> list[tuple[Reading, msgspec.Raw]]:
+    """Validate every item (the JSON of one reading each); on any failure raise
+    BatchValidationFailure listing the errors of all failed items by index."""
     results: list[tuple[Reading, msgspec.Raw]] = []
     errors: list[FieldError] = []
     failed = 0
-    for index, raw in enumerate(items):
+    for index, item in enumerate(items):
+        raw = item if isinstance(item, msgspec.Raw) else msgspec.Raw(item)
         try:
-            results.append((decode_reading(raw, now=now, max_future=max_future), raw))
+            reading = decode_reading(raw, now=now, max_future=max_future, max_age=max_age)
         except ValidationFailure as exc:
             failed += 1
             errors.extend(error.with_prefix(index) for error in exc.errors)
+            continue
+        results.append((reading, raw))
     if errors:
         first = errors[0].describe()
         reason = f"{failed} of {len(items)} readings invalid; first: {first}"
@@ -184,8 +219,10 @@ def check_timestamp(
     *,
     now: datetime,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    max_age: timedelta | None = None,
 ) -> None:
-    """Reject timestamps before MIN_TIMESTAMP or more than ``max_future`` after ``now``."""
+    """Reject timestamps before MIN_TIMESTAMP, more than ``max_future`` after ``now`` or,
+    when ``max_age`` is given, more than ``max_age`` before ``now``."""
     require_aware(now, "now")
     ts = reading.timestamp
     if ts is None:
@@ -198,12 +235,47 @@ def check_timestamp(
     if too_old:
         message = f"timestamp is before {MIN_TIMESTAMP.isoformat()} (device clock not set?)"
         raise ValidationFailure.single(("timestamp",), message, "range")
+    if max_age is not None and -ahead > max_age:
+        message = (
+            f"timestamp {ts.isoformat()} is {_human(-ahead)} before server time "
+            f"{now.isoformat()}; readings older than {_human(max_age)} are not accepted"
+        )
+        raise ValidationFailure.single(("timestamp",), message, "past_timestamp")
     if ahead > max_future:
         message = (
             f"timestamp {ts.isoformat()} is {_human(ahead)} ahead of server time "
             f"{now.isoformat()}; at most {_human(max_future)} of clock skew is allowed"
         )
         raise ValidationFailure.single(("timestamp",), message, "future_timestamp")
+
+
+def check_control_characters(reading: Reading) -> None:
+    """Refuse strings (values or keys, at any depth) holding control characters (Unicode
+    category Cc: U+0000-U+001F, U+007F-U+009F): Postgres ``jsonb`` cannot store U+0000, and
+    the others break logs, CSV exports and terminals downstream. The error names the field."""
+    loc = _control_character_at(msgspec.to_builtins(reading), ())
+    if loc is not None:
+        message = "control characters (U+0000-U+001F, U+007F-U+009F) are not allowed"
+        raise ValidationFailure.single(loc, message, "control_character")
+
+
+def _control_character_at(value: Any, loc: Loc) -> Loc | None:
+    if isinstance(value, str):
+        return loc if _CONTROL.search(value) is not None else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key_text = str(key)
+            if _CONTROL.search(key_text) is not None:
+                return (*loc, one_line(key_text))
+            found = _control_character_at(item, (*loc, key_text))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _control_character_at(item, (*loc, index))
+            if found is not None:
+                return found
+    return None
 
 
 def require_aware(value: datetime, name: str) -> None:

@@ -306,6 +306,11 @@ class Settings(BaseSettings):
                 "FLEET_AUTH__ADMIN_TOKEN is empty or the development default; set a real one in "
                 "production"
             )
+        if self.auth.allow_unauthenticated_ingest and self.environment != "development":
+            raise ValueError(
+                "FLEET_AUTH__ALLOW_UNAUTHENTICATED_INGEST is for development only; "
+                f"FLEET_ENVIRONMENT is {self.environment}"
+            )
         mqtt = self.mqtt
         for name, secret, default in (
             ("ADMIN_PASSWORD", mqtt.admin_password, DEV_MQTT_ADMIN_PASSWORD),
@@ -315,11 +320,6 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"FLEET_MQTT__{name} is empty or the development default; set a real one"
                 )
-        if self.auth.allow_unauthenticated_ingest and self.environment != "development":
-            raise ValueError(
-                "FLEET_AUTH__ALLOW_UNAUTHENTICATED_INGEST is for development only; "
-                f"FLEET_ENVIRONMENT is {self.environment}"
-            )
 
 
 @lru_cache(maxsize=1)

@@ -41,6 +41,8 @@ def test_production_refuses_the_default_password(monkeypatch: pytest.MonkeyPatch
         Settings()
     monkeypatch.setenv("FLEET_POSTGRES__PASSWORD", "a-real-one")
     monkeypatch.setenv("FLEET_AUTH__ADMIN_TOKEN", "a-real-admin-token")
+    monkeypatch.setenv("FLEET_MQTT__ADMIN_PASSWORD", "a-real-broker-admin-password")
+    monkeypatch.setenv("FLEET_MQTT__BRIDGE_PASSWORD", "a-real-bridge-password")
     assert Settings().environment == "production"
 
 

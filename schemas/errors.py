@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from schemas.catalogue import sensor_types
+
 __all__ = [
     "BatchValidationFailure",
     "FieldError",
@@ -46,7 +48,7 @@ _UNKNOWN_RE = re.compile(r"^Object contains unknown field `(?P<name>.*)`$", re.S
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 
 # Unknown keys directly under "sensors" are unknown sensor *types*; say so.
-_SENSOR_TYPES = "equipment, ld2410, mq134, pir"
+_SENSOR_TYPES = ", ".join(sorted(sensor_types()))
 
 
 class FleetError(Exception):

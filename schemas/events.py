@@ -16,16 +16,19 @@ worker turns into a dead letter with :func:`dead_letter_for`.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Annotated, Any, Final, Literal, cast
 
 import msgspec
 import uuid_utils
+from msgspec import Meta
 
-from schemas.errors import FieldError, ValidationFailure, one_line
-from schemas.readings import AwareDatetime, DeviceId, EventId, Metadata, Reading, Sensors
+from schemas.catalogue import CATALOGUE, SENSOR_NAME_PATTERN, decode_generic
+from schemas.errors import FieldError, ValidationFailure, field_error_from_message, one_line
+from schemas.readings import AwareDatetime, DeviceId, EventId, Metadata, Reading
 from schemas.validation import (
     DEFAULT_MAX_FUTURE,
     JsonInput,
+    check_timestamp,
     decode_json,
     decode_reading,
     require_aware,
@@ -35,6 +38,7 @@ __all__ = [
     "ENVELOPE_SCHEMA",
     "CuratedReading",
     "DeadLetter",
+    "Enrichment",
     "RawEvent",
     "Source",
     "curate",
@@ -55,6 +59,8 @@ __all__ = [
     "validate_event",
 ]
 
+UnknownSensors = Literal["deadletter", "generic"]
+"""What the worker does with sensor types not in the catalogue (a FLEET_STREAM__ setting)."""
 Source = Literal["http", "mqtt", "upload", "kafka"]
 """Where a reading came in; ``kafka`` is a bare reading a third party produced to the topic."""
 ENVELOPE_SCHEMA: Final = 1
@@ -79,6 +85,13 @@ class RawEvent(msgspec.Struct, frozen=True):
     source: Source
     payload: msgspec.Raw
     schema: Literal[1] = ENVELOPE_SCHEMA
+    replayed: Annotated[int, Meta(ge=0)] | msgspec.UnsetType = msgspec.UNSET
+    """How often ``fleetstream deadletters replay`` put this reading back; absent (never) is
+    omitted when encoded, so ordinary envelopes do not grow."""
+
+    @property
+    def replay_count(self) -> int:
+        return 0 if isinstance(self.replayed, msgspec.UnsetType) else self.replayed
 
     def __post_init__(self) -> None:
         # Meta(tz=True) is only enforced when decoding; direct construction lands here.
@@ -92,12 +105,30 @@ class RawEvent(msgspec.Struct, frozen=True):
         msgspec.structs.force_setattr(self, "event_id", self.event_id.lower())
 
 
+class Enrichment(msgspec.Struct, frozen=True, kw_only=True):
+    """What the device registry adds to a reading (``fleet.devices.v1``, via the worker)."""
+
+    device_name: str | None = None
+    profile: str | None = None
+    location: Any = None
+    """The device's ``metadata.location`` (any JSON value), if the registry has one."""
+    tags: list[str] = []
+
+
 class CuratedReading(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated reading on ``fleet.readings.v1``, for analytics and sinks.
+    """A validated, enriched reading on ``fleet.readings.v1``, for analytics and sinks.
 
     ``ts`` is the device timestamp, or ``received_at`` when the device sent
-    none; both are UTC.  ``sensors`` omits absent sensors/fields (and
-    ``mq134.unit``, whose only value is ``"ppm"``).
+    none; both are UTC.  ``sensors`` is the validated sensors object as JSON
+    (decode it with ``msgspec.json.decode``): absent sensors/fields are
+    omitted (and ``mq134.unit``, whose only value is ``"ppm"``).
+
+    Fields after ``metadata`` were added by the stream core and are optional,
+    so records written before them still decode: the device's registry entry
+    (``device_name``, ``profile``, ``location``, ``tags``; all empty when the
+    registry does not know the device), when the worker curated the reading
+    (``processed_at``) and how long after the edge received it (``lag_ms``),
+    and how often it was replayed from the dead-letter topic.
     """
 
     schema_version: int = 1
@@ -106,8 +137,15 @@ class CuratedReading(msgspec.Struct, frozen=True, kw_only=True):
     ts: datetime
     received_at: datetime
     source: Source
-    sensors: Sensors
+    sensors: msgspec.Raw
     metadata: Metadata | None = None
+    device_name: str | None = None
+    profile: str | None = None
+    location: Any = None
+    tags: list[str] = []
+    processed_at: datetime | None = None
+    lag_ms: float | None = None
+    replayed: int = 0
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,20 +241,41 @@ def decode_dead_letter(data: JsonInput) -> DeadLetter:
     return decode_json(dead_letter_decoder, data)
 
 
-def curate(raw: RawEvent, reading: Reading) -> CuratedReading:
+_NO_ENRICHMENT: Final = Enrichment()
+
+
+def curate(
+    raw: RawEvent,
+    reading: Reading | _LenientReading,
+    *,
+    sensors: msgspec.Raw | None = None,
+    enrichment: Enrichment | None = None,
+    now: datetime | None = None,
+) -> CuratedReading:
     """Combine an envelope and its validated reading into the analytics record.
 
-    ``reading`` must come from the validator (its timestamp is range-checked).
+    ``reading`` must come from the validator (its timestamp is range-checked). ``sensors`` is
+    the sensors JSON when the caller has it already; ``now`` (the processing time) gives
+    ``processed_at`` and ``lag_ms``.
     """
     ts = raw.received_at if reading.timestamp is None else reading.timestamp.astimezone(UTC)
+    extra = enrichment or _NO_ENRICHMENT
+    lag_ms = None if now is None else (now - raw.received_at).total_seconds() * 1000
     return CuratedReading(
         event_id=raw.event_id,
         device_id=raw.device_id,
         ts=ts,
         received_at=raw.received_at,
         source=raw.source,
-        sensors=reading.sensors,
+        sensors=sensors or msgspec.Raw(encoder.encode(reading.sensors)),
         metadata=reading.metadata,
+        device_name=extra.device_name,
+        profile=extra.profile,
+        location=extra.location,
+        tags=extra.tags,
+        processed_at=now,
+        lag_ms=lag_ms,
+        replayed=raw.replay_count,
     )
 
 
@@ -239,20 +298,81 @@ def process_raw(
 
 
 def validate_event(
-    raw: RawEvent, *, now: datetime, max_future: timedelta = DEFAULT_MAX_FUTURE
+    raw: RawEvent,
+    *,
+    now: datetime,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+    enrichment: Enrichment | None = None,
+    unknown_sensors: UnknownSensors = "deadletter",
 ) -> CuratedReading:
-    """Validate the reading an envelope item carries and curate it (see :func:`process_raw`)."""
+    """Validate the reading an envelope item carries and curate it (see :func:`process_raw`).
+
+    With ``unknown_sensors="generic"`` a sensor type the catalogue lacks is accepted if it
+    passes the generic rules (named finite numbers and booleans) instead of failing.
+    """
+    sensors: msgspec.Raw | None = None
+    reading: Reading | _LenientReading
     try:
         reading = decode_reading(raw.payload, now=now, max_future=max_future)
     except ValidationFailure as exc:
-        failure = exc.with_prefix("payload")
-        failure.event_id = raw.event_id
-        raise failure from exc
+        if unknown_sensors == "generic" and _unknown_sensor_type(exc):
+            reading, sensors = _decode_lenient(raw, now=now, max_future=max_future)
+        else:
+            failure = exc.with_prefix("payload")
+            failure.event_id = raw.event_id
+            raise failure from exc
     if reading.device_id != raw.device_id:
         message = f"device_id {reading.device_id!r} does not match the envelope's {raw.device_id!r}"
         error = FieldError(("payload", "device_id"), message, "mismatch")
         raise ValidationFailure([error], event_id=raw.event_id)
-    return curate(raw, reading)
+    return curate(raw, reading, sensors=sensors, enrichment=enrichment, now=now)
+
+
+def _unknown_sensor_type(exc: ValidationFailure) -> bool:
+    return any(
+        error.type == "unknown_field" and len(error.loc) == 2 and error.loc[0] == "sensors"
+        for error in exc.errors
+    )
+
+
+class _LenientReading(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A reading whose sensors are still raw JSON: known types are checked one by one."""
+
+    device_id: DeviceId
+    sensors: Annotated[
+        dict[Annotated[str, Meta(pattern=SENSOR_NAME_PATTERN)], msgspec.Raw], Meta(min_length=1)
+    ]
+    timestamp: AwareDatetime | None = None
+    event_id: EventId | None = None
+    metadata: Metadata | None = None
+
+
+_lenient_decoder = msgspec.json.Decoder(_LenientReading)
+_type_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    sensor.name: msgspec.json.Decoder(sensor.schema) for sensor in CATALOGUE
+}
+
+
+def _decode_lenient(
+    raw: RawEvent, *, now: datetime, max_future: timedelta
+) -> tuple[_LenientReading, msgspec.Raw]:
+    """The reading with unknown sensor types read by the generic rules, and its sensors JSON."""
+    try:
+        reading = decode_json(_lenient_decoder, raw.payload)
+        check_timestamp(cast(Reading, reading), now=now, max_future=max_future)
+    except ValidationFailure as exc:
+        failure = exc.with_prefix("payload")
+        failure.event_id = raw.event_id
+        raise failure from exc
+    sensors: dict[str, Any] = {}
+    for name, value in reading.sensors.items():
+        decoder = _type_decoders.get(name)
+        try:
+            sensors[name] = decode_generic(value) if decoder is None else decoder.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            error = field_error_from_message(str(exc)).with_prefix("payload", "sensors", name)
+            raise ValidationFailure([error], event_id=raw.event_id) from exc
+    return reading, msgspec.Raw(encoder.encode(sensors))
 
 
 def dead_letter_for(

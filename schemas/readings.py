@@ -7,7 +7,8 @@ Canonical payload (seed 002, ESP32 boards)::
                  "pir": {"motion_detected": true},
                  "mq134": {"gas_concentration": 12.5}}}
 
-Industrial machines (seed 001) report under ``sensors.equipment``.
+Industrial machines (seed 001) report under ``sensors.equipment``. The sensor types and their
+rules are the catalogue's (``schemas.catalogue``); ``Sensors`` is built from it.
 
 All structs are frozen, reject unknown fields (a typo must not silently drop
 data) and omit ``None``/default fields when encoded.  Every numeric bound is
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from msgspec import Meta
+
+from schemas.catalogue import CATALOGUE, Contract, Equipment, Ld2410, Mq134, Pir
 
 __all__ = [
     "DEVICE_ID_PATTERN",
@@ -66,91 +69,37 @@ Metadata = Annotated[
 ]
 """Small free-form tags: <= 32 entries, keys 1-64 chars, strings <= 256 chars."""
 
-CentiMeters = Annotated[int, Meta(ge=0, le=800)]  # LD2410 max range is 8 m
-Percent = Annotated[int, Meta(ge=0, le=100)]
+_Contract = Contract
 
 
-class _Contract(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
-    """Shared struct options for the reading contract.
-
-    Subclasses repeat ``frozen=True`` only for type checkers (msgspec inherits it).
-    """
+def _at_least_one_sensor(self: msgspec.Struct) -> None:
+    if all(getattr(self, name) is None for name in self.__struct_fields__):
+        raise ValueError("at least one sensor is required")
 
 
-class Ld2410(_Contract, frozen=True):
-    """HLK-LD2410 24 GHz mmWave presence radar.
-
-    Units: ``*_distance_cm`` in centimetres (0-800, the radar's 8 m range);
-    ``*_energy`` is the radar's unitless signal strength, 0-100.
-    """
-
-    presence: bool
-    moving_target: bool | None = None
-    stationary_target: bool | None = None
-    distance_cm: CentiMeters | None = None
-    moving_energy: Percent | None = None
-    stationary_energy: Percent | None = None
-    detection_distance_cm: CentiMeters | None = None
-
-
-class Pir(_Contract, frozen=True):
-    """Passive infrared motion sensor (digital output)."""
-
-    motion_detected: bool
+def _build_sensors() -> type[msgspec.Struct]:
+    """``Sensors``: one optional field per catalogue entry, unknown types refused."""
+    return msgspec.defstruct(
+        "Sensors",
+        [(sensor.name, sensor.schema | None, None) for sensor in CATALOGUE],
+        bases=(Contract,),
+        module=__name__,
+        frozen=True,
+        forbid_unknown_fields=True,
+        omit_defaults=True,
+        namespace={
+            "__post_init__": _at_least_one_sensor,
+            "__doc__": "Readings keyed by sensor type (schemas.catalogue); at least one is "
+            "required; unknown sensor types are rejected (unknown_field at sensors.<key>).",
+        },
+    )
 
 
-class Mq134(_Contract, frozen=True):
-    """MQ-series gas sensor read through the ESP32 ADC.
-
-    ``gas_concentration`` in ppm (0-10000, the sensor's datasheet span);
-    ``raw_value`` is the 12-bit ADC count (0-4095).  ``unit`` is always
-    ``"ppm"``; being a default it is omitted when encoded.
-    """
-
-    gas_concentration: Annotated[float, Meta(ge=0.0, le=10_000.0)]
-    raw_value: Annotated[int, Meta(ge=0, le=4095)] | None = None
-    unit: Literal["ppm"] = "ppm"
-
-
-class Equipment(_Contract, frozen=True):
-    """Industrial machine telemetry (seed 001).  At least one field is required.
-
-    Units: ``temperature`` °C (-50..200), ``vibration`` mm/s RMS (0..1000),
-    ``pressure`` bar (0..1000), ``humidity`` % relative (0..100), ``rpm``
-    revolutions per minute (0..100000), ``power_kw`` kilowatts (>= 0, finite).
-    """
-
-    temperature: Annotated[float, Meta(ge=-50.0, le=200.0)] | None = None
-    vibration: Annotated[float, Meta(ge=0.0, le=1000.0)] | None = None
-    pressure: Annotated[float, Meta(ge=0.0, le=1000.0)] | None = None
-    humidity: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
-    rpm: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
-    power_kw: Annotated[float, Meta(ge=0.0, le=_FMAX)] | None = None
-
-    def __post_init__(self) -> None:
-        # msgspec reports ValueErrors raised here with the field path.
-        if all(getattr(self, name) is None for name in self.__struct_fields__):
-            raise ValueError("at least one equipment measurement is required")
-
-
-class Sensors(_Contract, frozen=True):
-    """Readings keyed by sensor type.  At least one sensor is required;
-    unknown sensor types are rejected (``unknown_field`` at ``sensors.<key>``).
-    """
-
-    ld2410: Ld2410 | None = None
-    pir: Pir | None = None
-    mq134: Mq134 | None = None
-    equipment: Equipment | None = None
-
-    def __post_init__(self) -> None:
-        if (
-            self.ld2410 is None
-            and self.pir is None
-            and self.mq134 is None
-            and self.equipment is None
-        ):
-            raise ValueError("at least one sensor is required")
+if TYPE_CHECKING:
+    Sensors = Any
+    """Built from the catalogue at import time; type checkers see attributes as Any."""
+else:
+    Sensors = _build_sensors()
 
 
 class Reading(_Contract, frozen=True):

@@ -188,10 +188,12 @@ def test_curate_uses_reading_timestamp_in_utc() -> None:
     assert curated.ts.tzinfo is UTC
     assert curated.received_at == RECEIVED
     assert (curated.event_id, curated.device_id, curated.source) == (EVENT_ID, DEVICE, "http")
-    assert curated.sensors == Sensors(
+    sensors = msgspec.json.decode(curated.sensors, type=Sensors)
+    assert sensors == Sensors(
         pir=Pir(motion_detected=True), mq134=Mq134(gas_concentration=42.0, raw_value=2048)
     )
     assert curated.metadata == {"room": "café"}
+    assert (curated.processed_at, curated.lag_ms, curated.device_name) == (None, None, None)
 
 
 def test_curate_falls_back_to_received_at_without_timestamp() -> None:
@@ -217,6 +219,13 @@ def test_curated_encoding_omits_absent_sensors_and_fields() -> None:
             "mq134": {"gas_concentration": 42.0, "raw_value": 2048},
         },
         "metadata": {"room": "café"},
+        "device_name": None,
+        "profile": None,
+        "location": None,
+        "tags": [],
+        "processed_at": "2026-11-25T12:00:00Z",
+        "lag_ms": pytest.approx(876.544),
+        "replayed": 0,
     }
 
 
@@ -316,7 +325,7 @@ def test_process_raw_happy_path() -> None:
     curated = process_raw(envelope(), now=NOW)
     assert isinstance(curated, CuratedReading)
     assert curated.event_id == EVENT_ID
-    assert curated.sensors.pir == Pir(motion_detected=True)
+    assert msgspec.json.decode(curated.sensors)["pir"] == {"motion_detected": True}
 
 
 def test_process_raw_invalid_reading_is_located_under_payload() -> None:

@@ -560,7 +560,7 @@ def test_validate_reading_obj_checks_future_timestamps() -> None:
             "Object contains unknown field `foo` - at `$.sensors`",
             FieldError(
                 ("sensors", "foo"),
-                "unknown sensor type (supported: equipment, ld2410, mq134, pir)",
+                "unknown sensor type (supported: equipment, generic, ld2410, mq134, pir)",
                 "unknown_field",
             ),
         ),

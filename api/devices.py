@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request
 
 from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.registry import RegistryPublisher
+from connectors.mqtt.credentials import BrokerCredentials
 from connectors.postgres.devices import DeviceStore
 from connectors.postgres.pool import create_pool
 from connectors.registry import DeviceRegistry
@@ -39,7 +40,9 @@ async def registry_resources(app: FastAPI, settings: Settings) -> AsyncIterator[
     )
     cache = DeviceCache(kafka.bootstrap_servers, settings.topics.devices)
     cache.start()
-    app.state.device_registry = DeviceRegistry(DeviceStore(pool), publisher)
+    app.state.device_registry = DeviceRegistry(
+        DeviceStore(pool), publisher, BrokerCredentials(settings.mqtt)
+    )
     app.state.device_cache = cache
     try:
         if not await cache.wait_caught_up(settings.auth.cache_catchup_timeout_s):

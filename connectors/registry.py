@@ -75,6 +75,18 @@ class Publisher(Protocol):
     def publish(self, records: Sequence[RegistryRecord]) -> None: ...
 
 
+class Credentials(Protocol):
+    """Where a device's plain token goes besides its hash (the MQTT broker's password store).
+
+    Called after the change is committed and published: the plain token exists only now."""
+
+    async def set_token(self, device: Device, token: str) -> None: ...
+
+
+class CredentialsNotSet(NotPublished):
+    """Stored and published, but the MQTT broker did not take the device's password."""
+
+
 @dataclass(frozen=True)
 class ResyncReport:
     published: int
@@ -83,9 +95,12 @@ class ResyncReport:
 
 
 class DeviceRegistry:
-    def __init__(self, store: DeviceRecords, publisher: Publisher) -> None:
+    def __init__(
+        self, store: DeviceRecords, publisher: Publisher, credentials: Credentials | None = None
+    ) -> None:
         self.store = store
         self._publisher = publisher
+        self._credentials = credentials
 
     async def get(self, device_id: str) -> Device | None:
         if not _DEVICE_ID.match(device_id):
@@ -99,6 +114,7 @@ class DeviceRegistry:
         """Register ``new``; returns the device and its plain token (to show once)."""
         token = token or new_token()
         device = await self._then_publish(new.device_id, self.store.create(new, hash_token(token)))
+        await self._set_credentials(device, token)
         return device, token
 
     async def update(self, device_id: str, changes: DeviceChanges) -> Device:
@@ -109,6 +125,7 @@ class DeviceRegistry:
         device = await self._then_publish(
             device_id, self.store.set_token(device_id, hash_token(token))
         )
+        await self._set_credentials(device, token)
         return device, token
 
     async def delete(self, device_id: str) -> None:
@@ -149,6 +166,17 @@ class DeviceRegistry:
             raise
         await self.publish(device_id)
         return result
+
+    async def _set_credentials(self, device: Device, token: str) -> None:
+        if self._credentials is None:
+            return
+        try:
+            await self._credentials.set_token(device, token)
+        except FleetError as exc:
+            raise CredentialsNotSet(
+                f"device {device.device_id} is stored, but the MQTT broker did not take its "
+                f"token ({exc}); rotate the token to try again"
+            ) from exc
 
     async def _publish_one(self, device_id: str, device: Device | None) -> None:
         await self._send([(device_id, None if device is None else encode_device(device))])

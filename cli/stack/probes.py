@@ -60,3 +60,14 @@ def mqtt_connack(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bo
         return _exchange(port, request, len(MQTT_CONNACK_OK), host, timeout_s) == MQTT_CONNACK_OK
     except OSError:
         return False
+
+
+def mqtt_answers(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
+    """True when an MQTT broker answers a CONNECT with a CONNACK, whether it accepts an
+    anonymous client (return code 0) or refuses it (5, not authorised): both mean it serves."""
+    request = MQTT_CONNECT + MQTT_DISCONNECT
+    try:
+        answer = _exchange(port, request, len(MQTT_CONNACK_OK), host, timeout_s)
+    except OSError:
+        return False
+    return len(answer) == 4 and answer[:2] == MQTT_CONNACK_OK[:2] and answer[3] in (0, 5)

@@ -127,3 +127,45 @@ def allows_anonymous(host: str, port: int, timeout_s: float = 2.0) -> bool:
     except OSError:
         return False
     return answer == _CONNACK_ACCEPTED
+
+
+BRIDGE_ROLE = "fleet-bridge"
+
+
+def bridge_commands(settings: MqttSettings) -> list[Command]:
+    """The bridge's role (subscribe to the device topics, shared or not) and its client."""
+    acls: list[Command] = []
+    for pattern in settings.topic_patterns:
+        for acltype, topic in (
+            ("subscribePattern", f"$share/{settings.share_group}/{pattern}"),
+            ("subscribePattern", pattern),
+            ("publishClientReceive", pattern),
+        ):
+            acls.append(
+                {
+                    "command": "addRoleACL",
+                    "rolename": BRIDGE_ROLE,
+                    "acltype": acltype,
+                    "topic": topic,
+                    "allow": True,
+                }
+            )
+    client = {
+        "username": settings.bridge_username,
+        "password": settings.bridge_password.get_secret_value(),
+        "roles": [{"rolename": BRIDGE_ROLE}],
+    }
+    return [
+        {"command": "createRole", "rolename": BRIDGE_ROLE},
+        *acls,
+        {"command": "createClient", **client},
+        {"command": "modifyClient", **client},
+        enable_command(settings.bridge_username, True),
+    ]
+
+
+def ensure_bridge_user(settings: MqttSettings) -> None:
+    """Create or update the bridge's user and role (idempotent); raises ``BrokerUnavailable``
+    when the admin cannot log in and ``DynsecRefused`` when the plugin refuses."""
+    with admin_client(settings) as dynsec:
+        check(dynsec.execute(bridge_commands(settings)), TOLERATED)

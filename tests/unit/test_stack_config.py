@@ -12,19 +12,31 @@ from cli.stack.errors import StackError
 from streams.settings import Settings, StackSettings
 
 
+def _mosquitto_config(user: str | None) -> list[str]:
+    return mosquitto.render_config(
+        1884,
+        Path("/s/mosquitto/data"),
+        user,
+        plugin=Path("/usr/lib/x/mosquitto_dynamic_security.so"),
+        dynsec_file=Path("/s/mosquitto/data/dynamic-security.json"),
+        max_queued_messages=5000,
+        max_packet_bytes=100_000,
+    ).splitlines()
+
+
 def test_mosquitto_config() -> None:
-    text = mosquitto.render_config(1884, Path("/s/mosquitto/data"), "mosquitto")
-    lines = text.splitlines()
+    lines = _mosquitto_config("mosquitto")
     assert "listener 1884 127.0.0.1" in lines
-    assert "allow_anonymous true" in lines
+    assert "allow_anonymous false" in lines
+    assert "plugin /usr/lib/x/mosquitto_dynamic_security.so" in lines
+    assert "plugin_opt_config_file /s/mosquitto/data/dynamic-security.json" in lines
+    assert "max_queued_messages 5000" in lines
+    assert "max_packet_size 100000" in lines
     assert "persistence true" in lines
     assert "persistence_location /s/mosquitto/data/" in lines
     assert "log_dest stderr" in lines
     assert lines[-1] == "user mosquitto"
-    assert not any(
-        line.startswith("user")
-        for line in mosquitto.render_config(1, Path("/d"), None).splitlines()
-    )
+    assert not any(line.startswith("user") for line in _mosquitto_config(None))
 
 
 def test_postgres_bindir_choice(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import faust
 
 from agents.outputs import Outputs, publish
+from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.producer import EventProducer, ProducerConfig
 from streams.settings import Settings
 from streams.topics import SourceTopics
@@ -68,6 +69,37 @@ def guarded(name: str, body: AgentBody) -> AgentBody:
     return agent
 
 
+class InFlight:
+    """At most ``limit`` batches of one agent in progress at once, each in its own task.
+
+    A batch acks its own events when it is done (Faust commits only up to the lowest offset not
+    yet acked, so finishing out of order is safe). A batch that fails stops the worker at once,
+    like an exception escaping the agent (see :func:`guarded`).
+    """
+
+    def __init__(self, agent: str, limit: int) -> None:
+        self._agent = agent
+        self._limit = limit
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, batch: Awaitable[None]) -> None:
+        """Start ``batch``; wait first while ``limit`` batches are in progress."""
+        while len(self._tasks) >= self._limit:
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.ensure_future(batch)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            stop_worker(self._agent, exc)
+
+
 @dataclass
 class WorkerContext:
     settings: Settings
@@ -75,6 +107,7 @@ class WorkerContext:
     topics: SourceTopics
     _producer: EventProducer | None = None
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _device_cache: DeviceCache | None = None
 
     async def producer(self) -> EventProducer:
         """The worker's output producer, started on first use."""
@@ -85,6 +118,16 @@ class WorkerContext:
                 self._producer = producer
             return self._producer
 
+    def device_cache(self) -> DeviceCache:
+        """The worker's copy of the device registry (``fleet.devices.v1``), started on first
+        use; agents wait for ``wait_caught_up`` before trusting a miss."""
+        if self._device_cache is None:
+            self._device_cache = DeviceCache(
+                self.settings.kafka.bootstrap_servers, self.settings.topics.devices
+            )
+            self._device_cache.start()
+        return self._device_cache
+
     async def publish(self, outputs: Outputs) -> None:
         """Produce ``outputs`` and wait for every ack, retrying while the broker is away."""
         await publish(
@@ -92,6 +135,9 @@ class WorkerContext:
         )
 
     async def close(self) -> None:
+        if self._device_cache is not None:
+            await self._device_cache.stop()
+            self._device_cache = None
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None

@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from agents.context import WorkerContext, guarded
+from agents.context import InFlight, WorkerContext, guarded
 from agents.deadletters import KafkaMessage, dead_letter
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
@@ -156,12 +156,20 @@ def register(ctx: WorkerContext) -> None:
     async def sink_postgres(stream: Any) -> None:
         store = await _open_store(settings)
         sink = ReadingsSink(store, settings.topics.deadletter, worker.retry_backoff_max_s)
+
+        async def write_and_ack(events: list[Any]) -> None:
+            letters = await sink.write_batch([event.message for event in events])
+            await ctx.publish(letters)
+            for event in events:
+                await stream.ack(event)
+
+        # While one batch waits on Postgres, the next is decoded and sent on another
+        # connection; Faust commits only up to the lowest offset not yet acked.
+        in_flight = InFlight("sink-postgres", worker.sink_concurrency)
         try:
             async for events in stream.noack_take(worker.sink_batch_max, worker.batch_within_s):
-                letters = await sink.write_batch([event.message for event in events])
-                await ctx.publish(letters)
-                for event in events:
-                    await stream.ack(event)
+                await in_flight.start(write_and_ack(list(events)))
+            await in_flight.drain()
         finally:
             await store.close()
 

@@ -9,11 +9,13 @@ redelivered after a crash inserts nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
+import asyncpg
 import msgspec
 
 from agents.context import InFlight, WorkerContext, guarded
@@ -21,6 +23,7 @@ from agents.deadletters import KafkaMessage, dead_letter
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
 from connectors.postgres.errors import is_retriable
+from connectors.postgres.last_seen import update_last_seen
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ReadingRow, ReadingStore
 from schemas.envelopes import decode_curated_items
@@ -29,6 +32,7 @@ from schemas.validation import decode_json
 from streams.settings import Settings
 
 STAGE = "sink.postgres"
+_TICK = timedelta(microseconds=1)
 _NULL: Final = msgspec.Raw(b"null")
 _json = msgspec.json.Encoder()
 
@@ -77,13 +81,27 @@ class _Pending:
     row: ReadingRow
 
 
-class ReadingsSink:
-    """Turns a batch of curated envelopes into committed rows and dead letters."""
+class LastSeenWriter(Protocol):
+    """Moves ``devices.last_seen_at`` forward (``connectors.postgres.last_seen``)."""
 
-    def __init__(self, store: RowWriter, deadletter_topic: str, backoff_max_s: float) -> None:
+    async def __call__(self, seen: Mapping[str, datetime]) -> None: ...
+
+
+class ReadingsSink:
+    """Turns a batch of curated envelopes into committed rows and dead letters, and keeps
+    ``devices.last_seen_at`` current (one statement per batch) when given ``last_seen``."""
+
+    def __init__(
+        self,
+        store: RowWriter,
+        deadletter_topic: str,
+        backoff_max_s: float,
+        last_seen: LastSeenWriter | None = None,
+    ) -> None:
         self._store = store
         self._deadletter = deadletter_topic
         self._backoff_max_s = backoff_max_s
+        self._last_seen = last_seen
 
     async def write_batch(self, messages: Sequence[KafkaMessage]) -> Outputs:
         """Commit the rows of ``messages``; return the dead letters to publish before acking."""
@@ -113,7 +131,24 @@ class ReadingsSink:
                 event_id=entry.row.event_id,
             )
             letters.add(self._deadletter, letter)
+        await self._update_last_seen(pending)
         return letters
+
+    async def _update_last_seen(self, pending: list[_Pending]) -> None:
+        writer = self._last_seen
+        if writer is None or not pending:
+            return
+        seen: dict[str, datetime] = {}
+        for entry in pending:
+            row = entry.row
+            if row.received_at > seen.get(row.device_id, row.received_at - _TICK):
+                seen[row.device_id] = row.received_at
+        await retry_until_done(
+            lambda: writer(seen),
+            what=f"updating last_seen_at of {len(seen)} devices",
+            is_retriable=lambda exc: True,  # one UPDATE of timestamps: no data error to expect
+            backoff_max_s=self._backoff_max_s,
+        )
 
     async def _write(self, pending: list[_Pending]) -> list[tuple[_Pending, Exception]]:
         """Write the rows; return the ones Postgres refused for their data, with the error."""
@@ -138,15 +173,14 @@ class ReadingsSink:
         )
 
 
-async def _open_store(settings: Settings) -> ReadingStore:
+async def _open_pool(settings: Settings) -> asyncpg.Pool:
     pg = settings.postgres
-    pool = await retry_until_done(
+    return await retry_until_done(
         lambda: create_pool(pg.dsn(), min_size=pg.pool_min_size, max_size=pg.pool_max_size),
         what="connecting to Postgres",
         is_retriable=is_retriable,
         backoff_max_s=settings.worker.retry_backoff_max_s,
     )
-    return ReadingStore(pool)
 
 
 def register(ctx: WorkerContext) -> None:
@@ -154,8 +188,14 @@ def register(ctx: WorkerContext) -> None:
     worker = settings.worker
 
     async def sink_postgres(stream: Any) -> None:
-        store = await _open_store(settings)
-        sink = ReadingsSink(store, settings.topics.deadletter, worker.retry_backoff_max_s)
+        pool = await _open_pool(settings)
+        store = ReadingStore(pool)
+        sink = ReadingsSink(
+            store,
+            settings.topics.deadletter,
+            worker.retry_backoff_max_s,
+            last_seen=functools.partial(update_last_seen, pool),
+        )
 
         async def write_and_ack(events: list[Any]) -> None:
             letters = await sink.write_batch([event.message for event in events])

@@ -10,8 +10,16 @@ topic                        value                                     who write
 ``fleet.raw.v1``             ``{"format": "raw-envelope/2",            HTTP / MQTT edge
                              "items": [RawEvent, ...]}``
 ``fleet.curated.v1``         ``{"format": "curated-envelope/1",        validate agent, for sinks
-                             "items": [CuratedReading, ...]}``
+                             "items": [CuratedReading, ...],
+                             "positions": [[p, offset, n], ...]}``
 ===========================  =======================================  ==========================
+
+A curated envelope's optional ``positions`` say where each item came from: the partition and
+offset of its ``fleet.raw.v1`` record and its index among that record's readings. A device's
+readings come from one raw partition in offset order, and re-validating a raw record (after a
+crash, before its offset was committed) gives the same positions again, so a stateful consumer
+that keeps the highest position it applied per device drops repeats exactly (the status table
+and the rollups do; the sinks dedupe on event_id instead).
 
 Contract: every item of an envelope belongs to the partition the envelope is on, the one
 Kafka's default partitioner (murmur2 of the device_id) gives a record keyed by the item's
@@ -44,9 +52,12 @@ __all__ = [
     "CURATED_FORMAT",
     "FORMAT_HEADER",
     "RAW_FORMAT",
+    "CuratedBatch",
     "ItemFailure",
+    "Position",
     "RawRecord",
     "curated_envelope",
+    "decode_curated_envelope",
     "decode_curated_items",
     "decode_raw_record",
     "encode_item",
@@ -96,9 +107,17 @@ def single_item_envelope(event: RawEvent) -> bytes:
     return raw_envelope([encode_item(event)])
 
 
-def curated_envelope(items: Iterable[bytes]) -> bytes:
-    """The ``fleet.curated.v1`` value holding encoded ``CuratedReading`` items."""
-    return _CURATED_PREFIX + b",".join(items) + _SUFFIX
+Position = tuple[int, int, int]
+"""(raw partition, raw offset, index among the record's readings) of a curated item."""
+
+
+def curated_envelope(items: Iterable[bytes], positions: Sequence[Position] | None = None) -> bytes:
+    """The ``fleet.curated.v1`` value holding encoded ``CuratedReading`` items (and their
+    raw positions, one per item, when given)."""
+    body = _CURATED_PREFIX + b",".join(items)
+    if positions is None:
+        return body + _SUFFIX
+    return body + b'],"positions":' + encoder.encode(positions) + b"}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +199,15 @@ def _decode_single(value: bytes, record_id: str, record_time: datetime) -> RawRe
 class _CuratedEnvelope(msgspec.Struct, frozen=True):
     format: str
     items: list[msgspec.Raw]
+    positions: list[Position] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CuratedBatch:
+    """A curated envelope: its encoded items and, when the writer recorded them, positions."""
+
+    items: list[msgspec.Raw]
+    positions: list[Position] | None
 
 
 _curated_decoder = msgspec.json.Decoder(_CuratedEnvelope)
@@ -187,10 +215,19 @@ _curated_decoder = msgspec.json.Decoder(_CuratedEnvelope)
 
 def decode_curated_items(value: bytes | None) -> list[msgspec.Raw]:
     """The encoded items of a curated envelope (raises ValidationFailure if it is not one)."""
+    return decode_curated_envelope(value).items
+
+
+def decode_curated_envelope(value: bytes | None) -> CuratedBatch:
+    """Items and positions of a curated envelope (raises ValidationFailure if it is not one)."""
     if not value:
         raise ValidationFailure.single((), "empty record: no value", "json")
     envelope = decode_json(_curated_decoder, value)
     if envelope.format != CURATED_FORMAT:
         message = f"format {envelope.format!r} is not {CURATED_FORMAT!r}"
         raise ValidationFailure.single(("format",), message, "value")
-    return envelope.items
+    positions = envelope.positions
+    if positions is not None and len(positions) != len(envelope.items):
+        message = f"{len(positions)} positions for {len(envelope.items)} items"
+        raise ValidationFailure.single(("positions",), message, "length")
+    return CuratedBatch(envelope.items, positions)

@@ -2,38 +2,46 @@
 
 For a taken batch of ``fleet.raw.v1`` records every reading ends up in exactly one place:
 
-* valid: curated once, then written twice from the same bytes: into a curated envelope on
-  ``fleet.curated.v1`` (the partition of its device, for the sinks) and as its own record on
-  ``fleet.readings.v1`` (keyed by device_id, for analytics);
-* invalid (bad JSON, a failed rule, an undecodable item, even a validator bug): a dead letter
-  on ``fleet.deadletter.v1`` with the reason and what is needed to replay it.
+* valid: curated once (enriched from the device registry, ``agents.enrichment``), then
+  written twice from the same bytes: into a curated envelope on ``fleet.curated.v1`` (the
+  partition of its device, with the reading's raw position, for the status table, the rollups
+  and the sinks) and as its own record on ``fleet.readings.v1`` (keyed by device_id, for
+  analytics);
+* invalid (bad JSON, a failed rule, an undecodable item, even a validator bug), refused by a
+  policy (unknown or disabled device, unknown sensor type) or replayed from the dead-letter
+  topic more than ``FLEET_STREAM__MAX_REPLAYS`` times: a dead letter on
+  ``fleet.deadletter.v1`` with the reason and what is needed to replay it.
 
-The batch's records are acked only after every output was acked by the broker.
+The batch's records are acked only after every output was acked by the broker. The agent
+starts only once the worker's copy of the device registry has caught up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from agents.context import WorkerContext, guarded
 from agents.deadletters import KafkaMessage, dead_letter
+from agents.enrichment import Enricher
 from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.envelopes import (
     CURATED_FORMAT,
     FORMAT_HEADER,
+    Position,
     curated_envelope,
     decode_raw_record,
     single_item_envelope,
 )
 from schemas.errors import ValidationFailure
-from schemas.events import RawEvent, encode_curated, validate_event
+from schemas.events import RawEvent, UnknownSensors, encode_curated, validate_event
 from streams.settings import TopicSettings
 
 log = logging.getLogger(__name__)
@@ -49,16 +57,19 @@ class Validation:
     topics: TopicSettings
     curated_partitions: int
     envelope_max_bytes: int
+    enricher: Enricher | None = None
+    unknown_sensors: UnknownSensors = "deadletter"
+    max_replays: int = 1
 
     def run(self, messages: Sequence[KafkaMessage], now: datetime) -> Outputs:
         outputs = Outputs()
-        curated: dict[int, list[bytes]] = defaultdict(list)
+        curated: dict[int, list[tuple[bytes, Position]]] = defaultdict(list)
         for message in messages:
             self._one_record(message, now, outputs, curated)
-        for partition, items in curated.items():
-            for chunk in _chunks(items, self.envelope_max_bytes):
-                record = Record(None, curated_envelope(chunk), partition, _CURATED_HEADERS)
-                outputs.add(self.topics.curated, record)
+        for partition, entries in curated.items():
+            for chunk in _chunks(entries, self.envelope_max_bytes):
+                value = curated_envelope([item for item, _ in chunk], [pos for _, pos in chunk])
+                outputs.add(self.topics.curated, Record(None, value, partition, _CURATED_HEADERS))
         return outputs
 
     def _one_record(
@@ -66,7 +77,7 @@ class Validation:
         message: KafkaMessage,
         now: datetime,
         outputs: Outputs,
-        curated: dict[int, list[bytes]],
+        curated: dict[int, list[tuple[bytes, Position]]],
     ) -> None:
         record = decode_raw_record(
             message.value,
@@ -80,16 +91,32 @@ class Validation:
                 STAGE, message, failure.error, now, original=failure.original, item=failure.index
             )
             outputs.add(deadletter, letter)
-        for event in record.events:
+        for index, event in enumerate(record.events):
             try:
-                value = encode_curated(validate_event(event, now=now))
+                value = self._curate(event, now)
             except Exception as exc:  # noqa: BLE001 - a dead letter, whatever went wrong
                 original = single_item_envelope(event) if record.enveloped else message.value
                 outputs.add(deadletter, self._letter(message, event, original, exc, now))
                 continue
             key = event.device_id.encode()
             outputs.add(self.topics.readings, Record(key, value))
-            curated[partition_for(event.device_id, self.curated_partitions)].append(value)
+            position = (message.partition, message.offset, index)
+            curated[partition_for(event.device_id, self.curated_partitions)].append(
+                (value, position)
+            )
+
+    def _curate(self, event: RawEvent, now: datetime) -> bytes:
+        if event.replay_count > self.max_replays:
+            raise ValidationFailure.single(
+                ("replayed",),
+                f"replayed {event.replay_count} times; at most {self.max_replays} allowed",
+                "replay_limit",
+            )
+        enrichment = None if self.enricher is None else self.enricher.enrichment(event.device_id)
+        curated = validate_event(
+            event, now=now, enrichment=enrichment, unknown_sensors=self.unknown_sensors
+        )
+        return encode_curated(curated)
 
     @staticmethod
     def _letter(
@@ -125,19 +152,23 @@ def _header(headers: Any, name: str) -> bytes | None:
     return None
 
 
-_ENVELOPE_OVERHEAD = len(curated_envelope([]))
+_ENVELOPE_OVERHEAD = len(curated_envelope([], []))
+_POSITION_MAX_BYTES = 42  # "[2147483647,9223372036854775807,999999]," at the very most
 
 
-def _chunks(items: list[bytes], max_bytes: int) -> Iterator[list[bytes]]:
-    """``items`` in runs whose encoded envelope stays under ``max_bytes``."""
-    chunk: list[bytes] = []
+def _chunks(
+    entries: list[tuple[bytes, Position]], max_bytes: int
+) -> Iterator[list[tuple[bytes, Position]]]:
+    """``entries`` in runs whose encoded envelope stays under ``max_bytes``."""
+    chunk: list[tuple[bytes, Position]] = []
     size = _ENVELOPE_OVERHEAD
-    for item in items:
-        if chunk and size + len(item) + 1 > max_bytes:
+    for entry in entries:
+        grows = len(entry[0]) + 1 + _POSITION_MAX_BYTES
+        if chunk and size + grows > max_bytes:
             yield chunk
             chunk, size = [], _ENVELOPE_OVERHEAD
-        chunk.append(item)
-        size += len(item) + 1
+        chunk.append(entry)
+        size += grows
     if chunk:
         yield chunk
 
@@ -145,12 +176,23 @@ def _chunks(items: list[bytes], max_bytes: int) -> Iterator[list[bytes]]:
 def register(ctx: WorkerContext) -> None:
     worker = ctx.settings.worker
 
+    stream_settings = ctx.settings.stream
+
     async def validate(stream: Any) -> None:
         producer = await ctx.producer()
+        devices = ctx.device_cache()
+        await _wait_for_registry(devices.wait_caught_up, ctx.settings.topics.devices)
         validation = Validation(
             topics=ctx.settings.topics,
             curated_partitions=await producer.partition_count(ctx.settings.topics.curated),
             envelope_max_bytes=ctx.settings.kafka.envelope_max_bytes,
+            enricher=Enricher(
+                devices,
+                unknown=stream_settings.unknown_devices,
+                disabled=stream_settings.disabled_devices,
+            ),
+            unknown_sensors=stream_settings.unknown_sensor_types,
+            max_replays=stream_settings.max_replays,
         )
         async for events in stream.noack_take(worker.validate_batch_max, worker.batch_within_s):
             outputs = validation.run([event.message for event in events], datetime.now(UTC))
@@ -160,6 +202,15 @@ def register(ctx: WorkerContext) -> None:
                 await stream.ack(event)
 
     ctx.app.agent(ctx.topics.raw, name="validate")(guarded("validate", validate))
+
+
+async def _wait_for_registry(
+    wait_caught_up: Callable[[float], Awaitable[bool]], topic: str
+) -> None:
+    """Wait (logging every 10 s) until the registry copy has read ``topic`` to its end."""
+    while not await wait_caught_up(10.0):
+        log.warning("waiting for the device registry (%s) before validating readings", topic)
+        await asyncio.sleep(0)
 
 
 def _log_letters(letters: list[Record]) -> None:

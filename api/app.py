@@ -10,12 +10,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from api.devices import registry_resources
+from api.edge import Edge
+from api.metrics import ApiMetrics
+from api.observability import EdgeMiddleware
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import admin_devices, health, readings
+from api.routes import admin_devices, health, readings, seeds
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.producer import EventProducer, ProducerConfig
+from connectors.redis.idempotency import IdempotencyStore
 from streams.settings import Settings, get_settings
 
 
@@ -28,12 +34,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         app.state.producer = producer
         app.state.batcher = _batcher(settings, producer)
+        metrics.watch_producer(producer.queue_length)
+        app.state.idempotency = _idempotency(settings)
         try:
             async with registry_resources(app, settings):  # device registry: pool, cache
                 yield
         finally:
             await app.state.batcher.drain()
             await producer.stop()
+            await app.state.idempotency.close()
 
     app = FastAPI(
         title="fleetstream",
@@ -41,13 +50,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    metrics = ApiMetrics()
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.edge = Edge(settings, app.state, metrics)
     install_problem_handlers(app, settings.api.retry_after_s)
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        max_in_flight=settings.api.max_concurrent_requests,
+        retry_after_s=settings.api.retry_after_s,
+    )
     app.include_router(readings.router)
+    app.include_router(seeds.router)
     app.include_router(health.router)
     app.include_router(admin_devices.router)
     app.include_router(admin_devices.devices_router)
+    install_openapi(app)
     return app
+
+
+def _idempotency(settings: Settings) -> IdempotencyStore:
+    """Redis answers within a second or the request gets 503: a hung Redis must not hang
+    ingest (only requests with an Idempotency-Key need it)."""
+    redis = settings.redis
+    client = Redis(
+        host=redis.host,
+        port=redis.port,
+        db=redis.db,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    return IdempotencyStore(client, settings.api.idempotency_ttl_s)
 
 
 def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:

@@ -44,6 +44,7 @@ async def registry_resources(app: FastAPI, settings: Settings) -> AsyncIterator[
         DeviceStore(pool), publisher, BrokerCredentials(settings.mqtt)
     )
     app.state.device_cache = cache
+    app.state.pg_pool = pool  # also read by the seed 001 "latest" route
     try:
         if not await cache.wait_caught_up(settings.auth.cache_catchup_timeout_s):
             log.warning(

@@ -16,8 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.observability import current_request_id
 from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
-from schemas.errors import FieldError, ValidationFailure
+from schemas.errors import BatchValidationFailure, FieldError, ValidationFailure
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -51,6 +52,9 @@ def problem(
     **extra: Any,
 ) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -80,7 +84,10 @@ def install_problem_handlers(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(ValidationFailure)
     async def on_invalid(_: Request, exc: ValidationFailure) -> JSONResponse:
-        return problem(422, "Invalid reading", exc.reason, errors=field_errors(exc.errors))
+        extra: dict[str, Any] = {"errors": field_errors(exc.errors)}
+        if isinstance(exc, BatchValidationFailure):
+            extra["invalid_items"] = exc.failed_indexes
+        return problem(422, "Invalid reading", exc.reason, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def on_request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

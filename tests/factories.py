@@ -10,7 +10,11 @@ import msgspec
 
 from schemas.events import RawEvent, Source, new_event_id
 
-BASE_TIME = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+BASE_TIME = (datetime.now(UTC) - timedelta(days=1)).replace(
+    hour=12, minute=0, second=0, microsecond=0
+)
+"""Noon yesterday (UTC): inside the edge's timestamp window (30 days back) whenever the tests
+run, and in a day partition the maintenance job made (yesterday to a week ahead)."""
 
 
 def device_ids(count: int, prefix: str = "esp32") -> list[str]:

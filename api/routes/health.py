@@ -1,17 +1,23 @@
-"""Liveness and readiness probes."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ProducerDep
 from api.devices import registry_readiness
+from api.metrics import ApiMetrics
+from connectors.redis.idempotency import IdempotencyStore
 
 router = APIRouter(tags=["health"])
+
+_SERVING = ("kafka", "device_cache")
+"""Checks that take the instance out of service; the others only make it ``degraded``."""
 
 
 @router.get("/health")
@@ -23,10 +29,21 @@ async def health() -> dict[str, Any]:
 @router.get("/health/ready")
 async def ready(request: Request, producer: ProducerDep) -> JSONResponse:
     """Readiness: a Kafka broker answers and the device cache has caught up, so devices can be
-    authenticated and their events written (else 503). Postgres is reported too but only makes
-    the answer ``degraded``: ingest does not need it, only the admin routes do, and taking every
-    instance out of a load balancer during a database outage would stop ingest as well."""
+    authenticated and their events written (else 503). Postgres (admin routes, the latest
+    query) and Redis (Idempotency-Key checks) are reported too but only make the answer
+    ``degraded``: ingest does not need them, and taking every instance out of a load balancer
+    during a database outage would stop ingest as well."""
     checks = {"kafka": await producer.ping(), **await registry_readiness(request.app)}
-    serving = all(ok for name, ok in checks.items() if name != "postgres")
+    idempotency = getattr(request.app.state, "idempotency", None)
+    if idempotency is not None:
+        checks["redis"] = await cast(IdempotencyStore, idempotency).ping()
+    serving = all(ok for name, ok in checks.items() if name in _SERVING)
     state = ("ok" if all(checks.values()) else "degraded") if serving else "unavailable"
     return JSONResponse({"status": state, **checks}, status_code=200 if serving else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process (text exposition format)."""
+    registry = cast(ApiMetrics, request.app.state.metrics).registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,24 +1,25 @@
-"""``POST /v1/readings``: one reading or a JSON array of readings, written to Kafka first.
+"""``POST /v1/readings``: one reading, a JSON array, or an NDJSON stream, written to Kafka first.
 
-202 means every reading of the request is in ``fleet.raw.v1`` (in the envelopes the batcher
-grouped it into), acked by the broker with ``acks=all``. Any invalid item rejects the whole
-request with 422 and a list of errors per item, so a device never has to work out which half
-of a batch went in.
+2xx means every reading of the request is in ``fleet.raw.v1`` (in the envelopes the batcher
+grouped it into), acked by the broker with ``acks=all``. A batch is all-or-nothing: any invalid
+item rejects the whole request with 422 and the errors of every bad item by index, so a device
+never has to work out which half of a batch went in. The answer lists each item's event id.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, status
+from fastapi import APIRouter, Header, Request, Response, status
 
-from api.deps import BatcherDep, SettingsDep
-from api.ingest import raw_items
-from api.problems import ProblemError
-from schemas.validation import decode_readings_with_raw
+from api.bodies import body_kind, read_body, read_ndjson
+from api.edge import EdgeDep, IngestDeviceDep
+from api.openapi import json_body, ref
+from api.responses import INGEST_PROBLEMS, Accepted, json_response
+from schemas.validation import decode_items, decode_readings_with_raw
 
 router = APIRouter(tags=["ingest"])
+ROUTE = "/v1/readings"
 
 _EXAMPLE = {
     "device_id": "esp32-lobby-01",
@@ -29,60 +30,67 @@ _EXAMPLE = {
         "mq134": {"gas_concentration": 12.5},
     },
 }
-
-
-@router.post(
-    "/v1/readings",
-    status_code=status.HTTP_202_ACCEPTED,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"example": _EXAMPLE}},
+_BODY = json_body(
+    {"oneOf": [ref("Reading"), {"type": "array", "items": ref("Reading"), "minItems": 1}]},
+    _EXAMPLE,
+    **{
+        "application/x-ndjson": {
+            "schema": {"type": "string", "description": "one Reading (JSON) per line"}
         }
     },
 )
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=200,
+        description="makes a retried request map onto the same events; reusing it with "
+        "another body is refused (422)",
+    ),
+]
+
+
+@router.post(
+    ROUTE,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=INGEST_PROBLEMS,
+    openapi_extra=_BODY,
+)
 async def post_readings(
     request: Request,
-    batcher: BatcherDep,
-    settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> dict[str, Any]:
-    """Accept one reading or an array; answer once Kafka holds all of them."""
-    _require_json(request)
-    body = await _read_body(request, settings.api.max_body_bytes)
-    received_at = datetime.now(UTC)
-    items = decode_readings_with_raw(body, now=received_at, max_items=settings.api.max_batch_items)
-    event_ids, encoded = raw_items(
-        items, received_at=received_at, source="http", idempotency_key=idempotency_key
-    )
-    await batcher.submit(encoded)
-    return {"accepted": len(event_ids), "event_ids": event_ids}
+    edge: EdgeDep,
+    principal: IngestDeviceDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Accept one reading, a JSON array or NDJSON lines; answer once Kafka holds all of them.
 
-
-def _require_json(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise ProblemError(
-            415, "Unsupported media type", f"send application/json, not {media_type or 'nothing'}"
+    Authenticate with ``X-API-Key: <device token>`` or ``Authorization: Bearer <token>``; every
+    reading must carry the device's own ``device_id``."""
+    api = edge.settings.api
+    kind = body_kind(request, ndjson=True)
+    window = edge.window()
+    now, ahead, age = window.now, window.max_future, window.max_age
+    if kind == "ndjson":
+        lines = await read_ndjson(request, api.max_body_bytes, api.max_batch_items)
+        items = decode_items(lines, now=now, max_future=ahead, max_age=age)
+    else:
+        body = await read_body(request, api.max_body_bytes)
+        items = decode_readings_with_raw(
+            body, now=now, max_items=api.max_batch_items, max_future=ahead, max_age=age
         )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ProblemError:
-    return ProblemError(
-        413, "Request too large", f"the body is over {limit} bytes; split it into batches"
+    event_ids = await edge.accept(
+        items,
+        principal=principal,
+        received_at=window.now,
+        idempotency_key=idempotency_key,
+        route=ROUTE,
+    )
+    results = [
+        {"index": index, "event_id": event_id, "status": "accepted"}
+        for index, event_id in enumerate(event_ids)
+    ]
+    return json_response(
+        {"accepted": len(event_ids), "event_ids": event_ids, "results": results},
+        status.HTTP_202_ACCEPTED,
     )

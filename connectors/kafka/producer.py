@@ -112,6 +112,10 @@ class EventProducer:
                 raise KafkaUnavailable(f"Kafka refused the record: {exc}") from exc
         await batch.wait()
 
+    def queue_length(self) -> int:
+        """Records handed to librdkafka and not yet acked (0 before start)."""
+        return 0 if self._producer is None else len(self._producer)
+
     async def ping(self, timeout_s: float = 2.0) -> bool:
         """True when a broker answered a metadata request within the timeout."""
         producer = self._require_started()

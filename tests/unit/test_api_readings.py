@@ -59,9 +59,13 @@ def producer() -> FakeProducer:
 
 @pytest.fixture
 async def client(producer: FakeProducer) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings().model_copy(
+    # Unauthenticated (development) ingest: these tests are about envelopes and answers, and
+    # write for several devices; authentication is tested in test_api_edge.py.
+    base = Settings()
+    settings = base.model_copy(
         update={
-            "api": Settings().api.model_copy(update={"max_batch_items": 5, "max_body_bytes": 4096})
+            "api": base.api.model_copy(update={"max_batch_items": 5, "max_body_bytes": 4096}),
+            "auth": base.auth.model_copy(update={"allow_unauthenticated_ingest": True}),
         }
     )
     app = create_app(settings)

@@ -1,0 +1,68 @@
+"""Prometheus metrics of one API process, served at ``GET /metrics``.
+
+Each app has its own registry (tests and benchmarks build several apps in one process).
+
+* ``fleet_api_requests_total{route, method, status}``: answered requests; ``route`` is the path
+  template (``/api/v1/sensors/{equipment_id}/latest``), ``unmatched`` for unknown paths;
+* ``fleet_api_request_duration_seconds{route, method}``: latency histogram;
+* ``fleet_api_readings_accepted_total{route}``: readings acked by Kafka;
+* ``fleet_api_auth_failures_total{status}``: 401 (no, unknown or disabled credentials) and 403
+  (another device's id) answers;
+* ``fleet_api_rate_limited_total``: 429 answers of the per-device limit;
+* ``fleet_api_requests_in_flight``: requests being served now;
+* ``fleet_api_producer_queue_depth``: records in the librdkafka queue, not yet acked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.requests = Counter(
+            "fleet_api_requests",
+            "Answered HTTP requests",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "fleet_api_request_duration_seconds",
+            "Time to answer a request",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.readings = Counter(
+            "fleet_api_readings_accepted",
+            "Readings acked by Kafka",
+            ["route"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "fleet_api_auth_failures",
+            "Requests refused for their credentials",
+            ["status"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "fleet_api_rate_limited", "Requests refused by the per-device limit", registry=registry
+        )
+        self.in_flight = Gauge(
+            "fleet_api_requests_in_flight", "Requests being served", registry=registry
+        )
+        self.producer_queue = Gauge(
+            "fleet_api_producer_queue_depth",
+            "Records in the producer queue, not yet acked",
+            registry=registry,
+        )
+
+    def watch_producer(self, queue_length: Callable[[], int]) -> None:
+        """Read the producer's queue depth at every scrape."""
+        self.producer_queue.set_function(lambda: float(queue_length()))

@@ -21,6 +21,7 @@ from connectors.kafka.admin import delete_topics, ensure_topics
 from connectors.postgres import migrate
 from streams.settings import Settings, get_settings
 from streams.topology import topic_specs
+from tests.integration.fleet import Fleet
 from tests.integration.processes import WorkerProcess
 from tests.support import isolated
 
@@ -98,6 +99,12 @@ async def api_client(pipeline: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as client:
             yield client
+
+
+@pytest.fixture
+def fleet(api_client: httpx.AsyncClient) -> Fleet:
+    """Devices registered through ``api_client``'s admin API, posting with their own tokens."""
+    return Fleet(api_client)
 
 
 @pytest.fixture

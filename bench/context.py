@@ -4,6 +4,7 @@ until readings are rows (or dead letters) without loading Postgres more than nee
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from streams.settings import Settings
 
 Progress = Callable[[str], None]
 POLL_S = 0.25
-COUNT_EVERY_S = 2.0
+REPORT_EVERY_S = 5.0
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Context:
     workdir: Path
     progress: Progress = print
     notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    """Parts of a step that failed while the rest of it went on (reported, exit status 1)."""
 
     @property
     def stack(self) -> dict[str, int]:
@@ -45,6 +48,14 @@ class Context:
                     raise
                 self.progress("waiting for the shared stack to be healthy again…")
                 time.sleep(5)  # the stack is someone else's to restart; poll slowly
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` cut at ``limit`` characters, for RESULTS.md (the
+    whole message, with log tails, goes to the progress output)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -76,24 +87,33 @@ async def wait_stored(
 ) -> Stored:
     """Wait until rows of ``devices`` + dead letters on ``deadletter_topic`` reach ``expected``.
 
-    Counting rows costs Postgres CPU (which the run measures), so rows are counted every
-    COUNT_EVERY_S only, and every POLL_S once ``valid_topic`` (one record per valid reading,
-    cheap to read from watermarks) plus the dead letters show that validation is complete.
-    The time of the first row is Postgres' own ``min(ingested_at)``. ``alive`` is called on
-    every poll and raises when a process the run depends on died.
+    Counting rows scans the run's rows and costs Postgres CPU, which the run measures. So with
+    a ``valid_topic`` (one record per valid reading, cheap to read from its watermarks) rows are
+    counted only once the topic and the dead letters show that validation is complete; then,
+    like without one, at most every 4x the duration of the last count. The time of the first
+    row is Postgres' own ``min(ingested_at)``. ``alive`` is called on every poll and raises when
+    a process the run depends on died.
     """
     deadline = time.monotonic() + timeout_s
-    last_count, rows, dead = 0.0, 0, 0
+    rows = dead = 0
+    next_count = 0.0 if valid_topic is None else math.inf
+    next_report = time.monotonic() + REPORT_EVERY_S
     while True:
         alive()
         dead = watermarks.count(deadletter_topic)
         validated = watermarks.count(valid_topic) if valid_topic else 0
         now = time.monotonic()
-        if validated + dead >= expected or now - last_count >= COUNT_EVERY_S:
-            rows, last_count = await count_rows(db, devices), now
-            progress(f"  rows {rows:,} + dead letters {dead:,} of {expected:,}")
+        if valid_topic and validated + dead >= expected:
+            next_count = min(next_count, now)
+        if now >= next_count:
+            rows = await count_rows(db, devices)
             if rows + dead >= expected:
                 break
+            next_count = now + max(POLL_S, 4 * (time.monotonic() - now))
+        if now >= next_report:
+            shown = f"validated {validated:,}" if valid_topic else f"rows {rows:,}"
+            progress(f"  {shown} + dead letters {dead:,} of {expected:,}")
+            next_report = now + REPORT_EVERY_S
         if now > deadline:
             raise TimeoutError(f"only {rows:,} rows + {dead:,} dead letters of {expected:,}")
         await asyncio.sleep(POLL_S)

@@ -25,7 +25,7 @@ import confluent_kafka
 import redis
 
 from bench import ingest, latency, pipeline, profile
-from bench.context import Context, Progress
+from bench.context import Context, Progress, one_line
 from bench.report import RESULTS, append_block, format_block, python_version, read_machine
 from bench.stats import Result
 from streams.settings import Settings, get_settings
@@ -87,9 +87,10 @@ def run(
             try:
                 measured += step()
             except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others
-                failures.append(f"**{name} failed**: {type(exc).__name__}: {exc}")
+                failures.append(f"**{name} failed**: {one_line(exc)}")
                 progress(f"{name} FAILED: {exc}")
             progress(f"== {name}: {time.monotonic() - begun:.0f} s")
+        failures += ctx.failures
         block = format_block(
             when=datetime.now(UTC),
             command=command,

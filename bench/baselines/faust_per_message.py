@@ -16,38 +16,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 import faust
-import msgspec
 
+from bench.baselines.rows import COLUMNS, Row, row_of
 from schemas.errors import ValidationFailure
-from schemas.events import (
-    CuratedReading,
-    dead_letter_for,
-    decode_curated,
-    encode_curated,
-    encode_dead_letter,
-    process_raw,
-)
+from schemas.events import dead_letter_for, encode_curated, encode_dead_letter, process_raw
 from streams.settings import Settings, TopicSettings, get_settings
 
 VALIDATE_BATCH_MAX = 500
 SINK_BATCH_MAX = 2000
 BATCH_WITHIN_S = 0.2
-_json = msgspec.json.Encoder()
 
-COLUMNS = (
-    "event_id",
-    "device_id",
-    "ts",
-    "received_at",
-    "source",
-    "sensor_types",
-    "sensors",
-    "metadata",
-)
 _STAGE = "readings_stage_baseline"
 _CREATE_STAGE = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
@@ -57,31 +39,6 @@ _MERGE = (
     f"INSERT INTO readings ({', '.join(COLUMNS)}) "  # noqa: S608 - constants only
     f"SELECT {', '.join(COLUMNS)} FROM {_STAGE} ON CONFLICT DO NOTHING"
 )
-
-
-class Row(NamedTuple):
-    event_id: str
-    device_id: str
-    ts: datetime
-    received_at: datetime
-    source: str
-    sensor_types: list[str]
-    sensors: str
-    metadata: str | None
-
-
-def to_row(reading: CuratedReading) -> Row:
-    sensors = msgspec.to_builtins(reading.sensors)
-    return Row(
-        reading.event_id,
-        reading.device_id,
-        reading.ts,
-        reading.received_at,
-        reading.source,
-        sorted(sensors),
-        _json.encode(sensors).decode(),
-        _json.encode(reading.metadata).decode() if reading.metadata else None,
-    )
 
 
 class Store:
@@ -171,7 +128,7 @@ def build_app(settings: Settings) -> Any:
         store = Store(pool)
         try:
             async for events in stream.noack_take(SINK_BATCH_MAX, within=BATCH_WITHIN_S):
-                await store.write([to_row(decode_curated(e.message.value)) for e in events])
+                await store.write([row_of(e.message.value) for e in events])
                 for event in events:
                     await stream.ack(event)
         finally:

@@ -20,25 +20,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import psycopg
 from quixstreams import Application
 from quixstreams.sinks import BatchingSink, SinkBatch
 
+from bench.baselines.rows import COLUMNS, row_of
 from schemas.errors import ValidationFailure
 from schemas.events import dead_letter_for, encode_curated, encode_dead_letter, process_raw
 
-COLUMNS = (
-    "event_id",
-    "device_id",
-    "ts",
-    "received_at",
-    "source",
-    "sensor_types",
-    "sensors",
-    "metadata",
-)
-_json = msgspec.json.Encoder()
 _STAGE = "readings_stage_quix"
 
 
@@ -63,7 +52,7 @@ class PostgresCopySink(BatchingSink):  # type: ignore[misc] # untyped in our ven
 
     def write(self, batch: SinkBatch) -> None:
         rows = [item.value for item in batch]
-        days = {datetime.fromisoformat(row[2]).date() for row in rows} - self._days
+        days = {row.ts.astimezone(UTC).date() for row in rows} - self._days
         with self._conn.cursor() as cur:
             for day in sorted(days):
                 cur.execute("SELECT fleet_ensure_readings_partition(%s)", (day,))
@@ -97,18 +86,8 @@ def route(value: bytes, key: bytes | None, partition: int, offset: int, topic: s
             failed_at=now,
         )
         return (False, key, encode_dead_letter(letter), None)
-    sensors = msgspec.to_builtins(curated.sensors)
-    row = (
-        curated.event_id,
-        curated.device_id,
-        curated.ts.isoformat(),
-        curated.received_at.isoformat(),
-        curated.source,
-        sorted(sensors),
-        _json.encode(sensors).decode(),
-        _json.encode(curated.metadata).decode() if curated.metadata else None,
-    )
-    return (True, curated.device_id.encode(), encode_curated(curated), row)
+    encoded = encode_curated(curated)
+    return (True, key, encoded, row_of(encoded))
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +25,7 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from bench.context import Context, Stored, delete_rows, fresh_topics, wait_stored
+from bench.context import Context, Stored, delete_rows, fresh_topics, one_line, wait_stored
 from bench.cpu import CpuMeter, wait_with_cpu
 from bench.data import Fleet, encoded_items, invalid_count, new_fleet, readings
 from bench.kafka import Watermarks, produce_per_message
@@ -71,12 +71,19 @@ def run(
             settings.kafka.partitions,
             ctx.progress,
         )
-        if faust:
-            results.append(run_faust(ctx, settings, fleet, faust, total))
-        if quix:
-            results.append(run_quix(ctx, settings, fleet, quix, quix_topics))
-        if seed001:
-            results.append(run_seed001(ctx, settings, seed001))
+        runs: list[tuple[str, int, Callable[[], Result]]] = [
+            ("Faust per-message", faust, lambda: run_faust(ctx, settings, fleet, faust, total)),
+            ("Quix Streams", quix, lambda: run_quix(ctx, settings, fleet, quix, quix_topics)),
+            ("seed 001", seed001, lambda: run_seed001(ctx, settings, seed001)),
+        ]
+        for name, count, baseline in runs:
+            if not count:
+                continue
+            try:
+                results.append(baseline())
+            except Exception as exc:  # noqa: BLE001 - the other baselines still run
+                ctx.progress(f"baselines: {name} FAILED: {exc}")
+                ctx.failures.append(f"**baseline {name} failed**: {one_line(exc)}")
     return results
 
 

@@ -18,10 +18,12 @@ from api.metrics import ApiMetrics
 from api.observability import EdgeMiddleware
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import admin_devices, health, readings, seeds
+from api.routes import admin_devices, health, readings, seeds, status
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.producer import EventProducer, ProducerConfig
 from connectors.redis.idempotency import IdempotencyStore
+from connectors.redis.keys import RedisKeys
+from connectors.redis.status import StatusReader
 from streams.settings import Settings, get_settings
 
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.batcher = _batcher(settings, producer)
         metrics.watch_producer(producer.queue_length)
         app.state.idempotency = _idempotency(settings)
+        app.state.status_reader = StatusReader(_redis(settings), RedisKeys(settings.redis.prefix))
         try:
             async with registry_resources(app, settings):  # device registry: pool, cache
                 yield
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.batcher.drain()
             await producer.stop()
             await app.state.idempotency.close()
+            await app.state.status_reader.close()
 
     app = FastAPI(
         title="fleetstream",
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin_devices.router)
     app.include_router(admin_devices.devices_router)
+    app.include_router(status.router)
     install_openapi(app)
     return app
 
@@ -73,15 +78,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _idempotency(settings: Settings) -> IdempotencyStore:
     """Redis answers within a second or the request gets 503: a hung Redis must not hang
     ingest (only requests with an Idempotency-Key need it)."""
+    return IdempotencyStore(_redis(settings), settings.api.idempotency_ttl_s)
+
+
+def _redis(settings: Settings) -> Redis:
     redis = settings.redis
-    client = Redis(
+    return Redis(
         host=redis.host,
         port=redis.port,
         db=redis.db,
         socket_timeout=1.0,
         socket_connect_timeout=1.0,
     )
-    return IdempotencyStore(client, settings.api.idempotency_ttl_s)
 
 
 def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:

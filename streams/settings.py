@@ -256,6 +256,14 @@ class StreamSettings(_Section):
     max_replays: int = Field(default=1, ge=1, description="times a dead letter may be replayed")
 
 
+class SchemaRegistrySettings(_Section):
+    url: str = Field(
+        default="http://127.0.0.1:8081/apis/ccompat/v7",
+        description="Confluent-compatible schema registry API (Apicurio's ccompat v7 locally)",
+    )
+    timeout_s: float = Field(default=5.0, gt=0, description="per registry HTTP request")
+
+
 class StackSettings(_Section):
     home: Path = PROJECT_ROOT / ".stack"
     kafka_version: str = "4.1.1"
@@ -265,6 +273,7 @@ class StackSettings(_Section):
         default="fleetstream", description="unprivileged OS user that runs Postgres under root"
     )
     startup_timeout_s: float = Field(default=120.0, gt=0)
+    apicurio_heap: str = Field(default="384m", description="schema registry -Xmx")
 
 
 class Settings(BaseSettings):
@@ -288,6 +297,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
     stream: StreamSettings = StreamSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     stack: StackSettings = StackSettings()
 
     @model_validator(mode="after")

@@ -1,5 +1,10 @@
 """Batched, idempotent writes of readings into the day-partitioned ``readings`` table.
 
+Rows go to the day partition of their ``ts`` when it exists, else to ``readings_default``: the
+writer never creates partitions (a request must not be able to make the database create
+thousands of tables). Day partitions are made ahead by the worker's maintenance timer and by
+``fleetstream db partitions`` (:func:`ensure_day_partitions`).
+
 Contract: when :meth:`ReadingStore.write` returns, every row of the batch is committed (or was
 already there: rows are keyed by (event_id, ts) and conflicts are dropped), so the caller may
 commit the Kafka offsets of the batch. On error nothing of the batch is committed.
@@ -14,7 +19,7 @@ twice the work per row (two writes and a merge), so it is kept for when it is ne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 import asyncpg
@@ -44,6 +49,9 @@ class ReadingRow(NamedTuple):
     """Free-form tags as JSON text, or None."""
 
 
+MAX_PARTITION_DAYS = 400
+"""Most day partitions one call may create (a typo in a CLI date must not make thousands)."""
+
 _STAGE = "readings_stage"
 _CREATE_STAGE = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
@@ -62,14 +70,12 @@ class ReadingStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._days_with_partition: set[date] = set()
 
     async def write(self, rows: Sequence[ReadingRow]) -> int:
         """Write ``rows`` in one transaction; return how many were new."""
         if not rows:
             return 0
         async with self._pool.acquire() as conn:
-            await self._ensure_partitions(conn, {row.ts.astimezone(UTC).date() for row in rows})
             try:
                 await conn.copy_records_to_table("readings", records=rows, columns=COLUMNS)
             except asyncpg.UniqueViolationError:
@@ -88,10 +94,30 @@ class ReadingStore:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _ensure_partitions(self, conn: asyncpg.Connection, days: set[date]) -> None:
-        for day in sorted(days - self._days_with_partition):
-            await conn.execute("SELECT fleet_ensure_readings_partition($1)", day)
-            self._days_with_partition.add(day)
+
+async def ensure_day_partitions(pool: asyncpg.Pool, first: date, last: date) -> list[date]:
+    """Create the missing day partitions of ``readings`` from ``first`` to ``last`` (inclusive;
+    at most :data:`MAX_PARTITION_DAYS`); return the days that were created. Rows of such a day
+    already in the DEFAULT partition move into the new one. Each day is its own transaction, so
+    the exclusive lock on ``readings`` is held only for one table's creation."""
+    if last < first:
+        return []
+    days = (last - first).days + 1
+    if days > MAX_PARTITION_DAYS:
+        raise ValueError(f"{days} days asked for; at most {MAX_PARTITION_DAYS} at once")
+    created: list[date] = []
+    async with pool.acquire() as conn:
+        for offset in range(days):
+            day = first + timedelta(days=offset)
+            if await conn.fetchval("SELECT fleet_ensure_readings_partition($1)", day):
+                created.append(day)
+    return created
+
+
+def partition_window(today: date, ahead_days: int) -> tuple[date, date]:
+    """The days the maintenance job keeps ready: yesterday (clock skew around midnight) to
+    ``ahead_days`` after today."""
+    return today - timedelta(days=1), today + timedelta(days=ahead_days)
 
 
 def _inserted_count(status: str) -> int:

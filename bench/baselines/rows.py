@@ -40,7 +40,7 @@ class _Curated(msgspec.Struct):
     received_at: datetime
     source: str
     sensors: dict[str, Any]
-    metadata: msgspec.Raw | None = None
+    metadata: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _decoder = msgspec.json.Decoder(_Curated)
@@ -50,7 +50,7 @@ _encoder = msgspec.json.Encoder()
 def row_of(curated_json: bytes) -> Row:
     """The row of one encoded curated reading (``msgspec.DecodeError`` if it is not one)."""
     curated = _decoder.decode(curated_json)
-    metadata = bytes(curated.metadata) if curated.metadata is not None else b"null"
+    metadata = bytes(curated.metadata)
     return Row(
         curated.event_id,
         curated.device_id,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.baselines.kafka_tools import parse_consumer_summary, parse_producer_summary
+from bench.baselines.rows import row_of
+from bench.context import one_line
 from bench.ingest import parse_wrk
 from bench.latency import schedule
 from bench.profile import describe, summarize_collapsed
@@ -80,3 +82,25 @@ def test_py_spy_without_samples() -> None:
     assert describe(summarize_collapsed(""), seconds=10, rate=100) == [
         "py-spy collected no samples"
     ]
+
+
+def test_row_of_a_curated_reading_follows_the_json_contract() -> None:
+    curated = (
+        b'{"schema_version":1,"event_id":"0b6f6a1e-53f5-4c56-9d1e-7a0c3f1f6e2a",'
+        b'"device_id":"esp32-1","ts":"2026-11-28T12:00:00Z","received_at":"2026-11-28T12:00:01Z",'
+        b'"source":"http","sensors":{"pir":{"motion_detected":true},"ld2410":{"presence":false}},'
+        b'"metadata":{"sent_at":1.5},"device_name":"lobby","lag_ms":3}'
+    )
+    row = row_of(curated)
+    assert row.sensor_types == ["ld2410", "pir"]
+    assert row.metadata == '{"sent_at":1.5}'
+    assert row.ts.tzinfo is not None
+    without = row_of(curated.replace(b',"metadata":{"sent_at":1.5}', b""))
+    assert without.metadata is None
+
+
+def test_failures_are_one_short_line() -> None:
+    line = one_line(RuntimeError("first line\nlog tail " + "x" * 1000), limit=40)
+    assert line.startswith("RuntimeError: first line")
+    assert len(line) <= 40
+    assert "\n" not in one_line(RuntimeError("a\nb"))

@@ -3,7 +3,7 @@
 fleetstream run            stack up + migrations + topics, then API and worker (Ctrl-C stops)
 fleetstream setup          stack up + migrations + topics, then exit (used by make test)
 fleetstream stack up|down|status|logs
-fleetstream api | worker   one service in the foreground
+fleetstream api | worker | mqtt   one service in the foreground
 fleetstream db upgrade|downgrade|current
 fleetstream topics create
 fleetstream devices create|list|show|disable|enable|rotate|delete|resync
@@ -16,6 +16,7 @@ import typer
 from cli import runner
 from cli.bench_commands import bench_app
 from cli.devices_commands import devices_app
+from cli.mqtt_command import mqtt
 from cli.stack_commands import stack_app
 from streams.settings import get_settings
 
@@ -31,6 +32,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic)."
 app.add_typer(db_app, name="db")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project.")
 app.add_typer(topics_app, name="topics")
+app.command("mqtt")(mqtt)
 
 
 @app.command()

@@ -73,24 +73,26 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_services(settings: Settings) -> int:
-    """Run API and worker as child processes until Ctrl-C or until one of them exits.
+    """Run API, worker and MQTT bridge as child processes until Ctrl-C or until one exits.
 
     Returns 0 when every child stopped cleanly (Ctrl-C reaches the children directly, as they
     share our terminal), 1 when one failed.
     """
     children = {
         name: subprocess.Popen([sys.executable, "-m", "cli.main", name])  # noqa: S603
-        for name in ("api", "worker")
+        for name in ("api", "worker", "mqtt")
     }
     api = settings.api
     say(f"API        http://{api.host}:{api.port}  (docs: /docs, health: /health/ready)")
     if settings.worker.web_enabled:
         say(f"worker web http://{settings.worker.web_host}:{settings.worker.web_port}")
-    say("Ctrl-C stops API and worker; `fleetstream stack down` stops the stack")
+    mqtt = settings.mqtt
+    say(f"MQTT       mqtt://{mqtt.host}:{mqtt.port}  topics {mqtt.topics} (device_id + token)")
+    say("Ctrl-C stops API, worker and bridge; `fleetstream stack down` stops the stack")
     try:
         os.wait()
     except KeyboardInterrupt:
-        say("stopping API and worker")
+        say("stopping API, worker and bridge")
     _stop(list(children.values()))
     failed = {name: child.returncode for name, child in children.items() if child.returncode > 0}
     for name, code in failed.items():

@@ -1,0 +1,31 @@
+"""``fleetstream mqtt``: the MQTT bridge in the foreground (SIGTERM or Ctrl-C stops it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from cli.runner import operator_errors
+from streams.settings import Settings, get_settings
+
+
+def mqtt() -> None:
+    """Run the MQTT bridge: device topics → fleet.raw.v1; PUBACK once Kafka acked."""
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with operator_errors():
+        asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from connectors.mqtt.service import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)

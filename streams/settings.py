@@ -64,6 +64,7 @@ class TopicSettings(_Section):
     readings_1m: str = Field(
         default="fleet.readings-1m.v1", description="1-minute rollups per device and field"
     )
+    media: str = Field(default="fleet.media.v1", description="one event per stored media object")
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="raw/curated topics")
     deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)
     curated_retention_ms: int = Field(default=24 * 3600 * 1000, description="internal hop")
@@ -264,6 +265,54 @@ class SchemaRegistrySettings(_Section):
     timeout_s: float = Field(default=5.0, gt=0, description="per registry HTTP request")
 
 
+DEV_S3_SECRET_KEY = "dev-s3-secret-change-me"  # noqa: S105 - documented dev default
+MIB = 1024 * 1024
+
+
+class BlobSettings(_Section):
+    """Where media objects (audio chunks, camera frames) are stored: connectors/blob/."""
+
+    backend: Literal["filesystem", "s3"] = Field(
+        default="filesystem", description="filesystem (under root) or an S3-compatible server"
+    )
+    root: Path = Field(
+        default=PROJECT_ROOT / ".stack" / "blobs", description="filesystem backend: base folder"
+    )
+    s3_endpoint: str = Field(
+        default="http://127.0.0.1:9000", description="S3 API URL (the local stack's S3Proxy)"
+    )
+    s3_region: str = "us-east-1"
+    s3_bucket: str = Field(default="fleet-media", description="created at start when missing")
+    s3_access_key: str = "fleet-local"
+    s3_secret_key: SecretStr = SecretStr(DEV_S3_SECRET_KEY)
+    s3_part_bytes: int = Field(
+        default=8 * MIB, ge=5 * MIB, description="multipart part size = memory per upload"
+    )
+    s3_timeout_s: float = Field(default=30.0, gt=0, description="per S3 request")
+
+
+class MediaSettings(_Section):
+    """Media ingest routes (seeds 003, 004): limits and RTSP frame capture."""
+
+    max_audio_bytes: int = Field(default=10 * MIB, ge=1, description="one audio chunk")
+    max_image_bytes: int = Field(default=50 * MIB, ge=1, description="one uploaded image")
+    max_files_per_upload: int = Field(default=10, ge=1, description="images per upload request")
+    rtsp_max_concurrent: int = Field(
+        default=4, ge=1, description="RTSP captures running per API process; beyond → 503"
+    )
+    rtsp_capture_timeout_s: float = Field(
+        default=30.0, gt=0, description="a capture that has not stored its frames by then fails"
+    )
+    rtsp_default_fps: float = Field(default=1.0, gt=0, description="when a request has no fps")
+    rtsp_max_fps: float = Field(default=30.0, gt=0)
+    rtsp_max_frames: int = Field(default=100, ge=1, description="frames per capture request")
+    rtsp_reconnect_attempts: int = Field(
+        default=3, ge=0, description="retries after a failed connection, within the timeout"
+    )
+    rtsp_reconnect_backoff_s: float = Field(default=1.0, ge=0)
+    ffmpeg: str = Field(default="ffmpeg", description="ffmpeg binary (Debian package ffmpeg)")
+
+
 class StackSettings(_Section):
     home: Path = PROJECT_ROOT / ".stack"
     kafka_version: str = "4.1.1"
@@ -274,6 +323,8 @@ class StackSettings(_Section):
     )
     startup_timeout_s: float = Field(default=120.0, gt=0)
     apicurio_heap: str = Field(default="384m", description="schema registry -Xmx")
+    s3proxy_version: str = Field(default="3.0.0", description="S3Proxy jars fetched by Maven")
+    s3proxy_heap: str = Field(default="256m", description="S3Proxy -Xmx")
 
 
 class Settings(BaseSettings):
@@ -298,6 +349,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     stream: StreamSettings = StreamSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    blob: BlobSettings = BlobSettings()
+    media: MediaSettings = MediaSettings()
     stack: StackSettings = StackSettings()
 
     @model_validator(mode="after")
@@ -310,6 +363,12 @@ class Settings(BaseSettings):
                 "FLEET_POSTGRES__PASSWORD is the development default; set a real one in production"
             )
         self._check_auth()
+        if (
+            self.environment == "production"
+            and self.blob.backend == "s3"
+            and self.blob.s3_secret_key.get_secret_value() in ("", DEV_S3_SECRET_KEY)
+        ):
+            raise ValueError("FLEET_BLOB__S3_SECRET_KEY is empty or the development default")
         return self
 
     def _check_auth(self) -> None:

@@ -53,4 +53,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # The last transition per device is its state: compacted like a registry.
         registry(topics.device_status),
         events(topics.readings_1m, topics.retention_ms),
+        # One small record per stored media object (the bytes live in the blob store).
+        events(topics.media, topics.retention_ms),
     ]

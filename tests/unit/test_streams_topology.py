@@ -22,6 +22,7 @@ def test_every_project_topic_has_a_spec_with_the_configured_partitions() -> None
         "fleet.flows.v1",
         "fleet.device-status.v1",
         "fleet.readings-1m.v1",
+        "fleet.media.v1",
     }
     assert {spec.partitions for spec in specs.values()} == {5}
 
@@ -30,7 +31,12 @@ def test_registries_are_compacted_and_events_expire() -> None:
     specs = {spec.name: spec for spec in topic_specs(Settings())}
     for registry in ("fleet.devices.v1", "fleet.flows.v1", "fleet.device-status.v1"):
         assert specs[registry].config["cleanup.policy"] == "compact"
-    for events in ("fleet.readings.v1", "fleet.alerts.v1", "fleet.readings-1m.v1"):
+    for events in (
+        "fleet.readings.v1",
+        "fleet.alerts.v1",
+        "fleet.readings-1m.v1",
+        "fleet.media.v1",
+    ):
         assert specs[events].config == {
             "cleanup.policy": "delete",
             "retention.ms": str(7 * 24 * 3600 * 1000),

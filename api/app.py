@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 
 from api.devices import registry_resources
 from api.edge import Edge
+from api.live import LiveFeed
 from api.metrics import ApiMetrics
 from api.observability import EdgeMiddleware
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import admin_devices, health, readings, seeds, status
+from api.routes import admin_devices, health, readings, seeds, status, ws
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.producer import EventProducer, ProducerConfig
 from connectors.redis.idempotency import IdempotencyStore
@@ -39,10 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.watch_producer(producer.queue_length)
         app.state.idempotency = _idempotency(settings)
         app.state.status_reader = StatusReader(_redis(settings), RedisKeys(settings.redis.prefix))
+        app.state.live_feed = _live_feed(settings)
+        app.state.live_feed.start()
         try:
             async with registry_resources(app, settings):  # device registry: pool, cache
                 yield
         finally:
+            await app.state.live_feed.stop()
             await app.state.batcher.drain()
             await producer.stop()
             await app.state.idempotency.close()
@@ -71,8 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_devices.router)
     app.include_router(admin_devices.devices_router)
     app.include_router(status.router)
+    app.include_router(ws.router)
     install_openapi(app)
     return app
+
+
+def _live_feed(settings: Settings) -> LiveFeed:
+    topics = settings.topics
+    return LiveFeed(
+        settings.kafka.bootstrap_servers, topics.curated, settings.live.device_status_topic
+    )
 
 
 def _idempotency(settings: Settings) -> IdempotencyStore:

@@ -1,0 +1,222 @@
+"""The live feed behind ``GET /ws``: processed readings (and device status) to WebSocket clients.
+
+Source: a Kafka consumer in the API process on the internal ``fleet.curated.v1`` (curated
+envelopes, JSON, written by the validate agent once a reading passed validation), *assigned*
+every partition from its end: no consumer group, no commits, every API instance sees every
+reading from the moment it starts (a live view, not a replay). It also follows the device-status
+topic (``FLEET_LIVE__DEVICE_STATUS_TOPIC``) once that exists. See decision 10 for why Kafka and
+not Redis pub/sub.
+
+Fan-out never waits on a client: the consumer thread hands each poll's values to the event loop,
+which encodes every matching message once and ``put_nowait``s it into each matching client's
+bounded queue. A client whose queue is full is marked overflowed and its connection is closed
+with code 4008 by its own task; nobody else, and nothing upstream, slows down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+
+from schemas.envelopes import decode_curated_items
+from schemas.errors import ValidationFailure
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2
+POLL_MAX = 500
+STATUS_RECHECK_S = 10.0
+
+
+class _Summary(msgspec.Struct):
+    """What filtering needs of a curated reading or a status record."""
+
+    device_id: str = ""
+    sensors: dict[str, msgspec.Raw] = {}
+
+
+_summary = msgspec.json.Decoder(_Summary)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One client: its filters (None = all) and its bounded queue of encoded messages."""
+
+    queue_max: int
+    device: str | None = None
+    """A device token's client sees this device only, whatever it subscribes to."""
+    device_ids: frozenset[str] | None = None
+    sensor_types: frozenset[str] | None = None
+    active: bool = False
+    """False until the first subscribe message: nothing is sent before."""
+    queue: asyncio.Queue[str] = field(init=False)
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.queue_max)
+
+    def wants(self, device_id: str, sensor_types: Iterable[str] | None) -> bool:
+        if not self.active or self.overflowed.is_set():
+            return False
+        if self.device is not None and device_id != self.device:
+            return False
+        if self.device_ids is not None and device_id not in self.device_ids:
+            return False
+        if self.sensor_types is None or sensor_types is None:
+            return True
+        return not self.sensor_types.isdisjoint(sensor_types)
+
+    def offer(self, message: str) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class LiveFeed:
+    """``start()`` once in the lifespan, ``stop()`` once; ``add``/``remove`` per client."""
+
+    def __init__(self, bootstrap_servers: str, curated_topic: str, status_topic: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._curated = curated_topic
+        self._status = status_topic
+        self._subscribers: set[Subscriber] = set()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.assigned = threading.Event()
+        """Set once the curated topic is assigned: readings processed from then on are fed."""
+
+    def add(self, subscriber: Subscriber) -> None:
+        self._subscribers.add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10.0)
+            self._thread = None
+
+    # -- event loop side ----------------------------------------------------------------------
+
+    def dispatch(self, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
+        """Fan ``(topic, key, value)`` records out to the clients that want them."""
+        if not self._subscribers:
+            return
+        for topic, key, value in records:
+            if topic == self._curated:
+                self._readings(value)
+            elif value is not None:
+                self._status_record(key, value)
+
+    def _readings(self, value: bytes | None) -> None:
+        try:
+            items = decode_curated_items(value)
+        except ValidationFailure as exc:
+            log.warning("live feed skipped a curated record: %s", exc.reason)
+            return
+        subscribers = self._subscribers
+        for item in items:
+            try:
+                summary = _summary.decode(item)
+            except msgspec.DecodeError:
+                continue
+            types = summary.sensors.keys()
+            wanted = [s for s in subscribers if s.wants(summary.device_id, types)]
+            if wanted:
+                message = '{"type":"sensor-data","data":' + bytes(item).decode() + "}"
+                for subscriber in wanted:
+                    subscriber.offer(message)
+
+    def _status_record(self, key: bytes | None, value: bytes) -> None:
+        try:
+            summary = _summary.decode(value)
+            text = value.decode()
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return
+        device_id = summary.device_id or (key or b"").decode(errors="replace")
+        message = '{"type":"device-status","data":' + text + "}"
+        for subscriber in list(self._subscribers):
+            if subscriber.wants(device_id, None):
+                subscriber.offer(message)
+
+    # -- consumer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"fleetstream-live-{uuid.uuid4()}",  # never joins: assigned only
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            }
+        )
+        try:
+            self._follow(consumer)
+        finally:
+            consumer.close()
+
+    def _follow(self, consumer: Consumer) -> None:
+        assigned: set[str] = set()
+        next_check = 0.0
+        while not self._stopping.is_set():
+            if len(assigned) < 2 and time.monotonic() >= next_check:
+                assigned |= self._assign(consumer, assigned)
+                next_check = time.monotonic() + (1.0 if not assigned else STATUS_RECHECK_S)
+            if not assigned:
+                self._stopping.wait(0.5)
+                continue
+            messages = consumer.consume(POLL_MAX, POLL_S)
+            records = [(m.topic() or "", m.key(), m.value()) for m in messages if m.error() is None]
+            if records and self._loop is not None:
+                self._loop.call_soon_threadsafe(self.dispatch, records)
+
+    def _assign(self, consumer: Consumer, assigned: set[str]) -> set[str]:
+        """Topics that exist now, added to the assignment at their ends."""
+        added: set[str] = set()
+        partitions: list[TopicPartition] = []
+        for topic in (self._curated, self._status):
+            if topic in assigned:
+                continue
+            try:
+                described = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            except KafkaException as exc:
+                log.warning("live feed waiting for Kafka: %s", exc)
+                return added
+            if described is None or described.error is not None or not described.partitions:
+                continue
+            try:  # explicit ends: "assigned" then means every later record is fed
+                partitions += [
+                    TopicPartition(topic, p, self._end(consumer, topic, p))
+                    for p in described.partitions
+                ]
+            except KafkaException as exc:
+                log.warning("live feed waiting for Kafka: %s", exc)
+                return added
+            added.add(topic)
+        if partitions:
+            consumer.incremental_assign(partitions)
+            log.info("live feed follows %s", ", ".join(sorted(added)))
+        if self._curated in added:
+            self.assigned.set()
+        return added
+
+    @staticmethod
+    def _end(consumer: Consumer, topic: str, partition: int) -> int:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+        return int(high) if high >= 0 else OFFSET_END

@@ -1,0 +1,166 @@
+"""``GET /ws``: the live feed (seed 002's WebSocket protocol).
+
+Credentials, on the upgrade request: ``?token=<token>`` (browsers cannot set headers on a
+WebSocket), or ``Authorization: Bearer <token>``, or ``X-API-Key: <token>``. The admin token and
+``FLEET_LIVE__READ_TOKEN`` see every device; a device's own token sees that device only.
+
+Client → server (text frames, JSON)::
+
+    {"type": "subscribe", "device_ids": ["esp32-01"], "sensor_types": ["mq134"]}
+
+Both filters are optional (absent or null: all); a new subscribe replaces the previous one.
+Nothing is sent before the first subscribe. Server → client::
+
+    {"type": "subscribed", "device_ids": [...] | null, "sensor_types": [...] | null}
+    {"type": "sensor-data", "data": <curated reading, as on fleet.readings.v1>}
+    {"type": "device-status", "data": <device status record>}
+    {"type": "error", "message": "..."}            (a bad message; the connection stays)
+
+Close codes: 4401 no or bad credentials, 4008 the client fell ``FLEET_LIVE__CLIENT_QUEUE_MAX``
+messages behind (it is dropped so that nobody else waits), 1013 the device registry is not
+loaded yet (retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from typing import Literal, cast
+
+import msgspec
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from api.auth import API_KEY_HEADER, DeviceLookup, is_admin_token
+from api.live import LiveFeed, Subscriber
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+UNAUTHORIZED = 4401
+TOO_SLOW = 4008
+TRY_AGAIN = 1013
+CLOSE_TIMEOUT_S = 1.0
+
+
+class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
+    type: Literal["subscribe"]
+    device_ids: list[str] | None = None
+    sensor_types: list[str] | None = None
+
+
+_subscribe = msgspec.json.Decoder(Subscribe)
+
+
+class Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@router.websocket("/ws")
+async def live(websocket: WebSocket) -> None:
+    """Stream processed readings (and device status) matching the client's subscription."""
+    settings = cast(Settings, websocket.app.state.settings)
+    feed = cast(LiveFeed, websocket.app.state.live_feed)
+    await websocket.accept()
+    try:
+        device = _principal(websocket, settings)
+    except Refused as refused:
+        await websocket.close(refused.code, refused.reason)
+        return
+    subscriber = Subscriber(settings.live.client_queue_max, device=device)
+    feed.add(subscriber)
+    tasks = [
+        asyncio.create_task(_send(websocket, subscriber)),
+        asyncio.create_task(_receive(websocket, subscriber, settings.live.max_filter_items)),
+        asyncio.create_task(subscriber.overflowed.wait()),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        feed.remove(subscriber)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if subscriber.overflowed.is_set():
+        log.info("live client dropped: %d messages behind", subscriber.queue.qsize())
+        with contextlib.suppress(Exception):
+            reason = f"too slow: {subscriber.queue_max} messages behind"
+            await asyncio.wait_for(websocket.close(TOO_SLOW, reason), CLOSE_TIMEOUT_S)
+
+
+def _principal(websocket: WebSocket, settings: Settings) -> str | None:
+    """None: may watch every device; a device id: only that one. Raises Refused."""
+    token = _token(websocket)
+    if token is None:
+        raise Refused(UNAUTHORIZED, "send a token: ?token=, Authorization: Bearer or X-API-Key")
+    if is_admin_token(token, settings):
+        return None
+    read_token = settings.live.read_token.get_secret_value()
+    if read_token and hmac.compare_digest(token.encode(), read_token.encode()):
+        return None
+    cache = cast(DeviceLookup, websocket.app.state.device_cache)
+    if not cache.caught_up:
+        raise Refused(TRY_AGAIN, "the device registry is still loading; retry shortly")
+    found = cache.identify(token)
+    if found is None or not found.is_enabled:
+        raise Refused(UNAUTHORIZED, "the token is not valid")
+    return found.device_id
+
+
+def _token(websocket: WebSocket) -> str | None:
+    query = websocket.query_params.get("token")
+    if query:
+        return query
+    scheme, _, bearer = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and bearer.strip():
+        return bearer.strip()
+    return websocket.headers.get(API_KEY_HEADER) or None
+
+
+async def _send(websocket: WebSocket, subscriber: Subscriber) -> None:
+    while True:
+        await websocket.send_text(await subscriber.queue.get())
+
+
+async def _receive(websocket: WebSocket, subscriber: Subscriber, max_items: int) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            text = await websocket.receive_text()
+            try:
+                _apply(subscriber, _subscribe.decode(text), max_items)
+            except (msgspec.DecodeError, ValueError) as exc:
+                error = {"type": "error", "message": str(exc)}
+                subscriber.offer(json.dumps(error))
+                continue
+            answer = {
+                "type": "subscribed",
+                "device_ids": _listed(subscriber.device_ids),
+                "sensor_types": _listed(subscriber.sensor_types),
+            }
+            subscriber.offer(json.dumps(answer))
+
+
+def _apply(subscriber: Subscriber, message: Subscribe, max_items: int) -> None:
+    for name in ("device_ids", "sensor_types"):
+        values = getattr(message, name)
+        if values is not None and len(values) > max_items:
+            raise ValueError(f"{name}: at most {max_items} items")
+    own = subscriber.device
+    if own is not None and message.device_ids is not None and set(message.device_ids) - {own}:
+        raise ValueError(f"device_ids: a device token sees only its own device, {own}")
+    subscriber.device_ids = None if message.device_ids is None else frozenset(message.device_ids)
+    subscriber.sensor_types = (
+        None if message.sensor_types is None else frozenset(message.sensor_types)
+    )
+    subscriber.active = True
+
+
+def _listed(values: frozenset[str] | None) -> list[str] | None:
+    return None if values is None else sorted(values)

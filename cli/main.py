@@ -4,7 +4,7 @@ fleetstream run            stack up + migrations + topics, then API and worker (
 fleetstream setup          stack up + migrations + topics, then exit (used by make test)
 fleetstream stack up|down|status|logs
 fleetstream api | worker | mqtt   one service in the foreground
-fleetstream db upgrade|downgrade|current
+fleetstream db upgrade|downgrade|current|partitions
 fleetstream topics create
 fleetstream devices create|list|show|disable|enable|rotate|delete|resync
 """
@@ -17,6 +17,7 @@ from cli import runner
 from cli.bench_commands import bench_app
 from cli.devices_commands import devices_app
 from cli.mqtt_command import mqtt
+from cli.partitions_command import partitions
 from cli.stack_commands import stack_app
 from streams.settings import get_settings
 
@@ -30,6 +31,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")
+db_app.command("partitions")(partitions)
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project.")
 app.add_typer(topics_app, name="topics")
 app.command("mqtt")(mqtt)
@@ -56,6 +58,8 @@ def api() -> None:
     """Run the HTTP API in the foreground."""
     import uvicorn  # imported here: keeps `fleetstream --help` fast
 
+    from api.observability import log_config
+
     settings = get_settings()
     uvicorn.run(
         "api.app:create_app",
@@ -63,6 +67,8 @@ def api() -> None:
         host=settings.api.host,
         port=settings.api.port,
         log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level),  # JSON lines with the request id
+        access_log=False,  # the API logs each request itself (api/observability.py)
     )
 
 

@@ -1,0 +1,199 @@
+"""S3Proxy: the S3-compatible object store of the local stack (the blob store's ``s3`` backend).
+
+S3Proxy serves the S3 API over jclouds' filesystem blob store; it is run from its Maven Central
+jars like Kafka (``infra/s3proxy/pom.xml``, copied to ``<home>/s3proxy/lib``). Files:
+``<home>/s3proxy/config/s3proxy.properties`` (rendered every start: endpoint on 127.0.0.1 at the
+port of ``FLEET_BLOB__S3_ENDPOINT``, AWS v2/v4 signatures with the identity and credential of
+``FLEET_BLOB__S3_ACCESS_KEY``/``__S3_SECRET_KEY``; mode 0600, it holds the secret) and
+``<home>/s3proxy/data`` (one folder per bucket). ``after_healthy`` creates the bucket.
+
+Like apicurio brings kcat, this service also brings ``ffmpeg``: the API captures RTSP frames
+with it (``api/media/rtsp.py``), so ``stack up``/``setup`` installs it on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cli.stack import installer, probes, process
+from cli.stack.errors import StackError
+from cli.stack.installer import Requirement
+from cli.stack.paths import INFRA_DIR
+from cli.stack.probes import LOCALHOST
+from cli.stack.process import ProcessSignature
+from cli.stack.service import LaunchSpec, Progress, Service
+from streams.settings import BlobSettings
+
+MAIN_CLASS = "org.gaul.s3proxy.Main"
+POM = INFRA_DIR / "s3proxy" / "pom.xml"
+LOGBACK = INFRA_DIR / "s3proxy" / "logback.xml"
+VERSION_MARKER = ".s3proxy-version"
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies"
+JVM_FLAGS = ("-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
+
+
+def endpoint_port(url: str) -> int:
+    """The port of an endpoint URL (``http://127.0.0.1:9000`` -> 9000)."""
+    parts = urlsplit(url)
+    if parts.port is not None:
+        return parts.port
+    return 443 if parts.scheme == "https" else 80
+
+
+def render_properties(blob: BlobSettings, port: int, data_dir: Path) -> str:
+    """S3Proxy's configuration: filesystem provider, 127.0.0.1 only, signed requests only."""
+    lines = {
+        "s3proxy.endpoint": f"http://{LOCALHOST}:{port}",
+        "s3proxy.authorization": "aws-v2-or-v4",
+        "s3proxy.identity": blob.s3_access_key,
+        "s3proxy.credential": blob.s3_secret_key.get_secret_value(),
+        "jclouds.provider": "filesystem",
+        "jclouds.filesystem.basedir": str(data_dir),
+        "jclouds.region": blob.s3_region,
+    }
+    return "".join(f"{key}={_escape(value)}\n" for key, value in lines.items())
+
+
+def _escape(value: str) -> str:
+    """A java.util.Properties value: backslashes doubled, nothing else special on one line."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def jars_ready(lib: Path, version: str) -> bool:
+    """True when ``lib`` holds a complete copy of the jars of S3Proxy ``version`` (the marker
+    is written only after Maven succeeded)."""
+    try:
+        recorded = (lib / VERSION_MARKER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return recorded == version and (lib / f"s3proxy-{version}.jar").is_file()
+
+
+class S3Proxy(Service):
+    """Healthy: a signed ListBuckets with the configured credentials answers."""
+
+    name = "s3proxy"
+    stop_grace_s = 10.0
+
+    @property
+    def lib(self) -> Path:
+        return self.dir / "lib"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def properties(self) -> Path:
+        return self.dir / "config" / "s3proxy.properties"
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (endpoint_port(self.settings.blob.s3_endpoint),)
+
+    @property
+    def signature(self) -> ProcessSignature:
+        return ProcessSignature("java", (MAIN_CLASS, str(self.properties)))
+
+    def requirements(self) -> tuple[Requirement, ...]:
+        return (
+            installer.java(),
+            installer.command("mvn", "maven"),
+            installer.command("ffmpeg", "ffmpeg"),
+        )
+
+    def prepare(self, progress: Progress) -> LaunchSpec:
+        self.fetch_jars(progress)
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.write_properties()
+        argv = (
+            shutil.which("java") or "java",
+            *JVM_FLAGS,
+            f"-Xmx{self.settings.stack.s3proxy_heap}",
+            f"-Dlogback.configurationFile={LOGBACK}",
+            "-cp",
+            f"{self.lib}/*",
+            MAIN_CLASS,
+            "--properties",
+            str(self.properties),
+        )
+        return LaunchSpec(argv=argv, cwd=self.dir)
+
+    def fetch_jars(self, progress: Progress) -> None:
+        """Copy S3Proxy's runtime jars into lib/ with Maven unless they are already there."""
+        version = self.settings.stack.s3proxy_version
+        if jars_ready(self.lib, version):
+            return
+        progress(f"s3proxy: fetching S3Proxy {version} jars with Maven… (~55 MB, cached in ~/.m2)")
+        if self.lib.exists():
+            shutil.rmtree(self.lib)
+        self.lib.mkdir(parents=True)
+        argv = [
+            shutil.which("mvn") or "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            DEPENDENCY_PLUGIN,
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={self.lib}",
+            f"-Ds3proxy.version={version}",
+        ]
+        result = process.run(argv, cwd=POM.parent, timeout_s=1800)
+        if result.returncode != 0 or not (self.lib / f"s3proxy-{version}.jar").is_file():
+            tail = "\n".join(result.stdout.splitlines()[-30:])
+            raise StackError(
+                f"s3proxy: Maven could not fetch the S3Proxy {version} jars "
+                f"(exit {result.returncode}):\n{tail}"
+            )
+        (self.lib / VERSION_MARKER).write_text(f"{version}\n", encoding="utf-8")
+
+    def write_properties(self) -> None:
+        self.properties.parent.mkdir(parents=True, exist_ok=True)
+        text = render_properties(self.settings.blob, self.ports[0], self.data)
+        fd = os.open(self.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+
+    def healthy(self) -> bool:
+        if not probes.tcp_open(self.ports[0]):
+            return False
+        try:
+            self._client().list_buckets()
+        except (BotoCoreError, ClientError):
+            return False
+        return True
+
+    def after_healthy(self, progress: Progress) -> None:
+        bucket = self.settings.blob.s3_bucket
+        client = self._client()
+        try:
+            client.head_bucket(Bucket=bucket)
+        except ClientError:
+            client.create_bucket(Bucket=bucket)
+            progress(f"s3proxy: created bucket {bucket}")
+
+    def _client(self) -> Any:  # botocore's S3 client is generated at run time
+        blob = self.settings.blob
+        session = botocore.session.get_session()
+        return session.create_client(
+            "s3",
+            endpoint_url=f"http://{LOCALHOST}:{self.ports[0]}",
+            region_name=blob.s3_region,
+            aws_access_key_id=blob.s3_access_key,
+            aws_secret_access_key=blob.s3_secret_key.get_secret_value(),
+            config=Config(
+                connect_timeout=2,
+                read_timeout=3,
+                retries={"max_attempts": 1},
+                s3={"addressing_style": "path"},
+            ),
+        )

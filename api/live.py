@@ -4,7 +4,7 @@ Source: a Kafka consumer in the API process on the internal ``fleet.curated.v1``
 envelopes, JSON, written by the validate agent once a reading passed validation), *assigned*
 every partition from its end: no consumer group, no commits, every API instance sees every
 reading from the moment it starts (a live view, not a replay). It also follows the device-status
-topic (``FLEET_LIVE__DEVICE_STATUS_TOPIC``) once that exists. See decision 10 for why Kafka and
+topic (``FLEET_LIVE__DEVICE_STATUS_TOPIC``) once that exists. See decision 13 for why Kafka and
 not Redis pub/sub.
 
 Fan-out never waits on a client: the consumer thread hands each poll's values to the event loop,

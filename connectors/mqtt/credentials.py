@@ -10,7 +10,7 @@ only moments the plain token exists: when the registry creates a device or rotat
 (:meth:`BrokerCredentials.set_token`, called by :class:`connectors.registry.DeviceRegistry`). The
 client's ``textdescription`` holds the token's SHA-256, so anybody following the registry can
 tell which token the broker knows. Everything else follows ``fleet.devices.v1``
-(:mod:`connectors.mqtt.credential_sync`): enable, disable and delete. See decision 9.
+(:mod:`connectors.mqtt.credential_sync`): enable, disable and delete. See decision 11.
 """
 
 from __future__ import annotations

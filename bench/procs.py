@@ -41,10 +41,18 @@ def stack_pids(settings: Settings) -> dict[str, int]:
 
 
 def bench_settings(base: Settings, workdir: Path, **worker: object) -> Settings:
-    """``base`` with fresh uuid topics and group, its own data dir and a free API port."""
+    """``base`` with fresh uuid topics and group, its own data dir and a free API port.
+
+    The API runs in development with ``FLEET_AUTH__ALLOW_UNAUTHENTICATED_INGEST``: the load
+    generators post for thousands of devices without tokens (device auth costs a SHA-256 and a
+    dict look-up per request), and anonymous requests have no per-device rate limit."""
     settings = isolated(base, "bench", workdir / "faust", **worker)
     return settings.model_copy(
-        update={"api": settings.api.model_copy(update={"port": free_port()})}
+        update={
+            "environment": "development",
+            "api": settings.api.model_copy(update={"port": free_port()}),
+            "auth": settings.auth.model_copy(update={"allow_unauthenticated_ingest": True}),
+        }
     )
 
 

@@ -106,6 +106,7 @@ class RedisSettings(_Section):
 
 DEV_MQTT_ADMIN_PASSWORD = "dev-mqtt-admin-change-me"  # noqa: S105 - documented dev default
 DEV_MQTT_BRIDGE_PASSWORD = "dev-mqtt-bridge-change-me"  # noqa: S105 - documented dev default
+DEV_MQTT_FLOWS_PASSWORD = "dev-mqtt-flows-change-me"  # noqa: S105 - documented dev default
 
 
 class MqttSettings(_Section):
@@ -136,6 +137,14 @@ class MqttSettings(_Section):
     max_batch_items: int = Field(default=1000, ge=1, description="readings per MQTT message")
     broker_max_queued_messages: int = Field(
         default=1_000_000, ge=0, description="local Mosquitto: queue per offline session"
+    )
+    flows_username: str = Field(
+        default="fleet-flows", description="the user flows' MQTT publish nodes log in as"
+    )
+    flows_password: SecretStr = SecretStr(DEV_MQTT_FLOWS_PASSWORD)
+    flows_topics: str = Field(
+        default="#",
+        description="comma-separated patterns flows may publish to (never the device topics)",
     )
 
     @property
@@ -313,6 +322,16 @@ class MediaSettings(_Section):
     ffmpeg: str = Field(default="ffmpeg", description="ffmpeg binary (Debian package ffmpeg)")
 
 
+class FlowSettings(_Section):
+    """Flows and alert rules (agents/flows.py): batching and outbound calls."""
+
+    batch_max: int = Field(default=64, ge=1, description="curated envelopes per flows batch")
+    outbound_concurrency: int = Field(
+        default=32, ge=1, description="HTTP/MQTT calls of flows in flight per worker"
+    )
+    alerts_batch_max: int = Field(default=256, ge=1, description="alert records per sink batch")
+
+
 class StackSettings(_Section):
     home: Path = PROJECT_ROOT / ".stack"
     kafka_version: str = "4.1.1"
@@ -351,6 +370,7 @@ class Settings(BaseSettings):
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     blob: BlobSettings = BlobSettings()
     media: MediaSettings = MediaSettings()
+    flows: FlowSettings = FlowSettings()
     stack: StackSettings = StackSettings()
 
     @model_validator(mode="after")
@@ -387,6 +407,7 @@ class Settings(BaseSettings):
         for name, secret, default in (
             ("ADMIN_PASSWORD", mqtt.admin_password, DEV_MQTT_ADMIN_PASSWORD),
             ("BRIDGE_PASSWORD", mqtt.bridge_password, DEV_MQTT_BRIDGE_PASSWORD),
+            ("FLOWS_PASSWORD", mqtt.flows_password, DEV_MQTT_FLOWS_PASSWORD),
         ):
             if self.environment == "production" and secret.get_secret_value() in ("", default):
                 raise ValueError(

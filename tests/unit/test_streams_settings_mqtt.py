@@ -13,10 +13,14 @@ def _production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEET_AUTH__ADMIN_TOKEN", "a-real-admin-token")
     monkeypatch.setenv("FLEET_MQTT__ADMIN_PASSWORD", "a-real-broker-admin-password")
     monkeypatch.setenv("FLEET_MQTT__BRIDGE_PASSWORD", "a-real-bridge-password")
+    monkeypatch.setenv("FLEET_MQTT__FLOWS_PASSWORD", "a-real-flows-password")
 
 
-@pytest.mark.parametrize("name", ["ADMIN_PASSWORD", "BRIDGE_PASSWORD"])
-@pytest.mark.parametrize("value", ["", "dev-mqtt-admin-change-me", "dev-mqtt-bridge-change-me"])
+@pytest.mark.parametrize("name", ["ADMIN_PASSWORD", "BRIDGE_PASSWORD", "FLOWS_PASSWORD"])
+@pytest.mark.parametrize(
+    "value",
+    ["", "dev-mqtt-admin-change-me", "dev-mqtt-bridge-change-me", "dev-mqtt-flows-change-me"],
+)
 def test_production_refuses_default_or_empty_broker_passwords(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:

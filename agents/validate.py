@@ -32,6 +32,7 @@ from agents.enrichment import Enricher
 from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
+from connectors.schema_registry import encoder_for
 from schemas.envelopes import (
     CURATED_FORMAT,
     FORMAT_HEADER,
@@ -41,7 +42,13 @@ from schemas.envelopes import (
     single_item_envelope,
 )
 from schemas.errors import ValidationFailure
-from schemas.events import RawEvent, UnknownSensors, encode_curated, validate_event
+from schemas.events import (
+    CuratedReading,
+    RawEvent,
+    UnknownSensors,
+    encode_curated,
+    validate_event,
+)
 from streams.settings import TopicSettings
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,8 @@ class Validation:
     enricher: Enricher | None = None
     unknown_sensors: UnknownSensors = "deadletter"
     max_replays: int = 1
+    readings_encoder: Callable[[CuratedReading], bytes] = encode_curated
+    """``fleet.readings.v1`` values: the worker passes the Avro encoder (schemas.avro_codec)."""
 
     def run(self, messages: Sequence[KafkaMessage], now: datetime) -> Outputs:
         outputs = Outputs()
@@ -93,19 +102,19 @@ class Validation:
             outputs.add(deadletter, letter)
         for index, event in enumerate(record.events):
             try:
-                value = self._curate(event, now)
+                value, readings_value = self._curate(event, now)
             except Exception as exc:  # noqa: BLE001 - a dead letter, whatever went wrong
                 original = single_item_envelope(event) if record.enveloped else message.value
                 outputs.add(deadletter, self._letter(message, event, original, exc, now))
                 continue
             key = event.device_id.encode()
-            outputs.add(self.topics.readings, Record(key, value))
+            outputs.add(self.topics.readings, Record(key, readings_value))
             position = (message.partition, message.offset, index)
             curated[partition_for(event.device_id, self.curated_partitions)].append(
                 (value, position)
             )
 
-    def _curate(self, event: RawEvent, now: datetime) -> bytes:
+    def _curate(self, event: RawEvent, now: datetime) -> tuple[bytes, bytes]:
         if event.replay_count > self.max_replays:
             raise ValidationFailure.single(
                 ("replayed",),
@@ -116,7 +125,7 @@ class Validation:
         curated = validate_event(
             event, now=now, enrichment=enrichment, unknown_sensors=self.unknown_sensors
         )
-        return encode_curated(curated)
+        return encode_curated(curated), self.readings_encoder(curated)
 
     @staticmethod
     def _letter(
@@ -180,6 +189,8 @@ def register(ctx: WorkerContext) -> None:
 
     async def validate(stream: Any) -> None:
         producer = await ctx.producer()
+        # Fails (stopping the worker, with the registry's address) if the registry is down.
+        readings = await asyncio.to_thread(encoder_for, ctx.settings, "readings")
         devices = ctx.device_cache()
         await _wait_for_registry(devices.wait_caught_up, ctx.settings.topics.devices)
         validation = Validation(
@@ -193,6 +204,7 @@ def register(ctx: WorkerContext) -> None:
             ),
             unknown_sensors=stream_settings.unknown_sensor_types,
             max_replays=stream_settings.max_replays,
+            readings_encoder=readings.readings(),
         )
         async for events in stream.noack_take(worker.validate_batch_max, worker.batch_within_s):
             outputs = validation.run([event.message for event in events], datetime.now(UTC))

@@ -38,8 +38,8 @@ def operator_errors() -> Iterator[None]:
 
 
 def prepare(settings: Settings) -> None:
-    """Local stack up, migrations applied, topics created, the device registry topic in step with
-    Postgres: idempotent, with progress output."""
+    """Local stack up, migrations applied, topics created, Avro schemas registered, the device
+    registry topic in step with Postgres: idempotent, with progress output."""
     from cli.stack import manager
     from connectors.postgres import migrate
 
@@ -47,7 +47,16 @@ def prepare(settings: Settings) -> None:
     say("applying database migrations")
     migrate.upgrade(settings.postgres.dsn())
     create_topics(settings)
+    register_schemas(settings)
     resync_devices(settings)
+
+
+def register_schemas(settings: Settings) -> None:
+    """Register the Avro contracts of the analytics topics (BACKWARD compatibility)."""
+    from connectors.schema_registry import register_contracts
+
+    ids = register_contracts(settings)
+    say("schemas registered: " + ", ".join(f"{subject} (id {i})" for subject, i in ids.items()))
 
 
 def resync_devices(settings: Settings) -> None:

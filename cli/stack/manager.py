@@ -1,9 +1,10 @@
 """The local stack of real services: up, down, status, logs.
 
-Services: kafka, postgres, redis, mosquitto. Every one listens on 127.0.0.1 only, at the port
-from the settings, and keeps its data under ``settings.stack.home``. Processes run detached (they
-outlive the caller); their pids are recorded in ``<home>/run/<service>.pid`` and their output
-goes to ``<home>/logs/<service>.log``. Only those recorded pids are ever stopped.
+Services: kafka, postgres, redis, mosquitto, apicurio (the schema registry). Every one listens
+on 127.0.0.1 only, at the port from the settings, and keeps its data under
+``settings.stack.home``. Processes run detached (they outlive the caller); their pids are
+recorded in ``<home>/run/<service>.pid`` and their output goes to ``<home>/logs/<service>.log``.
+Only those recorded pids are ever stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from cli.stack import installer, probes, process
+from cli.stack.apicurio import Apicurio
 from cli.stack.errors import StackError
 from cli.stack.kafka import Kafka
 from cli.stack.mosquitto import Mosquitto
@@ -41,6 +43,7 @@ _SERVICES: Final[dict[str, Callable[[Settings], Service]]] = {
     "postgres": Postgres,
     "redis": Redis,
     "mosquitto": Mosquitto,
+    "apicurio": Apicurio,
 }
 #: Every service, in start order (Kafka first: it takes longest to boot).
 SERVICE_NAMES: Final[tuple[str, ...]] = tuple(_SERVICES)

@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from agents import postgres_sink, validate
+from agents import postgres_sink, redis_sink, rollups, status, validate
 from agents.context import WorkerContext
 from streams.app import create_app
 from streams.settings import Settings
@@ -20,7 +20,10 @@ from streams.topics import SourceTopics
 
 AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
     validate.register,
+    status.register,
+    rollups.register,
     postgres_sink.register,
+    redis_sink.register,
 )
 
 

@@ -32,9 +32,17 @@ def test_the_app_is_built_from_the_settings_passed_in(tmp_path: Path) -> None:
     app, ctx = build_worker_app(settings)
     assert app.conf.id == settings.worker.app_id
     assert ctx.settings is settings
-    assert {agent.name for agent in app.agents.values()} >= {"validate", "sink-postgres"}
+    assert {agent.name for agent in app.agents.values()} >= {
+        "validate",
+        "device-status",
+        "rollups",
+        "sink-rollups",
+        "sink-postgres",
+    }
     consumed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
-    assert consumed == {settings.topics.raw, settings.topics.curated}
+    topics = settings.topics
+    assert consumed == {topics.raw, topics.curated, topics.readings_1m}
+    assert {table for table in app.tables} == {"device-status", "rollups"}
 
 
 async def test_an_escaped_exception_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:

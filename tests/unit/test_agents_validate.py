@@ -10,9 +10,16 @@ from typing import Any
 
 import msgspec
 
+from agents.enrichment import Enricher
 from agents.validate import Validation
 from connectors.kafka.partitioner import partition_for
-from schemas.envelopes import decode_curated_items, encode_item, raw_envelope
+from schemas.devices import Device
+from schemas.envelopes import (
+    decode_curated_envelope,
+    decode_curated_items,
+    encode_item,
+    raw_envelope,
+)
 from schemas.events import decode_curated, decode_dead_letter, encode_raw_event
 from streams.settings import TopicSettings
 from tests.factories import raw_event, reading
@@ -108,3 +115,106 @@ def test_null_garbage_and_broken_envelopes_are_dead_letters_not_crashes() -> Non
 
 def _json(body: dict[str, Any]) -> bytes:
     return msgspec.json.encode(body)
+
+
+# --- enrichment, policies, positions (the stream core) -----------------------------------------
+
+
+def _device(device_id: str, **fields: Any) -> Device:
+    now = datetime.now(UTC)
+    return Device(
+        device_id=device_id, token_hash="0" * 64, created_at=now, updated_at=now, **fields
+    )
+
+
+def _validation(devices: dict[str, Device], **options: Any) -> Validation:
+    policies = {"unknown": options.pop("unknown", "pass"), "disabled": "deadletter"}
+    enricher = Enricher(_Devices(devices), **policies)
+    return Validation(
+        TOPICS, curated_partitions=PARTITIONS, envelope_max_bytes=4096, enricher=enricher, **options
+    )
+
+
+@dataclass
+class _Devices:
+    devices: dict[str, Device]
+
+    def get(self, device_id: str) -> Device | None:
+        return self.devices.get(device_id)
+
+
+def _curated(outputs: Any) -> list[Any]:
+    return [decode_curated(v) for _, v, _, _ in outputs.records(TOPICS.readings) if v]
+
+
+def _letters(outputs: Any) -> list[Any]:
+    return [decode_dead_letter(v) for _, v, _, _ in outputs.records(TOPICS.deadletter) if v]
+
+
+def test_readings_carry_their_device_registry_entry() -> None:
+    lobby = _device(
+        "esp32-lobby", name="Lobby", profile="esp32", tags=["a"], metadata={"location": "hall"}
+    )
+    events = [raw_event(reading("esp32-lobby", 1)), raw_event(reading("esp32-stranger", 2))]
+    outputs = _validation({"esp32-lobby": lobby}).run(
+        [Message(raw_envelope([encode_item(e) for e in events]))], datetime.now(UTC)
+    )
+    known, stranger = _curated(outputs)
+    assert (known.device_name, known.profile, known.tags, known.location) == (
+        "Lobby",
+        "esp32",
+        ["a"],
+        "hall",
+    )
+    assert known.lag_ms is not None and known.lag_ms >= 0
+    assert (stranger.device_name, stranger.tags) == (None, [])
+
+
+def test_unknown_and_disabled_devices_are_dead_letters_when_the_policy_says_so() -> None:
+    off = _device("esp32-off", is_enabled=False)
+    events = [raw_event(reading("esp32-off", 1)), raw_event(reading("esp32-stranger", 2))]
+    outputs = _validation({"esp32-off": off}, unknown="deadletter").run(
+        [Message(raw_envelope([encode_item(e) for e in events]))], datetime.now(UTC)
+    )
+    assert _curated(outputs) == []
+    reasons = sorted(letter.reason for letter in _letters(outputs))
+    assert reasons == [
+        "device_id: device esp32-off is disabled",
+        "device_id: device esp32-stranger is not registered",
+    ]
+
+
+def test_unknown_sensor_types_pass_as_generic_only_when_the_setting_says_so() -> None:
+    body = reading("esp32-a", 1, sensors={"bme280": {"temperature": 21.5, "ok": True}})
+    value = raw_envelope([encode_item(raw_event(body))])
+    strict = _validation({}).run([Message(value)], datetime.now(UTC))
+    assert "unknown sensor type" in _letters(strict)[0].reason
+    generic = _validation({}, unknown_sensors="generic").run([Message(value)], datetime.now(UTC))
+    (curated,) = _curated(generic)
+    assert msgspec.json.decode(curated.sensors) == {"bme280": {"temperature": 21.5, "ok": True}}
+    nested = reading("esp32-a", 1, sensors={"bme280": {"temperature": {"c": 1}}})
+    refused = _validation({}, unknown_sensors="generic").run(
+        [Message(raw_envelope([encode_item(raw_event(nested))]))], datetime.now(UTC)
+    )
+    assert _letters(refused)[0].errors[0].loc[:3] == ("payload", "sensors", "bme280")
+
+
+def test_a_reading_replayed_more_often_than_allowed_is_a_dead_letter_again() -> None:
+    once = msgspec.structs.replace(raw_event(reading("esp32-a", 1)), replayed=1)
+    twice = msgspec.structs.replace(raw_event(reading("esp32-a", 2)), replayed=2)
+    outputs = _validation({}).run(
+        [Message(raw_envelope([encode_item(once), encode_item(twice)]))], datetime.now(UTC)
+    )
+    assert [c.event_id for c in _curated(outputs)] == [once.event_id]
+    assert [c.replayed for c in _curated(outputs)] == [1]
+    (letter,) = _letters(outputs)
+    assert letter.event_id == twice.event_id and "replayed 2 times" in letter.reason
+
+
+def test_curated_items_carry_the_position_of_their_raw_record() -> None:
+    events = [raw_event(reading("esp32-a", n)) for n in range(3)]
+    message = Message(raw_envelope([encode_item(e) for e in events]), partition=2, offset=41)
+    outputs = _validation({}).run([message], datetime.now(UTC))
+    (record,) = outputs.records(TOPICS.curated)
+    envelope = decode_curated_envelope(record.value)
+    assert envelope.positions == [(2, 41, 0), (2, 41, 1), (2, 41, 2)]

@@ -1,0 +1,202 @@
+"""Rollups: 1-minute tumbling windows per device and sensor field (count, min, max, mean).
+
+The ``rollups`` agent takes batches of ``fleet.curated.v1``, adds each new reading (repeats are
+dropped by position, ``agents.curated``) to the window of its timestamp in a Faust Table row per
+device (one write per device per batch), and publishes the touched windows' whole aggregates to
+``fleet.readings-1m.v1`` before it writes the table and acks. A reading is *late* when the edge
+received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after its window ended: it stays in
+``readings`` but is in no rollup. Deciding on ``received_at`` (fixed at the edge) instead of
+the worker's clock makes the decision the same on every replay.
+
+The ``sink-rollups`` agent upserts those records into Postgres ``readings_1m``; an upsert never
+lowers ``count``, so a redelivered older aggregate cannot overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from agents.context import WorkerContext, guarded
+from agents.curated import Item, new_items, read_batch
+from agents.deadletters import dead_letter
+from agents.outputs import Outputs
+from agents.retry import retry_until_done
+from connectors.kafka.producer import Record
+from connectors.postgres.errors import is_retriable
+from connectors.postgres.pool import create_pool
+from connectors.postgres.rollups import RollupStore
+from schemas.catalogue import measurements
+from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
+from streams.faust_compat import writing_as
+
+log = logging.getLogger(__name__)
+
+_RAW: Any = faust.Schema(
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
+
+STAGE = "rollups"
+TABLE = "rollups"
+WINDOW_S = 60
+_SLACK_S = 60
+"""Windows are dropped from the state a minute after they stop taking readings, so a reading
+received slightly out of order (two API instances) still finds its window."""
+
+
+@dataclass
+class RollupTracker:
+    """The windowing rules for one device at a time, without Faust."""
+
+    grace_s: int
+
+    def apply(
+        self, state: RollupState | None, device_id: str, items: list[Item]
+    ) -> tuple[RollupState, list[Rollup]]:
+        state = state if state is not None else RollupState(device_id=device_id)
+        touched: set[tuple[int, str]] = set()
+        for item in items:
+            received = item.received_at.timestamp()
+            start = math.floor(item.ts.timestamp() / WINDOW_S) * WINDOW_S
+            if received > start + WINDOW_S + self.grace_s:
+                state.late += 1
+                continue
+            state.newest_received = max(state.newest_received, received)
+            window = state.windows.setdefault(start, {})
+            for name, value in measurements(item.sensors):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    continue
+                aggregate = window.get(name)
+                if aggregate is None:
+                    window[name] = [1, value, value, value]
+                else:
+                    aggregate[0] += 1
+                    aggregate[1] = min(aggregate[1], value)
+                    aggregate[2] = max(aggregate[2], value)
+                    aggregate[3] += value
+                touched.add((start, name))
+        rollups = [_rollup(device_id, start, name, state) for start, name in sorted(touched)]
+        horizon = state.newest_received - WINDOW_S - self.grace_s - _SLACK_S
+        for start in [start for start in state.windows if start < horizon]:
+            del state.windows[start]
+        return state, rollups
+
+
+def _rollup(device_id: str, start: int, name: str, state: RollupState) -> Rollup:
+    count, low, high, total = state.windows[start][name]
+    return Rollup(
+        device_id=device_id,
+        field=name,
+        window_start=datetime.fromtimestamp(start, UTC),
+        window_end=datetime.fromtimestamp(start + WINDOW_S, UTC),
+        count=int(count),
+        min=low,
+        max=high,
+        sum=total,
+        mean=total / count,
+    )
+
+
+class Rollups:
+    def __init__(self, ctx: WorkerContext) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.topic = settings.topics.readings_1m
+        self.table = ctx.app.Table(
+            TABLE,
+            schema=_RAW,
+            partitions=settings.kafka.partitions,
+            store="rocksdb://" if settings.stream.table_store == "rocksdb" else "memory://",
+            help="open 1-minute windows per device",
+        )
+        self.tracker = RollupTracker(settings.stream.rollup_grace_s)
+
+    async def on_batch(self, stream: Any, events: list[Any]) -> None:
+        now = datetime.now(UTC)
+        batch = read_batch([event.message for event in events], stage=STAGE, now=now)
+        outputs = Outputs()
+        outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
+        writes: list[tuple[Any, RollupState]] = []
+        for device_id, entry in batch.devices.items():
+            value = self.table.get(device_id.encode())
+            state = None if value is None else decode_rollup_state(value)
+            applied = dict(state.positions) if state is not None else {}
+            items = new_items(entry.items, applied)
+            if not items:
+                continue
+            state, rollups = self.tracker.apply(state, device_id, items)
+            state.positions = applied
+            writes.append((events[entry.message_index], state))
+            key = device_id.encode()
+            outputs.extend(self.topic, [Record(key, encode(rollup)) for rollup in rollups])
+        await self.ctx.publish(outputs)
+        for event, state in writes:
+            with writing_as(event):
+                self.table[state.device_id.encode()] = encode(state)
+        for event in events:
+            await stream.ack(event)
+
+
+async def _open_store(ctx: WorkerContext) -> RollupStore:
+    pg = ctx.settings.postgres
+    pool = await retry_until_done(
+        lambda: create_pool(pg.dsn(), min_size=pg.pool_min_size, max_size=pg.pool_max_size),
+        what="connecting to Postgres",
+        is_retriable=is_retriable,
+        backoff_max_s=ctx.settings.worker.retry_backoff_max_s,
+    )
+    return RollupStore(pool)
+
+
+def register(ctx: WorkerContext) -> None:
+    settings = ctx.settings
+    rollups = Rollups(ctx)
+    within = settings.worker.batch_within_s
+
+    async def rollup_windows(stream: Any) -> None:
+        async for events in stream.noack_take(settings.stream.state_batch_max, within):
+            await rollups.on_batch(stream, list(events))
+
+    async def sink_rollups(stream: Any) -> None:
+        store = await _open_store(ctx)
+        try:
+            async for events in stream.noack_take(settings.worker.sink_batch_max * 16, within):
+                await _upsert(ctx, store, list(events))
+                for event in events:
+                    await stream.ack(event)
+        finally:
+            await store.close()
+
+    ctx.app.agent(ctx.topics.curated, name="rollups")(guarded("rollups", rollup_windows))
+    rollup_topic = ctx.app.topic(
+        settings.topics.readings_1m,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    ctx.app.agent(rollup_topic, name="sink-rollups")(guarded("sink-rollups", sink_rollups))
+
+
+async def _upsert(ctx: WorkerContext, store: RollupStore, events: list[Any]) -> None:
+    now = datetime.now(UTC)
+    rollups: list[Rollup] = []
+    letters = Outputs()
+    for event in events:
+        try:
+            rollups.append(decode_rollup(event.message.value or b""))
+        except ValueError as exc:  # msgspec's errors are ValueErrors
+            letter = dead_letter("sink.rollups", event.message, exc, now)
+            letters.add(ctx.settings.topics.deadletter, letter)
+    await retry_until_done(
+        lambda: store.upsert(rollups),
+        what=f"upserting {len(rollups)} rollups",
+        is_retriable=is_retriable,
+        backoff_max_s=ctx.settings.worker.retry_backoff_max_s,
+    )
+    await ctx.publish(letters)

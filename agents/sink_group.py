@@ -1,0 +1,156 @@
+"""A sink in its own consumer group, inside the worker process.
+
+Sinks that depend on a service the stream core does not need (Redis) run as a confluent-kafka
+consumer in a consumer group of their own (``<app_id>.<name>``), not as Faust agents. Faust
+pauses a partition for *every* agent reading it once one agent's buffer is full, so a sink
+stalled by its service would, after a bounded buffer, stall the status table and the rollups on
+the same topic, and the status timer would then call devices offline that are only waiting in
+Kafka. In a group of its own a sink can wait out its outage for as long as it lasts, while the
+rest of the worker goes on; it resumes from its own committed offsets.
+
+Delivery: offsets are stored only after ``handle`` returned (the batch's writes are durable),
+and librdkafka commits stored offsets in the background and when partitions are revoked or the
+consumer closes. Anything ``handle`` raises stops the worker, like an agent (``guarded``): the
+batch is redelivered to whoever takes the partitions over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from agents.context import WorkerContext, stop_worker
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_POLL_INTERVAL_MS = 3_600_000
+"""A sink waiting out an outage does not poll; an hour before the group gives up on it."""
+
+
+@dataclass(slots=True)
+class SinkMessage:
+    """A consumed record with the attributes agents read (``agents.deadletters.KafkaMessage``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float
+    headers: Any
+
+
+Handler = Callable[[list[SinkMessage]], Awaitable[None]]
+
+
+def group_id(settings: Settings, name: str) -> str:
+    return f"{settings.worker.app_id}.{name}"
+
+
+def consumer_config(settings: Settings, name: str) -> dict[str, Any]:
+    kafka = settings.kafka
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": group_id(settings, name),
+        "client.id": f"{settings.worker.app_id}-{name}",
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "auto.commit.interval.ms": int(settings.worker.commit_interval_s * 1000),
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": int(kafka.session_timeout_s * 1000),
+        "heartbeat.interval.ms": int(kafka.heartbeat_interval_s * 1000),
+        "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
+    }
+
+
+def _adapt(message: Message) -> SinkMessage:
+    _, timestamp_ms = message.timestamp()
+    return SinkMessage(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),
+        value=message.value(),
+        timestamp=timestamp_ms / 1000 if timestamp_ms > 0 else 0.0,
+        headers=message.headers(),
+    )
+
+
+def next_offsets(messages: Sequence[SinkMessage]) -> list[TopicPartition]:
+    """The offsets to store after ``messages``: one past the last of each partition."""
+    ends: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic, message.partition)
+        ends[key] = max(ends.get(key, -1), message.offset + 1)
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in ends.items()]
+
+
+class SinkGroup:
+    """Consume ``topics`` in batches and hand each batch to a handler, until cancelled."""
+
+    def __init__(
+        self, settings: Settings, name: str, topics: Sequence[str], batch_max: int
+    ) -> None:
+        self.name = name
+        self._config = consumer_config(settings, name)
+        self._topics = list(topics)
+        self._batch_max = batch_max
+        self._within_s = settings.worker.batch_within_s
+
+    async def run(self, handle: Handler) -> None:
+        consumer = Consumer(self._config)
+        consumer.subscribe(self._topics)
+        polling: asyncio.Future[list[Message]] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                polling = loop.run_in_executor(
+                    None, consumer.consume, self._batch_max, self._within_s
+                )
+                consumed = await polling
+                polling = None
+                messages = [_adapt(m) for m in consumed if self._usable(m)]
+                if not messages:
+                    continue
+                await handle(messages)
+                self._store(consumer, messages)
+        finally:
+            if polling is not None:  # never close the consumer while a thread polls it
+                await asyncio.wait([polling])
+            await asyncio.to_thread(consumer.close)
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("sink %s: consumer error: %s", self.name, error)
+        return False
+
+    def _store(self, consumer: Consumer, messages: Sequence[SinkMessage]) -> None:
+        try:
+            consumer.store_offsets(offsets=next_offsets(messages))
+        except KafkaException as exc:  # partitions revoked meanwhile: the next owner rereads
+            log.info(
+                "sink %s: offsets not stored (%s); the batch will be redelivered", self.name, exc
+            )
+
+
+def start_sink(ctx: WorkerContext, group: SinkGroup, handle: Handler) -> None:
+    """Run ``group`` as a task of the worker; anything escaping it stops the worker."""
+
+    async def sink_task() -> None:
+        try:
+            await group.run(handle)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - like guarded(): nothing escapes silently
+            stop_worker(f"sink {group.name}", exc)
+
+    ctx.app.task(sink_task)

@@ -1,0 +1,332 @@
+"""Device status: a Faust Table keyed by device_id, and the online/offline transitions.
+
+The ``device-status`` agent takes batches of ``fleet.curated.v1`` and, per device, updates one
+:class:`~schemas.status.DeviceState` (first/last seen, last event id, reading count, last value
+per sensor field) with one table write per device per batch. A timer on every worker marks the
+devices of its active partitions offline once they were silent for their inactivity timeout
+(the registry's ``inactivity_timeout_s``, else ``FLEET_STREAM__INACTIVITY_TIMEOUT_S``); their
+next recent reading brings them back online.
+
+Exactly-once transitions on at-least-once delivery:
+
+1. a transition gets the next ``seq`` of its device and is **published first** (acked by the
+   broker) on the compacted ``fleet.device-status.v1``;
+2. then the new state, holding that ``seq``, is written to the table (its changelog is flushed
+   by Faust before the offsets of step 3 are committed);
+3. then the batch's events are acked.
+
+A crash before 2 leaves the old ``seq`` in the table, so the replayed batch (or the timer)
+publishes the same transition with the same ``seq`` again; consumers apply a ``seq`` only once
+(the Redis sink does so atomically). A crash after 2 finds the transition in the recovered
+state, so it is not published again. Repeated readings (a raw record validated twice) are
+dropped by position (``agents.curated``), so counts do not drift either. One lock orders the
+batch step and the timer, so they never hand out the same ``seq``.
+
+While the table recovers (after a start or a rebalance) the timer does nothing and the web view
+answers 503 "recovering" instead of a wrong default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+
+from agents.context import WorkerContext, guarded, stop_worker
+from agents.curated import Item, new_items, read_batch
+from agents.outputs import Outputs
+from connectors.kafka.partitioner import partition_for
+from connectors.kafka.producer import Record
+from schemas.catalogue import measurements
+from schemas.status import DeviceState, StatusChange, decode_device_state, encode
+from streams.faust_compat import writing_as
+
+log = logging.getLogger(__name__)
+
+_RAW: Any = faust.Schema(
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
+
+STAGE = "status"
+TABLE = "device-status"
+
+
+@dataclass
+class StatusTracker:
+    """The status rules for one device at a time, without Faust (unit-tested on their own)."""
+
+    default_timeout_s: int
+    timeout_of: Callable[[str], int | None] = lambda device_id: None
+
+    def timeout_for(self, device_id: str) -> int:
+        return self.timeout_of(device_id) or self.default_timeout_s
+
+    def apply(
+        self, state: DeviceState | None, device_id: str, items: list[Item], now: datetime
+    ) -> tuple[DeviceState, StatusChange | None]:
+        """``state`` after ``items`` (new ones only, in order), and the transition if any."""
+        first = items[0]
+        if state is None:
+            state = DeviceState(
+                device_id=device_id,
+                first_seen=first.received_at,
+                last_seen=first.received_at,
+                last_ts=first.ts,
+                last_event_id=first.event_id,
+                count=0,
+            )
+        values = dict(state.last_values)
+        for item in items:
+            state.count += 1
+            state.last_event_id = item.event_id
+            state.last_seen = max(state.last_seen, item.received_at)
+            state.first_seen = min(state.first_seen, item.received_at)
+            state.last_ts = max(state.last_ts, item.ts)
+            values.update(measurements(item.sensors))
+        state.last_values = values
+        timeout_s = self.timeout_for(device_id)
+        if state.online or (now - state.last_seen).total_seconds() >= timeout_s:
+            return state, None  # already online, or only old readings: no transition
+        return state, self._transition(state, now, online=True, timeout_s=timeout_s)
+
+    def expire(self, state: DeviceState, now: datetime) -> StatusChange | None:
+        """The offline transition of a device silent for its timeout (``state`` updated)."""
+        timeout_s = self.timeout_for(state.device_id)
+        if not state.online or (now - state.last_seen).total_seconds() < timeout_s:
+            return None
+        return self._transition(state, now, online=False, timeout_s=timeout_s)
+
+    @staticmethod
+    def _transition(
+        state: DeviceState, now: datetime, *, online: bool, timeout_s: int
+    ) -> StatusChange:
+        state.seq += 1
+        state.online = online
+        state.changed_at = now
+        return StatusChange(
+            device_id=state.device_id,
+            seq=state.seq,
+            online=online,
+            reason="reading" if online else "timeout",
+            changed_at=now,
+            last_seen=state.last_seen,
+            timeout_s=timeout_s,
+        )
+
+
+@dataclass
+class _PartitionEvent:
+    """Stands in for "the current event" when the timer writes to a partition's changelog."""
+
+    message: Any
+
+
+@dataclass
+class _Message:
+    topic: str
+    partition: int
+
+
+@dataclass
+class Deadlines:
+    """When each online device of this worker's active partitions goes offline (epoch s)."""
+
+    by_device: dict[str, float] = field(default_factory=dict)
+    partitions: frozenset[int] | None = None
+
+    def note(self, state: DeviceState, timeout_s: int) -> None:
+        if state.online:
+            self.by_device[state.device_id] = state.last_seen.timestamp() + timeout_s
+        else:
+            self.by_device.pop(state.device_id, None)
+
+    def due(self, now: float) -> list[str]:
+        return [device for device, deadline in self.by_device.items() if deadline <= now]
+
+
+class DeviceStatus:
+    """The agent, the timer and the web view around one table."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.app = ctx.app
+        self.curated_topic = settings.topics.curated
+        self.status_topic = settings.topics.device_status
+        self.partitions = settings.kafka.partitions
+        self.table = ctx.app.Table(
+            TABLE,
+            schema=_RAW,
+            partitions=self.partitions,
+            store=_store_url(settings.stream.table_store),
+            help="device status: first/last seen, counts, last values, online, seq",
+        )
+        self.tracker = StatusTracker(settings.stream.inactivity_timeout_s, self._registry_timeout)
+        self.deadlines = Deadlines()
+        self.lock = asyncio.Lock()
+
+    def _registry_timeout(self, device_id: str) -> int | None:
+        device = self.ctx.device_cache().get(device_id)
+        return None if device is None else device.inactivity_timeout_s
+
+    def state(self, device_id: str) -> DeviceState | None:
+        value = self.table.get(device_id.encode())
+        return None if value is None else decode_device_state(value)
+
+    async def on_batch(self, stream: Any, events: list[Any]) -> None:
+        now = datetime.now(UTC)
+        batch = read_batch([event.message for event in events], stage=STAGE, now=now)
+        outputs = Outputs()
+        outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
+        writes: list[tuple[Any, DeviceState]] = []
+        async with self.lock:
+            for device_id, entry in batch.devices.items():
+                state = self.state(device_id)
+                applied = dict(state.positions) if state is not None else {}
+                items = new_items(entry.items, applied)
+                if not items:
+                    continue
+                state, change = self.tracker.apply(state, device_id, items, now)
+                state.positions = applied
+                writes.append((events[entry.message_index], state))
+                if change is not None:
+                    outputs.add(self.status_topic, _record(change))
+            await self.ctx.publish(outputs)
+            for event, state in writes:
+                self._write(event, state)
+        for event in events:
+            await stream.ack(event)
+
+    async def expire_silent(self) -> None:
+        """Timer body: offline transitions for the silent devices of our active partitions."""
+        if not self._table_ready():
+            return
+        active = self._active_partitions()
+        if active != self.deadlines.partitions:
+            self._index(active)
+        now = datetime.now(UTC)
+        due = self.deadlines.due(now.timestamp())
+        if not due:
+            return
+        async with self.lock:
+            outputs = Outputs()
+            writes: list[DeviceState] = []
+            for device_id in due:
+                state = self.state(device_id)
+                if state is None or partition_for(device_id, self.partitions) not in active:
+                    self.deadlines.by_device.pop(device_id, None)
+                    continue
+                change = self.tracker.expire(state, now)
+                if change is None:  # a registry timeout grew: look again later
+                    self.deadlines.note(state, self.tracker.timeout_for(device_id))
+                    continue
+                outputs.add(self.status_topic, _record(change))
+                writes.append(state)
+            await self.ctx.publish(outputs)
+            for state in writes:
+                partition = partition_for(state.device_id, self.partitions)
+                self._write(_PartitionEvent(_Message(self.curated_topic, partition)), state)
+        if writes:
+            log.info("%d devices went offline", len(writes))
+
+    def _write(self, event: Any, state: DeviceState) -> None:
+        with writing_as(event):
+            self.table[state.device_id.encode()] = encode(state)
+        self.deadlines.note(state, self.tracker.timeout_for(state.device_id))
+
+    def _table_ready(self) -> bool:
+        recovery = cast(Any, self.app.tables).recovery
+        return bool(
+            not self.app.rebalancing and not recovery.in_recovery and recovery.completed.is_set()
+        )
+
+    def _active_partitions(self) -> frozenset[int]:
+        return frozenset(
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.curated_topic
+        )
+
+    def _index(self, active: frozenset[int]) -> None:
+        """Rebuild the deadlines after a rebalance: one pass over the table."""
+        deadlines = Deadlines(partitions=active)
+        for key, value in _items(self.table):
+            device_id = key.decode()
+            if partition_for(device_id, self.partitions) in active:
+                state = decode_device_state(value)
+                deadlines.note(state, self.tracker.timeout_for(device_id))
+        self.deadlines = deadlines
+        log.info(
+            "status timer: %d online devices on partitions %s",
+            len(deadlines.by_device),
+            sorted(active),
+        )
+
+
+def _items(table: Any) -> Iterable[tuple[bytes, bytes]]:
+    return list(table.items())
+
+
+def _record(change: StatusChange) -> Record:
+    return Record(change.device_id.encode(), encode(change))
+
+
+def _store_url(store: str) -> str:
+    return "rocksdb://" if store == "rocksdb" else "memory://"
+
+
+def register(ctx: WorkerContext) -> None:
+    status = DeviceStatus(ctx)
+    settings = ctx.settings
+
+    async def device_status(stream: Any) -> None:
+        batches = stream.noack_take(settings.stream.state_batch_max, settings.worker.batch_within_s)
+        async for events in batches:
+            await status.on_batch(stream, list(events))
+
+    ctx.app.agent(ctx.topics.curated, name="device-status")(guarded("device-status", device_status))
+
+    async def expire_silent_devices() -> None:
+        try:
+            await status.expire_silent()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - like an agent: stop, do not go on half-done
+            stop_worker("device-status timer", exc)
+
+    timer = cast(Callable[[Any], Any], ctx.app.timer(settings.stream.status_check_interval_s))
+    timer(expire_silent_devices)
+
+    _web_view(ctx, status)
+
+
+def _web_view(ctx: WorkerContext, status: DeviceStatus) -> None:
+    app = ctx.app
+
+    @app.page("/devices/{device_id}/status/")
+    @app.table_route(table=status.table, match_info="device_id")
+    async def device_status_view(web: Any, request: Any, device_id: str) -> Any:
+        if not status._table_ready():
+            return web.json({"status": "recovering"}, status=503)
+        state = status.state(device_id)
+        if state is None:
+            return web.json({"device_id": device_id, "status": "unknown"}, status=404)
+        return web.json(_state_json(state))
+
+
+def _state_json(state: DeviceState) -> dict[str, Any]:
+    return {
+        "device_id": state.device_id,
+        "online": state.online,
+        "first_seen": state.first_seen.isoformat(),
+        "last_seen": state.last_seen.isoformat(),
+        "last_event_id": state.last_event_id,
+        "count": state.count,
+        "seq": state.seq,
+        "last_values": state.last_values,
+    }

@@ -1,0 +1,90 @@
+"""The Redis sink's batch, merged per device, and the status view read back from its hash."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from agents.redis_sink import merge
+from agents.sink_group import SinkMessage, next_offsets
+from connectors.redis.status import status_from_hash
+from schemas.envelopes import curated_envelope
+from schemas.events import encode_curated, validate_event
+from schemas.status import StatusChange, encode
+from tests.factories import raw_event, reading
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def message(topic: str, value: bytes, offset: int = 0, partition: int = 0) -> SinkMessage:
+    return SinkMessage(topic, partition, offset, None, value, 0.0, None)
+
+
+def test_a_batch_is_merged_per_device_latest_by_timestamp() -> None:
+    events = [raw_event(reading("esp32-a", n)) for n in (3, 1, 2)]
+    items = [encode_curated(validate_event(e, now=NOW)) for e in events]
+    change = StatusChange(
+        device_id="esp32-a",
+        seq=1,
+        online=True,
+        reason="reading",
+        changed_at=NOW,
+        last_seen=NOW,
+        timeout_s=60,
+    )
+    batch, letters = merge(
+        [
+            message("curated", curated_envelope(items)),
+            message("status", encode(change)),
+            message("curated", b"{broken", offset=1),
+        ],
+        readings_topic="curated",
+        deadletter_topic="dead",
+        now=NOW,
+    )
+    device = batch.devices["esp32-a"]
+    assert len(device.items) == 3
+    assert device.latest["event_id"] == events[0].event_id  # n=3 is the newest timestamp
+    assert msgspec.json.decode(device.status["v:mq134.gas_concentration"]) == 10.0 + 1 / 4 * 2
+    assert [c.seq for c, _ in batch.changes] == [1]
+    assert len(letters.records("dead")) == 1
+
+
+def test_the_status_view_of_a_hash() -> None:
+    view = status_from_hash(
+        "esp32-a",
+        {
+            b"online": b"1",
+            b"seq": b"3",
+            b"last_seen": b"2026-12-01T00:00:00+00:00",
+            b"v:pir.motion_detected": b"true",
+            b"v:mq134.gas_concentration": b"12.5",
+        },
+    )
+    assert view.as_json()["last_values"] == {
+        "pir.motion_detected": True,
+        "mq134.gas_concentration": 12.5,
+    }
+    assert (view.online, view.seq) == (True, 3)
+    never = status_from_hash("esp32-b", {})
+    assert (never.online, never.last_seen, never.last_values) == (False, None, {})
+
+
+def test_offsets_stored_after_a_batch_are_one_past_the_last_per_partition() -> None:
+    batch = [message("t", b"", 5), message("t", b"", 9), message("t", b"", 2, partition=1)]
+    stored = {(tp.topic, tp.partition): tp.offset for tp in next_offsets(batch)}
+    assert stored == {("t", 0): 10, ("t", 1): 3}
+
+
+def test_last_seen_is_the_newest_receive_time() -> None:
+    older = raw_event(reading("esp32-a", 1), received_at=NOW - timedelta(seconds=5))
+    newer = raw_event(reading("esp32-a", 0), received_at=NOW)
+    items = [encode_curated(validate_event(e, now=NOW)) for e in (newer, older)]
+    batch, _ = merge(
+        [message("curated", curated_envelope(items))],
+        readings_topic="curated",
+        deadletter_topic="dead",
+        now=NOW,
+    )
+    assert batch.devices["esp32-a"].status["last_seen"] == NOW.isoformat()

@@ -1,10 +1,10 @@
 """The local stack of real services: up, down, status, logs.
 
-Services: kafka, postgres, redis, mosquitto, apicurio (the schema registry). Every one listens
-on 127.0.0.1 only, at the port from the settings, and keeps its data under
-``settings.stack.home``. Processes run detached (they outlive the caller); their pids are
-recorded in ``<home>/run/<service>.pid`` and their output goes to ``<home>/logs/<service>.log``.
-Only those recorded pids are ever stopped.
+Services: kafka, postgres, redis, mosquitto, apicurio (the schema registry), s3proxy (the
+S3-compatible blob store). Every one listens on 127.0.0.1 only, at the port from the settings,
+and keeps its data under ``settings.stack.home``. Processes run detached (they outlive the
+caller); their pids are recorded in ``<home>/run/<service>.pid`` and their output goes to
+``<home>/logs/<service>.log``. Only those recorded pids are ever stopped.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from cli.stack.mosquitto import Mosquitto
 from cli.stack.paths import StackPaths
 from cli.stack.postgres import Postgres
 from cli.stack.redis import Redis
+from cli.stack.s3proxy import S3Proxy
 from cli.stack.service import Progress, Service
 from streams.settings import Settings
 
@@ -44,6 +45,7 @@ _SERVICES: Final[dict[str, Callable[[Settings], Service]]] = {
     "redis": Redis,
     "mosquitto": Mosquitto,
     "apicurio": Apicurio,
+    "s3proxy": S3Proxy,
 }
 #: Every service, in start order (Kafka first: it takes longest to boot).
 SERVICE_NAMES: Final[tuple[str, ...]] = tuple(_SERVICES)

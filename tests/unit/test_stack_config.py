@@ -93,7 +93,14 @@ def test_parse_java_major() -> None:
 
 
 def test_select_and_log_path(tmp_path: Path) -> None:
-    assert manager.select(None) == ["kafka", "postgres", "redis", "mosquitto", "apicurio"]
+    assert manager.select(None) == [
+        "kafka",
+        "postgres",
+        "redis",
+        "mosquitto",
+        "apicurio",
+        "s3proxy",
+    ]
     assert manager.select(["redis", "kafka", "redis"]) == ["kafka", "redis"]
     with pytest.raises(StackError, match="zookeeper"):
         manager.select(["zookeeper"])

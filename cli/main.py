@@ -7,6 +7,7 @@ fleetstream api | worker | mqtt   one service in the foreground
 fleetstream db upgrade|downgrade|current|partitions
 fleetstream topics create
 fleetstream devices create|list|show|disable|enable|rotate|delete|resync
+fleetstream deadletters list|replay
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import typer
 
 from cli import runner
 from cli.bench_commands import bench_app
+from cli.deadletters_commands import deadletters_app
 from cli.devices_commands import devices_app
 from cli.mqtt_command import mqtt
 from cli.partitions_command import partitions
@@ -29,6 +31,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
+app.add_typer(deadletters_app, name="deadletters")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")
 db_app.command("partitions")(partitions)

@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from agents import postgres_sink, redis_sink, rollups, status, validate
+from agents import maintenance, postgres_sink, redis_sink, rollups, status, validate
 from agents.context import WorkerContext
 from streams.app import create_app
 from streams.settings import Settings
@@ -24,6 +24,7 @@ AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
     rollups.register,
     postgres_sink.register,
     redis_sink.register,
+    maintenance.register,
 )
 
 

@@ -1,0 +1,456 @@
+"""Compiled flows and one run of a flow on one reading: pure, no I/O.
+
+A run walks the node chain and returns what it decided: the trace (node by node, what the API's
+dry-run shows), the outbound calls the integration nodes asked for (the worker makes them; a
+dry-run only lists them), and for an alert rule the :class:`AlertSignal` that
+``flows.alerts`` turns into fired/cleared transitions with the rule's state.
+
+Every expression and template is compiled by :func:`compile_flow`, once per flow version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+import cel
+import msgspec
+
+from flows.expressions import CompileError, EvaluationError, Expression, Template
+from flows.schedule import in_schedule
+from schemas.errors import FieldError, ValidationFailure
+from schemas.flows import (
+    AlertNode,
+    FilterNode,
+    FlowDocument,
+    HttpNode,
+    KafkaNode,
+    MqttNode,
+    Node,
+    ThresholdNode,
+    TransformNode,
+)
+
+_CALL_NAMESPACE: Final = uuid.UUID("5d0c8f8e-6f55-4a0e-9d55-3c1c7f4a1b90")
+_json = msgspec.json.Encoder()
+Outcome = Literal["passed", "stopped", "error", "planned", "evaluated"]
+
+
+@dataclass
+class ReadingView:
+    """What a flow sees of one curated reading; the CEL context is built once per reading and
+    shared by every flow that runs on it (building it is the expensive part)."""
+
+    event_id: str
+    device_id: str
+    ts: datetime
+    sensors: dict[str, Any]
+    metadata: Mapping[str, Any] | None
+    device: dict[str, Any]
+    """``id``, ``name``, ``profile``, ``tags``, ``location``, ``timezone`` (default ``UTC``)."""
+    _context: cel.Context | None = None
+
+    @property
+    def timezone(self) -> str:
+        return str(self.device.get("timezone") or "UTC")
+
+    def context(self, fields: dict[str, Any]) -> cel.Context:
+        if self._context is None:
+            self._context = cel.Context(
+                {
+                    "device": self.device,
+                    "sensors": self.sensors,
+                    "ts": self.ts,
+                    "event_id": self.event_id,
+                    "metadata": dict(self.metadata or {}),
+                }
+            )
+        self._context.add_variable("fields", fields)
+        return self._context
+
+    def variables(self, flow: CompiledFlow, fields: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "device_id": self.device_id,
+            "sensors": self.sensors,
+            "ts": self.ts.isoformat(),
+            "event_id": self.event_id,
+            "metadata": self.metadata or {},
+            "fields": fields,
+            "flow": {"id": flow.flow_id, "version": flow.version, "name": flow.name},
+        }
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One integration call a run asked for."""
+
+    flow_id: str
+    flow_version: int
+    node_id: str
+    kind: Literal["http", "mqtt", "kafka"]
+    target: str
+    """URL, MQTT topic or Kafka topic."""
+    body: bytes
+    device_id: str
+    event_id: str
+    call_id: str
+    """Stable per (flow version, node, reading): the HTTP ``Idempotency-Key``."""
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    key: bytes | None = None
+    qos: int = 1
+    retain: bool = False
+    timeout_s: float = 5.0
+    retries: int = 0
+    backoff_s: float = 0.5
+
+    def describe(self) -> dict[str, Any]:
+        """The call as JSON-able data: the dry-run answer and a dead letter's original."""
+        shown: dict[str, Any] = {
+            "flow_id": self.flow_id,
+            "flow_version": self.flow_version,
+            "node_id": self.node_id,
+            "kind": self.kind,
+            "target": self.target,
+            "device_id": self.device_id,
+            "event_id": self.event_id,
+            "call_id": self.call_id,
+            "body": msgspec.json.decode(self.body) if self.body else None,
+        }
+        if self.kind == "http":
+            shown.update(method=self.method, headers=self.headers)
+        if self.kind == "mqtt":
+            shown.update(qos=self.qos, retain=self.retain)
+        if self.kind == "kafka":
+            shown["key"] = None if self.key is None else self.key.decode(errors="replace")
+        return shown
+
+
+@dataclass(frozen=True)
+class AlertSignal:
+    """What an alert node saw on one reading (the state machine decides what it means)."""
+
+    condition: bool
+    clear: bool
+    value: float | None
+    in_schedule: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Step:
+    node_id: str
+    type: str
+    outcome: Outcome
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    trace: list[Step] = field(default_factory=list)
+    outbound: list[Outbound] = field(default_factory=list)
+    alert: AlertSignal | None = None
+    error: EvaluationError | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> bool:
+        return self.error is None and all(step.outcome != "stopped" for step in self.trace)
+
+
+class CompiledFlow:
+    """One flow version with its expressions and templates compiled."""
+
+    def __init__(self, document: FlowDocument) -> None:
+        definition = document.definition
+        self.flow_id = document.flow_id
+        self.version = document.version
+        self.name = definition.name
+        self.match = definition.match
+        self.nodes = definition.nodes
+        self.alert = definition.alert
+        self._compiled = [_compile_node(index, node) for index, node in enumerate(self.nodes)]
+
+    @property
+    def stage(self) -> str:
+        return f"flow.{self.flow_id}"
+
+    def run(self, view: ReadingView) -> RunResult:
+        result = RunResult()
+        fields: dict[str, Any] = result.fields
+        for node, compiled in zip(self.nodes, self._compiled, strict=True):
+            try:
+                step = compiled.run(self, view, fields, result)
+            except EvaluationError as exc:
+                result.error = exc
+                result.trace.append(Step(node.id, _type(node), "error", {"error": str(exc)}))
+                return result
+            result.trace.append(step)
+            if step.outcome == "stopped":
+                return result
+        return result
+
+
+def compile_flow(document: FlowDocument) -> CompiledFlow:
+    """Compile every expression and template; raises :class:`ValidationFailure` naming the node
+    and field of each that does not compile (locations under ``definition``)."""
+    errors: list[FieldError] = []
+    for index, node in enumerate(document.definition.nodes):
+        try:
+            _compile_node(index, node)
+        except CompileError as exc:
+            errors.append(exc.error)
+    if errors:
+        raise ValidationFailure(errors)
+    return CompiledFlow(document)
+
+
+def call_id(flow_id: str, version: int, node_id: str, event_id: str) -> str:
+    return str(uuid.uuid5(_CALL_NAMESPACE, f"{flow_id}/{version}/{node_id}/{event_id}"))
+
+
+class _Compiled:
+    def run(
+        self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
+    ) -> Step:
+        raise NotImplementedError
+
+
+def _loc(index: int, *parts: str) -> tuple[str | int, ...]:
+    return ("nodes", index, *parts)
+
+
+class _Filter(_Compiled):
+    def __init__(self, index: int, node: FilterNode) -> None:
+        self.node = node
+        self.expr = Expression(node.expr, node_id=node.id, loc=_loc(index, "expr"))
+
+    def run(
+        self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
+    ) -> Step:
+        passed = self.expr.boolean(view.context(fields))
+        return Step(self.node.id, "filter", "passed" if passed else "stopped", {"result": passed})
+
+
+class _Transform(_Compiled):
+    def __init__(self, index: int, node: TransformNode) -> None:
+        self.node = node
+        self.exprs = {
+            name: Expression(source, node_id=node.id, loc=_loc(index, "set", name))
+            for name, source in node.set.items()
+        }
+
+    def run(
+        self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
+    ) -> Step:
+        computed: dict[str, Any] = {}
+        for name, expr in self.exprs.items():
+            computed[name] = _plain(expr.evaluate(view.context(fields)))
+            fields[name] = computed[name]
+        return Step(self.node.id, "transform", "passed", {"set": computed})
+
+
+class _Threshold(_Compiled):
+    def __init__(self, index: int, node: ThresholdNode) -> None:
+        self.node = node
+        self.value = Expression(node.value, node_id=node.id, loc=_loc(index, "value"))
+
+    def run(
+        self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
+    ) -> Step:
+        value = self.value.number(view.context(fields))
+        node = self.node
+        beyond = (node.above is not None and value > node.above) or (
+            node.below is not None and value < node.below
+        )
+        fields[node.id] = value
+        outcome: Outcome = "passed" if beyond else "stopped"
+        return Step(node.id, "threshold", outcome, {"value": value})
+
+
+class _Integration(_Compiled):
+    """HTTP, MQTT and Kafka nodes: render the call; the worker makes it."""
+
+    def __init__(self, index: int, node: HttpNode | MqttNode | KafkaNode) -> None:
+        self.node = node
+        nid = node.id
+        self.body = (
+            None
+            if node.body is None
+            else Expression(node.body, node_id=nid, loc=_loc(index, "body"))
+        )
+        self.target = Template(
+            node.url if isinstance(node, HttpNode) else node.topic,
+            node_id=nid,
+            loc=_loc(index, "url" if isinstance(node, HttpNode) else "topic"),
+        )
+        self.headers = (
+            {
+                name: Template(value, node_id=nid, loc=_loc(index, "headers", name))
+                for name, value in node.headers.items()
+            }
+            if isinstance(node, HttpNode)
+            else {}
+        )
+        self.key = (
+            Template(node.key, node_id=nid, loc=_loc(index, "key"))
+            if isinstance(node, KafkaNode) and node.key is not None
+            else None
+        )
+
+    def run(
+        self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
+    ) -> Step:
+        node = self.node
+        variables = view.variables(flow, fields)
+        body = self._body(flow, view, fields)
+        base = Outbound(
+            flow_id=flow.flow_id,
+            flow_version=flow.version,
+            node_id=node.id,
+            kind="kafka",
+            target="",
+            body=body,
+            device_id=view.device_id,
+            event_id=view.event_id,
+            call_id=call_id(flow.flow_id, flow.version, node.id, view.event_id),
+        )
+        if isinstance(node, HttpNode):
+            outbound = replace(
+                base,
+                kind="http",
+                target=self.target.render(variables, _url_part),
+                method=node.method,
+                headers={
+                    name: template.render(variables, _header_value)
+                    for name, template in self.headers.items()
+                },
+                timeout_s=node.timeout_s,
+                retries=node.retries,
+                backoff_s=node.backoff_s,
+            )
+        elif isinstance(node, MqttNode):
+            outbound = replace(
+                base,
+                kind="mqtt",
+                target=self.target.render(variables, _topic_level),
+                qos=node.qos,
+                retain=node.retain,
+                timeout_s=node.timeout_s,
+                retries=node.retries,
+                backoff_s=node.backoff_s,
+            )
+        else:
+            key = view.device_id if self.key is None else self.key.render(variables)
+            outbound = replace(base, target=node.topic, key=key.encode(), timeout_s=10.0, retries=2)
+        result.outbound.append(outbound)
+        return Step(node.id, outbound.kind, "planned", {"call": outbound.describe()})
+
+    def _body(self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any]) -> bytes:
+        if self.body is None:
+            value: Any = message(flow, view, fields)
+        else:
+            value = _plain(self.body.evaluate(view.context(fields)))
+        try:
+            return _json.encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EvaluationError(self.node.id, "body", f"not JSON: {exc}") from exc
+
+
+class _Alert(_Compiled):
+    def __init__(self, index: int, node: AlertNode) -> None:
+        self.node = node
+        nid = node.id
+        self.condition = Expression(node.condition, node_id=nid, loc=_loc(index, "condition"))
+        self.clear = (
+            None
+            if node.clear is None
+            else Expression(node.clear, node_id=nid, loc=_loc(index, "clear"))
+        )
+        self.value = (
+            None
+            if node.value is None
+            else Expression(node.value, node_id=nid, loc=_loc(index, "value"))
+        )
+        self.message = (
+            Template(node.message, node_id=nid, loc=_loc(index, "message"))
+            if node.message
+            else None
+        )
+
+    def run(
+        self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
+    ) -> Step:
+        context = view.context(fields)
+        condition = self.condition.boolean(context)
+        clear = not condition if self.clear is None else self.clear.boolean(context)
+        value = None if self.value is None else self.value.number(context)
+        variables = view.variables(flow, fields)
+        variables["value"] = value
+        text = "" if self.message is None else self.message.render(variables)
+        schedule = self.node.schedule
+        inside = schedule is None or in_schedule(schedule, view.ts, view.timezone)
+        result.alert = AlertSignal(condition, clear, value, inside, text)
+        detail = {"condition": condition, "clear": clear, "value": value, "in_schedule": inside}
+        return Step(self.node.id, "alert", "evaluated", detail)
+
+
+def _compile_node(index: int, node: Node) -> _Compiled:
+    if isinstance(node, FilterNode):
+        return _Filter(index, node)
+    if isinstance(node, TransformNode):
+        return _Transform(index, node)
+    if isinstance(node, ThresholdNode):
+        return _Threshold(index, node)
+    if isinstance(node, AlertNode):
+        return _Alert(index, node)
+    return _Integration(index, node)
+
+
+def message(flow: CompiledFlow, view: ReadingView, fields: dict[str, Any]) -> dict[str, Any]:
+    """The default body of an integration call."""
+    return {
+        "flow_id": flow.flow_id,
+        "flow_version": flow.version,
+        "device_id": view.device_id,
+        "event_id": view.event_id,
+        "ts": view.ts.isoformat(),
+        "device": view.device,
+        "sensors": view.sensors,
+        "fields": fields,
+    }
+
+
+def _type(node: Node) -> str:
+    return type(node).__struct_config__.tag  # type: ignore[return-value]
+
+
+def _plain(value: Any) -> Any:
+    """A CEL result as plain JSON-able data (durations as seconds)."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _url_part(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _header_value(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _topic_level(text: str) -> str:
+    """A value inside an MQTT topic cannot add levels or wildcards."""
+    return text.replace("/", "_").replace("+", "_").replace("#", "_")

@@ -6,10 +6,10 @@ import base64
 import json
 
 import asyncpg
-import httpx
 
 from streams.settings import Settings
 from tests.factories import device_ids, reading
+from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import end_offsets, produce, raw_events, read_all, read_to_end
 from tests.integration.processes import WorkerProcess
 from tests.support import wait_until
@@ -23,18 +23,19 @@ async def row_count(db: asyncpg.Connection, devices: list[str]) -> int:
 
 
 async def test_posted_readings_land_in_postgres_exactly_once(
-    api_client: httpx.AsyncClient, worker: WorkerProcess, db: asyncpg.Connection
+    fleet: Fleet, worker: WorkerProcess, db: asyncpg.Connection
 ) -> None:
     devices = device_ids(5)
+    await fleet.enroll(devices)
     accepted: list[str] = []
     singles = [reading(devices[n % 5], n) for n in range(20)]
     for body in singles:
-        response = await api_client.post("/v1/readings", json=body)
+        response = await fleet.post(body)
         assert response.status_code == 202, response.text
         accepted += response.json()["event_ids"]
     for start in range(20, 220, 50):
         batch = [reading(devices[n % 5], n) for n in range(start, start + 50)]
-        response = await api_client.post("/v1/readings", json=batch)
+        response = await fleet.post(batch)
         assert response.status_code == 202, response.text
         assert response.json()["accepted"] == 50
         accepted += response.json()["event_ids"]
@@ -55,21 +56,26 @@ async def test_posted_readings_land_in_postgres_exactly_once(
 
 
 async def test_retried_request_with_idempotency_key_stores_each_reading_once(
-    api_client: httpx.AsyncClient,
+    fleet: Fleet,
     pipeline: Settings,
     worker: WorkerProcess,
     db: asyncpg.Connection,
 ) -> None:
     devices = device_ids(1)
+    await fleet.enroll(devices)
     batch = [reading(devices[0], n) for n in range(10)]
     headers = {"Idempotency-Key": f"batch-{devices[0]}"}
-    first = await api_client.post("/v1/readings", json=batch, headers=headers)
-    retry = await api_client.post("/v1/readings", json=batch, headers=headers)
+    first = await fleet.post(batch, headers=headers)
+    retry = await fleet.post(batch, headers=headers)
     assert first.status_code == retry.status_code == 202
     assert first.json()["event_ids"] == retry.json()["event_ids"]
+    # The same key with another body is refused: it would map new readings onto stored ids.
+    changed = await fleet.post([reading(devices[0], n + 1) for n in range(10)], headers=headers)
+    assert changed.status_code == 422, changed.text
+    assert changed.json()["errors"][0]["field"] == "Idempotency-Key"
     # Same device, same partition: once this later reading is stored, the sink has seen both
     # copies of the batch.
-    sentinel = await api_client.post("/v1/readings", json=reading(devices[0], 99))
+    sentinel = await fleet.post(reading(devices[0], 99))
     assert sentinel.status_code == 202
 
     async def sentinel_stored() -> bool:
@@ -90,11 +96,12 @@ async def test_retried_request_with_idempotency_key_stores_each_reading_once(
 
 
 async def test_invalid_reading_is_rejected_at_the_edge_naming_the_field(
-    api_client: httpx.AsyncClient, pipeline: Settings
+    fleet: Fleet, pipeline: Settings
 ) -> None:
     devices = device_ids(1)
+    await fleet.enroll(devices)
     bad = reading(devices[0], sensors={"mq134": {"gas_concentration": -3}})
-    response = await api_client.post("/v1/readings", json=bad)
+    response = await fleet.post(bad)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -105,7 +112,7 @@ async def test_invalid_reading_is_rejected_at_the_edge_naming_the_field(
         {"device_id": devices[0]},
         reading(devices[0], 2, sensors={"pir": {}}),
     ]
-    response = await api_client.post("/v1/readings", json=batch)
+    response = await fleet.post(batch)
     assert response.status_code == 422
     indexes = sorted({e["index"] for e in response.json()["errors"]})
     assert indexes == [1, 2]

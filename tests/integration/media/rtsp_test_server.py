@@ -10,14 +10,15 @@ USER and PASSWORD, only to clients that authenticate (Basic). Prints "ready" onc
 
 import sys
 
-import gi
+import gi  # type: ignore[import-not-found]  # system python3 only
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer  # type: ignore[import-not-found]  # noqa: E402
 
 PIPELINE = (
-    "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=5/1"
+    "( videotestsrc is-live=true pattern=ball"
+    " ! video/x-raw,format=I420,width=320,height=240,framerate=5/1"
     " ! jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26 )"
 )
 

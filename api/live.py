@@ -7,10 +7,13 @@ reading from the moment it starts (a live view, not a replay). It also follows t
 topic (``FLEET_LIVE__DEVICE_STATUS_TOPIC``) once that exists. See decision 13 for why Kafka and
 not Redis pub/sub.
 
-Fan-out never waits on a client: the consumer thread hands each poll's values to the event loop,
-which encodes every matching message once and ``put_nowait``s it into each matching client's
-bounded queue. A client whose queue is full is marked overflowed and its connection is closed
-with code 4008 by its own task; nobody else, and nothing upstream, slows down.
+Fan-out never waits on a client: the consumer thread hands each poll's records to the event
+loop, where one task fans them out a record (an envelope) at a time, yielding in between so the
+clients' sender tasks can write. Each matching message is encoded once and ``put_nowait`` into
+every matching client's queue. A client that still has ``queue_max`` messages waiting when the
+next record comes is behind: it is marked overflowed and its own task closes it with code 4008;
+nobody else, and nothing upstream, slows down. (The bound is checked per record, not per
+message: a record carries a whole envelope at once, which a healthy client drains between two.)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -45,6 +49,9 @@ class _Summary(msgspec.Struct):
 
 _summary = msgspec.json.Decoder(_Summary)
 
+Record = tuple[str, bytes | None, bytes | None]
+"""(topic, key, value) of a consumed record."""
+
 
 @dataclass(eq=False)
 class Subscriber:
@@ -61,7 +68,7 @@ class Subscriber:
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.queue_max)
+        self.queue = asyncio.Queue()  # bounded per record by keeping_up()
 
     def wants(self, device_id: str, sensor_types: Iterable[str] | None) -> bool:
         if not self.active or self.overflowed.is_set():
@@ -74,11 +81,14 @@ class Subscriber:
             return True
         return not self.sensor_types.isdisjoint(sensor_types)
 
-    def offer(self, message: str) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
+    def keeping_up(self) -> bool:
+        """False (and overflowed from now on) when ``queue_max`` messages are still waiting."""
+        if self.queue.qsize() >= self.queue_max:
             self.overflowed.set()
+        return not self.overflowed.is_set()
+
+    def offer(self, message: str) -> None:
+        self.queue.put_nowait(message)
 
 
 class LiveFeed:
@@ -92,6 +102,9 @@ class LiveFeed:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[Record] = deque()
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
         self.assigned = threading.Event()
         """Set once the curated topic is assigned: readings processed from then on are fed."""
 
@@ -103,26 +116,40 @@ class LiveFeed:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._dispatcher = self._loop.create_task(self._dispatch_forever())
         self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
         self._thread.start()
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10.0)
             self._thread = None
 
     # -- event loop side ----------------------------------------------------------------------
 
-    def dispatch(self, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        """Fan ``(topic, key, value)`` records out to the clients that want them."""
-        if not self._subscribers:
-            return
-        for topic, key, value in records:
-            if topic == self._curated:
-                self._readings(value)
-            elif value is not None:
-                self._status_record(key, value)
+    def _arrived(self, records: list[Record]) -> None:
+        if self._subscribers:
+            self._pending.extend(records)
+            self._wake.set()
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                self.dispatch(self._pending.popleft())
+                await asyncio.sleep(0)  # let the clients' senders write before the next record
+
+    def dispatch(self, record: Record) -> None:
+        """Fan one ``(topic, key, value)`` record out to the clients that want it."""
+        topic, key, value = record
+        if topic == self._curated:
+            self._readings(value)
+        elif value is not None:
+            self._status_record(key, value)
 
     def _readings(self, value: bytes | None) -> None:
         try:
@@ -130,7 +157,7 @@ class LiveFeed:
         except ValidationFailure as exc:
             log.warning("live feed skipped a curated record: %s", exc.reason)
             return
-        subscribers = self._subscribers
+        subscribers = [s for s in self._subscribers if s.keeping_up()]
         for item in items:
             try:
                 summary = _summary.decode(item)
@@ -152,7 +179,7 @@ class LiveFeed:
         device_id = summary.device_id or (key or b"").decode(errors="replace")
         message = '{"type":"device-status","data":' + text + "}"
         for subscriber in list(self._subscribers):
-            if subscriber.wants(device_id, None):
+            if subscriber.keeping_up() and subscriber.wants(device_id, None):
                 subscriber.offer(message)
 
     # -- consumer thread ----------------------------------------------------------------------
@@ -184,7 +211,7 @@ class LiveFeed:
             messages = consumer.consume(POLL_MAX, POLL_S)
             records = [(m.topic() or "", m.key(), m.value()) for m in messages if m.error() is None]
             if records and self._loop is not None:
-                self._loop.call_soon_threadsafe(self.dispatch, records)
+                self._loop.call_soon_threadsafe(self._arrived, records)
 
     def _assign(self, consumer: Consumer, assigned: set[str]) -> set[str]:
         """Topics that exist now, added to the assignment at their ends."""

@@ -44,7 +44,6 @@ router = APIRouter(tags=["live"])
 UNAUTHORIZED = 4401
 TOO_SLOW = 4008
 TRY_AGAIN = 1013
-CLOSE_TIMEOUT_S = 1.0
 
 
 class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
@@ -90,9 +89,10 @@ async def live(websocket: WebSocket) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     if subscriber.overflowed.is_set():
         log.info("live client dropped: %d messages behind", subscriber.queue.qsize())
+        # Not wrapped in a timeout: the server's own close timeout aborts the connection when
+        # the client does not read even the close frame (cancelling close would leave it open).
         with contextlib.suppress(Exception):
-            reason = f"too slow: {subscriber.queue_max} messages behind"
-            await asyncio.wait_for(websocket.close(TOO_SLOW, reason), CLOSE_TIMEOUT_S)
+            await websocket.close(TOO_SLOW, f"too slow: {subscriber.queue_max} messages behind")
 
 
 def _principal(websocket: WebSocket, settings: Settings) -> str | None:

@@ -1,0 +1,222 @@
+"""The WebSocket live feed through a real API process and Kafka: curated envelopes on the
+pipeline's curated topic (what the validate agent writes) reach the subscribed clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from connectors.kafka.partitioner import partition_for
+from schemas.envelopes import curated_envelope
+from schemas.events import curate, raw_event_for
+from schemas.validation import decode_reading
+from streams.settings import DEV_ADMIN_TOKEN, Settings
+from tests.factories import device_ids, reading
+from tests.integration.processes import ApiProcess
+from tests.support import free_port, wait_until
+
+QUEUE_MAX = 20
+
+
+@pytest.fixture
+async def served(pipeline: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
+    settings = pipeline.model_copy(
+        update={
+            "api": pipeline.api.model_copy(update={"port": free_port()}),
+            "live": pipeline.live.model_copy(update={"client_queue_max": QUEUE_MAX}),
+        }
+    )
+    process = ApiProcess(settings, tmp_path / "api.log")
+    process.start()
+    url = f"http://127.0.0.1:{settings.api.port}/health"
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(url)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        await wait_until(up, timeout_s=60, what=lambda: f"the API:\n{process.log_tail()}")
+        yield settings
+    finally:
+        process.stop()
+
+
+def _url(settings: Settings, token: str = DEV_ADMIN_TOKEN) -> str:
+    return f"ws://127.0.0.1:{settings.api.port}/ws?token={token}"
+
+
+def _curated_records(settings: Settings, device_id: str, count: int, first: int = 0) -> list[Any]:
+    now = datetime.now(UTC)
+    items = []
+    for n in range(first, first + count):
+        body = json.dumps(reading(device_id, n)).encode()
+        parsed = decode_reading(body, now=now)
+        items.append(curate(raw_event_for(parsed, body, source="mqtt", received_at=now), parsed))
+    from schemas.events import encode_curated
+
+    return [encode_curated(item) for item in items]
+
+
+def produce_curated(settings: Settings, batches: dict[str, list[bytes]], per_envelope: int) -> None:
+    """Curated envelopes, partition-aligned like the validate agent's, acked by the broker."""
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "acks": "all"})
+    partitions = settings.kafka.partitions
+    for device_id, items in batches.items():
+        for start in range(0, len(items), per_envelope):
+            envelope = curated_envelope(items[start : start + per_envelope])
+            producer.produce(
+                settings.topics.curated, envelope, partition=partition_for(device_id, partitions)
+            )
+            producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+async def _subscribe(ws: ClientConnection, **filters: Any) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "subscribe", **filters}))
+    answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert answer["type"] == "subscribed", answer
+    return dict(answer)
+
+
+async def _collect(ws: ClientConnection, into: list[dict[str, Any]]) -> None:
+    async for frame in ws:
+        into.append(json.loads(frame))
+
+
+async def test_a_client_subscribed_to_one_device_receives_its_readings_and_no_others(
+    served: Settings,
+) -> None:
+    mine, other = device_ids(2)
+    async with connect(_url(served)) as filtered, connect(_url(served)) as everything:
+        answer = await _subscribe(filtered, device_ids=[mine])
+        assert answer["device_ids"] == [mine] and answer["sensor_types"] is None
+        await _subscribe(everything)
+        got_filtered: list[dict[str, Any]] = []
+        got_all: list[dict[str, Any]] = []
+        readers = [
+            asyncio.create_task(_collect(filtered, got_filtered)),
+            asyncio.create_task(_collect(everything, got_all)),
+        ]
+        produce_curated(
+            served,
+            {mine: _curated_records(served, mine, 5), other: _curated_records(served, other, 7)},
+            3,
+        )
+
+        def seen(messages: list[dict[str, Any]], device_id: str) -> int:
+            return sum(
+                1
+                for m in messages
+                if m["type"] == "sensor-data" and m["data"]["device_id"] == device_id
+            )
+
+        async def all_arrived() -> bool:
+            return (
+                seen(got_all, mine) == 5
+                and seen(got_all, other) == 7
+                and seen(got_filtered, mine) == 5
+            )
+
+        await wait_until(all_arrived, timeout_s=30, what="every reading at the unfiltered client")
+        for task in readers:
+            task.cancel()
+    assert seen(got_filtered, other) == 0
+    assert {m["data"]["device_id"] for m in got_filtered} == {mine}
+    assert got_filtered[0]["data"]["sensors"]["mq134"]["gas_concentration"] == 10.0
+
+
+async def test_a_device_token_sees_only_its_device_and_bad_tokens_are_closed_4401(
+    served: Settings,
+) -> None:
+    async with connect(_url(served, "not-a-token-at-all")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+def raw_websocket(settings: Settings) -> socket.socket:
+    """A WebSocket that subscribes to everything and then never reads: a tiny receive buffer,
+    the handshake done by hand, one masked text frame sent."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", settings.api.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ws?token={DEV_ADMIN_TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(1)
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    payload = json.dumps({"type": "subscribe"}).encode()
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    return sock
+
+
+def closed_by_server(sock: socket.socket, timeout_s: float) -> bool:
+    """Read what the server sent until it closed the connection (EOF or reset)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return True
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+    return False
+
+
+async def test_a_client_that_never_reads_is_dropped_while_a_normal_client_keeps_receiving(
+    served: Settings,
+) -> None:
+    (device_id,) = device_ids(1)
+    total = 30_000
+    slow = raw_websocket(served)
+    try:
+        async with connect(_url(served), max_size=None) as normal:
+            await _subscribe(normal, device_ids=[device_id])
+            got: list[dict[str, Any]] = []
+            reader = asyncio.create_task(_collect(normal, got))
+            await asyncio.to_thread(
+                produce_curated,
+                served,
+                {device_id: _curated_records(served, device_id, total)},
+                500,
+            )
+
+            async def everything() -> bool:
+                return sum(1 for m in got if m["type"] == "sensor-data") == total
+
+            await wait_until(
+                everything, timeout_s=120, what=lambda: f"{total} readings, got {len(got)}"
+            )
+            reader.cancel()
+        # The slow client was dropped: once it reads, it finds the end of the connection.
+        assert await asyncio.to_thread(closed_by_server, slow, 60.0)
+    finally:
+        slow.close()

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ProducerDep
 from api.devices import registry_readiness
+from api.media.context import Media
 from api.metrics import ApiMetrics
 from connectors.redis.idempotency import IdempotencyStore
 
@@ -30,13 +31,17 @@ async def health() -> dict[str, Any]:
 async def ready(request: Request, producer: ProducerDep) -> JSONResponse:
     """Readiness: a Kafka broker answers and the device cache has caught up, so devices can be
     authenticated and their events written (else 503). Postgres (admin routes, the latest
-    query) and Redis (Idempotency-Key checks) are reported too but only make the answer
+    query), Redis (Idempotency-Key checks) and the blob store (media uploads) are reported too
+    but only make the answer
     ``degraded``: ingest does not need them, and taking every instance out of a load balancer
     during a database outage would stop ingest as well."""
     checks = {"kafka": await producer.ping(), **await registry_readiness(request.app)}
     idempotency = getattr(request.app.state, "idempotency", None)
     if idempotency is not None:
         checks["redis"] = await cast(IdempotencyStore, idempotency).ping()
+    media = getattr(request.app.state, "media", None)
+    if media is not None:  # the blob store (seed 004's storage_writable): media routes only
+        checks["blob_store"] = await cast(Media, media).blob.ping()
     serving = all(ok for name, ok in checks.items() if name in _SERVING)
     state = ("ok" if all(checks.values()) else "degraded") if serving else "unavailable"
     return JSONResponse({"status": state, **checks}, status_code=200 if serving else 503)

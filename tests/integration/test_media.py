@@ -227,6 +227,8 @@ async def test_uploaded_images_land_in_the_s3_compatible_server(
     async with _api(settings) as client:
         fleet = Fleet(client)
         await fleet.enroll([camera])
+        ready = await client.get("/health/ready")
+        assert ready.json()["blob_store"] is True  # the bucket answers
         response = await client.post(
             "/api/v1/ingest/upload",
             data={"camera_id": camera, "meta": '{"session": "FP1", "location": "Pit Lane"}'},

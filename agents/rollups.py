@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
-
 from agents.context import WorkerContext, guarded
 from agents.curated import Item, new_items, read_batch
 from agents.deadletters import dead_letter
@@ -37,9 +35,6 @@ from streams.faust_compat import writing_as
 
 log = logging.getLogger(__name__)
 
-_RAW: Any = faust.Schema(
-    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-)
 
 STAGE = "rollups"
 TABLE = "rollups"
@@ -109,7 +104,8 @@ class Rollups:
         self.topic = settings.topics.readings_1m
         self.table = ctx.app.Table(
             TABLE,
-            schema=_RAW,
+            key_type=bytes,  # raw bytes both ways: Faust derives the serializer from the type
+            value_type=bytes,
             partitions=settings.kafka.partitions,
             store="rocksdb://" if settings.stream.table_store == "rocksdb" else "memory://",
             help="open 1-minute windows per device",

@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import faust
-
 from agents.context import WorkerContext, guarded, stop_worker
 from agents.curated import Item, new_items, read_batch
 from agents.outputs import Outputs
@@ -48,9 +46,6 @@ from streams.faust_compat import writing_as
 
 log = logging.getLogger(__name__)
 
-_RAW: Any = faust.Schema(
-    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-)
 
 STAGE = "status"
 TABLE = "device-status"
@@ -161,7 +156,8 @@ class DeviceStatus:
         self.partitions = settings.kafka.partitions
         self.table = ctx.app.Table(
             TABLE,
-            schema=_RAW,
+            key_type=bytes,  # raw bytes both ways: Faust derives the serializer from the type
+            value_type=bytes,
             partitions=self.partitions,
             store=_store_url(settings.stream.table_store),
             help="device status: first/last seen, counts, last values, online, seq",

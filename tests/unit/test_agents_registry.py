@@ -65,6 +65,7 @@ async def test_cancellation_is_a_normal_stop(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(asyncio.CancelledError):
         await context.guarded("validate", body)(object())
 
+
 def test_state_tables_read_their_changelogs_as_raw_bytes(tmp_path: Path) -> None:
     """Recovery decodes changelogs with the table's serializers: json would fail on our bytes."""
     app, _ = build_worker_app(isolated(Settings(), "unit", tmp_path))

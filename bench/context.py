@@ -115,7 +115,11 @@ async def wait_stored(
             progress(f"  {shown} + dead letters {dead:,} of {expected:,}")
             next_report = now + REPORT_EVERY_S
         if now > deadline:
-            raise TimeoutError(f"only {rows:,} rows + {dead:,} dead letters of {expected:,}")
+            counted = f"{rows:,} rows" if next_count < math.inf else "rows not counted yet"
+            raise TimeoutError(
+                f"after {timeout_s:.0f} s: {validated:,} validated, {counted}, {dead:,} dead "
+                f"letters of {expected:,}"
+            )
         await asyncio.sleep(POLL_S)
     done_at = time.time()
     first = await db.fetchval(

@@ -11,7 +11,17 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-GENERIC = ("asyncio/", "threading.py", "typer/", "click/", "runpy.py", "cli/main.py", "<module>")
+GENERIC = (
+    "asyncio/",
+    "threading.py",
+    "typer/",
+    "click/",
+    "runpy",
+    "cli/main.py",
+    "cli/runner.py",
+    "mode/worker.py",
+    "<module>",
+)
 """Frames on (almost) every stack: left out of the inclusive ranking."""
 RATE = 100
 """Samples per second; only threads holding the GIL are sampled (``--gil``)."""

@@ -23,9 +23,10 @@ topic (default name)       contract           turn a value into a datum with
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -96,6 +97,28 @@ def parsed_schema(contract: Contract) -> Any:
     return fastavro.parse_schema(_schema_dict(contract))
 
 
+@cache
+def _wire_schema(contract: Contract) -> Any:
+    """The schema without its logical types: the same bytes on the wire (a timestamp-micros is
+    a long, a uuid a string), but fastavro skips its per-field logical-type conversion, which
+    was a fifth of a reading's encoding cost. Datums for it carry epoch microseconds."""
+    return fastavro.parse_schema(_without_logical_types(copy.deepcopy(_schema_dict(contract))))
+
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_without_logical_types(branch) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema.pop("logicalType", None)
+    for key in ("type", "items", "values"):
+        if key in schema:
+            schema[key] = _without_logical_types(schema[key])
+    for field in schema.get("fields", ()):
+        field["type"] = _without_logical_types(field["type"])
+    return schema
+
+
 class AvroEncoder:
     """Encodes datums of one contract, framed with one registry schema id."""
 
@@ -117,11 +140,22 @@ class AvroEncoder:
         return out.getvalue()
 
     def readings(self) -> Callable[[CuratedReading], bytes]:
-        """``CuratedReading -> bytes`` for ``fleet.readings.v1`` (this must be its encoder)."""
+        """``CuratedReading -> bytes`` for ``fleet.readings.v1`` (this must be its encoder).
+
+        The hot path: timestamps go in as epoch microseconds, written with the schema stripped
+        of logical types; the bytes are those of :meth:`encode` of :func:`reading_datum`.
+        """
         if self.contract != "readings":
             raise ValueError(f"the {self.contract!r} encoder cannot encode readings")
-        encode = self.encode
-        return lambda reading: encode(reading_datum(reading))
+        prefix, wire, write = self._prefix, _wire_schema("readings"), fastavro.schemaless_writer
+
+        def encode(reading: CuratedReading) -> bytes:
+            out = BytesIO()
+            out.write(prefix)
+            write(out, wire, reading_datum(reading, micros=True))
+            return out.getvalue()
+
+        return encode
 
 
 def framed_schema_id(value: bytes) -> int:
@@ -192,16 +226,35 @@ def _sensors(raw: msgspec.Raw) -> dict[str, Any]:
     return sensors
 
 
-def reading_datum(reading: CuratedReading) -> Datum:
-    """The ``readings`` datum of a curated reading (sensors decoded from its JSON)."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def reading_datum(reading: CuratedReading, *, micros: bool = False) -> Datum:
+    """The ``readings`` datum of a curated reading (sensors decoded from its JSON).
+
+    Timestamps are aware datetimes, or epoch microseconds with ``micros`` (for the schema
+    without logical types).
+    """
     metadata = reading.metadata
     location = reading.location
+    processed_at = reading.processed_at
+    if micros:
+        ts: Any = _micros(reading.ts)
+        received_at: Any = _micros(reading.received_at)
+        processed: Any = None if processed_at is None else _micros(processed_at)
+    else:
+        ts, received_at, processed = reading.ts, reading.received_at, processed_at
     return {
         "schema_version": reading.schema_version,
         "event_id": reading.event_id,
         "device_id": reading.device_id,
-        "ts": reading.ts,
-        "received_at": reading.received_at,
+        "ts": ts,
+        "received_at": received_at,
         "source": reading.source,
         "sensors": _sensors(reading.sensors),
         "metadata": None
@@ -211,7 +264,7 @@ def reading_datum(reading: CuratedReading) -> Datum:
         "profile": reading.profile,
         "location": None if location is None else msgspec.json.encode(location).decode(),
         "tags": reading.tags,
-        "processed_at": reading.processed_at,
+        "processed_at": processed,
         "lag_ms": reading.lag_ms,
         "replayed": reading.replayed,
     }

@@ -149,6 +149,7 @@ async def ingest_chunk(
             await media.store.mark_chunk_queued(row.chunk_id)
         except (KafkaUnavailable, DatabaseUnavailable) as exc:
             raise media.unavailable(exc) from exc
+    await media.seen(row.device_id, now)
     return {
         "status": "ok",
         "chunk_id": str(row.chunk_id),

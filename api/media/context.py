@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -66,6 +67,14 @@ class Media:
             await self.blob.delete(key)
         except BlobStoreUnavailable as exc:
             log.warning("could not delete unreferenced object %s: %s", key, exc)
+
+    async def seen(self, device_id: str, at: datetime) -> None:
+        """Best effort, after a media request succeeded: ``devices.last_seen_at`` moves
+        forward (a failure is logged; the media is stored and announced already)."""
+        try:
+            await self.store.device_seen(device_id, at)
+        except DatabaseUnavailable as exc:
+            log.warning("last_seen_at of %s not updated: %s", device_id, exc)
 
     def unavailable(self, exc: Exception) -> Exception:
         """The 503 for an outage of the blob store, Postgres or Kafka (logged, no secrets)."""

@@ -186,6 +186,7 @@ class CaptureManager:
             await self.media.announcer.announce(
                 [frame_event(frame, job.meta, "rtsp", now) for frame in frames]
             )
+            await self.media.seen(job.camera_id, now)
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
         if len(frames) < job.frames:

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from connectors.postgres.devices import DatabaseUnavailable
+from connectors.postgres.last_seen import update_last_seen
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -142,6 +143,11 @@ class MediaStore:
                 "WHERE chunk_id = $1 AND status = 'UPLOADED'",
                 chunk_id,
             )
+
+    async def device_seen(self, device_id: str, at: datetime) -> None:
+        """Move the device's ``last_seen_at`` forward (seed 004 did so on every upload)."""
+        async with _errors():
+            await update_last_seen(self._pool, {device_id: at})
 
     async def get_chunk(self, chunk_id: uuid.UUID) -> AudioChunk | None:
         async with _errors():

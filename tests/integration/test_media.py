@@ -137,6 +137,8 @@ async def test_an_audio_chunk_is_stored_recorded_and_announced_once(
         "opus",
     )
     assert _files_under(settings.blob.root) == [stored]  # the retry's copy was removed
+    seen = await db.fetchval("SELECT last_seen_at FROM devices WHERE device_id = $1", device_id)
+    assert seen is not None  # the upload counts as the device being seen
 
     messages = read_topic(settings.kafka.bootstrap_servers, settings.topics.media)
     assert len(messages) == 1

@@ -35,6 +35,7 @@ from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import end_offsets
 from tests.integration.processes import WorkerProcess
+from tests.integration.readings_topic import readings_records
 from tests.support import free_port, wait_until
 
 CONSUMER = Path(__file__).parent / "consumers" / "plain_avro_consumer.py"
@@ -139,6 +140,13 @@ async def test_independent_clients_decode_every_posted_reading(
         )
         assert json.loads(value["location"]) == LOCATION
         assert value["source"] == "http" and value["lag_ms"] >= 0
+
+    # The helper other tests use to read the topic in its JSON contract's shape.
+    shaped = {record["event_id"]: record for record in readings_records(pipeline)}
+    assert shaped.keys() == posted.keys()
+    for event_id, record in shaped.items():
+        assert record["sensors"] == posted[event_id]["sensors"]
+        assert record["location"] == LOCATION and record["ts"].endswith("Z")
 
     keys = _kcat_keys(pipeline)
     assert len(keys) == len(posted)

@@ -26,13 +26,19 @@ from streams.settings import Settings
 
 DEVICES = 2000
 ENVELOPE_ITEMS = 100
-TIME_LIMIT_S = 600.0
+TIME_LIMIT_S = 240.0
+"""A worker that needs longer gets the rate of what it stored by then (marked incomplete)."""
 PROFILE_DELAY_S = 4.0
 PROFILE_S = 10.0
 
 
 def run(
-    ctx: Context, *, count: int = 1_000_000, workers: int = 1, profile_with: str | None = None
+    ctx: Context,
+    *,
+    count: int = 1_000_000,
+    workers: int = 1,
+    profile_with: str | None = None,
+    time_limit_s: float = TIME_LIMIT_S,
 ) -> Result:
     """Preload ``count`` readings, run ``workers`` workers until all are stored; with
     ``profile_with`` (py-spy), sample the first worker for PROFILE_S after PROFILE_DELAY_S."""
@@ -63,25 +69,32 @@ def run(
                     profile_with, pid, out, delay_s=PROFILE_DELAY_S, seconds=PROFILE_S
                 )
                 sampler.start()
-            stored = asyncio.run(_wait(ctx, settings, fleet.devices, count, started_workers))
+            stored = asyncio.run(
+                _wait(ctx, settings, fleet.devices, count, started_workers, time_limit_s)
+            )
             cpu = meter.stop()
             profiled = sampler.finish() if sampler else None
         asyncio.run(_cleanup(settings, fleet.devices))
     seconds = stored.done_at - start_at
-    steady = count / (stored.done_at - stored.first_row_at)
+    steady = stored.handled / (stored.done_at - stored.first_row_at)
     notes = [
         f"{records:,} envelopes of ≤ {ENVELOPE_ITEMS} readings, {DEVICES:,} devices, "
         f"{settings.kafka.partitions} partitions; {stored.rows:,} rows + {stored.dead:,} dead "
         f"letters (expected {count - invalid:,} + {invalid:,})"
     ]
-    if stored.rows != count - invalid or stored.dead != invalid:
+    if not stored.complete:
+        notes.append(
+            f"**incomplete**: {stored.handled:,} of {count:,} readings stored or dead-lettered "
+            f"when the time limit ({time_limit_s:.0f} s) ran out; rates are of those"
+        )
+    elif stored.rows != count - invalid or stored.dead != invalid:
         notes.append("**counts differ from the expected ones**")
     if profiled is not None:
         notes += describe(profiled, PROFILE_S, RATE)
     result = Result(
         "pipeline",
         f"fleetstream, {workers} worker{'s' if workers > 1 else ''}",
-        count,
+        stored.handled,
         seconds,
         steady_rate=steady,
         cpu_s=cpu,
@@ -106,7 +119,12 @@ def _meter(ctx: Context, workers: list[Started]) -> CpuMeter:
 
 
 async def _wait(
-    ctx: Context, settings: Settings, devices: list[str], count: int, workers: list[Started]
+    ctx: Context,
+    settings: Settings,
+    devices: list[str],
+    count: int,
+    workers: list[Started],
+    time_limit_s: float,
 ) -> Stored:
     db = await asyncpg.connect(settings.postgres.dsn())
     watermarks = Watermarks(settings.kafka.bootstrap_servers)
@@ -118,9 +136,10 @@ async def _wait(
             expected=count,
             deadletter_topic=settings.topics.deadletter,
             valid_topic=settings.topics.readings,
-            timeout_s=TIME_LIMIT_S,
+            timeout_s=time_limit_s,
             progress=ctx.progress,
             alive=lambda: _check(workers),
+            partial_ok=True,
         )
     finally:
         watermarks.close()

@@ -38,7 +38,7 @@ DEVICES = 2000
 QUIX_VERSION = "3.28.1"
 QUIX_VENV = Path(__file__).resolve().parents[1] / ".quix-venv"
 REPO = Path(__file__).resolve().parents[2]
-TIME_LIMIT_S = 600.0
+TIME_LIMIT_S = 240.0
 
 
 def _stack_meter(ctx: Context, own: dict[str, list[int]]) -> CpuMeter:
@@ -106,9 +106,9 @@ def run_faust(ctx: Context, settings: Settings, fleet: Fleet, count: int, total:
     return Result(
         "baselines",
         "Faust per-message (previous main's design)",
-        total,
+        stored.handled,
         stored.done_at - start_at,
-        steady_rate=total / (stored.done_at - stored.first_row_at),
+        steady_rate=stored.handled / (stored.done_at - stored.first_row_at),
         cpu_s=cpu,
         notes=[
             f"validate → curated topic → COPY sink; {stored.rows:,} rows + {stored.dead:,} dead "
@@ -133,6 +133,7 @@ async def _wait_rows(
             timeout_s=TIME_LIMIT_S,
             progress=ctx.progress,
             alive=proc.check_alive,
+            partial_ok=True,
         )
     finally:
         watermarks.close()

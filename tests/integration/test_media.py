@@ -348,7 +348,11 @@ async def test_a_stream_that_never_answers_fails_within_the_timeout(
     settings = _settings(pipeline, tmp_path)
     timeout_s = 4.0
     settings = settings.model_copy(
-        update={"media": settings.media.model_copy(update={"rtsp_capture_timeout_s": timeout_s})}
+        update={
+            "media": settings.media.model_copy(
+                update={"rtsp_capture_timeout_s": timeout_s, "rtsp_max_concurrent": 1}
+            )
+        }
     )
     camera = f"cam-{uuid.uuid4().hex[:8]}"
     with silent_server() as port:
@@ -365,6 +369,12 @@ async def test_a_stream_that_never_answers_fails_within_the_timeout(
             )
             assert accepted.status_code == 202, accepted.text
             request_id = accepted.json()["request_id"]
+            busy = await client.post(  # the one capture slot is taken
+                "/api/v1/ingest/rtsp",
+                json={"rtsp_url": f"rtsp://127.0.0.1:{port}/other", "camera_id": camera},
+                headers=fleet.headers(camera),
+            )
+            assert busy.status_code == 503 and "retry-after" in busy.headers, busy.text
 
             async def failed() -> bool:
                 return bool((await _status(client, request_id))["status"] == "failed")
@@ -376,3 +386,43 @@ async def test_a_stream_that_never_answers_fails_within_the_timeout(
     assert document["frames_stored"] == 0 and document["frames"] == []
     assert "hunter2" not in str(document)
     assert read_topic(settings.kafka.bootstrap_servers, settings.topics.media) == []
+
+
+async def test_a_capture_reconnects_until_the_stream_is_up(
+    pipeline: Settings, tmp_path: Path, rtsp_server_packages: None
+) -> None:
+    settings = _settings(pipeline, tmp_path)
+    settings = settings.model_copy(
+        update={
+            "media": settings.media.model_copy(
+                update={"rtsp_reconnect_attempts": 6, "rtsp_reconnect_backoff_s": 0.5}
+            )
+        }
+    )
+    camera = f"cam-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    async with _api(settings) as client:
+        fleet = Fleet(client)
+        await fleet.enroll([camera])
+        accepted = await client.post(
+            "/api/v1/ingest/rtsp",
+            json={"rtsp_url": f"rtsp://127.0.0.1:{port}/live", "camera_id": camera},
+            headers=fleet.headers(camera),
+        )
+        assert accepted.status_code == 202, accepted.text
+        request_id = accepted.json()["request_id"]
+
+        async def tried() -> bool:  # the first attempt found nothing listening
+            return bool((await _status(client, request_id))["status"] == "processing")
+
+        await wait_until(tried, timeout_s=10, what="the capture to start")
+        with rtsp_stream(port):
+
+            async def finished() -> bool:
+                done = (await _status(client, request_id))["status"]
+                return done in ("completed", "failed")
+
+            await wait_until(finished, timeout_s=40, what="the capture to finish")
+        document = await _status(client, request_id)
+    assert document["status"] == "completed", document
+    assert (document["capture_mode"], document["frames_stored"]) == ("single_frame", 1)

@@ -147,16 +147,21 @@ async def _rounded(db: asyncpg.Connection, devices: list[str]) -> dict[Any, Any]
     return recomputed
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 async def test_after_sigkill_and_restart_table_and_sinks_agree(
     fleet: Fleet,
     pipeline: Settings,
     worker_factory: list[WorkerProcess],
     db: asyncpg.Connection,
     tmp_path: Path,
+    store: str,
 ) -> None:
+    settings = pipeline.model_copy(
+        update={"stream": pipeline.stream.model_copy(update={"table_store": store})}
+    )
     devices = device_ids(6)
     await fleet.enroll(devices)
-    first = WorkerProcess(pipeline, tmp_path / "worker-1.log")
+    first = WorkerProcess(settings, tmp_path / "worker-1.log")
     worker_factory.append(first)
     first.start()
     accepted: Counter[str] = Counter()
@@ -178,7 +183,7 @@ async def test_after_sigkill_and_restart_table_and_sinks_agree(
     await post_round(3, 5)  # in flight while the worker dies
     first.kill()
     await post_round(8, 2)
-    second = WorkerProcess(pipeline, tmp_path / "worker-2.log")
+    second = WorkerProcess(settings, tmp_path / "worker-2.log")
     worker_factory.append(second)
     second.start()
     redis = redis_client(pipeline)

@@ -426,3 +426,47 @@ async def test_a_capture_reconnects_until_the_stream_is_up(
         document = await _status(client, request_id)
     assert document["status"] == "completed", document
     assert (document["capture_mode"], document["frames_stored"]) == ("single_frame", 1)
+
+
+async def test_a_chunk_the_event_log_did_not_take_is_announced_by_the_retry(
+    pipeline: Settings, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """Kafka unreachable: 503, the chunk stays UPLOADED (stored, recorded, not announced); the
+    device's retry against a working API announces it once and answers the same chunk."""
+    settings = _settings(pipeline, tmp_path)
+    settings = settings.model_copy(  # no device cache without Kafka: unauthenticated (dev) ingest
+        update={
+            "auth": settings.auth.model_copy(
+                update={"allow_unauthenticated_ingest": True, "cache_catchup_timeout_s": 0}
+            )
+        }
+    )
+    dead = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={
+                    "bootstrap_servers": f"127.0.0.1:{free_port()}",
+                    "delivery_timeout_ms": 1500,
+                }
+            )
+        }
+    )
+    device_id = f"rec-{uuid.uuid4().hex[:8]}"
+    upload = {"chunk_file": ("chunk.ogg", OGG, "audio/ogg")}
+    async with _api(dead) as client:
+        refused = await client.post("/api/v1/chunks", data=_chunk_form(device_id), files=upload)
+    assert refused.status_code == 503, refused.text
+    assert "retry-after" in refused.headers
+    row = await db.fetchrow("SELECT * FROM audio_chunks WHERE device_id = $1", device_id)
+    assert row is not None and row["status"] == "UPLOADED"
+    assert read_topic(settings.kafka.bootstrap_servers, settings.topics.media) == []
+
+    async with _api(settings) as client:
+        retry = await client.post("/api/v1/chunks", data=_chunk_form(device_id), files=upload)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["chunk_id"] == str(row["chunk_id"])
+    status = await db.fetchval("SELECT status FROM audio_chunks WHERE device_id = $1", device_id)
+    assert status == "QUEUED"
+    assert len(_files_under(settings.blob.root)) == 1
+    messages = read_topic(settings.kafka.bootstrap_servers, settings.topics.media)
+    assert [decode_media_event(m.value).event_id for m in messages] == [str(row["chunk_id"])]

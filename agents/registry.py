@@ -12,7 +12,16 @@ from typing import Any
 
 import faust
 
-from agents import maintenance, postgres_sink, redis_sink, rollups, status, validate
+from agents import (
+    alerts_sink,
+    flows,
+    maintenance,
+    postgres_sink,
+    redis_sink,
+    rollups,
+    status,
+    validate,
+)
 from agents.context import WorkerContext
 from streams.app import create_app
 from streams.settings import Settings
@@ -25,6 +34,8 @@ AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
     postgres_sink.register,
     redis_sink.register,
     maintenance.register,
+    flows.register,
+    alerts_sink.register,
 )
 
 

@@ -24,8 +24,14 @@ from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
 from connectors.kafka.producer import Record
 from flows.engine import Outbound
 from schemas.errors import FleetError
+from streams.settings import TopicSettings
 
 log = logging.getLogger(__name__)
+
+
+def pipeline_topics(topics: TopicSettings) -> set[str]:
+    """The topics a flow's Kafka node may not write to: every topic the settings name."""
+    return {value for _, value in topics if isinstance(value, str)}
 
 
 class Sender(Protocol):

@@ -22,7 +22,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from connectors.integrations.errors import CallFailed
-from connectors.mqtt.credentials import TOLERATED, admin_client, enable_command
+from connectors.mqtt.credentials import (
+    TOLERATED,
+    admin_client,
+    allows_anonymous,
+    enable_command,
+)
 from connectors.mqtt.dynsec import Command, check
 from connectors.mqtt.errors import BrokerUnavailable, DynsecRefused
 from flows.engine import Outbound
@@ -133,7 +138,15 @@ class MqttSender:
     def _new_client(self) -> mqtt.Client:
         settings = self._settings
         try:
-            ensure_flows_user(settings)
+            if allows_anonymous(settings.host, settings.port):
+                log.warning(
+                    "MQTT broker %s:%d lets anonymous clients in (no dynamic security): flows "
+                    "publish without a user of their own there",
+                    settings.host,
+                    settings.port,
+                )
+            else:
+                ensure_flows_user(settings)
         except (BrokerUnavailable, DynsecRefused) as exc:
             raise CallFailed(f"cannot set up the flows MQTT user: {exc}", retriable=True) from exc
         client = mqtt.Client(

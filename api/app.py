@@ -14,13 +14,14 @@ from redis.asyncio import Redis
 
 from api.devices import registry_resources
 from api.edge import Edge
+from api.flows import flow_resources
 from api.live import LiveFeed
 from api.media.resources import media_resources
 from api.metrics import ApiMetrics
 from api.observability import EdgeMiddleware
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import admin_devices, health, media, readings, seeds, status, ws
+from api.routes import admin_devices, alerts, flows, health, media, readings, seeds, status, ws
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.producer import EventProducer, ProducerConfig
 from connectors.redis.idempotency import IdempotencyStore
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             async with (
                 registry_resources(app, settings),  # device registry: pool, cache
+                flow_resources(app, settings),  # flow registry, alerts
                 media_resources(app, settings),  # blob store, RTSP captures (needs the pool)
             ):
                 yield
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_devices.devices_router)
     app.include_router(status.router)
     app.include_router(ws.router)
+    app.include_router(flows.router)
+    app.include_router(alerts.router)
     app.include_router(media.router)
     install_openapi(app)
     return app

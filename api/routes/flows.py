@@ -1,0 +1,328 @@
+"""Flows over HTTP: ``/api/v1/admin/flows`` (admin token).
+
+Every change is stored in Postgres, then published to ``fleet.flows.v1`` and acked before the
+answer (:mod:`connectors.flow_registry`); workers apply it from their next batch. A 503 after a
+change means it is stored but not confirmed on the topic: retry the request (it publishes
+again, whatever it answers) or run ``fleetstream flows resync``.
+
+A definition that does not validate or compile is a 422 whose ``errors`` name the node and the
+field (``definition.nodes.2.timeout_s``, ``"node": "notify"``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+
+from api.auth import require_admin
+from api.deps import SettingsDep
+from api.flows import FlowRegistryDep
+from api.problems import ProblemError
+from connectors.flow_registry import FlowNotPublished
+from connectors.integrations.dispatch import pipeline_topics
+from connectors.postgres.devices import DatabaseUnavailable
+from connectors.postgres.flows import FlowExists, FlowNotFound
+from flows import alerts
+from flows.catalog import FlowSet
+from flows.engine import CompiledFlow, ReadingView
+from schemas.errors import FieldError, ValidationFailure, one_line
+from schemas.events import encoder
+from schemas.flows import (
+    FLOW_ID_PATTERN,
+    FlowDefinition,
+    FlowDocument,
+    KafkaNode,
+    decode_definition,
+)
+from schemas.validation import decode_reading
+from streams.settings import Settings
+
+router = APIRouter(
+    prefix="/api/v1/admin/flows", tags=["flows"], dependencies=[Depends(require_admin)]
+)
+
+_FLOW_ID = re.compile(FLOW_ID_PATTERN)
+JsonObject = Annotated[dict[str, Any], Body()]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_flow(
+    body: JsonObject, registry: FlowRegistryDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Create a flow: ``{"flow_id": "gas-alarm", "enabled": true, "definition": {...}}``."""
+    flow_id = body.get("flow_id")
+    if not isinstance(flow_id, str) or not _FLOW_ID.match(flow_id):
+        raise _invalid(
+            [FieldError(("flow_id",), f"must match {FLOW_ID_PATTERN}", "pattern")], "flow_id"
+        )
+    unknown = set(body) - {"flow_id", "enabled", "definition"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise _invalid([FieldError((field,), "unknown field", "unknown_field")], field)
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _invalid([FieldError(("enabled",), "must be true or false", "type")], "enabled")
+    definition = _definition(body.get("definition"), settings)
+    with flow_errors(settings):
+        document = await registry.create(flow_id, definition, enabled)
+    return view(document)
+
+
+@router.get("")
+async def list_flows(
+    registry: FlowRegistryDep,
+    settings: SettingsDep,
+    enabled: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    with flow_errors(settings):
+        page = await registry.list(enabled=enabled, limit=limit, offset=offset)
+    return {
+        "items": [view(document) for document in page.items],
+        "total": page.total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/{flow_id}")
+async def get_flow(
+    flow_id: str,
+    registry: FlowRegistryDep,
+    settings: SettingsDep,
+    version: Annotated[int | None, Query(ge=1, description="an older version")] = None,
+) -> dict[str, Any]:
+    with flow_errors(settings):
+        document = await registry.get(flow_id, version)
+    if document is None:
+        raise _not_found(flow_id, version)
+    return view(document)
+
+
+@router.put("/{flow_id}")
+async def update_flow(
+    flow_id: str, body: JsonObject, registry: FlowRegistryDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Replace the definition: ``{"definition": {...}}``; the flow gets its next version."""
+    unknown = set(body) - {"definition"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise _invalid([FieldError((field,), "unknown field", "unknown_field")], field)
+    definition = _definition(body.get("definition"), settings)
+    with flow_errors(settings):
+        document = await registry.update(flow_id, definition)
+    return view(document)
+
+
+@router.patch("/{flow_id}")
+async def enable_flow(
+    flow_id: str, body: JsonObject, registry: FlowRegistryDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Enable or disable: ``{"enabled": false}`` (the version does not change)."""
+    enabled = body.get("enabled")
+    if set(body) != {"enabled"} or not isinstance(enabled, bool):
+        raise _invalid([FieldError(("enabled",), 'send {"enabled": true|false}', "type")])
+    with flow_errors(settings):
+        document = await registry.set_enabled(flow_id, enabled)
+    return view(document)
+
+
+@router.delete("/{flow_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_flow(flow_id: str, registry: FlowRegistryDep, settings: SettingsDep) -> Response:
+    with flow_errors(settings):
+        await registry.delete(flow_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{flow_id}/dry-run")
+async def dry_run(
+    flow_id: str,
+    body: JsonObject,
+    request: Request,
+    registry: FlowRegistryDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Run the flow (its current version, or ``"version": N``) on ``"reading"`` (a reading as
+    a device sends it) and return the trace node by node. Nothing is called, published or
+    stored; outbound calls are listed as ``planned``."""
+    version = body.get("version")
+    if version is not None and (not isinstance(version, int) or version < 1):
+        raise _invalid([FieldError(("version",), "a version number (>= 1)", "type")], "version")
+    reading = _reading(body.get("reading"))
+    with flow_errors(settings):
+        document = await registry.get(flow_id, version)
+    if document is None:
+        raise _not_found(flow_id, version)
+    flow = CompiledFlow(document)
+    sample = _view(request, reading)
+    matched = bool(
+        FlowSet.for_reading(
+            FlowSet.of([flow]).for_device(
+                sample.device_id, sample.device.get("tags") or [], sample.device.get("profile")
+            ),
+            sample.sensors,
+        )
+    )
+    result = flow.run(sample)
+    answer: dict[str, Any] = {
+        "flow_id": flow.flow_id,
+        "version": flow.version,
+        "enabled": document.enabled,
+        "matches": matched,
+        "completed": result.completed,
+        "error": None if result.error is None else str(result.error),
+        "trace": [
+            {"node": step.node_id, "type": step.type, "outcome": step.outcome, **step.detail}
+            for step in result.trace
+        ],
+        "outbound": [call.describe() for call in result.outbound],
+        "fields": result.fields,
+        "alert": None,
+    }
+    if result.alert is not None and flow.alert is not None:
+        signal = result.alert
+        idle = alerts.RuleState()
+        rule = alerts.Rule(flow.flow_id, flow.version, flow.name, flow.alert)
+        event = alerts.step(
+            idle,
+            rule,
+            alerts.Reading(sample.device_id, sample.event_id, sample.ts),
+            signal,
+            datetime.now(UTC),
+        )
+        answer["alert"] = {
+            "condition": signal.condition,
+            "clear": signal.clear,
+            "value": signal.value,
+            "in_schedule": signal.in_schedule,
+            "message": signal.message,
+            "severity": flow.alert.severity,
+            "for_s": flow.alert.for_s,
+            "fires_from_idle": event is not None,
+        }
+    return answer
+
+
+def view(document: FlowDocument) -> dict[str, Any]:
+    shown: dict[str, Any] = msgspec.to_builtins(document)
+    shown.pop("schema_version", None)
+    shown["alert_rule"] = document.definition.alert is not None
+    return shown
+
+
+def _definition(value: Any, settings: Settings) -> FlowDefinition:
+    if not isinstance(value, dict):
+        message = "a flow definition object (name, match, nodes)"
+        raise _invalid([FieldError(("definition",), message, "type")], "definition")
+    try:
+        definition = decode_definition(value)
+    except ValidationFailure as exc:
+        raise _invalid([error.with_prefix("definition") for error in exc.errors]) from exc
+    forbidden = pipeline_topics(settings.topics)
+    errors = [
+        FieldError(
+            ("definition", "nodes", index, "topic"),
+            f"node {node.id!r}: {node.topic} is one of the pipeline's own topics",
+            "value",
+        )
+        for index, node in enumerate(definition.nodes)
+        if isinstance(node, KafkaNode) and node.topic in forbidden
+    ]
+    if errors:
+        raise _invalid(errors)
+    return definition
+
+
+def _reading(value: Any) -> Any:
+    if not isinstance(value, dict):
+        message = "a reading as a device sends it"
+        raise _invalid([FieldError(("reading",), message, "type")], "reading")
+    try:
+        return decode_reading(msgspec.json.encode(value), now=datetime.now(UTC))
+    except ValidationFailure as exc:
+        raise _invalid([error.with_prefix("reading") for error in exc.errors]) from exc
+
+
+def _view(request: Request, reading: Any) -> ReadingView:
+    """The reading enriched as the worker would: name, profile, tags, location, time zone."""
+    cache = getattr(request.app.state, "device_cache", None)
+    device = None if cache is None else cache.get(reading.device_id)
+    metadata = {} if device is None else dict(device.metadata)
+    location = metadata.get("location")
+    zone = metadata.get("timezone")
+    if not isinstance(zone, str) and isinstance(location, dict):
+        zone = location.get("timezone")
+    return ReadingView(
+        event_id=reading.event_id or "dry-run",
+        device_id=reading.device_id,
+        ts=reading.timestamp or datetime.now(UTC),
+        sensors=msgspec.json.decode(encoder.encode(reading.sensors)),
+        metadata=reading.metadata,
+        device={
+            "id": reading.device_id,
+            "name": None if device is None else device.name,
+            "profile": None if device is None else device.profile,
+            "tags": [] if device is None else list(device.tags),
+            "location": location,
+            "timezone": zone if isinstance(zone, str) and zone else "UTC",
+        },
+    )
+
+
+@contextmanager
+def flow_errors(settings: Settings) -> Iterator[None]:
+    retry = {"Retry-After": str(settings.api.retry_after_s)}
+    try:
+        yield
+    except FlowNotFound as exc:
+        raise _not_found(exc.flow_id) from exc
+    except FlowExists as exc:
+        raise ProblemError(
+            409,
+            "Conflict",
+            str(exc),
+            errors=[{"field": "flow_id", "message": str(exc), "type": "conflict"}],
+        ) from exc
+    except ValidationFailure as exc:
+        raise _invalid([error.with_prefix("definition") for error in exc.errors]) from exc
+    except (FlowNotPublished, DatabaseUnavailable) as exc:
+        raise ProblemError(503, "Service unavailable", str(exc), headers=retry) from exc
+
+
+def _invalid(errors: list[FieldError], field: str | None = None) -> ProblemError:
+    described = []
+    for error in errors:
+        entry: dict[str, Any] = {
+            "field": ".".join(str(part) for part in error.loc) or field,
+            "message": error.message,
+            "type": error.type,
+        }
+        node = _node_of(error)
+        if node is not None:
+            entry["node"] = node
+        described.append(entry)
+    return ProblemError(422, "Invalid flow", errors[0].describe(), errors=described)
+
+
+def _node_of(error: FieldError) -> str | None:
+    match = re.match(r"^node '([^']*)'", error.message)
+    return match.group(1) if match else None
+
+
+def _not_found(flow_id: str, version: int | None = None) -> ProblemError:
+    which = f"flow {one_line(flow_id)}"
+    if version is not None:
+        which = f"version {version} of {which}"
+    return ProblemError(
+        404,
+        "Not found",
+        f"{which} does not exist",
+        errors=[{"field": "flow_id", "message": "no such flow", "type": "not_found"}],
+    )

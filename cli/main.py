@@ -7,6 +7,7 @@ fleetstream api | worker | mqtt   one service in the foreground
 fleetstream db upgrade|downgrade|current|partitions
 fleetstream topics create
 fleetstream devices create|list|show|disable|enable|rotate|delete|resync
+fleetstream flows create|update|list|show|enable|disable|delete|load-examples|resync
 fleetstream deadletters list|replay
 """
 
@@ -18,6 +19,7 @@ from cli import runner
 from cli.bench_commands import bench_app
 from cli.deadletters_commands import deadletters_app
 from cli.devices_commands import devices_app
+from cli.flows_commands import flows_app
 from cli.mqtt_command import mqtt
 from cli.partitions_command import partitions
 from cli.stack_commands import stack_app
@@ -31,6 +33,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
+app.add_typer(flows_app, name="flows")
 app.add_typer(deadletters_app, name="deadletters")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")

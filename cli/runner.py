@@ -49,6 +49,7 @@ def prepare(settings: Settings) -> None:
     create_topics(settings)
     register_schemas(settings)
     resync_devices(settings)
+    resync_flows(settings)
 
 
 def register_schemas(settings: Settings) -> None:
@@ -64,6 +65,13 @@ def resync_devices(settings: Settings) -> None:
     from cli.devices_commands import describe, resync_registry
 
     say(describe(resync_registry(settings)))
+
+
+def resync_flows(settings: Settings) -> None:
+    """Republish flows the flow registry topic lacks (same repair as for devices)."""
+    from cli import flows_commands
+
+    say(flows_commands.describe(flows_commands.resync_flows(settings)))
 
 
 def create_topics(settings: Settings) -> None:

@@ -470,3 +470,32 @@ async def test_a_chunk_the_event_log_did_not_take_is_announced_by_the_retry(
     assert len(_files_under(settings.blob.root)) == 1
     messages = read_topic(settings.kafka.bootstrap_servers, settings.topics.media)
     assert [decode_media_event(m.value).event_id for m in messages] == [str(row["chunk_id"])]
+
+
+async def test_an_unreachable_blob_store_is_503_and_nothing_is_recorded(
+    pipeline: Settings, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = _settings(pipeline, tmp_path, backend="s3", s3_endpoint=dead, s3_timeout_s=2.0)
+    camera = f"cam-{uuid.uuid4().hex[:8]}"
+    async with _api(settings) as client:
+        fleet = Fleet(client)
+        await fleet.enroll([camera])
+        ready = await client.get("/health/ready")
+        assert (ready.status_code, ready.json()["status"], ready.json()["blob_store"]) == (
+            200,
+            "degraded",
+            False,
+        )
+        response = await client.post(
+            "/api/v1/ingest/upload",
+            data={"camera_id": camera},
+            files=[("files", ("a.png", PNG, "image/png"))],
+            headers=fleet.headers(camera),
+        )
+    assert response.status_code == 503, response.text
+    assert "retry-after" in response.headers
+    assert (
+        await db.fetchval("SELECT count(*) FROM media_requests WHERE device_id = $1", camera) == 0
+    )
+    assert read_topic(settings.kafka.bootstrap_servers, settings.topics.media) == []

@@ -109,7 +109,7 @@ def multipart(
         out += value.encode() + b"\r\n"
     for name, filename, data in files:
         out += (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
             f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
         ).encode()
         out += data + b"\r\n"

@@ -242,9 +242,7 @@ class StreamSettings(_Section):
     table_store: Literal["memory", "rocksdb"] = Field(
         default="rocksdb", description="Faust table store (memory: tests; state is changelogged)"
     )
-    state_batch_max: int = Field(
-        default=128, ge=1, description="envelopes per status/rollup batch"
-    )
+    state_batch_max: int = Field(default=128, ge=1, description="envelopes per status/rollup batch")
     inactivity_timeout_s: int = Field(
         default=300, ge=1, description="offline after this long silent (registry overrides)"
     )

@@ -48,6 +48,8 @@ class Plan:
     kafka_tools: bool = False
     per_message_baselines: bool = False
     pipeline_readings: int = 1_000_000
+    pipeline_flows: int = 0
+    """With N > 0, each pipeline run is repeated with N flows on every device (bench/flows_load)."""
     ingest_seconds: int = 15
     latency_seconds: float = 30.0
     latency_rate: float = 5000.0
@@ -135,6 +137,20 @@ def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
                 ],
             )
         )
+        if plan.pipeline_flows:
+            steps.append(
+                (
+                    f"pipeline, {workers} worker(s), {plan.pipeline_flows} flows per device",
+                    lambda workers=workers: [  # type: ignore[misc]
+                        pipeline.run(
+                            ctx,
+                            count=plan.pipeline_readings,
+                            workers=workers,
+                            flows=plan.pipeline_flows,
+                        )
+                    ],
+                )
+            )
     if 1 in plan.pipeline_workers and plan.profile != "never":
         steps.append(("profile of one worker", lambda: _profile_if_needed(plan, ctx, results)))
     if plan.latency:

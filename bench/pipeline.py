@@ -18,6 +18,7 @@ import asyncpg
 from bench.context import Context, Stored, delete_rows, fresh_topics, wait_stored
 from bench.cpu import CpuMeter
 from bench.data import encoded_items, group_envelopes, invalid_count, new_fleet, readings
+from bench.flows_load import publish_flows, wait_committed
 from bench.kafka import Watermarks, produce_envelopes
 from bench.procs import Started, bench_settings, services
 from bench.profile import RATE, Sampler, describe
@@ -39,6 +40,7 @@ def run(
     workers: int = 1,
     profile_with: str | None = None,
     time_limit_s: float = TIME_LIMIT_S,
+    flows: int = 0,
 ) -> Result:
     """Preload ``count`` readings, run ``workers`` workers until all are stored; with
     ``profile_with`` (py-spy), sample the first worker for PROFILE_S after PROFILE_DELAY_S."""
@@ -57,6 +59,8 @@ def run(
             f"pipeline: {count:,} readings in {records:,} envelopes, "
             f"{time.perf_counter() - started:.1f} s; starting {workers} worker(s)"
         )
+        if flows:  # bench/flows_load.py: N flows on every device, done when they acked too
+            publish_flows(settings, flows)
         start_at = time.time()
         with services(settings, ctx.workdir, ["worker"] * workers) as started_workers:
             meter = _meter(ctx, started_workers)
@@ -72,11 +76,13 @@ def run(
             stored = asyncio.run(
                 _wait(ctx, settings, fleet.devices, count, started_workers, time_limit_s)
             )
+            flows_done = wait_committed(settings, time_limit_s) if flows else None
             cpu = meter.stop()
             profiled = sampler.finish() if sampler else None
         asyncio.run(_cleanup(settings, fleet.devices))
-    seconds = stored.done_at - start_at
-    steady = stored.handled / (stored.done_at - stored.first_row_at)
+    done_at = max(stored.done_at, flows_done or 0.0)
+    seconds = done_at - start_at
+    steady = stored.handled / (done_at - stored.first_row_at)
     notes = [
         f"{records:,} envelopes of ≤ {ENVELOPE_ITEMS} readings, {DEVICES:,} devices, "
         f"{settings.kafka.partitions} partitions; {stored.rows:,} rows + {stored.dead:,} dead "
@@ -93,7 +99,8 @@ def run(
         notes += describe(profiled, PROFILE_S, RATE)
     result = Result(
         "pipeline",
-        f"fleetstream, {workers} worker{'s' if workers > 1 else ''}",
+        f"fleetstream, {workers} worker{'s' if workers > 1 else ''}"
+        + (f", {flows} flows per device" if flows else ""),
         stored.handled,
         seconds,
         steady_rate=steady,

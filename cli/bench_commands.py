@@ -72,11 +72,21 @@ def pipeline(
     workers: Annotated[int, typer.Option(min=1, max=8, help="worker processes")] = 1,
     readings: Readings = 1_000_000,
     profile: Annotated[str, typer.Option(help="py-spy: auto, always or never")] = "auto",
+    flows: Annotated[
+        int, typer.Option(min=0, max=100, help="also run with N flows on every device")
+    ] = 0,
 ) -> None:
     """Preloaded raw envelopes → worker(s) → rows in Postgres + dead letters."""
     from bench.harness import Plan
 
-    _run(Plan(pipeline_workers=(workers,), pipeline_readings=readings, profile=profile))
+    _run(
+        Plan(
+            pipeline_workers=(workers,),
+            pipeline_readings=readings,
+            profile=profile,
+            pipeline_flows=flows,
+        )
+    )
 
 
 @bench_app.command()

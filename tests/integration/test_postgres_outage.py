@@ -9,13 +9,13 @@ reading is a row, the four bad records are dead letters, and the worker never st
 from __future__ import annotations
 
 import asyncpg
-import httpx
 import pytest
 
 from cli.stack import manager
 from schemas.events import decode_dead_letter
 from streams.settings import Settings
 from tests.factories import device_ids, reading
+from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import committed, partition_ends, produce, read_all
 from tests.integration.processes import WorkerProcess
 from tests.support import wait_until
@@ -25,12 +25,13 @@ READINGS = 1000
 
 @pytest.mark.disruptive
 async def test_sink_waits_for_postgres_without_committing_and_then_stores_every_reading(
-    api_client: httpx.AsyncClient,
+    fleet: Fleet,
     pipeline: Settings,
     stack_settings: Settings,
     worker: WorkerProcess,
 ) -> None:
     devices = device_ids(4)
+    await fleet.enroll(devices)  # before the outage: the admin API stores devices in Postgres
     bootstrap, group, topics = (
         pipeline.kafka.bootstrap_servers,
         pipeline.worker.app_id,
@@ -44,7 +45,7 @@ async def test_sink_waits_for_postgres_without_committing_and_then_stores_every_
         accepted: list[str] = []
         for start in range(0, READINGS, 250):
             body = [reading(devices[n % 4], n) for n in range(start, start + 250)]
-            response = await api_client.post("/v1/readings", json=body)
+            response = await fleet.post(body)
             assert response.status_code == 202, response.text
             accepted += response.json()["event_ids"]
 

@@ -9,6 +9,7 @@ import httpx
 
 from streams.settings import Settings
 from tests.factories import device_ids, reading
+from tests.integration.fleet import Fleet
 from tests.integration.processes import ApiProcess, WorkerProcess
 from tests.support import free_port, wait_until
 
@@ -33,7 +34,9 @@ async def test_served_api_accepts_a_reading_that_reaches_postgres(
 
             await wait_until(ready, timeout_s=60, what=lambda: f"the API\n{api.log_tail()}")
             device = device_ids(1)[0]
-            response = await client.post("/v1/readings", json=reading(device, 1))
+            fleet = Fleet(client)
+            await fleet.enroll([device])
+            response = await fleet.post(reading(device, 1))
             assert response.status_code == 202, response.text
             (event_id,) = response.json()["event_ids"]
             docs = await client.get("/openapi.json")

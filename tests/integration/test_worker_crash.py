@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from streams.settings import Settings
 from tests.factories import device_ids, reading
+from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import committed, partition_ends
 from tests.integration.processes import WorkerProcess
 from tests.support import wait_until
@@ -31,7 +31,7 @@ async def stored_ids(db: asyncpg.Connection, devices: list[str]) -> list[str]:
 
 
 async def test_sigkill_while_the_sink_waits_on_its_write_redelivers_the_batch(
-    api_client: httpx.AsyncClient,
+    fleet: Fleet,
     pipeline: Settings,
     worker_factory: list[WorkerProcess],
     db: asyncpg.Connection,
@@ -39,11 +39,12 @@ async def test_sigkill_while_the_sink_waits_on_its_write_redelivers_the_batch(
     tmp_path: Path,
 ) -> None:
     devices = device_ids(8)
+    await fleet.enroll(devices)
     bootstrap, group = pipeline.kafka.bootstrap_servers, pipeline.worker.app_id
     first = WorkerProcess(pipeline, tmp_path / "worker-1.log")
     worker_factory.append(first)
     first.start()
-    warm = await api_client.post("/v1/readings", json=reading(devices[0], 0))
+    warm = await fleet.post(reading(devices[0], 0))
     accepted: list[str] = warm.json()["event_ids"]
 
     async def warmed_up() -> bool:
@@ -58,14 +59,14 @@ async def test_sigkill_while_the_sink_waits_on_its_write_redelivers_the_batch(
     try:
         for b in range(BATCHES):
             batch = [reading(devices[n % 8], b * BATCH_SIZE + n + 1) for n in range(BATCH_SIZE)]
-            response = await api_client.post("/v1/readings", json=batch)
+            response = await fleet.post(batch)
             assert response.status_code == 202, response.text
             accepted += response.json()["event_ids"]
 
         async def sink_blocked_on_the_lock() -> bool:
             waiting = await db.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query ILIKE 'INSERT INTO readings%'"
+                "AND (query ILIKE 'INSERT INTO readings%' OR query ILIKE 'COPY %readings%')"
             )
             return bool(waiting)
 

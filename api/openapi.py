@@ -7,7 +7,6 @@ from the same msgspec structs that validate the bodies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -72,6 +71,3 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     setattr(app, "openapi", openapi)  # noqa: B010 - FastAPI's documented override
-
-
-OpenApi = Callable[[], dict[str, Any]]

@@ -8,7 +8,9 @@ every published version, and a unit test checks that each file can read what eve
 version wrote (BACKWARD, the registry's rule too).
 
 This module is pure: it never talks to the registry; schema ids are given to it
-(``connectors.schema_registry`` finds them). Encoders use fastavro with schemas parsed once.
+(``connectors.schema_registry`` finds them). fastavro parses the schemas (once), decodes, and
+encodes every contract; ``fleet.readings.v1``, one record per reading, is written by a writer
+generated from its schema (``schemas.avro_writer``, 2.7x faster, byte-identical to fastavro).
 
 =========================  =================  ===============================================
 topic (default name)       contract           turn a value into a datum with
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import struct
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -35,6 +38,7 @@ from typing import Any, Final, Literal
 import fastavro
 import msgspec
 
+from schemas.avro_writer import AvroWriter, compile_writer
 from schemas.catalogue import sensor_types
 from schemas.events import CuratedReading, DeadLetter
 from schemas.status import Rollup, StatusChange
@@ -98,25 +102,10 @@ def parsed_schema(contract: Contract) -> Any:
 
 
 @cache
-def _wire_schema(contract: Contract) -> Any:
-    """The schema without its logical types: the same bytes on the wire (a timestamp-micros is
-    a long, a uuid a string), but fastavro skips its per-field logical-type conversion, which
-    was a fifth of a reading's encoding cost. Datums for it carry epoch microseconds."""
-    return fastavro.parse_schema(_without_logical_types(copy.deepcopy(_schema_dict(contract))))
-
-
-def _without_logical_types(schema: Any) -> Any:
-    if isinstance(schema, list):
-        return [_without_logical_types(branch) for branch in schema]
-    if not isinstance(schema, dict):
-        return schema
-    schema.pop("logicalType", None)
-    for key in ("type", "items", "values"):
-        if key in schema:
-            schema[key] = _without_logical_types(schema[key])
-    for field in schema.get("fields", ()):
-        field["type"] = _without_logical_types(field["type"])
-    return schema
+def _readings_writer() -> AvroWriter:
+    """The generated writer of the readings schema (fastavro has checked the schema)."""
+    parsed_schema("readings")
+    return compile_writer(copy.deepcopy(_schema_dict("readings")))
 
 
 class AvroEncoder:
@@ -142,18 +131,22 @@ class AvroEncoder:
     def readings(self) -> Callable[[CuratedReading], bytes]:
         """``CuratedReading -> bytes`` for ``fleet.readings.v1`` (this must be its encoder).
 
-        The hot path: timestamps go in as epoch microseconds, written with the schema stripped
-        of logical types; the bytes are those of :meth:`encode` of :func:`reading_datum`.
+        The hot path: a writer generated from the schema (``schemas.avro_writer``), fed epoch
+        microseconds for the timestamps; the bytes are those of :meth:`encode` of
+        :func:`reading_datum` (fastavro), which a unit test checks.
         """
         if self.contract != "readings":
             raise ValueError(f"the {self.contract!r} encoder cannot encode readings")
-        prefix, wire, write = self._prefix, _wire_schema("readings"), fastavro.schemaless_writer
+        prefix, write = self._prefix, _readings_writer()
 
         def encode(reading: CuratedReading) -> bytes:
-            out = BytesIO()
-            out.write(prefix)
-            write(out, wire, reading_datum(reading, micros=True))
-            return out.getvalue()
+            out = bytearray(prefix)
+            try:
+                write(reading_datum(reading, micros=True), out)
+            except (struct.error, TypeError, AttributeError, KeyError, OverflowError) as exc:
+                message = f"reading {reading.event_id} does not fit the readings schema: {exc!r}"
+                raise ValueError(message) from exc
+            return bytes(out)
 
         return encode
 

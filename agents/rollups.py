@@ -8,8 +8,9 @@ received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after its window ended: i
 ``readings`` but is in no rollup. Deciding on ``received_at`` (fixed at the edge) instead of
 the worker's clock makes the decision the same on every replay.
 
-The ``sink-rollups`` agent upserts those records into Postgres ``readings_1m``; an upsert never
-lowers ``count``, so a redelivered older aggregate cannot overwrite a newer one.
+The ``sink-rollups`` sink (its own consumer group, ``agents.sink_group``) upserts those records
+into Postgres ``readings_1m`` in large batches; an upsert never lowers ``count``, so a redelivered
+older aggregate cannot overwrite a newer one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agents.curated import Item, new_items, read_batch
 from agents.deadletters import dead_letter
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
+from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 STAGE = "rollups"
 TABLE = "rollups"
 WINDOW_S = 60
+ROLLUP_BATCH_MAX = 20_000
+"""Rollup records per upsert batch (they are small; Postgres keeps the newest per window)."""
 _SLACK_S = 60
 """Windows are dropped from the state a minute after they stop taking readings, so a reading
 received slightly out of order (two API instances) still finds its window."""
@@ -158,36 +162,30 @@ def register(ctx: WorkerContext) -> None:
         async for events in stream.noack_take(settings.stream.state_batch_max, within):
             await rollups.on_batch(stream, list(events))
 
-    async def sink_rollups(stream: Any) -> None:
-        store = await _open_store(ctx)
-        try:
-            async for events in stream.noack_take(settings.worker.sink_batch_max * 16, within):
-                await _upsert(ctx, store, list(events))
-                for event in events:
-                    await stream.ack(event)
-        finally:
-            await store.close()
-
     ctx.app.agent(ctx.topics.curated, name="rollups")(guarded("rollups", rollup_windows))
-    rollup_topic = ctx.app.topic(
-        settings.topics.readings_1m,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-    ctx.app.agent(rollup_topic, name="sink-rollups")(guarded("sink-rollups", sink_rollups))
+    # One Kafka record per (device, field, window) update: through Faust's per-message machinery
+    # that cost more than the readings themselves, so the upserts read the topic in a consumer
+    # group of their own, in large batches (agents.sink_group).
+    stores: list[RollupStore] = []
+
+    async def sink_rollups(messages: list[SinkMessage]) -> None:
+        if not stores:
+            stores.append(await _open_store(ctx))
+        await _upsert(ctx, stores[0], messages)
+
+    group = SinkGroup(settings, "sink-rollups", [settings.topics.readings_1m], ROLLUP_BATCH_MAX)
+    start_sink(ctx, group, sink_rollups)
 
 
-async def _upsert(ctx: WorkerContext, store: RollupStore, events: list[Any]) -> None:
+async def _upsert(ctx: WorkerContext, store: RollupStore, messages: list[SinkMessage]) -> None:
     now = datetime.now(UTC)
     rollups: list[Rollup] = []
     letters = Outputs()
-    for event in events:
+    for message in messages:
         try:
-            rollups.append(decode_rollup(event.message.value or b""))
+            rollups.append(decode_rollup(message.value or b""))
         except ValueError as exc:  # msgspec's errors are ValueErrors
-            letter = dead_letter("sink.rollups", event.message, exc, now)
+            letter = dead_letter("sink.rollups", message, exc, now)
             letters.add(ctx.settings.topics.deadletter, letter)
     await retry_until_done(
         lambda: store.upsert(rollups),

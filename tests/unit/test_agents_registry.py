@@ -36,14 +36,13 @@ def test_the_app_is_built_from_the_settings_passed_in(tmp_path: Path) -> None:
         "validate",
         "device-status",
         "rollups",
-        "sink-rollups",
         "sink-postgres",
         "flows",
         "sink-alerts",
     }
     consumed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
     topics = settings.topics
-    assert consumed == {topics.raw, topics.curated, topics.readings_1m, topics.alerts}
+    assert consumed == {topics.raw, topics.curated, topics.alerts}
     assert {table for table in app.tables} == {"device-status", "rollups", "flow-state"}
 
 

@@ -77,7 +77,11 @@ class ReadingStore:
             return 0
         async with self._pool.acquire() as conn:
             try:
-                await conn.copy_records_to_table("readings", records=rows, columns=COLUMNS)
+                # In an explicit transaction: the rows are committed only by a COMMIT this
+                # client sends after the COPY finished. A bare COPY commits on its own, even
+                # when the worker died while the COPY waited on a lock.
+                async with conn.transaction():
+                    await conn.copy_records_to_table("readings", records=rows, columns=COLUMNS)
             except asyncpg.UniqueViolationError:
                 return await self._merge(conn, rows)
         return len(rows)

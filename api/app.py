@@ -91,9 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _live_feed(settings: Settings) -> LiveFeed:
     topics = settings.topics
-    return LiveFeed(
-        settings.kafka.bootstrap_servers, topics.curated, settings.live.device_status_topic
-    )
+    return LiveFeed(settings.kafka.bootstrap_servers, topics.curated, topics.device_status)
 
 
 def _idempotency(settings: Settings) -> IdempotencyStore:

@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Request
 
 from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.registry import RegistryPublisher
-from connectors.mqtt.credentials import BrokerCredentials
+from connectors.mqtt.credentials import device_credentials
 from connectors.postgres.devices import DeviceStore
 from connectors.postgres.pool import create_pool
 from connectors.registry import DeviceRegistry
@@ -41,7 +41,7 @@ async def registry_resources(app: FastAPI, settings: Settings) -> AsyncIterator[
     cache = DeviceCache(kafka.bootstrap_servers, settings.topics.devices)
     cache.start()
     app.state.device_registry = DeviceRegistry(
-        DeviceStore(pool), publisher, BrokerCredentials(settings.mqtt)
+        DeviceStore(pool), publisher, device_credentials(settings.mqtt)
     )
     app.state.device_cache = cache
     app.state.pg_pool = pool  # also read by the seed 001 "latest" route

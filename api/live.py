@@ -3,9 +3,11 @@
 Source: a Kafka consumer in the API process on the internal ``fleet.curated.v1`` (curated
 envelopes, JSON, written by the validate agent once a reading passed validation), *assigned*
 every partition from its end: no consumer group, no commits, every API instance sees every
-reading from the moment it starts (a live view, not a replay). It also follows the device-status
-topic (``FLEET_LIVE__DEVICE_STATUS_TOPIC``) once that exists. See decision 13 for why Kafka and
-not Redis pub/sub.
+reading from the moment it starts (a live view, not a replay). It follows the device-status
+topic (``FLEET_TOPICS__DEVICE_STATUS``: the status agent's :class:`schemas.status.StatusChange`
+transitions, JSON) the same way, once that topic exists, and relays each record as it is, as
+``{"type": "device-status", "data": <transition>}``. See decision 13 for why Kafka and not Redis
+pub/sub.
 
 Fan-out never waits on a client: the consumer thread hands each poll's records to the event
 loop, where one task fans them out a record (an envelope) at a time, yielding in between so the

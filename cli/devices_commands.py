@@ -20,7 +20,7 @@ import typer
 from cli.runner import operator_errors
 from connectors.kafka.device_cache import read_registry
 from connectors.kafka.registry import RegistryPublisher
-from connectors.mqtt.credentials import BrokerCredentials
+from connectors.mqtt.credentials import device_credentials
 from connectors.postgres.devices import DeviceQuery, DeviceStore
 from connectors.postgres.pool import create_pool
 from connectors.registry import DeviceRegistry, ResyncReport
@@ -175,7 +175,7 @@ async def _with_registry(settings: Settings, action: Callable[[DeviceRegistry], 
         delivery_timeout_ms=settings.kafka.delivery_timeout_ms,
     )
     try:
-        credentials = BrokerCredentials(settings.mqtt)
+        credentials = device_credentials(settings.mqtt)
         return await action(DeviceRegistry(DeviceStore(pool), publisher, credentials))
     finally:
         publisher.close()

@@ -138,6 +138,10 @@ class MqttSettings(_Section):
     broker_max_queued_messages: int = Field(
         default=1_000_000, ge=0, description="local Mosquitto: queue per offline session"
     )
+    manage_device_credentials: bool = Field(
+        default=True,
+        description="device create/rotate set the device's broker password (off: no MQTT)",
+    )
     flows_username: str = Field(
         default="fleet-flows", description="the user flows' MQTT publish nodes log in as"
     )
@@ -162,7 +166,6 @@ class LiveSettings(_Section):
         default=1000, ge=1, description="messages queued per client before it is dropped"
     )
     max_filter_items: int = Field(default=1000, ge=1)
-    device_status_topic: str = "fleet.device-status.v1"
 
 
 class RateLimit(_Section):

@@ -169,3 +169,9 @@ def ensure_bridge_user(settings: MqttSettings) -> None:
     when the admin cannot log in and ``DynsecRefused`` when the plugin refuses."""
     with admin_client(settings) as dynsec:
         check(dynsec.execute(bridge_commands(settings)), TOLERATED)
+
+
+def device_credentials(settings: MqttSettings) -> BrokerCredentials | None:
+    """The registry's credentials hook, or None with ``FLEET_MQTT__MANAGE_DEVICE_CREDENTIALS``
+    off (a deployment without MQTT: creating or rotating a device never calls the broker)."""
+    return BrokerCredentials(settings) if settings.manage_device_credentials else None

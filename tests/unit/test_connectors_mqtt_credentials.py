@@ -7,10 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.mqtt.credentials import device_topics, role_for, token_commands
+from connectors.mqtt.credentials import (
+    BrokerCredentials,
+    device_credentials,
+    device_topics,
+    role_for,
+    token_commands,
+)
 from connectors.mqtt.errors import BrokerUnavailable
 from connectors.registry import CredentialsNotSet, DeviceRegistry, NotPublished
 from schemas.devices import Device, DeviceChanges, NewDevice, hash_token
+from streams.settings import Settings
 from tests.unit.registry_fakes import MemoryPublisher, MemoryStore
 
 PATTERNS = ["neurobuild/sensors/+/data", "fleet/+/telemetry"]
@@ -92,3 +99,22 @@ def test_a_device_may_publish_to_its_own_topics_only() -> None:
 def test_a_disabled_device_gets_its_password_but_stays_disabled() -> None:
     commands = token_commands(_device("esp32-b", enabled=False), "secret-token-123", PATTERNS)
     assert commands[-1] == {"command": "disableClient", "username": "esp32-b"}
+
+
+def test_device_credentials_follow_the_manage_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(device_credentials(Settings().mqtt), BrokerCredentials)
+    monkeypatch.setenv("FLEET_MQTT__MANAGE_DEVICE_CREDENTIALS", "false")
+    assert device_credentials(Settings().mqtt) is None
+
+
+async def test_without_broker_credentials_create_and_rotate_never_call_a_broker() -> None:
+    # The broker named here does not exist: with the hook on, both would fail (CredentialsNotSet).
+    mqtt = Settings().mqtt.model_copy(
+        update={"host": "broker.invalid", "manage_device_credentials": False}
+    )
+    publisher = MemoryPublisher()
+    registry = DeviceRegistry(MemoryStore(), publisher, device_credentials(mqtt))
+    device, token = await registry.create(NewDevice(device_id="esp32-no-mqtt"))
+    rotated, new_token = await registry.rotate_token("esp32-no-mqtt")
+    assert device.token_hash == hash_token(token)
+    assert rotated.token_hash == hash_token(new_token) != device.token_hash

@@ -15,7 +15,6 @@ Replayed readings keep their event ids: the sinks store each once.
 from __future__ import annotations
 
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,19 +23,11 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from cli.runner import operator_errors
-from connectors.kafka.errors import KafkaUnavailable
-from connectors.kafka.partitioner import partition_for
-from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, decode_raw_record, encode_item
-from schemas.envelopes import raw_envelope as build_raw_envelope
-from schemas.events import (
-    DeadLetter,
-    RawEvent,
-    curated_decoder,
-    dead_letter_decoder,
-)
+from connectors.kafka import deadletters as dlq
+from connectors.kafka.deadletters import replayable
+from schemas.events import DeadLetter, RawEvent
 from streams.settings import Settings, get_settings
 
 deadletters_app = typer.Typer(no_args_is_help=True, help="The dead-letter topic: list, replay.")
@@ -73,126 +64,21 @@ def _aware(moment: datetime) -> datetime:
 
 def read_letters(settings: Settings, timeout_s: float = 30.0) -> Iterator[DeadLetter]:
     """Every dead letter now on the topic (undecodable records are skipped)."""
-    topic = settings.topics.deadletter
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": f"fleetstream-deadletters-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
+    return dlq.read_letters(
+        settings.kafka.bootstrap_servers, settings.topics.deadletter, timeout_s
     )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            raise KafkaUnavailable(f"topic {topic} is not there (run `fleetstream topics create`)")
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.topics[topic].partitions
-        }
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        polls = int(timeout_s / 0.2)
-        while pending and polls > 0:
-            message = consumer.poll(0.2)
-            polls -= 1
-            if message is None or message.error() is not None:
-                continue
-            partition, offset = message.partition() or 0, message.offset() or 0
-            if offset + 1 >= ends[partition]:
-                pending.discard(partition)
-            try:
-                yield dead_letter_decoder.decode(message.value() or b"")
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-        if pending:
-            raise KafkaUnavailable(f"could not read {topic} to its end in {timeout_s:.0f} s")
-    finally:
-        consumer.close()
-
-
-def replayable(letter: DeadLetter, max_replays: int) -> tuple[list[RawEvent], str | None]:
-    """The readings of ``letter`` as they go back on the raw topic, or why there are none."""
-    record = decode_raw_record(
-        letter.original,
-        record_id=f"{letter.source_topic}/{letter.partition}/{letter.offset}",
-        record_time=letter.failed_at,
-        format_header=None,
-    )
-    events = list(record.events)
-    if not events:
-        events = _from_curated(letter.original)
-    if not events:
-        return [], "the original holds no reading (undecodable)"
-    if any(event.replay_count >= max_replays for event in events):
-        return [], f"already replayed {max_replays} time(s)"
-    return [msgspec.structs.replace(e, replayed=e.replay_count + 1) for e in events], None
-
-
-def _from_curated(original: bytes) -> list[RawEvent]:
-    """A sink's dead letter holds a curated reading: rebuild the reading a device sent."""
-    try:
-        curated = curated_decoder.decode(original)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return []
-    payload: dict[str, Any] = {
-        "device_id": curated.device_id,
-        "timestamp": curated.ts,
-        "event_id": curated.event_id,
-        "sensors": curated.sensors,
-    }
-    if curated.metadata is not None:
-        payload["metadata"] = curated.metadata
-    return [
-        RawEvent(
-            event_id=curated.event_id,
-            device_id=curated.device_id,
-            received_at=curated.received_at,
-            source=curated.source,
-            payload=msgspec.Raw(msgspec.json.encode(payload)),
-            replayed=curated.replayed,
-        )
-    ]
 
 
 def produce_replays(settings: Settings, events: list[RawEvent]) -> int:
     """Put ``events`` on the raw topic as envelopes on their partitions; return the records."""
-    topic = settings.topics.raw
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "acks": "all",
-            "enable.idempotence": True,
-            "message.max.bytes": settings.kafka.envelope_max_bytes * 2,
-        }
+    kafka = settings.kafka
+    return dlq.produce_replays(
+        kafka.bootstrap_servers,
+        settings.topics.raw,
+        events,
+        envelope_max_items=kafka.envelope_max_items,
+        envelope_max_bytes=kafka.envelope_max_bytes,
     )
-    metadata = producer.list_topics(topic, timeout=10)
-    if topic not in metadata.topics:
-        raise KafkaUnavailable(f"topic {topic} is not there")
-    partitions = len(metadata.topics[topic].partitions)
-    by_partition: dict[int, list[bytes]] = defaultdict(list)
-    for event in events:
-        by_partition[partition_for(event.device_id, partitions)].append(encode_item(event))
-    failures: list[str] = []
-
-    def delivered(error: Any, message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    records = 0
-    for partition, items in by_partition.items():
-        for start in range(0, len(items), settings.kafka.envelope_max_items):
-            chunk = items[start : start + settings.kafka.envelope_max_items]
-            producer.produce(
-                topic,
-                build_raw_envelope(chunk),
-                partition=partition,
-                headers=[(FORMAT_HEADER, RAW_FORMAT.encode())],
-                on_delivery=delivered,
-            )
-            records += 1
-    if producer.flush(30) or failures:
-        raise KafkaUnavailable(f"replay not acked by the broker: {failures or 'timed out'}")
-    return records
 
 
 @deadletters_app.command("list")

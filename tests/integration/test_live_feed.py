@@ -21,19 +21,40 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from connectors.kafka.partitioner import partition_for
-from schemas.envelopes import curated_envelope
+from schemas.envelopes import curated_envelope, single_item_envelope
 from schemas.events import curate, raw_event_for
+from schemas.status import decode_status_change
 from schemas.validation import decode_reading
 from streams.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids, reading
-from tests.integration.processes import ApiProcess
+from tests.integration.processes import ApiProcess, WorkerProcess
+from tests.integration.stream_core import core_settings
 from tests.support import free_port, wait_until
 
 QUEUE_MAX = 20
+STATUS_TIMEOUT_S = 8
 
 
 @pytest.fixture
 async def served(pipeline: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
+    async for settings in _serve(pipeline, tmp_path):
+        yield settings
+
+
+@pytest.fixture
+async def served_with_worker(pipeline: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
+    """The API and a worker whose status timer calls a device offline after 8 s of silence."""
+    settings = core_settings(pipeline, inactivity_timeout_s=STATUS_TIMEOUT_S)
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker.start()
+    try:
+        async for served in _serve(settings, tmp_path):
+            yield served
+    finally:
+        worker.stop()
+
+
+async def _serve(pipeline: Settings, tmp_path: Path) -> AsyncIterator[Settings]:
     settings = pipeline.model_copy(
         update={
             "api": pipeline.api.model_copy(update={"port": free_port()}),
@@ -85,6 +106,22 @@ def produce_curated(settings: Settings, batches: dict[str, list[bytes]], per_env
                 settings.topics.curated, envelope, partition=partition_for(device_id, partitions)
             )
             producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def produce_raw(settings: Settings, readings: dict[str, int]) -> None:
+    """``count`` readings per device on the raw topic, each on its device's partition (as the
+    edges write them), acked by the broker."""
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "acks": "all"})
+    now = datetime.now(UTC)
+    for device_id, count in readings.items():
+        for n in range(count):
+            body = json.dumps(reading(device_id, n)).encode()
+            event = raw_event_for(
+                decode_reading(body, now=now), body, source="mqtt", received_at=now
+            )
+            partition = partition_for(device_id, settings.kafka.partitions)
+            producer.produce(settings.topics.raw, single_item_envelope(event), partition=partition)
     assert producer.flush(30) == 0
 
 
@@ -220,3 +257,66 @@ async def test_a_client_that_never_reads_is_dropped_while_a_normal_client_keeps_
         assert await asyncio.to_thread(closed_by_server, slow, 60.0)
     finally:
         slow.close()
+
+
+async def test_device_status_transitions_reach_the_clients_that_watch_the_device(
+    served_with_worker: Settings,
+) -> None:
+    """The worker's status agent → fleet.device-status.v1 (the topic the settings name) → the
+    feed: online when readings arrive, offline after the timeout, filtered by device only."""
+    served = served_with_worker
+    warm_up, mine, other = device_ids(3)
+    async with (
+        connect(_url(served)) as one_device,
+        connect(_url(served)) as other_sensors,
+    ):
+        await _subscribe(one_device, device_ids=[mine])
+        await _subscribe(other_sensors, sensor_types=["equipment"])  # no reading has one
+        got_one: list[dict[str, Any]] = []
+        got_other: list[dict[str, Any]] = []
+        readers = [
+            asyncio.create_task(_collect(one_device, got_one)),
+            asyncio.create_task(_collect(other_sensors, got_other)),
+        ]
+
+        def statuses(messages: list[dict[str, Any]]) -> list[tuple[str, int, bool, str]]:
+            found = []
+            for m in messages:
+                if m["type"] == "device-status":
+                    change = decode_status_change(json.dumps(m["data"]).encode())  # the contract
+                    if change.device_id != warm_up:
+                        found.append((change.device_id, change.seq, change.online, change.reason))
+            return sorted(found)
+
+        # A device is online only if its reading is processed within the timeout of its receive
+        # time: first wait until the worker's status agent runs (a reading of another device).
+        await asyncio.to_thread(produce_raw, served, {warm_up: 1})
+
+        async def status_agent_runs() -> bool:
+            return any(m["type"] == "device-status" for m in got_other)
+
+        await wait_until(status_agent_runs, timeout_s=120, what="the warm-up device's status")
+        await asyncio.to_thread(produce_raw, served, {mine: 3, other: 2})
+
+        async def both_offline() -> bool:
+            return len(statuses(got_other)) == 4
+
+        await wait_until(
+            both_offline,
+            timeout_s=90,
+            what=lambda: f"online and offline of both devices, got {statuses(got_other)}",
+        )
+        for task in readers:
+            task.cancel()
+    assert statuses(got_other) == [
+        (mine, 1, True, "reading"),
+        (mine, 2, False, "timeout"),
+        (other, 1, True, "reading"),
+        (other, 2, False, "timeout"),
+    ]
+    assert statuses(got_one) == [(mine, 1, True, "reading"), (mine, 2, False, "timeout")]
+    readings_one = [m["data"]["device_id"] for m in got_one if m["type"] == "sensor-data"]
+    assert readings_one == [mine] * 3
+    assert not [m for m in got_other if m["type"] == "sensor-data"]
+    status = next(m["data"] for m in got_one if m["type"] == "device-status")
+    assert status["timeout_s"] == STATUS_TIMEOUT_S and status["last_seen"] is not None

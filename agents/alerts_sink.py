@@ -17,6 +17,7 @@ import msgspec
 
 from agents.context import WorkerContext, guarded
 from agents.deadletters import KafkaMessage, dead_letter
+from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
 from connectors.postgres.alerts import AlertStore
@@ -84,7 +85,7 @@ def register(ctx: WorkerContext) -> None:
             is_retriable=lambda exc: True,
             backoff_max_s=settings.worker.retry_backoff_max_s,
         )
-        store = AlertStore(pool)
+        store = timed(AlertStore(pool), "alerts")
         try:
             batches = stream.noack_take(
                 settings.flows.alerts_batch_max, settings.worker.batch_within_s

@@ -26,6 +26,7 @@ from typing import Any
 
 import faust
 
+from agents.metrics import METRICS, metered
 from agents.outputs import Outputs, publish
 from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.producer import EventProducer, ProducerConfig
@@ -60,7 +61,7 @@ def guarded(name: str, body: AgentBody) -> AgentBody:
     @functools.wraps(body)
     async def agent(stream: Any) -> None:
         try:
-            await body(stream)
+            await body(metered(name, stream))
         except asyncio.CancelledError:  # the worker is stopping: a normal end
             raise
         except BaseException as exc:  # noqa: BLE001 - the point: nothing escapes silently
@@ -133,6 +134,7 @@ class WorkerContext:
         await publish(
             await self.producer(), outputs, backoff_max_s=self.settings.worker.retry_backoff_max_s
         )
+        METRICS.published(outputs.by_topic)
 
     async def close(self) -> None:
         if self._device_cache is not None:

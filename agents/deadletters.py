@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from agents.metrics import METRICS
 from connectors.kafka.producer import Record
 from schemas.events import dead_letter_for, encode_dead_letter
 
@@ -34,6 +35,7 @@ def dead_letter(
 ) -> Record:
     """The dead-letter record for ``message`` (or its reading ``item``) that failed with
     ``error``. ``original`` defaults to the message value; ``key`` to the message key."""
+    METRICS.dead_lettered(stage)
     if key is None and message.key is not None:
         key = message.key.decode("utf-8", "replace")
     letter = dead_letter_for(

@@ -20,6 +20,7 @@ import msgspec
 
 from agents.context import InFlight, WorkerContext, guarded
 from agents.deadletters import KafkaMessage, dead_letter
+from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
 from connectors.postgres.errors import is_retriable
@@ -189,7 +190,7 @@ def register(ctx: WorkerContext) -> None:
 
     async def sink_postgres(stream: Any) -> None:
         pool = await _open_pool(settings)
-        store = ReadingStore(pool)
+        store = timed(ReadingStore(pool), "postgres")
         sink = ReadingsSink(
             store,
             settings.topics.deadletter,

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from agents.context import WorkerContext
 from agents.deadletters import dead_letter
+from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
@@ -123,6 +124,7 @@ def register(ctx: WorkerContext) -> None:
                 redis_settings.legacy_list,
                 redis_settings.legacy_list_max,
             )
+            writer = timed(writer, "redis")
         now = datetime.now(UTC)
         batch, letters = merge(
             messages, readings_topic=topics.curated, deadletter_topic=topics.deadletter, now=now

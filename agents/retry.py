@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from agents.metrics import METRICS
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ async def retry_until_done(
             if not is_retriable(exc):
                 raise
             attempt += 1
+            METRICS.retried()
             log.warning("%s failed (attempt %d), retrying in %.1fs: %r", what, attempt, delay, exc)
         # Backoff between attempts, not a stand-in for waiting on a condition.
         await asyncio.sleep(delay)

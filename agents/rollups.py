@@ -24,6 +24,7 @@ from typing import Any
 from agents.context import WorkerContext, guarded
 from agents.curated import Item, new_items, read_batch
 from agents.deadletters import dead_letter
+from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
@@ -170,7 +171,7 @@ def register(ctx: WorkerContext) -> None:
 
     async def sink_rollups(messages: list[SinkMessage]) -> None:
         if not stores:
-            stores.append(await _open_store(ctx))
+            stores.append(timed(await _open_store(ctx), "rollups", "upsert"))
         await _upsert(ctx, stores[0], messages)
 
     group = SinkGroup(settings, "sink-rollups", [settings.topics.readings_1m], ROLLUP_BATCH_MAX)

@@ -25,6 +25,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from agents.context import WorkerContext, stop_worker
+from agents.metrics import metered_handler
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def start_sink(ctx: WorkerContext, group: SinkGroup, handle: Handler) -> None:
 
     async def sink_task() -> None:
         try:
-            await group.run(handle)
+            await group.run(metered_handler(group.name, handle))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - like guarded(): nothing escapes silently

@@ -24,7 +24,7 @@ import asyncpg
 import confluent_kafka
 import redis
 
-from bench import ingest, latency, pipeline, profile
+from bench import ingest, latency, mqtt, pipeline, profile
 from bench.context import Context, Progress, one_line
 from bench.report import RESULTS, append_block, format_block, python_version, read_machine
 from bench.stats import Result
@@ -49,6 +49,9 @@ class Plan:
     per_message_baselines: bool = False
     pipeline_readings: int = 1_000_000
     pipeline_flows: int = 0
+    mqtt_readings: int = 0
+    """With N > 0: N readings through one MQTT bridge to rows, and the HTTP edge beside it."""
+    mqtt_per_message: int = 1
     """With N > 0, each pipeline run is repeated with N flows on every device (bench/flows_load)."""
     ingest_seconds: int = 15
     latency_seconds: float = 30.0
@@ -153,6 +156,15 @@ def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
             )
     if 1 in plan.pipeline_workers and plan.profile != "never":
         steps.append(("profile of one worker", lambda: _profile_if_needed(plan, ctx, results)))
+    if plan.mqtt_readings:
+        steps.append(
+            (
+                "mqtt bridge",
+                lambda: mqtt.run_with_edge(
+                    ctx, count=plan.mqtt_readings, per_message=plan.mqtt_per_message
+                ),
+            )
+        )
     if plan.latency:
         steps.append(
             (
@@ -270,5 +282,7 @@ def _commit() -> str:
 def command_line() -> str:
     """How this process was started, for the block (``fleetstream bench ...``)."""
     argv = list(sys.argv)
-    argv[0] = Path(argv[0]).name
+    name = Path(argv[0]).name
+    # `python -m cli.main bench ...` (e.g. from a clean worktree) is the same command.
+    argv[0] = "fleetstream" if name in ("main.py", "__main__.py") else name
     return shlex.join(argv)

@@ -108,8 +108,10 @@ def _add_readings(
 def register(ctx: WorkerContext) -> None:
     settings = ctx.settings
     topics = settings.topics
+    # Large batches: the commands are per device, so the more readings a batch merges per
+    # device, the fewer commands a reading costs (FLEET_STREAM__STATE_BATCH_MAX envelopes).
     group = SinkGroup(
-        settings, GROUP, [topics.curated, topics.device_status], settings.worker.sink_batch_max
+        settings, GROUP, [topics.curated, topics.device_status], settings.stream.state_batch_max
     )
     writer: RedisWriter | None = None
 

@@ -53,6 +53,11 @@ class ReadingView:
     device: dict[str, Any]
     """``id``, ``name``, ``profile``, ``tags``, ``location``, ``timezone`` (default ``UTC``)."""
     _context: cel.Context | None = None
+    _fields: int = 0
+    """id() of the ``fields`` dict the context holds, 0 when it must be handed over again:
+    handing a dict to CEL converts it (~1-5 µs), so that happens only when a run begins with
+    a non-empty context or a node changed a field (:meth:`fields_changed`)."""
+    _empty: bool = True
 
     @property
     def timezone(self) -> str:
@@ -67,10 +72,18 @@ class ReadingView:
                     "ts": self.ts,
                     "event_id": self.event_id,
                     "metadata": dict(self.metadata or {}),
+                    "fields": {},
                 }
             )
-        self._context.add_variable("fields", fields)
+            self._empty = True
+        if id(fields) != self._fields and (fields or not self._empty):
+            self._context.add_variable("fields", fields)
+            self._empty = not fields
+        self._fields = id(fields)
         return self._context
+
+    def fields_changed(self) -> None:
+        self._fields = 0
 
     def variables(self, flow: CompiledFlow, fields: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -252,6 +265,7 @@ class _Transform(_Compiled):
         for name, expr in self.exprs.items():
             computed[name] = _plain(expr.evaluate(view.context(fields)))
             fields[name] = computed[name]
+            view.fields_changed()
         return Step(self.node.id, "transform", "passed", {"set": computed})
 
 
@@ -269,6 +283,7 @@ class _Threshold(_Compiled):
             node.below is not None and value < node.below
         )
         fields[node.id] = value
+        view.fields_changed()
         outcome: Outcome = "passed" if beyond else "stopped"
         return Step(node.id, "threshold", outcome, {"value": value})
 

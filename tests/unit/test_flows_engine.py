@@ -214,3 +214,20 @@ def test_flow_set_matches_by_device_tag_profile_and_sensor_types() -> None:
 
 def _true() -> dict[str, Any]:
     return {"id": "t", "type": "filter", "expr": "true"}
+
+
+def test_fields_seen_by_later_nodes_and_reset_for_the_next_flow_on_the_same_reading() -> None:
+    first = flow(
+        [
+            {"id": "a", "type": "transform", "set": {"k": "1.0"}},
+            {"id": "b", "type": "transform", "set": {"k": "fields.k + 1.0"}},
+            {"id": "c", "type": "threshold", "value": "fields.k", "above": 1.5},
+        ]
+    )
+    second = flow([{"id": "empty", "type": "filter", "expr": "size(fields) == 0"}])
+    shared = view()
+    result = first.run(shared)
+    assert result.fields == {"k": 2.0, "c": 2.0}
+    assert [step.outcome for step in result.trace] == ["passed", "passed", "passed"]
+    assert second.run(shared).trace[0].outcome == "passed"
+    assert first.run(shared).fields == {"k": 2.0, "c": 2.0}

@@ -20,6 +20,7 @@ SCENARIO_TITLES = {
     "pipeline": "pipeline: preloaded raw envelopes → rows in Postgres + dead letters",
     "latency": "latency: steady open-loop load, request → row",
     "baselines": "baselines: the same kind of readings, one reading per Kafka message",
+    "mqtt": "mqtt: paho publishers → Mosquitto → one bridge → worker → rows in Postgres",
 }
 CPU_ORDER = ("api", "worker", "app", "kafka", "postgres", "redis", "load", "other")
 
@@ -166,6 +167,7 @@ TARGETS = (
         "one worker ÷ seed 001 design", 20, "x", _ratio(ONE_WORKER, _rate("baselines", "seed 001"))
     ),
     Target("latency p99 request → row at 5,000/s", 250, "ms", _p99, at_most=True),
+    Target("MQTT, one bridge, to rows", 20_000, "readings/s", _rate("mqtt", "fleetstream MQTT")),
 )
 
 

@@ -90,6 +90,17 @@ def pipeline(
 
 
 @bench_app.command()
+def mqtt(
+    readings: Annotated[int, typer.Option(min=1000, max=5_000_000)] = 200_000,
+    per_message: Annotated[int, typer.Option(min=1, max=1000, help="readings per message")] = 1,
+) -> None:
+    """paho publishers → Mosquitto → one bridge → worker → rows; and HTTP → Kafka beside it."""
+    from bench.harness import Plan
+
+    _run(Plan(mqtt_readings=readings, mqtt_per_message=per_message))
+
+
+@bench_app.command()
 def latency(
     seconds: Annotated[float, typer.Option(min=5, max=300)] = 30.0,
     rate: Annotated[float, typer.Option(min=100, max=50_000, help="readings/s")] = 5000.0,

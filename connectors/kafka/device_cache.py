@@ -226,6 +226,10 @@ class DeviceCache:
     def get(self, device_id: str) -> Device | None:
         return self._index.get(device_id)
 
+    def documents(self) -> dict[str, Device]:
+        """A copy of every device read so far, by id (the operator views list them)."""
+        return self._index.documents()
+
     def identify(self, token: str) -> Device | None:
         return self._index.identify(token)
 

@@ -16,6 +16,7 @@ from agents import (
     alerts_sink,
     flows,
     maintenance,
+    operator,
     postgres_sink,
     redis_sink,
     rollups,
@@ -36,6 +37,7 @@ AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
     maintenance.register,
     flows.register,
     alerts_sink.register,
+    operator.register,
 )
 
 

@@ -1,0 +1,37 @@
+"""Operator views and Prometheus metrics on the worker's web server (``agents.web``).
+
+Registered like an agent (``agents.registry.AGENTS``) so every worker serves them; nothing is
+added when ``FLEET_WORKER__WEB_ENABLED`` is off. The agents' own metrics are counted either way
+(``agents.metrics``). On start each worker follows the dead-letter topic and samples its
+agents' counters every couple of seconds (the rates on the overview).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agents.context import WorkerContext
+from agents.web.cluster import RATE_SAMPLE_S, Operator
+from agents.web.views import register_views
+
+
+def register(ctx: WorkerContext) -> None:
+    if not ctx.settings.worker.web_enabled:
+        return
+    app = ctx.app
+    operator = Operator(ctx)
+    register_views(app, operator)
+
+    async def start_operator_views() -> None:
+        operator.start()
+
+    async def sample_rates() -> None:
+        operator.sample()
+
+    app.task(start_operator_views)
+    app.timer(RATE_SAMPLE_S, name="operator-rates")(sample_rates)
+
+    @app.on_before_shutdown.connect
+    async def close_operator_views(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await asyncio.shield(operator.close())

@@ -1,0 +1,498 @@
+"""What the operator views know, on one worker and across the app's workers.
+
+Each worker answers for itself (:meth:`Operator.worker`: its partitions, its agents' rates, its
+part of the device status table). The app's views ask every worker of the group — the members
+the partition assignor lists with their web URLs — and add the answers up, so any worker's
+pages show the whole app; a worker that does not answer is listed with its error. A single
+device is looked up on the worker that owns its key (:meth:`Operator.device_state`), as
+Faust's table routing does, with a header that stops a request from bouncing between two
+workers that disagree during a rebalance.
+
+Kafka and Postgres are read here too: consumer lag (``agents.web.lag``), dead letters
+(``agents.web.letters``), recent readings and alerts (``connectors.postgres``), replays
+(``connectors.kafka.deadletters``). Blocking Kafka clients run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from agents.context import WorkerContext
+from agents.metrics import METRICS, Key
+from agents.status import TABLE as STATUS_TABLE
+from agents.web import devices
+from agents.web.lag import LagReader, PartitionLag
+from agents.web.letters import LetterFollower, LetterIndex
+from agents.web.rates import RateWindow
+from connectors.kafka import deadletters as dlq
+from connectors.kafka.errors import KafkaUnavailable
+from connectors.postgres.alerts import AlertQuery, AlertRow, AlertStore
+from connectors.postgres.latest import recent_readings
+from connectors.postgres.pool import create_pool
+
+log = logging.getLogger(__name__)
+
+ROUTED_HEADER = "X-Fleet-Routed"
+FAN_OUT_TIMEOUT_S = 3.0
+LAG_MAX_AGE_S = 3.0
+RATE_SAMPLE_S = 2.0
+RATE_WINDOW_S = 10.0
+
+
+class Operator:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.app = ctx.app
+        self.settings = ctx.settings
+        self.rates: RateWindow[Key] = RateWindow(RATE_WINDOW_S)
+        self.letters = LetterIndex()
+        self.follower: LetterFollower | None = None
+        self.started_at = datetime.now(UTC)
+        self._lag_reader: LagReader | None = None
+        self._lag: tuple[float, list[PartitionLag]] | None = None
+        self._lag_lock = asyncio.Lock()
+        self._http: aiohttp.ClientSession | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        topics = self.settings.topics
+        self.follower = LetterFollower(
+            self.settings.kafka.bootstrap_servers, topics.deadletter, self.letters
+        )
+        self.follower.start()
+
+    def sample(self) -> None:
+        self.rates.sample(time.monotonic(), METRICS.totals())
+
+    async def close(self) -> None:
+        if self.follower is not None:
+            await asyncio.to_thread(self.follower.stop)
+        if self._http is not None:
+            await self._http.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    @property
+    def admin_token(self) -> str:
+        return self.settings.auth.admin_token.get_secret_value()
+
+    @property
+    def url(self) -> str:
+        return str(self.app.conf.canonical_url).rstrip("/")
+
+    async def pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                pg = self.settings.postgres
+                self._pool = await create_pool(pg.dsn(), min_size=0, max_size=2)
+            return self._pool
+
+    # -- this worker -------------------------------------------------------------------------
+
+    def worker(self, query: str | None = None) -> dict[str, Any]:
+        """This worker: partitions, rates of its agents, its part of the status table."""
+        rates = self.rates.rates()
+        by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (kind, first, second), per_s in sorted(rates.items()):
+            by_kind[kind].append({"name": first, "topic": second, "per_s": per_s})
+        local = devices.local_devices(self.app, self.settings.topics.curated, query)
+        return {
+            "url": self.url,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "ready": local is not None,
+            "partitions": devices.assigned(self.app),
+            "rates": dict(by_kind),
+            "devices": None
+            if local is None
+            else {"online": local.online, "offline": local.offline, "more": local.more},
+            "matches": [] if local is None else local.matches,
+        }
+
+    def members(self) -> dict[str, dict[str, list[int]]]:
+        """Every worker of the group by web URL, with its active source partitions."""
+        router = self.app.router
+        found: dict[str, dict[str, list[int]]] = {self.url: {}}
+        for source in (router.tables_metadata(), router.external_topics_metadata()):
+            for url, topics in (source or {}).items():
+                member = found.setdefault(str(url).rstrip("/"), {})
+                for topic, partitions in topics.items():
+                    member[topic] = sorted(set(member.get(topic, [])) | set(partitions))
+        return found
+
+    # -- across workers ----------------------------------------------------------------------
+
+    async def _get(self, url: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=FAN_OUT_TIMEOUT_S)
+            )
+        headers = {"Authorization": f"Bearer {self.admin_token}", ROUTED_HEADER: "1"}
+        async with self._http.get(f"{url}{path}", params=params, headers=headers) as answer:
+            body = await answer.json(content_type=None)
+            if answer.status >= 400:
+                raise RemoteError(answer.status, body)
+            return body
+
+    async def workers(self, query: str | None = None) -> list[dict[str, Any]]:
+        """Every worker's own answer (this one without a request), in URL order."""
+        members = self.members()
+        params = {} if query is None else {"q": query}
+
+        async def ask(url: str) -> dict[str, Any]:
+            if url == self.url:
+                return self.worker(query)
+            try:
+                answer: dict[str, Any] = await self._get(url, "/ops/api/worker", params)
+            except (aiohttp.ClientError, TimeoutError, RemoteError) as exc:
+                return {"url": url, "error": f"{type(exc).__name__}: {exc}", "ready": False}
+            return answer
+
+        answers = await asyncio.gather(*(ask(url) for url in sorted(members)))
+        for answer in answers:
+            answer["source_partitions"] = members.get(answer["url"], {})
+        return list(answers)
+
+    async def lag(self) -> list[PartitionLag]:
+        async with self._lag_lock:
+            now = time.monotonic()
+            if self._lag is not None and now - self._lag[0] < LAG_MAX_AGE_S:
+                return self._lag[1]
+            if self._lag_reader is None:
+                self._lag_reader = LagReader(
+                    self.settings.kafka.bootstrap_servers, self.settings.worker.app_id
+                )
+            rows = await asyncio.to_thread(self._lag_reader.read)
+            self._lag = (now, rows)
+            return rows
+
+    async def overview(self) -> dict[str, Any]:
+        workers = await self.workers()
+        topics = self.settings.topics
+        consumed: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        produced: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        online = offline = 0
+        complete = True
+        for worker in workers:
+            rates = worker.get("rates", {})
+            for row in rates.get("events", []):
+                consumed[row["topic"]][row["name"]] += row["per_s"]
+            for row in rates.get("produced", []):
+                produced[row["topic"]][row["name"]] += row["per_s"]
+            counts = worker.get("devices")
+            if counts is None:
+                complete = False
+            else:
+                online += counts["online"]
+                offline += counts["offline"]
+        readings_out = produced[topics.readings]["validate"]
+        readings_in = readings_out + produced[topics.deadletter]["validate"]
+        lag, lag_error = await self._lag_rows(workers)
+        alerts, alerts_error = await self._active_alerts()
+        return {
+            "generated_at": datetime.now(UTC),
+            "readings": {"in_per_s": readings_in, "out_per_s": readings_out},
+            "throughput": _throughput(consumed, produced),
+            "devices": {"online": online, "offline": offline, "complete": complete},
+            "dead_letters": {
+                "last_hour": self.letters.per_stage(time.time()),
+                "caught_up": self.follower is not None and self.follower.caught_up.is_set(),
+            },
+            "alerts": {"active": alerts, "error": alerts_error},
+            "lag": lag,
+            "lag_error": lag_error,
+            "workers": [_worker_row(worker) for worker in workers],
+        }
+
+    async def _lag_rows(
+        self, workers: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        owners = {
+            (topic, partition): worker["url"]
+            for worker in workers
+            for topic, partitions in worker.get("source_partitions", {}).items()
+            for partition in partitions
+        }
+        try:
+            rows = await self.lag()
+        except KafkaUnavailable as exc:
+            return [], str(exc)
+        app_id = self.settings.worker.app_id
+        return [
+            {
+                **asdict(row),
+                "worker": owners.get((row.topic, row.partition)) if row.group == app_id else None,
+            }
+            for row in rows
+        ], None
+
+    async def _active_alerts(self) -> tuple[int | None, str | None]:
+        try:
+            page = await AlertStore(await self.pool()).list(AlertQuery(state="active", limit=1))
+        except Exception as exc:  # noqa: BLE001 - shown on the page, not raised
+            return None, f"{type(exc).__name__}: {exc}"
+        return page.total, None
+
+    # -- devices -----------------------------------------------------------------------------
+
+    async def devices(self, query: str) -> dict[str, Any]:
+        """Devices whose id contains ``query``: status from every worker's partitions, names
+        from the registry; registered devices never seen are listed too."""
+        workers = await self.workers(query)
+        rows: dict[str, dict[str, Any]] = {}
+        for worker in workers:
+            for state in worker.get("matches", []):
+                rows[state["device_id"]] = {**state, "status": _status(state)}
+        needle = query.lower()
+        registry = self.ctx.device_cache()
+        for device_id, device in registry.documents().items():
+            if needle in device_id.lower() or needle in (device.name or "").lower():
+                rows.setdefault(device_id, {"device_id": device_id, "status": "never seen"})
+        for device_id, row in rows.items():
+            known = registry.get(device_id)
+            row["name"] = None if known is None else known.name
+            row["registered"] = known is not None
+            row["enabled"] = None if known is None else known.is_enabled
+        complete = all(worker.get("devices") is not None for worker in workers)
+        listed = sorted(rows.values(), key=lambda row: row["device_id"])
+        return {"items": listed, "complete": complete, "query": query}
+
+    async def device_state(self, device_id: str, routed: bool) -> tuple[int, dict[str, Any]]:
+        """The device's status-table entry, answered by the worker that owns its key."""
+        if not devices.table_ready(self.app):
+            return 503, {"status": "recovering", "device_id": device_id}
+        if devices.owns(self.app, self.settings.topics.curated, device_id):
+            state = devices.local_state(self.app, device_id)
+            if state is None:
+                return 404, {"status": "unknown", "device_id": device_id}
+            return 200, {"status": "ok", "worker": self.url, **devices.state_json(state)}
+        if routed:  # the sender thought we own it: a rebalance is in progress
+            return 503, {"status": "recovering", "device_id": device_id}
+        try:
+            owner = str(self.app.router.key_store(STATUS_TABLE, device_id.encode())).rstrip("/")
+        except (KeyError, TypeError):  # no assignment yet
+            return 503, {"status": "recovering", "device_id": device_id}
+        try:
+            answer = await self._get(owner, f"/ops/api/devices/{device_id}/state")
+        except RemoteError as exc:
+            return exc.status, exc.body if isinstance(exc.body, dict) else {"status": "error"}
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return 503, {"status": "unreachable", "worker": owner, "detail": str(exc)}
+        return 200, answer
+
+    async def device(self, device_id: str) -> dict[str, Any]:
+        status, state = await self.device_state(device_id, routed=False)
+        registered = self.ctx.device_cache().get(device_id)
+        readings, alerts, problems = [], [], {}
+        try:
+            pool = await self.pool()
+            readings = [
+                {
+                    "event_id": r.event_id,
+                    "ts": r.ts,
+                    "received_at": r.received_at,
+                    "sensors": r.sensors,
+                }
+                for r in await recent_readings(pool, device_id, 20)
+            ]
+            page = await AlertStore(pool).list(AlertQuery(device_id=device_id, limit=20))
+            alerts = [_alert_json(row) for row in page.items]
+        except Exception as exc:  # noqa: BLE001 - shown on the page, not raised
+            problems["postgres"] = f"{type(exc).__name__}: {exc}"
+        try:
+            history = await asyncio.to_thread(
+                devices.transitions,
+                self.settings.kafka.bootstrap_servers,
+                self.settings.topics.device_status,
+                device_id,
+            )
+        except Exception as exc:  # noqa: BLE001 - shown, not raised
+            history = []
+            problems["kafka"] = f"{type(exc).__name__}: {exc}"
+        return {
+            "device_id": device_id,
+            "state": state,
+            "state_status": status,
+            "registry": None if registered is None else _registry_json(registered),
+            "readings": readings,
+            "history": [_change_json(change) for change in history],
+            "alerts": alerts,
+            "letters": [asdict(v) for v in self.letters.latest(20, device_id=device_id)],
+            "problems": problems,
+        }
+
+    # -- dead letters, flows, alerts ---------------------------------------------------------
+
+    def dead_letters(self, limit: int, stage: str | None, device_id: str | None) -> dict[str, Any]:
+        return {
+            "items": [asdict(view) for view in self.letters.latest(limit, stage, device_id)],
+            "last_hour": self.letters.per_stage(time.time()),
+            "caught_up": self.follower is not None and self.follower.caught_up.is_set(),
+        }
+
+    async def replay(self, partition: int, offset: int) -> tuple[int, dict[str, Any]]:
+        """Replay the letter at ``partition``/``offset`` (the CLI's replay, for one letter)."""
+        settings = self.settings
+        kafka = settings.kafka
+        letter = await asyncio.to_thread(
+            dlq.read_letter_at,
+            kafka.bootstrap_servers,
+            settings.topics.deadletter,
+            partition,
+            offset,
+        )
+        if letter is None:
+            return 404, {
+                "title": "No such dead letter",
+                "detail": f"nothing at {partition}/{offset}",
+            }
+        events, why = dlq.replayable(letter, settings.stream.max_replays)
+        if why is not None:
+            return 409, {"title": "Not replayable", "detail": why}
+        records = await asyncio.to_thread(
+            dlq.produce_replays,
+            kafka.bootstrap_servers,
+            settings.topics.raw,
+            events,
+            envelope_max_items=kafka.envelope_max_items,
+            envelope_max_bytes=kafka.envelope_max_bytes,
+        )
+        log.info("replayed %d readings of dead letter %d/%d", len(events), partition, offset)
+        return 200, {
+            "readings": len(events),
+            "records": records,
+            "event_ids": [event.event_id for event in events],
+        }
+
+    async def flows(self) -> dict[str, Any]:
+        """The flows in force with their counters, added up over the workers (``/flows/``)."""
+        members = sorted(self.members())
+
+        async def ask(url: str) -> tuple[str, Any]:
+            try:
+                return url, await self._get(url, "/flows/")
+            except (aiohttp.ClientError, TimeoutError, RemoteError) as exc:
+                return url, exc
+
+        merged: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        for url, answer in await asyncio.gather(*(ask(url) for url in members)):
+            if isinstance(answer, BaseException):
+                errors[url] = f"{type(answer).__name__}: {answer}"
+                continue
+            for flow in answer.get("flows", []):
+                row = merged.setdefault(
+                    flow["flow_id"],
+                    {**flow, "runs": 0, "errors": 0, "failed_calls": 0, "versions": {}},
+                )
+                for counter in ("runs", "errors", "failed_calls"):
+                    row[counter] += flow.get(counter, 0)
+                row["versions"][url] = flow["version"]
+                row["version"] = max(row["version"], flow["version"])
+        return {"items": sorted(merged.values(), key=lambda f: f["flow_id"]), "errors": errors}
+
+    async def alerts(self) -> dict[str, Any]:
+        page = await AlertStore(await self.pool()).list(AlertQuery(state="active", limit=200))
+        return {"items": [_alert_json(row) for row in page.items], "total": page.total}
+
+    async def acknowledge(self, alert_id: str, by: str) -> dict[str, Any]:
+        return _alert_json(await AlertStore(await self.pool()).acknowledge(alert_id, by))
+
+
+class RemoteError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+def _status(state: Mapping[str, Any]) -> str:
+    return "online" if state.get("online") else "offline"
+
+
+def _throughput(
+    consumed: Mapping[str, Mapping[str, float]], produced: Mapping[str, Mapping[str, float]]
+) -> list[dict[str, Any]]:
+    rows = []
+    for topic in sorted(set(consumed) | set(produced)):
+        readers = consumed.get(topic, {})
+        writers = produced.get(topic, {})
+        rows.append(
+            {
+                "topic": topic,
+                # every consuming agent reads every record: the topic's rate is the fastest one
+                "in_per_s": max(readers.values(), default=0.0),
+                "out_per_s": sum(writers.values()),
+                "consumers": dict(sorted(readers.items())),
+                "producers": dict(sorted(writers.items())),
+            }
+        )
+    return rows
+
+
+def _worker_row(worker: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "url": worker["url"],
+        "error": worker.get("error"),
+        "ready": worker.get("ready", False),
+        "host": worker.get("host"),
+        "pid": worker.get("pid"),
+        "partitions": worker.get("source_partitions") or worker.get("partitions", {}),
+        "devices": worker.get("devices"),
+    }
+
+
+def _registry_json(device: Any) -> dict[str, Any]:
+    return {
+        "name": device.name,
+        "profile": device.profile,
+        "tags": list(device.tags),
+        "enabled": device.is_enabled,
+        "metadata": device.metadata,
+        "inactivity_timeout_s": device.inactivity_timeout_s,
+        "created_at": device.created_at,
+    }
+
+
+def _change_json(change: Any) -> dict[str, Any]:
+    return {
+        "seq": change.seq,
+        "online": change.online,
+        "reason": change.reason,
+        "changed_at": change.changed_at,
+        "last_seen": change.last_seen,
+    }
+
+
+def _alert_json(row: AlertRow) -> dict[str, Any]:
+    return {
+        "alert_id": row.alert_id,
+        "rule_id": row.rule_id,
+        "rule_version": row.rule_version,
+        "rule_name": row.rule_name,
+        "device_id": row.device_id,
+        "severity": row.severity,
+        "state": row.state,
+        "fired_at": row.fired_at,
+        "cleared_at": row.cleared_at,
+        "value": row.value,
+        "message": row.message,
+        "acknowledged_at": row.acknowledged_at,
+        "acknowledged_by": row.acknowledged_by,
+    }

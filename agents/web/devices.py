@@ -1,0 +1,159 @@
+"""Device status for the views: this worker's part of the status table, and the transitions.
+
+The ``device-status`` table (``agents.status``) is partitioned like ``fleet.curated.v1``; each
+worker answers for the partitions it owns (its *active* partitions: standby copies may lag), and
+the views ask every worker for its part. A single device is looked up on the worker that owns
+its key (``agents.web.cluster``). While the worker joins the group or recovers the table, the
+table is not ready: views answer 503 ``recovering`` rather than a wrong "unknown".
+
+Transitions (online/offline) come from the compacted ``fleet.device-status.v1``: the newest
+records of the device's partition are read back and filtered; compaction keeps at least the
+latest transition of every device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import faust
+import msgspec
+from confluent_kafka import Consumer, TopicPartition
+
+from agents.status import TABLE
+from connectors.kafka.partitioner import partition_for
+from schemas.status import DeviceState, StatusChange, decode_device_state, decode_status_change
+
+HISTORY_SCAN = 20_000
+"""Records of the device's status partition read back for its transitions (newest first)."""
+MATCH_LIMIT = 500
+
+
+def table_ready(app: faust.App) -> bool:
+    """False while the worker joins its group or recovers its tables."""
+    recovery = cast(Any, app.tables).recovery
+    return bool(not app.rebalancing and not recovery.in_recovery and recovery.completed.is_set())
+
+
+def assigned(app: faust.App) -> dict[str, list[int]]:
+    """This worker's active partitions per topic (changelogs and Faust's leader topic excluded)."""
+    changelogs = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+    topics: dict[str, list[int]] = {}
+    for tp in app.assignor.assigned_actives():
+        if tp.topic not in changelogs and "__assignor-__leader" not in tp.topic:
+            topics.setdefault(tp.topic, []).append(tp.partition)
+    return {topic: sorted(partitions) for topic, partitions in sorted(topics.items())}
+
+
+def state_json(state: DeviceState) -> dict[str, Any]:
+    return {
+        "device_id": state.device_id,
+        "online": state.online,
+        "first_seen": state.first_seen,
+        "last_seen": state.last_seen,
+        "last_ts": state.last_ts,
+        "last_event_id": state.last_event_id,
+        "count": state.count,
+        "seq": state.seq,
+        "changed_at": state.changed_at,
+        "last_values": state.last_values,
+    }
+
+
+@dataclass
+class LocalDevices:
+    """What one worker's partitions of the table hold."""
+
+    online: int = 0
+    offline: int = 0
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    more: bool = False
+
+
+def scan(
+    items: Iterable[tuple[bytes, bytes]],
+    partitions: int,
+    active: frozenset[int],
+    query: str | None,
+    limit: int = MATCH_LIMIT,
+) -> LocalDevices:
+    """Count online/offline devices of the ``active`` partitions; collect those whose id
+    contains ``query`` (case-insensitive; None collects none, "" all) up to ``limit``."""
+    found = LocalDevices()
+    needle = None if query is None else query.lower()
+    for key, value in items:
+        device_id = key.decode("utf-8", "replace")
+        if partition_for(device_id, partitions) not in active:
+            continue
+        state = decode_device_state(value)
+        if state.online:
+            found.online += 1
+        else:
+            found.offline += 1
+        if needle is not None and needle in device_id.lower():
+            if len(found.matches) < limit:
+                found.matches.append(state_json(state))
+            else:
+                found.more = True
+    return found
+
+
+def local_devices(app: faust.App, curated_topic: str, query: str | None) -> LocalDevices | None:
+    """This worker's part of the table, or None while it is not ready."""
+    if not table_ready(app):
+        return None
+    table = cast(Any, app.tables[TABLE])
+    active = frozenset(assigned(app).get(curated_topic, []))
+    partitions = table.changelog_topic.partitions or app.conf.topic_partitions
+    return scan(list(table.items()), partitions, active, query)
+
+
+def local_state(app: faust.App, device_id: str) -> DeviceState | None:
+    value = cast(Any, app.tables[TABLE]).get(device_id.encode())
+    return None if value is None else decode_device_state(value)
+
+
+def owns(app: faust.App, curated_topic: str, device_id: str) -> bool:
+    """Whether this worker holds the device's partition as active."""
+    partitions = app.conf.topic_partitions
+    return partition_for(device_id, partitions) in assigned(app).get(curated_topic, [])
+
+
+def transitions(
+    bootstrap_servers: str, topic: str, device_id: str, limit: int = 50
+) -> list[StatusChange]:
+    """The device's transitions still on ``topic``, newest first (blocking: use a thread)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"fleetstream-ops-status-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            return []
+        partition = partition_for(device_id, len(metadata.partitions))
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+        if high <= low:
+            return []
+        consumer.assign([TopicPartition(topic, partition, max(low, high - HISTORY_SCAN))])
+        key = device_id.encode()
+        found: list[StatusChange] = []
+        for _ in range(100):  # 100 polls of 0.2 s at most
+            message = consumer.poll(0.2)
+            if message is None or message.error() is not None:
+                continue
+            if message.key() == key and message.value() is not None:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                    found.append(decode_status_change(message.value() or b""))
+            if (message.offset() or 0) + 1 >= high:
+                break
+        found.sort(key=lambda change: change.seq, reverse=True)
+        return found[:limit]
+    finally:
+        consumer.close()

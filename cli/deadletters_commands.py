@@ -64,9 +64,7 @@ def _aware(moment: datetime) -> datetime:
 
 def read_letters(settings: Settings, timeout_s: float = 30.0) -> Iterator[DeadLetter]:
     """Every dead letter now on the topic (undecodable records are skipped)."""
-    return dlq.read_letters(
-        settings.kafka.bootstrap_servers, settings.topics.deadletter, timeout_s
-    )
+    return dlq.read_letters(settings.kafka.bootstrap_servers, settings.topics.deadletter, timeout_s)
 
 
 def produce_replays(settings: Settings, events: list[RawEvent]) -> int:

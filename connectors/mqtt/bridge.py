@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import threading
 from collections import deque
 from collections.abc import Awaitable, Sequence
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -52,6 +54,16 @@ CHUNK_MAX = 5000
 MAX_CHUNKS_IN_FLIGHT = 8
 RETRY_FIRST_S = 0.2
 CONNECT_TIMEOUT_S = 10.0
+
+
+_PUBACK = struct.Struct("!BBH")
+
+
+def puback_packets(mids: Sequence[int]) -> bytes:
+    """PUBACKs (success) of ``mids``, back to back, as paho's ``ack(mid, 1)`` encodes each: MQTT
+    5 lets a success PUBACK without properties leave out its reason code (remaining length 2)."""
+    pack = _PUBACK.pack
+    return b"".join([pack(PUBACK, 2, mid) for mid in mids])
 
 
 class Batcher(Protocol):
@@ -229,9 +241,12 @@ class MqttBridge:
         while (chunk := await in_flight.get()) is not None:
             await chunk.done  # retries until Kafka took it; never raises but for cancellation
             session = self._session
-            for message in chunk.messages:
-                if message.session == session and message.qos > 0:
-                    self._client.ack(message.mid, message.qos)
+            mids = [m.mid for m in chunk.messages if m.session == session and m.qos == 1]
+            if mids:
+                # One write for the chunk: paho's ack() queues a packet and wakes its network
+                # thread per message (a syscall and a thread switch each, ~a third of the
+                # bridge's CPU per message). The bytes are those ack() would send.
+                self._client._packet_queue(PUBACK, puback_packets(mids), 0, 1)
             self.acked += len(chunk.messages)
 
     async def _deliver(self, chunk: list[Inbound]) -> None:

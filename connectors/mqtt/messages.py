@@ -74,8 +74,21 @@ def event_id_for(reading: Reading, raw: bytes) -> str:
         return reading.event_id
     if reading.timestamp is not None:
         digest = hashlib.sha256(raw).hexdigest()
-        return str(uuid.uuid5(MQTT_NAMESPACE, f"{reading.device_id}\x00{digest}"))
+        return uuid5_text(f"{reading.device_id}\x00{digest}")
     return new_event_id()
+
+
+_NAMESPACE_BYTES = MQTT_NAMESPACE.bytes
+
+
+def uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(MQTT_NAMESPACE, name))`` without the UUID object (the bridge's hottest
+    line per message): SHA-1 of namespace and name, version 5 and RFC 4122 variant bits."""
+    d = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest())
+    d[6] = (d[6] & 0x0F) | 0x50
+    d[8] = (d[8] & 0x3F) | 0x80
+    h = d[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def decode_message(

@@ -129,11 +129,13 @@ class Operator:
         """Every worker of the group by web URL, with its active source partitions."""
         router = self.app.router
         found: dict[str, dict[str, list[int]]] = {self.url: {}}
-        for source in (router.tables_metadata(), router.external_topics_metadata()):
-            for url, topics in (source or {}).items():
-                member = found.setdefault(str(url).rstrip("/"), {})
-                for topic, partitions in topics.items():
-                    member[topic] = sorted(set(member.get(topic, [])) | set(partitions))
+        for url in router.tables_metadata() or {}:  # members owning table partitions
+            found.setdefault(str(url).rstrip("/"), {})
+        for url, topics in (router.external_topics_metadata() or {}).items():
+            member = found.setdefault(str(url).rstrip("/"), {})
+            for topic, partitions in topics.items():
+                if "__assignor-__leader" not in topic:  # Faust's own leader election topic
+                    member[topic] = sorted(partitions)
         return found
 
     # -- across workers ----------------------------------------------------------------------

@@ -1,0 +1,325 @@
+"""The operator views in a real browser (Debian's chromium through Playwright) on a worker of
+the real stack, with readings flowing: login, overview, devices, a device, dead letters with
+replay, flows and alerts with acknowledge. Screenshots of every page go to docs/screenshots/
+(or ``FLEET_SCREENSHOTS_DIR``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from cli.stack import installer
+from schemas.envelopes import encode_item, raw_envelope
+from streams.settings import DEV_ADMIN_TOKEN, Settings
+from tests.factories import device_ids, raw_event
+from tests.integration.fleet import ADMIN, Fleet
+from tests.integration.kafka_tools import produce
+from tests.integration.processes import PROJECT_ROOT, WorkerProcess
+from tests.integration.stream_core import core_settings
+from tests.support import free_port, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(os.environ.get("FLEET_SCREENSHOTS_DIR", PROJECT_ROOT / "docs" / "screenshots"))
+START_S = 120.0
+"""A fresh worker joins its group, recovers its tables and reads the registries first."""
+SEEN_S = 60.0
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, installed with apt-get like the stack's packages when missing."""
+    requirement = installer.executable(CHROMIUM, "chromium")
+    installer.ensure([requirement], PROJECT_ROOT / ".stack" / "logs" / "apt.log", print)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return CHROMIUM
+
+
+@pytest.fixture
+def ops_worker(pipeline: Settings, tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcess]]:
+    """A worker with its web server on a free port, a fast status timer, the memory store."""
+    settings = core_settings(pipeline)
+    worker = settings.worker.model_copy(update={"web_enabled": True, "web_port": free_port()})
+    settings = settings.model_copy(update={"worker": worker})
+    process = WorkerProcess(settings, tmp_path / "worker.log")
+    process.start()
+    yield settings, process
+    process.stop()
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[BrowserContext]:
+    """A fresh headless chromium profile (no cookies: the test logs in itself)."""
+    with tempfile.TemporaryDirectory(prefix="fleet-chromium-") as profile:
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(chromium),
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1400, "height": 900},
+            )
+            try:
+                yield context
+            finally:
+                await context.close()
+
+
+async def text_of(page: Page, selector: str) -> str:
+    element = await page.query_selector(selector)
+    return "" if element is None else (await element.text_content() or "").strip()
+
+
+async def shown(page: Page, selector: str, what: str, worker: WorkerProcess) -> str:
+    """Wait until the page (refreshing itself) shows ``selector``; its text."""
+
+    async def present() -> bool:
+        return await page.query_selector(selector) is not None
+
+    await wait_until(present, timeout_s=SEEN_S, what=lambda: f"{what}\n{worker.log_tail()}")
+    return await text_of(page, selector)
+
+
+async def screenshot(page: Page, name: str) -> None:
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def number(text: str) -> float:
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return 0.0
+
+
+async def keep_posting(fleet: Fleet, devices: list[str], stop: asyncio.Event) -> int:
+    """Readings from ``devices`` every 0.2 s until ``stop`` (traffic for the overview)."""
+    sent = 0
+    while not stop.is_set():
+        for device in devices:
+            body = {"device_id": device, "sensors": {"pir": {"motion_detected": sent % 2 == 0}}}
+            answer = await fleet.post(body)
+            assert answer.status_code == 202, answer.text
+            sent += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.2)
+    return sent
+
+
+async def wait_flow_loaded(worker: WorkerProcess, flow_id: str) -> None:
+    async def loaded() -> bool:
+        return any(
+            "flows in force:" in line and flow_id in line
+            for line in worker.log_tail(2000).splitlines()
+        )
+
+    await wait_until(
+        loaded, timeout_s=START_S, what=lambda: f"{flow_id} loaded\n{worker.log_tail()}"
+    )
+
+
+async def test_operator_views_in_a_browser(
+    ops_worker: tuple[Settings, WorkerProcess],
+    fleet: Fleet,
+    browser: BrowserContext,
+    db: asyncpg.Connection,
+) -> None:
+    settings, worker = ops_worker
+    base = f"http://127.0.0.1:{settings.worker.web_port}"
+    ids = device_ids(5, "ops")  # one run prefix: ops-<run>-000 ...
+    online, quiet, alerting = ids[:3], ids[3], ids[4]
+    await fleet.enroll([*online, quiet, alerting])
+    flow_id = f"ops-gas-{alerting[-12:]}"
+    rule = {
+        "name": "Gas above 500 (operator views test)",
+        "match": {"devices": [alerting], "sensors": ["mq134"]},
+        "nodes": [
+            {
+                "id": "high",
+                "type": "alert",
+                "condition": "sensors.mq134.gas_concentration > 500.0",
+                "value": "sensors.mq134.gas_concentration",
+                "severity": "critical",
+                "message": "gas ${value} ppm on ${device.id}",
+            }
+        ],
+    }
+    created = await fleet.client.post(
+        "/api/v1/admin/flows", json={"flow_id": flow_id, "definition": rule}, headers=ADMIN
+    )
+    assert created.status_code == 201, created.text
+    stop = asyncio.Event()
+    traffic = asyncio.create_task(keep_posting(fleet, online, stop))
+    page = await browser.new_page()
+    try:
+        # Unauthenticated: the API refuses, a page sends the browser to the login form.
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+            async def serving() -> bool:
+                with contextlib.suppress(httpx.TransportError):
+                    return (await client.get("/ops/api/overview")).status_code == 401
+                return False
+
+            await wait_until(serving, timeout_s=START_S, what=lambda: worker.log_tail())
+            refused = await client.get("/ops/api/overview")
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert (await client.get("/metrics")).status_code == 401
+            wrong = {"Authorization": "Bearer not-the-token"}
+            assert (await client.get("/ops/api/devices", headers=wrong)).status_code == 401
+        await page.goto(f"{base}/ops/")
+        assert page.url.startswith(f"{base}/ops/login")
+        await page.fill("#token", "not-the-token")
+        await page.click("button[type=submit]")
+        assert "not the admin token" in await text_of(page, "#login-message")
+        await screenshot(page, "login")
+        await page.fill("#token", DEV_ADMIN_TOKEN)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{base}/ops/")
+
+        # Overview: non-zero rates and the devices that post, online.
+        async def overview_live() -> bool:
+            return (
+                number(await text_of(page, "#readings-in")) > 0
+                and number(await text_of(page, "#readings-out")) > 0
+                and await text_of(page, "#devices-online") == str(len(online))
+            )
+
+        await wait_until(
+            overview_live,
+            timeout_s=START_S,
+            what=lambda: f"rates and {len(online)} devices online\n{worker.log_tail()}",
+        )
+        raw_in = await shown(
+            page, f'#throughput tr[data-topic="{settings.topics.raw}"] td.in', "raw", worker
+        )
+        assert number(raw_in) > 0
+        assert await text_of(page, "#devices-offline") == "0"
+        assert settings.topics.curated in await text_of(page, "#workers")
+        assert settings.worker.app_id in await text_of(page, "#lag")
+        await screenshot(page, "overview")
+
+        # A device page shows the reading just posted (Postgres), its status (routed lookup).
+        # (A device outside the traffic: the page lists the newest 20 readings.)
+        posted = await fleet.post(
+            {"device_id": alerting, "sensors": {"mq134": {"gas_concentration": 123.25}}}
+        )
+        assert posted.status_code == 202, posted.text
+        (event_id,) = posted.json()["event_ids"]
+        await page.goto(f"{base}/ops/devices/{alerting}")
+        row = await shown(
+            page, f'#readings tr[data-event-id="{event_id}"]', "the posted reading", worker
+        )
+        assert "123.25" in row
+        assert await text_of(page, "#device-status") == "online"
+        await screenshot(page, "device")
+        await page.goto(f"{base}/ops/devices?q={online[0][:-3]}")
+        listed = await shown(
+            page, f'#devices tr[data-device-id="{quiet}"]', "the quiet device", worker
+        )
+        assert "never seen" in listed
+        for device in online:
+            assert "online" in await shown(
+                page, f'#devices tr[data-device-id="{device}"]', device, worker
+            )
+        await screenshot(page, "devices")
+
+        # A bad reading (a disabled device's, already in flight) is a dead letter; replay works
+        # once the device is enabled again.
+        path = f"/api/v1/admin/devices/{quiet}"
+        disabled = await fleet.client.patch(path, json={"is_enabled": False}, headers=ADMIN)
+        assert disabled.status_code == 200, disabled.text
+        event = raw_event({"device_id": quiet, "sensors": {"pir": {"motion_detected": True}}})
+        produce(
+            settings.kafka.bootstrap_servers,
+            settings.topics.raw,
+            [(None, raw_envelope([encode_item(event)]))],
+        )
+        await page.goto(f"{base}/ops/deadletters")
+        letter = f'#letters tr[data-event-id="{event.event_id}"]'
+        text = await shown(page, letter, "the dead letter", worker)
+        assert "validate" in text and "disabled" in text
+        assert "validate" in await text_of(page, '#letter-stages tr[data-stage="validate"]')
+        enabled = await fleet.client.patch(path, json={"is_enabled": True}, headers=ADMIN)
+        assert enabled.status_code == 200, enabled.text
+        await page.click(f"{letter} button.replay")
+
+        async def replayed() -> bool:
+            return "replayed 1 reading" in await text_of(page, f"{letter} .result")
+
+        await wait_until(replayed, timeout_s=SEEN_S, what=lambda: worker.log_tail())
+        await screenshot(page, "deadletters")
+
+        async def stored() -> bool:
+            rows = await db.fetch(
+                "SELECT event_id::text AS id FROM readings WHERE device_id = $1", quiet
+            )
+            return [row["id"] for row in rows] == [event.event_id]
+
+        await wait_until(stored, timeout_s=SEEN_S, what=lambda: worker.log_tail())
+
+        # Flows and alerts: the rule with its runs, the alert it fired, acknowledged here.
+        await wait_flow_loaded(worker, flow_id)
+        fired = await fleet.post(
+            {"device_id": alerting, "sensors": {"mq134": {"gas_concentration": 700.0}}}
+        )
+        assert fired.status_code == 202, fired.text
+        await page.goto(f"{base}/ops/flows")
+        alert_row = f'#alerts tr:has(td:text-is("{alerting}"))'
+        await shown(page, alert_row, "the open alert", worker)
+        flow_row = f'#flows tr[data-flow-id="{flow_id}"]'
+
+        async def counted() -> bool:
+            return number(await text_of(page, f"{flow_row} td.runs")) >= 1
+
+        await wait_until(counted, timeout_s=SEEN_S, what=lambda: worker.log_tail())
+        await page.fill("#ack-by", "ops-test")
+        await page.click(f"{alert_row} button.ack")
+
+        async def acknowledged() -> bool:
+            return "ops-test" in await text_of(page, f"{alert_row} td.acknowledged")
+
+        await wait_until(acknowledged, timeout_s=SEEN_S, what=lambda: worker.log_tail())
+        row_ack = await db.fetchval(
+            "SELECT acknowledged_by FROM alerts WHERE device_id = $1", alerting
+        )
+        assert row_ack == "ops-test"
+        await screenshot(page, "flows")
+    finally:
+        stop.set()
+        sent = await traffic
+    assert sent > 0
+
+    # The worker's Prometheus metrics, with the admin token.
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        metrics = await client.get(
+            "/metrics", headers={"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+        )
+    assert metrics.status_code == 200
+    body = metrics.text
+    for line in (
+        f'fleet_agent_events_total{{agent="validate",topic="{settings.topics.raw}"}}',
+        'fleet_dead_letters_total{stage="validate"}',
+        'fleet_sink_write_seconds_count{sink="postgres"}',
+        'fleet_table_keys{table="device-status"}',
+        f'fleet_consumer_lag{{group="{settings.worker.app_id}",partition="0",'
+        f'topic="{settings.topics.raw}"}}',
+    ):
+        assert line in body, line

@@ -102,7 +102,8 @@ def run_services(settings: Settings) -> int:
     api = settings.api
     say(f"API        http://{api.host}:{api.port}  (docs: /docs, health: /health/ready)")
     if settings.worker.web_enabled:
-        say(f"worker web http://{settings.worker.web_host}:{settings.worker.web_port}")
+        web = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+        say(f"operator   {web}/ops/  (admin token; Prometheus: {web}/metrics)")
     mqtt = settings.mqtt
     say(f"MQTT       mqtt://{mqtt.host}:{mqtt.port}  topics {mqtt.topics} (device_id + token)")
     say("Ctrl-C stops API, worker and bridge; `fleetstream stack down` stops the stack")

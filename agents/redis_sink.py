@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
@@ -52,26 +53,76 @@ class _Reading(msgspec.Struct, frozen=True):
 _reading_decoder = msgspec.json.Decoder(_Reading)
 
 
+@dataclass(slots=True)
+class _Merging:
+    """One device's readings of a batch while they are read; turned into fields once."""
+
+    device: DeviceReadings
+    latest: _Reading | None = None
+    latest_item: bytes = b""
+    last_seen: datetime | None = None
+    last_event_id: str = ""
+    sensors: dict[str, dict[str, object]] = field(default_factory=dict)
+    """The last values of each sensor type, in arrival order."""
+
+    def add(self, reading: _Reading, item: bytes) -> None:
+        self.device.items.append(item)
+        if self.latest is None or reading.ts >= self.latest.ts:
+            self.latest, self.latest_item = reading, item
+        if self.last_seen is None or reading.received_at >= self.last_seen:
+            self.last_seen = reading.received_at
+        self.last_event_id = reading.event_id
+        self.sensors.update(reading.sensors)
+
+    def finish(self) -> None:
+        """Fill the device's hash fields: formatting and encoding once per device, not per
+        reading, is most of what the sink saves by merging."""
+        latest, device = self.latest, self.device
+        if latest is None or self.last_seen is None:
+            return
+        device.latest_ts = latest.ts.isoformat()
+        device.latest = {
+            "event_id": latest.event_id,
+            "ts": device.latest_ts,
+            "received_at": latest.received_at.isoformat(),
+            "reading": self.latest_item.decode(),
+        }
+        status = device.status
+        status["last_seen"] = self.last_seen.isoformat()
+        status["device_id"] = device.device_id
+        status["last_event_id"] = self.last_event_id
+        for name, value in measurements(self.sensors):
+            status[value_field(name)] = _json.encode(value).decode()
+
+
 def merge(
     messages: Sequence[SinkMessage], *, readings_topic: str, deadletter_topic: str, now: datetime
 ) -> tuple[RedisBatch, Outputs]:
     """The batch's writes, merged per device, and dead letters for what cannot be read."""
     batch = RedisBatch()
     letters = Outputs()
+    merging: dict[str, _Merging] = {}
     for message in messages:
         try:
             if message.topic == readings_topic:
-                _add_readings(batch, message, letters, deadletter_topic, now)
+                _add_readings(merging, batch, message, letters, deadletter_topic, now)
             else:
                 change = decode_status_change(message.value or b"")
                 batch.changes.append((change, message.value or b""))
         except (ValidationFailure, msgspec.ValidationError, msgspec.DecodeError) as exc:
             letters.add(deadletter_topic, dead_letter(STAGE, message, exc, now))
+    for device in merging.values():
+        device.finish()
     return batch, letters
 
 
 def _add_readings(
-    batch: RedisBatch, message: SinkMessage, letters: Outputs, deadletter: str, now: datetime
+    merging: dict[str, _Merging],
+    batch: RedisBatch,
+    message: SinkMessage,
+    letters: Outputs,
+    deadletter: str,
+    now: datetime,
 ) -> None:
     envelope = decode_curated_envelope(message.value)
     for index, raw in enumerate(envelope.items):
@@ -81,28 +132,11 @@ def _add_readings(
             letter = dead_letter(STAGE, message, exc, now, original=bytes(raw), item=index)
             letters.add(deadletter, letter)
             continue
-        device = batch.devices.get(reading.device_id)
+        device = merging.get(reading.device_id)
         if device is None:
-            device = batch.devices[reading.device_id] = DeviceReadings(reading.device_id)
-        item = bytes(raw)
-        device.items.append(item)
-        ts = reading.ts.isoformat()
-        if ts >= device.latest_ts:
-            device.latest_ts = ts
-            device.latest = {
-                "event_id": reading.event_id,
-                "ts": ts,
-                "received_at": reading.received_at.isoformat(),
-                "reading": item.decode(),
-            }
-        status = device.status
-        seen = reading.received_at.isoformat()
-        if seen >= status.get("last_seen", ""):
-            status["last_seen"] = seen
-        status["device_id"] = reading.device_id
-        status["last_event_id"] = reading.event_id
-        for name, value in measurements(reading.sensors):
-            status[value_field(name)] = _json.encode(value).decode()
+            readings = batch.devices[reading.device_id] = DeviceReadings(reading.device_id)
+            device = merging[reading.device_id] = _Merging(readings)
+        device.add(reading, bytes(raw))
 
 
 def register(ctx: WorkerContext) -> None:

@@ -18,6 +18,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from cli.stack import installer
+from connectors.kafka.partitioner import partition_for
 from schemas.envelopes import encode_item, raw_envelope
 from streams.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids, raw_event
@@ -323,3 +324,59 @@ async def test_operator_views_in_a_browser(
         f'topic="{settings.topics.raw}"}}',
     ):
         assert line in body, line
+
+
+async def test_any_worker_answers_for_the_app_and_routes_a_device_to_its_owner(
+    pipeline: Settings, fleet: Fleet, tmp_path: Path, worker_factory: list[WorkerProcess]
+) -> None:
+    """Two workers share the partitions: each one's overview counts every device, and a
+    device's status comes from the worker owning its key, through whichever is asked."""
+    settings = core_settings(pipeline)
+    urls = []
+    for n in range(2):
+        web = settings.worker.model_copy(update={"web_enabled": True, "web_port": free_port()})
+        process = WorkerProcess(settings.model_copy(update={"worker": web}), tmp_path / f"w{n}.log")
+        worker_factory.append(process)
+        process.start()
+        urls.append(f"http://127.0.0.1:{web.web_port}")
+    devices = device_ids(8, "ops2")
+    await fleet.enroll(devices)
+    admin = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(timeout=10, headers=admin) as client:
+
+        async def both_counted() -> bool:
+            for device in devices:  # readings while the group forms: every device online
+                body = {"device_id": device, "sensors": {"pir": {"motion_detected": True}}}
+                assert (await fleet.post(body)).status_code == 202
+            for url in urls:
+                with contextlib.suppress(httpx.TransportError):
+                    answer = (await client.get(f"{url}/ops/api/overview")).json()
+                    workers = answer["workers"]
+                    if not (
+                        len(workers) == 2
+                        and all(worker["ready"] and worker["partitions"] for worker in workers)
+                        and answer["devices"] == {"online": 8, "offline": 0, "complete": True}
+                    ):
+                        return False
+                    continue
+                return False
+            return True
+
+        await wait_until(
+            both_counted,
+            timeout_s=START_S,
+            what=lambda: "\n".join(process.log_tail(20) for process in worker_factory),
+        )
+        overview = (await client.get(f"{urls[0]}/ops/api/overview")).json()
+        owned = [set(w["partitions"][settings.topics.curated]) for w in overview["workers"]]
+        assert owned[0] | owned[1] == {0, 1, 2} and not owned[0] & owned[1]
+        owners = {w["url"]: p for w, p in zip(overview["workers"], owned, strict=True)}
+        for device in devices:
+            partition = partition_for(device, 3)
+            (owner,) = [url for url, partitions in owners.items() if partition in partitions]
+            for url in urls:  # asked anywhere, answered by the owner
+                answer = await client.get(f"{url}/ops/api/devices/{device}/state")
+                assert answer.status_code == 200, answer.text
+                assert (answer.json()["worker"], answer.json()["online"]) == (owner, True)
+        unknown = await client.get(f"{urls[1]}/ops/api/devices/ops2-nobody-000/state")
+        assert unknown.status_code == 404 and unknown.json()["status"] == "unknown"

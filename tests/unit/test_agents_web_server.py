@@ -1,0 +1,90 @@
+"""The worker's web server as the operator views set it up, served by aiohttp in-process (no
+Kafka): what is public, what needs the token or the login cookie."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from agents.registry import build_worker_app
+from agents.web import auth
+from streams.settings import DEV_ADMIN_TOKEN, Settings
+from tests.support import isolated
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[str]:
+    settings = isolated(Settings(), "unit", tmp_path, web_enabled=True)
+    app, _ = build_worker_app(settings)
+    web_app: Any = app.web.web_app  # type: ignore[attr-defined]
+    test_server = TestServer(web_app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield str(test_server.make_url("")).rstrip("/")
+    finally:
+        await test_server.close()
+
+
+async def test_without_the_token_pages_redirect_to_login_and_the_rest_is_refused(
+    server: str,
+) -> None:
+    async with ClientSession() as client:
+        page = await client.get(
+            f"{server}/ops/devices?q=esp", headers={"Accept": "text/html"}, allow_redirects=False
+        )
+        assert page.status == 303
+        assert page.headers["Location"] == "/ops/login?next=/ops/devices?q%3Desp"
+        for path in ("/ops/api/overview", "/metrics", "/flows/", "/devices/x/status/"):
+            refused = await client.get(f"{server}{path}")
+            assert refused.status == 401, path
+            assert refused.headers["WWW-Authenticate"] == f'Bearer realm="{auth.REALM}"'
+            assert (await refused.json(content_type=None))["status"] == 401
+        assert (await client.get(f"{server}/ops/static/ops.js")).status == 200
+        login = await client.get(f"{server}/ops/login?next=//evil.example/")
+        assert login.status == 200
+        assert 'name="next" value="/ops/"' in await login.text()
+
+
+async def test_the_login_form_sets_a_cookie_that_opens_the_pages(server: str) -> None:
+    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as client:  # an IP host
+        wrong = await client.post(
+            f"{server}/ops/login", data={"token": "nope", "next": "/ops/flows"}
+        )
+        assert wrong.status == 401 and "not the admin token" in await wrong.text()
+        assert auth.COOKIE not in client.cookie_jar.filter_cookies(URL(server))
+        right = await client.post(
+            f"{server}/ops/login",
+            data={"token": DEV_ADMIN_TOKEN, "next": "/ops/flows"},
+            allow_redirects=False,
+        )
+        assert (right.status, right.headers["Location"]) == (303, "/ops/flows")
+        cookie = right.cookies[auth.COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        page = await client.get(f"{server}/ops/flows", headers={"Accept": "text/html"})
+        assert page.status == 200 and 'data-page="flows"' in await page.text()
+        # With the cookie, a change must be JSON: a cross-site form cannot send that.
+        form = await client.post(f"{server}/ops/api/deadletters/replay", data={"partition": "0"})
+        assert form.status == 415
+        bad = await client.post(f"{server}/ops/api/deadletters/replay", json={"partition": -1})
+        assert bad.status == 422
+        assert (await bad.json(content_type=None))["errors"][0]["field"] == "partition"
+        assert (await client.post(f"{server}/ops/logout", json={})).status == 200
+        after = await client.get(f"{server}/ops/api/worker")
+        assert after.status == 401
+
+
+async def test_the_bearer_token_opens_everything_and_device_ids_are_checked(server: str) -> None:
+    headers = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    async with ClientSession(headers=headers) as client:
+        page = await client.get(f"{server}/ops/devices/not%20a%20device")
+        assert page.status == 422
+        assert (await page.json(content_type=None))["errors"][0]["field"] == "device_id"
+        metrics = await client.get(f"{server}/metrics")
+        assert metrics.status == 200
+        assert "fleet_agent_events_total" in await metrics.text()

@@ -71,6 +71,6 @@ def test_state_tables_read_their_changelogs_as_raw_bytes(tmp_path: Path) -> None
     """Recovery decodes changelogs with the table's serializers: json would fail on our bytes."""
     app, _ = build_worker_app(isolated(Settings(), "unit", tmp_path))
     for name in ("device-status", "rollups", "flow-state"):
-        table = app.tables[name]
+        table: Any = app.tables[name]
         assert (table.key_serializer, table.value_serializer) == ("raw", "raw")
         assert table.changelog_topic.value_serializer == "raw"

@@ -38,4 +38,4 @@ def test_production_refuses_default_or_empty_broker_passwords(
 def test_topic_patterns_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEET_MQTT__TOPICS", " a/+/b , ,c/+ ")
     assert Settings().mqtt.topic_patterns == ["a/+/b", "c/+"]
-    assert Settings(_env_file=None).live.read_token.get_secret_value() == ""  # type: ignore[call-arg]
+    assert Settings(_env_file=None).live.read_token.get_secret_value() == ""

@@ -70,37 +70,6 @@ def guarded(name: str, body: AgentBody) -> AgentBody:
     return agent
 
 
-class InFlight:
-    """At most ``limit`` batches of one agent in progress at once, each in its own task.
-
-    A batch acks its own events when it is done (Faust commits only up to the lowest offset not
-    yet acked, so finishing out of order is safe). A batch that fails stops the worker at once,
-    like an exception escaping the agent (see :func:`guarded`).
-    """
-
-    def __init__(self, agent: str, limit: int) -> None:
-        self._agent = agent
-        self._limit = limit
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self, batch: Awaitable[None]) -> None:
-        """Start ``batch``; wait first while ``limit`` batches are in progress."""
-        while len(self._tasks) >= self._limit:
-            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.ensure_future(batch)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            stop_worker(self._agent, exc)
-
-
 @dataclass
 class WorkerContext:
     settings: Settings

@@ -13,16 +13,17 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import asyncpg
 import msgspec
 
-from agents.context import InFlight, WorkerContext, guarded
+from agents.context import WorkerContext
 from agents.deadletters import KafkaMessage, dead_letter
 from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
+from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.last_seen import update_last_seen
 from connectors.postgres.pool import create_pool
@@ -184,34 +185,29 @@ async def _open_pool(settings: Settings) -> asyncpg.Pool:
     )
 
 
+GROUP = "sink-postgres"
+
+
 def register(ctx: WorkerContext) -> None:
+    """The sink runs in a consumer group of its own (``agents.sink_group``): a Postgres outage
+    stalls only this sink, never the status table, rollups or flows on the same topic."""
     settings = ctx.settings
     worker = settings.worker
+    group = SinkGroup(settings, GROUP, [settings.topics.curated], worker.sink_batch_max)
+    sinks: list[ReadingsSink] = []
 
-    async def sink_postgres(stream: Any) -> None:
-        pool = await _open_pool(settings)
-        store = timed(ReadingStore(pool), "postgres")
-        sink = ReadingsSink(
-            store,
-            settings.topics.deadletter,
-            worker.retry_backoff_max_s,
-            last_seen=functools.partial(update_last_seen, pool),
-        )
+    async def handle(messages: list[SinkMessage]) -> None:
+        if not sinks:
+            pool = await _open_pool(settings)
+            sinks.append(
+                ReadingsSink(
+                    timed(ReadingStore(pool), "postgres"),
+                    settings.topics.deadletter,
+                    worker.retry_backoff_max_s,
+                    last_seen=functools.partial(update_last_seen, pool),
+                )
+            )
+        letters = await sinks[0].write_batch(messages)
+        await ctx.publish(letters)
 
-        async def write_and_ack(events: list[Any]) -> None:
-            letters = await sink.write_batch([event.message for event in events])
-            await ctx.publish(letters)
-            for event in events:
-                await stream.ack(event)
-
-        # While one batch waits on Postgres, the next is decoded and sent on another
-        # connection; Faust commits only up to the lowest offset not yet acked.
-        in_flight = InFlight("sink-postgres", worker.sink_concurrency)
-        try:
-            async for events in stream.noack_take(worker.sink_batch_max, worker.batch_within_s):
-                await in_flight.start(write_and_ack(list(events)))
-            await in_flight.drain()
-        finally:
-            await store.close()
-
-    ctx.app.agent(ctx.topics.curated, name="sink-postgres")(guarded("sink-postgres", sink_postgres))
+    start_sink(ctx, group, handle)

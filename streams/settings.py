@@ -228,9 +228,6 @@ class WorkerSettings(_Section):
     datadir: Path = PROJECT_ROOT / ".stack" / "faust"
     validate_batch_max: int = Field(default=64, ge=1, description="envelopes per taken batch")
     sink_batch_max: int = Field(default=32, ge=1, description="envelopes per taken batch")
-    sink_concurrency: int = Field(
-        default=2, ge=1, description="Postgres sink batches in flight (overlaps COPY and decode)"
-    )
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     commit_interval_s: float = Field(default=1.0, gt=0, description="offset commits, async")
     retry_backoff_max_s: float = Field(default=30.0, gt=0)

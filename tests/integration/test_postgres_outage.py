@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from agents import postgres_sink
+from agents.sink_group import group_id
 from cli.stack import manager
 from schemas.events import decode_dead_letter
 from streams.settings import Settings
@@ -37,6 +39,7 @@ async def test_sink_waits_for_postgres_without_committing_and_then_stores_every_
         pipeline.worker.app_id,
         pipeline.topics,
     )
+    sink_group = group_id(pipeline, postgres_sink.GROUP)
     manager.down(stack_settings, services=["postgres"], progress=print)
     try:
         poison = [(b"poison", b"\x00garbage\xff"), (None, None)]
@@ -53,14 +56,14 @@ async def test_sink_waits_for_postgres_without_committing_and_then_stores_every_
             return "to Postgres failed" in worker.log_tail(200)
 
         await wait_until(sink_is_retrying, timeout_s=90, what=lambda: worker.log_tail())
-        before = committed(bootstrap, group, topics.curated)
+        before = committed(bootstrap, sink_group, topics.curated)
 
         async def validate_done() -> bool:
             return committed(bootstrap, group, topics.raw) == partition_ends(bootstrap, topics.raw)
 
         # Commits run (validate finished all of fleet.raw.v1) while the sink's offsets stay.
         await wait_until(validate_done, timeout_s=60, what=lambda: worker.log_tail())
-        assert committed(bootstrap, group, topics.curated) == before
+        assert committed(bootstrap, sink_group, topics.curated) == before
         assert sum(before.values()) < sum(partition_ends(bootstrap, topics.curated).values())
     finally:
         manager.up(stack_settings, services=["postgres"], progress=print)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import asyncpg
 
+from agents import postgres_sink
+from agents.sink_group import group_id
 from streams.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
@@ -41,6 +43,7 @@ async def test_sigkill_while_the_sink_waits_on_its_write_redelivers_the_batch(
     devices = device_ids(8)
     await fleet.enroll(devices)
     bootstrap, group = pipeline.kafka.bootstrap_servers, pipeline.worker.app_id
+    sink_group = group_id(pipeline, postgres_sink.GROUP)
     first = WorkerProcess(pipeline, tmp_path / "worker-1.log")
     worker_factory.append(first)
     first.start()
@@ -80,7 +83,7 @@ async def test_sigkill_while_the_sink_waits_on_its_write_redelivers_the_batch(
         await wait_until(validate_committed_everything, timeout_s=60, what="validate's commits")
         # ... but not for the batch the sink has not written.
         curated_ends = partition_ends(bootstrap, pipeline.topics.curated)
-        curated_committed = committed(bootstrap, group, pipeline.topics.curated)
+        curated_committed = committed(bootstrap, sink_group, pipeline.topics.curated)
         assert sum(curated_committed.values()) < sum(curated_ends.values())
         first.kill()
     finally:

@@ -66,7 +66,7 @@ async def test_batches_are_counted_per_topic_and_timed_until_their_last_ack() ->
     stream = FakeStream([first, second])
     metered = MeteredStream("validate", stream, registry)
     batches = metered.noack_take(10, 0.1)
-    taken = [await anext(batches), await anext(batches)]  # both in flight, as InFlight does
+    taken = [await anext(batches), await anext(batches)]  # both in flight at once
     assert taken == [first, second]
     assert sample(registry, "fleet_agent_events_total", agent="validate", topic="raw") == 3
     assert sample(registry, "fleet_agent_events_total", agent="validate", topic="other") == 1

@@ -104,11 +104,17 @@ def run(ctx: Context, *, rate: float = 5000, seconds: float = 30, workers: int =
     offsets = schedule(rate, seconds, BATCH)
     items = list(readings(fleet, len(offsets) * BATCH, invalid_every=None))
     bodies = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
-    with (
-        fresh_topics(settings),
-        services(settings, ctx.workdir, ["api"] + ["worker"] * workers) as started,
-    ):
-        outcome = asyncio.run(_measure(ctx, settings, started, fleet.devices, bodies, offsets))
+    warm = new_fleet(1).devices
+    try:
+        with (
+            fresh_topics(settings),
+            services(settings, ctx.workdir, ["api"] + ["worker"] * workers) as started,
+        ):
+            outcome = asyncio.run(
+                _measure(ctx, settings, started, (fleet.devices, warm), bodies, offsets)
+            )
+    finally:  # after the worker stopped; also when the step failed: no rows left behind
+        asyncio.run(_delete(settings, [*fleet.devices, *warm]))
     sent, cpu, latency, warm_up, stored = outcome
     total = len(items)
     request = summarize(sent.latencies_ms) if sent.latencies_ms else Percentiles(0, 0, 0)
@@ -143,17 +149,17 @@ async def _measure(
     ctx: Context,
     settings: Settings,
     started: list[Started],
-    devices: list[str],
+    fleets: tuple[list[str], list[str]],
     bodies: list[list[dict[str, Any]]],
     offsets: list[float],
 ) -> tuple[Sent, dict[str, float], Percentiles, float, Stored]:
+    devices, warm = fleets
     base = f"http://{settings.api.host}:{settings.api.port}"
     begun = time.monotonic()
     await wait_ready(base, started[0])
     db = await asyncpg.connect(settings.postgres.dsn())
     watermarks = Watermarks(settings.kafka.bootstrap_servers)
     try:
-        warm = new_fleet(1).devices
         async with httpx.AsyncClient(timeout=30) as client:
             warm_body = next(readings(new_fleet(1, run="warm"), 1, invalid_every=None))
             warm_body["device_id"] = warm[0]
@@ -197,11 +203,18 @@ async def _measure(
         )
         cpu = {**meter.stop(), "load": _own_cpu() - own_before}
         latency = await row_latency(db, devices)
-        await delete_rows(db, [*devices, *warm])
     finally:
         watermarks.close()
         await db.close()
     return sent, cpu, latency, warm_up, stored
+
+
+async def _delete(settings: Settings, devices: list[str]) -> None:
+    db = await asyncpg.connect(settings.postgres.dsn())
+    try:
+        await delete_rows(db, devices)
+    finally:
+        await db.close()
 
 
 def _own_cpu() -> float:

@@ -62,24 +62,26 @@ def run(
         if flows:  # bench/flows_load.py: N flows on every device, done when they acked too
             publish_flows(settings, flows)
         start_at = time.time()
-        with services(settings, ctx.workdir, ["worker"] * workers) as started_workers:
-            meter = _meter(ctx, started_workers)
-            meter.start()
-            sampler = None
-            if profile_with:
-                out = ctx.workdir / "worker.pyspy.txt"
-                pid = started_workers[0].pid
-                sampler = Sampler(
-                    profile_with, pid, out, delay_s=PROFILE_DELAY_S, seconds=PROFILE_S
+        try:
+            with services(settings, ctx.workdir, ["worker"] * workers) as started_workers:
+                meter = _meter(ctx, started_workers)
+                meter.start()
+                sampler = None
+                if profile_with:
+                    out = ctx.workdir / "worker.pyspy.txt"
+                    pid = started_workers[0].pid
+                    sampler = Sampler(
+                        profile_with, pid, out, delay_s=PROFILE_DELAY_S, seconds=PROFILE_S
+                    )
+                    sampler.start()
+                stored = asyncio.run(
+                    _wait(ctx, settings, fleet.devices, count, started_workers, time_limit_s)
                 )
-                sampler.start()
-            stored = asyncio.run(
-                _wait(ctx, settings, fleet.devices, count, started_workers, time_limit_s)
-            )
-            flows_done = wait_committed(settings, time_limit_s) if flows else None
-            cpu = meter.stop()
-            profiled = sampler.finish() if sampler else None
-        asyncio.run(_cleanup(settings, fleet.devices))
+                flows_done = wait_committed(settings, time_limit_s) if flows else None
+                cpu = meter.stop()
+                profiled = sampler.finish() if sampler else None
+        finally:  # also when a step fails or is interrupted: no rows left behind
+            asyncio.run(_cleanup(settings, fleet.devices))
     done_at = max(stored.done_at, flows_done or 0.0)
     seconds = done_at - start_at
     steady = stored.handled / (done_at - stored.first_row_at)

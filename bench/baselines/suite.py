@@ -101,7 +101,7 @@ def run_faust(ctx: Context, settings: Settings, fleet: Fleet, count: int, total:
         cpu = meter.stop()
     finally:
         stop([worker])
-    asyncio.run(_delete(settings, fleet.devices))
+        asyncio.run(_delete(settings, fleet.devices))
     invalid = invalid_count(total, len(fleet.devices))
     return Result(
         "baselines",
@@ -229,8 +229,10 @@ def run_quix(
         "--expect",
         str(count),
     ]
-    seconds, cpu, outcome = _run_to_exit(ctx, "quix", argv, {"PYTHONPATH": str(REPO)})
-    asyncio.run(_delete(settings, fleet.devices))
+    try:
+        seconds, cpu, outcome = _run_to_exit(ctx, "quix", argv, {"PYTHONPATH": str(REPO)})
+    finally:
+        asyncio.run(_delete(settings, fleet.devices))
     steady = outcome["first_to_last_s"]
     return Result(
         "baselines",

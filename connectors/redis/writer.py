@@ -7,7 +7,8 @@ idempotent, so the caller simply retries the whole batch).
 * latest reading and status fields: ``HSET`` (the batch's newest reading per device);
 * status transitions: a Lua script applies a transition and publishes it only if its ``seq`` is
   above the one stored, so a transition published twice upstream takes effect once;
-* pub/sub: one message per device per batch on its channel and on the all-devices channel;
+* pub/sub: one message per device per batch on its channel; up to 500 readings a message on
+  the all-devices channel;
 * legacy list (optional): one ``LPUSH`` of every reading, then ``LTRIM`` to the cap.
 """
 
@@ -57,6 +58,10 @@ class RedisBatch:
     """Transitions and their encoded records."""
 
 
+ALL_CHANNEL_CHUNK = 500
+"""Readings per message on the all-devices channel."""
+
+
 class RedisWriter:
     def __init__(
         self, client: aioredis.Redis, keys: RedisKeys, legacy_list: str = "", legacy_max: int = 0
@@ -72,17 +77,21 @@ class RedisWriter:
             return
         keys = self._keys
         pipe = self._client.pipeline(transaction=False)
-        legacy: list[bytes] = []
+        every_item: list[bytes] = []
         for device in batch.devices.values():
             device_id = device.device_id
             pipe.hset(keys.latest(device_id), mapping=_mapping(device.latest))
             pipe.hset(keys.status(device_id), mapping=_mapping(device.status))
-            message = _feed(device_id, device.items)
-            pipe.publish(keys.readings_channel(device_id), message)
-            pipe.publish(keys.readings_all, message)
-            legacy += device.items
-        if self._legacy_list and legacy:
-            pipe.lpush(self._legacy_list, *legacy)
+            pipe.publish(keys.readings_channel(device_id), _feed(device_id, device.items))
+            every_item += device.items
+        # The all-devices channel gets a few large messages per batch, not one per device:
+        # commands, not bytes, are what a pipeline costs here.
+        for start in range(0, len(every_item), ALL_CHANNEL_CHUNK):
+            pipe.publish(
+                keys.readings_all, _feed_all(every_item[start : start + ALL_CHANNEL_CHUNK])
+            )
+        if self._legacy_list and every_item:
+            pipe.lpush(self._legacy_list, *every_item)
             pipe.ltrim(self._legacy_list, 0, self._legacy_max - 1)
         for change, encoded in batch.changes:
             await self._transition(
@@ -109,6 +118,10 @@ class RedisWriter:
 
 def _mapping(fields: dict[str, str]) -> Any:
     return fields  # redis-py types mapping values narrowly
+
+
+def _feed_all(items: Sequence[bytes]) -> bytes:
+    return b'{"readings":[' + b",".join(items) + b"]}"
 
 
 def _feed(device_id: str, items: Sequence[bytes]) -> bytes:

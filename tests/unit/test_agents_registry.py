@@ -36,7 +36,6 @@ def test_the_app_is_built_from_the_settings_passed_in(tmp_path: Path) -> None:
         "validate",
         "device-status",
         "rollups",
-        "sink-postgres",
         "flows",
         "sink-alerts",
     }

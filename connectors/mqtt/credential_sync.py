@@ -24,8 +24,8 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from connectors.kafka.device_cache import DeviceIndex, RegistryReader
-from connectors.kafka.errors import KafkaUnavailable
+from connectors.kafka.compacted import CompactedReader
+from connectors.kafka.device_cache import DeviceIndex
 from connectors.mqtt.credentials import ROLE_PREFIX, admin_client, enable_command, role_for
 from connectors.mqtt.dynsec import Command, DynsecClient, check
 from schemas.devices import Device
@@ -77,33 +77,20 @@ class CredentialSync:
 
     def _run(self) -> None:
         settings = self._settings
-        reader = RegistryReader(
+        reader = CompactedReader(
             settings.kafka.bootstrap_servers, settings.topics.devices, self._index
         )
         try:
-            if self._assign(reader):
+            if reader.assign_retrying(self._stopping, "credential sync"):
                 self._follow(reader)
         finally:
             reader.close()
 
-    def _assign(self, reader: RegistryReader) -> bool:
-        delay = 0.2
-        while not self._stopping.is_set():
-            try:
-                reader.assign()
-            except KafkaUnavailable as exc:
-                log.warning("credential sync waiting for Kafka: %s", exc)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-            else:
-                return True
-        return False
-
-    def _follow(self, reader: RegistryReader) -> None:
+    def _follow(self, reader: CompactedReader) -> None:
         delay = 0.2
         while not self._stopping.is_set():
             reader.poll(0.1)
-            if reader.catch_up is None or not reader.catch_up.done:
+            if not reader.caught_up:
                 continue
             try:
                 if not self.synced.is_set():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from connectors.kafka.device_cache import CatchUp, DeviceIndex
+from connectors.kafka.compacted import CatchUp
+from connectors.kafka.device_cache import DeviceIndex
 from schemas.devices import Device, encode_device, hash_token
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -26,16 +27,17 @@ def registry_records(bootstrap: str, topic: str, partitions: int) -> RegistryRec
         pending = {p for p, high in ends.items() if high > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         records: RegistryRecords = []
-        polls = 200
-        while pending and polls > 0:
-            polls -= 1
-            message = consumer.poll(0.1)
-            if message is None or message.error() is not None:
-                continue
-            key = message.key()
-            records.append(((key or b"").decode(), message.value()))
-            if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
-                pending.discard(message.partition() or 0)
+        # Bounded in time, not in polls: a resync publishes every device of the (shared) test
+        # database, so the topic can hold thousands of records.
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.2):
+                if message.error() is not None:
+                    continue
+                key = message.key()
+                records.append(((key or b"").decode(), message.value()))
+                if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
+                    pending.discard(message.partition() or 0)
         assert not pending, f"could not read {topic} to its end"
         return records
     finally:

@@ -23,6 +23,7 @@ from cli.flows_commands import flows_app
 from cli.mqtt_command import mqtt
 from cli.partitions_command import partitions
 from cli.stack_commands import stack_app
+from streams.runtime import tune_gc
 from streams.settings import get_settings
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ def api() -> None:
     from api.observability import log_config
 
     settings = get_settings()
+    tune_gc(settings.gc_gen0_threshold)
     uvicorn.run(
         "api.app:create_app",
         factory=True,

@@ -7,6 +7,7 @@ import logging
 import signal
 
 from cli.runner import operator_errors
+from streams.runtime import tune_gc
 from streams.settings import Settings, get_settings
 
 
@@ -17,6 +18,7 @@ def mqtt() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    tune_gc(settings.gc_gen0_threshold)
     with operator_errors():
         asyncio.run(_serve(settings))
 

@@ -14,6 +14,7 @@ import typer
 
 from connectors.kafka.admin import ensure_topics
 from schemas.errors import FleetError
+from streams.runtime import tune_gc
 from streams.settings import Settings
 from streams.topology import topic_specs
 
@@ -86,6 +87,7 @@ def run_worker(settings: Settings) -> None:
 
     app, _ = build_worker_app(settings)
     settings.worker.datadir.mkdir(parents=True, exist_ok=True)
+    tune_gc(settings.gc_gen0_threshold)
     Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
 
 

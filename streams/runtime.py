@@ -1,0 +1,27 @@
+"""Process-wide tuning shared by the long-running commands (api, worker, mqtt)."""
+
+from __future__ import annotations
+
+import gc
+
+
+def tune_gc(gen0_threshold: int) -> bool:
+    """Collect garbage less often in a process that allocates per reading.
+
+    CPython runs a generation-0 collection every 700 new container objects (dicts, lists,
+    structs with dict fields). A batch of a few thousand decoded readings allocates far more
+    than that, so the collector ran many times per batch and each run walked every reading
+    still alive in the batch: in the pipeline benchmark the worker spent about a quarter of
+    its CPU there (``bench/RESULTS.md``). ``gc.freeze()`` moves what start-up allocated
+    (Faust, modules, settings) out of the collector's sight for good; a higher generation-0
+    threshold lets a batch finish between collections. Reference counting still frees almost
+    everything at once; only cycles wait a little longer. 0 keeps Python's defaults.
+
+    Returns whether anything was changed.
+    """
+    if gen0_threshold <= 0:
+        return False
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)
+    return True

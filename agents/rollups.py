@@ -32,7 +32,6 @@ from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
 from connectors.postgres.rollups import RollupStore
-from schemas.catalogue import measurements
 from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
 from streams.faust_compat import writing_as
 
@@ -59,32 +58,47 @@ class RollupTracker:
         self, state: RollupState | None, device_id: str, items: list[Item]
     ) -> tuple[RollupState, list[Rollup]]:
         state = state if state is not None else RollupState(device_id=device_id)
-        touched: set[tuple[int, str]] = set()
+        touched: set[int] = set()
         for item in items:
             received = item.received_at.timestamp()
             start = math.floor(item.ts.timestamp() / WINDOW_S) * WINDOW_S
             if received > start + WINDOW_S + self.grace_s:
                 state.late += 1
                 continue
-            state.newest_received = max(state.newest_received, received)
-            window = state.windows.setdefault(start, {})
-            for name, value in measurements(item.sensors):
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    continue
-                aggregate = window.get(name)
-                if aggregate is None:
-                    window[name] = [1, value, value, value]
-                else:
-                    aggregate[0] += 1
-                    aggregate[1] = min(aggregate[1], value)
-                    aggregate[2] = max(aggregate[2], value)
-                    aggregate[3] += value
-                touched.add((start, name))
-        rollups = [_rollup(device_id, start, name, state) for start, name in sorted(touched)]
+            if received > state.newest_received:
+                state.newest_received = received
+            _add(state.windows.setdefault(start, {}), item.sensors)
+            touched.add(start)
+        rollups = [
+            _rollup(device_id, start, name, state)
+            for start in sorted(touched)
+            for name in sorted(state.windows[start])
+        ]
         horizon = state.newest_received - WINDOW_S - self.grace_s - _SLACK_S
         for start in [start for start in state.windows if start < horizon]:
             del state.windows[start]
         return state, rollups
+
+
+def _add(window: dict[str, list[Any]], sensors: dict[str, Any]) -> None:
+    """Add a reading's numeric fields to a window's aggregates (count, min, max, sum)."""
+    for sensor, values in sensors.items():
+        if not isinstance(values, dict):
+            continue
+        for field, value in values.items():
+            if value.__class__ is bool or not isinstance(value, int | float):
+                continue
+            name = f"{sensor}.{field}"
+            aggregate = window.get(name)
+            if aggregate is None:
+                window[name] = [1, value, value, value]
+                continue
+            aggregate[0] += 1
+            if value < aggregate[1]:
+                aggregate[1] = value
+            if value > aggregate[2]:
+                aggregate[2] = value
+            aggregate[3] += value
 
 
 def _rollup(device_id: str, start: int, name: str, state: RollupState) -> Rollup:
@@ -157,7 +171,7 @@ async def _open_store(ctx: WorkerContext) -> RollupStore:
 def register(ctx: WorkerContext) -> None:
     settings = ctx.settings
     rollups = Rollups(ctx)
-    within = settings.worker.batch_within_s
+    within = settings.stream.state_batch_within_s
 
     async def rollup_windows(stream: Any) -> None:
         async for events in stream.noack_take(settings.stream.state_batch_max, within):

@@ -36,11 +36,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from agents.context import WorkerContext, guarded, stop_worker
-from agents.curated import Item, new_items, read_batch
+from agents.curated import Item, LastValues, new_items, read_batch
 from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
-from schemas.catalogue import measurements
 from schemas.status import DeviceState, StatusChange, decode_device_state, encode
 from streams.faust_compat import writing_as
 
@@ -75,15 +74,21 @@ class StatusTracker:
                 last_event_id=first.event_id,
                 count=0,
             )
-        values = dict(state.last_values)
+        last_values = LastValues()
+        last_seen, first_seen, last_ts = state.last_seen, state.first_seen, state.last_ts
         for item in items:
-            state.count += 1
-            state.last_event_id = item.event_id
-            state.last_seen = max(state.last_seen, item.received_at)
-            state.first_seen = min(state.first_seen, item.received_at)
-            state.last_ts = max(state.last_ts, item.ts)
-            values.update(measurements(item.sensors))
-        state.last_values = values
+            received = item.received_at
+            if received > last_seen:
+                last_seen = received
+            elif received < first_seen:
+                first_seen = received
+            if item.ts > last_ts:
+                last_ts = item.ts
+            last_values.add(item.sensors)
+        state.count += len(items)
+        state.last_event_id = items[-1].event_id
+        state.last_seen, state.first_seen, state.last_ts = last_seen, first_seen, last_ts
+        state.last_values = {**state.last_values, **dict(last_values.flattened())}
         timeout_s = self.timeout_for(device_id)
         if state.online or (now - state.last_seen).total_seconds() >= timeout_s:
             return state, None  # already online, or only old readings: no transition
@@ -281,7 +286,10 @@ def register(ctx: WorkerContext) -> None:
     settings = ctx.settings
 
     async def device_status(stream: Any) -> None:
-        batches = stream.noack_take(settings.stream.state_batch_max, settings.worker.batch_within_s)
+        stream_settings = settings.stream
+        batches = stream.noack_take(
+            stream_settings.state_batch_max, stream_settings.state_batch_within_s
+        )
         async for events in batches:
             await status.on_batch(stream, list(events))
 

@@ -30,6 +30,8 @@ INVALID_EVERY = 100
 """One reading in this many is invalid (~1 %)."""
 EQUIPMENT_SHARE = 0.3
 """Share of the devices that are industrial machines (the rest are ESP32 boards)."""
+SPAN_S = 60.0
+"""Readings of a run carry timestamps over the last minute (see ``readings``)."""
 
 _encoder = msgspec.json.Encoder()
 
@@ -116,12 +118,14 @@ def readings(
     invalid_every: int | None = INVALID_EVERY,
     now: datetime | None = None,
     metadata: dict[str, Any] | None = None,
+    span_s: float = SPAN_S,
 ) -> Iterator[dict[str, Any]]:
     """``count`` readings round-robin over the fleet, every ``invalid_every``-th one invalid
     (None: all valid, as the HTTP scenarios need: one invalid item rejects a whole request).
 
-    Timestamps fall in the hour before ``now`` (so they pass the clock-skew check and land in
-    today's and at most yesterday's ``readings`` partitions).
+    Timestamps fall in the ``span_s`` seconds before ``now``, in order, as a live fleet sends
+    them: on time for the 1-minute rollups (which then do their whole work: an older reading
+    would be late and skip them) and inside the clock-skew check.
     """
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
@@ -135,7 +139,7 @@ def readings(
             sensors = _equipment_sensors(rng)
         else:
             sensors = _esp32_sensors(rng)
-        timestamp = now - timedelta(seconds=3600 * (count - n) / max(count, 1))
+        timestamp = now - timedelta(seconds=span_s * (count - n) / max(count, 1))
         body: dict[str, Any] = {
             "device_id": device,
             "timestamp": timestamp.isoformat(),

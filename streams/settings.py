@@ -98,6 +98,12 @@ class RedisSettings(_Section):
         default="", description="LPUSH every reading to this list (seeds 001/002); empty: off"
     )
     legacy_list_max: int = Field(default=10_000, ge=1, description="LTRIM cap of that list")
+    flush_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="the Redis sink gathers readings this long (or state_batch_max envelopes) "
+        "per write: its commands are per device, so its cost follows devices, not readings",
+    )
 
     @property
     def url(self) -> str:
@@ -243,6 +249,12 @@ class StreamSettings(_Section):
         default="rocksdb", description="Faust table store (memory: tests; state is changelogged)"
     )
     state_batch_max: int = Field(default=128, ge=1, description="envelopes per status/rollup batch")
+    state_batch_within_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="longest wait to fill a status/rollup batch: table writes and rollup "
+        "records are per device and batch, so longer batches cost less per reading",
+    )
     inactivity_timeout_s: int = Field(
         default=300, ge=1, description="offline after this long silent (registry overrides)"
     )

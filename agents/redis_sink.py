@@ -3,7 +3,11 @@
 Reads ``fleet.curated.v1`` (readings) and ``fleet.device-status.v1`` (transitions) in its own
 consumer group (``agents.sink_group``), so a Redis outage never holds up the stream core or the
 Postgres sink: the batch is retried with capped backoff and its offsets wait, nothing is lost.
-Each batch is merged per device and written with one pipeline (``connectors.redis.writer``).
+A batch gathers ``FLEET_REDIS__FLUSH_INTERVAL_S`` of records (or a size cap), is merged per device
+and written with one pipeline (``connectors.redis.writer``): the commands are per device, so
+their cost follows the fleet, not the rate of readings, and a reading reaches Redis that much
+later. Sensor objects stay encoded while a batch is read: only each device's last object of
+each sensor type is decoded.
 
 Delivery: at-least-once. Hashes are overwritten with the same values on a redelivery; a
 transition applies once per ``seq``; pub/sub messages and the legacy list can repeat a reading
@@ -18,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
-import redis.asyncio as aioredis
 
 from agents.context import WorkerContext
 from agents.deadletters import dead_letter
@@ -28,12 +31,20 @@ from agents.retry import retry_until_done
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.redis.errors import is_retriable
 from connectors.redis.keys import RedisKeys
-from connectors.redis.writer import DeviceReadings, RedisBatch, RedisWriter, value_field
+from connectors.redis.wire import RedisPipe
+from connectors.redis.writer import (
+    DeviceReadings,
+    RedisBatch,
+    RedisWriter,
+    connect_commands,
+    value_field,
+)
 from schemas.catalogue import measurements
 from schemas.envelopes import decode_curated_envelope
 from schemas.errors import ValidationFailure
 from schemas.status import decode_status_change
 from schemas.validation import decode_json
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +53,17 @@ GROUP = "sink-redis"
 _json = msgspec.json.Encoder()
 
 
-class _Reading(msgspec.Struct, frozen=True):
+class _Reading(msgspec.Struct, frozen=True, gc=False):
     event_id: str
     device_id: str
     ts: datetime
     received_at: datetime
-    sensors: dict[str, dict[str, object]]
+    sensors: dict[str, msgspec.Raw]
+    """Left encoded: only a device's last object of each sensor type in a batch is decoded."""
 
 
 _reading_decoder = msgspec.json.Decoder(_Reading)
+_sensor_decoder = msgspec.json.Decoder()
 
 
 @dataclass(slots=True)
@@ -62,8 +75,8 @@ class _Merging:
     latest_item: bytes = b""
     last_seen: datetime | None = None
     last_event_id: str = ""
-    sensors: dict[str, dict[str, object]] = field(default_factory=dict)
-    """The last values of each sensor type, in arrival order."""
+    sensors: dict[str, msgspec.Raw] = field(default_factory=dict)
+    """The last object of each sensor type, still encoded, in arrival order."""
 
     def add(self, reading: _Reading, item: bytes) -> None:
         self.device.items.append(item)
@@ -85,14 +98,15 @@ class _Merging:
             "event_id": latest.event_id,
             "ts": device.latest_ts,
             "received_at": latest.received_at.isoformat(),
-            "reading": self.latest_item.decode(),
+            "reading": self.latest_item,
         }
         status = device.status
         status["last_seen"] = self.last_seen.isoformat()
         status["device_id"] = device.device_id
         status["last_event_id"] = self.last_event_id
-        for name, value in measurements(self.sensors):
-            status[value_field(name)] = _json.encode(value).decode()
+        sensors = {name: _sensor_decoder.decode(raw) for name, raw in self.sensors.items()}
+        for name, value in measurements(sensors):
+            status[value_field(name)] = _json.encode(value)
 
 
 def merge(
@@ -139,23 +153,35 @@ def _add_readings(
         device.add(reading, bytes(raw))
 
 
+def sink_group(settings: Settings) -> SinkGroup:
+    """Batches by time: the commands are per device, so gathering FLEET_REDIS__FLUSH_INTERVAL_S
+    of readings bounds them by the fleet, not by the rate (FLEET_STREAM__STATE_BATCH_MAX
+    envelopes cap a batch's memory when catching up)."""
+    topics = settings.topics
+    return SinkGroup(
+        settings,
+        GROUP,
+        [topics.curated, topics.device_status],
+        settings.stream.state_batch_max,
+        within_s=settings.redis.flush_interval_s,
+    )
+
+
 def register(ctx: WorkerContext) -> None:
     settings = ctx.settings
     topics = settings.topics
-    # Large batches: the commands are per device, so the more readings a batch merges per
-    # device, the fewer commands a reading costs (FLEET_STREAM__STATE_BATCH_MAX envelopes).
-    group = SinkGroup(
-        settings, GROUP, [topics.curated, topics.device_status], settings.stream.state_batch_max
-    )
+    group = sink_group(settings)
     writer: RedisWriter | None = None
 
     async def handle(messages: list[SinkMessage]) -> None:
         nonlocal writer
         if writer is None:
             redis_settings = settings.redis
-            client = aioredis.Redis.from_url(redis_settings.url)
+            pipe = RedisPipe(
+                redis_settings.host, redis_settings.port, connect_commands(redis_settings.db)
+            )
             writer = RedisWriter(
-                client,
+                pipe,
                 RedisKeys(redis_settings.prefix),
                 redis_settings.legacy_list,
                 redis_settings.legacy_list_max,

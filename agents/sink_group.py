@@ -96,13 +96,20 @@ class SinkGroup:
     """Consume ``topics`` in batches and hand each batch to a handler, until cancelled."""
 
     def __init__(
-        self, settings: Settings, name: str, topics: Sequence[str], batch_max: int
+        self,
+        settings: Settings,
+        name: str,
+        topics: Sequence[str],
+        batch_max: int,
+        within_s: float | None = None,
     ) -> None:
+        """``within_s``: longest wait to fill a batch (default ``FLEET_WORKER__BATCH_WITHIN_S``);
+        a sink whose cost is per key, not per record, waits longer to merge more."""
         self.name = name
         self._config = consumer_config(settings, name)
         self._topics = list(topics)
         self._batch_max = batch_max
-        self._within_s = settings.worker.batch_within_s
+        self._within_s = settings.worker.batch_within_s if within_s is None else within_s
 
     async def run(self, handle: Handler) -> None:
         consumer = Consumer(self._config)

@@ -6,7 +6,9 @@ import redis.exceptions
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """Connection trouble, timeouts, a loading or read-only server: try again."""
+    """Connection trouble, timeouts, a loading or read-only server, a server that lost the
+    sink's script (restarted, ``SCRIPT FLUSH``; the writer reloads it on reconnecting): try
+    again."""
     return isinstance(
         exc,
         redis.exceptions.ConnectionError
@@ -14,5 +16,6 @@ def is_retriable(exc: BaseException) -> bool:
         | redis.exceptions.BusyLoadingError
         | redis.exceptions.ReadOnlyError
         | redis.exceptions.TryAgainError
+        | redis.exceptions.NoScriptError
         | OSError,
     )

@@ -6,25 +6,32 @@ idempotent, so the caller simply retries the whole batch).
 
 * latest reading and status fields: ``HSET`` (the batch's newest reading per device);
 * status transitions: a Lua script applies a transition and publishes it only if its ``seq`` is
-  above the one stored, so a transition published twice upstream takes effect once;
+  above the one stored, so a transition published twice upstream takes effect once; it is
+  loaded (``SCRIPT LOAD``) on every new connection and called by its SHA1 (``EVALSHA``); a
+  server that lost it answers ``NOSCRIPT``, which drops the connection, and the retried batch
+  loads it again;
 * pub/sub: one message per device per batch on its channel; up to 500 readings a message on
   the all-devices channel;
 * legacy list (optional): one ``LPUSH`` of every reading, then ``LTRIM`` to the cap.
+
+The commands go through :class:`connectors.redis.wire.RedisPipe` (hiredis packing and parsing),
+not redis-py's asyncio pipeline, whose pure-Python packing cost more than everything else here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import chain
 
 import msgspec
-import redis.asyncio as aioredis
 
 from connectors.redis.keys import VALUE_PREFIX, RedisKeys
+from connectors.redis.wire import Command, RedisPipe
 from schemas.status import StatusChange
 
-_APPLY_TRANSITION = """
+APPLY_TRANSITION = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if stored >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'device_id', ARGV[2], 'seq', ARGV[1], 'online', ARGV[3],
@@ -33,8 +40,12 @@ redis.call('PUBLISH', KEYS[2], ARGV[6])
 redis.call('PUBLISH', KEYS[3], ARGV[6])
 return 1
 """
+# Redis names a script by its SHA1: EVALSHA sends the name instead of the source.
+APPLY_TRANSITION_SHA = hashlib.sha1(APPLY_TRANSITION.encode(), usedforsecurity=False).hexdigest()
 
 _json = msgspec.json.Encoder()
+
+Field = str | bytes
 
 
 @dataclass
@@ -42,10 +53,10 @@ class DeviceReadings:
     """One device's readings of a batch, merged: what the pipeline writes for it."""
 
     device_id: str
-    latest: dict[str, str] = field(default_factory=dict)
+    latest: dict[str, Field] = field(default_factory=dict)
     """Fields of the latest hash (the newest reading by ``ts``)."""
     latest_ts: str = ""
-    status: dict[str, str] = field(default_factory=dict)
+    status: dict[str, Field] = field(default_factory=dict)
     """Fields of the status hash from readings: last_seen, last_event_id, v:<field> values."""
     items: list[bytes] = field(default_factory=list)
     """Every reading's JSON, in order (pub/sub and the legacy list)."""
@@ -62,62 +73,73 @@ ALL_CHANNEL_CHUNK = 500
 """Readings per message on the all-devices channel."""
 
 
+def connect_commands(db: int) -> list[Command]:
+    """What a new connection of the writer runs first: its database, the transition script."""
+    return [("SELECT", db), ("SCRIPT", "LOAD", APPLY_TRANSITION)]
+
+
 class RedisWriter:
     def __init__(
-        self, client: aioredis.Redis, keys: RedisKeys, legacy_list: str = "", legacy_max: int = 0
+        self, pipe: RedisPipe, keys: RedisKeys, legacy_list: str = "", legacy_max: int = 0
     ) -> None:
-        self._client = client
+        self._pipe = pipe
         self._keys = keys
         self._legacy_list = legacy_list
         self._legacy_max = legacy_max
-        self._transition = client.register_script(_APPLY_TRANSITION)
 
     async def write(self, batch: RedisBatch) -> None:
-        if not batch.devices and not batch.changes:
-            return
+        commands = self.commands(batch)
+        if commands:
+            await self._pipe.execute(commands)
+
+    def commands(self, batch: RedisBatch) -> list[Command]:
+        """The batch as commands: three per device, a few per batch, one per transition."""
         keys = self._keys
-        pipe = self._client.pipeline(transaction=False)
+        commands: list[Command] = []
         every_item: list[bytes] = []
         for device in batch.devices.values():
             device_id = device.device_id
-            pipe.hset(keys.latest(device_id), mapping=_mapping(device.latest))
-            pipe.hset(keys.status(device_id), mapping=_mapping(device.status))
-            pipe.publish(keys.readings_channel(device_id), _feed(device_id, device.items))
+            commands.append(_hset(keys.latest(device_id), device.latest))
+            commands.append(_hset(keys.status(device_id), device.status))
+            commands.append(
+                ("PUBLISH", keys.readings_channel(device_id), _feed(device_id, device.items))
+            )
             every_item += device.items
         # The all-devices channel gets a few large messages per batch, not one per device:
         # commands, not bytes, are what a pipeline costs here.
         for start in range(0, len(every_item), ALL_CHANNEL_CHUNK):
-            pipe.publish(
-                keys.readings_all, _feed_all(every_item[start : start + ALL_CHANNEL_CHUNK])
-            )
+            chunk = every_item[start : start + ALL_CHANNEL_CHUNK]
+            commands.append(("PUBLISH", keys.readings_all, _feed_all(chunk)))
         if self._legacy_list and every_item:
-            pipe.lpush(self._legacy_list, *every_item)
-            pipe.ltrim(self._legacy_list, 0, self._legacy_max - 1)
-        for change, encoded in batch.changes:
-            await self._transition(
-                keys=[
-                    keys.status(change.device_id),
-                    keys.status_channel(change.device_id),
-                    keys.status_all,
-                ],
-                args=[
-                    change.seq,
-                    change.device_id,
-                    "1" if change.online else "0",
-                    change.changed_at.isoformat(),
-                    change.reason,
-                    encoded,
-                ],
-                client=pipe,
-            )
-        await pipe.execute()
+            commands.append(("LPUSH", self._legacy_list, *every_item))
+            commands.append(("LTRIM", self._legacy_list, 0, self._legacy_max - 1))
+        commands += [self._transition(change, encoded) for change, encoded in batch.changes]
+        return commands
+
+    def _transition(self, change: StatusChange, encoded: bytes) -> Command:
+        keys = self._keys
+        device_id = change.device_id
+        return (
+            "EVALSHA",
+            APPLY_TRANSITION_SHA,
+            3,
+            keys.status(device_id),
+            keys.status_channel(device_id),
+            keys.status_all,
+            change.seq,
+            device_id,
+            "1" if change.online else "0",
+            change.changed_at.isoformat(),
+            change.reason,
+            encoded,
+        )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._pipe.close()
 
 
-def _mapping(fields: dict[str, str]) -> Any:
-    return fields  # redis-py types mapping values narrowly
+def _hset(key: str, fields: dict[str, Field]) -> Command:
+    return ("HSET", key, *chain.from_iterable(fields.items()))
 
 
 def _feed_all(items: Sequence[bytes]) -> bytes:

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from agents.redis_sink import merge
-from agents.sink_group import SinkMessage, next_offsets
+from agents.redis_sink import merge, sink_group
+from agents.sink_group import SinkGroup, SinkMessage, next_offsets
 from connectors.redis.status import status_from_hash
 from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated, validate_event
 from schemas.status import StatusChange, encode
+from streams.settings import RedisSettings, Settings
 from tests.factories import raw_event, reading
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -88,3 +89,28 @@ def test_last_seen_is_the_newest_receive_time() -> None:
         now=NOW,
     )
     assert batch.devices["esp32-a"].status["last_seen"] == NOW.isoformat()
+
+
+def test_status_values_are_the_last_of_each_sensor_type_even_from_older_readings() -> None:
+    with_gas = reading("esp32-a", 1)
+    without_gas = reading("esp32-a", 2, sensors={"pir": {"motion_detected": True}})
+    events = [raw_event(with_gas), raw_event(without_gas)]
+    items = [encode_curated(validate_event(e, now=NOW)) for e in events]
+    batch, _ = merge(
+        [message("curated", curated_envelope(items))],
+        readings_topic="curated",
+        deadletter_topic="dead",
+        now=NOW,
+    )
+    status = batch.devices["esp32-a"].status
+    assert status["v:pir.motion_detected"] == b"true"  # the newer reading's pir
+    assert status["v:mq134.gas_concentration"] == b"10.25"  # kept from the older reading
+    assert status["v:ld2410.distance_cm"] == b"51"
+    assert status["last_event_id"] == events[1].event_id
+
+
+def test_the_redis_sink_consumes_by_its_flush_interval() -> None:
+    settings = Settings(redis=RedisSettings(flush_interval_s=0.75))
+    assert sink_group(settings)._within_s == 0.75
+    postgres_like = SinkGroup(settings, "other", ["t"], 8)
+    assert postgres_like._within_s == settings.worker.batch_within_s

@@ -1,0 +1,84 @@
+"""The Redis sink's commands for a merged batch."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from connectors.redis.keys import RedisKeys
+from connectors.redis.wire import RedisPipe
+from connectors.redis.writer import (
+    APPLY_TRANSITION,
+    DeviceReadings,
+    RedisBatch,
+    RedisWriter,
+    connect_commands,
+)
+from schemas.status import StatusChange
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def writer(legacy: str = "") -> RedisWriter:
+    return RedisWriter(RedisPipe("127.0.0.1", 1), RedisKeys("p"), legacy, 100)
+
+
+def device(device_id: str, *items: bytes) -> DeviceReadings:
+    return DeviceReadings(
+        device_id,
+        latest={"event_id": "e", "reading": items[-1]},
+        status={"last_seen": "t", "v:pir.motion_detected": b"true"},
+        items=list(items),
+    )
+
+
+def test_three_commands_a_device_and_the_all_devices_feed_once() -> None:
+    batch = RedisBatch({"a": device("a", b"{1}", b"{2}"), "b": device("b", b"{3}")})
+    commands = writer().commands(batch)
+    assert commands == [
+        ("HSET", "p:device:a:latest", "event_id", "e", "reading", b"{2}"),
+        ("HSET", "p:device:a:status", "last_seen", "t", "v:pir.motion_detected", b"true"),
+        ("PUBLISH", "p:readings:a", b'{"device_id":"a","readings":[{1},{2}]}'),
+        ("HSET", "p:device:b:latest", "event_id", "e", "reading", b"{3}"),
+        ("HSET", "p:device:b:status", "last_seen", "t", "v:pir.motion_detected", b"true"),
+        ("PUBLISH", "p:readings:b", b'{"device_id":"b","readings":[{3}]}'),
+        ("PUBLISH", "p:readings", b'{"readings":[{1},{2},{3}]}'),
+    ]
+
+
+def test_the_legacy_list_gets_every_reading_then_its_cap() -> None:
+    commands = writer("legacy").commands(RedisBatch({"a": device("a", b"{1}", b"{2}")}))
+    assert commands[-2:] == [("LPUSH", "legacy", b"{1}", b"{2}"), ("LTRIM", "legacy", 0, 99)]
+
+
+def test_a_transition_calls_the_script_loaded_on_connecting_by_its_sha() -> None:
+    change = StatusChange(
+        device_id="a",
+        seq=4,
+        online=False,
+        reason="timeout",
+        changed_at=NOW,
+        last_seen=NOW,
+        timeout_s=60,
+    )
+    (command,) = writer().commands(RedisBatch(changes=[(change, b"{change}")]))
+    sha = hashlib.sha1(APPLY_TRANSITION.encode(), usedforsecurity=False).hexdigest()
+    assert command == (
+        "EVALSHA",
+        sha,
+        3,
+        "p:device:a:status",
+        "p:status:a",
+        "p:status",
+        4,
+        "a",
+        "0",
+        NOW.isoformat(),
+        "timeout",
+        b"{change}",
+    )
+    assert connect_commands(3) == [("SELECT", 3), ("SCRIPT", "LOAD", APPLY_TRANSITION)]
+
+
+async def test_an_empty_batch_sends_nothing() -> None:
+    await writer().write(RedisBatch())  # port 1: any command would fail to connect

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["AvroWriter", "compile_writer"]
+__all__ = ["AvroWriter", "compile_writer", "long_bytes"]
 
 AvroWriter = Callable[[Any, bytearray], None]
 """Appends the Avro binary encoding of a datum to the bytearray."""
@@ -30,18 +30,46 @@ _PRIMITIVES: Final = frozenset(
 )
 
 
-def _zigzag(value: int, out: bytearray) -> None:
-    value = (value << 1) ^ (value >> 63)
+def _varint_loop(value: int) -> bytes:
+    out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
-
-
-def _encoded_long(value: int) -> bytes:
-    out = bytearray()
-    _zigzag(value, out)
     return bytes(out)
+
+
+# A Python loop per varint byte was the writer's main cost: varints below 2**14 (every small
+# int, length and count) come from a table, and 14 bits at a time with continuation bits set
+# from another, so an epoch-microseconds timestamp (8 bytes) is four lookups.
+_VARINTS: Final = tuple(_varint_loop(value) for value in range(1 << 14))
+_CONTINUED_14_BITS: Final = tuple(
+    bytes(((value & 0x7F) | 0x80, (value >> 7) | 0x80)) for value in range(1 << 14)
+)
+
+
+def _zigzag(value: int, out: bytearray) -> None:
+    """Append ``value`` as an Avro long (zigzag varint; the encoding of fastavro and Java)."""
+    out += long_bytes(value)
+
+
+def long_bytes(value: int) -> bytes:
+    """The Avro encoding of the long ``value``."""
+    value = (value << 1) ^ (value >> 63)
+    if 0 <= value < 0x4000:
+        return _VARINTS[value]
+    if 1 << 42 <= value < 1 << 56:  # every epoch-microseconds timestamp of 1970-2141
+        low = _CONTINUED_14_BITS
+        return (
+            low[value & 0x3FFF]
+            + low[value >> 14 & 0x3FFF]
+            + low[value >> 28 & 0x3FFF]
+            + (_VARINTS[value >> 42])
+        )
+    return _varint_loop(value)
+
+
+_encoded_long = long_bytes
 
 
 class _Generator:

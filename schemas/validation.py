@@ -65,7 +65,7 @@ _items_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _ARRAY_START = re.compile(rb"[ \t\r\n]*\[")
 # JSON text can carry a control character only as an escape (after a backslash), as a raw
 # DEL, or as a raw C1 character (UTF-8 C2 80..C2 9F): without any of them, nothing to look for.
-_MAYBE_CONTROL = re.compile(rb"\\|\x7f|\xc2[\x80-\x9f]")
+_C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -103,10 +103,21 @@ def decode_reading(
     Strings holding control characters are refused (see :func:`check_control_characters`).
     """
     reading = decode_json(_reading_decoder, data)
-    if isinstance(data, str) or _MAYBE_CONTROL.search(data) is not None:
+    if isinstance(data, str) or _may_hold_control_characters(data):
         check_control_characters(reading)
     check_timestamp(reading, now=now, max_future=max_future, max_age=max_age)
     return reading
+
+
+def _may_hold_control_characters(data: bytes | bytearray | memoryview) -> bool:
+    """Whether JSON ``data`` holds a backslash, a DEL or a C1 character (see above).
+
+    Per reading: a regex alternation scanned every byte (~1.6 µs for 300 bytes); ``find``
+    and ``isascii`` run at C speed, and pure ASCII text cannot hold a C1 character."""
+    text = bytes(data)
+    if text.find(b"\\") >= 0 or text.find(b"\x7f") >= 0:
+        return True
+    return not text.isascii() and _C1_CONTROL.search(text) is not None
 
 
 def validate_reading_obj(
@@ -280,7 +291,10 @@ def _control_character_at(value: Any, loc: Loc) -> Loc | None:
 
 def require_aware(value: datetime, name: str) -> None:
     """Raise ValueError (a caller bug, not bad input) for a naive datetime."""
-    if value.tzinfo is None or value.utcoffset() is None:
+    tzinfo = value.tzinfo
+    if tzinfo is UTC:  # the usual case, per reading: no utcoffset() call
+        return
+    if tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime")
 
 

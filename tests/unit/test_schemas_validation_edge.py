@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +12,12 @@ import msgspec
 import pytest
 
 from schemas.errors import BatchValidationFailure, ValidationFailure
-from schemas.validation import decode_reading, decode_readings_with_raw, validate_reading_obj
+from schemas.validation import (
+    _may_hold_control_characters,
+    decode_reading,
+    decode_readings_with_raw,
+    validate_reading_obj,
+)
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 WINDOW = {"max_future": timedelta(minutes=5), "max_age": timedelta(days=30)}
@@ -46,6 +53,25 @@ def test_raw_c1_bytes_are_found_too() -> None:
     data = b'{"device_id":"esp32-a","sensors":{"pir":{"motion_detected":true}},'
     data += b'"metadata":{"k":"x\xc2\x85y"}}'
     assert failure(data).errors[0].loc == ("metadata", "k")
+
+
+@pytest.mark.parametrize("raw", [b"x\xc2\x85y", b"x\x7fy", b"x\\u0000y", b"\xc3\xa9\xc2\x9f"])
+def test_control_characters_in_a_raw_payload_are_found(raw: bytes) -> None:
+    """The worker passes ``msgspec.Raw`` payloads: raw DEL and C1 bytes, escapes."""
+    data = b'{"device_id":"esp32-a","sensors":{"pir":{"motion_detected":true}},'
+    data += b'"metadata":{"k":"' + raw + b'"}}'
+    with pytest.raises(ValidationFailure) as caught:
+        decode_reading(msgspec.Raw(data), now=NOW)
+    assert caught.value.errors[0].loc == ("metadata", "k")
+
+
+def test_the_control_character_prefilter_answers_as_the_pattern_it_replaced() -> None:
+    pattern = re.compile(rb"\\|\x7f|\xc2[\x80-\x9f]")
+    pieces = [b"a", b"\\", b"\x7f", b"\xc2", b"\x80", b"\x9f", b"\xa0", b"\xc3", b"{"]
+    rng = random.Random(5)
+    for _ in range(20_000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        assert _may_hold_control_characters(data) == (pattern.search(data) is not None), data
 
 
 def test_escaped_backslashes_and_ordinary_unicode_pass() -> None:

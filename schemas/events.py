@@ -94,6 +94,13 @@ class RawEvent(msgspec.Struct, frozen=True):
         return 0 if isinstance(self.replayed, msgspec.UnsetType) else self.replayed
 
     def __post_init__(self) -> None:
+        # Runs for every decoded reading: what the edge wrote (UTC, lower case) is left alone.
+        if self.received_at.tzinfo is not UTC:
+            self._received_at_to_utc()
+        if not self.event_id.islower():  # islower(): every letter already lower case
+            msgspec.structs.force_setattr(self, "event_id", self.event_id.lower())
+
+    def _received_at_to_utc(self) -> None:
         # Meta(tz=True) is only enforced when decoding; direct construction lands here.
         if self.received_at.tzinfo is None or self.received_at.utcoffset() is None:
             raise ValueError("received_at must be timezone-aware")
@@ -102,7 +109,6 @@ class RawEvent(msgspec.Struct, frozen=True):
         except OverflowError as exc:  # msgspec only wraps ValueError/TypeError
             raise ValueError("received_at is out of range") from exc
         msgspec.structs.force_setattr(self, "received_at", received_utc)
-        msgspec.structs.force_setattr(self, "event_id", self.event_id.lower())
 
 
 class Enrichment(msgspec.Struct, frozen=True, kw_only=True):

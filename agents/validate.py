@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ from streams.settings import TopicSettings
 log = logging.getLogger(__name__)
 
 STAGE = "validate"
+_PARTITIONS_KEPT = 200_000  # a bound, not an LRU: fleets are smaller than this
 _CURATED_HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, CURATED_FORMAT.encode())]
 
 
@@ -69,25 +70,22 @@ class Validation:
     max_replays: int = 1
     readings_encoder: Callable[[CuratedReading], bytes] = encode_curated
     """``fleet.readings.v1`` values: the worker passes the Avro encoder (schemas.avro_codec)."""
+    _partitions: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """device_id -> curated partition (``partition_for`` keys its own cache by a tuple)."""
 
     def run(self, messages: Sequence[KafkaMessage], now: datetime) -> Outputs:
         outputs = Outputs()
-        curated: dict[int, list[tuple[bytes, Position]]] = defaultdict(list)
+        batch = _Batch(outputs, [], defaultdict(list))
         for message in messages:
-            self._one_record(message, now, outputs, curated)
-        for partition, entries in curated.items():
+            self._one_record(message, now, batch)
+        outputs.extend(self.topics.readings, batch.readings)
+        for partition, entries in batch.curated.items():
             for chunk in _chunks(entries, self.envelope_max_bytes):
                 value = curated_envelope([item for item, _ in chunk], [pos for _, pos in chunk])
                 outputs.add(self.topics.curated, Record(None, value, partition, _CURATED_HEADERS))
         return outputs
 
-    def _one_record(
-        self,
-        message: KafkaMessage,
-        now: datetime,
-        outputs: Outputs,
-        curated: dict[int, list[tuple[bytes, Position]]],
-    ) -> None:
+    def _one_record(self, message: KafkaMessage, now: datetime, batch: _Batch) -> None:
         record = decode_raw_record(
             message.value,
             record_id=f"{message.topic}/{message.partition}/{message.offset}",
@@ -99,20 +97,30 @@ class Validation:
             letter = dead_letter(
                 STAGE, message, failure.error, now, original=failure.original, item=failure.index
             )
-            outputs.add(deadletter, letter)
+            batch.outputs.add(deadletter, letter)
+        # The loop below runs for every reading: locals instead of attribute look-ups.
+        readings, curated, curate = batch.readings, batch.curated, self._curate
+        partitions, raw_partition, raw_offset = self._partitions, message.partition, message.offset
         for index, event in enumerate(record.events):
             try:
-                value, readings_value = self._curate(event, now)
+                value, readings_value = curate(event, now)
             except Exception as exc:  # noqa: BLE001 - a dead letter, whatever went wrong
                 original = single_item_envelope(event) if record.enveloped else message.value
-                outputs.add(deadletter, self._letter(message, event, original, exc, now))
+                batch.outputs.add(deadletter, self._letter(message, event, original, exc, now))
                 continue
-            key = event.device_id.encode()
-            outputs.add(self.topics.readings, Record(key, readings_value))
-            position = (message.partition, message.offset, index)
-            curated[partition_for(event.device_id, self.curated_partitions)].append(
-                (value, position)
-            )
+            device_id = event.device_id
+            readings.append(Record(device_id.encode(), readings_value))
+            partition = partitions.get(device_id)
+            if partition is None:
+                partition = self._partition_of(device_id)
+            curated[partition].append((value, (raw_partition, raw_offset, index)))
+
+    def _partition_of(self, device_id: str) -> int:
+        """The device's curated partition, kept in ``_partitions`` (cleared at a bound)."""
+        if len(self._partitions) >= _PARTITIONS_KEPT:
+            self._partitions.clear()
+        partition = self._partitions[device_id] = partition_for(device_id, self.curated_partitions)
+        return partition
 
     def _curate(self, event: RawEvent, now: datetime) -> tuple[bytes, bytes]:
         if event.replay_count > self.max_replays:
@@ -148,6 +156,17 @@ class Validation:
             key=event.device_id,
             event_id=event.event_id,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What one run collects: dead letters go straight to ``outputs``."""
+
+    outputs: Outputs
+    readings: list[Record]
+    """``fleet.readings.v1`` records, in order."""
+    curated: defaultdict[int, list[tuple[bytes, Position]]]
+    """Curated items and their raw positions, by curated partition."""
 
 
 def _header(headers: Any, name: str) -> bytes | None:

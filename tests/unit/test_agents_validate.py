@@ -3,6 +3,7 @@ valid ones curated (on their device's partition), the rest dead-lettered with th
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,10 +12,11 @@ from typing import Any
 import msgspec
 
 from agents.enrichment import Enricher
-from agents.validate import Validation
+from agents.validate import Validation, _runs
 from connectors.kafka.partitioner import partition_for
 from schemas.devices import Device
 from schemas.envelopes import (
+    curated_envelope,
     decode_curated_envelope,
     decode_curated_items,
     encode_item,
@@ -218,3 +220,28 @@ def test_curated_items_carry_the_position_of_their_raw_record() -> None:
     (record,) = outputs.records(TOPICS.curated)
     envelope = decode_curated_envelope(record.value)
     assert envelope.positions == [(2, 41, 0), (2, 41, 1), (2, 41, 2)]
+
+
+def _greedy_runs(sizes: list[int], max_bytes: int) -> list[list[int]]:
+    """The split the envelope budget asks for: a new run when the next item would not fit."""
+    runs: list[list[int]] = []
+    size = len(curated_envelope([], []))
+    for index, item_size in enumerate(sizes):
+        grows = item_size + 1 + 42
+        if runs and runs[-1] and size + grows > max_bytes:
+            runs.append([])
+            size = len(curated_envelope([], []))
+        if not runs:
+            runs.append([])
+        runs[-1].append(index)
+        size += grows
+    return runs
+
+
+def test_curated_items_split_into_runs_under_the_envelope_budget() -> None:
+    rng = random.Random(3)
+    for _ in range(2000):
+        items = [b"x" * rng.randint(1, 300) for _ in range(rng.randint(0, 30))]
+        max_bytes = rng.choice([1, 100, 400, 1000, 4000, 100_000])
+        runs = [list(range(len(items)))[run] for run in _runs(items, max_bytes)]
+        assert runs == _greedy_runs([len(item) for item in items], max_bytes)

@@ -553,11 +553,17 @@ def _mq134_bytes(mq134: _Mq134) -> bytes:
     return _SOME + _pack_double(mq134.gas_concentration) + optional_raw
 
 
+# Machines send all six measures: one pack for union branch 1 of the sensor and of each field.
+_PACK_FULL_EQUIPMENT: Final = struct.Struct("<BBdBdBdBdBdBd").pack
+
+
 def _equipment_bytes(equipment: _Equipment) -> bytes:
     measures = msgspec.structs.astuple(equipment)  # _Equipment keeps the schema's order
-    return _SOME + b"".join(
-        _NULL if measure is None else _SOME + _pack_double(measure) for measure in measures
-    )
+    if None not in measures:
+        t, v, p, h, r, w = measures
+        return _PACK_FULL_EQUIPMENT(2, 2, t, 2, v, 2, p, 2, h, 2, r, 2, w)
+    optional = [_NULL if measure is None else _SOME + _pack_double(measure) for measure in measures]
+    return _SOME + b"".join(optional)
 
 
 def _measures_bytes(values: dict[str, bool | float]) -> bytes:

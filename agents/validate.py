@@ -33,6 +33,7 @@ from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from connectors.schema_registry import encoder_for
+from schemas.avro_codec import ReadingsEncoder
 from schemas.envelopes import (
     CURATED_FORMAT,
     FORMAT_HEADER,
@@ -47,7 +48,7 @@ from schemas.events import (
     RawEvent,
     UnknownSensors,
     encode_curated,
-    validate_event,
+    validate_event_with_sensors,
 )
 from streams.settings import TopicSettings
 
@@ -133,10 +134,13 @@ class Validation:
                 "replay_limit",
             )
         enrichment = None if self.enricher is None else self.enricher.enrichment(event.device_id)
-        curated = validate_event(
+        curated, sensors = validate_event_with_sensors(
             event, now=now, enrichment=enrichment, unknown_sensors=self.unknown_sensors
         )
-        return encode_curated(curated), self.readings_encoder(curated)
+        encoder = self.readings_encoder
+        if isinstance(encoder, ReadingsEncoder):  # the Avro one reads the validated sensors
+            return encode_curated(curated), encoder.with_sensors(curated, sensors)
+        return encode_curated(curated), encoder(curated)
 
     @staticmethod
     def _letter(

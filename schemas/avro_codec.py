@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from io import BytesIO
@@ -40,8 +40,9 @@ import fastavro
 import msgspec
 
 from schemas.avro_writer import AvroWriter, compile_writer, long_bytes
-from schemas.catalogue import sensor_types
+from schemas.catalogue import Equipment, Ld2410, Mq134, Pir, sensor_types
 from schemas.events import CuratedReading, DeadLetter
+from schemas.readings import Sensors
 from schemas.status import Rollup, StatusChange
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "AvroEncoder",
     "Contract",
     "FramingError",
+    "ReadingsEncoder",
     "alert_datum",
     "dead_letter_datum",
     "decode",
@@ -129,34 +131,47 @@ class AvroEncoder:
         fastavro.schemaless_writer(out, self._schema, datum)
         return out.getvalue()
 
-    def readings(self) -> Callable[[CuratedReading], bytes]:
-        """``CuratedReading -> bytes`` for ``fleet.readings.v1`` (this must be its encoder).
-
-        The hot path: a writer specialised for the readings schema that reads the curated
-        reading itself (:class:`_ReadingWriter`); sensors it does not know (generic ones from
-        outside the catalogue, or JSON not as the validator writes it) go through
-        :func:`reading_datum` and the writer generated from the schema
-        (``schemas.avro_writer``). Either way the bytes are those of :meth:`encode` of
-        :func:`reading_datum` (fastavro), which unit tests check.
-        """
+    def readings(self) -> ReadingsEncoder:
+        """``CuratedReading -> bytes`` for ``fleet.readings.v1`` (this must be its encoder)."""
         if self.contract != "readings":
             raise ValueError(f"the {self.contract!r} encoder cannot encode readings")
-        prefix, write = self._prefix, _readings_writer()
-        writer = _ReadingWriter(prefix)
+        return ReadingsEncoder(self._prefix)
 
-        def encode(reading: CuratedReading) -> bytes:
-            try:
-                value = writer.value(reading)
-                if value is None:
-                    out = bytearray(prefix)
-                    write(reading_datum(reading, micros=True), out)
-                    value = bytes(out)
-            except (struct.error, TypeError, AttributeError, KeyError, OverflowError) as exc:
-                message = f"reading {reading.event_id} does not fit the readings schema: {exc!r}"
-                raise ValueError(message) from exc
-            return value
 
-        return encode
+class ReadingsEncoder:
+    """Framed ``fleet.readings.v1`` values of curated readings: call it with a reading.
+
+    The hot path: a writer specialised for the readings schema that reads the curated
+    reading itself (:class:`_ReadingWriter`); sensors it does not know (generic ones from
+    outside the catalogue, or JSON not as the validator writes it) go through
+    :func:`reading_datum` and the writer generated from the schema (``schemas.avro_writer``).
+    Either way the bytes are those of :meth:`AvroEncoder.encode` of :func:`reading_datum`
+    (fastavro), which unit tests check.
+    """
+
+    __slots__ = ("_general", "_prefix", "_writer")
+
+    def __init__(self, prefix: bytes) -> None:
+        self._prefix, self._general = prefix, _readings_writer()
+        self._writer = _ReadingWriter(prefix)
+
+    def __call__(self, reading: CuratedReading) -> bytes:
+        return self.with_sensors(reading, None)
+
+    def with_sensors(self, reading: CuratedReading, sensors: object) -> bytes:
+        """The value of ``reading``, given the validator's ``Sensors`` struct its sensors JSON
+        was encoded from (``schemas.events.validate_event_with_sensors``): read instead of
+        decoding the JSON again. Anything else (None) and the JSON is decoded."""
+        try:
+            value = self._writer.value(reading, sensors)
+            if value is None:
+                out = bytearray(self._prefix)
+                self._general(reading_datum(reading, micros=True), out)
+                value = bytes(out)
+        except (struct.error, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            message = f"reading {reading.event_id} does not fit the readings schema: {exc!r}"
+            raise ValueError(message) from exc
+        return value
 
 
 def framed_schema_id(value: bytes) -> int:
@@ -379,6 +394,19 @@ class _KnownSensors(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=
 
 
 _known_sensors_decoder = msgspec.json.Decoder(_KnownSensors)
+
+
+def _validated_sensors_type() -> type:
+    """The validator's ``Sensors`` struct, if the writer reads it as it reads _KnownSensors
+    (same sensors, same fields; equipment's in the same order); else a type nothing has."""
+    same = Sensors.__struct_fields__ == _KnownSensors.__struct_fields__
+    for ours, theirs in ((_Ld2410, Ld2410), (_Pir, Pir), (_Mq134, Mq134)):
+        same = same and set(ours.__struct_fields__) <= set(theirs.__struct_fields__)
+    same = same and _Equipment.__struct_fields__ == Equipment.__struct_fields__
+    return Sensors if same else _KnownSensors
+
+
+_VALIDATED_SENSORS: Final = _validated_sensors_type()
 _UNSET: Final = msgspec.UNSET
 _pack_double: Final = struct.Struct("<d").pack
 _SOURCES: Final = {
@@ -389,7 +417,7 @@ _SOURCES: Final = {
 _NULL: Final = b"\x00"
 _SOME: Final = b"\x02"
 _SMALL_LONGS: Final = tuple(long_bytes(n) for n in range(64))  # index n: the long n
-_OPTIONAL_BOOLEAN: Final = {None: _NULL, True: b"\x02\x01", False: b"\x02\x00"}
+_OPTIONAL_BOOLEAN: Final = {None: _NULL, True: b"\x02\x01", False: b"\x02\x00"}  # 02: branch 1
 _BOOLEAN: Final = {True: b"\x01", False: b"\x00"}
 _BRANCH_0_BOOLEAN: Final = {True: b"\x00\x01", False: b"\x00\x00"}  # a union's first branch
 _OPTIONAL_SMALL_INT: Final = {None: _NULL} | {n: _SOME + long_bytes(n) for n in range(-64, 4096)}
@@ -449,12 +477,15 @@ class _ReadingWriter:
         self._processed_at = _TimestampBytes()
         self._devices: dict[DeviceKey, tuple[bytes, bytes]] = {}
 
-    def value(self, reading: CuratedReading) -> bytes | None:
-        """The prefix and the record; None if its sensors need the general path."""
-        try:
-            sensors = _known_sensors_decoder.decode(reading.sensors)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return None
+    def value(self, reading: CuratedReading, sensors: object = None) -> bytes | None:
+        """The prefix and the record; None if its sensors need the general path.
+
+        ``sensors``: the validator's struct ``reading.sensors`` was encoded from, if known."""
+        if type(sensors) is not _VALIDATED_SENSORS:
+            try:
+                sensors = _known_sensors_decoder.decode(reading.sensors)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                return None
         device_id, registry = self._device(reading)
         event_id = reading.event_id.encode()
         version, length, replayed = reading.schema_version, len(event_id), reading.replayed
@@ -510,16 +541,17 @@ def _registry_fields(key: DeviceKey) -> bytes:
     )
 
 
-def _sensors_bytes(sensors: _KnownSensors) -> bytes:
+def _sensors_bytes(sensors: Any) -> bytes:
+    """``_KnownSensors`` (absent: UNSET) or the validator's ``Sensors`` (absent: None)."""
     ld2410, pir, mq134, equipment = sensors.ld2410, sensors.pir, sensors.mq134, sensors.equipment
-    generic = sensors.generic
+    generic, unset = sensors.generic, _UNSET
     return b"".join(
         (
-            _NULL if ld2410 is _UNSET else _ld2410_bytes(ld2410),
-            _NULL if pir is _UNSET else _OPTIONAL_BOOLEAN[pir.motion_detected],  # 02 + boolean
-            _NULL if mq134 is _UNSET else _mq134_bytes(mq134),
-            _NULL if equipment is _UNSET else _equipment_bytes(equipment),
-            _NULL if generic is _UNSET else _SOME + _measures_bytes(generic),
+            _NULL if ld2410 is None or ld2410 is unset else _ld2410_bytes(ld2410),
+            _NULL if pir is None or pir is unset else _OPTIONAL_BOOLEAN[pir.motion_detected],
+            _NULL if mq134 is None or mq134 is unset else _mq134_bytes(mq134),
+            _NULL if equipment is None or equipment is unset else _equipment_bytes(equipment),
+            _NULL if generic is None or generic is unset else _SOME + _measures_bytes(generic),
             _NULL,  # "other": sensor types outside the catalogue take the general path
         )
     )

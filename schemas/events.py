@@ -16,7 +16,7 @@ worker turns into a dead letter with :func:`dead_letter_for`.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal, NamedTuple, cast
 
 import msgspec
 import uuid_utils
@@ -41,6 +41,7 @@ __all__ = [
     "Enrichment",
     "RawEvent",
     "Source",
+    "ValidatedEvent",
     "curate",
     "curated_decoder",
     "dead_letter_decoder",
@@ -57,6 +58,7 @@ __all__ = [
     "raw_event_decoder",
     "raw_event_for",
     "validate_event",
+    "validate_event_with_sensors",
 ]
 
 UnknownSensors = Literal["deadletter", "generic"]
@@ -316,6 +318,32 @@ def validate_event(
     With ``unknown_sensors="generic"`` a sensor type the catalogue lacks is accepted if it
     passes the generic rules (named finite numbers and booleans) instead of failing.
     """
+    return validate_event_with_sensors(
+        raw,
+        now=now,
+        max_future=max_future,
+        enrichment=enrichment,
+        unknown_sensors=unknown_sensors,
+    ).curated
+
+
+class ValidatedEvent(NamedTuple):
+    curated: CuratedReading
+    sensors: Any
+    """The validator's ``Sensors`` struct ``curated.sensors`` was encoded from; None when the
+    generic rules read them (``unknown_sensors="generic"``)."""
+
+
+def validate_event_with_sensors(
+    raw: RawEvent,
+    *,
+    now: datetime,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
+    enrichment: Enrichment | None = None,
+    unknown_sensors: UnknownSensors = "deadletter",
+) -> ValidatedEvent:
+    """:func:`validate_event`, also giving the validated sensors (the Avro writer reads them
+    instead of decoding ``curated.sensors`` again)."""
     sensors: msgspec.Raw | None = None
     reading: Reading | _LenientReading
     try:
@@ -331,7 +359,8 @@ def validate_event(
         message = f"device_id {reading.device_id!r} does not match the envelope's {raw.device_id!r}"
         error = FieldError(("payload", "device_id"), message, "mismatch")
         raise ValidationFailure([error], event_id=raw.event_id)
-    return curate(raw, reading, sensors=sensors, enrichment=enrichment, now=now)
+    curated = curate(raw, reading, sensors=sensors, enrichment=enrichment, now=now)
+    return ValidatedEvent(curated, None if sensors is not None else reading.sensors)
 
 
 def _unknown_sensor_type(exc: ValidationFailure) -> bool:

@@ -9,8 +9,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from schemas.avro_codec import AvroEncoder, _readings_writer, _ReadingWriter, reading_datum
-from schemas.events import CuratedReading
+from schemas.avro_codec import (
+    _VALIDATED_SENSORS,
+    AvroEncoder,
+    _readings_writer,
+    _ReadingWriter,
+    reading_datum,
+)
+from schemas.events import CuratedReading, Enrichment, validate_event_with_sensors
+from schemas.readings import Sensors
+from tests.factories import raw_event
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 EDGE_INTS = [0, 1, -1, 63, 64, -64, -65, 4095, 4096, 8191, 8192, -8193, 2**31 - 1, -(2**31)]
@@ -79,7 +87,7 @@ def _moment(rng: random.Random) -> datetime:
 def _reading(rng: random.Random) -> CuratedReading:
     location = rng.choice([None, {"building": "A", "floor": 2}, [1, "x", None], "hall", 3.5])
     return CuratedReading(
-        schema_version=rng.choice([1, 1, 2, 300]),
+        schema_version=rng.choice([1, 1, 2, 63, 64, 300]),
         event_id=f"019ab000-0000-7000-8000-{rng.randrange(16**12):012x}",
         device_id=rng.choice(["esp32-1", "machine-7", "d" * 128, "ü-device"]),
         ts=_moment(rng),
@@ -163,3 +171,83 @@ def test_a_value_of_the_wrong_type_raises_value_error() -> None:
         broken = msgspec.structs.replace(curated, **change)
         with pytest.raises(ValueError, match="does not fit the readings schema"):
             encoder(broken)
+
+
+# --- the validated sensors, read instead of decoded ---------------------------------------
+
+
+def _valid_ld2410(rng: random.Random) -> dict[str, Any]:
+    ld2410: dict[str, Any] = {"presence": rng.random() < 0.5}
+    for name in ("moving_target", "stationary_target"):
+        if rng.random() < 0.6:
+            ld2410[name] = rng.random() < 0.5
+    ints = (("distance_cm", 800), ("moving_energy", 100), ("detection_distance_cm", 800))
+    for name, top in ints:
+        if rng.random() < 0.6:
+            ld2410[name] = rng.choice([0, 63, 64, top, rng.randint(0, top)])
+    return ld2410
+
+
+def _valid_equipment(rng: random.Random) -> dict[str, Any]:
+    names = ("temperature", "vibration", "pressure", "humidity", "rpm", "power_kw")
+    kept = rng.sample(names, rng.randint(1, 6)) if rng.random() < 0.5 else names
+    return {name: rng.choice([0, 1.5, 99.9]) for name in kept}
+
+
+def _valid_sensors(rng: random.Random) -> dict[str, Any]:
+    """Random sensors within the catalogue's rules (the validator must accept them)."""
+    sensors: dict[str, Any] = {}
+    if rng.random() < 0.6:
+        sensors["ld2410"] = _valid_ld2410(rng)
+    if rng.random() < 0.5:
+        sensors["pir"] = {"motion_detected": rng.random() < 0.5}
+    if rng.random() < 0.5:
+        sensors["mq134"] = {"gas_concentration": rng.choice([0, 0.5, 10_000, 27.75])}
+        if rng.random() < 0.5:
+            sensors["mq134"]["raw_value"] = rng.choice([0, 64, 4095])
+    if rng.random() < 0.4:
+        sensors["equipment"] = _valid_equipment(rng)
+    if rng.random() < 0.3 or not sensors:
+        sensors["generic"] = {"co2_ppm": 415, "door_open": rng.random() < 0.5, "t": -1e300}
+    return sensors
+
+
+def test_the_validated_sensors_struct_is_read_directly() -> None:
+    """Fails when a catalogue struct no longer matches the writer's (it would decode again)."""
+    assert _VALIDATED_SENSORS is Sensors
+
+
+def test_validated_sensors_give_the_bytes_of_decoding_them_and_of_fastavro() -> None:
+    rng = random.Random(13)
+    encoder = AvroEncoder("readings", 9)
+    readings = encoder.readings()
+    enrichment = Enrichment(device_name="Lobby", profile="esp32", location={"f": 2}, tags=["a"])
+    for n in range(2000):
+        body = {
+            "device_id": f"esp32-{n % 7}",
+            "timestamp": (NOW - timedelta(seconds=rng.randint(0, 10**6))).isoformat(),
+            "sensors": _valid_sensors(rng),
+            "metadata": _metadata(rng),
+        }
+        event = raw_event(body, received_at=NOW)
+        curated, sensors = validate_event_with_sensors(
+            event, now=NOW, enrichment=enrichment if n % 2 else None
+        )
+        assert type(sensors) is Sensors
+        value = readings.with_sensors(curated, sensors)
+        assert value == readings(curated) == encoder.encode(reading_datum(curated)), body
+
+
+def test_sensors_read_by_the_generic_rules_are_decoded_from_the_json() -> None:
+    body = {
+        "device_id": "esp32-1",
+        "sensors": {"soil": {"moisture": 0.3}, "pir": {"motion_detected": True}},
+    }
+    curated, sensors = validate_event_with_sensors(
+        raw_event(body, received_at=NOW), now=NOW, unknown_sensors="generic"
+    )
+    assert sensors is None
+    encoder = AvroEncoder("readings", 9)
+    assert encoder.readings().with_sensors(curated, sensors) == encoder.encode(
+        reading_datum(curated)
+    )

@@ -5,7 +5,10 @@ logical types per field): ~20 µs for one ``fleet.readings.v1`` reading on our m
 tenth of what the whole worker spends on it. :func:`compile_writer` turns the schema into the
 source of one function, once, that writes a datum with no dispatch left: ~2.7x faster
 (bench/RESULTS.md, "Avro on fleet.readings.v1"). Unit tests compare its bytes with fastavro's
-on the seed mix and on a schema using every construct it supports.
+on readings and on a schema using every construct it supports. ``fleet.readings.v1`` uses it
+for readings with sensor types outside the catalogue; the others go through a writer
+specialised by hand for that schema (``schemas.avro_codec.ReadingsEncoder``), which shares
+the long encoding below (:func:`long_bytes`).
 
 Datums are what fastavro takes, with two restrictions: logical types are ignored (pass their
 underlying value: epoch microseconds for ``timestamp-micros``, text for ``uuid``), and a union

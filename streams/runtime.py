@@ -15,9 +15,11 @@ def tune_gc(gen0_threshold: int) -> bool:
     took 120 µs of CPU a reading with Python's default, 109 µs with 50,000 and 64 µs with
     1,000,000 (``bench/RESULTS.md``). 1,000,000 is not the default yet: a two-worker run with
     it stalled once (one worker hung in shutdown), which is not understood; cyclic garbage
-    that holds a resource until it is collected would explain it. ``gc.freeze()`` moves what start-up allocated
-    (Faust, modules, settings) out of the collector's sight for good; a higher generation-0
-    threshold lets a batch finish between collections. Reference counting still frees almost
+    that holds a resource until it is collected would explain it.
+
+    ``gc.freeze()`` moves what start-up allocated (Faust, modules, settings) out of the
+    collector's sight for good; a higher generation-0 threshold lets a batch finish between
+    collections. Reference counting still frees almost
     everything at once; only cycles wait a little longer. 0 keeps Python's defaults.
 
     Returns whether anything was changed.

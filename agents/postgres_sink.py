@@ -204,7 +204,11 @@ def register(ctx: WorkerContext) -> None:
                     timed(ReadingStore(pool), "postgres"),
                     settings.topics.deadletter,
                     worker.retry_backoff_max_s,
-                    last_seen=functools.partial(update_last_seen, pool),
+                    last_seen=functools.partial(
+                        update_last_seen,
+                        pool,
+                        resolution=timedelta(seconds=settings.postgres.last_seen_resolution_s),
+                    ),
                 )
             )
         letters = await sinks[0].write_batch(messages)

@@ -3,10 +3,14 @@
 The ``rollups`` agent takes batches of ``fleet.curated.v1``, adds each new reading (repeats are
 dropped by position, ``agents.curated``) to the window of its timestamp in a Faust Table row per
 device (one write per device per batch), and publishes the touched windows' whole aggregates to
-``fleet.readings-1m.v1`` before it writes the table and acks. A reading is *late* when the edge
-received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after its window ended: it stays in
-``readings`` but is in no rollup. Deciding on ``received_at`` (fixed at the edge) instead of
-the worker's clock makes the decision the same on every replay.
+``fleet.readings-1m.v1`` before it writes the table and acks. Its batches wait up to
+``FLEET_STREAM__ROLLUP_BATCH_WITHIN_S`` (10 s): a batch publishes one record per device, field and
+touched window, so with short batches a fleet of slow senders made several rollup records per
+reading; with 10 s batches the records per second follow the fleet, not the reading rate.
+
+A reading is *late* when the edge received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after
+its window ended: it stays in ``readings`` but is in no rollup. Deciding on ``received_at``
+(fixed at the edge) instead of the worker's clock makes the decision the same on every replay.
 
 The ``sink-rollups`` sink (its own consumer group, ``agents.sink_group``) upserts those records
 into Postgres ``readings_1m`` in large batches; an upsert never lowers ``count``, so a redelivered
@@ -171,7 +175,7 @@ async def _open_store(ctx: WorkerContext) -> RollupStore:
 def register(ctx: WorkerContext) -> None:
     settings = ctx.settings
     rollups = Rollups(ctx)
-    within = settings.stream.state_batch_within_s
+    within = settings.stream.rollup_batch_within_s
 
     async def rollup_windows(stream: Any) -> None:
         async for events in stream.noack_take(settings.stream.state_batch_max, within):

@@ -81,6 +81,12 @@ class PostgresSettings(_Section):
     partitions_ahead_days: int = Field(
         default=7, ge=1, description="day partitions of readings kept ready ahead of today"
     )
+    last_seen_resolution_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="the sink moves devices.last_seen_at only by more than this "
+        "(one row update per device and batch otherwise)",
+    )
 
     def dsn(self, database: str | None = None) -> str:
         """A libpq/asyncpg URL; the password is in it, so never log the result."""
@@ -269,6 +275,13 @@ class StreamSettings(_Section):
     )
     unknown_sensor_types: Literal["deadletter", "generic"] = Field(
         default="deadletter", description="sensor types the catalogue lacks"
+    )
+    rollup_batch_within_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest wait to fill a rollups batch: every batch publishes the touched "
+        "windows' aggregates (one record per device, field and window), so readings_1m is "
+        "this much behind at most, and the records per second follow the fleet, not the rate",
     )
     rollup_grace_s: int = Field(
         default=300, ge=0, description="late readings update their window this long after it"

@@ -21,7 +21,8 @@ import asyncpg
 _UPDATE = """
 UPDATE devices AS d SET last_seen_at = s.seen
 FROM unnest($1::text[], $2::timestamptz[]) AS s(device_id, seen)
-WHERE d.device_id = s.device_id AND (d.last_seen_at IS NULL OR d.last_seen_at < s.seen - $3::interval)
+WHERE d.device_id = s.device_id
+  AND (d.last_seen_at IS NULL OR d.last_seen_at < s.seen - $3::interval)
 """
 
 

@@ -12,15 +12,16 @@ def tune_gc(gen0_threshold: int) -> bool:
     structs with dict fields). A batch of a few thousand decoded readings allocates far more
     than that, so the collector ran many times per batch and each run walked every reading
     still alive in the batch. In the pipeline benchmark (1M readings, one worker) the worker
-    took 120 µs of CPU a reading with Python's default, 109 µs with 50,000 and 64 µs with
-    1,000,000 (``bench/RESULTS.md``). 1,000,000 is not the default yet: a two-worker run with
-    it stalled once (one worker hung in shutdown), which is not understood; cyclic garbage
-    that holds a resource until it is collected would explain it.
+    took 120 µs of CPU a reading with Python's default and 109 µs with 50,000; 64 µs with
+    1,000,000 on the same code, and 65 µs with 200,000 on the next commits
+    (``bench/RESULTS.md``): the live heap holds whole batches, so the threshold must be large
+    beside a batch's objects. 200,000 is the default: as good as 1,000,000 here, and cyclic
+    garbage waits five times less.
 
     ``gc.freeze()`` moves what start-up allocated (Faust, modules, settings) out of the
     collector's sight for good; a higher generation-0 threshold lets a batch finish between
-    collections. Reference counting still frees almost
-    everything at once; only cycles wait a little longer. 0 keeps Python's defaults.
+    collections. Reference counting still frees almost everything at once; only cycles wait a
+    little longer. 0 keeps Python's defaults.
 
     Returns whether anything was changed.
     """

@@ -381,7 +381,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
     gc_gen0_threshold: int = Field(
-        default=50_000,
+        default=200_000,
         ge=0,
         description="new objects between garbage collections in api/worker/mqtt (0: Python's 700)",
     )

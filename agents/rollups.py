@@ -4,11 +4,11 @@ The ``rollups`` agent takes batches of ``fleet.curated.v1``, adds each new readi
 dropped by position, ``agents.curated``) to the window of its timestamp in a Faust Table row per
 device (one write per device per batch), and publishes the touched windows' whole aggregates to
 ``fleet.readings-1m.v1`` before it writes the table and acks. Its batches wait up to
-``FLEET_STREAM__ROLLUP_BATCH_WITHIN_S`` (2 s): a batch publishes one record per device, field and
+``FLEET_STREAM__ROLLUP_BATCH_WITHIN_S`` (5 s): a batch publishes one record per device, field and
 touched window, so with short batches a fleet of slow senders made several rollup records per
 reading; with longer batches the records per second follow the fleet, not the reading rate.
 Longer still would cost less, but a worker stops (and hands over its partitions) only after its
-current batch: 10 s made every shutdown 10 s longer.
+current batch: 10 s made every shutdown 10 s longer (decision 25).
 
 A reading is *late* when the edge received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after
 its window ended: it stays in ``readings`` but is in no rollup. Deciding on ``received_at``

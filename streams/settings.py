@@ -277,7 +277,7 @@ class StreamSettings(_Section):
         default="deadletter", description="sensor types the catalogue lacks"
     )
     rollup_batch_within_s: float = Field(
-        default=2.0,
+        default=5.0,
         gt=0,
         description="longest wait to fill a rollups batch: every batch publishes the touched "
         "windows' aggregates (one record per device, field and window), so readings_1m is "

@@ -1,16 +1,20 @@
 """Kafka message contracts (JSON-encoded with msgspec).
 
-======================  ===========  ==================  ====================
-topic                   key          value               produced by
-======================  ===========  ==================  ====================
-``fleet.raw.v1``        device_id    :class:`RawEvent`   HTTP / MQTT / upload edge
-``fleet.readings.v1``   device_id    :class:`CuratedReading`  validate worker
-``fleet.deadletter.v1`` source key   :class:`DeadLetter`  any stage that gives up
-======================  ===========  ==================  ====================
+======================  ===========  ================================  ==========================
+topic                   key          value                             produced by
+======================  ===========  ================================  ==========================
+``fleet.raw.v1``        (partition)  envelopes of :class:`RawEvent`    HTTP / MQTT / upload edge
+                                     (``schemas.envelopes``)
+``fleet.readings.v1``   device_id    a :class:`CuratedReading` in      validate agent
+                                     Avro (``schemas.avro_codec``)
+``fleet.deadletter.v1`` source key   :class:`DeadLetter`               any stage that gives up
+======================  ===========  ================================  ==========================
 
-The worker calls :func:`process_raw` and nothing else; it raises
-:class:`~schemas.errors.ValidationFailure` for any bad message, which the
-worker turns into a dead letter with :func:`dead_letter_for`.
+The validate agent (``agents/validate.py``) decodes raw envelopes and calls
+:func:`validate_event_with_sensors` for each item; :func:`process_raw` is the same check for
+one encoded :class:`RawEvent` (the baselines and ``bench.validate`` use it). Both raise
+:class:`~schemas.errors.ValidationFailure` for any bad reading, which the caller turns into a
+dead letter (``agents.deadletters``).
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ class LagReader:
             return self._read()
         except KafkaException as exc:
             raise KafkaUnavailable(f"consumer lag: {exc}") from exc
+        except TimeoutError as exc:  # a request's future gave up: no broker answered in time
+            raise KafkaUnavailable(f"consumer lag: no answer from Kafka in {TIMEOUT_S} s") from exc
 
     def _read(self) -> list[PartitionLag]:
         listed = self._admin.list_consumer_groups(request_timeout=TIMEOUT_S).result(TIMEOUT_S)

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,7 +17,10 @@ from connectors.kafka.admin import ensure_topics
 from schemas.errors import FleetError
 from streams.runtime import tune_gc
 from streams.settings import Settings
-from streams.topology import topic_specs
+from streams.topology import changelog_specs, topic_specs
+
+if TYPE_CHECKING:
+    import faust
 
 STOP_GRACE_S = 15.0
 
@@ -80,12 +84,21 @@ def create_topics(settings: Settings) -> None:
     say(f"created topics: {', '.join(created)}" if created else "topics are in place")
 
 
+def create_changelogs(app: faust.App, settings: Settings) -> list[str]:
+    """Create ``app``'s table changelogs and wait until they are served; return their names."""
+    names = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+    ensure_topics(settings.kafka.bootstrap_servers, changelog_specs(names, settings))
+    return names
+
+
 def run_worker(settings: Settings) -> None:
     from faust import Worker
 
     from agents.registry import build_worker_app
 
     app, _ = build_worker_app(settings)
+    with operator_errors():
+        create_changelogs(app, settings)
     settings.worker.datadir.mkdir(parents=True, exist_ok=True)
     tune_gc(settings.gc_gen0_threshold)
     Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()

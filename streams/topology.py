@@ -7,6 +7,8 @@ to look at it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from connectors.kafka.admin import TopicSpec
 from streams.settings import Settings
 
@@ -55,4 +57,19 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         events(topics.readings_1m, topics.retention_ms),
         # One small record per stored media object (the bytes live in the blob store).
         events(topics.media, topics.retention_ms),
+    ]
+
+
+def changelog_specs(names: Iterable[str], settings: Settings) -> list[TopicSpec]:
+    """The worker's table changelogs, created before Faust starts.
+
+    Faust would declare them itself, but a topic it has just created can show 0 partitions in
+    the next metadata response, and the first table write then stops the agent with
+    ``PartitionsMismatch`` (seen in CI on a fresh app id). Created and waited for here, they
+    are served with their partitions before any agent runs.
+    """
+    kafka = settings.kafka
+    return [
+        TopicSpec(name, kafka.partitions, kafka.replication_factor, {"cleanup.policy": "compact"})
+        for name in names
     ]

@@ -1,0 +1,53 @@
+"""A worker with a fresh app id finds its table changelogs created and served before it starts.
+
+Left to Faust, a changelog it had just created once showed 0 partitions in the next metadata
+response, and the first table write stopped the agent with ``PartitionsMismatch``.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from agents.registry import build_worker_app
+from cli.runner import create_changelogs
+from connectors.kafka.admin import delete_topics
+from streams.settings import Settings
+
+
+def test_changelogs_exist_with_every_partition_served_when_create_returns(
+    pipeline: Settings,
+) -> None:
+    app, _ = build_worker_app(pipeline)
+    bootstrap = pipeline.kafka.bootstrap_servers
+    names = create_changelogs(app, pipeline)
+    try:
+        assert {"device-status", "rollups", "flow-state"} <= {
+            name.removeprefix(f"{pipeline.worker.app_id}-").removesuffix("-changelog")
+            for name in names
+        }
+        listed = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        for name in names:
+            assert len(listed[name].partitions) == pipeline.kafka.partitions, name
+            configs = _configs(bootstrap, name)
+            assert configs["cleanup.policy"] == "compact", name
+        probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-probe"})
+        try:
+            for name in names:
+                for partition in range(pipeline.kafka.partitions):
+                    low, high = probe.get_watermark_offsets(
+                        TopicPartition(name, partition), timeout=5
+                    )
+                    assert (low, high) == (0, 0)
+        finally:
+            probe.close()
+    finally:
+        delete_topics(bootstrap, names)
+
+
+def _configs(bootstrap: str, topic: str) -> dict[str, str]:
+    from confluent_kafka.admin._config import ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    return {name: entry.value for name, entry in future.result().items()}

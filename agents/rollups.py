@@ -4,9 +4,12 @@ The ``rollups`` agent takes batches of ``fleet.curated.v1``, adds each new readi
 dropped by position, ``agents.curated``) to the window of its timestamp in a Faust Table row per
 device (one write per device per batch), and publishes the touched windows' whole aggregates to
 ``fleet.readings-1m.v1`` before it writes the table and acks. Its batches wait up to
-``FLEET_STREAM__ROLLUP_BATCH_WITHIN_S`` (5 s): a batch publishes one record per device, field and
-touched window, so with short batches a fleet of slow senders made several rollup records per
-reading; with longer batches the records per second follow the fleet, not the reading rate.
+``FLEET_STREAM__ROLLUP_BATCH_WITHIN_S`` (5 s): a batch publishes one record per device, field
+and touched window, so with short batches a fleet of slow senders made several rollup records
+per reading; with longer batches the records per second follow the fleet, not the reading rate.
+``FLEET_STREAM__ROLLUP_BATCH_MAX`` is high (4,096 envelopes) so that the time sets the batch
+even for small envelopes: 128 of them once made 0.8 s batches and 2.5 rollup records per
+reading at 5,000 readings/s in requests of 50.
 Longer still would cost less, but a worker stops (and hands over its partitions) only after its
 current batch: 10 s made every shutdown 10 s longer (decision 25).
 
@@ -180,7 +183,7 @@ def register(ctx: WorkerContext) -> None:
     within = settings.stream.rollup_batch_within_s
 
     async def rollup_windows(stream: Any) -> None:
-        async for events in stream.noack_take(settings.stream.state_batch_max, within):
+        async for events in stream.noack_take(settings.stream.rollup_batch_max, within):
             await rollups.on_batch(stream, list(events))
 
     ctx.app.agent(ctx.topics.curated, name="rollups")(guarded("rollups", rollup_windows))

@@ -12,13 +12,17 @@ For a taken batch of ``fleet.raw.v1`` records every reading ends up in exactly o
   topic more than ``FLEET_STREAM__MAX_REPLAYS`` times: a dead letter on
   ``fleet.deadletter.v1`` with the reason and what is needed to replay it.
 
-The batch's records are acked only after every output was acked by the broker. The agent
-starts only once the worker's copy of the device registry has caught up.
+The batch's records are acked only after every output was acked by the broker, in order:
+while the broker acks one batch the next is validated (``agents.pipelined``, up to
+``FLEET_WORKER__VALIDATE_IN_FLIGHT`` batches). The agent starts only once the worker's copy of
+the device registry has caught up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -26,10 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.context import WorkerContext, guarded
+from agents.context import WorkerContext, guarded, stop_worker
 from agents.deadletters import KafkaMessage, dead_letter
 from agents.enrichment import Enricher
 from agents.outputs import Outputs
+from agents.pipelined import InOrderAcks
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from connectors.schema_registry import encoder_for
@@ -55,6 +60,7 @@ from streams.settings import TopicSettings
 log = logging.getLogger(__name__)
 
 STAGE = "validate"
+SHUTDOWN_DRAIN_S = 5.0
 _PARTITIONS_KEPT = 200_000  # a bound, not an LRU: fleets are smaller than this
 _CURATED_HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, CURATED_FORMAT.encode())]
 
@@ -243,12 +249,19 @@ def register(ctx: WorkerContext) -> None:
             max_replays=stream_settings.max_replays,
             readings_encoder=readings.readings(),
         )
-        async for events in stream.noack_take(worker.validate_batch_max, worker.batch_within_s):
-            outputs = validation.run([event.message for event in events], datetime.now(UTC))
-            _log_letters(outputs.records(ctx.settings.topics.deadletter))
-            await ctx.publish(outputs)
-            for event in events:
-                await stream.ack(event)
+        acks = InOrderAcks(
+            stream.ack, functools.partial(stop_worker, "validate"), worker.validate_in_flight
+        )
+        try:
+            async for events in stream.noack_take(worker.validate_batch_max, worker.batch_within_s):
+                outputs = validation.run([event.message for event in events], datetime.now(UTC))
+                _log_letters(outputs.records(ctx.settings.topics.deadletter))
+                await acks.submit(ctx.publish(outputs), list(events))
+        finally:
+            # Stopping: ack what the broker acks within a moment, so less is validated again.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(acks.drain(), SHUTDOWN_DRAIN_S)
+            await acks.close()
 
     ctx.app.agent(ctx.topics.raw, name="validate")(guarded("validate", validate))
 

@@ -98,6 +98,36 @@ async def row_latency(db: asyncpg.Connection, devices: list[str]) -> Percentiles
     return Percentiles(float(cuts[0]), float(cuts[1]), float(cuts[2]))
 
 
+TIMELINE_STEP_S = 5
+Timeline = list[tuple[int, float, float]]
+
+
+async def latency_timeline(
+    db: asyncpg.Connection, devices: list[str], step_s: int = TIMELINE_STEP_S
+) -> Timeline:
+    """p50 and p99 (ms) of the readings sent in each ``step_s`` of the run, by send time:
+    a start-up transient or a stall shows here, where the overall percentiles hide it."""
+    rows = await db.fetch(
+        """
+        WITH lat AS (
+            SELECT (metadata->>'sent_at')::float8 AS sent,
+                   (extract(epoch FROM ingested_at) - (metadata->>'sent_at')::float8) * 1000 AS ms
+            FROM readings WHERE device_id = ANY($1))
+        SELECT floor((sent - min(sent) OVER ()) / $2) * $2 AS since, ms FROM lat
+        """,
+        devices,
+        step_s,
+    )
+    by_step: dict[int, list[float]] = {}
+    for row in rows:
+        by_step.setdefault(int(row["since"]), []).append(float(row["ms"]))
+    timeline = []
+    for since, values in sorted(by_step.items()):
+        cuts = summarize(values)
+        timeline.append((since, cuts.p50, cuts.p99))
+    return timeline
+
+
 def run(ctx: Context, *, rate: float = 5000, seconds: float = 30, workers: int = 1) -> Result:
     settings = bench_settings(ctx.base, ctx.workdir)
     fleet = new_fleet(DEVICES)
@@ -115,7 +145,7 @@ def run(ctx: Context, *, rate: float = 5000, seconds: float = 30, workers: int =
             )
     finally:  # after the worker stopped; also when the step failed: no rows left behind
         asyncio.run(_delete(settings, [*fleet.devices, *warm]))
-    sent, cpu, latency, warm_up, stored = outcome
+    sent, cpu, (latency, timeline), warm_up, stored = outcome
     total = len(items)
     request = summarize(sent.latencies_ms) if sent.latencies_ms else Percentiles(0, 0, 0)
     notes = [
@@ -125,6 +155,8 @@ def run(ctx: Context, *, rate: float = 5000, seconds: float = 30, workers: int =
         f"{sent.errors} transport errors",
         "latency = ingested_at (start of the sink's transaction) - scheduled send time",
         f"warm-up: one reading request → row before the clock ({warm_up:.1f} s incl. start)",
+        f"p50/p99 ms of the readings sent in each {TIMELINE_STEP_S} s: "
+        + " · ".join(f"{since} s {p50:.0f}/{p99:.0f}" for since, p50, p99 in timeline),
     ]
     if not stored.complete:
         notes.append(
@@ -152,7 +184,7 @@ async def _measure(
     fleets: tuple[list[str], list[str]],
     bodies: list[list[dict[str, Any]]],
     offsets: list[float],
-) -> tuple[Sent, dict[str, float], Percentiles, float, Stored]:
+) -> tuple[Sent, dict[str, float], tuple[Percentiles, Timeline], float, Stored]:
     devices, warm = fleets
     base = f"http://{settings.api.host}:{settings.api.port}"
     begun = time.monotonic()
@@ -202,7 +234,7 @@ async def _measure(
             partial_ok=True,
         )
         cpu = {**meter.stop(), "load": _own_cpu() - own_before}
-        latency = await row_latency(db, devices)
+        latency = (await row_latency(db, devices), await latency_timeline(db, devices))
     finally:
         watermarks.close()
         await db.close()

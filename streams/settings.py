@@ -44,6 +44,12 @@ class KafkaSettings(_Section):
         default=30.0, gt=0, description="worker producer: how long a send may hang"
     )
     queue_max_messages: int = Field(default=100_000, ge=1)
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        description="worker: longest a fetch waits for data (Faust's fixed 1500 held "
+        "readings back 1.5 s under load)",
+    )
     session_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_interval_s: float = Field(default=2.0, gt=0)
 
@@ -239,6 +245,12 @@ class WorkerSettings(_Section):
     web_port: int = 6066
     datadir: Path = PROJECT_ROOT / ".stack" / "faust"
     validate_batch_max: int = Field(default=64, ge=1, description="envelopes per taken batch")
+    validate_in_flight: int = Field(
+        default=4,
+        ge=1,
+        description="validated batches whose outputs may await the broker's acks at once "
+        "(acked in order; 1 = wait for each batch's acks before the next)",
+    )
     sink_batch_max: int = Field(default=32, ge=1, description="envelopes per taken batch")
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     commit_interval_s: float = Field(default=1.0, gt=0, description="offset commits, async")
@@ -254,7 +266,7 @@ class StreamSettings(_Section):
     table_store: Literal["memory", "rocksdb"] = Field(
         default="rocksdb", description="Faust table store (memory: tests; state is changelogged)"
     )
-    state_batch_max: int = Field(default=128, ge=1, description="envelopes per status/rollup batch")
+    state_batch_max: int = Field(default=128, ge=1, description="envelopes per status batch")
     state_batch_within_s: float = Field(
         default=1.0,
         gt=0,
@@ -282,6 +294,12 @@ class StreamSettings(_Section):
         description="longest wait to fill a rollups batch: every batch publishes the touched "
         "windows' aggregates (one record per device, field and window), so readings_1m is "
         "this much behind at most, and the records per second follow the fleet, not the rate",
+    )
+    rollup_batch_max: int = Field(
+        default=4096,
+        ge=1,
+        description="envelopes per rollups batch: high, so the time window above sets the "
+        "batches even when envelopes are small (slow fleets, small requests)",
     )
     rollup_grace_s: int = Field(
         default=300, ge=0, description="late readings update their window this long after it"

@@ -49,3 +49,28 @@ async def test_writing_as_an_event_sends_the_changelog_to_its_partition(
         assert current_event() is cast(Any, event)
         assert table.partition_for_key("esp32-a") == 2
     assert current_event() is None
+
+
+async def test_the_worker_app_buffers_changelog_writes_and_fetches_without_long_waits(
+    tmp_path: Path,
+) -> None:
+    from streams.app import CHANGELOG_BUFFER_MAX, COMMIT_EVERY_DISABLED, create_app
+    from streams.settings import Settings
+
+    base = Settings()
+    settings = base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(update={"fetch_max_wait_ms": 37}),
+            "worker": base.worker.model_copy(update={"datadir": tmp_path}),
+        }
+    )
+    app = create_app(settings)
+    assert app.producer.buffer.max_messages == CHANGELOG_BUFFER_MAX
+    assert app.conf.broker_commit_every == COMMIT_EVERY_DISABLED
+    thread = cast(Any, app.consumer)._thread
+    consumer = thread._create_worker_consumer(app.transport)  # built, never started
+    try:
+        assert consumer._fetch_max_wait_ms == 37
+    finally:
+        await consumer.stop()
+        thread.thread_loop.close()  # the consumer thread's own loop, made but never run

@@ -31,7 +31,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.context import WorkerContext, guarded
-from agents.curated import Item, new_items, read_batch
+from agents.curated import (
+    ITEMS_PER_TURN,
+    TABLE_WRITE_ITEMS,
+    Item,
+    Turns,
+    new_items,
+    read_batch_yielding,
+)
 from agents.deadletters import dead_letter
 from agents.metrics import timed
 from agents.outputs import Outputs
@@ -142,7 +149,9 @@ class Rollups:
 
     async def on_batch(self, stream: Any, events: list[Any]) -> None:
         now = datetime.now(UTC)
-        batch = read_batch([event.message for event in events], stage=STAGE, now=now)
+        turn = Turns(ITEMS_PER_TURN)
+        messages = [event.message for event in events]
+        batch = await read_batch_yielding(messages, stage=STAGE, now=now, turn=turn)
         outputs = Outputs()
         outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
         writes: list[tuple[Any, RollupState]] = []
@@ -158,10 +167,12 @@ class Rollups:
             writes.append((events[entry.message_index], state))
             key = device_id.encode()
             outputs.extend(self.topic, [Record(key, encode(rollup)) for rollup in rollups])
+            await turn.took(len(items) + len(rollups))
         await self.ctx.publish(outputs)
         for event, state in writes:
             with writing_as(event):
                 self.table[state.device_id.encode()] = encode(state)
+            await turn.took(TABLE_WRITE_ITEMS)
         for event in events:
             await stream.ack(event)
 

@@ -36,7 +36,15 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from agents.context import WorkerContext, guarded, stop_worker
-from agents.curated import Item, LastValues, new_items, read_batch
+from agents.curated import (
+    ITEMS_PER_TURN,
+    TABLE_WRITE_ITEMS,
+    Item,
+    LastValues,
+    Turns,
+    new_items,
+    read_batch_yielding,
+)
 from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
@@ -181,7 +189,9 @@ class DeviceStatus:
 
     async def on_batch(self, stream: Any, events: list[Any]) -> None:
         now = datetime.now(UTC)
-        batch = read_batch([event.message for event in events], stage=STAGE, now=now)
+        turn = Turns(ITEMS_PER_TURN)
+        messages = [event.message for event in events]
+        batch = await read_batch_yielding(messages, stage=STAGE, now=now, turn=turn)
         outputs = Outputs()
         outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
         writes: list[tuple[Any, DeviceState]] = []
@@ -197,9 +207,11 @@ class DeviceStatus:
                 writes.append((events[entry.message_index], state))
                 if change is not None:
                     outputs.add(self.status_topic, _record(change))
+                await turn.took(len(items))
             await self.ctx.publish(outputs)
             for event, state in writes:
                 self._write(event, state)
+                await turn.took(TABLE_WRITE_ITEMS)
         for event in events:
             await stream.ack(event)
 

@@ -151,7 +151,7 @@ async def delete_rows(db: asyncpg.Connection, devices: Sequence[str]) -> None:
 def fresh_topics(settings: Settings, extra: Sequence[str] = ()) -> Iterator[None]:
     """The project's topics under the isolated names of ``settings`` (plus ``extra`` event
     topics), created now and deleted on exit."""
-    from connectors.kafka.admin import TopicSpec, delete_topics, ensure_topics
+    from connectors.kafka.admin import TopicSpec, delete_app_topics, delete_topics, ensure_topics
     from streams.topology import topic_specs
 
     kafka = settings.kafka
@@ -163,3 +163,4 @@ def fresh_topics(settings: Settings, extra: Sequence[str] = ()) -> Iterator[None
         yield
     finally:
         delete_topics(kafka.bootstrap_servers, [spec.name for spec in specs])
+        delete_app_topics(kafka.bootstrap_servers, settings.worker.app_id)

@@ -108,6 +108,17 @@ def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float
                 raise KafkaUnavailable(f"could not delete topic {name}: {exc}") from exc
 
 
+def delete_app_topics(bootstrap_servers: str, app_id: str, timeout_s: float = 30.0) -> list[str]:
+    """Delete the topics Faust keeps for app ``app_id`` (table changelogs, the assignor's
+    leader topic): tests and benchmarks run throwaway apps, and a broker holding thousands of
+    leftover partitions gets slow. Returns the names deleted."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    names = [name for name in _partition_counts(admin, timeout_s) if name.startswith(f"{app_id}-")]
+    if names:
+        delete_topics(bootstrap_servers, names, timeout_s)
+    return sorted(names)
+
+
 def _wait_until_serving(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float) -> None:
     """Wait until the leader of every partition of the new topics answers an offsets request.
 

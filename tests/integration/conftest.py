@@ -17,7 +17,7 @@ import pytest
 
 from api.app import create_app
 from cli.stack import manager
-from connectors.kafka.admin import delete_topics, ensure_topics
+from connectors.kafka.admin import delete_app_topics, delete_topics, ensure_topics
 from connectors.postgres import migrate
 from streams.settings import Settings, get_settings
 from streams.topology import topic_specs
@@ -71,6 +71,7 @@ def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     ensure_topics(settings.kafka.bootstrap_servers, specs)
     yield settings
     delete_topics(settings.kafka.bootstrap_servers, [spec.name for spec in specs])
+    delete_app_topics(settings.kafka.bootstrap_servers, settings.worker.app_id)
 
 
 @pytest.fixture

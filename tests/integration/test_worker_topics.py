@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from agents.registry import build_worker_app
 from cli.runner import create_changelogs
-from connectors.kafka.admin import delete_topics
+from connectors.kafka.admin import delete_app_topics, delete_topics
 from streams.settings import Settings
 
 
@@ -51,3 +51,22 @@ def _configs(bootstrap: str, topic: str) -> dict[str, str]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
     return {name: entry.value for name, entry in future.result().items()}
+
+
+def test_an_apps_leftover_topics_are_deleted_and_no_other_apps(pipeline: Settings) -> None:
+    app, _ = build_worker_app(pipeline)
+    bootstrap, app_id = pipeline.kafka.bootstrap_servers, pipeline.worker.app_id
+    names = create_changelogs(app, pipeline)
+    neighbour = build_worker_app(
+        pipeline.model_copy(
+            update={"worker": pipeline.worker.model_copy(update={"app_id": f"{app_id}x"})}
+        )
+    )[0]
+    kept = create_changelogs(neighbour, pipeline)
+    try:
+        assert delete_app_topics(bootstrap, app_id) == sorted(names)
+        listed = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        assert not set(names) & set(listed)
+        assert set(kept) <= set(listed)
+    finally:
+        delete_topics(bootstrap, kept)

@@ -6,6 +6,8 @@ response, and the first table write stopped the agent with ``PartitionsMismatch`
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -65,8 +67,20 @@ def test_an_apps_leftover_topics_are_deleted_and_no_other_apps(pipeline: Setting
     kept = create_changelogs(neighbour, pipeline)
     try:
         assert delete_app_topics(bootstrap, app_id) == sorted(names)
-        listed = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-        assert not set(names) & set(listed)
-        assert set(kept) <= set(listed)
+        # The broker removes deleted topics from its metadata a moment after the deletion.
+        listed = _listed_once_gone(bootstrap, set(names))
+        assert not set(names) & listed
+        assert set(kept) <= listed
     finally:
         delete_topics(bootstrap, kept)
+
+
+def _listed_once_gone(bootstrap: str, gone: set[str], timeout_s: float = 15.0) -> set[str]:
+    """The topics listed once none of ``gone`` is (or at the deadline)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = set(admin.list_topics(timeout=10).topics)
+        if not gone & listed or time.monotonic() > deadline:
+            return listed
+        time.sleep(0.2)  # poll interval of the metadata look-up above

@@ -1,5 +1,6 @@
 """The worker's web server as the operator views set it up, served by aiohttp in-process (no
-Kafka): what is public, what needs the token or the login cookie."""
+Kafka: the consumer lag comes from a stub): what is public, what needs the token or the login
+cookie."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ from yarl import URL
 
 from agents.registry import build_worker_app
 from agents.web import auth
+from agents.web.lag import LagReader, PartitionLag
 from streams.settings import DEV_ADMIN_TOKEN, Settings
 from tests.support import isolated
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[str]:
+async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    # /metrics reports consumer lag read from the broker; this test is about the web server.
+    lag_row = PartitionLag("unit", "fleet.raw.v1", 0, 5, 7, 2)
+    monkeypatch.setattr(LagReader, "__init__", lambda self, *args: None)
+    monkeypatch.setattr(LagReader, "read", lambda self: [lag_row])
     settings = isolated(Settings(), "unit", tmp_path, web_enabled=True)
     app, _ = build_worker_app(settings)
     web_app: Any = app.web.web_app  # type: ignore[attr-defined]
@@ -87,4 +93,8 @@ async def test_the_bearer_token_opens_everything_and_device_ids_are_checked(serv
         assert (await page.json(content_type=None))["errors"][0]["field"] == "device_id"
         metrics = await client.get(f"{server}/metrics")
         assert metrics.status == 200
-        assert "fleet_agent_events_total" in await metrics.text()
+        text = await metrics.text()
+        assert "fleet_agent_events_total" in text
+        # the stub's lag, not a broker's
+        assert 'fleet_consumer_lag{group="unit",partition="0",topic="fleet.raw.v1"} 2.0' in text
+        assert "fleet_consumer_lag_up 1.0" in text

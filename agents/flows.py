@@ -40,10 +40,10 @@ from connectors.integrations.dispatch import Dispatcher, Failure, KafkaSender, p
 from connectors.integrations.http import HttpSender
 from connectors.integrations.mqtt import MqttSender
 from connectors.kafka.flow_cache import FlowCache
-from flows import alerts
-from flows.catalog import FlowSet
-from flows.engine import CompiledFlow
 from schemas.errors import ValidationFailure
+from schemas.flow_engine import alerts
+from schemas.flow_engine.catalog import FlowSet
+from schemas.flow_engine.engine import CompiledFlow
 from streams.faust_compat import writing_as
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ id, tags, profile from the enrichment; the sensor types it carries), runs them a
 * the alert transitions (records for ``fleet.alerts.v1``) and dead letters for readings a flow
   could not evaluate (stage ``flow.<id>``) or that could not be read (stage ``flows``);
 * the outbound calls to make, each with the Kafka message it came from (for dead letters);
-* the new :class:`~flows.alerts.DeviceFlowState` of every device that ran a flow, to write to
-  the table once per device (with the message index to write it as).
+* the new :class:`~schemas.flow_engine.alerts.DeviceFlowState` of every device that ran a flow,
+  to write to the table once per device (with the message index to write it as).
 
 Repeats are dropped by raw position, as the status agent does (``schemas.envelopes``): a device's
 state remembers the last position it applied per raw partition, so a batch replayed after a
@@ -28,11 +28,11 @@ import msgspec
 from agents.deadletters import KafkaMessage, dead_letter
 from agents.outputs import Outputs
 from connectors.kafka.producer import Record
-from flows import alerts
-from flows.catalog import FlowSet
-from flows.engine import CompiledFlow, Outbound, ReadingView, RunResult
 from schemas.envelopes import Position, decode_curated_envelope
 from schemas.errors import ValidationFailure
+from schemas.flow_engine import alerts
+from schemas.flow_engine.catalog import FlowSet
+from schemas.flow_engine.engine import CompiledFlow, Outbound, ReadingView, RunResult
 from schemas.flows import encode
 from schemas.validation import decode_json
 

@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka.registry import RegistryPublisher
-from flows.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
+from schemas.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from schemas.flows import FlowDocument, decode_definition, encode
 from streams.settings import Settings
 

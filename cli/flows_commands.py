@@ -24,8 +24,8 @@ from connectors.kafka.flow_cache import read_flows
 from connectors.kafka.registry import RegistryPublisher
 from connectors.postgres.flows import FlowExists, FlowStore
 from connectors.postgres.pool import create_pool
-from flows.examples import examples
 from schemas.errors import ValidationFailure
+from schemas.flow_engine.examples import examples
 from schemas.flows import FlowDefinition, FlowDocument, decode_definition
 from streams.settings import Settings, get_settings
 

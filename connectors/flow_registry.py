@@ -6,8 +6,8 @@ published with ``acks=all`` before the caller gets an answer. A broker that does
 :class:`FlowNotPublished` (the API answers 503): the change is stored and any retry, the next
 change, or ``fleetstream flows resync`` publishes it. A deleted flow is a tombstone.
 
-Every definition is compiled (``flows.engine.compile_flow``) before it is stored, so a worker
-never receives a flow it cannot run.
+Every definition is compiled (``schemas.flow_engine.engine.compile_flow``) before it is stored,
+so a worker never receives a flow it cannot run.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from connectors.postgres.flows import (
     PublishAllFlows,
     PublishFlow,
 )
-from flows.engine import compile_flow
 from schemas.errors import FleetError
+from schemas.flow_engine.engine import compile_flow
 from schemas.flows import FLOW_ID_PATTERN, FlowDefinition, FlowDocument, encode
 
 T = TypeVar("T")

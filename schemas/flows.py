@@ -15,7 +15,7 @@ chain of nodes run on every matching curated reading, in order:
                ``for_s`` (how long the condition must hold), ``schedule``, severity, message
 =============  ==============================================================================
 
-Expressions are CEL (``flows.expressions``) over ``device`` (id, name, profile, tags,
+Expressions are CEL (``schemas.flow_engine.expressions``) over ``device`` (id, name, profile, tags,
 location, timezone), ``sensors`` (the reading's sensors), ``ts`` (timestamp), ``event_id``,
 ``metadata`` and ``fields``. Templates (URLs, headers, topics, keys, messages) substitute
 ``${name}`` with the same names, dotted (``${device.id}``, ``${fields.temp_f}``).
@@ -129,7 +129,7 @@ class HttpNode(_Strict, frozen=True, tag="http"):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: Annotated[dict[str, Template], Meta(max_length=32)] = {}
     body: Expr | None = None
-    """CEL giving the JSON body; default: the flow message (see ``flows.engine``)."""
+    """CEL giving the JSON body; default: the flow message (see ``schemas.flow_engine.engine``)."""
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
     retries: Annotated[int, Meta(ge=0, le=10)] = 2
     backoff_s: Annotated[float, Meta(ge=0, le=30)] = 0.5

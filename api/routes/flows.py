@@ -28,11 +28,11 @@ from connectors.flow_registry import FlowNotPublished
 from connectors.integrations.dispatch import pipeline_topics
 from connectors.postgres.devices import DatabaseUnavailable
 from connectors.postgres.flows import FlowExists, FlowNotFound
-from flows import alerts
-from flows.catalog import FlowSet
-from flows.engine import CompiledFlow, ReadingView
 from schemas.errors import FieldError, ValidationFailure, one_line
 from schemas.events import encoder
+from schemas.flow_engine import alerts
+from schemas.flow_engine.catalog import FlowSet
+from schemas.flow_engine.engine import CompiledFlow, ReadingView
 from schemas.flows import (
     FLOW_ID_PATTERN,
     FlowDefinition,

@@ -22,8 +22,8 @@ from typing import Protocol
 from connectors.integrations.errors import CallFailed
 from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
 from connectors.kafka.producer import Record
-from flows.engine import Outbound
 from schemas.errors import FleetError
+from schemas.flow_engine.engine import Outbound
 from streams.settings import TopicSettings
 
 log = logging.getLogger(__name__)

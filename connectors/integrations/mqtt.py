@@ -30,7 +30,7 @@ from connectors.mqtt.credentials import (
 )
 from connectors.mqtt.dynsec import Command, check
 from connectors.mqtt.errors import BrokerUnavailable, DynsecRefused
-from flows.engine import Outbound
+from schemas.flow_engine.engine import Outbound
 from streams.settings import MqttSettings
 
 log = logging.getLogger(__name__)

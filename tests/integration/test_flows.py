@@ -22,8 +22,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.kafka.admin import TopicSpec, delete_topics, ensure_topics
-from flows.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from schemas.events import decode_dead_letter
+from schemas.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from schemas.flows import AlertEvent, decode_alert_event
 from streams.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import BASE_TIME, device_ids, reading

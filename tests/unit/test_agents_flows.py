@@ -15,12 +15,12 @@ from connectors.integrations.dispatch import Dispatcher, KafkaSender, pipeline_t
 from connectors.integrations.errors import CallFailed
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.producer import Record
-from flows import alerts
-from flows.catalog import FlowSet
-from flows.engine import Outbound, compile_flow
-from flows.examples import GAS_ABOVE_500
 from schemas.envelopes import curated_envelope
 from schemas.events import decode_dead_letter
+from schemas.flow_engine import alerts
+from schemas.flow_engine.catalog import FlowSet
+from schemas.flow_engine.engine import Outbound, compile_flow
+from schemas.flow_engine.examples import GAS_ABOVE_500
 from schemas.flows import FlowDocument, decode_alert_event, decode_definition
 from streams.settings import Settings
 

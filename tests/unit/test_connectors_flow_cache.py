@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from connectors.kafka.flow_cache import FlowIndex
-from flows.examples import examples
+from schemas.flow_engine.examples import examples
 from schemas.flows import FlowDocument, encode
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

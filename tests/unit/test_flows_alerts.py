@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from flows import alerts
-from flows.engine import AlertSignal, ReadingView, compile_flow
-from flows.examples import examples
-from flows.schedule import in_schedule
+from schemas.flow_engine import alerts
+from schemas.flow_engine.engine import AlertSignal, ReadingView, compile_flow
+from schemas.flow_engine.examples import examples
+from schemas.flow_engine.schedule import in_schedule
 from schemas.flows import AlertEvent, FlowDocument, Schedule
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from flows.catalog import FlowSet
-from flows.engine import CompiledFlow, ReadingView, compile_flow
-from flows.examples import examples
 from schemas.errors import ValidationFailure
+from schemas.flow_engine.catalog import FlowSet
+from schemas.flow_engine.engine import CompiledFlow, ReadingView, compile_flow
+from schemas.flow_engine.examples import examples
 from schemas.flows import FlowDocument, decode_definition
 
 TS = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)

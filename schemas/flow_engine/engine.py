@@ -3,7 +3,7 @@
 A run walks the node chain and returns what it decided: the trace (node by node, what the API's
 dry-run shows), the outbound calls the integration nodes asked for (the worker makes them; a
 dry-run only lists them), and for an alert rule the :class:`AlertSignal` that
-``flows.alerts`` turns into fired/cleared transitions with the rule's state.
+``schemas.flow_engine.alerts`` turns into fired/cleared transitions with the rule's state.
 
 Every expression and template is compiled by :func:`compile_flow`, once per flow version.
 """
@@ -20,9 +20,9 @@ from urllib.parse import quote
 import cel
 import msgspec
 
-from flows.expressions import CompileError, EvaluationError, Expression, Template
-from flows.schedule import in_schedule
 from schemas.errors import FieldError, ValidationFailure
+from schemas.flow_engine.expressions import CompileError, EvaluationError, Expression, Template
+from schemas.flow_engine.schedule import in_schedule
 from schemas.flows import (
     AlertNode,
     FilterNode,

@@ -23,7 +23,7 @@ from typing import Final
 
 import msgspec
 
-from flows.engine import AlertSignal
+from schemas.flow_engine.engine import AlertSignal
 from schemas.flows import AlertEvent, AlertNode
 
 _ALERT_NAMESPACE: Final = uuid.UUID("b0f4c3de-2f7e-4f55-8f0a-59a8f1b7c2d1")

@@ -95,6 +95,7 @@ def main() -> None:
     for name in ("--bootstrap", "--raw", "--readings", "--deadletter", "--group", "--dsn"):
         parser.add_argument(name, required=True)
     parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--state-dir", required=True, help="Quix's state (default: ./state)")
     args = parser.parse_args()
     progress = {"processed": 0, "first": 0.0}
 
@@ -110,6 +111,7 @@ def main() -> None:
         auto_offset_reset="earliest",
         loglevel="WARNING",
         use_changelog_topics=False,
+        state_dir=args.state_dir,
         on_message_processed=processed,
     )
     raw = app.topic(args.raw, key_deserializer="bytes", value_deserializer="bytes")

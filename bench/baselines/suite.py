@@ -228,6 +228,8 @@ def run_quix(
         settings.postgres.dsn(),
         "--expect",
         str(count),
+        "--state-dir",
+        str(ctx.workdir / "quix-state"),
     ]
     try:
         seconds, cpu, outcome = _run_to_exit(ctx, "quix", argv, {"PYTHONPATH": str(REPO)})

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agents.changelog import TableRows
 from agents.context import WorkerContext, guarded
 from agents.curated import (
     ITEMS_PER_TURN,
@@ -49,7 +50,6 @@ from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
 from connectors.postgres.rollups import RollupStore
 from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
-from streams.faust_compat import writing_as
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +169,12 @@ class Rollups:
             outputs.extend(self.topic, [Record(key, encode(rollup)) for rollup in rollups])
             await turn.took(len(items) + len(rollups))
         await self.ctx.publish(outputs)
+        rows = TableRows(self.table)  # after the rollup records: see agents.changelog
         for event, state in writes:
-            with writing_as(event):
-                self.table[state.device_id.encode()] = encode(state)
+            rows.add(event, state.device_id.encode(), encode(state))
             await turn.took(TABLE_WRITE_ITEMS)
+        await self.ctx.publish(rows.outputs())
+        rows.store()
         for event in events:
             await stream.ack(event)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from agents.changelog import TableRows
 from agents.context import WorkerContext, guarded, stop_worker
 from agents.curated import (
     ITEMS_PER_TURN,
@@ -49,7 +50,6 @@ from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.status import DeviceState, StatusChange, decode_device_state, encode
-from streams.faust_compat import writing_as
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +209,7 @@ class DeviceStatus:
                     outputs.add(self.status_topic, _record(change))
                 await turn.took(len(items))
             await self.ctx.publish(outputs)
-            for event, state in writes:
-                self._write(event, state)
-                await turn.took(TABLE_WRITE_ITEMS)
+            await self._write(writes, turn)
         for event in events:
             await stream.ack(event)
 
@@ -241,16 +239,30 @@ class DeviceStatus:
                 outputs.add(self.status_topic, _record(change))
                 writes.append(state)
             await self.ctx.publish(outputs)
-            for state in writes:
-                partition = partition_for(state.device_id, self.partitions)
-                self._write(_PartitionEvent(_Message(self.curated_topic, partition)), state)
+            await self._write([(self._partition_event(state.device_id), state) for state in writes])
         if writes:
             log.info("%d devices went offline", len(writes))
 
-    def _write(self, event: Any, state: DeviceState) -> None:
-        with writing_as(event):
-            self.table[state.device_id.encode()] = encode(state)
-        self.deadlines.note(state, self.tracker.timeout_for(state.device_id))
+    async def _write(
+        self, writes: list[tuple[Any, DeviceState]], turn: Turns | None = None
+    ) -> None:
+        """The new states into the table: changelog records acked first (``agents.changelog``),
+        then the local store, then the offline deadlines."""
+        rows = TableRows(self.table)
+        for event, state in writes:
+            rows.add(event, state.device_id.encode(), encode(state))
+            if turn is not None:
+                await turn.took(TABLE_WRITE_ITEMS)
+        await self.ctx.publish(rows.outputs())
+        rows.store()
+        for _, state in writes:
+            self.deadlines.note(state, self.tracker.timeout_for(state.device_id))
+
+    def _partition_event(self, device_id: str) -> _PartitionEvent:
+        """The timer's stand-in event for the partition of ``device_id``."""
+        return _PartitionEvent(
+            _Message(self.curated_topic, partition_for(device_id, self.partitions))
+        )
 
     def _table_ready(self) -> bool:
         recovery = cast(Any, self.app.tables).recovery

@@ -74,3 +74,11 @@ def limit_fetch_wait(app: faust.App, max_wait_ms: int) -> None:
 
     create_limited.fetch_wait_limited = True  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._create_worker_consumer = create_limited  # type: ignore[method-assign]
+
+
+def store_locally(table: Any, event: Any, key: bytes, value: bytes) -> None:
+    """Write ``key`` to ``table``'s local store only, in ``event``'s partition: no changelog
+    record. For callers that produce the changelog record themselves, acked, beforehand
+    (``agents.changelog``)."""
+    with writing_as(event):
+        table.data[key] = value

@@ -69,8 +69,22 @@ class SchemaRegistryClient:
     timeout_s: float = 5.0
 
     def register(self, subject: str, schema: str) -> int:
-        """Register ``schema`` under ``subject`` (idempotent) and return its global id."""
-        body = self._call("POST", f"/subjects/{subject}/versions", {"schema": schema})
+        """Register ``schema`` under ``subject`` (idempotent) and return its global id.
+
+        Two workers starting at once may both register the first version of a subject:
+        Apicurio then refuses the second with 409 ("artifact already exists") instead of
+        answering the id, which stopped a worker. A 409 is therefore answered by looking the
+        schema up; only when the subject does not hold it (Confluent's 409: incompatible) is
+        the refusal raised."""
+        try:
+            body = self._call("POST", f"/subjects/{subject}/versions", {"schema": schema})
+        except SchemaRegistryError as exc:
+            if exc.status != 409:
+                raise
+            schema_id = self.lookup(subject, schema)
+            if schema_id is None:
+                raise
+            return schema_id
         return int(body["id"])
 
     def lookup(self, subject: str, schema: str) -> int | None:

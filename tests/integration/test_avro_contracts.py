@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,19 @@ def test_registry_holds_the_contracts_at_backward_and_refuses_a_breaking_change(
             client.set_compatibility(evolving)
             client.register(evolving, old.read_text("utf-8"))
             assert client.is_compatible(evolving, schema_json(contract)), old.name
+
+
+def test_workers_starting_at_once_all_get_the_first_versions_id(pipeline: Settings) -> None:
+    """Apicurio refuses all but one concurrent first registration of a subject with 409; each
+    worker must still get the id (one of two benchmark workers once stopped on it)."""
+    client = client_for(pipeline)
+    schema = schema_json("readings")
+    for attempt in range(3):  # a few fresh subjects: the race does not show every time
+        subject = f"{pipeline.topics.readings}-race{attempt}-value"
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            ids = list(pool.map(lambda _: client.register(subject, schema), range(8)))
+        assert len(set(ids)) == 1, ids
+        assert client.lookup(subject, schema) == ids[0]
 
 
 async def test_worker_stops_at_start_when_the_registry_is_unreachable(

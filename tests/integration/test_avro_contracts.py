@@ -191,7 +191,7 @@ def test_workers_starting_at_once_all_get_the_first_versions_id(pipeline: Settin
     for attempt in range(3):  # a few fresh subjects: the race does not show every time
         subject = f"{pipeline.topics.readings}-race{attempt}-value"
         with ThreadPoolExecutor(max_workers=8) as pool:
-            ids = list(pool.map(lambda _: client.register(subject, schema), range(8)))
+            ids = list(pool.map(client.register, [subject] * 8, [schema] * 8))
         assert len(set(ids)) == 1, ids
         assert client.lookup(subject, schema) == ids[0]
 

@@ -21,6 +21,7 @@ compacted changelog of its partitions from the start: one record per device.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from streams.faust_compat import store_locally
 
 @dataclass
 class TableRows:
-    """Rows of one table for one batch: ``publish`` them, then ``store`` them."""
+    """Rows of one table for one batch, written by :meth:`write`."""
 
     table: Any
     rows: list[tuple[Any, bytes, bytes]] = field(default_factory=list)
@@ -40,6 +41,12 @@ class TableRows:
         """``key`` → ``value`` in the partition of ``event`` (a Faust event, or a stand-in
         with ``message.partition``)."""
         self.rows.append((event, key, value))
+
+    async def write(self, publish: Callable[[Outputs], Awaitable[None]]) -> None:
+        """The changelog records through ``publish`` (``WorkerContext.publish``: returns once
+        the broker acked them all), then the local store: never the store first."""
+        await publish(self.outputs())
+        self.store()
 
     def outputs(self) -> Outputs:
         """The changelog records, for ``WorkerContext.publish``."""

@@ -173,8 +173,7 @@ class Rollups:
         for event, state in writes:
             rows.add(event, state.device_id.encode(), encode(state))
             await turn.took(TABLE_WRITE_ITEMS)
-        await self.ctx.publish(rows.outputs())
-        rows.store()
+        await rows.write(self.ctx.publish)
         for event in events:
             await stream.ack(event)
 

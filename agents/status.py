@@ -11,8 +11,8 @@ Exactly-once transitions on at-least-once delivery:
 
 1. a transition gets the next ``seq`` of its device and is **published first** (acked by the
    broker) on the compacted ``fleet.device-status.v1``;
-2. then the new state, holding that ``seq``, is written to the table (its changelog is flushed
-   by Faust before the offsets of step 3 are committed);
+2. then the new state, holding that ``seq``, is written to the table: its changelog record is
+   produced and acked first, then the local store is updated (``agents.changelog``);
 3. then the batch's events are acked.
 
 A crash before 2 leaves the old ``seq`` in the table, so the replayed batch (or the timer)
@@ -253,8 +253,7 @@ class DeviceStatus:
             rows.add(event, state.device_id.encode(), encode(state))
             if turn is not None:
                 await turn.took(TABLE_WRITE_ITEMS)
-        await self.ctx.publish(rows.outputs())
-        rows.store()
+        await rows.write(self.ctx.publish)
         for _, state in writes:
             self.deadlines.note(state, self.tracker.timeout_for(state.device_id))
 

@@ -21,8 +21,8 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
 COMMIT_EVERY_DISABLED = 2**62
 """More acked messages than a worker ever sees: Faust's inline commit never fires."""
 CHANGELOG_BUFFER_MAX = 20_000
-"""Table writes that may wait to be produced (``streams.faust_compat``): a batch writes one
-row per device, so this covers fleets of 20,000 devices per worker without a stall."""
+"""Table writes that may wait in Faust's producer buffer (``streams.faust_compat``): a batch of
+the flow-state table writes one row per device, so 20,000 devices per worker never stall."""
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -43,9 +43,8 @@ def create_app(settings: Settings) -> faust.App:
         # synchronous commit costs ~5 ms here); only acked (finished) events are committed.
         broker_commit_interval=worker.commit_interval_s,
         # Faust also commits inline, in the loop that hands messages to the agents, every
-        # 10,000 acked messages by default; that commit first flushes the table changelogs,
-        # and every agent waited for it (1.4 s stalls at 5,000 readings/s, which then never
-        # drained). The background commit on the interval above is enough.
+        # 10,000 acked messages by default; that commit first flushes Faust's producer buffer,
+        # and no agent gets a message meanwhile. The background commit above is enough.
         broker_commit_every=COMMIT_EVERY_DISABLED,
         producer_acks=-1,
         producer_max_request_size=DEADLETTER_MAX_BYTES,

@@ -38,11 +38,12 @@ def buffer_changelog_writes(app: faust.App, max_messages: int) -> None:
 
     Faust's bound is a class attribute of 100 (no setting). Past it, the conductor stops
     delivering *every* topic's messages to *every* agent until the buffer is under the bound
-    again, so one status batch writing a row for each of 1,000 devices stalled validation and
-    the sinks too: in the latency benchmark at 5,000 readings/s the conductor waited 3.3 s of
-    20 and request → row latency grew to seconds while the worker used 60 % of a core. The
-    buffer still drains in the background, and Faust flushes it before every offset commit,
-    so durability is unchanged; the bound still caps its memory.
+    again. When the status table still wrote through Faust, one batch with a row for each of
+    1,000 devices kept the conductor waiting 3.3 s of 20 in the latency benchmark (its log
+    said "producer buffer full"). Status and rollups now write their changelogs themselves
+    (``agents.changelog``); the flow-state table still goes through this buffer. It drains
+    in the background and Faust flushes it before every offset commit, so durability is
+    unchanged; the bound still caps its memory.
     """
     app.producer.buffer.max_messages = max_messages
 

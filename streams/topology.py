@@ -21,6 +21,14 @@ def _with(spec: TopicSpec, config: dict[str, str]) -> TopicSpec:
     return TopicSpec(spec.name, spec.partitions, spec.replication_factor, {**spec.config, **config})
 
 
+def _compacted(name: str, settings: Settings) -> TopicSpec:
+    """A topic whose latest record per key is the state (registries, table changelogs)."""
+    kafka = settings.kafka
+    return TopicSpec(
+        name, kafka.partitions, kafka.replication_factor, {"cleanup.policy": "compact"}
+    )
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     topics, kafka = settings.topics, settings.kafka
 
@@ -30,11 +38,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             kafka.partitions,
             kafka.replication_factor,
             {"cleanup.policy": "delete", "retention.ms": str(retention_ms)},
-        )
-
-    def registry(name: str) -> TopicSpec:
-        return TopicSpec(
-            name, kafka.partitions, kafka.replication_factor, {"cleanup.policy": "compact"}
         )
 
     envelopes = {"max.message.bytes": str(ENVELOPE_TOPIC_MAX_BYTES)}
@@ -50,10 +53,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             # larger than the event that failed; leave room above the 1 MiB default.
             {"max.message.bytes": str(DEADLETTER_MAX_BYTES)},
         ),
-        registry(topics.devices),
-        registry(topics.flows),
+        _compacted(topics.devices, settings),
+        _compacted(topics.flows, settings),
         # The last transition per device is its state: compacted like a registry.
-        registry(topics.device_status),
+        _compacted(topics.device_status, settings),
         events(topics.readings_1m, topics.retention_ms),
         # One small record per stored media object (the bytes live in the blob store).
         events(topics.media, topics.retention_ms),
@@ -68,8 +71,4 @@ def changelog_specs(names: Iterable[str], settings: Settings) -> list[TopicSpec]
     ``PartitionsMismatch`` (seen in CI on a fresh app id). Created and waited for here, they
     are served with their partitions before any agent runs.
     """
-    kafka = settings.kafka
-    return [
-        TopicSpec(name, kafka.partitions, kafka.replication_factor, {"cleanup.policy": "compact"})
-        for name in names
-    ]
+    return [_compacted(name, settings) for name in names]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
@@ -87,3 +89,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass
+class StandInMessage:
+    """What table code reads of a Faust message: its topic and partition."""
+
+    topic: str
+    partition: int
+
+
+@dataclass
+class StandInEvent:
+    """A Faust event as table writes see it (``writing_as``, ``agents.changelog``)."""
+
+    message: StandInMessage
+    value: bytes = b""
+    headers: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+
+def event_in(topic: str, partition: int) -> StandInEvent:
+    return StandInEvent(StandInMessage(topic, partition))

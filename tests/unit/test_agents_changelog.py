@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import faust
+import pytest
 
 from agents.changelog import TableRows
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-
-
-@dataclass
-class Event:
-    message: Message
+from agents.outputs import Outputs
+from tests.support import event_in
 
 
 def _table(tmp_path: Path) -> Any:
@@ -30,8 +21,8 @@ def _table(tmp_path: Path) -> Any:
 async def test_rows_become_changelog_records_in_their_events_partitions(tmp_path: Path) -> None:
     table = _table(tmp_path)
     rows = TableRows(table)
-    rows.add(Event(Message("curated", 2)), b"esp32-a", b"state-a")
-    rows.add(Event(Message("curated", 3)), b"esp32-b", b"state-b")
+    rows.add(event_in("curated", 2), b"esp32-a", b"state-a")
+    rows.add(event_in("curated", 3), b"esp32-b", b"state-b")
     records = rows.outputs().records("changelog-test-device-status-changelog")
     assert [(r.key, r.value, r.partition) for r in records] == [
         (b"esp32-a", b"state-a", 2),
@@ -43,8 +34,35 @@ async def test_rows_become_changelog_records_in_their_events_partitions(tmp_path
 async def test_store_fills_the_table_without_a_changelog_send_of_faust(tmp_path: Path) -> None:
     table = _table(tmp_path)
     rows = TableRows(table)
-    rows.add(Event(Message("curated", 1)), b"esp32-a", b"state-a")
+    rows.add(event_in("curated", 1), b"esp32-a", b"state-a")
     rows.store()
     assert table.get(b"esp32-a") == b"state-a"
     # Faust's own path would have queued a changelog record (and needed a running producer).
     assert cast(Any, table.app).producer.buffer.size == 0
+
+
+async def test_write_stores_only_after_the_publish_returned(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    rows = TableRows(table)
+    rows.add(event_in("curated", 0), b"esp32-a", b"state-a")
+    seen_at_publish: list[object] = []
+
+    async def publish(outputs: Outputs) -> None:
+        seen_at_publish.append(table.get(b"esp32-a"))
+
+    await rows.write(publish)
+    assert seen_at_publish == [None]
+    assert table.get(b"esp32-a") == b"state-a"
+
+
+async def test_a_failed_publish_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    rows = TableRows(table)
+    rows.add(event_in("curated", 0), b"esp32-a", b"state-a")
+
+    async def publish(outputs: Outputs) -> None:
+        raise RuntimeError("broker gone")
+
+    with pytest.raises(RuntimeError):
+        await rows.write(publish)
+    assert table.get(b"esp32-a") is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -11,19 +10,7 @@ import pytest
 from faust.streams import current_event
 
 from streams.faust_compat import writing_as
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-
-
-@dataclass
-class Event:
-    message: Message
-    value: bytes = b""
-    headers: dict[str, bytes] = field(default_factory=dict)
+from tests.support import event_in
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ async def test_outside_a_stream_faust_refuses_table_writes(table: faust.Table[st
 async def test_writing_as_an_event_sends_the_changelog_to_its_partition(
     table: faust.Table[str, int],
 ) -> None:
-    event = Event(Message("source", 2))
+    event = event_in("source", 2)
     with writing_as(event):
         assert current_event() is cast(Any, event)
         assert table.partition_for_key("esp32-a") == 2

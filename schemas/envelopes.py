@@ -44,7 +44,7 @@ from typing import Final
 
 import msgspec
 
-from schemas.errors import ValidationFailure
+from schemas.errors import ValidationFailure, detach
 from schemas.events import RawEvent, encoder, raw_event_decoder
 from schemas.validation import decode_json, decode_reading
 
@@ -128,6 +128,12 @@ class ItemFailure:
     error: ValidationFailure
     original: bytes
     """What a dead letter keeps: a one-item envelope when the item decoded, else its bytes."""
+
+    def __post_init__(self) -> None:
+        # A caught failure's traceback (and its cause's) reaches, through the frames' callers,
+        # the frame that holds this failure: a reference cycle that would keep the whole
+        # batch alive until a garbage collection. The dead letter needs only the errors.
+        detach(self.error)
 
 
 @dataclass(frozen=True, slots=True)

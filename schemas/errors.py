@@ -26,6 +26,7 @@ __all__ = [
     "FleetError",
     "Loc",
     "ValidationFailure",
+    "detach",
     "field_error_from_message",
     "format_loc",
     "one_line",
@@ -113,10 +114,15 @@ class ValidationFailure(FleetError):
         """Shorthand for a failure with exactly one error."""
         return cls([FieldError(loc=loc, message=message, type=type)])
 
-    def with_prefix(self, *prefix: str | int) -> ValidationFailure:
-        """Same failure with every ``loc`` nested under ``prefix`` (same class)."""
+    def with_prefix(self, *prefix: str | int, event_id: str | None = None) -> ValidationFailure:
+        """Same failure with every ``loc`` nested under ``prefix`` (same class), and with
+        ``event_id`` when given.
+
+        Raise it straight from the expression (``raise exc.with_prefix(...) from exc``): bound
+        to a local first, the raised failure would reference itself through its traceback's
+        frame, a cycle that keeps the caller's whole batch alive until a garbage collection."""
         errors = [e.with_prefix(*prefix) for e in self.errors]
-        return type(self)(errors, event_id=self.event_id)
+        return type(self)(errors, event_id=self.event_id if event_id is None else event_id)
 
     def errors_as_builtins(self) -> list[dict[str, Any]]:
         """``[{"loc": [...], "message": ..., "type": ...}, ...]`` for JSON bodies."""
@@ -255,3 +261,14 @@ def _default_reason(errors: Sequence[FieldError]) -> str:
     first = errors[0].describe()
     more = len(errors) - 1
     return f"{first} (and {more} more error{'s' if more > 1 else ''})" if more else first
+
+
+def detach(exc: BaseException) -> None:
+    """Drop ``exc``'s traceback and the exceptions chained to it, to keep it in a result.
+
+    Frames on a traceback reference their callers' frames, so a caught exception stored in a
+    value that one of those callers holds is a reference cycle: it, the frames and everything
+    they hold live until the garbage collector finds them."""
+    exc.__traceback__ = None
+    exc.__cause__ = None
+    exc.__context__ = None

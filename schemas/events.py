@@ -356,9 +356,7 @@ def validate_event_with_sensors(
         if unknown_sensors == "generic" and _unknown_sensor_type(exc):
             reading, sensors = _decode_lenient(raw, now=now, max_future=max_future)
         else:
-            failure = exc.with_prefix("payload")
-            failure.event_id = raw.event_id
-            raise failure from exc
+            raise exc.with_prefix("payload", event_id=raw.event_id) from exc
     if reading.device_id != raw.device_id:
         message = f"device_id {reading.device_id!r} does not match the envelope's {raw.device_id!r}"
         error = FieldError(("payload", "device_id"), message, "mismatch")
@@ -400,9 +398,7 @@ def _decode_lenient(
         reading = decode_json(_lenient_decoder, raw.payload)
         check_timestamp(cast(Reading, reading), now=now, max_future=max_future)
     except ValidationFailure as exc:
-        failure = exc.with_prefix("payload")
-        failure.event_id = raw.event_id
-        raise failure from exc
+        raise exc.with_prefix("payload", event_id=raw.event_id) from exc
     sensors: dict[str, Any] = {}
     for name, value in reading.sensors.items():
         decoder = _type_decoders.get(name)

@@ -3,6 +3,7 @@ valid ones curated (on their device's partition), the rest dead-lettered with th
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from dataclasses import dataclass, field
@@ -245,3 +246,27 @@ def test_curated_items_split_into_runs_under_the_envelope_budget() -> None:
         max_bytes = rng.choice([1, 100, 400, 1000, 4000, 100_000])
         runs = [list(range(len(items)))[run] for run in _runs(items, max_bytes)]
         assert runs == _greedy_runs([len(item) for item in items], max_bytes)
+
+
+def test_invalid_readings_leave_no_reference_cycles_behind() -> None:
+    """A raised failure bound to a local of a frame on its own traceback is a reference cycle
+    that keeps every frame above it alive, the batch's outputs included, until a garbage
+    collection: at 1 % invalid readings the worker spent ~8 % of its CPU in the collector."""
+    bad_payloads = [
+        reading("esp32-a", 1, sensors={"pir": {"motion_detected": 1}}),  # wrong type
+        {**reading("esp32-a", 2), "sensors": {"pir": None}},  # no sensor at all
+        reading("esp32-a", 3, sensors={"bme280": {"temperature": 1}}),  # unknown type
+        {**reading("esp32-a", 4), "device_id": "esp32-other"},  # not the envelope's device
+    ]
+    events = [raw_event(reading("esp32-a", 0))]
+    events += [msgspec.structs.replace(raw_event(b), device_id="esp32-a") for b in bad_payloads]
+    value = raw_envelope(encode_item(e) for e in events)
+    gc.collect()
+    gc.disable()
+    try:
+        outputs = run(Message(value), Message(b"garbage", offset=1))
+        assert len(outputs.records(TOPICS.deadletter)) == len(bad_payloads) + 1
+        del outputs
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -1,17 +1,24 @@
 """Rollups: 1-minute tumbling windows per device and sensor field (count, min, max, mean).
 
-The ``rollups`` agent takes batches of ``fleet.curated.v1``, adds each new reading (repeats are
-dropped by position, ``agents.curated``) to the window of its timestamp in a Faust Table row per
-device (one write per device per batch), and publishes the touched windows' whole aggregates to
-``fleet.readings-1m.v1`` before it writes the table and acks. Its batches wait up to
-``FLEET_STREAM__ROLLUP_BATCH_WITHIN_S`` (5 s): a batch publishes one record per device, field
-and touched window, so with short batches a fleet of slow senders made several rollup records
-per reading; with longer batches the records per second follow the fleet, not the reading rate.
-``FLEET_STREAM__ROLLUP_BATCH_MAX`` is high (4,096 envelopes) so that the time sets the batch
-even for small envelopes: 128 of them once made 0.8 s batches and 2.5 rollup records per
-reading at 5,000 readings/s in requests of 50.
-Longer still would cost less, but a worker stops (and hands over its partitions) only after its
-current batch: 10 s made every shutdown 10 s longer (decision 25).
+The ``rollups`` agent takes batches of ``fleet.curated.v1`` and adds each new reading (repeats
+are dropped by position, ``agents.curated``) to the window of its timestamp, in the device's
+row of a Faust Table. It publishes a device's touched windows (their whole aggregates, one
+record per field and window) to ``fleet.readings-1m.v1`` once per
+``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S`` (5 s), then writes the device's row, and acks a
+batch once every device in it was written (:class:`PendingRollups`).
+
+Why not publish per batch: a batch publishes one record per device, field and touched window,
+so batches must be long (seconds) for the records per second to follow the fleet, not the
+reading rate. One 5 s batch of 25,000 readings then did all its work at once every 5 s, and
+the readings behind it waited: request → row p99 rose by ~400 ms every 5 s in the latency
+benchmark (decision 27). Now readings are applied in short batches as they come, and the
+devices are spread over the interval: each tick (a fifth of the interval) publishes and writes
+the devices of one slot (a hash of the device id), so the work per second stays even.
+
+Delivery is unchanged: a reading's offset is committed only after its device's row (with the
+positions it applied) is in the changelog, and rollup records go out before that row. A crash
+replays the unacked batches against the last written rows. A worker that stops drops what it
+had not written yet: it was not acked, so the next owner applies it again.
 
 A reading is *late* when the edge received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after
 its window ended: it stays in ``readings`` but is in no rollup. Deciding on ``received_at``
@@ -24,14 +31,18 @@ older aggregate cannot overwrite a newer one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import zlib
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from agents.changelog import TableRows
-from agents.context import WorkerContext, guarded
+from agents.context import WorkerContext, guarded, stop_worker
 from agents.curated import (
     ITEMS_PER_TURN,
     TABLE_WRITE_ITEMS,
@@ -49,6 +60,7 @@ from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
 from connectors.postgres.rollups import RollupStore
+from schemas.envelopes import Position
 from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
 
 log = logging.getLogger(__name__)
@@ -57,11 +69,21 @@ log = logging.getLogger(__name__)
 STAGE = "rollups"
 TABLE = "rollups"
 WINDOW_S = 60
+APPLY_WITHIN_S = 0.25
+"""Longest wait to fill a batch to apply: short, so the work follows the readings evenly."""
+PUBLISH_SLOTS = 5
+"""Ticks per publish interval; each writes the devices of one slot (a fifth of the fleet)."""
 ROLLUP_BATCH_MAX = 20_000
 """Rollup records per upsert batch (they are small; Postgres keeps the newest per window)."""
 _SLACK_S = 60
 """Windows are dropped from the state a minute after they stop taking readings, so a reading
 received slightly out of order (two API instances) still finds its window."""
+
+
+Window = dict[str, list[Any]]
+"""A window's aggregates: field → [count, min, max, sum]."""
+Touched = dict[int, Window]
+"""Window start (epoch seconds) → that window's aggregates, for the windows a run touched."""
 
 
 @dataclass
@@ -73,8 +95,17 @@ class RollupTracker:
     def apply(
         self, state: RollupState | None, device_id: str, items: list[Item]
     ) -> tuple[RollupState, list[Rollup]]:
+        """Add ``items`` to ``state`` (a new one when None); the touched windows' rollups."""
         state = state if state is not None else RollupState(device_id=device_id)
-        touched: set[int] = set()
+        return state, rollups_of(device_id, self.add(state, items))
+
+    def add(self, state: RollupState, items: list[Item]) -> Touched:
+        """Add ``items`` to their windows in ``state``; return the windows they touched.
+
+        The returned windows are the state's own objects, so they stay current as later items
+        are added, and keep their last aggregates when the state drops them as closed."""
+        touched: Touched = {}
+        windows = state.windows
         for item in items:
             received = item.received_at.timestamp()
             start = math.floor(item.ts.timestamp() / WINDOW_S) * WINDOW_S
@@ -83,20 +114,27 @@ class RollupTracker:
                 continue
             if received > state.newest_received:
                 state.newest_received = received
-            _add(state.windows.setdefault(start, {}), item.sensors)
-            touched.add(start)
-        rollups = [
-            _rollup(device_id, start, name, state)
-            for start in sorted(touched)
-            for name in sorted(state.windows[start])
-        ]
+            window = windows.get(start)
+            if window is None:
+                window = windows[start] = {}
+            _add(window, item.sensors)
+            touched[start] = window
         horizon = state.newest_received - WINDOW_S - self.grace_s - _SLACK_S
-        for start in [start for start in state.windows if start < horizon]:
-            del state.windows[start]
-        return state, rollups
+        for start in [start for start in windows if start < horizon]:
+            del windows[start]
+        return touched
 
 
-def _add(window: dict[str, list[Any]], sensors: dict[str, Any]) -> None:
+def rollups_of(device_id: str, touched: Touched) -> list[Rollup]:
+    """One rollup per field of each touched window, in window and field order."""
+    return [
+        _rollup(device_id, start, name, touched[start][name])
+        for start in sorted(touched)
+        for name in sorted(touched[start])
+    ]
+
+
+def _add(window: Window, sensors: dict[str, Any]) -> None:
     """Add a reading's numeric fields to a window's aggregates (count, min, max, sum)."""
     for sensor, values in sensors.items():
         if not isinstance(values, dict):
@@ -117,8 +155,8 @@ def _add(window: dict[str, list[Any]], sensors: dict[str, Any]) -> None:
             aggregate[3] += value
 
 
-def _rollup(device_id: str, start: int, name: str, state: RollupState) -> Rollup:
-    count, low, high, total = state.windows[start][name]
+def _rollup(device_id: str, start: int, name: str, aggregate: list[Any]) -> Rollup:
+    count, low, high, total = aggregate
     return Rollup(
         device_id=device_id,
         field=name,
@@ -130,6 +168,92 @@ def _rollup(device_id: str, start: int, name: str, state: RollupState) -> Rollup
         sum=total,
         mean=total / count,
     )
+
+
+def slot_of(device_id: str, slots: int) -> int:
+    """The tick (of ``slots`` per interval) at which the device is published: stable across
+    processes and restarts (``hash()`` of a str is not)."""
+    return zlib.crc32(device_id.encode()) % slots
+
+
+@dataclass(slots=True)
+class _Device:
+    """A device applied since it was last written: its state, and what to write it with."""
+
+    event: Any
+    """An event of the device's partition: its row goes to that partition of the changelog."""
+    state: RollupState
+    touched: Touched
+    slot: int
+
+
+@dataclass(frozen=True)
+class Due:
+    """What one tick publishes, writes and acks, in that order."""
+
+    rollups: list[Rollup]
+    rows: list[tuple[Any, RollupState]]
+    """(event of the device's partition, new state) per device written."""
+    acked: list[Any]
+    """Events every device of which is written once this tick's rows are."""
+
+
+class PendingRollups:
+    """The rollups agent's bookkeeping, without Faust: applied readings wait in memory until
+    their device's tick, and a batch is acked once every device in it was written.
+
+    Ticks come ``slots`` times per publish interval; tick ``t`` writes the devices of slot
+    ``t % slots``. A batch taken between ticks ``p`` and ``p + 1`` is acked at tick
+    ``p + slots``: by then every slot, so every device of the batch, was written after it was
+    applied."""
+
+    def __init__(self, tracker: RollupTracker, slots: int) -> None:
+        self.tracker, self.slots = tracker, slots
+        self._devices: dict[str, _Device] = {}
+        self._batches: deque[tuple[int, list[Any]]] = deque()
+        self._ticks = 0
+
+    def apply(
+        self,
+        device_id: str,
+        event: Any,
+        items: Sequence[tuple[Item, Position | None]],
+        load: Callable[[], RollupState | None],
+    ) -> int:
+        """Add the device's new ``items`` (``load`` reads its written state the first time);
+        return how many were new."""
+        device = self._devices.get(device_id)
+        if device is None:
+            state = load() or RollupState(device_id=device_id)
+            device = _Device(event, state, {}, slot_of(device_id, self.slots))
+        fresh = new_items(items, device.state.positions)
+        if not fresh:
+            return 0
+        device.touched.update(self.tracker.add(device.state, fresh))
+        self._devices[device_id] = device
+        return len(fresh)
+
+    def took(self, events: list[Any]) -> None:
+        """``events`` were applied: ack them once every device in them is written."""
+        self._batches.append((self._ticks, events))
+
+    def tick(self) -> Due:
+        self._ticks += 1
+        slot = self._ticks % self.slots
+        rollups: list[Rollup] = []
+        rows: list[tuple[Any, RollupState]] = []
+        for device_id in [d for d, device in self._devices.items() if device.slot == slot]:
+            device = self._devices.pop(device_id)
+            rollups += rollups_of(device_id, device.touched)
+            rows.append((device.event, device.state))
+        acked: list[Any] = []
+        while self._batches and self._batches[0][0] <= self._ticks - self.slots:
+            acked += self._batches.popleft()[1]
+        return Due(rollups, rows, acked)
+
+    def __len__(self) -> int:
+        """Devices applied and not written yet."""
+        return len(self._devices)
 
 
 class Rollups:
@@ -145,37 +269,58 @@ class Rollups:
             store="rocksdb://" if settings.stream.table_store == "rocksdb" else "memory://",
             help="open 1-minute windows per device",
         )
-        self.tracker = RollupTracker(settings.stream.rollup_grace_s)
+        slots = PUBLISH_SLOTS
+        self.tick_s = settings.stream.rollup_publish_interval_s / slots
+        self.pending = PendingRollups(RollupTracker(settings.stream.rollup_grace_s), slots)
+        self._stream: Any = None
+        self._lock = asyncio.Lock()
+        """Applying a batch and a tick never interleave (both await in the middle)."""
 
     async def on_batch(self, stream: Any, events: list[Any]) -> None:
-        now = datetime.now(UTC)
-        turn = Turns(ITEMS_PER_TURN)
-        messages = [event.message for event in events]
-        batch = await read_batch_yielding(messages, stage=STAGE, now=now, turn=turn)
-        outputs = Outputs()
-        outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
-        writes: list[tuple[Any, RollupState]] = []
-        for device_id, entry in batch.devices.items():
+        """Apply the batch's new readings; its dead letters go out now, the rest waits for the
+        ticks (the batch is acked by the tick that writes the last of its devices)."""
+        async with self._lock:
+            self._stream = stream
+            turn = Turns(ITEMS_PER_TURN)
+            messages = [event.message for event in events]
+            now = datetime.now(UTC)
+            batch = await read_batch_yielding(messages, stage=STAGE, now=now, turn=turn)
+            for device_id, entry in batch.devices.items():
+                event = events[entry.message_index]
+                applied = self.pending.apply(device_id, event, entry.items, self._loader(device_id))
+                await turn.took(applied)
+            if batch.letters:
+                outputs = Outputs()
+                outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
+                await self.ctx.publish(outputs)
+            self.pending.took(events)
+
+    def _loader(self, device_id: str) -> Callable[[], RollupState | None]:
+        def load() -> RollupState | None:
             value = self.table.get(device_id.encode())
-            state = None if value is None else decode_rollup_state(value)
-            applied = dict(state.positions) if state is not None else {}
-            items = new_items(entry.items, applied)
-            if not items:
-                continue
-            state, rollups = self.tracker.apply(state, device_id, items)
-            state.positions = applied
-            writes.append((events[entry.message_index], state))
-            key = device_id.encode()
-            outputs.extend(self.topic, [Record(key, encode(rollup)) for rollup in rollups])
-            await turn.took(len(items) + len(rollups))
-        await self.ctx.publish(outputs)
-        rows = TableRows(self.table)  # after the rollup records: see agents.changelog
-        for event, state in writes:
-            rows.add(event, state.device_id.encode(), encode(state))
-            await turn.took(TABLE_WRITE_ITEMS)
-        await rows.write(self.ctx.publish)
-        for event in events:
-            await stream.ack(event)
+            return None if value is None else decode_rollup_state(value)
+
+        return load
+
+    async def tick(self) -> None:
+        """Publish and write one slot's devices, then ack the batches that are complete."""
+        async with self._lock:
+            due = self.pending.tick()
+            turn = Turns(ITEMS_PER_TURN)
+            outputs = Outputs()
+            records = []
+            for rollup in due.rollups:
+                records.append(Record(rollup.device_id.encode(), encode(rollup)))
+                await turn.took()
+            outputs.extend(self.topic, records)
+            await self.ctx.publish(outputs)
+            rows = TableRows(self.table)  # after the rollup records: see agents.changelog
+            for event, state in due.rows:
+                rows.add(event, state.device_id.encode(), encode(state))
+                await turn.took(TABLE_WRITE_ITEMS)
+            await rows.write(self.ctx.publish)
+            for event in due.acked:
+                await self._stream.ack(event)
 
 
 async def _open_store(ctx: WorkerContext) -> RollupStore:
@@ -192,13 +337,25 @@ async def _open_store(ctx: WorkerContext) -> RollupStore:
 def register(ctx: WorkerContext) -> None:
     settings = ctx.settings
     rollups = Rollups(ctx)
-    within = settings.stream.rollup_batch_within_s
+    batch_max = settings.stream.rollup_batch_max
 
     async def rollup_windows(stream: Any) -> None:
-        async for events in stream.noack_take(settings.stream.rollup_batch_max, within):
+        async for events in stream.noack_take(batch_max, APPLY_WITHIN_S):
             await rollups.on_batch(stream, list(events))
 
     ctx.app.agent(ctx.topics.curated, name="rollups")(guarded("rollups", rollup_windows))
+
+    async def publish_rollups() -> None:
+        try:
+            await rollups.tick()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - like an agent: stop, do not go on half-done
+            stop_worker("rollups timer", exc)
+
+    timer = cast(Callable[[Any], Any], ctx.app.timer(rollups.tick_s))
+    timer(publish_rollups)
+
     # One Kafka record per (device, field, window) update: through Faust's per-message machinery
     # that cost more than the readings themselves, so the upserts read the topic in a consumer
     # group of their own, in large batches (agents.sink_group).

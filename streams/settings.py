@@ -270,8 +270,8 @@ class StreamSettings(_Section):
     state_batch_within_s: float = Field(
         default=1.0,
         gt=0,
-        description="longest wait to fill a status/rollup batch: table writes and rollup "
-        "records are per device and batch, so longer batches cost less per reading",
+        description="longest wait to fill a status batch: table writes are per device and "
+        "batch, so longer batches cost less per reading",
     )
     inactivity_timeout_s: int = Field(
         default=300, ge=1, description="offline after this long silent (registry overrides)"
@@ -288,18 +288,19 @@ class StreamSettings(_Section):
     unknown_sensor_types: Literal["deadletter", "generic"] = Field(
         default="deadletter", description="sensor types the catalogue lacks"
     )
-    rollup_batch_within_s: float = Field(
+    rollup_publish_interval_s: float = Field(
         default=5.0,
         gt=0,
-        description="longest wait to fill a rollups batch: every batch publishes the touched "
-        "windows' aggregates (one record per device, field and window), so readings_1m is "
-        "this much behind at most, and the records per second follow the fleet, not the rate",
+        description="each device's touched windows are published (one record per field and "
+        "window) and its rollup row written once per interval, devices spread over it: "
+        "readings_1m is this much behind at most, and the records per second follow the "
+        "fleet, not the reading rate",
     )
     rollup_batch_max: int = Field(
         default=4096,
         ge=1,
-        description="envelopes per rollups batch: high, so the time window above sets the "
-        "batches even when envelopes are small (slow fleets, small requests)",
+        description="curated envelopes per rollups batch (batches are applied as they come; "
+        "the interval above sets when they are published)",
     )
     rollup_grace_s: int = Field(
         default=300, ge=0, description="late readings update their window this long after it"

@@ -205,8 +205,9 @@ async def test_after_sigkill_and_restart_table_and_sinks_agree(
             for s, d in zip(statuses, devices, strict=True)
         ):
             return False
-        # Rollups are published per rollups batch (up to FLEET_STREAM__ROLLUP_BATCH_WITHIN_S
-        # later): wait for them to equal the recomputation; the assertion below shows the diff.
+        # A device's rollups are published once per FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S
+        # (up to that much later): wait for them to equal the recomputation; the assertion
+        # below shows the diff.
         return await stored_rollups(db, devices) == await _rounded(db, devices)
 
     await wait_until(all_agree, timeout_s=TIMEOUT_S, what=lambda: f"agreement\n{second.log_tail()}")

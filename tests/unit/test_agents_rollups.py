@@ -1,21 +1,25 @@
-"""1-minute windows without Faust: aggregates, late readings, state that does not grow."""
+"""1-minute windows without Faust: aggregates, late readings, state that does not grow, and
+when each device is published and each batch acked."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from agents.curated import Item
-from agents.rollups import RollupTracker
+from agents.rollups import PendingRollups, RollupTracker, slot_of
 from connectors.postgres.rollups import newest
+from schemas.status import Rollup, RollupState
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-def item(second: float, gas: float, *, received_after_s: float = 1.0) -> Item:
+def item(
+    second: float, gas: float, *, received_after_s: float = 1.0, device_id: str = "esp32-a"
+) -> Item:
     ts = T0 + timedelta(seconds=second)
     return Item(
         event_id=f"e{second}",
-        device_id="esp32-a",
+        device_id=device_id,
         ts=ts,
         received_at=ts + timedelta(seconds=received_after_s),
         sensors={"mq134": {"gas_concentration": gas}, "pir": {"motion_detected": True}},
@@ -62,3 +66,82 @@ def test_upserts_keep_the_aggregate_with_the_highest_count() -> None:
     state, late = tracker.apply(state, "esp32-a", [item(2, 50)])
     (kept,) = newest([*late, *early])
     assert (kept.count, kept.max) == (2, 50)
+
+
+SLOTS = 5
+DEVICES = [f"esp32-{n:03}" for n in range(100)]
+
+
+def pending() -> PendingRollups:
+    return PendingRollups(RollupTracker(grace_s=30), SLOTS)
+
+
+def apply_batch(rollups: PendingRollups, batch: str, offset: int, devices: list[str]) -> None:
+    """One taken batch: a reading of each device at raw position (0, offset, n)."""
+    for n, device in enumerate(devices):
+        reading = item(offset, offset, device_id=device)
+        rollups.apply(device, f"{batch}-event", [(reading, (0, offset, n))], lambda: None)
+    rollups.took([batch])
+
+
+def test_each_tick_publishes_and_writes_one_slot_so_every_device_once_per_interval() -> None:
+    rollups = pending()
+    apply_batch(rollups, "a", 1, DEVICES)
+    written: list[str] = []
+    per_tick = []
+    for tick in range(1, SLOTS + 1):
+        due = rollups.tick()
+        devices = [state.device_id for _, state in due.rows]
+        assert {r.device_id for r in due.rollups} == set(devices)
+        assert {slot_of(d, SLOTS) for d in devices} <= {tick % SLOTS}
+        per_tick.append(len(devices))
+        written += devices
+    assert sorted(written) == DEVICES, "each device is written exactly once"
+    assert max(per_tick) < len(DEVICES) / 2, f"the work is spread over the ticks: {per_tick}"
+    assert len(rollups) == 0
+    assert rollups.tick().rows == [], "nothing new: nothing written again"
+
+
+def test_a_batch_is_acked_only_once_every_device_in_it_was_written() -> None:
+    rollups = pending()
+    apply_batch(rollups, "a", 1, DEVICES)
+    written_at: dict[str, int] = {}
+    acked_at: dict[str, int] = {}
+    for tick in range(1, 3 * SLOTS):
+        if tick == 2:  # applied after tick 1: acked once ticks 2 .. 1 + SLOTS wrote every slot
+            apply_batch(rollups, "b", 2, DEVICES[:10])
+        due = rollups.tick()
+        for _, state in due.rows:
+            written_at[state.device_id] = tick
+        for batch in due.acked:
+            acked_at[batch] = tick
+    assert acked_at == {"a": SLOTS, "b": 1 + SLOTS}
+    assert all(2 <= written_at[d] <= acked_at["b"] for d in DEVICES[:10])
+
+
+def test_a_device_keeps_applying_until_its_tick_and_repeats_count_once() -> None:
+    rollups = pending()
+    device = DEVICES[0]
+    readings = [(item(n, n, device_id=device), (0, n, 0)) for n in range(1, 4)]
+    assert rollups.apply(device, "e1", readings[:2], lambda: None) == 2
+    assert rollups.apply(device, "e2", readings, lambda: None) == 1, "positions drop repeats"
+    rows: list[tuple[object, RollupState]] = []
+    while not rows:
+        rows = rollups.tick().rows
+    ((event, state),) = rows
+    assert event == "e1", "the row goes to the partition of the device's first event"
+    assert state.positions == {"0": (3, 0)}
+    (window,) = state.windows.values()
+    assert window["mq134.gas_concentration"][0] == 3
+
+
+def test_a_window_closed_before_its_tick_is_still_published_with_its_last_aggregate() -> None:
+    rollups = PendingRollups(RollupTracker(grace_s=0), SLOTS)
+    device = DEVICES[0]
+    rollups.apply(device, "e", [(item(1, 10), (0, 1, 0)), (item(2, 20), (0, 2, 0))], lambda: None)
+    rollups.apply(device, "e", [(item(60 * 10, 1), (0, 3, 0))], lambda: None)  # closes T0's
+    published: list[Rollup] = []
+    while not published:
+        published = rollups.tick().rollups
+    counts = {(r.window_start, r.field): r.count for r in published}
+    assert counts[(T0, "mq134.gas_concentration")] == 2

@@ -69,8 +69,6 @@ log = logging.getLogger(__name__)
 STAGE = "rollups"
 TABLE = "rollups"
 WINDOW_S = 60
-APPLY_WITHIN_S = 0.25
-"""Longest wait to fill a batch to apply: short, so the work follows the readings evenly."""
 PUBLISH_SLOTS = 5
 """Ticks per publish interval; each writes the devices of one slot (a fifth of the fleet)."""
 ROLLUP_BATCH_MAX = 20_000
@@ -218,13 +216,13 @@ class PendingRollups:
         device_id: str,
         event: Any,
         items: Sequence[tuple[Item, Position | None]],
-        load: Callable[[], RollupState | None],
+        load: Callable[[str], RollupState | None],
     ) -> int:
         """Add the device's new ``items`` (``load`` reads its written state the first time);
         return how many were new."""
         device = self._devices.get(device_id)
         if device is None:
-            state = load() or RollupState(device_id=device_id)
+            state = load(device_id) or RollupState(device_id=device_id)
             device = _Device(event, state, {}, slot_of(device_id, self.slots))
         fresh = new_items(items, device.state.positions)
         if not fresh:
@@ -287,20 +285,17 @@ class Rollups:
             batch = await read_batch_yielding(messages, stage=STAGE, now=now, turn=turn)
             for device_id, entry in batch.devices.items():
                 event = events[entry.message_index]
-                applied = self.pending.apply(device_id, event, entry.items, self._loader(device_id))
-                await turn.took(applied)
+                await turn.took(self.pending.apply(device_id, event, entry.items, self._load))
             if batch.letters:
                 outputs = Outputs()
                 outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
                 await self.ctx.publish(outputs)
             self.pending.took(events)
 
-    def _loader(self, device_id: str) -> Callable[[], RollupState | None]:
-        def load() -> RollupState | None:
-            value = self.table.get(device_id.encode())
-            return None if value is None else decode_rollup_state(value)
-
-        return load
+    def _load(self, device_id: str) -> RollupState | None:
+        """The device's row as last written."""
+        value = self.table.get(device_id.encode())
+        return None if value is None else decode_rollup_state(value)
 
     async def tick(self) -> None:
         """Publish and write one slot's devices, then ack the batches that are complete."""
@@ -340,7 +335,7 @@ def register(ctx: WorkerContext) -> None:
     batch_max = settings.stream.rollup_batch_max
 
     async def rollup_windows(stream: Any) -> None:
-        async for events in stream.noack_take(batch_max, APPLY_WITHIN_S):
+        async for events in stream.noack_take(batch_max, settings.stream.state_batch_within_s):
             await rollups.on_batch(stream, list(events))
 
     ctx.app.agent(ctx.topics.curated, name="rollups")(guarded("rollups", rollup_windows))

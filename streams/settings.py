@@ -270,8 +270,8 @@ class StreamSettings(_Section):
     state_batch_within_s: float = Field(
         default=1.0,
         gt=0,
-        description="longest wait to fill a status batch: table writes are per device and "
-        "batch, so longer batches cost less per reading",
+        description="longest wait to fill a status or rollups batch: their table work is per "
+        "device and batch, so longer batches cost less per reading",
     )
     inactivity_timeout_s: int = Field(
         default=300, ge=1, description="offline after this long silent (registry overrides)"

@@ -80,7 +80,7 @@ def apply_batch(rollups: PendingRollups, batch: str, offset: int, devices: list[
     """One taken batch: a reading of each device at raw position (0, offset, n)."""
     for n, device in enumerate(devices):
         reading = item(offset, offset, device_id=device)
-        rollups.apply(device, f"{batch}-event", [(reading, (0, offset, n))], lambda: None)
+        rollups.apply(device, f"{batch}-event", [(reading, (0, offset, n))], lambda _: None)
     rollups.took([batch])
 
 
@@ -123,8 +123,8 @@ def test_a_device_keeps_applying_until_its_tick_and_repeats_count_once() -> None
     rollups = pending()
     device = DEVICES[0]
     readings = [(item(n, n, device_id=device), (0, n, 0)) for n in range(1, 4)]
-    assert rollups.apply(device, "e1", readings[:2], lambda: None) == 2
-    assert rollups.apply(device, "e2", readings, lambda: None) == 1, "positions drop repeats"
+    assert rollups.apply(device, "e1", readings[:2], lambda _: None) == 2
+    assert rollups.apply(device, "e2", readings, lambda _: None) == 1, "positions drop repeats"
     rows: list[tuple[object, RollupState]] = []
     while not rows:
         rows = rollups.tick().rows
@@ -138,8 +138,8 @@ def test_a_device_keeps_applying_until_its_tick_and_repeats_count_once() -> None
 def test_a_window_closed_before_its_tick_is_still_published_with_its_last_aggregate() -> None:
     rollups = PendingRollups(RollupTracker(grace_s=0), SLOTS)
     device = DEVICES[0]
-    rollups.apply(device, "e", [(item(1, 10), (0, 1, 0)), (item(2, 20), (0, 2, 0))], lambda: None)
-    rollups.apply(device, "e", [(item(60 * 10, 1), (0, 3, 0))], lambda: None)  # closes T0's
+    rollups.apply(device, "e", [(item(1, 10), (0, 1, 0)), (item(2, 20), (0, 2, 0))], lambda _: None)
+    rollups.apply(device, "e", [(item(60 * 10, 1), (0, 3, 0))], lambda _: None)  # closes T0's
     published: list[Rollup] = []
     while not published:
         published = rollups.tick().rollups

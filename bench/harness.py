@@ -69,6 +69,7 @@ def all_plan() -> Plan:
         ingest=True,
         pipeline_workers=(1, 2),
         latency=True,
+        mqtt_readings=200_000,
         kafka_tools=True,
         per_message_baselines=True,
     )

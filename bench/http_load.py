@@ -11,9 +11,14 @@ HTTP/1.1 for our own API on loopback: one request at a time per connection, answ
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_HEADER_BYTES = 64 * 1024
+IDLE_REUSE_S = 2.0
+"""A connection idle longer than this is closed, not reused: uvicorn closes idle keep-alive
+connections after 5 s, and a request written to one it is closing fails (seen in a run)."""
 
 
 class HttpError(Exception):
@@ -33,6 +38,7 @@ def post_request(host: str, port: int, path: str, body: bytes) -> bytes:
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    idle_since: float = 0.0
 
 
 @dataclass
@@ -42,20 +48,32 @@ class LeanClient:
     host: str
     port: int
     max_connections: int = 256
+    clock: Callable[[], float] = time.monotonic
     _idle: list[_Connection] = field(default_factory=list)
     _open: int = 0
 
     async def send(self, request: bytes) -> int:
         """Send ``request`` (from :func:`post_request`); return the answer's status code."""
-        connection = self._idle.pop() if self._idle else await self._connect()
+        connection = self._reusable() or await self._connect()
         try:
             connection.writer.write(request)
             status = await _read_answer(connection.reader)
         except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
             self._close(connection)
             raise HttpError(f"request failed: {exc!r}") from None
+        connection.idle_since = self.clock()
         self._idle.append(connection)
         return status
+
+    def _reusable(self) -> _Connection | None:
+        """The most recently used idle connection; those idle too long are closed."""
+        stale_before = self.clock() - IDLE_REUSE_S
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.idle_since >= stale_before:
+                return connection
+            self._close(connection)
+        return None
 
     async def _connect(self) -> _Connection:
         if self._open >= self.max_connections:

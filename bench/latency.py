@@ -161,7 +161,7 @@ def run(ctx: Context, *, rate: float = 5000, seconds: float = 30, workers: int =
     request = summarize(sent.latencies_ms) if sent.latencies_ms else Percentiles(0, 0, 0)
     notes = [
         f"{rate:,.0f} readings/s in batches of {BATCH} for {seconds:.0f} s, open loop "
-        f"(httpx client); request latency from schedule p50/p99 "
+        f"(prepared requests, bench/http_load); request latency from schedule p50/p99 "
         f"{request.p50:.1f}/{request.p99:.1f} ms; answers {sent.statuses}, "
         f"{sent.errors} transport errors",
         "latency = ingested_at (start of the sink's transaction) - scheduled send time",

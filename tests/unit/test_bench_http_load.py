@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench.http_load import HttpError, LeanClient, post_request
+from bench.http_load import IDLE_REUSE_S, HttpError, LeanClient, post_request
 
 
 class Server:
@@ -78,3 +78,20 @@ async def test_busy_connections_open_new_ones_up_to_the_limit() -> None:
     client = LeanClient("127.0.0.1", 9, max_connections=0)
     with pytest.raises(HttpError, match="busy"):
         await client.send(post_request("127.0.0.1", 9, "/", b"{}"))
+
+
+async def test_a_connection_idle_too_long_is_replaced_not_reused(
+    served: tuple[Server, LeanClient],
+) -> None:
+    server, client = served
+    now = [100.0]
+    client.clock = lambda: now[0]
+    server.answers += [_answer("202 Accepted")] * 3
+    request = post_request("127.0.0.1", 80, "/", b"{}")
+    assert await client.send(request) == 202
+    now[0] += IDLE_REUSE_S / 2
+    assert await client.send(request) == 202
+    assert server.connections == 1, "recently used: reused"
+    now[0] += IDLE_REUSE_S + 1
+    assert await client.send(request) == 202
+    assert server.connections == 2

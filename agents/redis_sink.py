@@ -38,7 +38,7 @@ from connectors.redis.writer import (
     RedisWriter,
     connect_commands,
 )
-from schemas.envelopes import decode_curated_envelope
+from schemas.envelopes import decode_curated_items
 from schemas.errors import ValidationFailure
 from schemas.status import decode_status_change
 from schemas.validation import decode_json
@@ -144,8 +144,7 @@ def _add_readings(
     deadletter: str,
     now: datetime,
 ) -> None:
-    envelope = decode_curated_envelope(message.value)
-    for index, raw in enumerate(envelope.items):
+    for index, raw in enumerate(decode_curated_items(message.value)):
         try:
             reading = decode_json(_reading_decoder, raw)
         except ValidationFailure as exc:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import pytest
 
 from agents.enrichment import Enricher
 from agents.validate import Validation, _runs
@@ -23,6 +24,7 @@ from schemas.envelopes import (
     encode_item,
     raw_envelope,
 )
+from schemas.errors import ValidationFailure
 from schemas.events import decode_curated, decode_dead_letter, encode_raw_event
 from streams.settings import TopicSettings
 from tests.factories import raw_event, reading
@@ -270,3 +272,14 @@ def test_invalid_readings_leave_no_reference_cycles_behind() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_curated_readers_refuse_records_that_are_not_curated_envelopes() -> None:
+    items = [b'{"a":1}', b'{"a":2}']
+    value = curated_envelope(items, [(0, 1, 0), (0, 1, 1)])
+    assert [bytes(i) for i in decode_curated_items(value)] == items
+    assert decode_curated_envelope(value).positions == [(0, 1, 0), (0, 1, 1)]
+    for decode in (decode_curated_items, decode_curated_envelope):
+        for bad in (raw_envelope(items), b"", b'{"format":"curated-envelope/1"}'):
+            with pytest.raises(ValidationFailure):
+                decode(bad)

@@ -51,7 +51,7 @@ def _run(plan: Plan) -> None:
 
 @bench_app.command("all")
 def bench_all() -> None:
-    """Every scenario and baseline (what `make bench` runs; ~8-10 minutes on 2 cores)."""
+    """Every scenario and baseline (what `make bench` runs; ~9-10 minutes on 2 cores)."""
     from bench.harness import all_plan
 
     _run(all_plan())

@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from agents.changelog import TableRows
 from agents.context import WorkerContext, guarded, stop_worker
@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 STAGE = "rollups"
 TABLE = "rollups"
 WINDOW_S = 60
+DRAIN_CHECK_S = 0.1
+"""While the worker stops or rebalances: how often pending rows are written (all of them)."""
 PUBLISH_SLOTS = 5
 """Ticks per publish interval; each writes the devices of one slot (a fifth of the fleet)."""
 ROLLUP_BATCH_MAX = 20_000
@@ -249,6 +251,19 @@ class PendingRollups:
             acked += self._batches.popleft()[1]
         return Due(rollups, rows, acked)
 
+    def flush(self) -> Due:
+        """Every device and every batch now: when the worker stops or its partitions are being
+        reassigned, Faust waits for the batches it handed out to be acked."""
+        rollups: list[Rollup] = []
+        rows: list[tuple[Any, RollupState]] = []
+        for device_id, device in self._devices.items():
+            rollups += rollups_of(device_id, device.touched)
+            rows.append((device.event, device.state))
+        self._devices.clear()
+        acked = [event for _, events in self._batches for event in events]
+        self._batches.clear()
+        return Due(rollups, rows, acked)
+
     def __len__(self) -> int:
         """Devices applied and not written yet."""
         return len(self._devices)
@@ -297,10 +312,11 @@ class Rollups:
         value = self.table.get(device_id.encode())
         return None if value is None else decode_rollup_state(value)
 
-    async def tick(self) -> None:
-        """Publish and write one slot's devices, then ack the batches that are complete."""
+    async def tick(self, *, everything: bool = False) -> None:
+        """Publish and write one slot's devices (or all), then ack the batches that are
+        complete."""
         async with self._lock:
-            due = self.pending.tick()
+            due = self.pending.flush() if everything else self.pending.tick()
             turn = Turns(ITEMS_PER_TURN)
             outputs = Outputs()
             records = []
@@ -341,15 +357,22 @@ def register(ctx: WorkerContext) -> None:
     ctx.app.agent(ctx.topics.curated, name="rollups")(guarded("rollups", rollup_windows))
 
     async def publish_rollups() -> None:
+        """The ticks, as a task of the app rather than a Faust timer: Faust's timers end as soon
+        as the app is stopping, but the app then waits for every batch it handed out to be
+        acked (``stream_wait_empty``), so this loop writes everything pending once the app
+        stops or rebalances, and goes on until the task is cancelled after that wait."""
+        app = ctx.app
         try:
-            await rollups.tick()
+            while True:
+                draining = app.should_stop or app.rebalancing
+                await asyncio.sleep(DRAIN_CHECK_S if draining else rollups.tick_s)  # a schedule
+                await rollups.tick(everything=app.should_stop or app.rebalancing)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - like an agent: stop, do not go on half-done
             stop_worker("rollups timer", exc)
 
-    timer = cast(Callable[[Any], Any], ctx.app.timer(rollups.tick_s))
-    timer(publish_rollups)
+    ctx.app.task(publish_rollups)
 
     # One Kafka record per (device, field, window) update: through Faust's per-message machinery
     # that cost more than the readings themselves, so the upserts read the topic in a consumer

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from agents.curated import Item
-from agents.rollups import PendingRollups, RollupTracker, slot_of
+from agents.rollups import Due, PendingRollups, RollupTracker, slot_of
 from connectors.postgres.rollups import newest
 from schemas.status import Rollup, RollupState
 
@@ -145,3 +145,19 @@ def test_a_window_closed_before_its_tick_is_still_published_with_its_last_aggreg
         published = rollups.tick().rollups
     counts = {(r.window_start, r.field): r.count for r in published}
     assert counts[(T0, "mq134.gas_concentration")] == 2
+
+
+def test_a_flush_writes_every_pending_device_and_acks_every_batch_at_once() -> None:
+    """What the worker does while it stops or rebalances (Faust waits for the acks)."""
+    rollups = pending()
+    apply_batch(rollups, "a", 1, DEVICES)
+    first = [state.device_id for _, state in rollups.tick().rows]
+    apply_batch(rollups, "b", 2, DEVICES[:10])
+    due = rollups.flush()
+    assert due.acked == ["a", "b"]
+    flushed = [state.device_id for _, state in due.rows]
+    assert len(flushed) == len(set(flushed))
+    assert set(first) | set(flushed) == set(DEVICES)
+    assert set(flushed) >= set(DEVICES[:10]), "b's devices are written again by the flush"
+    assert len(rollups) == 0
+    assert rollups.tick() == Due([], [], [])

@@ -17,8 +17,9 @@ the devices of one slot (a hash of the device id), so the work per second stays 
 
 Delivery is unchanged: a reading's offset is committed only after its device's row (with the
 positions it applied) is in the changelog, and rollup records go out before that row. A crash
-replays the unacked batches against the last written rows. A worker that stops drops what it
-had not written yet: it was not acked, so the next owner applies it again.
+replays the unacked batches against the last written rows. When the worker stops or its
+partitions are reassigned, Faust waits for every batch it handed out to be acked, so then every
+pending device is written at once and every batch acked.
 
 A reading is *late* when the edge received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after
 its window ended: it stays in ``readings`` but is in no rollup. Deciding on ``received_at``

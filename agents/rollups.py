@@ -241,28 +241,27 @@ class PendingRollups:
     def tick(self) -> Due:
         self._ticks += 1
         slot = self._ticks % self.slots
-        rollups: list[Rollup] = []
-        rows: list[tuple[Any, RollupState]] = []
-        for device_id in [d for d, device in self._devices.items() if device.slot == slot]:
-            device = self._devices.pop(device_id)
-            rollups += rollups_of(device_id, device.touched)
-            rows.append((device.event, device.state))
+        due = [d for d, device in self._devices.items() if device.slot == slot]
         acked: list[Any] = []
         while self._batches and self._batches[0][0] <= self._ticks - self.slots:
             acked += self._batches.popleft()[1]
-        return Due(rollups, rows, acked)
+        return self._write(due, acked)
 
     def flush(self) -> Due:
         """Every device and every batch now: when the worker stops or its partitions are being
         reassigned, Faust waits for the batches it handed out to be acked."""
-        rollups: list[Rollup] = []
-        rows: list[tuple[Any, RollupState]] = []
-        for device_id, device in self._devices.items():
-            rollups += rollups_of(device_id, device.touched)
-            rows.append((device.event, device.state))
-        self._devices.clear()
         acked = [event for _, events in self._batches for event in events]
         self._batches.clear()
+        return self._write(list(self._devices), acked)
+
+    def _write(self, device_ids: list[str], acked: list[Any]) -> Due:
+        """The rollups and rows of ``device_ids``, which stop being pending."""
+        rollups: list[Rollup] = []
+        rows: list[tuple[Any, RollupState]] = []
+        for device_id in device_ids:
+            device = self._devices.pop(device_id)
+            rollups += rollups_of(device_id, device.touched)
+            rows.append((device.event, device.state))
         return Due(rollups, rows, acked)
 
     def __len__(self) -> int:
@@ -318,13 +317,13 @@ class Rollups:
         complete."""
         async with self._lock:
             due = self.pending.flush() if everything else self.pending.tick()
+            if not (due.rollups or due.rows or due.acked):
+                return
             turn = Turns(ITEMS_PER_TURN)
             outputs = Outputs()
-            records = []
-            for rollup in due.rollups:
-                records.append(Record(rollup.device_id.encode(), encode(rollup)))
-                await turn.took()
+            records = [Record(rollup.device_id.encode(), encode(rollup)) for rollup in due.rollups]
             outputs.extend(self.topic, records)
+            await turn.took(len(due.rollups))
             await self.ctx.publish(outputs)
             rows = TableRows(self.table)  # after the rollup records: see agents.changelog
             for event, state in due.rows:

@@ -66,11 +66,17 @@ async def test_a_chunked_or_garbled_answer_is_an_error_not_a_status(
     served: tuple[Server, LeanClient],
 ) -> None:
     server, client = served
-    server.answers += [_answer("200 OK", b"", "transfer-encoding: chunked"), b"SSH-2.0\r\n\r\n"]
+    server.answers += [
+        _answer("200 OK", b"", "transfer-encoding: chunked"),
+        b"SSH-2.0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: many\r\n\r\n",
+    ]
     request = post_request("127.0.0.1", 80, "/", b"{}")
     with pytest.raises(HttpError, match="chunked"):
         await client.send(request)
     with pytest.raises(HttpError, match="status line"):
+        await client.send(request)
+    with pytest.raises(HttpError, match="many"):
         await client.send(request)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
@@ -24,28 +24,29 @@ from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
+from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.last_seen import update_last_seen
 from connectors.postgres.pool import create_pool
-from connectors.postgres.readings import ReadingRow, ReadingStore
+from connectors.postgres.readings import ReadingStore, copy_line
 from schemas.envelopes import decode_curated_items
 from schemas.errors import ValidationFailure
 from schemas.validation import decode_json
 from streams.settings import Settings
 
 STAGE = "sink.postgres"
-_TICK = timedelta(microseconds=1)
 _NULL: Final = msgspec.Raw(b"null")
 _json = msgspec.json.Encoder()
 
 
 class _CuratedRow(msgspec.Struct, frozen=True):
-    """A ``CuratedReading`` as the sink reads it: nested JSON stays raw bytes, never rebuilt."""
+    """A ``CuratedReading`` as the sink reads it: timestamps stay text (Postgres parses them) and
+    nested JSON stays raw bytes, never rebuilt."""
 
     event_id: str
     device_id: str
-    ts: datetime
-    received_at: datetime
+    ts: str
+    received_at: str
     source: str
     sensors: dict[str, msgspec.Raw]
     metadata: msgspec.Raw = _NULL
@@ -54,39 +55,99 @@ class _CuratedRow(msgspec.Struct, frozen=True):
 _row_decoder = msgspec.json.Decoder(_CuratedRow)
 
 
-def to_row(item: msgspec.Raw | bytes) -> ReadingRow:
-    """The table row for one encoded curated reading (raises ValidationFailure)."""
+def to_line(item: msgspec.Raw | bytes) -> tuple[_CuratedRow, bytes]:
+    """The reading and its ``readings`` row (``copy_line``) for one encoded curated reading
+    (raises ValidationFailure)."""
     curated = decode_json(_row_decoder, item)
+    _check_zoned(curated.ts, "ts")
+    _check_zoned(curated.received_at, "received_at")
     metadata = bytes(curated.metadata)
-    return ReadingRow(
-        event_id=curated.event_id,
-        device_id=curated.device_id,
-        ts=curated.ts,
-        received_at=curated.received_at,
-        source=curated.source,
-        sensor_types=sorted(curated.sensors),
-        sensors=_json.encode(curated.sensors).decode(),
-        metadata=None if metadata == b"null" else metadata.decode(),
-    )
+    try:
+        line = copy_line(
+            curated.event_id,
+            curated.device_id,
+            curated.ts,
+            curated.received_at,
+            curated.source,
+            sorted(curated.sensors),
+            _json.encode(curated.sensors),
+            None if metadata == b"null" else metadata,
+        )
+    except ValueError as exc:
+        raise ValidationFailure.single((), str(exc), "value") from None
+    return curated, line
+
+
+def _check_zoned(text: str, field: str) -> None:
+    """Postgres would take "now", "infinity" or a time without a zone too: only a date-time
+    with a zone passes here (what is left wrong in it, Postgres refuses)."""
+    if text[:4].isdigit() and (text[-1:] == "Z" or text[-6:-5] in ("+", "-")):
+        return
+    message = "expected an RFC 3339 date-time with a zone"
+    raise ValidationFailure.single((field,), message, "datetime")
 
 
 class RowWriter(Protocol):
     """What the sink needs of a store (``ReadingStore``): commit a batch or raise."""
 
-    async def write(self, rows: Sequence[ReadingRow]) -> int: ...
-
-
-@dataclass(frozen=True)
-class _Pending:
-    message: KafkaMessage
-    item: bytes
-    row: ReadingRow
+    async def write(self, lines: Sequence[bytes]) -> int: ...
 
 
 class LastSeenWriter(Protocol):
     """Moves ``devices.last_seen_at`` forward (``connectors.postgres.last_seen``)."""
 
     async def __call__(self, seen: Mapping[str, datetime]) -> None: ...
+
+
+class LatestReceived:
+    """Each device's latest ``received_at`` over a batch, compared as the text it came as.
+
+    Curated readings carry UTC times in one format, so comparing the text is exact and cheap;
+    texts of different shapes (another length or zone) are compared as parsed instants."""
+
+    __slots__ = ("_latest",)
+
+    def __init__(self) -> None:
+        self._latest: dict[str, str] = {}
+
+    def add(self, device_id: str, received_at: str) -> None:
+        latest = self._latest.get(device_id)
+        if latest is None or _later(received_at, latest):
+            self._latest[device_id] = received_at
+
+    def instants(self) -> dict[str, datetime]:
+        """The latest times as instants; a device whose text does not parse is left out (its
+        rows fail in Postgres and go to the dead letters)."""
+        seen: dict[str, datetime] = {}
+        for device_id, text in self._latest.items():
+            instant = _instant(text)
+            if instant is not None:
+                seen[device_id] = instant
+        return seen
+
+
+def _later(text: str, than: str) -> bool:
+    if len(text) == len(than) and text[-1:] == than[-1:]:
+        return text > than
+    instant, other = _instant(text), _instant(than)
+    return instant is not None and (other is None or instant > other)
+
+
+def _instant(text: str) -> datetime | None:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return instant if instant.tzinfo is not None else None
+
+
+@dataclass
+class _Rows:
+    """A batch's rows, and for each the message and item it came from (for dead letters)."""
+
+    lines: list[bytes] = field(default_factory=list)
+    origins: list[tuple[KafkaMessage, msgspec.Raw]] = field(default_factory=list)
+    latest: LatestReceived = field(default_factory=LatestReceived)
 
 
 class ReadingsSink:
@@ -108,7 +169,7 @@ class ReadingsSink:
     async def write_batch(self, messages: Sequence[KafkaMessage]) -> Outputs:
         """Commit the rows of ``messages``; return the dead letters to publish before acking."""
         now = datetime.now(UTC)
-        pending: list[_Pending] = []
+        rows = _Rows()
         letters = Outputs()
         for message in messages:
             try:
@@ -116,35 +177,55 @@ class ReadingsSink:
             except ValidationFailure as exc:
                 letters.add(self._deadletter, dead_letter(STAGE, message, exc, now))
                 continue
-            for index, item in enumerate(items):
-                try:
-                    pending.append(_Pending(message, bytes(item), to_row(item)))
-                except ValidationFailure as exc:
-                    letter = dead_letter(STAGE, message, exc, now, original=bytes(item), item=index)
-                    letters.add(self._deadletter, letter)
-        for entry, error in await self._write(pending):
-            letter = dead_letter(
-                STAGE,
-                entry.message,
-                error,
-                now,
-                original=entry.item,
-                key=entry.row.device_id,
-                event_id=entry.row.event_id,
-            )
-            letters.add(self._deadletter, letter)
-        await self._update_last_seen(pending)
+            self._add_items(message, items, rows, letters, now)
+        refused = await self._write(rows.lines, 0, len(rows.lines))
+        for index, error in refused:
+            message, item = rows.origins[index]
+            letters.add(self._deadletter, self._refused(message, item, error, now))
+        await self._update_last_seen(rows.latest)
         return letters
 
-    async def _update_last_seen(self, pending: list[_Pending]) -> None:
+    def _add_items(
+        self,
+        message: KafkaMessage,
+        items: Sequence[msgspec.Raw],
+        rows: _Rows,
+        letters: Outputs,
+        now: datetime,
+    ) -> None:
+        # Runs for every reading: locals instead of attribute look-ups.
+        lines, origins, latest = rows.lines, rows.origins, rows.latest
+        for index, item in enumerate(items):
+            try:
+                curated, line = to_line(item)
+            except ValidationFailure as exc:
+                letter = dead_letter(STAGE, message, exc, now, original=bytes(item), item=index)
+                letters.add(self._deadletter, letter)
+                continue
+            lines.append(line)
+            origins.append((message, item))
+            latest.add(curated.device_id, curated.received_at)
+
+    def _refused(
+        self, message: KafkaMessage, item: msgspec.Raw, error: Exception, now: datetime
+    ) -> Record:
+        """The dead letter of a row Postgres refused (its item decoded once already)."""
+        curated, _ = to_line(item)
+        return dead_letter(
+            STAGE,
+            message,
+            error,
+            now,
+            original=bytes(item),
+            key=curated.device_id,
+            event_id=curated.event_id,
+        )
+
+    async def _update_last_seen(self, latest: LatestReceived) -> None:
         writer = self._last_seen
-        if writer is None or not pending:
+        seen = latest.instants()
+        if writer is None or not seen:
             return
-        seen: dict[str, datetime] = {}
-        for entry in pending:
-            row = entry.row
-            if row.received_at > seen.get(row.device_id, row.received_at - _TICK):
-                seen[row.device_id] = row.received_at
         await retry_until_done(
             lambda: writer(seen),
             what=f"updating last_seen_at of {len(seen)} devices",
@@ -152,24 +233,25 @@ class ReadingsSink:
             backoff_max_s=self._backoff_max_s,
         )
 
-    async def _write(self, pending: list[_Pending]) -> list[tuple[_Pending, Exception]]:
-        """Write the rows; return the ones Postgres refused for their data, with the error."""
-        if not pending:
+    async def _write(self, lines: list[bytes], lo: int, hi: int) -> list[tuple[int, Exception]]:
+        """Write rows ``lo:hi``; return the indexes Postgres refused for their data, with the
+        error."""
+        if lo == hi:
             return []
         try:
-            await self._write_retrying([entry.row for entry in pending])
+            await self._write_retrying(lines[lo:hi])
         except Exception as exc:  # noqa: BLE001 - retriable errors never get here: data errors
-            if len(pending) == 1:
-                return [(pending[0], exc)]
+            if hi - lo == 1:
+                return [(lo, exc)]
             # One bad row fails the whole COPY: split the batch to find it.
-            middle = len(pending) // 2
-            return await self._write(pending[:middle]) + await self._write(pending[middle:])
+            middle = (lo + hi) // 2
+            return await self._write(lines, lo, middle) + await self._write(lines, middle, hi)
         return []
 
-    async def _write_retrying(self, rows: list[ReadingRow]) -> None:
+    async def _write_retrying(self, lines: list[bytes]) -> None:
         await retry_until_done(
-            lambda: self._store.write(rows),
-            what=f"writing {len(rows)} readings to Postgres",
+            lambda: self._store.write(lines),
+            what=f"writing {len(lines)} readings to Postgres",
             is_retriable=is_retriable,
             backoff_max_s=self._backoff_max_s,
         )

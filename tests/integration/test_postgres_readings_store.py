@@ -1,4 +1,5 @@
-"""The readings store on the real database: plain COPY when new, no duplicates when not."""
+"""The readings store on the real database: plain COPY when new, no duplicates when not; every
+value arrives as it was sent."""
 
 from __future__ import annotations
 
@@ -11,21 +12,21 @@ import asyncpg
 import pytest
 
 from connectors.postgres.pool import create_pool
-from connectors.postgres.readings import ReadingRow, ReadingStore
+from connectors.postgres.readings import ReadingStore, copy_line
 from streams.settings import Settings
 from tests.factories import device_ids
 
-SENSORS = json.dumps({"pir": {"motion_detected": True}})
+SENSORS = json.dumps({"pir": {"motion_detected": True}}).encode()
 
 
-def rows(device: str, count: int) -> list[ReadingRow]:
+def rows(device: str, count: int) -> list[bytes]:
     now = datetime.now(UTC)
     return [
-        ReadingRow(
+        copy_line(
             str(uuid.uuid4()),
             device,
-            now - timedelta(seconds=n),
-            now,
+            (now - timedelta(seconds=n)).isoformat(),
+            now.isoformat(),
             "http",
             ["pir"],
             SENSORS,
@@ -54,7 +55,7 @@ async def test_a_batch_overlapping_stored_rows_adds_only_the_new_ones(
         "SELECT event_id::text AS id FROM readings WHERE device_id = $1", device
     )
     assert len(stored) == 350
-    expected = {row.event_id for row in first} | {row.event_id for row in replay}
+    expected = {event_id(line) for line in first} | {event_id(line) for line in replay}
     assert {row["id"] for row in stored} == expected
 
 
@@ -66,3 +67,40 @@ async def test_a_batch_repeating_itself_is_stored_once(
     assert await store.write(batch + batch) == 20
     count = await db.fetchval("SELECT count(*) FROM readings WHERE device_id = $1", device)
     assert count == 20
+
+
+def event_id(line: bytes) -> str:
+    return line.split(b"\x02", 1)[0].decode()
+
+
+async def test_every_value_is_stored_as_sent(store: ReadingStore, db: asyncpg.Connection) -> None:
+    """The row format joins values without quoting: JSON full of quotes, backslashes, commas,
+    escaped control characters and non-ASCII text must still land byte for byte as JSON."""
+    device = device_ids(1)[0]
+    sensors = {
+        "null": {"note": 'a "quoted", \\back\\slashed\ttext \u0001\u0002 \u00e9\u6e29 {x}'},
+        "pir": {"motion_detected": True},
+    }
+    metadata = {"site": 'line\nbreak; comma, "quote"', "floor": -1.5e-3}
+    event = str(uuid.uuid4())
+    ts = "2026-11-29T08:00:00.123456+01:00"
+    line = copy_line(
+        event, device, ts, "2026-11-29T07:00:01Z", "mqtt", sorted(sensors),
+        json.dumps(sensors, ensure_ascii=False).encode(), json.dumps(metadata).encode(),
+    )  # fmt: skip
+    plain = copy_line(str(uuid.uuid4()), device, ts, ts, "http", ["pir"], SENSORS, None)
+    assert await store.write([line, plain]) == 2
+    stored = await db.fetch(
+        "SELECT event_id::text, ts, received_at, source, sensor_types, sensors::text, "
+        "metadata::text FROM readings WHERE device_id = $1 ORDER BY source",
+        device,
+    )
+    assert [row["source"] for row in stored] == ["http", "mqtt"]
+    row = stored[1]
+    assert row["event_id"] == event
+    assert row["ts"] == datetime(2026, 11, 29, 7, 0, 0, 123456, tzinfo=UTC)
+    assert row["received_at"] == datetime(2026, 11, 29, 7, 0, 1, tzinfo=UTC)
+    assert row["sensor_types"] == ["null", "pir"]  # a string, not an SQL NULL element
+    assert json.loads(row["sensors"]) == sensors
+    assert json.loads(row["metadata"]) == metadata
+    assert stored[0]["metadata"] is None

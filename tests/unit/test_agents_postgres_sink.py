@@ -1,4 +1,5 @@
-"""The Postgres sink's batch logic with a fake store: bisecting bad rows, retrying outages."""
+"""The Postgres sink's batch logic with a fake store: bisecting bad rows, retrying outages;
+the COPY rows it builds."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 
 from agents import postgres_sink
-from agents.postgres_sink import ReadingsSink
-from connectors.postgres.readings import ReadingRow
+from agents.postgres_sink import LatestReceived, ReadingsSink
+from connectors.postgres.readings import copy_line
 from schemas.envelopes import curated_envelope
+from schemas.errors import ValidationFailure
 from schemas.events import curate, decode_dead_letter, encode_curated
 from schemas.validation import validate_reading_obj
 from tests.factories import raw_event, reading
@@ -31,22 +34,29 @@ class Message:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+def columns(line: bytes) -> list[bytes]:
+    """A COPY row's columns (``copy_line`` joins them with 0x02 and ends the row)."""
+    assert line.endswith(b"\n")
+    return line[:-1].split(b"\x02")
+
+
 class FakeStore:
     """Refuses any batch holding a poisoned device id, like a CHECK constraint would."""
 
     def __init__(self, poisoned: set[str], outages: int = 0) -> None:
-        self.rows: list[ReadingRow] = []
+        self.devices: list[str] = []
         self.poisoned = poisoned
         self.outages = outages
 
-    async def write(self, rows: Sequence[ReadingRow]) -> int:
+    async def write(self, lines: Sequence[bytes]) -> int:
         if self.outages:
             self.outages -= 1
             raise ConnectionRefusedError("postgres is restarting")
-        if any(row.device_id in self.poisoned for row in rows):
+        devices = [columns(line)[1].decode() for line in lines]
+        if any(device in self.poisoned for device in devices):
             raise asyncpg.DataError("value out of range")
-        self.rows += rows
-        return len(rows)
+        self.devices += devices
+        return len(lines)
 
 
 def curated_item(device_id: str, n: int) -> bytes:
@@ -69,9 +79,7 @@ async def test_bad_rows_are_dead_lettered_and_the_rest_written() -> None:
     ]
     store = FakeStore(poisoned={"dev-3", "dev-7"})
     outputs = await ReadingsSink(store, DEADLETTER, backoff_max_s=0.01).write_batch(messages)
-    assert sorted(row.device_id for row in store.rows) == sorted(
-        f"dev-{n}" for n in range(10) if n not in (3, 7)
-    )
+    assert sorted(store.devices) == sorted(f"dev-{n}" for n in range(10) if n not in (3, 7))
     letters = [decode_dead_letter(r.value or b"") for r in outputs.records(DEADLETTER)]
     assert sorted((letter.offset, letter.key) for letter in letters) == [
         (0, "dev-3"),
@@ -87,13 +95,79 @@ async def test_outage_is_retried_until_the_batch_is_written() -> None:
     outputs = await ReadingsSink(store, DEADLETTER, backoff_max_s=0.01).write_batch(
         [envelope(["dev-a"] * 3, offset=0)]
     )
-    assert len(store.rows) == 3
+    assert len(store.devices) == 3
     assert outputs.records(DEADLETTER) == []
 
 
-def test_row_carries_sensor_types_and_json() -> None:
-    row = postgres_sink.to_row(curated_item("dev-a", 1))
-    assert row.sensor_types == ["ld2410", "mq134", "pir"]
-    assert json.loads(row.sensors)["pir"] == {"motion_detected": False}
-    assert row.ts.tzinfo is not None
-    assert row.metadata is None
+def test_row_carries_the_curated_reading_as_copy_columns() -> None:
+    item = curated_item("dev-a", 1)
+    reading = json.loads(item)
+    _, line = postgres_sink.to_line(item)
+    event_id, device, ts, received_at, source, types, sensors, metadata = columns(line)
+    assert (event_id.decode(), device, source) == (reading["event_id"], b"dev-a", b"http")
+    assert (ts.decode(), received_at.decode()) == (reading["ts"], reading["received_at"])
+    assert types == b'{"ld2410","mq134","pir"}'
+    assert json.loads(sensors) == reading["sensors"]
+    assert metadata == b""  # SQL NULL: the reading had none
+
+
+def curated_with(**changes: object) -> bytes:
+    reading = json.loads(curated_item("dev-a", 1))
+    reading.update(changes)
+    return json.dumps(reading).encode()
+
+
+@pytest.mark.parametrize("ts", ["now", "infinity", "2026-11-29T07:00:00", "", "29/11/2026 07:00Z"])
+def test_a_time_postgres_would_read_loosely_is_refused(ts: str) -> None:
+    with pytest.raises(ValidationFailure) as caught:
+        postgres_sink.to_line(curated_with(ts=ts))
+    assert caught.value.errors[0].loc == ("ts",)
+
+
+def test_a_time_with_an_offset_passes_as_it_is() -> None:
+    _, line = postgres_sink.to_line(curated_with(received_at="2026-11-29T08:00:00.5+01:00"))
+    assert columns(line)[3] == b"2026-11-29T08:00:00.5+01:00"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"device_id": "dev\x02a"},  # would start a column
+        {"event_id": "0190f2c4-7d4e-7b3a-9c1e-2f4a5b6c7d8e\ndev"},  # would start a row
+        {"sensors": {"pir,x": {"motion_detected": True}}},  # would split the array literal
+        {"sensors": {'pir"}': {"motion_detected": True}}},
+    ],
+)
+def test_values_that_could_break_the_copy_row_are_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(ValidationFailure):
+        postgres_sink.to_line(curated_with(**changes))
+
+
+def test_copy_line_quotes_sensor_types_and_compacts_json_over_lines() -> None:
+    line = copy_line(
+        "id", "dev", "2026-11-29T07:00:00Z", "2026-11-29T07:00:01Z", "mqtt",
+        ["null", "pir"],
+        b'{"null": {"v": 1},\n "pir": {"motion_detected": true}}',
+        b'{"site":\r\n"a\\"b"}',
+    )  # fmt: skip
+    *_, types, sensors, metadata = columns(line)
+    assert types == b'{"null","pir"}'  # unquoted, NULL would be an SQL NULL element
+    assert sensors == b'{"null":{"v":1},"pir":{"motion_detected":true}}'
+    assert metadata == b'{"site":"a\\"b"}'
+
+
+def test_latest_received_is_the_latest_instant_whatever_the_text() -> None:
+    latest = LatestReceived()
+    for device, text in [
+        ("a", "2026-11-29T07:00:16Z"),
+        ("a", "2026-11-29T07:00:16.5Z"),  # later, though "." sorts before "Z"
+        ("a", "2026-11-29T07:00:10.9Z"),
+        ("b", "2026-11-29T08:00:00+01:00"),
+        ("b", "2026-11-29T06:59:59Z"),  # the same instant as the first, less a second
+        ("c", "2026-13-45T07:00:00Z"),  # Postgres refuses the row: no last seen from it
+    ]:
+        latest.add(device, text)
+    assert latest.instants() == {
+        "a": datetime(2026, 11, 29, 7, 0, 16, 500_000, tzinfo=UTC),
+        "b": datetime(2026, 11, 29, 7, 0, 0, tzinfo=UTC),
+    }

@@ -48,6 +48,10 @@ def reply_error(message: str) -> redis.exceptions.RedisError:
     return kind(text) if kind is not None else redis.exceptions.ResponseError(message)
 
 
+PACK_CHUNK = 500
+"""Commands packed between two turns of the event loop."""
+
+
 def pack(commands: Sequence[Command]) -> bytes:
     # hiredis' stub types the command as a 1-tuple; any tuple of arguments is what it takes.
     return b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
@@ -116,7 +120,11 @@ class RedisPipe:
         streams: tuple[asyncio.StreamReader, asyncio.StreamWriter], commands: Sequence[Command]
     ) -> list[object]:
         stream_in, stream_out = streams
-        stream_out.write(pack(commands))
+        for start in range(0, len(commands), PACK_CHUNK):
+            if start:
+                # Packing thousands of commands at once held the event loop for tens of ms.
+                await asyncio.sleep(0)
+            stream_out.write(pack(commands[start : start + PACK_CHUNK]))
         await stream_out.drain()
         reader = new_reader()
         replies: list[object] = []

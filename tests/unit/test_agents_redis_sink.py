@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from agents.curated import Turns
 from agents.redis_sink import merge, sink_group
 from agents.sink_group import SinkGroup, SinkMessage, next_offsets
 from connectors.redis.status import status_from_hash
@@ -22,7 +24,7 @@ def message(topic: str, value: bytes, offset: int = 0, partition: int = 0) -> Si
     return SinkMessage(topic, partition, offset, None, value, 0.0, None)
 
 
-def test_a_batch_is_merged_per_device_latest_by_timestamp() -> None:
+async def test_a_batch_is_merged_per_device_latest_by_timestamp() -> None:
     events = [raw_event(reading("esp32-a", n)) for n in (3, 1, 2)]
     items = [encode_curated(validate_event(e, now=NOW)) for e in events]
     change = StatusChange(
@@ -34,7 +36,7 @@ def test_a_batch_is_merged_per_device_latest_by_timestamp() -> None:
         last_seen=NOW,
         timeout_s=60,
     )
-    batch, letters = merge(
+    batch, letters = await merge(
         [
             message("curated", curated_envelope(items)),
             message("status", encode(change)),
@@ -78,11 +80,11 @@ def test_offsets_stored_after_a_batch_are_one_past_the_last_per_partition() -> N
     assert stored == {("t", 0): 10, ("t", 1): 3}
 
 
-def test_last_seen_is_the_newest_receive_time() -> None:
+async def test_last_seen_is_the_newest_receive_time() -> None:
     older = raw_event(reading("esp32-a", 1), received_at=NOW - timedelta(seconds=5))
     newer = raw_event(reading("esp32-a", 0), received_at=NOW)
     items = [encode_curated(validate_event(e, now=NOW)) for e in (newer, older)]
-    batch, _ = merge(
+    batch, _ = await merge(
         [message("curated", curated_envelope(items))],
         readings_topic="curated",
         deadletter_topic="dead",
@@ -91,12 +93,12 @@ def test_last_seen_is_the_newest_receive_time() -> None:
     assert batch.devices["esp32-a"].status["last_seen"] == NOW.isoformat()
 
 
-def test_status_values_are_the_last_of_each_sensor_type_even_from_older_readings() -> None:
+async def test_status_values_are_the_last_of_each_sensor_type_even_from_older_readings() -> None:
     with_gas = reading("esp32-a", 1)
     without_gas = reading("esp32-a", 2, sensors={"pir": {"motion_detected": True}})
     events = [raw_event(with_gas), raw_event(without_gas)]
     items = [encode_curated(validate_event(e, now=NOW)) for e in events]
-    batch, _ = merge(
+    batch, _ = await merge(
         [message("curated", curated_envelope(items))],
         readings_topic="curated",
         deadletter_topic="dead",
@@ -114,3 +116,22 @@ def test_the_redis_sink_consumes_by_its_flush_interval() -> None:
     assert sink_group(settings)._within_s == 0.75
     postgres_like = SinkGroup(settings, "other", ["t"], 8)
     assert postgres_like._within_s == settings.worker.batch_within_s
+
+
+async def test_other_tasks_run_while_a_long_batch_is_merged() -> None:
+    events = [raw_event(reading("esp32-a", n)) for n in range(3)]
+    items = [encode_curated(validate_event(event, now=NOW)) for event in events]
+    messages = [message("curated", curated_envelope(items), offset=n) for n in range(4)]
+    order: list[str] = []
+
+    async def other_agent() -> None:
+        order.append("other agent")
+
+    waiting = asyncio.create_task(other_agent())  # ready before the merge starts
+    batch, _ = await merge(
+        messages, readings_topic="curated", deadletter_topic="dead", now=NOW, turn=Turns(5)
+    )
+    order.append("merged")
+    await waiting
+    assert order == ["other agent", "merged"]  # it ran during the merge, not after it
+    assert len(batch.devices["esp32-a"].items) == 12

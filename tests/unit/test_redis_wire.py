@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import hiredis
 import pytest
 import redis.exceptions
 
+from connectors.redis import wire
 from connectors.redis.errors import is_retriable
-from connectors.redis.wire import Command, RedisPipe, first_error, new_reader, pack, take_replies
+from connectors.redis.wire import (
+    PACK_CHUNK,
+    Command,
+    RedisPipe,
+    first_error,
+    new_reader,
+    pack,
+    take_replies,
+)
 
 
 def test_commands_are_packed_as_one_resp_buffer() -> None:
@@ -174,3 +183,30 @@ async def test_an_unreachable_server_is_a_retriable_connection_error() -> None:
     with pytest.raises(redis.exceptions.ConnectionError) as raised:
         await RedisPipe("127.0.0.1", port).execute([("PING",)])
     assert is_retriable(raised.value)
+
+
+async def test_a_long_pipeline_gives_the_event_loop_turns_and_keeps_its_order(
+    started: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, port = await started(ok)
+    pipe = RedisPipe("127.0.0.1", port)
+    await pipe.execute([("PING",)])  # connected: what follows is the pipeline alone
+    events: list[str] = []
+
+    def packing(commands: Sequence[Command]) -> bytes:
+        events.append("pack")
+        return pack(commands)
+
+    async def other_task() -> None:
+        events.append("other task")
+
+    monkeypatch.setattr(wire, "pack", packing)
+    commands: list[Command] = [("PUBLISH", "c", str(n)) for n in range(3 * PACK_CHUNK + 1)]
+    waiting = asyncio.create_task(other_task())  # ready before the pipeline starts
+    replies = await pipe.execute(commands)
+    await waiting
+    await pipe.close()
+    assert events == ["pack", "other task", "pack", "pack", "pack"]  # a turn after a chunk
+    assert replies == [1] * len(commands)
+    sent = [[b"PUBLISH", b"c", str(n).encode()] for n in range(len(commands))]
+    assert fake.connections[0][1:] == sent

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from bench.kafka import Watermarks
 from bench.procs import BenchError, stack_pids
-from streams.settings import Settings
+from streams.settings import RedisSettings, Settings
 
 Progress = Callable[[str], None]
 POLL_S = 0.25
@@ -143,14 +144,40 @@ async def wait_stored(
     return Stored(rows, dead, float(first) if first is not None else done_at, done_at, complete)
 
 
-async def delete_rows(db: asyncpg.Connection, devices: Sequence[str]) -> None:
-    """Delete the run's rows and rollups, then vacuum: the next step must not write into a
-    table holding a million dead rows (Postgres' CPU per row rose by ~20 % until autovacuum
-    came by, which made the next step's result depend on its timing), and rollups of earlier
-    runs had piled up to two million rows."""
+async def delete_run_data(
+    db: asyncpg.Connection, redis: RedisSettings, devices: Sequence[str]
+) -> None:
+    """Delete what a run left for ``devices``: rows, rollups and Redis hashes.
+
+    Then vacuum: the next step must not write into a table holding a million dead rows
+    (Postgres' CPU per row rose by ~20 % until autovacuum came by, which made the next step's
+    result depend on its timing), and rollups of earlier runs had piled up to two million rows.
+    The Redis hashes (two per device) had piled up to 750,000 keys over the runs: every snapshot
+    and append-only rewrite then took Redis 4-5 s of a core, a few seconds after each step ended,
+    into whatever step ran next (decision 30)."""
     await db.execute("DELETE FROM readings WHERE device_id = ANY($1)", devices)
     await db.execute("DELETE FROM readings_1m WHERE device_id = ANY($1)", devices)
     await db.execute("VACUUM (ANALYZE) readings, readings_1m")
+    await delete_device_keys(redis, devices)
+
+
+async def delete_device_keys(redis: RedisSettings, devices: Sequence[str]) -> int:
+    """Unlink the Redis sink's hashes of ``devices``; returns how many existed."""
+    from connectors.redis.keys import RedisKeys
+
+    keys = RedisKeys(redis.prefix)
+    names = [key for device in devices for key in (keys.latest(device), keys.status(device))]
+    client = aioredis.Redis(host=redis.host, port=redis.port, db=redis.db)
+    try:
+        removed = 0
+        for start in range(0, len(names), _UNLINK_CHUNK):
+            removed += await client.unlink(*names[start : start + _UNLINK_CHUNK])
+    finally:
+        await client.aclose()
+    return removed
+
+
+_UNLINK_CHUNK = 1_000
 
 
 @contextmanager

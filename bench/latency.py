@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 import msgspec
 
-from bench.context import Context, Stored, delete_rows, fresh_topics, wait_stored
+from bench.context import Context, Stored, delete_run_data, fresh_topics, wait_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet, readings
 from bench.http_load import HttpError, LeanClient, post_request
@@ -255,7 +255,7 @@ async def _measure(
 async def _delete(settings: Settings, devices: list[str]) -> None:
     db = await asyncpg.connect(settings.postgres.dsn())
     try:
-        await delete_rows(db, devices)
+        await delete_run_data(db, settings.redis, devices)
     finally:
         await db.close()
 

@@ -42,7 +42,7 @@ from typing import Any
 import asyncpg
 
 from bench import ingest
-from bench.context import Context, Stored, delete_rows, fresh_topics, wait_stored
+from bench.context import Context, Stored, delete_run_data, fresh_topics, wait_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet, readings
 from bench.kafka import Watermarks
@@ -203,7 +203,7 @@ async def _cleanup(settings: Settings, devices: Sequence[str]) -> None:
             with suppress(DeviceNotFound):
                 await registry.delete(device_id)
         async with pool.acquire() as db:
-            await delete_rows(db, devices)
+            await delete_run_data(db, settings.redis, devices)
     finally:
         publisher.close()
         await pool.close()

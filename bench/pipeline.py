@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from bench.context import Context, Stored, delete_rows, fresh_topics, wait_stored
+from bench.context import Context, Stored, delete_run_data, fresh_topics, wait_stored
 from bench.cpu import CpuMeter
 from bench.data import encoded_items, group_envelopes, invalid_count, new_fleet, readings
 from bench.flows_load import publish_flows, wait_committed
@@ -163,6 +163,6 @@ def _check(workers: list[Started]) -> None:
 async def _cleanup(settings: Settings, devices: list[str]) -> None:
     db = await asyncpg.connect(settings.postgres.dsn())
     try:
-        await delete_rows(db, devices)
+        await delete_run_data(db, settings.redis, devices)
     finally:
         await db.close()

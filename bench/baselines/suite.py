@@ -25,7 +25,7 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from bench.context import Context, Stored, delete_rows, fresh_topics, one_line, wait_stored
+from bench.context import Context, Stored, delete_run_data, fresh_topics, one_line, wait_stored
 from bench.cpu import CpuMeter, wait_with_cpu
 from bench.data import Fleet, encoded_items, invalid_count, new_fleet, readings
 from bench.kafka import Watermarks, produce_per_message
@@ -143,7 +143,7 @@ async def _wait_rows(
 async def _delete(settings: Settings, devices: list[str]) -> None:
     db = await asyncpg.connect(settings.postgres.dsn())
     try:
-        await delete_rows(db, devices)
+        await delete_run_data(db, settings.redis, devices)
     finally:
         await db.close()
 

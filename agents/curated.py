@@ -19,13 +19,13 @@ import msgspec
 
 from agents.deadletters import KafkaMessage, dead_letter
 from connectors.kafka.producer import Record
-from schemas.envelopes import Position, decode_curated_envelope
+from schemas.envelopes import CuratedReader, Position
 from schemas.errors import ValidationFailure
-from schemas.validation import decode_json
 
 
-class Item(msgspec.Struct, frozen=True):
-    """What the stateful agents read of a curated reading."""
+class Item(msgspec.Struct, frozen=True, gc=False):
+    """What the stateful agents read of a curated reading (never in a reference cycle: JSON
+    values only, so the garbage collector need not track it)."""
 
     event_id: str
     device_id: str
@@ -34,7 +34,7 @@ class Item(msgspec.Struct, frozen=True):
     sensors: dict[str, Any]
 
 
-_item_decoder = msgspec.json.Decoder(Item)
+_reader = CuratedReader(Item, positions=True)
 
 
 @dataclass
@@ -109,25 +109,27 @@ class _BatchReader:
         """Add one curated envelope's items; returns how many items it held."""
         devices, letters = self.batch.devices, self.batch.letters
         try:
-            envelope = decode_curated_envelope(message.value)
+            read = _reader.read(message.value)
         except ValidationFailure as exc:
             letters.append(dead_letter(self.stage, message, exc, self.now))
             return 1
-        positions = envelope.positions
-        for n, raw in enumerate(envelope.items):
-            try:
-                item = decode_json(_item_decoder, raw)
-            except ValidationFailure as exc:
-                letter = dead_letter(
-                    self.stage, message, exc, self.now, original=bytes(raw), item=n
-                )
-                letters.append(letter)
-                continue
+        for failure in read.failures:
+            letter = dead_letter(
+                self.stage,
+                message,
+                failure.error,
+                self.now,
+                original=failure.original,
+                item=failure.index,
+            )
+            letters.append(letter)
+        positions = read.positions
+        for n, item in enumerate(read.items):
             entry = devices.get(item.device_id)
             if entry is None:
                 entry = devices[item.device_id] = DeviceItems(index)
             entry.items.append((item, None if positions is None else positions[n]))
-        return len(envelope.items)
+        return len(read.items) + len(read.failures)
 
 
 _SCALARS = (bool, int, float, str)

@@ -29,7 +29,7 @@ from connectors.postgres.errors import is_retriable
 from connectors.postgres.last_seen import update_last_seen
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ReadingStore, copy_line
-from schemas.envelopes import decode_curated_items
+from schemas.envelopes import CuratedRead, CuratedReader
 from schemas.errors import ValidationFailure
 from schemas.validation import decode_json
 from streams.settings import Settings
@@ -39,7 +39,7 @@ _NULL: Final = msgspec.Raw(b"null")
 _json = msgspec.json.Encoder()
 
 
-class _CuratedRow(msgspec.Struct, frozen=True):
+class _CuratedRow(msgspec.Struct, frozen=True, gc=False):
     """A ``CuratedReading`` as the sink reads it: timestamps stay text (Postgres parses them) and
     nested JSON stays raw bytes, never rebuilt."""
 
@@ -53,17 +53,23 @@ class _CuratedRow(msgspec.Struct, frozen=True):
 
 
 _row_decoder = msgspec.json.Decoder(_CuratedRow)
+_reader = CuratedReader(_CuratedRow)
 
 
 def to_line(item: msgspec.Raw | bytes) -> tuple[_CuratedRow, bytes]:
     """The reading and its ``readings`` row (``copy_line``) for one encoded curated reading
     (raises ValidationFailure)."""
     curated = decode_json(_row_decoder, item)
+    return curated, line_of(curated)
+
+
+def line_of(curated: _CuratedRow) -> bytes:
+    """The ``readings`` row of a decoded curated reading (raises ValidationFailure)."""
     _check_zoned(curated.ts, "ts")
     _check_zoned(curated.received_at, "received_at")
     metadata = bytes(curated.metadata)
     try:
-        line = copy_line(
+        return copy_line(
             curated.event_id,
             curated.device_id,
             curated.ts,
@@ -75,7 +81,6 @@ def to_line(item: msgspec.Raw | bytes) -> tuple[_CuratedRow, bytes]:
         )
     except ValueError as exc:
         raise ValidationFailure.single((), str(exc), "value") from None
-    return curated, line
 
 
 def _check_zoned(text: str, field: str) -> None:
@@ -146,7 +151,8 @@ class _Rows:
     """A batch's rows, and for each the message and item it came from (for dead letters)."""
 
     lines: list[bytes] = field(default_factory=list)
-    origins: list[tuple[KafkaMessage, msgspec.Raw]] = field(default_factory=list)
+    origins: list[tuple[KafkaMessage, CuratedRead[_CuratedRow], int]] = field(default_factory=list)
+    """Where each line came from: its message, and its item in that message's read."""
     latest: LatestReceived = field(default_factory=LatestReceived)
 
 
@@ -173,14 +179,15 @@ class ReadingsSink:
         letters = Outputs()
         for message in messages:
             try:
-                items = decode_curated_items(message.value)
+                read = _reader.read(message.value)
             except ValidationFailure as exc:
                 letters.add(self._deadletter, dead_letter(STAGE, message, exc, now))
                 continue
-            self._add_items(message, items, rows, letters, now)
+            self._add_items(message, read, rows, letters, now)
         refused = await self._write(rows.lines, 0, len(rows.lines))
         for index, error in refused:
-            message, item = rows.origins[index]
+            message, read, n = rows.origins[index]
+            item = read.raws()[n]
             letters.add(self._deadletter, self._refused(message, item, error, now))
         await self._update_last_seen(rows.latest)
         return letters
@@ -188,22 +195,31 @@ class ReadingsSink:
     def _add_items(
         self,
         message: KafkaMessage,
-        items: Sequence[msgspec.Raw],
+        read: CuratedRead[_CuratedRow],
         rows: _Rows,
         letters: Outputs,
         now: datetime,
     ) -> None:
+        deadletter = self._deadletter
+        for failure in read.failures:
+            letter = dead_letter(
+                STAGE, message, failure.error, now, original=failure.original, item=failure.index
+            )
+            letters.add(deadletter, letter)
         # Runs for every reading: locals instead of attribute look-ups.
         lines, origins, latest = rows.lines, rows.origins, rows.latest
-        for index, item in enumerate(items):
+        for n, curated in enumerate(read.items):
             try:
-                curated, line = to_line(item)
+                line = line_of(curated)
             except ValidationFailure as exc:
-                letter = dead_letter(STAGE, message, exc, now, original=bytes(item), item=index)
-                letters.add(self._deadletter, letter)
+                raw = read.raws()[n]
+                letter = dead_letter(
+                    STAGE, message, exc, now, original=bytes(raw), item=read.indexes[n]
+                )
+                letters.add(deadletter, letter)
                 continue
             lines.append(line)
-            origins.append((message, item))
+            origins.append((message, read, n))
             latest.add(curated.device_id, curated.received_at)
 
     def _refused(

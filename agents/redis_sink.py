@@ -39,10 +39,9 @@ from connectors.redis.writer import (
     RedisWriter,
     connect_commands,
 )
-from schemas.envelopes import decode_curated_items
+from schemas.envelopes import CuratedReader
 from schemas.errors import ValidationFailure
 from schemas.status import decode_status_change
-from schemas.validation import decode_json
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class _Reading(msgspec.Struct, frozen=True, gc=False):
     """Left encoded: only a device's last object of each sensor type in a batch is decoded."""
 
 
-_reading_decoder = msgspec.json.Decoder(_Reading)
+_reader = CuratedReader(_Reading)
 _sensor_decoder = msgspec.json.Decoder()
 _SCALARS = (bool, int, float, str)
 
@@ -161,20 +160,20 @@ def _add_readings(
     now: datetime,
 ) -> int:
     """Add an envelope's readings; returns how many items it held."""
-    items = decode_curated_items(message.value)
-    for index, raw in enumerate(items):
-        try:
-            reading = decode_json(_reading_decoder, raw)
-        except ValidationFailure as exc:
-            letter = dead_letter(STAGE, message, exc, now, original=bytes(raw), item=index)
-            letters.add(deadletter, letter)
-            continue
+    read = _reader.read(message.value)
+    for failure in read.failures:
+        letter = dead_letter(
+            STAGE, message, failure.error, now, original=failure.original, item=failure.index
+        )
+        letters.add(deadletter, letter)
+    devices = batch.devices
+    for reading, raw in zip(read.items, read.raws(), strict=True):
         device = merging.get(reading.device_id)
         if device is None:
-            readings = batch.devices[reading.device_id] = DeviceReadings(reading.device_id)
+            readings = devices[reading.device_id] = DeviceReadings(reading.device_id)
             device = merging[reading.device_id] = _Merging(readings)
         device.add(reading, bytes(raw))
-    return len(items)
+    return len(read.items) + len(read.failures)
 
 
 def sink_group(settings: Settings) -> SinkGroup:

@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import msgspec
 
@@ -53,6 +53,8 @@ __all__ = [
     "FORMAT_HEADER",
     "RAW_FORMAT",
     "CuratedBatch",
+    "CuratedRead",
+    "CuratedReader",
     "ItemFailure",
     "Position",
     "RawRecord",
@@ -245,11 +247,115 @@ def decode_curated_envelope(value: bytes | None) -> CuratedBatch:
         raise ValidationFailure.single((), "empty record: no value", "json")
     envelope = decode_json(_curated_decoder, value)
     _check_format(envelope.format)
-    positions = envelope.positions
-    if positions is not None and len(positions) != len(envelope.items):
-        message = f"{len(positions)} positions for {len(envelope.items)} items"
+    _check_positions(envelope.positions, len(envelope.items))
+    return CuratedBatch(envelope.items, envelope.positions)
+
+
+ItemT = TypeVar("ItemT")
+
+
+class _TypedCurated(msgspec.Struct, Generic[ItemT], frozen=True, gc=False):
+    format: str
+    items: list[ItemT]
+    positions: list[Position] | None = None
+
+
+class _TypedCuratedItems(msgspec.Struct, Generic[ItemT], frozen=True, gc=False):
+    """Without positions: msgspec skips them unbuilt (see :func:`decode_curated_items`)."""
+
+    format: str
+    items: list[ItemT]
+
+
+class CuratedRead(Generic[ItemT]):
+    """A curated envelope read into items of one type (:class:`CuratedReader`)."""
+
+    __slots__ = ("_raws", "_value", "failures", "indexes", "items", "positions")
+
+    def __init__(
+        self,
+        value: bytes,
+        items: list[ItemT],
+        indexes: Sequence[int],
+        positions: list[Position] | None,
+        failures: list[ItemFailure],
+        raws: list[msgspec.Raw] | None = None,
+    ) -> None:
+        self._value = value
+        self.items = items
+        """The items that decoded, in order."""
+        self.indexes = indexes
+        """Each item's index in the envelope (a range unless some failed)."""
+        self.positions = positions
+        """Each item's position, when the reader was asked for them and the writer recorded
+        them."""
+        self.failures = failures
+        """The items that did not decode (each with its index and bytes)."""
+        self._raws = raws
+
+    def raws(self) -> list[msgspec.Raw]:
+        """Each item's encoded bytes, read from the envelope on first use: most readers need
+        them only for a dead letter."""
+        if self._raws is None:
+            every = decode_curated_items(self._value)
+            self._raws = every if not self.failures else [every[i] for i in self.indexes]
+        return self._raws
+
+
+class CuratedReader(Generic[ItemT]):
+    """Reads curated envelopes into ``item_type`` items: the whole envelope in one decode.
+
+    Four consumers read every curated reading; decoding each item on its own (a Python call and
+    a ``try`` per item around msgspec) cost them 3-5 µs an item, one decode of the envelope
+    into a typed list ~1 µs. Only an envelope with an item that does not decode is read again
+    item by item, to keep the good items and name the bad ones.
+    """
+
+    __slots__ = ("_envelope", "_item", "_positions")
+
+    def __init__(self, item_type: type[ItemT], *, positions: bool = False):
+        envelope = _TypedCurated[item_type] if positions else _TypedCuratedItems[item_type]  # type: ignore[valid-type]
+        self._envelope: msgspec.json.Decoder[_TypedCurated[ItemT] | _TypedCuratedItems[ItemT]]
+        self._envelope = msgspec.json.Decoder(envelope)
+        self._item = msgspec.json.Decoder(item_type)
+        self._positions = positions
+
+    def read(self, value: bytes | None) -> CuratedRead[ItemT]:
+        """The envelope's items (raises ValidationFailure if the record is not an envelope)."""
+        if not value:
+            raise ValidationFailure.single((), "empty record: no value", "json")
+        try:
+            envelope = self._envelope.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError, RecursionError):
+            return self._read_each(value)
+        _check_format(envelope.format)
+        positions = envelope.positions if isinstance(envelope, _TypedCurated) else None
+        _check_positions(positions, len(envelope.items))
+        return CuratedRead(value, envelope.items, range(len(envelope.items)), positions, [])
+
+    def _read_each(self, value: bytes) -> CuratedRead[ItemT]:
+        batch = decode_curated_envelope(value)
+        items: list[ItemT] = []
+        indexes: list[int] = []
+        raws: list[msgspec.Raw] = []
+        failures: list[ItemFailure] = []
+        for index, raw in enumerate(batch.items):
+            try:
+                items.append(decode_json(self._item, raw))
+            except ValidationFailure as failure:
+                failures.append(ItemFailure(index, failure, bytes(raw)))
+                continue
+            indexes.append(index)
+            raws.append(raw)
+        positions = batch.positions if self._positions else None
+        kept = None if positions is None else [positions[index] for index in indexes]
+        return CuratedRead(value, items, indexes, kept, failures, raws)
+
+
+def _check_positions(positions: list[Position] | None, items: int) -> None:
+    if positions is not None and len(positions) != items:
+        message = f"{len(positions)} positions for {items} items"
         raise ValidationFailure.single(("positions",), message, "length")
-    return CuratedBatch(envelope.items, positions)
 
 
 def _check_format(name: str) -> None:

@@ -286,12 +286,24 @@ async def _open_pool(settings: Settings) -> asyncpg.Pool:
 GROUP = "sink-postgres"
 
 
+def sink_group(settings: Settings) -> SinkGroup:
+    """Batches go a moment after their first envelope (``FLEET_WORKER__SINK_LINGER_S``), not
+    after a whole window: this sink is on the request → row path."""
+    worker = settings.worker
+    return SinkGroup(
+        settings,
+        GROUP,
+        [settings.topics.curated],
+        worker.sink_batch_max,
+        linger_s=worker.sink_linger_s,
+    )
+
+
 def register(ctx: WorkerContext) -> None:
     """The sink runs in a consumer group of its own (``agents.sink_group``): a Postgres outage
     stalls only this sink, never the status table, rollups or flows on the same topic."""
     settings = ctx.settings
-    worker = settings.worker
-    group = SinkGroup(settings, GROUP, [settings.topics.curated], worker.sink_batch_max)
+    group = sink_group(settings)
     sinks: list[ReadingsSink] = []
 
     async def handle(messages: list[SinkMessage]) -> None:
@@ -301,7 +313,7 @@ def register(ctx: WorkerContext) -> None:
                 ReadingsSink(
                     timed(ReadingStore(pool), "postgres"),
                     settings.topics.deadletter,
-                    worker.retry_backoff_max_s,
+                    settings.worker.retry_backoff_max_s,
                     last_seen=functools.partial(
                         update_last_seen,
                         pool,

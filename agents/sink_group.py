@@ -102,14 +102,21 @@ class SinkGroup:
         topics: Sequence[str],
         batch_max: int,
         within_s: float | None = None,
+        linger_s: float | None = None,
     ) -> None:
         """``within_s``: longest wait to fill a batch (default ``FLEET_WORKER__BATCH_WITHIN_S``);
-        a sink whose cost is per key, not per record, waits longer to merge more."""
+        a sink whose cost is per key, not per record, waits longer to merge more.
+
+        ``linger_s``: if given, a batch goes this long after its first record, full or not
+        (``within_s`` then bounds the wait for that first record). For a sink on the request
+        → row path: validate sends its curated envelopes in a burst per batch, so a batch that
+        waited out a whole window after the burst only added latency."""
         self.name = name
         self._config = consumer_config(settings, name)
         self._topics = list(topics)
         self._batch_max = batch_max
         self._within_s = settings.worker.batch_within_s if within_s is None else within_s
+        self._linger_s = linger_s
 
     async def run(self, handle: Handler) -> None:
         consumer = Consumer(self._config)
@@ -118,9 +125,7 @@ class SinkGroup:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                polling = loop.run_in_executor(
-                    None, consumer.consume, self._batch_max, self._within_s
-                )
+                polling = loop.run_in_executor(None, self.take, consumer)
                 consumed = await polling
                 polling = None
                 messages = [_adapt(m) for m in consumed if self._usable(m)]
@@ -132,6 +137,15 @@ class SinkGroup:
             if polling is not None:  # never close the consumer while a thread polls it
                 await asyncio.wait([polling])
             await asyncio.to_thread(consumer.close)
+
+    def take(self, consumer: Consumer) -> list[Message]:
+        """The next batch (blocks: runs in a thread)."""
+        if self._linger_s is None:
+            return consumer.consume(self._batch_max, self._within_s)
+        first = consumer.consume(1, self._within_s)
+        if not first or self._batch_max == 1:
+            return first
+        return first + consumer.consume(self._batch_max - 1, self._linger_s)
 
     def _usable(self, message: Message) -> bool:
         error = message.error()

@@ -252,6 +252,12 @@ class WorkerSettings(_Section):
         "(acked in order; 1 = wait for each batch's acks before the next)",
     )
     sink_batch_max: int = Field(default=32, ge=1, description="envelopes per taken batch")
+    sink_linger_s: float = Field(
+        default=0.005,
+        ge=0,
+        description="the Postgres sink writes a batch this long after its first envelope, "
+        "unless full sooner (validate sends its envelopes in a burst per batch)",
+    )
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     commit_interval_s: float = Field(default=1.0, gt=0, description="offset commits, async")
     retry_backoff_max_s: float = Field(default=30.0, gt=0)

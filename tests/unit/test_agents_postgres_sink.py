@@ -7,17 +7,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import asyncpg
 import pytest
+from confluent_kafka import Consumer
 
 from agents import postgres_sink
 from agents.postgres_sink import LatestReceived, ReadingsSink
+from agents.sink_group import SinkGroup
 from connectors.postgres.readings import copy_line
 from schemas.envelopes import curated_envelope
 from schemas.errors import ValidationFailure
 from schemas.events import curate, decode_dead_letter, encode_curated
 from schemas.validation import validate_reading_obj
+from streams.settings import Settings, WorkerSettings
 from tests.factories import raw_event, reading
 
 DEADLETTER = "fleet.deadletter.v1"
@@ -171,3 +175,37 @@ def test_latest_received_is_the_latest_instant_whatever_the_text() -> None:
         "a": datetime(2026, 11, 29, 7, 0, 16, 500_000, tzinfo=UTC),
         "b": datetime(2026, 11, 29, 7, 0, 0, tzinfo=UTC),
     }
+
+
+class FakeConsumer:
+    """Answers ``consume`` from a list of already-fetched records, as librdkafka does: at most
+    ``count`` of them, waiting (here: recording the timeout) only when there are fewer."""
+
+    def __init__(self, ready: int) -> None:
+        self.ready = ready
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, count: int, timeout: float) -> list[Any]:
+        self.calls.append((count, timeout))
+        taken = min(count, self.ready)
+        self.ready -= taken
+        return [object()] * taken
+
+
+def test_the_postgres_sink_writes_a_burst_a_linger_after_its_first_envelope() -> None:
+    settings = Settings(worker=WorkerSettings(sink_batch_max=32, sink_linger_s=0.004))
+    group = postgres_sink.sink_group(settings)
+    burst = FakeConsumer(ready=8)
+    assert len(group.take(cast(Consumer, burst))) == 8
+    within = settings.worker.batch_within_s
+    assert burst.calls == [(1, within), (31, 0.004)]  # not a whole window for 24 more
+    idle = FakeConsumer(ready=0)
+    assert group.take(cast(Consumer, idle)) == []
+    assert idle.calls == [(1, within)]
+
+
+def test_a_sink_without_a_linger_fills_its_batch_for_a_whole_window() -> None:
+    group = SinkGroup(Settings(), "other", ["t"], 8, within_s=0.5)
+    consumer = FakeConsumer(ready=20)
+    assert len(group.take(cast(Consumer, consumer))) == 8
+    assert consumer.calls == [(8, 0.5)]

@@ -14,13 +14,12 @@ import faust
 
 from agents import (
     alerts_sink,
+    device_state,
     flows,
     maintenance,
     operator,
     postgres_sink,
     redis_sink,
-    rollups,
-    status,
     validate,
 )
 from agents.context import WorkerContext
@@ -30,8 +29,7 @@ from streams.topics import SourceTopics
 
 AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
     validate.register,
-    status.register,
-    rollups.register,
+    device_state.register,
     postgres_sink.register,
     redis_sink.register,
     maintenance.register,

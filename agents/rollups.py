@@ -1,11 +1,12 @@
 """Rollups: 1-minute tumbling windows per device and sensor field (count, min, max, mean).
 
-The ``rollups`` agent takes batches of ``fleet.curated.v1`` and adds each new reading (repeats
-are dropped by position, ``agents.curated``) to the window of its timestamp, in the device's
-row of a Faust Table. It publishes a device's touched windows (their whole aggregates, one
-record per field and window) to ``fleet.readings-1m.v1`` once per
-``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S`` (5 s), then writes the device's row, and acks a
-batch once every device in it was written (:class:`PendingRollups`).
+The ``device-state`` agent (``agents.device_state``) hands every batch of ``fleet.curated.v1``
+it read to :meth:`Rollups.apply`, which adds each new reading (repeats are dropped by position,
+``agents.curated``) to the window of its timestamp, in the device's row of a Faust Table. It
+publishes a device's touched windows (their whole aggregates, one record per field and window)
+to ``fleet.readings-1m.v1`` once per ``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S`` (5 s), then
+writes the device's row, and acks a batch once every device in it was written
+(:class:`PendingRollups`).
 
 Why not publish per batch: a batch publishes one record per device, field and touched window,
 so batches must be long (seconds) for the records per second to follow the fleet, not the
@@ -43,15 +44,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.changelog import TableRows
-from agents.context import WorkerContext, guarded, stop_worker
-from agents.curated import (
-    ITEMS_PER_TURN,
-    TABLE_WRITE_ITEMS,
-    Item,
-    Turns,
-    new_items,
-    read_batch_yielding,
-)
+from agents.context import WorkerContext, stop_worker
+from agents.curated import ITEMS_PER_TURN, TABLE_WRITE_ITEMS, Batch, Item, Turns, new_items
 from agents.deadletters import dead_letter
 from agents.metrics import timed
 from agents.outputs import Outputs
@@ -67,7 +61,6 @@ from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_sta
 log = logging.getLogger(__name__)
 
 
-STAGE = "rollups"
 TABLE = "rollups"
 WINDOW_S = 60
 DRAIN_CHECK_S = 0.1
@@ -289,22 +282,14 @@ class Rollups:
         self._lock = asyncio.Lock()
         """Applying a batch and a tick never interleave (both await in the middle)."""
 
-    async def on_batch(self, stream: Any, events: list[Any]) -> None:
-        """Apply the batch's new readings; its dead letters go out now, the rest waits for the
-        ticks (the batch is acked by the tick that writes the last of its devices)."""
+    async def apply(self, stream: Any, events: list[Any], batch: Batch, turn: Turns) -> None:
+        """Apply the batch's new readings (``agents.device_state`` read it); the batch waits
+        for the ticks and is acked by the tick that writes the last of its devices."""
         async with self._lock:
             self._stream = stream
-            turn = Turns(ITEMS_PER_TURN)
-            messages = [event.message for event in events]
-            now = datetime.now(UTC)
-            batch = await read_batch_yielding(messages, stage=STAGE, now=now, turn=turn)
             for device_id, entry in batch.devices.items():
                 event = events[entry.message_index]
                 await turn.took(self.pending.apply(device_id, event, entry.items, self._load))
-            if batch.letters:
-                outputs = Outputs()
-                outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
-                await self.ctx.publish(outputs)
             self.pending.took(events)
 
     def _load(self, device_id: str) -> RollupState | None:
@@ -345,16 +330,10 @@ async def _open_store(ctx: WorkerContext) -> RollupStore:
     return RollupStore(pool)
 
 
-def register(ctx: WorkerContext) -> None:
+def register_tasks(ctx: WorkerContext, rollups: Rollups) -> None:
+    """The ticks that publish and write ``rollups`` (its agent: ``agents.device_state``), and
+    the sink that upserts the published rollups into ``readings_1m``."""
     settings = ctx.settings
-    rollups = Rollups(ctx)
-    batch_max = settings.stream.rollup_batch_max
-
-    async def rollup_windows(stream: Any) -> None:
-        async for events in stream.noack_take(batch_max, settings.stream.state_batch_within_s):
-            await rollups.on_batch(stream, list(events))
-
-    ctx.app.agent(ctx.topics.curated, name="rollups")(guarded("rollups", rollup_windows))
 
     async def publish_rollups() -> None:
         """The ticks, as a task of the app rather than a Faust timer: Faust's timers end as soon

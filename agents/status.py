@@ -1,6 +1,7 @@
 """Device status: a Faust Table keyed by device_id, and the online/offline transitions.
 
-The ``device-status`` agent takes batches of ``fleet.curated.v1`` and, per device, updates one
+The ``device-state`` agent (``agents.device_state``) hands every batch of ``fleet.curated.v1``
+it read to :meth:`DeviceStatus.apply`, which, per device, updates one
 :class:`~schemas.status.DeviceState` (first/last seen, last event id, reading count, last value
 per sensor field) with one table write per device per batch. A timer on every worker marks the
 devices of its active partitions offline once they were silent for their inactivity timeout
@@ -13,7 +14,7 @@ Exactly-once transitions on at-least-once delivery:
    broker) on the compacted ``fleet.device-status.v1``;
 2. then the new state, holding that ``seq``, is written to the table: its changelog record is
    produced and acked first, then the local store is updated (``agents.changelog``);
-3. then the batch's events are acked.
+3. then the batch's events are acked (once the rollups of the same batch are written too).
 
 A crash before 2 leaves the old ``seq`` in the table, so the replayed batch (or the timer)
 publishes the same transition with the same ``seq`` again; consumers apply a ``seq`` only once
@@ -36,16 +37,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from agents.changelog import TableRows
-from agents.context import WorkerContext, guarded, stop_worker
-from agents.curated import (
-    ITEMS_PER_TURN,
-    TABLE_WRITE_ITEMS,
-    Item,
-    LastValues,
-    Turns,
-    new_items,
-    read_batch_yielding,
-)
+from agents.context import WorkerContext, stop_worker
+from agents.curated import TABLE_WRITE_ITEMS, Batch, Item, LastValues, Turns, new_items
 from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
@@ -54,7 +47,6 @@ from schemas.status import DeviceState, StatusChange, decode_device_state, encod
 log = logging.getLogger(__name__)
 
 
-STAGE = "status"
 TABLE = "device-status"
 
 
@@ -187,15 +179,12 @@ class DeviceStatus:
         value = self.table.get(device_id.encode())
         return None if value is None else decode_device_state(value)
 
-    async def on_batch(self, stream: Any, events: list[Any]) -> None:
-        now = datetime.now(UTC)
-        turn = Turns(ITEMS_PER_TURN)
-        messages = [event.message for event in events]
-        batch = await read_batch_yielding(messages, stage=STAGE, now=now, turn=turn)
-        outputs = Outputs()
-        outputs.extend(self.ctx.settings.topics.deadletter, batch.letters)
+    async def apply(self, events: list[Any], batch: Batch, now: datetime, turn: Turns) -> None:
+        """The batch's new readings into the table (``agents.device_state`` read it and acks it
+        once the rollups are written too)."""
         writes: list[tuple[Any, DeviceState]] = []
         async with self.lock:
+            outputs = Outputs()
             for device_id, entry in batch.devices.items():
                 state = self.state(device_id)
                 applied = dict(state.positions) if state is not None else {}
@@ -210,8 +199,6 @@ class DeviceStatus:
                 await turn.took(len(items))
             await self.ctx.publish(outputs)
             await self._write(writes, turn)
-        for event in events:
-            await stream.ack(event)
 
     async def expire_silent(self) -> None:
         """Timer body: offline transitions for the silent devices of our active partitions."""
@@ -304,19 +291,9 @@ def _store_url(store: str) -> str:
     return "rocksdb://" if store == "rocksdb" else "memory://"
 
 
-def register(ctx: WorkerContext) -> None:
-    status = DeviceStatus(ctx)
+def register_timer(ctx: WorkerContext, status: DeviceStatus) -> None:
+    """The offline timer and the web view around ``status`` (its agent: ``agents.device_state``)."""
     settings = ctx.settings
-
-    async def device_status(stream: Any) -> None:
-        stream_settings = settings.stream
-        batches = stream.noack_take(
-            stream_settings.state_batch_max, stream_settings.state_batch_within_s
-        )
-        async for events in batches:
-            await status.on_batch(stream, list(events))
-
-    ctx.app.agent(ctx.topics.curated, name="device-status")(guarded("device-status", device_status))
 
     async def expire_silent_devices() -> None:
         try:

@@ -272,12 +272,14 @@ class StreamSettings(_Section):
     table_store: Literal["memory", "rocksdb"] = Field(
         default="rocksdb", description="Faust table store (memory: tests; state is changelogged)"
     )
-    state_batch_max: int = Field(default=128, ge=1, description="envelopes per status batch")
+    state_batch_max: int = Field(
+        default=128, ge=1, description="envelopes per device-state batch (status and rollups)"
+    )
     state_batch_within_s: float = Field(
         default=1.0,
         gt=0,
-        description="longest wait to fill a status or rollups batch: their table work is per "
-        "device and batch, so longer batches cost less per reading",
+        description="longest wait to fill a device-state batch (status table and rollups): "
+        "their table work is per device and batch, so longer batches cost less per reading",
     )
     inactivity_timeout_s: int = Field(
         default=300, ge=1, description="offline after this long silent (registry overrides)"
@@ -301,12 +303,6 @@ class StreamSettings(_Section):
         "window) and its rollup row written once per interval, devices spread over it: "
         "readings_1m is this much behind at most, and the records per second follow the "
         "fleet, not the reading rate",
-    )
-    rollup_batch_max: int = Field(
-        default=4096,
-        ge=1,
-        description="curated envelopes per rollups batch (batches are applied as they come; "
-        "the interval above sets when they are published)",
     )
     rollup_grace_s: int = Field(
         default=300, ge=0, description="late readings update their window this long after it"

@@ -34,13 +34,15 @@ def test_the_app_is_built_from_the_settings_passed_in(tmp_path: Path) -> None:
     assert ctx.settings is settings
     assert {agent.name for agent in app.agents.values()} >= {
         "validate",
-        "device-status",
-        "rollups",
+        "device-state",
         "flows",
         "sink-alerts",
     }
     consumed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
     topics = settings.topics
+    # The status table and the rollups share one read of each curated record (decision 33).
+    on_curated = {a.name for a in app.agents.values() if topics.curated in a.channel.topics}
+    assert on_curated == {"device-state", "flows"}
     assert consumed == {topics.raw, topics.curated, topics.alerts}
     assert {table for table in app.tables} == {"device-status", "rollups", "flow-state"}
 

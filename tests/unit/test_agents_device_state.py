@@ -1,0 +1,72 @@
+"""The device-state step: one read of a batch feeds the status table, then the rollups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from agents.curated import Batch, Turns
+from agents.device_state import DeviceState
+from agents.outputs import Outputs
+from agents.rollups import Rollups
+from agents.sink_group import SinkMessage
+from agents.status import DeviceStatus
+from schemas.envelopes import curated_envelope
+from schemas.events import decode_dead_letter, encode_curated, validate_event
+from streams.settings import Settings
+from tests.factories import raw_event, reading
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@dataclass
+class Context:
+    settings: Settings = field(default_factory=Settings)
+    published: list[Outputs] = field(default_factory=list)
+
+    async def publish(self, outputs: Outputs) -> None:
+        self.published.append(outputs)
+
+
+@dataclass
+class Step:
+    name: str
+    seen: list[tuple[str, Batch]]
+
+    async def apply(self, *args: Any) -> None:
+        batch = next(arg for arg in args if isinstance(arg, Batch))
+        assert isinstance(args[-1], Turns)
+        self.seen.append((self.name, batch))
+
+
+@dataclass
+class Event:
+    message: SinkMessage
+
+
+async def test_one_read_feeds_the_status_table_then_the_rollups_and_dead_letters_once() -> None:
+    items = [
+        encode_curated(validate_event(raw_event(reading(device, n)), now=NOW))
+        for n, device in enumerate(["esp32-a", "esp32-b", "esp32-a"])
+    ]
+    value = curated_envelope(
+        [items[0], b'{"event_id": 1}', *items[1:]], [(0, 5, n) for n in range(4)]
+    )
+    events = [Event(SinkMessage("curated", 0, 9, None, value, 0.0, None))]
+    ctx, seen = Context(), list[tuple[str, Batch]]()
+    step = DeviceState(
+        cast(Any, ctx),
+        cast(DeviceStatus, Step("status", seen)),
+        cast(Rollups, Step("rollups", seen)),
+    )
+    await step.on_batch(object(), cast(list[Any], events))
+
+    assert [name for name, _ in seen] == ["status", "rollups"]
+    assert seen[0][1] is seen[1][1]  # the same read, not one per consumer
+    assert sorted(seen[0][1].devices) == ["esp32-a", "esp32-b"]
+    letters = [
+        r for outputs in ctx.published for r in outputs.records(ctx.settings.topics.deadletter)
+    ]
+    [letter] = [decode_dead_letter(record.value or b"") for record in letters]
+    assert (letter.stage, letter.item) == ("device-state", 1)

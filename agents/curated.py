@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from agents.deadletters import KafkaMessage, dead_letter
+from agents.deadletters import KafkaMessage, dead_letter, item_letters
 from connectors.kafka.producer import Record
 from schemas.envelopes import CuratedReader, Position
 from schemas.errors import ValidationFailure
@@ -113,16 +113,7 @@ class _BatchReader:
         except ValidationFailure as exc:
             letters.append(dead_letter(self.stage, message, exc, self.now))
             return 1
-        for failure in read.failures:
-            letter = dead_letter(
-                self.stage,
-                message,
-                failure.error,
-                self.now,
-                original=failure.original,
-                item=failure.index,
-            )
-            letters.append(letter)
+        letters += item_letters(self.stage, message, read.failures, self.now)
         positions = read.positions
         for n, item in enumerate(read.items):
             entry = devices.get(item.device_id)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from agents.metrics import METRICS
 from connectors.kafka.producer import Record
+from schemas.envelopes import ItemFailure
 from schemas.events import dead_letter_for, encode_dead_letter
 
 
@@ -51,3 +53,13 @@ def dead_letter(
         item=item,
     )
     return Record(key.encode() if key else None, encode_dead_letter(letter))
+
+
+def item_letters(
+    stage: str, message: KafkaMessage, failures: Sequence[ItemFailure], now: datetime
+) -> list[Record]:
+    """A dead letter for each item of ``message`` that did not decode (each names its index)."""
+    return [
+        dead_letter(stage, message, f.error, now, original=f.original, item=f.index)
+        for f in failures
+    ]

@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 
 from agents.context import WorkerContext
-from agents.deadletters import KafkaMessage, dead_letter
+from agents.deadletters import KafkaMessage, dead_letter, item_letters
 from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
@@ -201,11 +201,7 @@ class ReadingsSink:
         now: datetime,
     ) -> None:
         deadletter = self._deadletter
-        for failure in read.failures:
-            letter = dead_letter(
-                STAGE, message, failure.error, now, original=failure.original, item=failure.index
-            )
-            letters.add(deadletter, letter)
+        letters.extend(deadletter, item_letters(STAGE, message, read.failures, now))
         # Runs for every reading: locals instead of attribute look-ups.
         lines, origins, latest = rows.lines, rows.origins, rows.latest
         for n, curated in enumerate(read.items):

@@ -25,7 +25,7 @@ import msgspec
 
 from agents.context import WorkerContext
 from agents.curated import ITEMS_PER_TURN, Turns
-from agents.deadletters import dead_letter
+from agents.deadletters import dead_letter, item_letters
 from agents.metrics import timed
 from agents.outputs import Outputs
 from agents.retry import retry_until_done
@@ -161,11 +161,7 @@ def _add_readings(
 ) -> int:
     """Add an envelope's readings; returns how many items it held."""
     read = _reader.read(message.value)
-    for failure in read.failures:
-        letter = dead_letter(
-            STAGE, message, failure.error, now, original=failure.original, item=failure.index
-        )
-        letters.add(deadletter, letter)
+    letters.extend(deadletter, item_letters(STAGE, message, read.failures, now))
     devices = batch.devices
     for reading, raw in zip(read.items, read.raws(), strict=True):
         device = merging.get(reading.device_id)

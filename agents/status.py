@@ -180,8 +180,8 @@ class DeviceStatus:
         return None if value is None else decode_device_state(value)
 
     async def apply(self, events: list[Any], batch: Batch, now: datetime, turn: Turns) -> None:
-        """The batch's new readings into the table (``agents.device_state`` read it and acks it
-        once the rollups are written too)."""
+        """The batch's new readings into the table (``agents.device_state`` read the batch; it is
+        acked once the rollups of the same batch are written too, by ``Rollups.apply``)."""
         writes: list[tuple[Any, DeviceState]] = []
         async with self.lock:
             outputs = Outputs()

@@ -131,12 +131,18 @@ def rollups_of(device_id: str, touched: Touched) -> list[Rollup]:
 def _add(window: Window, sensors: dict[str, Any]) -> None:
     """Add a reading's numeric fields to a window's aggregates (count, min, max, sum)."""
     for sensor, values in sensors.items():
-        if not isinstance(values, dict):
+        if values.__class__ is not dict:
             continue
+        names = _FIELD_NAMES.get(sensor)
+        if names is None:
+            names = _names_of(sensor)
         for field, value in values.items():
-            if value.__class__ is bool or not isinstance(value, int | float):
+            kind = value.__class__
+            if kind is not int and kind is not float:  # JSON numbers only: booleans are skipped
                 continue
-            name = f"{sensor}.{field}"
+            name = names.get(field)
+            if name is None:
+                name = _name_of(names, sensor, field)
             aggregate = window.get(name)
             if aggregate is None:
                 window[name] = [1, value, value, value]
@@ -144,9 +150,30 @@ def _add(window: Window, sensors: dict[str, Any]) -> None:
             aggregate[0] += 1
             if value < aggregate[1]:
                 aggregate[1] = value
-            if value > aggregate[2]:
+            elif value > aggregate[2]:  # never both: min <= max
                 aggregate[2] = value
             aggregate[3] += value
+
+
+_FIELD_NAMES: dict[str, dict[str, str]] = {}
+"""``"<sensor>.<field>"`` by sensor and field, built once: an f-string per field and reading was
+a fifth of what adding a reading cost."""
+_NAMES_KEPT = 1000
+"""A bound, not an LRU: generic sensors name their own fields."""
+
+
+def _names_of(sensor: str) -> dict[str, str]:
+    if len(_FIELD_NAMES) >= _NAMES_KEPT:
+        _FIELD_NAMES.clear()
+    names = _FIELD_NAMES[sensor] = {}
+    return names
+
+
+def _name_of(names: dict[str, str], sensor: str, field: str) -> str:
+    if len(names) >= _NAMES_KEPT:
+        names.clear()
+    name = names[field] = f"{sensor}.{field}"
+    return name
 
 
 def _rollup(device_id: str, start: int, name: str, aggregate: list[Any]) -> Rollup:

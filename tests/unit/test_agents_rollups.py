@@ -4,7 +4,11 @@ when each device is published and each batch acked."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
+
+from agents import rollups as rollups_module
 from agents.curated import Item
 from agents.rollups import Due, PendingRollups, RollupTracker, slot_of
 from connectors.postgres.rollups import newest
@@ -36,6 +40,26 @@ def test_windows_hold_count_min_max_mean_per_field_and_skip_booleans() -> None:
     second = by_window[(T0 + timedelta(minutes=1), "mq134.gas_concentration")]
     assert (second.count, second.sum) == (1, 5)
     assert {r.field for r in rollups} == {"mq134.gas_concentration"}
+
+
+def test_fields_beyond_the_name_cache_bound_still_aggregate_under_their_own_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rollups_module, "_NAMES_KEPT", 2)
+    monkeypatch.setattr(rollups_module, "_FIELD_NAMES", {})
+    sensors: dict[str, Any] = {
+        sensor: {"a": 1, "b": 2.5, "c": 3, "flag": False} for sensor in ("s1", "s2", "s3")
+    }
+    readings = [
+        Item(event_id=f"e{n}", device_id="gen-1", ts=T0, received_at=T0, sensors=sensors)
+        for n in range(3)
+    ]
+    _, rollups = RollupTracker(grace_s=30).apply(None, "gen-1", readings)
+    assert {(r.field, r.count, r.sum) for r in rollups} == {
+        (f"{sensor}.{field}", 3, 3 * value)
+        for sensor in ("s1", "s2", "s3")
+        for field, value in (("a", 1), ("b", 2.5), ("c", 3))
+    }
 
 
 def test_a_late_reading_within_the_grace_period_updates_its_window() -> None:

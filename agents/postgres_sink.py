@@ -187,8 +187,7 @@ class ReadingsSink:
         refused = await self._write(rows.lines, 0, len(rows.lines))
         for index, error in refused:
             message, read, n = rows.origins[index]
-            item = read.raws()[n]
-            letters.add(self._deadletter, self._refused(message, item, error, now))
+            letters.add(self._deadletter, self._refused(message, read, n, error, now))
         await self._update_last_seen(rows.latest)
         return letters
 
@@ -219,16 +218,21 @@ class ReadingsSink:
             latest.add(curated.device_id, curated.received_at)
 
     def _refused(
-        self, message: KafkaMessage, item: msgspec.Raw, error: Exception, now: datetime
+        self,
+        message: KafkaMessage,
+        read: CuratedRead[_CuratedRow],
+        n: int,
+        error: Exception,
+        now: datetime,
     ) -> Record:
-        """The dead letter of a row Postgres refused (its item decoded once already)."""
-        curated, _ = to_line(item)
+        """The dead letter of a row Postgres refused: the item as read, and its bytes."""
+        curated = read.items[n]
         return dead_letter(
             STAGE,
             message,
             error,
             now,
-            original=bytes(item),
+            original=bytes(read.raws()[n]),
             key=curated.device_id,
             event_id=curated.event_id,
         )

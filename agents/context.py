@@ -83,7 +83,7 @@ class WorkerContext:
         """The worker's output producer, started on first use."""
         async with self._producer_lock:
             if self._producer is None:
-                producer = EventProducer(_output_config(self.settings))
+                producer = EventProducer(output_producer_config(self.settings))
                 await producer.start()
                 self._producer = producer
             return self._producer
@@ -114,7 +114,7 @@ class WorkerContext:
             self._producer = None
 
 
-def _output_config(settings: Settings) -> ProducerConfig:
+def output_producer_config(settings: Settings) -> ProducerConfig:
     kafka = settings.kafka
     return ProducerConfig(
         bootstrap_servers=kafka.bootstrap_servers,

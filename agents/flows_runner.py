@@ -25,16 +25,15 @@ from typing import Any
 
 import msgspec
 
-from agents.deadletters import KafkaMessage, dead_letter
+from agents.deadletters import KafkaMessage, dead_letter, item_letters
 from agents.outputs import Outputs
 from connectors.kafka.producer import Record
-from schemas.envelopes import Position, decode_curated_envelope
+from schemas.envelopes import CuratedRead, CuratedReader, Position
 from schemas.errors import ValidationFailure
 from schemas.flow_engine import alerts
 from schemas.flow_engine.catalog import FlowSet
 from schemas.flow_engine.engine import CompiledFlow, Outbound, ReadingView, RunResult
 from schemas.flows import encode
-from schemas.validation import decode_json
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class FlowReading(msgspec.Struct, frozen=True):
     tags: list[str] = []
 
 
-_reading_decoder = msgspec.json.Decoder(FlowReading)
+_reader = CuratedReader(FlowReading, positions=True)
 
 
 @dataclass
@@ -106,14 +105,16 @@ class FlowRunner:
             return result
         for index, message in enumerate(messages):
             try:
-                envelope = decode_curated_envelope(message.value)
+                read = _reader.read(message.value)
             except ValidationFailure as exc:
                 self._letter(result, dead_letter(STAGE, message, exc, now))
                 continue
-            positions = envelope.positions
-            for n, item in enumerate(envelope.items):
-                position = None if positions is None else positions[n]
-                self._item(result, flowset, state_of, now, index, message, n, item, position)
+            for letter in item_letters(STAGE, message, read.failures, now):
+                self._letter(result, letter)
+            positions = read.positions
+            for k in range(len(read.items)):
+                position = None if positions is None else positions[k]
+                self._item(result, flowset, state_of, now, index, message, read, k, position)
         return result
 
     def _item(
@@ -124,16 +125,12 @@ class FlowRunner:
         now: datetime,
         index: int,
         message: KafkaMessage,
-        n: int,
-        item: msgspec.Raw,
+        read: CuratedRead[FlowReading],
+        k: int,
         position: Position | None,
     ) -> None:
-        try:
-            reading = decode_json(_reading_decoder, item)
-        except ValidationFailure as exc:
-            letter = dead_letter(STAGE, message, exc, now, original=bytes(item), item=n)
-            self._letter(result, letter)
-            return
+        """The ``k``-th reading of ``read`` through the flows that match it."""
+        reading = read.items[k]
         device_flows = flowset.for_device(reading.device_id, reading.tags, reading.profile)
         flows = FlowSet.for_reading(device_flows, reading.sensors)
         if not flows:
@@ -154,10 +151,10 @@ class FlowRunner:
                     message,
                     run.error,
                     now,
-                    original=bytes(item),
+                    original=bytes(read.raws()[k]),
                     key=reading.device_id,
                     event_id=reading.event_id,
-                    item=n,
+                    item=read.indexes[k],
                 )
                 self._letter(result, letter)
                 continue

@@ -127,6 +127,26 @@ def test_unreadable_envelopes_are_dead_lettered_and_no_flows_means_no_work() -> 
     assert empty.outputs.by_topic == {} and empty.states == {}
 
 
+def test_a_bad_item_is_its_own_dead_letter_and_the_items_after_it_keep_their_place() -> None:
+    """The envelope is read whole; the items after a bad one keep their index, bytes and
+    position (in the letters of a failing flow and in the device's state)."""
+    broken = ("broken", {"name": "b", "nodes": [{"id": "f", "type": "filter", "expr": "x > 1"}]})
+    bad = b'{"event_id":"bad","device_id":"d1"}'  # no ts, no sensors
+    items = [item("d1", 1, 0), bad, item("d1", 1, 20)]
+    message = Message(curated_envelope(items, [(0, 7, n) for n in range(3)]))
+
+    result = RUNNER.run_batch([message], flowset(broken), nothing, T0)
+
+    letters = [decode_dead_letter(r.value or b"") for r in result.outputs.records("deadletters")]
+    by_stage = sorted(((x.stage, x.item, x.original) for x in letters), key=lambda x: x[1] or 0)
+    assert by_stage == [
+        ("flow.broken", 0, items[0]),
+        ("flows", 1, bad),
+        ("flow.broken", 2, items[2]),
+    ]
+    assert result.states["d1"][1].positions == {"0": (7, 2)}
+
+
 def call(kind: str = "http", retries: int = 2) -> Outbound:
     return Outbound(
         flow_id="f",

@@ -21,7 +21,15 @@ import cel
 import msgspec
 
 from schemas.errors import FieldError, ValidationFailure
-from schemas.flow_engine.expressions import CompileError, EvaluationError, Expression, Template
+from schemas.flow_engine.expressions import (
+    EVERYTHING,
+    NOTHING,
+    CompileError,
+    EvaluationError,
+    Expression,
+    Needs,
+    Template,
+)
 from schemas.flow_engine.schedule import in_schedule
 from schemas.flows import (
     AlertNode,
@@ -43,7 +51,9 @@ Outcome = Literal["passed", "stopped", "error", "planned", "evaluated"]
 @dataclass
 class ReadingView:
     """What a flow sees of one curated reading; the CEL context is built once per reading and
-    shared by every flow that runs on it (building it is the expensive part)."""
+    shared by every flow that runs on it (building it is the expensive part). It holds only what
+    the flows run so far read (:class:`Needs`): a flow that reads ``sensors.mq134`` costs the
+    conversion of that sensor's fields, not of the whole reading."""
 
     event_id: str
     device_id: str
@@ -53,37 +63,74 @@ class ReadingView:
     device: dict[str, Any]
     """``id``, ``name``, ``profile``, ``tags``, ``location``, ``timezone`` (default ``UTC``)."""
     _context: cel.Context | None = None
-    _fields: int = 0
-    """id() of the ``fields`` dict the context holds, 0 when it must be handed over again:
-    handing a dict to CEL converts it (~1-5 µs), so that happens only when a run begins with
-    a non-empty context or a node changed a field (:meth:`fields_changed`)."""
-    _empty: bool = True
+    _given: frozenset[str] = frozenset()
+    """The roots handed to the context so far (``fields`` aside)."""
+    _sensor_types: frozenset[str] | None = frozenset()
+    """The sensor types ``sensors`` holds in the context; None for the whole map."""
+    _met: Needs | None = None
+    """The needs last met: a flow's every expression asks with the same object."""
+    _fields_held: dict[str, Any] | None = None
+    """The ``fields`` dict last handed over (held, so its id is never another run's). Handing a
+    dict to CEL converts it (~1-5 µs): it is handed again only when a node changed it
+    (:meth:`fields_changed`) or a run with other fields begins."""
+    _fields_stale: bool = False
+    _fields_empty: bool = True
+    """Whether the context's ``fields`` is an empty map (a new run's empty fields match it)."""
 
     @property
     def timezone(self) -> str:
         return str(self.device.get("timezone") or "UTC")
 
-    def context(self, fields: dict[str, Any]) -> cel.Context:
-        if self._context is None:
-            self._context = cel.Context(
-                {
-                    "device": self.device,
-                    "sensors": self.sensors,
-                    "ts": self.ts,
-                    "event_id": self.event_id,
-                    "metadata": dict(self.metadata or {}),
-                    "fields": {},
-                }
-            )
-            self._empty = True
-        if id(fields) != self._fields and (fields or not self._empty):
-            self._context.add_variable("fields", fields)
-            self._empty = not fields
-        self._fields = id(fields)
-        return self._context
+    def context(self, fields: dict[str, Any], needs: Needs = EVERYTHING) -> cel.Context:
+        context = self._context
+        if context is None:
+            context = self._context = cel.Context()
+        if needs is not self._met:
+            self._give(context, needs)
+            self._met = needs
+        if "fields" in needs.roots and self._fields_outdated(fields):
+            context.add_variable("fields", fields)
+            self._fields_held, self._fields_stale, self._fields_empty = fields, False, not fields
+        return context
+
+    def _fields_outdated(self, fields: dict[str, Any]) -> bool:
+        held = self._fields_held
+        if held is None:
+            return True
+        if fields is held:
+            return self._fields_stale
+        return bool(fields) or not self._fields_empty
+
+    def _give(self, context: cel.Context, needs: Needs) -> None:
+        """Hand the context what ``needs`` reads and it does not hold yet."""
+        for root in needs.roots - self._given:
+            if root == "device":
+                context.add_variable("device", self.device)
+            elif root == "ts":
+                context.add_variable("ts", self.ts)
+            elif root == "event_id":
+                context.add_variable("event_id", self.event_id)
+            elif root == "metadata":
+                context.add_variable("metadata", dict(self.metadata or {}))
+        if "sensors" in needs.roots:
+            self._give_sensors(context, needs.sensor_types)
+        self._given |= needs.roots - {"fields"}
+
+    def _give_sensors(self, context: cel.Context, wanted: frozenset[str] | None) -> None:
+        held = self._sensor_types
+        if "sensors" in self._given and (held is None or (wanted is not None and wanted <= held)):
+            return
+        if wanted is None or held is None:
+            context.add_variable("sensors", self.sensors)
+            self._sensor_types = None
+            return
+        types = held | wanted
+        sensors = self.sensors
+        context.add_variable("sensors", {name: sensors[name] for name in types if name in sensors})
+        self._sensor_types = types
 
     def fields_changed(self) -> None:
-        self._fields = 0
+        self._fields_stale = True
 
     def variables(self, flow: CompiledFlow, fields: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -188,6 +235,11 @@ class CompiledFlow:
         self.nodes = definition.nodes
         self.alert = definition.alert
         self._compiled = [_compile_node(index, node) for index, node in enumerate(self.nodes)]
+        self.needs = NOTHING
+        """What the flow's expressions read of a reading (:meth:`ReadingView.context`)."""
+        for compiled in self._compiled:
+            for expression in compiled.expressions():
+                self.needs |= expression.needs
 
     @property
     def stage(self) -> str:
@@ -228,6 +280,9 @@ def call_id(flow_id: str, version: int, node_id: str, event_id: str) -> str:
 
 
 class _Compiled:
+    def expressions(self) -> list[Expression]:
+        raise NotImplementedError
+
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
@@ -243,10 +298,13 @@ class _Filter(_Compiled):
         self.node = node
         self.expr = Expression(node.expr, node_id=node.id, loc=_loc(index, "expr"))
 
+    def expressions(self) -> list[Expression]:
+        return [self.expr]
+
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
-        passed = self.expr.boolean(view.context(fields))
+        passed = self.expr.boolean(view.context(fields, flow.needs))
         return Step(self.node.id, "filter", "passed" if passed else "stopped", {"result": passed})
 
 
@@ -258,12 +316,15 @@ class _Transform(_Compiled):
             for name, source in node.set.items()
         }
 
+    def expressions(self) -> list[Expression]:
+        return list(self.exprs.values())
+
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
         computed: dict[str, Any] = {}
         for name, expr in self.exprs.items():
-            computed[name] = _plain(expr.evaluate(view.context(fields)))
+            computed[name] = _plain(expr.evaluate(view.context(fields, flow.needs)))
             fields[name] = computed[name]
             view.fields_changed()
         return Step(self.node.id, "transform", "passed", {"set": computed})
@@ -274,10 +335,13 @@ class _Threshold(_Compiled):
         self.node = node
         self.value = Expression(node.value, node_id=node.id, loc=_loc(index, "value"))
 
+    def expressions(self) -> list[Expression]:
+        return [self.value]
+
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
-        value = self.value.number(view.context(fields))
+        value = self.value.number(view.context(fields, flow.needs))
         node = self.node
         beyond = (node.above is not None and value > node.above) or (
             node.below is not None and value < node.below
@@ -317,6 +381,9 @@ class _Integration(_Compiled):
             if isinstance(node, KafkaNode) and node.key is not None
             else None
         )
+
+    def expressions(self) -> list[Expression]:
+        return [] if self.body is None else [self.body]
 
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
@@ -370,7 +437,7 @@ class _Integration(_Compiled):
         if self.body is None:
             value: Any = message(flow, view, fields)
         else:
-            value = _plain(self.body.evaluate(view.context(fields)))
+            value = _plain(self.body.evaluate(view.context(fields, flow.needs)))
         try:
             return _json.encode(value)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -398,10 +465,14 @@ class _Alert(_Compiled):
             else None
         )
 
+    def expressions(self) -> list[Expression]:
+        optional = (self.clear, self.value)
+        return [self.condition, *(expression for expression in optional if expression)]
+
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
-        context = view.context(fields)
+        context = view.context(fields, flow.needs)
         condition = self.condition.boolean(context)
         clear = not condition if self.clear is None else self.clear.boolean(context)
         value = None if self.value is None else self.value.number(context)

@@ -29,6 +29,7 @@ from schemas.flow_engine.expressions import (
     Expression,
     Needs,
     Template,
+    interned,
 )
 from schemas.flow_engine.schedule import in_schedule
 from schemas.flows import (
@@ -240,6 +241,7 @@ class CompiledFlow:
         for compiled in self._compiled:
             for expression in compiled.expressions():
                 self.needs |= expression.needs
+        self.needs = interned(self.needs)
 
     @property
     def stage(self) -> str:
@@ -304,7 +306,7 @@ class _Filter(_Compiled):
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
-        passed = self.expr.boolean(view.context(fields, flow.needs))
+        passed = self.expr.boolean(view, fields, flow.needs)
         return Step(self.node.id, "filter", "passed" if passed else "stopped", {"result": passed})
 
 
@@ -324,7 +326,7 @@ class _Transform(_Compiled):
     ) -> Step:
         computed: dict[str, Any] = {}
         for name, expr in self.exprs.items():
-            computed[name] = _plain(expr.evaluate(view.context(fields, flow.needs)))
+            computed[name] = _plain(expr.evaluate(view, fields, flow.needs))
             fields[name] = computed[name]
             view.fields_changed()
         return Step(self.node.id, "transform", "passed", {"set": computed})
@@ -341,7 +343,7 @@ class _Threshold(_Compiled):
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
-        value = self.value.number(view.context(fields, flow.needs))
+        value = self.value.number(view, fields, flow.needs)
         node = self.node
         beyond = (node.above is not None and value > node.above) or (
             node.below is not None and value < node.below
@@ -437,7 +439,7 @@ class _Integration(_Compiled):
         if self.body is None:
             value: Any = message(flow, view, fields)
         else:
-            value = _plain(self.body.evaluate(view.context(fields, flow.needs)))
+            value = _plain(self.body.evaluate(view, fields, flow.needs))
         try:
             return _json.encode(value)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -472,10 +474,10 @@ class _Alert(_Compiled):
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
     ) -> Step:
-        context = view.context(fields, flow.needs)
-        condition = self.condition.boolean(context)
-        clear = not condition if self.clear is None else self.clear.boolean(context)
-        value = None if self.value is None else self.value.number(context)
+        needs = flow.needs
+        condition = self.condition.boolean(view, fields, needs)
+        clear = not condition if self.clear is None else self.clear.boolean(view, fields, needs)
+        value = None if self.value is None else self.value.number(view, fields, needs)
         variables = view.variables(flow, fields)
         variables["value"] = value
         text = "" if self.message is None else self.message.render(variables)

@@ -16,7 +16,7 @@ import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import cel
 
@@ -49,6 +49,18 @@ class Needs:
         return Needs(self.roots | other.roots, types)
 
 
+_INTERNED: dict[Needs, Needs] = {}
+_INTERNED_KEPT: Final = 10_000
+
+
+def interned(needs: Needs) -> Needs:
+    """One object for equal needs: a reading's context checks them by identity first, so flows
+    that read the same share that check."""
+    if len(_INTERNED) >= _INTERNED_KEPT:
+        _INTERNED.clear()
+    return _INTERNED.setdefault(needs, needs)
+
+
 NOTHING: Final = Needs(frozenset(), frozenset())
 EVERYTHING: Final = Needs()
 
@@ -78,6 +90,32 @@ def selected_sensor_types(source: str) -> frozenset[str] | None:
             return None
         types.add(selected.group(1))
     return frozenset(types)
+
+
+class ContextSource(Protocol):
+    """Gives the CEL context of a reading (``engine.ReadingView``)."""
+
+    def context(self, fields: dict[str, Any], needs: Needs) -> cel.Context: ...
+
+
+_FIELD_PATH: Final = re.compile(r"\s*fields((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)+)\s*")
+_UNSURE: Final = object()
+_SAME_IN_CEL: Final = frozenset({bool, float, str, type(None)})
+_INT64: Final = range(-(2**63), 2**63)
+
+
+def _field_value(fields: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """``fields.<path>`` as CEL would give it, or ``_UNSURE`` when only CEL can say: a missing
+    key (CEL's error), a value CEL converts on the way (an int past 64 bits, a list, a map)."""
+    value: Any = fields
+    for name in path:
+        if type(value) is not dict or name not in value:
+            return _UNSURE
+        value = value[name]
+    kind = type(value)
+    if kind in _SAME_IN_CEL or (kind is int and value in _INT64):
+        return value
+    return _UNSURE
 
 
 class EvaluationError(FleetError):
@@ -112,7 +150,7 @@ _EVAL_ERRORS: Final = (
 class Expression:
     """One compiled CEL program of node ``node_id``'s ``field``."""
 
-    __slots__ = ("field", "needs", "node_id", "program", "source")
+    __slots__ = ("field", "needs", "node_id", "path", "program", "source")
 
     def __init__(self, source: str, *, node_id: str, loc: Loc) -> None:
         self.source = source
@@ -124,28 +162,42 @@ class Expression:
             message = f"node {node_id!r}: not a valid CEL expression: {one_line(str(exc))}"
             raise CompileError(FieldError(loc, message, "expression")) from exc
         self.needs = needs_of(source, self.program.variables())
+        path = _FIELD_PATH.fullmatch(source)
+        self.path = None if path is None else tuple(_names(path.group(1)))
+        """A plain ``fields.<name>`` read in Python: handing ``fields`` to CEL after every node
+        that set one (~2.4 µs) cost more than the read itself."""
 
-    def evaluate(self, context: cel.Context) -> Any:
+    def evaluate(self, source: ContextSource, fields: dict[str, Any], needs: Needs) -> Any:
+        """The value for a reading whose CEL context ``source`` gives; ``needs`` are those of
+        the whole flow (one object per flow: the context is checked once per flow run)."""
+        if self.path is not None:
+            value = _field_value(fields, self.path)
+            if value is not _UNSURE:
+                return value
         try:
-            return self.program.execute(context)
+            return self.program.execute(source.context(fields, needs))
         except _EVAL_ERRORS as exc:
             raise EvaluationError(self.node_id, self.field, _describe(exc)) from exc
 
-    def boolean(self, context: cel.Context) -> bool:
-        result = self.evaluate(context)
+    def boolean(self, source: ContextSource, fields: dict[str, Any], needs: Needs) -> bool:
+        result = self.evaluate(source, fields, needs)
         if not isinstance(result, bool):
             raise EvaluationError(
                 self.node_id, self.field, f"expected a bool, got {type(result).__name__}"
             )
         return result
 
-    def number(self, context: cel.Context) -> float:
-        result = self.evaluate(context)
+    def number(self, source: ContextSource, fields: dict[str, Any], needs: Needs) -> float:
+        result = self.evaluate(source, fields, needs)
         if isinstance(result, bool) or not isinstance(result, int | float):
             raise EvaluationError(
                 self.node_id, self.field, f"expected a number, got {type(result).__name__}"
             )
         return float(result)
+
+
+def _names(dotted: str) -> list[str]:
+    return [name.strip() for name in dotted.split(".")[1:]]
 
 
 def _describe(exc: BaseException) -> str:

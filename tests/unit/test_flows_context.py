@@ -74,7 +74,7 @@ EXPRESSIONS = [
 
 def outcome(expression: Expression, context_of: ReadingView, needs: Needs) -> Any:
     try:
-        return expression.evaluate(context_of.context({}, needs))
+        return expression.evaluate(context_of, {}, needs)
     except EvaluationError as exc:
         return ("error", str(exc))
 
@@ -120,3 +120,48 @@ def test_fields_are_handed_again_when_a_node_changed_them_or_a_new_run_begins() 
     # The next flow's run begins with its own empty fields: the context must not keep k.
     assert shared.context({}, needs).variables["fields"] == {}
     assert shared.context({"j": 2}, needs).variables["fields"] == {"j": 2}
+
+
+class NoContext:
+    """A context source for reads that must not need one."""
+
+    def context(self, fields: dict[str, Any], needs: Needs) -> Any:
+        raise AssertionError("CEL was asked")
+
+
+@pytest.mark.parametrize("value", [1, -7, 2.5, True, "on", None, 2**70, [1, 2], {"a": 1}, (1, 2)])
+def test_a_plain_field_read_gives_what_cel_gives(value: Any) -> None:
+    plain = Expression("fields.k", node_id="n", loc=("nodes", 0, "value"))
+    fields = {"k": value}
+    through_cel = plain.program.execute(view().context(fields, EVERYTHING))
+    assert plain.evaluate(view(), fields, plain.needs) == through_cel
+    assert type(plain.evaluate(view(), fields, plain.needs)) is type(through_cel)
+
+
+@pytest.mark.parametrize(
+    ("source", "fields"),
+    [
+        ("fields.k", {}),
+        ("fields.k.x", {"k": 1}),
+        ("fields.k.x", {"k": {"y": 1}}),
+    ],
+)
+def test_a_plain_field_read_fails_as_cel_fails(source: str, fields: dict[str, Any]) -> None:
+    plain = Expression(source, node_id="n", loc=("nodes", 0, "value"))
+    through_cel = Expression(f"({source})", node_id="n", loc=("nodes", 0, "value"))
+    assert plain.path is not None and through_cel.path is None
+    with pytest.raises(EvaluationError) as ours:
+        plain.evaluate(view(), fields, plain.needs)
+    with pytest.raises(EvaluationError) as cels:
+        through_cel.evaluate(view(), fields, through_cel.needs)
+    assert str(ours.value) == str(cels.value)
+
+
+def test_simple_plain_reads_do_not_ask_cel() -> None:
+    nested = Expression(" fields . a.b ", node_id="n", loc=("nodes", 0, "value"))
+    assert nested.path == ("a", "b")
+    assert nested.evaluate(NoContext(), {"a": {"b": 3.5}}, nested.needs) == 3.5
+    not_plain = Expression("fields.k + 1", node_id="n", loc=("nodes", 0, "value"))
+    assert not_plain.path is None
+    with pytest.raises(AssertionError, match="CEL was asked"):
+        not_plain.evaluate(NoContext(), {"k": 1}, not_plain.needs)

@@ -158,7 +158,8 @@ class FlowRunner:
                 )
                 self._letter(result, letter)
                 continue
-            result.calls.extend((call, message) for call in run.outbound)
+            if run.outbound:
+                result.calls.extend((call, message) for call in run.outbound)
             if run.alert is not None and flow.alert is not None:
                 self._alert(result, state, flow, reading, run, now)
 

@@ -35,11 +35,11 @@ class TableRows:
     """Rows of one table for one batch, written by :meth:`write`."""
 
     table: Any
-    rows: list[tuple[Any, bytes, bytes]] = field(default_factory=list)
+    rows: list[tuple[Any, bytes, bytes | None]] = field(default_factory=list)
 
-    def add(self, event: Any, key: bytes, value: bytes) -> None:
+    def add(self, event: Any, key: bytes, value: bytes | None) -> None:
         """``key`` → ``value`` in the partition of ``event`` (a Faust event, or a stand-in
-        with ``message.partition``)."""
+        with ``message.partition``); None deletes the row (a changelog tombstone)."""
         self.rows.append((event, key, value))
 
     async def write(self, publish: Callable[[Outputs], Awaitable[None]]) -> None:

@@ -9,6 +9,9 @@ their cost follows the fleet, not the rate of readings, and a reading reaches Re
 later. Sensor objects stay encoded while a batch is read: only each device's last object of
 each sensor type is decoded.
 
+A tombstone on the status topic (a device deleted from the registry, ``agents.status``) deletes
+the device's two hashes.
+
 Delivery: at-least-once. Hashes are overwritten with the same values on a redelivery; a
 transition applies once per ``seq``; pub/sub messages and the legacy list can repeat a reading
 after a crash, and subscribers that must not double count dedupe on ``event_id``.
@@ -140,6 +143,8 @@ async def merge(
             if message.topic == readings_topic:
                 read = _add_readings(merging, batch, message, letters, deadletter_topic, now)
                 await turn.took(read)
+            elif message.value is None and message.key:
+                batch.deleted.append(message.key.decode(errors="replace"))  # a status tombstone
             else:
                 change = decode_status_change(message.value or b"")
                 batch.changes.append((change, message.value or b""))

@@ -25,6 +25,11 @@ batch step and the timer, so they never hand out the same ``seq``.
 
 While the table recovers (after a start or a rebalance) the timer does nothing and the web view
 answers 503 "recovering" instead of a wrong default.
+
+A device deleted from the registry (a tombstone on ``fleet.devices.v1``) loses its live state:
+the timer publishes a tombstone for it on ``fleet.device-status.v1`` (the Redis sink deletes its
+hashes) and deletes its row, so an id registered again starts as never seen. Its readings,
+rollups and alerts stay: they are history.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 
 
 TABLE = "device-status"
+DELETED_KEPT_S = 3600.0
+"""How long a registry deletion is acted on (:meth:`DeviceStatus.forget_deleted`)."""
 
 
 @dataclass
@@ -200,6 +207,39 @@ class DeviceStatus:
             await self.ctx.publish(outputs)
             await self._write(writes, turn)
 
+    async def forget_deleted(self) -> None:
+        """Timer body: drop the state of devices deleted from the registry (those of our active
+        partitions that still have a row). A tombstone on the status topic first (the Redis sink
+        deletes the device's hashes; a device registered again starts unseen), then the row.
+        Deletions are looked at for DELETED_KEPT_S, so a reading still in flight when the device
+        was deleted cannot leave its state behind for good."""
+        cache = self.ctx.device_cache()
+        if not cache.caught_up or not self._table_ready():
+            return
+        deleted = cache.deleted(DELETED_KEPT_S)
+        if not deleted:
+            return
+        active = self._active_partitions()
+        async with self.lock:
+            gone = [
+                device_id
+                for device_id in deleted
+                if partition_for(device_id, self.partitions) in active
+                and self.table.get(device_id.encode()) is not None
+                and cache.get(device_id) is None  # not registered again meanwhile
+            ]
+            if not gone:
+                return
+            outputs = Outputs()
+            outputs.extend(self.status_topic, [Record(d.encode(), None) for d in gone])
+            await self.ctx.publish(outputs)
+            rows = TableRows(self.table)
+            for device_id in gone:
+                rows.add(self._partition_event(device_id), device_id.encode(), None)
+                self.deadlines.by_device.pop(device_id, None)
+            await rows.write(self.ctx.publish)
+        log.info("dropped the status of %d deleted devices", len(gone))
+
     async def expire_silent(self) -> None:
         """Timer body: offline transitions for the silent devices of our active partitions."""
         if not self._table_ready():
@@ -297,6 +337,7 @@ def register_timer(ctx: WorkerContext, status: DeviceStatus) -> None:
 
     async def expire_silent_devices() -> None:
         try:
+            await status.forget_deleted()
             await status.expire_silent()
         except asyncio.CancelledError:
             raise

@@ -77,9 +77,12 @@ def limit_fetch_wait(app: faust.App, max_wait_ms: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create_limited  # type: ignore[method-assign]
 
 
-def store_locally(table: Any, event: Any, key: bytes, value: bytes) -> None:
+def store_locally(table: Any, event: Any, key: bytes, value: bytes | None) -> None:
     """Write ``key`` to ``table``'s local store only, in ``event``'s partition: no changelog
-    record. For callers that produce the changelog record themselves, acked, beforehand
-    (``agents.changelog``)."""
+    record (``value`` None deletes it). For callers that produce the changelog record
+    themselves, acked, beforehand (``agents.changelog``)."""
     with writing_as(event):
-        table.data[key] = value
+        if value is None:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = value

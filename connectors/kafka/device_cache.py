@@ -14,6 +14,7 @@ not an online operation here).
 from __future__ import annotations
 
 import logging
+import time
 
 import msgspec
 
@@ -21,6 +22,9 @@ from connectors.kafka.compacted import TopicFollower, read_to_end
 from schemas.devices import Device, decode_device, hash_token, token_matches
 
 log = logging.getLogger(__name__)
+
+DELETIONS_KEPT = 100_000
+"""Most deletions remembered (:meth:`DeviceIndex.deleted`); the oldest half goes past it."""
 
 
 class DeviceIndex:
@@ -30,6 +34,9 @@ class DeviceIndex:
     def __init__(self) -> None:
         self._devices: dict[str, Device] = {}
         self._owners: dict[str, str] = {}
+        self._deleted: dict[str, float] = {}
+        """Device id → ``time.monotonic()`` when its tombstone was read, until it is registered
+        again: the worker drops the live state of deleted devices (``agents.status``)."""
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -45,6 +52,7 @@ class DeviceIndex:
         device_id = key.decode(errors="replace")
         if value is None:
             self._forget(device_id)
+            self._note_deleted(device_id)
             return
         try:
             device = decode_device(value)
@@ -56,12 +64,27 @@ class DeviceIndex:
             return
         previous = self._devices.get(device_id)
         self._devices[device_id] = device
+        self._deleted.pop(device_id, None)
         self._owners[device.token_hash] = device_id
         if previous is not None and previous.token_hash != device.token_hash:
             self._drop_owner(previous)
 
     def get(self, device_id: str) -> Device | None:
         return self._devices.get(device_id)
+
+    def deleted(self, within_s: float) -> list[str]:
+        """The devices whose tombstone was read in the last ``within_s`` seconds (a worker that
+        starts reads those still on the compacted topic) and that were not registered again."""
+        horizon = time.monotonic() - within_s
+        return [device_id for device_id, at in list(self._deleted.items()) if at >= horizon]
+
+    def _note_deleted(self, device_id: str) -> None:
+        deleted = self._deleted
+        deleted.pop(device_id, None)  # re-inserted: the dict stays in reading order
+        deleted[device_id] = time.monotonic()
+        if len(deleted) > DELETIONS_KEPT:
+            for oldest in list(deleted)[: DELETIONS_KEPT // 2]:
+                del deleted[oldest]
 
     def documents(self) -> dict[str, Device]:
         """A copy of every device, by id."""
@@ -103,6 +126,10 @@ class DeviceCache(TopicFollower):
 
     def get(self, device_id: str) -> Device | None:
         return self._index.get(device_id)
+
+    def deleted(self, within_s: float) -> list[str]:
+        """See :meth:`DeviceIndex.deleted`."""
+        return self._index.deleted(within_s)
 
     def documents(self) -> dict[str, Device]:
         """A copy of every device read so far, by id (the operator views list them)."""

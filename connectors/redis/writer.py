@@ -67,6 +67,8 @@ class RedisBatch:
     devices: dict[str, DeviceReadings] = field(default_factory=dict)
     changes: list[tuple[StatusChange, bytes]] = field(default_factory=list)
     """Transitions and their encoded records."""
+    deleted: list[str] = field(default_factory=list)
+    """Devices whose status was deleted (a tombstone on the status topic): their hashes go."""
 
 
 ALL_CHANNEL_CHUNK = 500
@@ -93,7 +95,8 @@ class RedisWriter:
             await self._pipe.execute(commands)
 
     def commands(self, batch: RedisBatch) -> list[Command]:
-        """The batch as commands: three per device, a few per batch, one per transition."""
+        """The batch as commands: three per device, a few per batch, one per transition and
+        per deleted device."""
         keys = self._keys
         commands: list[Command] = []
         every_item: list[bytes] = []
@@ -114,6 +117,8 @@ class RedisWriter:
             commands.append(("LPUSH", self._legacy_list, *every_item))
             commands.append(("LTRIM", self._legacy_list, 0, self._legacy_max - 1))
         commands += [self._transition(change, encoded) for change, encoded in batch.changes]
+        # Last: a device deleted in this batch ends without hashes, whatever came before.
+        commands += [("DEL", keys.status(d), keys.latest(d)) for d in batch.deleted]
         return commands
 
     def _transition(self, change: StatusChange, encoded: bytes) -> Command:

@@ -137,3 +137,53 @@ async def test_a_silent_device_goes_offline_and_back_online_each_transition_once
     ]
     assert [(c.seq, c.online) for c in changes[chatty]] == [(1, True)]
     await redis.aclose()
+
+
+async def test_a_deleted_device_loses_its_live_status_and_comes_back_as_never_seen(
+    fleet: Fleet, api_client: httpx.AsyncClient, pipeline: Settings, worker: WorkerProcess
+) -> None:
+    gone, kept = device_ids(2)
+    await fleet.enroll([gone, kept])
+    for device_id in (gone, kept):
+        assert (await fleet.post(reading(device_id, 0))).status_code == 202
+    redis = redis_client(pipeline)
+
+    async def both_seen() -> bool:
+        statuses = [await status_hash(redis, pipeline, d) for d in (gone, kept)]
+        latest = [await latest_hash(redis, pipeline, d) for d in (gone, kept)]
+        return all(s.get("online") == "1" for s in statuses) and all(latest)
+
+    await wait_until(both_seen, timeout_s=TIMEOUT_S, what=lambda: f"seen\n{worker.log_tail()}")
+    deleted = await api_client.delete(f"/api/v1/admin/devices/{gone}", headers=ADMIN)
+    assert deleted.status_code == 204, deleted.text
+
+    async def forgotten() -> bool:
+        status = await status_hash(redis, pipeline, gone)
+        return not status and not await latest_hash(redis, pipeline, gone)
+
+    await wait_until(forgotten, timeout_s=TIMEOUT_S, what=lambda: f"gone\n{worker.log_tail()}")
+    assert (await status_hash(redis, pipeline, kept)).get("online") == "1"
+    assert await latest_hash(redis, pipeline, kept)
+
+    # Registered again, the id starts as never seen, not with the deleted device's status ...
+    await fleet.enroll([gone])
+    answer = await api_client.get(f"/api/v1/devices/{gone}/status", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["online"], body["last_seen"], body["seq"], body["last_values"]) == (
+        False,
+        None,
+        0,
+        {},
+    )
+    # ... and the status table's row went too: its first reading is a first transition.
+    assert (await fleet.post(reading(gone, 1))).status_code == 202
+
+    async def online_from_scratch() -> bool:
+        status = await status_hash(redis, pipeline, gone)
+        return (status.get("online"), status.get("seq")) == ("1", "1")
+
+    await wait_until(
+        online_from_scratch, timeout_s=TIMEOUT_S, what=lambda: f"back\n{worker.log_tail()}"
+    )
+    await redis.aclose()

@@ -66,3 +66,22 @@ async def test_a_failed_publish_leaves_the_store_as_it_was(tmp_path: Path) -> No
     with pytest.raises(RuntimeError):
         await rows.write(publish)
     assert table.get(b"esp32-a") is None
+
+
+async def test_a_none_row_is_a_tombstone_and_leaves_the_store(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    kept = TableRows(table)
+    kept.add(event_in("curated", 1), b"esp32-a", b"state-a")
+    kept.add(event_in("curated", 1), b"esp32-b", b"state-b")
+    kept.store()
+    deleted = TableRows(table)
+    deleted.add(event_in("curated", 1), b"esp32-a", None)
+    deleted.add(event_in("curated", 1), b"esp32-never-stored", None)
+    records = deleted.outputs().records("changelog-test-device-status-changelog")
+    assert [(r.key, r.value, r.partition) for r in records] == [
+        (b"esp32-a", None, 1),
+        (b"esp32-never-stored", None, 1),
+    ]
+    deleted.store()
+    assert table.get(b"esp32-a") is None
+    assert table.get(b"esp32-b") == b"state-b"

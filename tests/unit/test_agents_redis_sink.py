@@ -54,6 +54,17 @@ async def test_a_batch_is_merged_per_device_latest_by_timestamp() -> None:
     assert len(letters.records("dead")) == 1
 
 
+async def test_a_status_tombstone_deletes_the_device_and_is_no_dead_letter() -> None:
+    tombstone = SinkMessage("status", 0, 7, b"esp32-gone", None, 0.0, None)
+    keyless = SinkMessage("status", 0, 8, None, None, 0.0, None)
+    batch, letters = await merge(
+        [tombstone, keyless], readings_topic="curated", deadletter_topic="dead", now=NOW
+    )
+    assert batch.deleted == ["esp32-gone"]
+    assert batch.changes == []
+    assert len(letters.records("dead")) == 1  # a tombstone without a key names no device
+
+
 def test_the_status_view_of_a_hash() -> None:
     view = status_from_hash(
         "esp32-a",

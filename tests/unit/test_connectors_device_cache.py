@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from connectors.kafka import device_cache
 from connectors.kafka.compacted import CatchUp
 from connectors.kafka.device_cache import DeviceIndex
 from schemas.devices import Device, encode_device, hash_token
@@ -94,3 +97,30 @@ def test_the_end_of_a_partition_counts_even_when_compaction_left_gaps() -> None:
     catch_up.read(0, 4)
     catch_up.at_end(0)
     assert catch_up.done
+
+
+def test_deletions_are_remembered_until_the_id_is_registered_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("connectors.kafka.device_cache.time.monotonic", lambda: clock[0])
+    index = DeviceIndex()
+    index.apply(b"esp-1", document("esp-1", "token-one-0123456"))
+    index.apply(b"esp-2", document("esp-2", "token-two-0123456"))
+    index.apply(b"esp-1", None)
+    index.apply(b"esp-3", None)  # deleted before this reader saw it registered: still a deletion
+    assert index.deleted(60) == ["esp-1", "esp-3"]
+
+    index.apply(b"esp-3", document("esp-3", "token-three-012345"))
+    clock[0] += 61
+    index.apply(b"esp-2", None)
+    assert index.deleted(60) == ["esp-2"]  # esp-1 is older than the window; esp-3 came back
+    assert index.deleted(120) == ["esp-1", "esp-2"]
+
+
+def test_the_deletions_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_cache, "DELETIONS_KEPT", 10)
+    index = DeviceIndex()
+    for n in range(11):
+        index.apply(f"esp-{n}".encode(), None)
+    assert index.deleted(3600) == [f"esp-{n}" for n in range(5, 11)]

@@ -80,5 +80,21 @@ def test_a_transition_calls_the_script_loaded_on_connecting_by_its_sha() -> None
     assert connect_commands(3) == [("SELECT", 3), ("SCRIPT", "LOAD", APPLY_TRANSITION)]
 
 
+def test_a_deleted_device_loses_both_hashes_after_whatever_the_batch_wrote() -> None:
+    change = StatusChange(
+        device_id="a",
+        seq=5,
+        online=True,
+        reason="reading",
+        changed_at=NOW,
+        last_seen=NOW,
+        timeout_s=60,
+    )
+    batch = RedisBatch({"a": device("a", b"{1}")}, changes=[(change, b"{c}")], deleted=["a"])
+    commands = writer().commands(batch)
+    assert [c[0] for c in commands] == ["HSET", "HSET", "PUBLISH", "PUBLISH", "EVALSHA", "DEL"]
+    assert commands[-1] == ("DEL", "p:device:a:status", "p:device:a:latest")
+
+
 async def test_an_empty_batch_sends_nothing() -> None:
     await writer().write(RedisBatch())  # port 1: any command would fail to connect

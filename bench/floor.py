@@ -17,7 +17,8 @@ Each step is timed on the pipeline benchmark's seed mix (``bench.data``, valid r
 process CPU time (librdkafka's threads included), best of ``--repeat``. The sum is a lower bound
 on the worker's CPU per reading; ``--worker-us`` (the pipeline benchmark's worker µs a reading)
 prints what is left for our own logic, and the budget a 50,000 readings/s worker has (decision
-34). Nothing is written to bench/RESULTS.md: copy the output there with the machine and command.
+34). Run alone it writes nothing to bench/RESULTS.md; ``make bench`` runs it last and adds its
+figures and the budget they leave (:func:`budget_lines`) to the run's block.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from agents.postgres_sink import _reader as postgres_reader
 from agents.redis_sink import _reader as redis_reader
 from bench.avro_encode import curated_mix
 from bench.data import encoded_items, group_envelopes, new_fleet, readings
+from bench.stats import Result
 from schemas.avro_codec import AvroEncoder
 from schemas.envelopes import curated_envelope, decode_raw_record, raw_envelope
 from schemas.events import CuratedReading, encode_curated
@@ -50,6 +52,8 @@ ENVELOPE_ITEMS = 100
 """Readings per raw and curated envelope, as the pipeline benchmark preloads them."""
 TARGET_RATE = 50_000
 CORES = 2
+SERVICES = ("worker", "kafka", "postgres", "redis")
+"""The processes a stored reading costs CPU in (a pipeline result's ``cpu_s``)."""
 
 
 def best_cpu_s(run: Callable[[], object], repeat: int) -> float:
@@ -172,6 +176,32 @@ def report(steps: Sequence[tuple[str, float]], worker_us: float | None) -> list[
             f"worker measured at {worker_us:.1f} µs: {worker_us - floor:.1f} µs are our own logic"
             f" and the framework; at {TARGET_RATE:,}/s they would have {budget - floor:.1f}"
         )
+    return lines
+
+
+def budget_lines(
+    steps: Sequence[tuple[str, float]], one_worker: Result | None, cores: int
+) -> list[str]:
+    """What the floor leaves at the target rate, given the one-worker pipeline run (RESULTS)."""
+    floor = sum(us for _, us in steps)
+    parts = "; ".join(f"{name} {us:.1f}" for name, us in steps)
+    lines = [
+        f"floor (`python -m bench.floor`): {floor:.1f} µs a reading in library calls ({parts})"
+    ]
+    budget = 1e6 / TARGET_RATE
+    if one_worker is None or not one_worker.readings:
+        return lines
+    per_reading = one_worker.cpu_per_million()  # CPU s per million readings = µs a reading
+    worker = per_reading.get("worker", 0.0)
+    total = sum(per_reading.get(name, 0.0) for name in SERVICES)
+    lines += [
+        f"budget: one worker took {worker:.1f} µs a reading, {worker - floor:.1f} of them in our "
+        f"code and Faust; at {TARGET_RATE:,}/s one worker has {budget:.0f} µs (its agents share "
+        f"one core), leaving {budget - floor:.1f} for them",
+        f"budget: the pipeline took {total:.1f} µs of CPU a reading in worker, Kafka, Postgres "
+        f"and Redis together: {cores} cores top out near {cores * 1e6 / total:,.0f} readings/s "
+        f"whatever the number of workers",
+    ]
     return lines
 
 

@@ -31,9 +31,9 @@ from bench.stats import Result
 from streams.settings import Settings, get_settings
 
 PIPELINE_TARGET = 50_000.0
+FLOOR_READINGS = 50_000
+"""Readings of the floor step (``bench.floor``): its figures settle by 50,000."""
 PROFILE_READINGS = 400_000
-PROFILE_LIMIT_S = 40.0
-"""The profile run needs its samples (from 4 to 14 s after the start), not every row."""
 PROFILE_LIMIT_S = 40.0
 """The profile run needs its samples (from 4 to 14 s after the start), not every row."""
 
@@ -62,6 +62,8 @@ class Plan:
     seed001_readings: int = 20_000
     profile: str = "auto"
     """py-spy on a worker: "auto" (when one worker misses its target), "always" or "never"."""
+    floor: bool = False
+    """Last: ``bench.floor`` in this process, and the budget it leaves beside the pipeline's."""
 
 
 def all_plan() -> Plan:
@@ -72,6 +74,7 @@ def all_plan() -> Plan:
         mqtt_readings=200_000,
         kafka_tools=True,
         per_message_baselines=True,
+        floor=True,
     )
 
 
@@ -185,7 +188,21 @@ def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
                 ),
             )
         )
+    if plan.floor:  # last: it tunes this process's garbage collector as the worker does
+        steps.append(("floor", lambda: _floor(ctx, results)))
     return steps
+
+
+def _floor(ctx: Context, results: list[Result]) -> list[Result]:
+    from bench import floor
+
+    ctx.progress(f"floor: timing the library calls of {FLOOR_READINGS:,} readings…")
+    steps = floor.measure(FLOOR_READINGS, 3, ctx.base)
+    one = next(
+        (r for r in results if r.scenario == "pipeline" and r.system.endswith("1 worker")), None
+    )
+    ctx.notes += floor.budget_lines(steps, one, read_machine().cores)
+    return []
 
 
 def _profile_if_needed(plan: Plan, ctx: Context, results: list[Result]) -> list[Result]:

@@ -112,6 +112,15 @@ def latency(
 
 
 @bench_app.command()
+def floor() -> None:
+    """The library calls every stored reading needs, in µs (``bench.floor``; ``all`` adds the
+    budget they leave beside the pipeline run)."""
+    from bench.harness import Plan
+
+    _run(Plan(floor=True))
+
+
+@bench_app.command()
 def baselines(
     kafka_tools: Annotated[bool, typer.Option(help="Kafka's perf tools")] = True,
     per_message: Annotated[bool, typer.Option(help="Faust per message, Quix, seed 001")] = True,

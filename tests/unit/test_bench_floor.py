@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from agents.curated import _reader as device_state_reader
-from bench.floor import curated_envelopes, raw_envelopes, report
+from bench.floor import budget_lines, curated_envelopes, raw_envelopes, report
+from bench.stats import Result
 from schemas.envelopes import decode_raw_record
 
 
@@ -46,3 +47,27 @@ def test_the_timed_envelopes_decode_whole_as_the_worker_reads_them() -> None:
     assert [len(r.items) for r in reads] == [100, 50]
     assert not any(r.failures for r in reads)
     assert reads[1].positions == [(0, 100, n) for n in range(50)]
+
+
+def test_the_budget_beside_a_pipeline_run_leaves_out_other_load() -> None:
+    one = Result(
+        "pipeline",
+        "fleetstream, 1 worker",
+        readings=1_000_000,
+        seconds=45.0,
+        cpu_s={"worker": 44.5, "kafka": 4.3, "postgres": 12.2, "redis": 1.3, "other": 9.0},
+    )
+    lines = budget_lines([("decode", 4.0), ("encode", 6.0)], one, cores=2)
+
+    assert lines[0] == (
+        "floor (`python -m bench.floor`): 10.0 µs a reading in library calls "
+        "(decode 4.0; encode 6.0)"
+    )
+    assert "one worker took 44.5 µs a reading, 34.5 of them in our code" in lines[1]
+    assert lines[1].endswith("leaving 10.0 for them")
+    # 62.3 µs: the outside load ("other") is not the pipeline's.
+    assert "62.3 µs of CPU a reading" in lines[2]
+    assert "2 cores top out near 32,103 readings/s" in lines[2]
+    assert budget_lines([("decode", 4.0)], None, cores=2) == [
+        "floor (`python -m bench.floor`): 4.0 µs a reading in library calls (decode 4.0)"
+    ]

@@ -105,15 +105,32 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_services(settings: Settings) -> int:
-    """Run API, worker and MQTT bridge as child processes until Ctrl-C or until one exits.
+    """Run API, worker and MQTT bridge as child processes until Ctrl-C, SIGTERM or until one
+    exits.
 
     Returns 0 when every child stopped cleanly (Ctrl-C reaches the children directly, as they
     share our terminal), 1 when one failed.
     """
-    children = {
-        name: subprocess.Popen([sys.executable, "-m", "cli.main", name])  # noqa: S603
-        for name in ("api", "worker", "mqtt")
-    }
+    # SIGTERM (a supervisor, `kill`) stops the children as Ctrl-C does: left to the default
+    # action, this process would die at once and leave API, worker and bridge running.
+    signal.signal(signal.SIGTERM, _terminated)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in ("api", "worker", "mqtt"):
+            children[name] = subprocess.Popen([sys.executable, "-m", "cli.main", name])  # noqa: S603
+        _announce(settings)
+        os.wait()
+    except (KeyboardInterrupt, Terminated):
+        say("stopping API, worker and bridge")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
+    _stop(list(children.values()))
+    failed = {name: child.returncode for name, child in children.items() if child.returncode > 0}
+    for name, code in failed.items():
+        say(f"{name} exited with status {code}")
+    return 1 if failed else 0
+
+
+def _announce(settings: Settings) -> None:
     api = settings.api
     say(f"API        http://{api.host}:{api.port}  (docs: /docs, health: /health/ready)")
     if settings.worker.web_enabled:
@@ -122,15 +139,14 @@ def run_services(settings: Settings) -> int:
     mqtt = settings.mqtt
     say(f"MQTT       mqtt://{mqtt.host}:{mqtt.port}  topics {mqtt.topics} (device_id + token)")
     say("Ctrl-C stops API, worker and bridge; `fleetstream stack down` stops the stack")
-    try:
-        os.wait()
-    except KeyboardInterrupt:
-        say("stopping API, worker and bridge")
-    _stop(list(children.values()))
-    failed = {name: child.returncode for name, child in children.items() if child.returncode > 0}
-    for name, code in failed.items():
-        say(f"{name} exited with status {code}")
-    return 1 if failed else 0
+
+
+class Terminated(Exception):
+    """SIGTERM while ``run_services`` waits for its children."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:

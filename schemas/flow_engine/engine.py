@@ -215,17 +215,26 @@ class Step:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class RunResult:
     trace: list[Step] = field(default_factory=list)
+    """The steps, when the run was traced (the dry run); the worker's runs are not."""
     outbound: list[Outbound] = field(default_factory=list)
     alert: AlertSignal | None = None
     error: EvaluationError | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    tracing: bool = True
+    stopped: bool = False
 
     @property
     def completed(self) -> bool:
-        return self.error is None and all(step.outcome != "stopped" for step in self.trace)
+        return self.error is None and not self.stopped
+
+    def step(self, node_id: str, kind: str, outcome: Outcome, detail: dict[str, Any]) -> Outcome:
+        """Note a node's outcome (a :class:`Step` when tracing) and return it."""
+        if self.tracing:
+            self.trace.append(Step(node_id, kind, outcome, detail))
+        return outcome
 
 
 class CompiledFlow:
@@ -251,18 +260,20 @@ class CompiledFlow:
     def stage(self) -> str:
         return f"flow.{self.flow_id}"
 
-    def run(self, view: ReadingView) -> RunResult:
-        result = RunResult()
+    def run(self, view: ReadingView, *, trace: bool = True) -> RunResult:
+        """One run on ``view``; ``trace`` keeps a :class:`Step` per node (the dry run shows
+        them; the worker, ~30 a reading with ten flows, does without)."""
+        result = RunResult(tracing=trace)
         fields: dict[str, Any] = result.fields
         for node, compiled in zip(self.nodes, self._compiled, strict=True):
             try:
-                step = compiled.run(self, view, fields, result)
+                outcome = compiled.run(self, view, fields, result)
             except EvaluationError as exc:
                 result.error = exc
-                result.trace.append(Step(node.id, _type(node), "error", {"error": str(exc)}))
+                result.step(node.id, _type(node), "error", {"error": str(exc)})
                 return result
-            result.trace.append(step)
-            if step.outcome == "stopped":
+            if outcome == "stopped":
+                result.stopped = True
                 return result
         return result
 
@@ -291,7 +302,7 @@ class _Compiled:
 
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
-    ) -> Step:
+    ) -> Outcome:
         raise NotImplementedError
 
 
@@ -309,9 +320,10 @@ class _Filter(_Compiled):
 
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
-    ) -> Step:
+    ) -> Outcome:
         passed = self.expr.boolean(view, fields, flow.needs)
-        return Step(self.node.id, "filter", "passed" if passed else "stopped", {"result": passed})
+        outcome: Outcome = "passed" if passed else "stopped"
+        return result.step(self.node.id, "filter", outcome, {"result": passed})
 
 
 class _Transform(_Compiled):
@@ -327,13 +339,13 @@ class _Transform(_Compiled):
 
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
-    ) -> Step:
+    ) -> Outcome:
         computed: dict[str, Any] = {}
         for name, expr in self.exprs.items():
             computed[name] = _plain(expr.evaluate(view, fields, flow.needs))
             fields[name] = computed[name]
             view.fields_changed()
-        return Step(self.node.id, "transform", "passed", {"set": computed})
+        return result.step(self.node.id, "transform", "passed", {"set": computed})
 
 
 class _Threshold(_Compiled):
@@ -346,7 +358,7 @@ class _Threshold(_Compiled):
 
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
-    ) -> Step:
+    ) -> Outcome:
         value = self.value.number(view, fields, flow.needs)
         node = self.node
         beyond = (node.above is not None and value > node.above) or (
@@ -355,7 +367,7 @@ class _Threshold(_Compiled):
         fields[node.id] = value
         view.fields_changed()
         outcome: Outcome = "passed" if beyond else "stopped"
-        return Step(node.id, "threshold", outcome, {"value": value})
+        return result.step(node.id, "threshold", outcome, {"value": value})
 
 
 class _Integration(_Compiled):
@@ -393,7 +405,7 @@ class _Integration(_Compiled):
 
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
-    ) -> Step:
+    ) -> Outcome:
         node = self.node
         variables = view.variables(flow, fields)
         body = self._body(flow, view, fields)
@@ -437,7 +449,8 @@ class _Integration(_Compiled):
             key = view.device_id if self.key is None else self.key.render(variables)
             outbound = replace(base, target=node.topic, key=key.encode(), timeout_s=10.0, retries=2)
         result.outbound.append(outbound)
-        return Step(node.id, outbound.kind, "planned", {"call": outbound.describe()})
+        detail = {"call": outbound.describe()} if result.tracing else {}
+        return result.step(node.id, outbound.kind, "planned", detail)
 
     def _body(self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any]) -> bytes:
         if self.body is None:
@@ -477,7 +490,7 @@ class _Alert(_Compiled):
 
     def run(
         self, flow: CompiledFlow, view: ReadingView, fields: dict[str, Any], result: RunResult
-    ) -> Step:
+    ) -> Outcome:
         needs = flow.needs
         condition = self.condition.boolean(view, fields, needs)
         clear = not condition if self.clear is None else self.clear.boolean(view, fields, needs)
@@ -489,7 +502,7 @@ class _Alert(_Compiled):
         inside = schedule is None or in_schedule(schedule, view.ts, view.timezone)
         result.alert = AlertSignal(condition, clear, value, inside, text)
         detail = {"condition": condition, "clear": clear, "value": value, "in_schedule": inside}
-        return Step(self.node.id, "alert", "evaluated", detail)
+        return result.step(self.node.id, "alert", "evaluated", detail)
 
 
 def _compile_node(index: int, node: Node) -> _Compiled:

@@ -231,3 +231,45 @@ def test_fields_seen_by_later_nodes_and_reset_for_the_next_flow_on_the_same_read
     assert [step.outcome for step in result.trace] == ["passed", "passed", "passed"]
     assert second.run(shared).trace[0].outcome == "passed"
     assert first.run(shared).fields == {"k": 2.0, "c": 2.0}
+
+
+CHAIN = {
+    "name": "chain",
+    "nodes": [
+        {"id": "has", "type": "filter", "expr": "has(sensors.mq134)"},
+        {"id": "k", "type": "transform", "set": {"k": "sensors.mq134.gas_concentration / 1e3"}},
+        {"id": "high", "type": "threshold", "value": "fields.k", "above": 0.1},
+        {"id": "hook", "type": "http", "url": "http://127.0.0.1:9/${device.id}/${fields.k}"},
+        {"id": "out", "type": "kafka", "topic": "t", "body": "{'k': fields.k}"},
+        {"id": "bus", "type": "mqtt", "topic": "a/${device.id}"},
+    ],
+}
+BROKEN = {"name": "broken", "nodes": [{"id": "x", "type": "filter", "expr": "sensors.pir.m"}]}
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [*(msgspec.to_builtins(d) for d in examples().values()), CHAIN, BROKEN],
+    ids=[*examples(), "chain", "broken"],
+)
+@pytest.mark.parametrize("ppm", [620.0, 12.0])
+def test_an_untraced_run_gives_what_a_traced_one_gives_but_the_steps(
+    definition: dict[str, Any], ppm: float
+) -> None:
+    """The worker runs flows without a trace; only the dry run keeps the steps."""
+    compiled = compile_flow(document(definition))
+    sensors = {"mq134": {"gas_concentration": ppm}, "ld2410": {"presence": True}}
+    traced = compiled.run(view(sensors))
+    untraced = compiled.run(view(sensors), trace=False)
+    assert traced.trace and untraced.trace == []
+    assert untraced.completed == traced.completed
+    assert untraced.outbound == traced.outbound
+    assert untraced.alert == traced.alert
+    assert untraced.fields == traced.fields
+    assert str(untraced.error) == str(traced.error)
+
+
+def test_a_stopped_untraced_run_is_not_completed() -> None:
+    stops = flow([{"id": "f", "type": "filter", "expr": "false"}])
+    assert not stops.run(view(), trace=False).completed
+    assert stops.run(view(), trace=False).trace == []

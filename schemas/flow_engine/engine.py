@@ -205,9 +205,9 @@ class AlertSignal:
 
 @dataclass(slots=True)
 class Step:
-    """One node's part in a run (the dry run shows them). Not frozen: a frozen dataclass sets
-    each field through ``object.__setattr__`` (0.66 against 0.24 µs), and a run with ten flows
-    makes ~30 of them a reading."""
+    """One node's part in a traced run (the dry run shows them; the worker's runs keep none).
+    Slotted, not frozen: a frozen dataclass sets each field through ``object.__setattr__``
+    (0.66 against 0.24 µs)."""
 
     node_id: str
     type: str

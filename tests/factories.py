@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from schemas.events import RawEvent, Source, new_event_id
+from schemas.status import StatusChange
 
 BASE_TIME = (datetime.now(UTC) - timedelta(days=1)).replace(
     hour=12, minute=0, second=0, microsecond=0
@@ -50,4 +51,19 @@ def raw_event(
         received_at=received_at or datetime.now(UTC),
         source=source,
         payload=msgspec.Raw(msgspec.json.encode(body)),
+    )
+
+
+def status_change(device_id: str, seq: int, at: datetime, *, timeout_s: int = 60) -> StatusChange:
+    """A status transition as the status agent publishes it: odd ``seq`` online (a reading),
+    even offline (a timeout)."""
+    online = seq % 2 == 1
+    return StatusChange(
+        device_id=device_id,
+        seq=seq,
+        online=online,
+        reason="reading" if online else "timeout",
+        changed_at=at,
+        last_seen=at,
+        timeout_s=timeout_s,
     )

@@ -13,9 +13,9 @@ from agents.sink_group import SinkGroup, SinkMessage, next_offsets
 from connectors.redis.status import status_from_hash
 from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated, validate_event
-from schemas.status import StatusChange, encode
+from schemas.status import encode
 from streams.settings import RedisSettings, Settings
-from tests.factories import raw_event, reading
+from tests.factories import raw_event, reading, status_change
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -27,15 +27,7 @@ def message(topic: str, value: bytes, offset: int = 0, partition: int = 0) -> Si
 async def test_a_batch_is_merged_per_device_latest_by_timestamp() -> None:
     events = [raw_event(reading("esp32-a", n)) for n in (3, 1, 2)]
     items = [encode_curated(validate_event(e, now=NOW)) for e in events]
-    change = StatusChange(
-        device_id="esp32-a",
-        seq=1,
-        online=True,
-        reason="reading",
-        changed_at=NOW,
-        last_seen=NOW,
-        timeout_s=60,
-    )
+    change = status_change("esp32-a", 1, NOW)
     batch, letters = await merge(
         [
             message("curated", curated_envelope(items)),

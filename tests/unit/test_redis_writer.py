@@ -14,7 +14,7 @@ from connectors.redis.writer import (
     RedisWriter,
     connect_commands,
 )
-from schemas.status import StatusChange
+from tests.factories import status_change
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -52,15 +52,7 @@ def test_the_legacy_list_gets_every_reading_then_its_cap() -> None:
 
 
 def test_a_transition_calls_the_script_loaded_on_connecting_by_its_sha() -> None:
-    change = StatusChange(
-        device_id="a",
-        seq=4,
-        online=False,
-        reason="timeout",
-        changed_at=NOW,
-        last_seen=NOW,
-        timeout_s=60,
-    )
+    change = status_change("a", 4, NOW)
     (command,) = writer().commands(RedisBatch(changes=[(change, b"{change}")]))
     sha = hashlib.sha1(APPLY_TRANSITION.encode(), usedforsecurity=False).hexdigest()
     assert command == (
@@ -81,15 +73,7 @@ def test_a_transition_calls_the_script_loaded_on_connecting_by_its_sha() -> None
 
 
 def test_a_deleted_device_loses_both_hashes_after_whatever_the_batch_wrote() -> None:
-    change = StatusChange(
-        device_id="a",
-        seq=5,
-        online=True,
-        reason="reading",
-        changed_at=NOW,
-        last_seen=NOW,
-        timeout_s=60,
-    )
+    change = status_change("a", 5, NOW)
     batch = RedisBatch({"a": device("a", b"{1}")}, changes=[(change, b"{c}")], deleted=["a"])
     commands = writer().commands(batch)
     assert [c[0] for c in commands] == ["HSET", "HSET", "PUBLISH", "PUBLISH", "EVALSHA", "DEL"]

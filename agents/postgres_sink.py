@@ -31,7 +31,6 @@ from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ReadingStore, copy_line
 from schemas.envelopes import CuratedRead, CuratedReader
 from schemas.errors import ValidationFailure
-from schemas.validation import decode_json
 from streams.settings import Settings
 
 STAGE = "sink.postgres"
@@ -52,15 +51,7 @@ class _CuratedRow(msgspec.Struct, frozen=True, gc=False):
     metadata: msgspec.Raw = _NULL
 
 
-_row_decoder = msgspec.json.Decoder(_CuratedRow)
 _reader = CuratedReader(_CuratedRow)
-
-
-def to_line(item: msgspec.Raw | bytes) -> tuple[_CuratedRow, bytes]:
-    """The reading and its ``readings`` row (``copy_line``) for one encoded curated reading
-    (raises ValidationFailure)."""
-    curated = decode_json(_row_decoder, item)
-    return curated, line_of(curated)
 
 
 def line_of(curated: _CuratedRow) -> bytes:

@@ -10,9 +10,10 @@ RUN := $(UV) run --frozen
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
 
-test: venv lint  ## set up everything, then lint, unit and integration tests
+test: venv lint  ## set up everything, then lint, unit (today and 400 days ahead) and integration
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/unit -q
+	$(RUN) python -m tests.future
 	$(RUN) pytest tests/integration -q
 
 lint: venv
@@ -22,6 +23,7 @@ lint: venv
 
 unit: venv
 	$(RUN) pytest tests/unit -q
+	$(RUN) python -m tests.future
 
 integration: venv
 	$(RUN) fleetstream setup

@@ -27,10 +27,12 @@ from connectors.kafka.producer import EventProducer, ProducerConfig
 from connectors.redis.idempotency import IdempotencyStore
 from connectors.redis.keys import RedisKeys
 from connectors.redis.status import StatusReader
+from schemas.clock import Clock, utc_now
 from streams.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
+    """The API; ``clock`` gives "now" to the edge (received times, the timestamp window)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ApiMetrics()
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.edge = Edge(settings, app.state, metrics)
+    app.state.edge = Edge(settings, app.state, metrics, clock)
     install_problem_handlers(app, settings.api.retry_after_s)
     app.add_middleware(
         EdgeMiddleware,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, cast
 
 import msgspec
@@ -28,6 +28,7 @@ from api.metrics import ApiMetrics
 from api.problems import ProblemError
 from connectors.kafka.batcher import EnvelopeBatcher
 from connectors.redis.idempotency import Claim, IdempotencyStore, IdempotencyUnavailable
+from schemas.clock import Clock, utc_now
 from schemas.devices import Device
 from schemas.events import Source
 from schemas.readings import Reading
@@ -49,11 +50,14 @@ class Window:
 class Edge:
     """What the ingest routes share; one per app (``app.state.edge``)."""
 
-    def __init__(self, settings: Settings, state: Any, metrics: ApiMetrics) -> None:
+    def __init__(
+        self, settings: Settings, state: Any, metrics: ApiMetrics, clock: Clock = utc_now
+    ) -> None:
         """``state`` is the app's ``app.state``: the lifespan puts the batcher (``batcher``)
         and the Redis idempotency store (``idempotency``, optional) there."""
         api = settings.api
         self.settings = settings
+        self.clock = clock
         self.metrics = metrics
         self.limiter = RateLimiter(api.rate_limit, api.rate_limit_profiles)
         self._state = state
@@ -70,7 +74,7 @@ class Edge:
     def window(self) -> Window:
         api = self.settings.api
         return Window(
-            now=datetime.now(UTC),
+            now=self.clock(),
             max_future=timedelta(seconds=api.timestamp_max_ahead_s),
             max_age=timedelta(seconds=api.timestamp_max_age_s),
         )

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from schemas.events import RawEvent, Source, new_event_id
 from schemas.status import StatusChange
-
-BASE_TIME = (datetime.now(UTC) - timedelta(days=1)).replace(
-    hour=12, minute=0, second=0, microsecond=0
-)
-"""Noon yesterday (UTC): inside the edge's timestamp window (30 days back) whenever the tests
-run, and in a day partition the maintenance job made (yesterday to a week ahead)."""
+from tests import clock
 
 
 def device_ids(count: int, prefix: str = "esp32") -> list[str]:
@@ -32,7 +27,7 @@ def reading(device_id: str, n: int = 0, sensors: dict[str, Any] | None = None) -
     }
     return {
         "device_id": device_id,
-        "timestamp": (BASE_TIME + timedelta(seconds=n)).isoformat(),
+        "timestamp": (clock.base_time() + timedelta(seconds=n)).isoformat(),
         "sensors": sensors or default,
     }
 
@@ -48,7 +43,7 @@ def raw_event(
     return RawEvent(
         event_id=event_id or new_event_id(),
         device_id=str(body["device_id"]),
-        received_at=received_at or datetime.now(UTC),
+        received_at=received_at or clock.now(),
         source=source,
         payload=msgspec.Raw(msgspec.json.encode(body)),
     )

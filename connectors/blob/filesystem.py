@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
@@ -94,9 +93,10 @@ class FilesystemBlobStore(BlobStore):
     async def ping(self) -> bool:
         return await asyncio.to_thread(os.access, self.root, os.W_OK)
 
-    def sweep(self, older_than_s: float) -> int:
-        """Remove temp files of writes that a killed process left; returns how many."""
-        cutoff = time.time() - older_than_s
+    def sweep(self, older_than_s: float, now: float) -> int:
+        """Remove temp files of writes that a killed process left, last touched more than
+        ``older_than_s`` before ``now`` (epoch seconds); returns how many."""
+        cutoff = now - older_than_s
         removed = 0
         for temp in self.root.rglob(f".*{TEMP_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):

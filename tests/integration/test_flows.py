@@ -26,7 +26,8 @@ from schemas.events import decode_dead_letter
 from schemas.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from schemas.flows import AlertEvent, decode_alert_event
 from streams.settings import DEV_ADMIN_TOKEN, Settings
-from tests.factories import BASE_TIME, device_ids, reading
+from tests.clock import base_time
+from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import committed, partition_ends, read_to_end
 from tests.integration.mqtt_tools import start_broker, with_broker
@@ -56,7 +57,7 @@ async def create_flow(
 
 def gas(device_id: str, ppm: float, second: int) -> dict[str, Any]:
     body = reading(device_id, 0, {"mq134": {"gas_concentration": ppm}})
-    body["timestamp"] = (BASE_TIME + timedelta(seconds=second)).isoformat()
+    body["timestamp"] = (base_time() + timedelta(seconds=second)).isoformat()
     return body
 
 
@@ -318,8 +319,8 @@ async def test_gas_rule_fires_once_for_a_sustained_high_reading_and_clears_once(
     assert (await fleet.post(lows)).status_code == 202
     (row,) = await wait_alert_rows(db, device, cleared=True, worker=worker)
     assert row["rule_id"] == rule_id and row["severity"] == "critical"
-    assert row["fired_at"] == BASE_TIME + timedelta(seconds=30)
-    assert row["cleared_at"] == BASE_TIME + timedelta(seconds=70)  # 480 is not below 450
+    assert row["fired_at"] == base_time() + timedelta(seconds=30)
+    assert row["cleared_at"] == base_time() + timedelta(seconds=70)  # 480 is not below 450
     assert row["value"] == 603
     events = alert_events(pipeline, device)
     assert [event.state for event in events] == ["fired", "cleared"]
@@ -361,7 +362,7 @@ async def test_presence_rule_respects_the_schedule_in_the_devices_time_zone(
 
     def radar(device: str, presence: bool, at: timedelta) -> dict[str, Any]:
         body = reading(device, 0, {"ld2410": {"presence": presence, "distance_cm": 100}})
-        body["timestamp"] = (BASE_TIME + at).isoformat()
+        body["timestamp"] = (base_time() + at).isoformat()
         return body
 
     await wait_rule_loaded(worker, rule_id)
@@ -373,8 +374,8 @@ async def test_presence_rule_respects_the_schedule_in_the_devices_time_zone(
     assert (await fleet.post(late)).status_code == 202
     (night,) = await wait_alert_rows(db, utc_device, cleared=False, worker=worker)
     (remote,) = await wait_alert_rows(db, kiritimati, cleared=False, worker=worker)
-    assert night["fired_at"] == BASE_TIME + timedelta(hours=11)
-    assert remote["fired_at"] == BASE_TIME
+    assert night["fired_at"] == base_time() + timedelta(hours=11)
+    assert remote["fired_at"] == base_time()
     assert [event.state for event in alert_events(pipeline, utc_device)] == ["fired"]
 
 
@@ -414,7 +415,7 @@ async def test_alert_state_survives_a_worker_sigkill_without_a_repeated_alert(
     events = alert_events(pipeline, device)
     assert [event.state for event in events] == ["fired", "cleared"]
     assert {event.alert_id for event in events} == {str(row["alert_id"])}
-    assert row["cleared_at"] == BASE_TIME + timedelta(seconds=120)
+    assert row["cleared_at"] == base_time() + timedelta(seconds=120)
 
 
 async def test_flow_definitions_are_refused_with_the_node_and_field(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import msgspec
 
@@ -21,6 +20,7 @@ from connectors.postgres.devices import (
     TokenInUse,
 )
 from schemas.devices import Device, DeviceChanges, NewDevice
+from tests import clock
 
 
 class MemoryStore:
@@ -34,7 +34,7 @@ class MemoryStore:
             raise DeviceExists(new.device_id)
         if any(d.token_hash == token_hash for d in self.rows.values()):
             raise TokenInUse("that token is already another device's token")
-        now = datetime.now(UTC)
+        now = clock.now()
         device = Device(
             **msgspec.structs.asdict(new), token_hash=token_hash, created_at=now, updated_at=now
         )

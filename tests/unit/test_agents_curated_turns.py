@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 from agents.curated import Turns, read_batch, read_batch_yielding
 from agents.sink_group import SinkMessage
 from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated, validate_event
+from tests.clock import now
 from tests.factories import raw_event, reading
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+NOW = now()
 
 
 def _messages(envelopes: int, per_envelope: int) -> list[SinkMessage]:
     messages = []
     for m in range(envelopes):
         events = [raw_event(reading(f"esp32-{n % 3}", n)) for n in range(per_envelope)]
-        items = [encode_curated(validate_event(e, now=NOW + timedelta(days=30))) for e in events]
+        items = [encode_curated(validate_event(e, now=NOW)) for e in events]
         value = curated_envelope(items, [(0, m, n) for n in range(per_envelope)])
         messages.append(SinkMessage("c", 0, m, None, value, 0.0, None))
     messages.append(SinkMessage("c", 0, envelopes, None, b"not an envelope", 0.0, None))

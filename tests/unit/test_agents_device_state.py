@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from agents.curated import Batch, Turns
@@ -15,9 +14,10 @@ from agents.status import DeviceStatus
 from schemas.envelopes import curated_envelope
 from schemas.events import decode_dead_letter, encode_curated, validate_event
 from streams.settings import Settings
+from tests.clock import now
 from tests.factories import raw_event, reading
 
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
+NOW = now()
 
 
 @dataclass

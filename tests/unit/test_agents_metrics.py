@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from agents import metrics
 from agents.deadletters import dead_letter
 from agents.metrics import AGENT, METRICS, MeteredStream, WorkerMetrics, metered_handler, timed
 from agents.retry import retry_until_done
+from tests import clock
 
 
 @dataclass
@@ -123,7 +123,7 @@ async def test_retries_publishes_and_dead_letters_count_under_the_agent() -> Non
             backoff_max_s=0.01,
             backoff_start_s=0.001,
         )
-        letter = dead_letter("sink.test", messages[0], ValueError("bad"), datetime.now(UTC))
+        letter = dead_letter("sink.test", messages[0], ValueError("bad"), clock.now())
         METRICS.published({"dlq": [letter], "empty": []})
 
     async def sink_task() -> None:  # a task of its own, as the sink group's

@@ -22,6 +22,7 @@ from schemas.errors import ValidationFailure
 from schemas.events import curate, decode_dead_letter, encode_curated
 from schemas.validation import validate_reading_obj
 from streams.settings import Settings, WorkerSettings
+from tests import clock
 from tests.factories import raw_event, reading
 
 DEADLETTER = "fleet.deadletter.v1"
@@ -64,7 +65,7 @@ class FakeStore:
 
 
 def curated_item(device_id: str, n: int) -> bytes:
-    now = datetime.now(UTC)
+    now = clock.now()
     body = reading(device_id, n)
     parsed = validate_reading_obj(body, now=now)
     return encode_curated(curate(raw_event(body, received_at=now), parsed))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import msgspec
 
@@ -15,9 +15,10 @@ from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated, validate_event
 from schemas.status import encode
 from streams.settings import RedisSettings, Settings
+from tests.clock import now
 from tests.factories import raw_event, reading, status_change
 
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
+NOW = now()
 
 
 def message(topic: str, value: bytes, offset: int = 0, partition: int = 0) -> SinkMessage:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from agents.curated import Item, new_items, read_batch
@@ -11,9 +11,10 @@ from agents.status import Deadlines, StatusTracker
 from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated, validate_event
 from schemas.status import DeviceState
+from tests.clock import now
 from tests.factories import raw_event, reading
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+NOW = now()
 
 
 def item(n: int, *, received: datetime = NOW, **sensors: Any) -> Item:
@@ -85,7 +86,7 @@ def test_a_raw_record_validated_twice_counts_once() -> None:
 
 def test_read_batch_groups_items_per_device_with_positions() -> None:
     events = [raw_event(reading(f"esp32-{n % 2}", n)) for n in range(4)]
-    items = [encode_curated(validate_event(e, now=NOW + timedelta(days=30))) for e in events]
+    items = [encode_curated(validate_event(e, now=NOW)) for e in events]
     value = curated_envelope(items, [(1, 7, n) for n in range(4)])
 
     messages = [SinkMessage("c", 1, 0, None, v, 0.0, None) for v in (value, b"nonsense")]

@@ -7,7 +7,6 @@ import gc
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -27,6 +26,7 @@ from schemas.envelopes import (
 from schemas.errors import ValidationFailure
 from schemas.events import decode_curated, decode_dead_letter, encode_raw_event
 from streams.settings import TopicSettings
+from tests import clock
 from tests.factories import raw_event, reading
 
 TOPICS = TopicSettings()
@@ -46,7 +46,7 @@ class Message:
 
 def run(*messages: Message) -> Any:
     validation = Validation(TOPICS, curated_partitions=PARTITIONS, envelope_max_bytes=4096)
-    return validation.run(list(messages), datetime.now(UTC))
+    return validation.run(list(messages), clock.now())
 
 
 def test_an_envelope_with_a_bad_reading_curates_the_rest_and_dead_letters_that_one() -> None:
@@ -126,7 +126,7 @@ def _json(body: dict[str, Any]) -> bytes:
 
 
 def _device(device_id: str, **fields: Any) -> Device:
-    now = datetime.now(UTC)
+    now = clock.now()
     return Device(
         device_id=device_id, token_hash="0" * 64, created_at=now, updated_at=now, **fields
     )
@@ -162,7 +162,7 @@ def test_readings_carry_their_device_registry_entry() -> None:
     )
     events = [raw_event(reading("esp32-lobby", 1)), raw_event(reading("esp32-stranger", 2))]
     outputs = _validation({"esp32-lobby": lobby}).run(
-        [Message(raw_envelope([encode_item(e) for e in events]))], datetime.now(UTC)
+        [Message(raw_envelope([encode_item(e) for e in events]))], clock.now()
     )
     known, stranger = _curated(outputs)
     assert (known.device_name, known.profile, known.tags, known.location) == (
@@ -179,7 +179,7 @@ def test_unknown_and_disabled_devices_are_dead_letters_when_the_policy_says_so()
     off = _device("esp32-off", is_enabled=False)
     events = [raw_event(reading("esp32-off", 1)), raw_event(reading("esp32-stranger", 2))]
     outputs = _validation({"esp32-off": off}, unknown="deadletter").run(
-        [Message(raw_envelope([encode_item(e) for e in events]))], datetime.now(UTC)
+        [Message(raw_envelope([encode_item(e) for e in events]))], clock.now()
     )
     assert _curated(outputs) == []
     reasons = sorted(letter.reason for letter in _letters(outputs))
@@ -192,14 +192,14 @@ def test_unknown_and_disabled_devices_are_dead_letters_when_the_policy_says_so()
 def test_unknown_sensor_types_pass_as_generic_only_when_the_setting_says_so() -> None:
     body = reading("esp32-a", 1, sensors={"bme280": {"temperature": 21.5, "ok": True}})
     value = raw_envelope([encode_item(raw_event(body))])
-    strict = _validation({}).run([Message(value)], datetime.now(UTC))
+    strict = _validation({}).run([Message(value)], clock.now())
     assert "unknown sensor type" in _letters(strict)[0].reason
-    generic = _validation({}, unknown_sensors="generic").run([Message(value)], datetime.now(UTC))
+    generic = _validation({}, unknown_sensors="generic").run([Message(value)], clock.now())
     (curated,) = _curated(generic)
     assert msgspec.json.decode(curated.sensors) == {"bme280": {"temperature": 21.5, "ok": True}}
     nested = reading("esp32-a", 1, sensors={"bme280": {"temperature": {"c": 1}}})
     refused = _validation({}, unknown_sensors="generic").run(
-        [Message(raw_envelope([encode_item(raw_event(nested))]))], datetime.now(UTC)
+        [Message(raw_envelope([encode_item(raw_event(nested))]))], clock.now()
     )
     assert _letters(refused)[0].errors[0].loc[:3] == ("payload", "sensors", "bme280")
 
@@ -208,7 +208,7 @@ def test_a_reading_replayed_more_often_than_allowed_is_a_dead_letter_again() -> 
     once = msgspec.structs.replace(raw_event(reading("esp32-a", 1)), replayed=1)
     twice = msgspec.structs.replace(raw_event(reading("esp32-a", 2)), replayed=2)
     outputs = _validation({}).run(
-        [Message(raw_envelope([encode_item(once), encode_item(twice)]))], datetime.now(UTC)
+        [Message(raw_envelope([encode_item(once), encode_item(twice)]))], clock.now()
     )
     assert [c.event_id for c in _curated(outputs)] == [once.event_id]
     assert [c.replayed for c in _curated(outputs)] == [1]
@@ -219,7 +219,7 @@ def test_a_reading_replayed_more_often_than_allowed_is_a_dead_letter_again() -> 
 def test_curated_items_carry_the_position_of_their_raw_record() -> None:
     events = [raw_event(reading("esp32-a", n)) for n in range(3)]
     message = Message(raw_envelope([encode_item(e) for e in events]), partition=2, offset=41)
-    outputs = _validation({}).run([message], datetime.now(UTC))
+    outputs = _validation({}).run([message], clock.now())
     (record,) = outputs.records(TOPICS.curated)
     envelope = decode_curated_envelope(record.value)
     assert envelope.positions == [(2, 41, 0), (2, 41, 1), (2, 41, 2)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from schemas.devices import Device, encode_device, hash_token
 from schemas.envelopes import decode_raw_record
 from schemas.events import RawEvent
 from streams.settings import RateLimit, Settings
+from tests import clock
 from tests.factories import reading
 from tests.unit.registry_fakes import StaticCache
 from tests.unit.test_api_readings import FakeProducer
@@ -29,7 +30,7 @@ TOKEN_CAM = "token-of-camera-0123"  # noqa: S105 - a test token
 TOKEN_EQ = "token-of-equipment-0123"  # noqa: S105 - a test token
 TOKEN_B = "token-of-device-b-0123"  # noqa: S105 - a test token
 A = {"X-API-Key": TOKEN_A}
-NOW = datetime.now(UTC)
+NOW = clock.now()
 
 
 class MemoryIdempotency:
@@ -119,7 +120,7 @@ def _client(
     idempotency: MemoryIdempotency | None = None,
     devices: Sequence[tuple[str, str]] = (),
 ) -> httpx.AsyncClient:
-    app = create_app(settings)
+    app = create_app(settings, clock=clock.now)
     cache = StaticCache()
     cache.index.apply(b"esp32-a", _device("esp32-a", TOKEN_A))
     cache.index.apply(b"esp32-b", _device("esp32-b", TOKEN_B))

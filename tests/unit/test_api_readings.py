@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from connectors.kafka.producer import Record
 from schemas.envelopes import decode_raw_record
 from schemas.events import RawEvent
 from streams.settings import Settings
+from tests import clock
 from tests.factories import reading
 
 
@@ -46,7 +46,7 @@ PARTITIONS = 4
 def items(record: Record) -> list[RawEvent]:
     assert record.value is not None
     decoded = decode_raw_record(
-        record.value, record_id="t", record_time=datetime.now(UTC), format_header=None
+        record.value, record_id="t", record_time=clock.now(), format_header=None
     )
     assert not decoded.failures
     return list(decoded.events)
@@ -68,7 +68,7 @@ async def client(producer: FakeProducer) -> AsyncIterator[httpx.AsyncClient]:
             "auth": base.auth.model_copy(update={"allow_unauthenticated_ingest": True}),
         }
     )
-    app = create_app(settings)
+    app = create_app(settings, clock=clock.now)
     app.state.producer = producer  # no lifespan: nothing connects to Kafka
     app.state.batcher = EnvelopeBatcher(producer, "fleet.raw.v1", PARTITIONS, BatcherLimits(0.001))
     transport = httpx.ASGITransport(app=app)

@@ -34,10 +34,11 @@ from schemas.errors import FieldError
 from schemas.events import CuratedReading, DeadLetter, encode_raw_event
 from schemas.status import Rollup, StatusChange
 from streams.settings import TopicSettings
+from tests.clock import now
 from tests.factories import raw_event, reading
 
 CASES = Path(__file__).parents[1] / "avro_cases"
-NOW = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
+NOW = now().replace(microsecond=123456)
 EVENT_ID = "019ab000-0000-7000-8000-000000000001"
 
 

@@ -18,9 +18,10 @@ from schemas.avro_codec import (
 )
 from schemas.events import CuratedReading, Enrichment, validate_event_with_sensors
 from schemas.readings import Sensors
+from tests.clock import now
 from tests.factories import raw_event
 
-NOW = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
+NOW = now().replace(microsecond=123456)
 EDGE_INTS = [0, 1, -1, 63, 64, -64, -65, 4095, 4096, 8191, 8192, -8193, 2**31 - 1, -(2**31)]
 EDGE_LONGS = [*EDGE_INTS, 2**40, -(2**40), 2**62, 2**63 - 1, -(2**63)]
 """Avro ints (sensor fields) are 32-bit: fastavro refuses more; metadata values are longs."""

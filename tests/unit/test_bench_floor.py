@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from agents.curated import _reader as device_state_reader
 from bench.floor import budget_lines, curated_envelopes, raw_envelopes, report
 from bench.stats import Result
 from schemas.envelopes import decode_raw_record
+from tests import clock
 
 
 def test_report_sums_the_steps_and_leaves_the_rest_to_our_logic() -> None:
@@ -30,7 +29,7 @@ def test_report_without_a_worker_figure_stops_at_the_budget() -> None:
 def test_the_timed_envelopes_decode_whole_as_the_worker_reads_them() -> None:
     """A step that timed failures (dead letters) instead of readings would flatter the floor."""
     raws = raw_envelopes(250)
-    now = datetime.now(UTC)
+    now = clock.now()
     decoded = [
         decode_raw_record(v, record_id="t", record_time=now, format_header=None) for v in raws
     ]

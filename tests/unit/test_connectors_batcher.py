@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import pytest
 
@@ -13,6 +12,7 @@ from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, decode_raw_record, encode_item
+from tests import clock
 from tests.factories import raw_event, reading
 
 
@@ -43,7 +43,7 @@ def item(device: str, n: int) -> tuple[str, bytes]:
 def event_ids(record: Record) -> list[str]:
     assert record.value is not None
     decoded = decode_raw_record(
-        record.value, record_id="t", record_time=datetime.now(UTC), format_header=None
+        record.value, record_id="t", record_time=clock.now(), format_header=None
     )
     return [event.event_id for event in decoded.events]
 

@@ -12,6 +12,7 @@ import pytest
 
 from connectors.blob.errors import BlobNotFound, BlobTooLarge, InvalidKey
 from connectors.blob.filesystem import FilesystemBlobStore
+from tests.clock import now
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -127,8 +128,10 @@ async def test_sweep_removes_only_old_temp_files(tmp_path: Path) -> None:
     await store.put("x/kept.bin", _chunks(b"1"), max_bytes=10)
     old = store.root / "x" / ".kept.bin.abc.part"
     old.write_bytes(b"left by a killed process")
-    os.utime(old, (1, 1))
     fresh = store.root / "x" / ".other.bin.def.part"
     fresh.write_bytes(b"a write in progress")
-    assert store.sweep(older_than_s=3600) == 1
+    at = now().timestamp()
+    os.utime(old, (at - 3601, at - 3601))
+    os.utime(fresh, (at - 10, at - 10))
+    assert store.sweep(older_than_s=3600, now=at) == 1
     assert _files(store.root) == ["x/.other.bin.def.part", "x/kept.bin"]

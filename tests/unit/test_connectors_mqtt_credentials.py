@@ -3,8 +3,6 @@ exists, and the dynamic-security commands give the device its own topics only.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from connectors.mqtt.credentials import (
@@ -18,6 +16,7 @@ from connectors.mqtt.errors import BrokerUnavailable
 from connectors.registry import CredentialsNotSet, DeviceRegistry, NotPublished
 from schemas.devices import Device, DeviceChanges, NewDevice, hash_token
 from streams.settings import Settings
+from tests import clock
 from tests.unit.registry_fakes import MemoryPublisher, MemoryStore
 
 PATTERNS = ["neurobuild/sensors/+/data", "fleet/+/telemetry"]
@@ -65,7 +64,7 @@ async def test_a_broker_that_does_not_take_the_token_is_a_retriable_503_error() 
 
 
 def _device(device_id: str, enabled: bool = True) -> Device:
-    now = datetime.now(UTC)
+    now = clock.now()
     return Device(
         device_id=device_id,
         token_hash=hash_token("t" * 20),

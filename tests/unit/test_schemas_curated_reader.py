@@ -4,7 +4,6 @@ item only when one is bad, so the good ones are kept with their bytes and positi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -16,9 +15,10 @@ from agents.sink_group import SinkMessage
 from schemas.envelopes import CURATED_FORMAT, CuratedReader, curated_envelope
 from schemas.errors import ValidationFailure
 from schemas.events import decode_dead_letter, encode_curated, validate_event
+from tests.clock import now
 from tests.factories import raw_event, reading
 
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
+NOW = now()
 
 
 class Row(msgspec.Struct, frozen=True):

@@ -20,6 +20,7 @@ lint: venv
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports  # the layer rule: schemas <- connectors <- streams <- agents | api <- cli
 
 unit: venv
 	$(RUN) pytest tests/unit -q

@@ -15,15 +15,15 @@ from typing import Any
 
 import msgspec
 
-from agents.context import WorkerContext, guarded
 from agents.deadletters import KafkaMessage, dead_letter
-from agents.metrics import timed
-from agents.outputs import Outputs
-from agents.retry import retry_until_done
 from connectors.postgres.alerts import AlertStore
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
 from schemas.flows import AlertEvent, decode_alert_event
+from streams.context import WorkerContext, guarded
+from streams.metrics import timed
+from streams.outputs import Outputs
+from streams.retry import retry_until_done
 from streams.topics import bytes_topic
 
 STAGE = "sink.alerts"

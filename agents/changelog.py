@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.outputs import Outputs
 from connectors.kafka.producer import Record
 from streams.faust_compat import store_locally
+from streams.outputs import Outputs
 
 
 @dataclass

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from agents.metrics import METRICS
 from connectors.kafka.producer import Record
 from schemas.envelopes import ItemFailure
 from schemas.events import dead_letter_for, encode_dead_letter
+from streams.metrics import METRICS
 
 
 class KafkaMessage(Protocol):

@@ -22,11 +22,11 @@ from typing import Any
 
 from agents import rollups as rollups_module
 from agents import status as status_module
-from agents.context import WorkerContext, guarded
 from agents.curated import ITEMS_PER_TURN, Turns, read_batch_yielding
-from agents.outputs import Outputs
 from agents.rollups import Rollups
 from agents.status import DeviceStatus
+from streams.context import WorkerContext, guarded
+from streams.outputs import Outputs
 
 STAGE = "device-state"
 

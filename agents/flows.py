@@ -32,7 +32,6 @@ from typing import Any
 
 import msgspec
 
-from agents.context import WorkerContext, guarded
 from agents.deadletters import dead_letter
 from agents.flows_metrics import FlowMetrics
 from agents.flows_runner import FlowRunner, location_timezone
@@ -41,14 +40,16 @@ from connectors.integrations.http import HttpSender
 from connectors.integrations.mqtt import MqttSender
 from connectors.kafka.flow_cache import FlowCache
 from schemas.errors import ValidationFailure
-from schemas.flow_engine import alerts
-from schemas.flow_engine.catalog import FlowSet
-from schemas.flow_engine.engine import CompiledFlow
+from streams import tables
+from streams.context import WorkerContext, guarded
 from streams.faust_compat import writing_as
+from streams.flow_engine import alerts
+from streams.flow_engine.catalog import FlowSet
+from streams.flow_engine.engine import CompiledFlow
 
 log = logging.getLogger(__name__)
 
-TABLE = "flow-state"
+TABLE = tables.FLOW_STATE
 
 
 class CompiledFlows:

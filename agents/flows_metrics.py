@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from schemas.flow_engine.catalog import FlowSet
+from streams.flow_engine.catalog import FlowSet
 
 if TYPE_CHECKING:
     from agents.flows_runner import FlowStats

@@ -6,7 +6,7 @@ id, tags, profile from the enrichment; the sensor types it carries), runs them a
 * the alert transitions (records for ``fleet.alerts.v1``) and dead letters for readings a flow
   could not evaluate (stage ``flow.<id>``) or that could not be read (stage ``flows``);
 * the outbound calls to make, each with the Kafka message it came from (for dead letters);
-* the new :class:`~schemas.flow_engine.alerts.DeviceFlowState` of every device that ran a flow,
+* the new :class:`~streams.flow_engine.alerts.DeviceFlowState` of every device that ran a flow,
   to write to the table once per device (with the message index to write it as).
 
 Repeats are dropped by raw position, as the status agent does (``schemas.envelopes``): a device's
@@ -26,14 +26,14 @@ from typing import Any
 import msgspec
 
 from agents.deadletters import KafkaMessage, dead_letter, item_letters
-from agents.outputs import Outputs
 from connectors.kafka.producer import Record
 from schemas.envelopes import CuratedRead, CuratedReader, Position
 from schemas.errors import ValidationFailure
-from schemas.flow_engine import alerts
-from schemas.flow_engine.catalog import FlowSet
-from schemas.flow_engine.engine import CompiledFlow, Outbound, ReadingView, RunResult
-from schemas.flows import encode
+from schemas.flows import Outbound, encode
+from streams.flow_engine import alerts
+from streams.flow_engine.catalog import FlowSet
+from streams.flow_engine.engine import CompiledFlow, ReadingView, RunResult
+from streams.outputs import Outputs
 
 log = logging.getLogger(__name__)
 

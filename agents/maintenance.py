@@ -20,10 +20,10 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
-from agents.context import WorkerContext
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ensure_day_partitions, partition_window
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams.context import WorkerContext
 
 log = logging.getLogger(__name__)
 

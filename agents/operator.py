@@ -1,8 +1,8 @@
-"""Operator views and Prometheus metrics on the worker's web server (``agents.web``).
+"""Operator views and Prometheus metrics on the worker's web server (``streams.web``).
 
 Registered like an agent (``agents.registry.AGENTS``) so every worker serves them; nothing is
 added when ``FLEET_WORKER__WEB_ENABLED`` is off. The agents' own metrics are counted either way
-(``agents.metrics``). On start each worker follows the dead-letter topic and samples its
+(``streams.metrics``). On start each worker follows the dead-letter topic and samples its
 agents' counters every couple of seconds (the rates on the overview).
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agents.context import WorkerContext
-from agents.web.cluster import RATE_SAMPLE_S, Operator
-from agents.web.views import register_views
+from streams.context import WorkerContext
+from streams.web.cluster import RATE_SAMPLE_S, Operator
+from streams.web.views import register_views
 
 
 def register(ctx: WorkerContext) -> None:

@@ -18,11 +18,7 @@ from typing import Final, Protocol
 import asyncpg
 import msgspec
 
-from agents.context import WorkerContext
 from agents.deadletters import KafkaMessage, dead_letter, item_letters
-from agents.metrics import timed
-from agents.outputs import Outputs
-from agents.retry import retry_until_done
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
@@ -31,7 +27,11 @@ from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ReadingStore, copy_line
 from schemas.envelopes import CuratedRead, CuratedReader
 from schemas.errors import ValidationFailure
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams.context import WorkerContext
+from streams.metrics import timed
+from streams.outputs import Outputs
+from streams.retry import retry_until_done
 
 STAGE = "sink.postgres"
 _NULL: Final = msgspec.Raw(b"null")

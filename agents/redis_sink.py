@@ -26,12 +26,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from agents.context import WorkerContext
 from agents.curated import ITEMS_PER_TURN, Turns
 from agents.deadletters import dead_letter, item_letters
-from agents.metrics import timed
-from agents.outputs import Outputs
-from agents.retry import retry_until_done
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.redis.errors import is_retriable
 from connectors.redis.keys import VALUE_PREFIX, RedisKeys
@@ -44,8 +40,12 @@ from connectors.redis.writer import (
 )
 from schemas.envelopes import CuratedReader
 from schemas.errors import ValidationFailure
+from schemas.settings import Settings
 from schemas.status import decode_status_change
-from streams.settings import Settings
+from streams.context import WorkerContext
+from streams.metrics import timed
+from streams.outputs import Outputs
+from streams.retry import retry_until_done
 
 log = logging.getLogger(__name__)
 

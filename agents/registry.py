@@ -22,9 +22,9 @@ from agents import (
     redis_sink,
     validate,
 )
-from agents.context import WorkerContext
+from schemas.settings import Settings
 from streams.app import create_app
-from streams.settings import Settings
+from streams.context import WorkerContext
 from streams.topics import SourceTopics
 
 AGENTS: tuple[Callable[[WorkerContext], None], ...] = (

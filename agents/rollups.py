@@ -44,12 +44,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.changelog import TableRows
-from agents.context import WorkerContext, stop_worker
 from agents.curated import ITEMS_PER_TURN, TABLE_WRITE_ITEMS, Batch, Item, Turns, new_items
 from agents.deadletters import dead_letter
-from agents.metrics import timed
-from agents.outputs import Outputs
-from agents.retry import retry_until_done
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
@@ -57,11 +53,16 @@ from connectors.postgres.pool import create_pool
 from connectors.postgres.rollups import RollupStore
 from schemas.envelopes import Position
 from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
+from streams import tables
+from streams.context import WorkerContext, stop_worker
+from streams.metrics import timed
+from streams.outputs import Outputs
+from streams.retry import retry_until_done
 
 log = logging.getLogger(__name__)
 
 
-TABLE = "rollups"
+TABLE = tables.ROLLUPS
 WINDOW_S = 60
 DRAIN_CHECK_S = 0.1
 """While the worker stops or rebalances: how often pending rows are written (all of them)."""

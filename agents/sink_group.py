@@ -24,9 +24,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from agents.context import WorkerContext, stop_worker
-from agents.metrics import metered_handler
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams.context import WorkerContext, stop_worker
+from streams.metrics import metered_handler
 
 log = logging.getLogger(__name__)
 

@@ -42,17 +42,18 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from agents.changelog import TableRows
-from agents.context import WorkerContext, stop_worker
 from agents.curated import TABLE_WRITE_ITEMS, Batch, Item, LastValues, Turns, new_items
-from agents.outputs import Outputs
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.status import DeviceState, StatusChange, decode_device_state, encode
+from streams import tables
+from streams.context import WorkerContext, stop_worker
+from streams.outputs import Outputs
 
 log = logging.getLogger(__name__)
 
 
-TABLE = "device-status"
+TABLE = tables.DEVICE_STATUS
 DELETED_KEPT_S = 3600.0
 """How long a registry deletion is acted on (:meth:`DeviceStatus.forget_deleted`)."""
 

@@ -30,10 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.context import WorkerContext, guarded, stop_worker
 from agents.deadletters import KafkaMessage, dead_letter
 from agents.enrichment import Enricher
-from agents.outputs import Outputs
 from agents.pipelined import InOrderAcks
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
@@ -55,7 +53,9 @@ from schemas.events import (
     encode_curated,
     validate_event_with_sensors,
 )
-from streams.settings import TopicSettings
+from schemas.settings import TopicSettings
+from streams.context import WorkerContext, guarded, stop_worker
+from streams.outputs import Outputs
 
 log = logging.getLogger(__name__)
 

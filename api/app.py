@@ -28,7 +28,7 @@ from connectors.redis.idempotency import IdempotencyStore
 from connectors.redis.keys import RedisKeys
 from connectors.redis.status import StatusReader
 from schemas.clock import Clock, utc_now
-from streams.settings import Settings, get_settings
+from schemas.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:

@@ -26,7 +26,7 @@ from fastapi import Depends, Request
 
 from api.problems import ProblemError
 from schemas.devices import Device
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

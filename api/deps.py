@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from connectors.kafka.batcher import EnvelopeBatcher
 from connectors.kafka.producer import EventProducer
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

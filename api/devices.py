@@ -24,7 +24,7 @@ from connectors.mqtt.credentials import device_credentials
 from connectors.postgres.devices import DeviceStore
 from connectors.postgres.pool import create_pool
 from connectors.registry import DeviceRegistry
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

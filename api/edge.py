@@ -32,7 +32,7 @@ from schemas.clock import Clock, utc_now
 from schemas.devices import Device
 from schemas.events import Source
 from schemas.readings import Reading
-from streams.settings import Settings
+from schemas.settings import Settings
 
 ANONYMOUS = "-"
 """Idempotency scope of requests without credentials (development only)."""

@@ -18,7 +18,8 @@ from connectors.kafka.registry import RegistryPublisher
 from connectors.postgres.alerts import AlertStore
 from connectors.postgres.flows import FlowStore
 from connectors.postgres.pool import create_pool
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams.flow_engine.engine import check_definition
 
 
 @asynccontextmanager
@@ -30,7 +31,7 @@ async def flow_resources(app: FastAPI, settings: Settings) -> AsyncIterator[None
         settings.topics.flows,
         delivery_timeout_ms=kafka.delivery_timeout_ms,
     )
-    app.state.flow_registry = FlowRegistry(FlowStore(pool), publisher)
+    app.state.flow_registry = FlowRegistry(FlowStore(pool), publisher, check_definition)
     app.state.alert_store = AlertStore(pool)
     try:
         yield

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from streams.settings import RateLimit
+from schemas.settings import RateLimit
 
 MAX_BUCKETS = 100_000
 """Buckets kept before full (idle) ones are forgotten: a forgotten bucket is a full one."""

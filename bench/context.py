@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from bench.kafka import Watermarks
 from bench.procs import BenchError, stack_pids
-from streams.settings import RedisSettings, Settings
+from schemas.settings import RedisSettings, Settings
 
 Progress = Callable[[str], None]
 POLL_S = 0.25

@@ -35,7 +35,6 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from agents.context import output_producer_config
 from agents.curated import _reader as device_state_reader
 from agents.postgres_sink import _reader as postgres_reader
 from agents.redis_sink import _reader as redis_reader
@@ -45,8 +44,9 @@ from bench.stats import Result
 from schemas.avro_codec import AvroEncoder
 from schemas.envelopes import curated_envelope, decode_raw_record, raw_envelope
 from schemas.events import CuratedReading, encode_curated
+from schemas.settings import Settings
+from streams.context import output_producer_config
 from streams.runtime import tune_gc
-from streams.settings import Settings
 
 ENVELOPE_ITEMS = 100
 """Readings per raw and curated envelope, as the pipeline benchmark preloads them."""

@@ -18,9 +18,9 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka.registry import RegistryPublisher
-from schemas.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from schemas.flows import FlowDocument, decode_definition, encode
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 
 
 def definitions(count: int) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,7 @@ from bench import ingest, latency, mqtt, pipeline, profile
 from bench.context import Context, Progress, one_line
 from bench.report import RESULTS, append_block, format_block, python_version, read_machine
 from bench.stats import Result
-from streams.settings import Settings, get_settings
+from schemas.settings import Settings, get_settings
 
 PIPELINE_TARGET = 50_000.0
 FLOOR_READINGS = 50_000

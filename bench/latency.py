@@ -30,7 +30,7 @@ from bench.ingest import wait_ready
 from bench.kafka import Watermarks
 from bench.procs import Started, bench_settings, services
 from bench.stats import Percentiles, Result, summarize
-from streams.settings import Settings
+from schemas.settings import Settings
 
 BATCH = 50
 STORE_LIMIT_S = 120.0

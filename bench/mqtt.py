@@ -48,7 +48,7 @@ from bench.data import new_fleet, readings
 from bench.kafka import Watermarks
 from bench.procs import BenchError, Started, bench_settings, services, start, stop
 from bench.stats import Result
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.support import free_port, settings_env
 
 CONNECTIONS = 8

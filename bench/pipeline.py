@@ -23,7 +23,7 @@ from bench.kafka import Watermarks, produce_envelopes
 from bench.procs import Started, bench_settings, services
 from bench.profile import RATE, Sampler, describe
 from bench.stats import Result
-from streams.settings import Settings
+from schemas.settings import Settings
 
 DEVICES = 2000
 ENVELOPE_ITEMS = 100

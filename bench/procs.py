@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.support import free_port, isolated, settings_env
 
 STACK_SERVICES = ("kafka", "postgres", "redis")

@@ -22,8 +22,8 @@ from bench.context import fresh_topics
 from bench.procs import bench_settings, services
 from connectors.kafka.admin import TopicSpec, ensure_topics
 from connectors.kafka.partitioner import partition_for
+from schemas.settings import Settings, get_settings
 from schemas.status import DeviceState, encode
-from streams.settings import Settings, get_settings
 
 READY = "Worker ready"
 

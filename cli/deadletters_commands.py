@@ -28,7 +28,7 @@ from cli.runner import operator_errors
 from connectors.kafka import deadletters as dlq
 from connectors.kafka.deadletters import replayable
 from schemas.events import DeadLetter, RawEvent
-from streams.settings import Settings, get_settings
+from schemas.settings import Settings, get_settings
 
 deadletters_app = typer.Typer(no_args_is_help=True, help="The dead-letter topic: list, replay.")
 

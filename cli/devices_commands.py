@@ -25,7 +25,7 @@ from connectors.postgres.devices import DeviceQuery, DeviceStore
 from connectors.postgres.pool import create_pool
 from connectors.registry import DeviceRegistry, ResyncReport
 from schemas.devices import Device, DeviceChanges, NewDevice
-from streams.settings import Settings, get_settings
+from schemas.settings import Settings, get_settings
 
 T = TypeVar("T")
 

@@ -25,9 +25,10 @@ from connectors.kafka.registry import RegistryPublisher
 from connectors.postgres.flows import FlowExists, FlowStore
 from connectors.postgres.pool import create_pool
 from schemas.errors import ValidationFailure
-from schemas.flow_engine.examples import examples
 from schemas.flows import FlowDefinition, FlowDocument, decode_definition
-from streams.settings import Settings, get_settings
+from schemas.settings import Settings, get_settings
+from streams.flow_engine.engine import check_definition
+from streams.flow_engine.examples import examples
 
 T = TypeVar("T")
 
@@ -194,7 +195,7 @@ async def _with_registry(settings: Settings, action: Callable[[FlowRegistry], Aw
         delivery_timeout_ms=settings.kafka.delivery_timeout_ms,
     )
     try:
-        return await action(FlowRegistry(FlowStore(pool), publisher))
+        return await action(FlowRegistry(FlowStore(pool), publisher, check_definition))
     finally:
         publisher.close()
         await pool.close()

@@ -23,8 +23,8 @@ from cli.flows_commands import flows_app
 from cli.mqtt_command import mqtt
 from cli.partitions_command import partitions
 from cli.stack_commands import stack_app
+from schemas.settings import get_settings
 from streams.runtime import tune_gc
-from streams.settings import get_settings
 
 app = typer.Typer(
     no_args_is_help=True,

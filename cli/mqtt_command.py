@@ -7,8 +7,8 @@ import logging
 import signal
 
 from cli.runner import operator_errors
+from schemas.settings import Settings, get_settings
 from streams.runtime import tune_gc
-from streams.settings import Settings, get_settings
 
 
 def mqtt() -> None:

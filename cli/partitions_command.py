@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from streams.settings import get_settings
+from schemas.settings import get_settings
 
 
 def partitions(

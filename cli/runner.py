@@ -15,8 +15,8 @@ import typer
 
 from connectors.kafka.admin import ensure_topics
 from schemas.errors import FleetError
+from schemas.settings import Settings
 from streams.runtime import tune_gc
-from streams.settings import Settings
 from streams.topology import changelog_specs, topic_specs
 
 if TYPE_CHECKING:

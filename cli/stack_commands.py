@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.stack import manager
-from streams.settings import get_settings
+from schemas.settings import get_settings
 
 stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Postgres, Redis, Mosquitto.")
 

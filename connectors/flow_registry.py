@@ -6,17 +6,16 @@ published with ``acks=all`` before the caller gets an answer. A broker that does
 :class:`FlowNotPublished` (the API answers 503): the change is stored and any retry, the next
 change, or ``fleetstream flows resync`` publishes it. A deleted flow is a tombstone.
 
-Every definition is compiled (``schemas.flow_engine.engine.compile_flow``) before it is stored,
-so a worker never receives a flow it cannot run.
+Every definition is checked (the flow engine compiles it) before it is stored, so a worker
+never receives a flow it cannot run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from connectors.kafka.errors import KafkaUnavailable
@@ -29,7 +28,6 @@ from connectors.postgres.flows import (
     PublishFlow,
 )
 from schemas.errors import FleetError
-from schemas.flow_engine.engine import compile_flow
 from schemas.flows import FLOW_ID_PATTERN, FlowDefinition, FlowDocument, encode
 
 T = TypeVar("T")
@@ -72,26 +70,16 @@ class ResyncReport:
     tombstoned: int
 
 
-def check_definition(flow_id: str, definition: FlowDefinition) -> None:
-    """Compile ``definition`` as it would run; raises ``ValidationFailure`` naming node and
-    field of every expression or template that does not compile."""
-    now = datetime.now(UTC)
-    compile_flow(
-        FlowDocument(
-            flow_id=flow_id,
-            version=1,
-            enabled=True,
-            definition=definition,
-            created_at=now,
-            updated_at=now,
-        )
-    )
+DefinitionCheck = Callable[[str, FlowDefinition], None]
+"""Raises ``ValidationFailure`` for a definition a worker could not run (the flow engine's
+``check_definition``): every definition is checked before it is stored."""
 
 
 class FlowRegistry:
-    def __init__(self, store: FlowRecords, publisher: Publisher) -> None:
+    def __init__(self, store: FlowRecords, publisher: Publisher, check: DefinitionCheck) -> None:
         self.store = store
         self._publisher = publisher
+        self._check = check
 
     async def get(self, flow_id: str, version: int | None = None) -> FlowDocument | None:
         if not _FLOW_ID.match(flow_id):
@@ -106,12 +94,12 @@ class FlowRegistry:
     async def create(
         self, flow_id: str, definition: FlowDefinition, enabled: bool = True
     ) -> FlowDocument:
-        check_definition(flow_id, definition)
+        self._check(flow_id, definition)
         return await self._then_publish(flow_id, self.store.create(flow_id, definition, enabled))
 
     async def update(self, flow_id: str, definition: FlowDefinition) -> FlowDocument:
         """Store ``definition`` as the flow's next version; workers swap to it."""
-        check_definition(flow_id, definition)
+        self._check(flow_id, definition)
         return await self._then_publish(flow_id, self.store.update(flow_id, definition))
 
     async def set_enabled(self, flow_id: str, enabled: bool) -> FlowDocument:

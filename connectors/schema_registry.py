@@ -20,7 +20,7 @@ import httpx
 
 from schemas.avro_codec import CONTRACTS, AvroEncoder, Contract, schema_json
 from schemas.errors import FleetError
-from streams.settings import Settings, TopicSettings
+from schemas.settings import Settings, TopicSettings
 
 __all__ = [
     "COMPATIBILITY",

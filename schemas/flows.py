@@ -15,7 +15,7 @@ chain of nodes run on every matching curated reading, in order:
                ``for_s`` (how long the condition must hold), ``schedule``, severity, message
 =============  ==============================================================================
 
-Expressions are CEL (``schemas.flow_engine.expressions``) over ``device`` (id, name, profile, tags,
+Expressions are CEL (``streams.flow_engine.expressions``) over ``device`` (id, name, profile, tags,
 location, timezone), ``sensors`` (the reading's sensors), ``ts`` (timestamp), ``event_id``,
 ``metadata`` and ``fields``. Templates (URLs, headers, topics, keys, messages) substitute
 ``${name}`` with the same names, dotted (``${device.id}``, ``${fields.temp_f}``).
@@ -27,6 +27,7 @@ field. ``flows.compiler`` then compiles every expression once per flow version.
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Annotated, Any, Final, Literal
 
@@ -129,7 +130,7 @@ class HttpNode(_Strict, frozen=True, tag="http"):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: Annotated[dict[str, Template], Meta(max_length=32)] = {}
     body: Expr | None = None
-    """CEL giving the JSON body; default: the flow message (see ``schemas.flow_engine.engine``)."""
+    """CEL giving the JSON body; default: the flow message (see ``streams.flow_engine.engine``)."""
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
     retries: Annotated[int, Meta(ge=0, le=10)] = 2
     backoff_s: Annotated[float, Meta(ge=0, le=30)] = 0.5
@@ -341,3 +342,49 @@ def _name_node(error: FieldError, raw_nodes: list[Any]) -> FieldError:
 
 
 _NODE_TYPES: Final = ("filter", "transform", "threshold", "http", "mqtt", "kafka", "alert")
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One integration call a run asked for."""
+
+    flow_id: str
+    flow_version: int
+    node_id: str
+    kind: Literal["http", "mqtt", "kafka"]
+    target: str
+    """URL, MQTT topic or Kafka topic."""
+    body: bytes
+    device_id: str
+    event_id: str
+    call_id: str
+    """Stable per (flow version, node, reading): the HTTP ``Idempotency-Key``."""
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    key: bytes | None = None
+    qos: int = 1
+    retain: bool = False
+    timeout_s: float = 5.0
+    retries: int = 0
+    backoff_s: float = 0.5
+
+    def describe(self) -> dict[str, Any]:
+        """The call as JSON-able data: the dry-run answer and a dead letter's original."""
+        shown: dict[str, Any] = {
+            "flow_id": self.flow_id,
+            "flow_version": self.flow_version,
+            "node_id": self.node_id,
+            "kind": self.kind,
+            "target": self.target,
+            "device_id": self.device_id,
+            "event_id": self.event_id,
+            "call_id": self.call_id,
+            "body": msgspec.json.decode(self.body) if self.body else None,
+        }
+        if self.kind == "http":
+            shown.update(method=self.method, headers=self.headers)
+        if self.kind == "mqtt":
+            shown.update(qos=self.qos, retain=self.retain)
+        if self.kind == "kafka":
+            shown["key"] = None if self.key is None else self.key.decode(errors="replace")
+        return shown

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import faust
 
+from schemas.settings import Settings
 from streams.faust_compat import buffer_changelog_writes, limit_fetch_wait
-from streams.settings import Settings
 from streams.topology import DEADLETTER_MAX_BYTES
 
 

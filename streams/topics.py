@@ -1,6 +1,6 @@
 """Faust handles on the topics agents consume. Values stay bytes: ``schemas`` owns the codecs.
 
-Agents publish through the worker's confluent-kafka producer (``agents.context``), so only the
+Agents publish through the worker's confluent-kafka producer (``streams.context``), so only the
 topics something consumes need a handle here.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 def bytes_topic(app: faust.App, name: str) -> Any:

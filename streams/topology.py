@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.kafka.admin import TopicSpec
-from streams.settings import Settings
+from schemas.settings import Settings
 
 DEADLETTER_MAX_BYTES = 4 * 1024 * 1024
 ENVELOPE_TOPIC_MAX_BYTES = 2 * 1024 * 1024

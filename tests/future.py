@@ -15,7 +15,7 @@ import shutil
 import sys
 
 from cli.stack import installer
-from streams.settings import get_settings
+from schemas.settings import get_settings
 
 AHEAD = "+400d"
 

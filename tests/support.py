@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
-from streams.settings import Settings, TopicSettings
+from schemas.settings import Settings, TopicSettings
 
 TOPIC_FIELDS = tuple(
     name for name, field in TopicSettings.model_fields.items() if field.annotation is str

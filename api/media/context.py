@@ -24,7 +24,7 @@ from connectors.kafka.producer import EventProducer, Record
 from connectors.postgres.devices import DatabaseUnavailable
 from connectors.postgres.media import MediaStore
 from schemas.media import MediaEvent, encode_media_event
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from api.media.context import Announcer, Media
 from api.media.rtsp import CaptureManager
 from connectors.blob.factory import blob_store
 from connectors.postgres.media import MediaStore
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 @asynccontextmanager

@@ -42,7 +42,7 @@ from connectors.postgres.devices import DatabaseUnavailable
 from connectors.postgres.media import MediaFrame
 from schemas.errors import FleetError
 from schemas.events import new_event_id
-from streams.settings import MediaSettings
+from schemas.settings import MediaSettings
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from connectors.postgres.devices import (
 from connectors.registry import NotPublished
 from schemas.devices import LABEL_PATTERN, DeviceChanges, NewDevice
 from schemas.errors import field_error_from_message, one_line
-from streams.settings import Settings
+from schemas.settings import Settings
 
 router = APIRouter(
     prefix="/api/v1/admin/devices", tags=["admin"], dependencies=[Depends(require_admin)]

@@ -30,9 +30,6 @@ from connectors.postgres.devices import DatabaseUnavailable
 from connectors.postgres.flows import FlowExists, FlowNotFound
 from schemas.errors import FieldError, ValidationFailure, one_line
 from schemas.events import encoder
-from schemas.flow_engine import alerts
-from schemas.flow_engine.catalog import FlowSet
-from schemas.flow_engine.engine import CompiledFlow, ReadingView
 from schemas.flows import (
     FLOW_ID_PATTERN,
     FlowDefinition,
@@ -40,8 +37,11 @@ from schemas.flows import (
     KafkaNode,
     decode_definition,
 )
+from schemas.settings import Settings
 from schemas.validation import decode_reading
-from streams.settings import Settings
+from streams.flow_engine import alerts
+from streams.flow_engine.catalog import FlowSet
+from streams.flow_engine.engine import CompiledFlow, ReadingView
 
 router = APIRouter(
     prefix="/api/v1/admin/flows", tags=["flows"], dependencies=[Depends(require_admin)]

@@ -39,7 +39,7 @@ from connectors.postgres.devices import DatabaseUnavailable
 from connectors.postgres.media import MediaRequest
 from schemas.devices import check_metadata
 from schemas.readings import DEVICE_ID_PATTERN
-from streams.settings import MediaSettings
+from schemas.settings import MediaSettings
 
 router = APIRouter(tags=["media"])
 

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from api.auth import authenticated_device, bearer_token, is_admin_token, require_device
 from api.problems import ProblemError
 from connectors.redis.status import StatusReader
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

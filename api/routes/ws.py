@@ -35,7 +35,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from api.auth import API_KEY_HEADER, DeviceLookup, is_admin_token
 from api.live import LiveFeed, Subscriber
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from bench.cpu import CpuMeter, wait_with_cpu
 from bench.procs import BenchError
 from bench.stats import Percentiles, Result
 from cli.stack.kafka import DEPENDENCY_PLUGIN, POM
-from streams.settings import Settings
+from schemas.settings import Settings
 
 Progress = Callable[[str], None]
 RECORD_SIZE = 250

@@ -30,7 +30,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, insert
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from streams.settings import get_settings
+from schemas.settings import get_settings
 
 IN_FLIGHT = 10
 

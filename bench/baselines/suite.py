@@ -31,7 +31,7 @@ from bench.data import Fleet, encoded_items, invalid_count, new_fleet, readings
 from bench.kafka import Watermarks, produce_per_message
 from bench.procs import BenchError, Started, bench_settings, start, stop
 from bench.stats import Result
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.support import settings_env
 
 DEVICES = 2000

@@ -25,7 +25,7 @@ from cli.stack.postgres import Postgres
 from cli.stack.redis import Redis
 from cli.stack.s3proxy import S3Proxy
 from cli.stack.service import Progress, Service
-from streams.settings import Settings
+from schemas.settings import Settings
 
 __all__ = [
     "SERVICE_NAMES",

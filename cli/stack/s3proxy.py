@@ -30,7 +30,7 @@ from cli.stack.paths import INFRA_DIR
 from cli.stack.probes import LOCALHOST
 from cli.stack.process import ProcessSignature
 from cli.stack.service import LaunchSpec, Progress, Service
-from streams.settings import BlobSettings
+from schemas.settings import BlobSettings
 
 MAIN_CLASS = "org.gaul.s3proxy.Main"
 POM = INFRA_DIR / "s3proxy" / "pom.xml"

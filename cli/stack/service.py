@@ -13,7 +13,7 @@ from cli.stack.installer import Requirement
 from cli.stack.paths import StackPaths
 from cli.stack.probes import LOCALHOST
 from cli.stack.process import ProcessSignature, RunAs
-from streams.settings import Settings
+from schemas.settings import Settings
 
 Progress = Callable[[str], None]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from connectors.blob.base import BlobStore
 from connectors.blob.filesystem import FilesystemBlobStore
 from connectors.blob.s3 import S3BlobStore
-from streams.settings import BlobSettings
+from schemas.settings import BlobSettings
 
 
 def blob_store(settings: BlobSettings) -> BlobStore:

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connectors.blob.base import BlobStore, Digest, StoredBlob, check_key
 from connectors.blob.errors import BlobNotFound, BlobStoreUnavailable
-from streams.settings import BlobSettings
+from schemas.settings import BlobSettings
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

@@ -23,8 +23,8 @@ from connectors.integrations.errors import CallFailed
 from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
 from connectors.kafka.producer import Record
 from schemas.errors import FleetError
-from schemas.flow_engine.engine import Outbound
-from streams.settings import TopicSettings
+from schemas.flows import Outbound
+from schemas.settings import TopicSettings
 
 log = logging.getLogger(__name__)
 

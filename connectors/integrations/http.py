@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 
 from connectors.integrations.errors import CallFailed
-from schemas.flow_engine.engine import Outbound
+from schemas.flows import Outbound
 
 _RETRIABLE_STATUS = frozenset({408, 425, 429})
 

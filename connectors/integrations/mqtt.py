@@ -30,8 +30,8 @@ from connectors.mqtt.credentials import (
 )
 from connectors.mqtt.dynsec import Command, check
 from connectors.mqtt.errors import BrokerUnavailable, DynsecRefused
-from schemas.flow_engine.engine import Outbound
-from streams.settings import MqttSettings
+from schemas.flows import Outbound
+from schemas.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from connectors.kafka.producer import Record
 from connectors.mqtt.errors import BrokerUnavailable
 from connectors.mqtt.messages import Item, TopicMatcher, dead_letter_record, decode_message
 from schemas.errors import ValidationFailure
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

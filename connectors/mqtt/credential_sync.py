@@ -30,7 +30,7 @@ from connectors.mqtt.credentials import ROLE_PREFIX, admin_client, enable_comman
 from connectors.mqtt.dynsec import Command, DynsecClient, check
 from schemas.devices import Device
 from schemas.errors import FleetError
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

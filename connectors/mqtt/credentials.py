@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from connectors.mqtt.dynsec import Command, DynsecClient, check
 from schemas.devices import Device
-from streams.settings import MqttSettings
+from schemas.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from connectors.mqtt.bridge import MqttBridge
 from connectors.mqtt.credential_sync import CredentialSync
 from connectors.mqtt.credentials import ensure_bridge_user
 from schemas.errors import FleetError
-from streams.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

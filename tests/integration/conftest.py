@@ -19,7 +19,7 @@ from api.app import create_app
 from cli.stack import manager
 from connectors.kafka.admin import delete_app_topics, delete_topics, ensure_topics
 from connectors.postgres import migrate
-from streams.settings import Settings, get_settings
+from schemas.settings import Settings, get_settings
 from streams.topology import topic_specs
 from tests.integration.fleet import Fleet
 from tests.integration.processes import WorkerProcess

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from streams.settings import DEV_ADMIN_TOKEN
+from schemas.settings import DEV_ADMIN_TOKEN
 from tests.support import wait_until
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.support import settings_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

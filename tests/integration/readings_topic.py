@@ -16,7 +16,7 @@ import msgspec
 
 from connectors.schema_registry import client_for
 from schemas.avro_codec import decode, framed_schema_id
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.integration.kafka_tools import read_to_end
 
 

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 
 from connectors.redis.keys import RedisKeys
 from schemas.avro_codec import decode, parsed_schema
+from schemas.settings import Settings
 from schemas.status import StatusChange, decode_status_change
-from streams.settings import Settings
 from tests.integration.kafka_tools import read_to_end
 
 

@@ -31,7 +31,7 @@ from connectors.schema_registry import (
 )
 from schemas.avro_codec import CONTRACTS, schema_json
 from schemas.avro_compat import history
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import end_offsets

@@ -11,7 +11,7 @@ import pytest
 from cli.stack import manager
 from connectors.schema_registry import client_for, register_contracts, subject_for
 from schemas.avro_codec import schema_json
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 @pytest.mark.disruptive

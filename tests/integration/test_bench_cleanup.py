@@ -11,7 +11,7 @@ from bench.context import delete_device_keys
 from connectors.redis.keys import RedisKeys
 from connectors.redis.wire import RedisPipe
 from connectors.redis.writer import DeviceReadings, RedisBatch, RedisWriter, connect_commands
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 def device_batch(devices: list[str]) -> RedisBatch:

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from connectors.blob.errors import BlobNotFound, BlobStoreUnavailable, BlobTooLarge
 from connectors.blob.s3 import S3BlobStore
-from streams.settings import MIB, Settings
+from schemas.settings import MIB, Settings
 from tests.support import wait_until
 
 PART = 5 * MIB

@@ -13,7 +13,7 @@ import pytest
 
 from api.app import create_app
 from schemas.devices import decode_device, hash_token
-from streams.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids
 from tests.integration.registry_tools import latest, registry_records
 from tests.support import wait_until

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from schemas.devices import decode_device, hash_token
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids
 from tests.integration.kafka_tools import produce
 from tests.integration.processes import PROJECT_ROOT

@@ -23,9 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.kafka.admin import TopicSpec, delete_topics, ensure_topics
 from schemas.events import decode_dead_letter
-from schemas.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from schemas.flows import AlertEvent, decode_alert_event
-from streams.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from streams.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from tests.clock import base_time
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet

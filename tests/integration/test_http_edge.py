@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from api.app import create_app
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import end_offsets

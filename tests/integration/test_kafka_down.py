@@ -7,7 +7,7 @@ import pytest
 
 from api.app import create_app
 from cli.stack import manager
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 

@@ -23,9 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from connectors.kafka.partitioner import partition_for
 from schemas.envelopes import curated_envelope, single_item_envelope
 from schemas.events import curate, raw_event_for
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
 from schemas.status import decode_status_change
 from schemas.validation import decode_reading
-from streams.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids, reading
 from tests.integration.processes import ApiProcess, WorkerProcess
 from tests.integration.stream_core import core_settings

@@ -20,7 +20,7 @@ from botocore.config import Config
 from api.app import create_app
 from connectors.kafka.partitioner import partition_for
 from schemas.media import decode_media_event
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.media.tools import (
     chunked,

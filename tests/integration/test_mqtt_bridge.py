@@ -13,7 +13,7 @@ import pytest
 
 from api.app import create_app
 from schemas.events import decode_dead_letter
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.kafka_tools import read_to_end
 from tests.integration.mqtt_tools import (

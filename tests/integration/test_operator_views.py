@@ -20,7 +20,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from cli.stack import installer
 from connectors.kafka.partitioner import partition_for
 from schemas.envelopes import encode_item, raw_envelope
-from streams.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids, raw_event
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import produce

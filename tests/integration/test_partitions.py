@@ -14,7 +14,7 @@ from agents.maintenance import PartitionKeeper
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ensure_day_partitions
 from schemas.envelopes import encode_item, raw_envelope
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, raw_event, reading
 from tests.integration.kafka_tools import produce
 from tests.integration.processes import WorkerProcess

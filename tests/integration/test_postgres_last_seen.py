@@ -12,7 +12,7 @@ import pytest
 
 from connectors.postgres.last_seen import update_last_seen
 from connectors.postgres.pool import create_pool
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from agents import postgres_sink
 from agents.sink_group import group_id
 from cli.stack import manager
 from schemas.events import decode_dead_letter
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import committed, partition_ends, produce, read_to_end

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ReadingStore, copy_line
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids
 
 SENSORS = json.dumps({"pir": {"motion_detected": True}}).encode()

@@ -7,7 +7,7 @@ import json
 
 import asyncpg
 
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import end_offsets, produce, raw_events, read_all, read_to_end

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.integration.processes import PROJECT_ROOT
 from tests.support import free_port, settings_env, wait_until
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.processes import ApiProcess, WorkerProcess

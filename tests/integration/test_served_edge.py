@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.settings import DEV_ADMIN_TOKEN, RateLimit, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, RateLimit, Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.processes import ApiProcess

@@ -9,7 +9,7 @@ import httpx
 import msgspec
 import pytest
 
-from streams.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.processes import WorkerProcess

@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import KafkaException
 
 from schemas.envelopes import encode_item, raw_envelope
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
 from schemas.status import decode_device_state
-from streams.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids, raw_event
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import produce, read_to_end

@@ -14,7 +14,7 @@ import asyncpg
 
 from agents import postgres_sink
 from agents.sink_group import group_id
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import committed, partition_ends

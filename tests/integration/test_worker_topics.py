@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 from agents.registry import build_worker_app
 from cli.runner import create_changelogs
 from connectors.kafka.admin import delete_app_topics, delete_topics
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 def test_changelogs_exist_with_every_partition_served_when_create_returns(

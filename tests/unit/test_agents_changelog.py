@@ -9,7 +9,7 @@ import faust
 import pytest
 
 from agents.changelog import TableRows
-from agents.outputs import Outputs
+from streams.outputs import Outputs
 from tests.support import event_in
 
 

@@ -7,13 +7,13 @@ from typing import Any, cast
 
 from agents.curated import Batch, Turns
 from agents.device_state import DeviceState
-from agents.outputs import Outputs
 from agents.rollups import Rollups
 from agents.sink_group import SinkMessage
 from agents.status import DeviceStatus
 from schemas.envelopes import curated_envelope
 from schemas.events import decode_dead_letter, encode_curated, validate_event
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams.outputs import Outputs
 from tests.clock import now
 from tests.factories import raw_event, reading
 

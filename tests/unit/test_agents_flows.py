@@ -17,12 +17,12 @@ from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.producer import Record
 from schemas.envelopes import curated_envelope
 from schemas.events import decode_dead_letter
-from schemas.flow_engine import alerts
-from schemas.flow_engine.catalog import FlowSet
-from schemas.flow_engine.engine import Outbound, compile_flow
-from schemas.flow_engine.examples import GAS_ABOVE_500
-from schemas.flows import FlowDocument, decode_alert_event, decode_definition
-from streams.settings import Settings
+from schemas.flows import FlowDocument, Outbound, decode_alert_event, decode_definition
+from schemas.settings import Settings
+from streams.flow_engine import alerts
+from streams.flow_engine.catalog import FlowSet
+from streams.flow_engine.engine import compile_flow
+from streams.flow_engine.examples import GAS_ABOVE_500
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 
 from agents.maintenance import PartitionKeeper
 from connectors.postgres.readings import ensure_day_partitions, partition_window
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.support import free_port
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from agents import metrics
 from agents.deadletters import dead_letter
-from agents.metrics import AGENT, METRICS, MeteredStream, WorkerMetrics, metered_handler, timed
-from agents.retry import retry_until_done
+from streams import metrics
+from streams.metrics import AGENT, METRICS, MeteredStream, WorkerMetrics, metered_handler, timed
+from streams.retry import retry_until_done
 from tests import clock
 
 

@@ -20,8 +20,8 @@ from connectors.postgres.readings import copy_line
 from schemas.envelopes import curated_envelope
 from schemas.errors import ValidationFailure
 from schemas.events import curate, decode_dead_letter, encode_curated
+from schemas.settings import Settings, WorkerSettings
 from schemas.validation import validate_reading_obj
-from streams.settings import Settings, WorkerSettings
 from tests import clock
 from tests.factories import raw_event, reading
 

@@ -13,8 +13,8 @@ from agents.sink_group import SinkGroup, SinkMessage, next_offsets
 from connectors.redis.status import status_from_hash
 from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated, validate_event
+from schemas.settings import RedisSettings, Settings
 from schemas.status import encode
-from streams.settings import RedisSettings, Settings
 from tests.clock import now
 from tests.factories import raw_event, reading, status_change
 

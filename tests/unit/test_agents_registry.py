@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import agents
-from agents import context
 from agents.registry import AGENTS, build_worker_app
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams import context
 from tests.support import isolated
 
 

@@ -25,7 +25,7 @@ from schemas.envelopes import (
 )
 from schemas.errors import ValidationFailure
 from schemas.events import decode_curated, decode_dead_letter, encode_raw_event
-from streams.settings import TopicSettings
+from schemas.settings import TopicSettings
 from tests import clock
 from tests.factories import raw_event, reading
 

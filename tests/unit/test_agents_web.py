@@ -6,15 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from agents.web import auth
-from agents.web.devices import scan
-from agents.web.lag import in_app, lag_of
-from agents.web.letters import LetterIndex, preview, summarize
-from agents.web.rates import RateWindow
 from connectors.kafka.partitioner import partition_for
 from schemas.envelopes import encode_item, raw_envelope
 from schemas.events import DeadLetter
 from schemas.status import DeviceState, encode
+from streams.web import auth
+from streams.web.devices import scan
+from streams.web.lag import in_app, lag_of
+from streams.web.letters import LetterIndex, preview, summarize
+from streams.web.rates import RateWindow
 from tests.factories import raw_event
 
 TOKEN = "a-long-admin-token-for-tests"  # noqa: S105 - a test value

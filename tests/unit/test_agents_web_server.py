@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from agents.registry import build_worker_app
-from agents.web import auth
-from agents.web.lag import LagReader, PartitionLag
-from streams.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from streams.web import auth
+from streams.web.lag import LagReader, PartitionLag
 from tests.support import isolated
 
 

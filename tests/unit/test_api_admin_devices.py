@@ -12,7 +12,7 @@ import pytest
 from api.app import create_app
 from connectors.registry import DeviceRegistry
 from schemas.devices import decode_device, hash_token
-from streams.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
 from tests.unit.registry_fakes import MemoryPublisher, MemoryStore, StaticCache
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from api.auth import AdminDep, DeviceAuthDep, authenticate_device, require_device
 from api.problems import install_problem_handlers
 from schemas.devices import Device, encode_device, hash_token
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests.unit.registry_fakes import StaticCache
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)

@@ -19,7 +19,7 @@ from connectors.redis.idempotency import Claim, IdempotencyUnavailable
 from schemas.devices import Device, encode_device, hash_token
 from schemas.envelopes import decode_raw_record
 from schemas.events import RawEvent
-from streams.settings import RateLimit, Settings
+from schemas.settings import RateLimit, Settings
 from tests import clock
 from tests.factories import reading
 from tests.unit.registry_fakes import StaticCache

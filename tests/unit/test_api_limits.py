@@ -6,7 +6,7 @@ import pytest
 
 from api import limits
 from api.limits import RateLimiter, retry_after_header
-from streams.settings import RateLimit
+from schemas.settings import RateLimit
 
 
 class Clock:

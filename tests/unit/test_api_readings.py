@@ -16,7 +16,7 @@ from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.envelopes import decode_raw_record
 from schemas.events import RawEvent
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests import clock
 from tests.factories import reading
 

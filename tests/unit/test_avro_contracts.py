@@ -32,8 +32,8 @@ from schemas.catalogue import sensor_types
 from schemas.envelopes import raw_envelope
 from schemas.errors import FieldError
 from schemas.events import CuratedReading, DeadLetter, encode_raw_event
+from schemas.settings import TopicSettings
 from schemas.status import Rollup, StatusChange
-from streams.settings import TopicSettings
 from tests.clock import now
 from tests.factories import raw_event, reading
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from connectors.kafka.flow_cache import FlowIndex
-from schemas.flow_engine.examples import examples
 from schemas.flows import FlowDocument, encode
+from streams.flow_engine.examples import examples
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from connectors.mqtt.credentials import (
 from connectors.mqtt.errors import BrokerUnavailable
 from connectors.registry import CredentialsNotSet, DeviceRegistry, NotPublished
 from schemas.devices import Device, DeviceChanges, NewDevice, hash_token
-from streams.settings import Settings
+from schemas.settings import Settings
 from tests import clock
 from tests.unit.registry_fakes import MemoryPublisher, MemoryStore
 

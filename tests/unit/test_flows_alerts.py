@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from schemas.flow_engine import alerts
-from schemas.flow_engine.engine import AlertSignal, ReadingView, compile_flow
-from schemas.flow_engine.examples import examples
-from schemas.flow_engine.schedule import in_schedule
 from schemas.flows import AlertEvent, FlowDocument, Schedule
+from streams.flow_engine import alerts
+from streams.flow_engine.engine import AlertSignal, ReadingView, compile_flow
+from streams.flow_engine.examples import examples
+from streams.flow_engine.schedule import in_schedule
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

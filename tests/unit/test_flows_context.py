@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from schemas.flow_engine.engine import ReadingView
-from schemas.flow_engine.expressions import (
+from streams.flow_engine.engine import ReadingView
+from streams.flow_engine.expressions import (
     EVERYTHING,
     EvaluationError,
     Expression,

@@ -9,10 +9,10 @@ import msgspec
 import pytest
 
 from schemas.errors import ValidationFailure
-from schemas.flow_engine.catalog import FlowSet
-from schemas.flow_engine.engine import CompiledFlow, ReadingView, compile_flow
-from schemas.flow_engine.examples import examples
 from schemas.flows import FlowDocument, decode_definition
+from streams.flow_engine.catalog import FlowSet
+from streams.flow_engine.engine import CompiledFlow, ReadingView, compile_flow
+from streams.flow_engine.examples import examples
 
 TS = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import pytest
 
 from cli.stack import installer, manager, mosquitto, postgres, probes, users
 from cli.stack.errors import StackError
-from streams.settings import Settings, StackSettings
+from schemas.settings import Settings, StackSettings
 
 
 def _mosquitto_config(user: str | None) -> list[str]:

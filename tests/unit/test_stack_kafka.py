@@ -10,7 +10,7 @@ import pytest
 
 from cli.stack import kafka
 from cli.stack.kafka import Kafka
-from streams.settings import KafkaSettings, Settings, StackSettings
+from schemas.settings import KafkaSettings, Settings, StackSettings
 
 
 def _props(text: str) -> dict[str, str]:

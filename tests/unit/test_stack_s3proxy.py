@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from cli.stack import s3proxy
 from cli.stack.s3proxy import S3Proxy
-from streams.settings import BlobSettings, Settings, StackSettings
+from schemas.settings import BlobSettings, Settings, StackSettings
 
 
 def _props(text: str) -> dict[str, str]:

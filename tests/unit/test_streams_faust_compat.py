@@ -41,8 +41,8 @@ async def test_writing_as_an_event_sends_the_changelog_to_its_partition(
 async def test_the_worker_app_buffers_changelog_writes_and_fetches_without_long_waits(
     tmp_path: Path,
 ) -> None:
+    from schemas.settings import Settings
     from streams.app import CHANGELOG_BUFFER_MAX, COMMIT_EVERY_DISABLED, create_app
-    from streams.settings import Settings
 
     base = Settings()
     settings = base.model_copy(

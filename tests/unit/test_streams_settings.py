@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import PROJECT_ROOT, Settings
+from schemas.settings import PROJECT_ROOT, Settings
 from tests.support import settings_env
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, Settings
 
 
 @pytest.fixture(autouse=True)

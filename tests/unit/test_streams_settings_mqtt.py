@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 def _production(monkeypatch: pytest.MonkeyPatch) -> None:

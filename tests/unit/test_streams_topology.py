@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.settings import Settings
+from schemas.settings import Settings
 from streams.topology import DEADLETTER_MAX_BYTES, ENVELOPE_TOPIC_MAX_BYTES, topic_specs
 
 

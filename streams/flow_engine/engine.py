@@ -3,7 +3,7 @@
 A run walks the node chain and returns what it decided: the trace (node by node, what the API's
 dry-run shows), the outbound calls the integration nodes asked for (the worker makes them; a
 dry-run only lists them), and for an alert rule the :class:`AlertSignal` that
-``schemas.flow_engine.alerts`` turns into fired/cleared transitions with the rule's state.
+``streams.flow_engine.alerts`` turns into fired/cleared transitions with the rule's state.
 
 Every expression and template is compiled by :func:`compile_flow`, once per flow version.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
@@ -21,7 +21,20 @@ import cel
 import msgspec
 
 from schemas.errors import FieldError, ValidationFailure
-from schemas.flow_engine.expressions import (
+from schemas.flows import (
+    AlertNode,
+    FilterNode,
+    FlowDefinition,
+    FlowDocument,
+    HttpNode,
+    KafkaNode,
+    MqttNode,
+    Node,
+    Outbound,
+    ThresholdNode,
+    TransformNode,
+)
+from streams.flow_engine.expressions import (
     EVERYTHING,
     NOTHING,
     CompileError,
@@ -31,18 +44,7 @@ from schemas.flow_engine.expressions import (
     Template,
     interned,
 )
-from schemas.flow_engine.schedule import in_schedule
-from schemas.flows import (
-    AlertNode,
-    FilterNode,
-    FlowDocument,
-    HttpNode,
-    KafkaNode,
-    MqttNode,
-    Node,
-    ThresholdNode,
-    TransformNode,
-)
+from streams.flow_engine.schedule import in_schedule
 
 _CALL_NAMESPACE: Final = uuid.UUID("5d0c8f8e-6f55-4a0e-9d55-3c1c7f4a1b90")
 _json = msgspec.json.Encoder()
@@ -144,52 +146,6 @@ class ReadingView:
             "fields": fields,
             "flow": {"id": flow.flow_id, "version": flow.version, "name": flow.name},
         }
-
-
-@dataclass(frozen=True)
-class Outbound:
-    """One integration call a run asked for."""
-
-    flow_id: str
-    flow_version: int
-    node_id: str
-    kind: Literal["http", "mqtt", "kafka"]
-    target: str
-    """URL, MQTT topic or Kafka topic."""
-    body: bytes
-    device_id: str
-    event_id: str
-    call_id: str
-    """Stable per (flow version, node, reading): the HTTP ``Idempotency-Key``."""
-    method: str = "POST"
-    headers: dict[str, str] = field(default_factory=dict)
-    key: bytes | None = None
-    qos: int = 1
-    retain: bool = False
-    timeout_s: float = 5.0
-    retries: int = 0
-    backoff_s: float = 0.5
-
-    def describe(self) -> dict[str, Any]:
-        """The call as JSON-able data: the dry-run answer and a dead letter's original."""
-        shown: dict[str, Any] = {
-            "flow_id": self.flow_id,
-            "flow_version": self.flow_version,
-            "node_id": self.node_id,
-            "kind": self.kind,
-            "target": self.target,
-            "device_id": self.device_id,
-            "event_id": self.event_id,
-            "call_id": self.call_id,
-            "body": msgspec.json.decode(self.body) if self.body else None,
-        }
-        if self.kind == "http":
-            shown.update(method=self.method, headers=self.headers)
-        if self.kind == "mqtt":
-            shown.update(qos=self.qos, retain=self.retain)
-        if self.kind == "kafka":
-            shown["key"] = None if self.key is None else self.key.decode(errors="replace")
-        return shown
 
 
 @dataclass(frozen=True)
@@ -559,3 +515,19 @@ def _header_value(text: str) -> str:
 def _topic_level(text: str) -> str:
     """A value inside an MQTT topic cannot add levels or wildcards."""
     return text.replace("/", "_").replace("+", "_").replace("#", "_")
+
+
+def check_definition(flow_id: str, definition: FlowDefinition) -> None:
+    """Compile ``definition`` as it would run; raises ``ValidationFailure`` naming node and
+    field of every expression or template that does not compile."""
+    now = datetime.fromtimestamp(0, UTC)  # not stored: compiling reads no time
+    compile_flow(
+        FlowDocument(
+            flow_id=flow_id,
+            version=1,
+            enabled=True,
+            definition=definition,
+            created_at=now,
+            updated_at=now,
+        )
+    )

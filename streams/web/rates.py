@@ -1,6 +1,6 @@
 """Rates from counters: per-second differences of the metrics' totals over a short window.
 
-A timer samples :meth:`agents.metrics.WorkerMetrics.totals` every couple of seconds; a rate is
+A timer samples :meth:`streams.metrics.WorkerMetrics.totals` every couple of seconds; a rate is
 the difference between the newest sample and the newest one at least ``window_s`` older,
 divided by the time between them (or between the newest and the oldest sample, shortly after
 a start). Nothing here reads a clock: callers pass the times, so tests choose them.

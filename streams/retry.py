@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from agents.metrics import METRICS
+from streams.metrics import METRICS
 
 T = TypeVar("T")
 

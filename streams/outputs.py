@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agents.retry import retry_until_done
 from connectors.kafka.producer import Record
 from schemas.errors import FleetError
+from streams.retry import retry_until_done
 
 
 class RecordProducer(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from schemas.flow_engine.engine import CompiledFlow
+from streams.flow_engine.engine import CompiledFlow
 
 
 @dataclass(frozen=True)

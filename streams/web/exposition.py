@@ -1,4 +1,4 @@
-"""``/metrics`` of a worker: the agents' metrics (``agents.metrics``) and, per scrape, the sizes
+"""``/metrics`` of a worker: the agents' metrics (``streams.metrics``) and, per scrape, the sizes
 of the tables this worker owns and the consumer lag of the app's groups.
 
 Table sizes count the keys of this worker's active partitions (standby copies are another
@@ -15,15 +15,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agents.metrics import METRICS
-from agents.web.devices import table_ready
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.partitioner import partition_for
+from streams.metrics import METRICS
+from streams.web.devices import table_ready
 
 if TYPE_CHECKING:
     import faust
 
-    from agents.web.cluster import Operator
+    from streams.web.cluster import Operator
 
 
 class _Families(Collector):

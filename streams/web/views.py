@@ -2,7 +2,7 @@
 
 Pages are server-rendered shells (``templates/``) that ``static/ops.js`` fills from the JSON
 endpoints below and refreshes every few seconds; every page's data has its endpoint, so scripts
-read the same. All of it sits behind ``agents.web.auth`` (admin token or login cookie).
+read the same. All of it sits behind ``streams.web.auth`` (admin token or login cookie).
 
 | path | what |
 | --- | --- |
@@ -14,7 +14,7 @@ read the same. All of it sits behind ``agents.web.auth`` (admin token or login c
 | ``/ops/api/devices/{id}/state`` | the status-table entry, routed to the owning worker |
 | ``/ops/api/deadletters``, ``/ops/api/deadletters/replay`` (POST) | letters, replay one |
 | ``/ops/api/flows``, ``/ops/api/alerts``, ``/ops/api/alerts/{id}/ack`` (POST) | flows, alerts |
-| ``/metrics`` | Prometheus (``agents.web.exposition``) |
+| ``/metrics`` | Prometheus (``streams.web.exposition``) |
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import msgspec
 from aiohttp import web
 from faust.web import View
 
-from agents.web import auth
-from agents.web.cluster import ROUTED_HEADER, Operator
-from agents.web.exposition import exposition
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.postgres.alerts import AlertNotFound
 from schemas.readings import DEVICE_ID_PATTERN
+from streams.web import auth
+from streams.web.cluster import ROUTED_HEADER, Operator
+from streams.web.exposition import exposition
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"

@@ -26,11 +26,11 @@ from typing import Any
 
 import faust
 
-from agents.metrics import METRICS, metered
-from agents.outputs import Outputs, publish
 from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.producer import EventProducer, ProducerConfig
-from streams.settings import Settings
+from schemas.settings import Settings
+from streams.metrics import METRICS, metered
+from streams.outputs import Outputs, publish
 from streams.topics import SourceTopics
 
 log = logging.getLogger(__name__)

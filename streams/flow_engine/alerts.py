@@ -23,8 +23,8 @@ from typing import Final
 
 import msgspec
 
-from schemas.flow_engine.engine import AlertSignal
 from schemas.flows import AlertEvent, AlertNode
+from streams.flow_engine.engine import AlertSignal
 
 _ALERT_NAMESPACE: Final = uuid.UUID("b0f4c3de-2f7e-4f55-8f0a-59a8f1b7c2d1")
 

@@ -8,8 +8,8 @@ device is looked up on the worker that owns its key (:meth:`Operator.device_stat
 Faust's table routing does, with a header that stops a request from bouncing between two
 workers that disagree during a rebalance.
 
-Kafka and Postgres are read here too: consumer lag (``agents.web.lag``), dead letters
-(``agents.web.letters``), recent readings and alerts (``connectors.postgres``), replays
+Kafka and Postgres are read here too: consumer lag (``streams.web.lag``), dead letters
+(``streams.web.letters``), recent readings and alerts (``connectors.postgres``), replays
 (``connectors.kafka.deadletters``). Blocking Kafka clients run in threads.
 """
 
@@ -29,18 +29,18 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from agents.context import WorkerContext
-from agents.metrics import METRICS, Key
-from agents.status import TABLE as STATUS_TABLE
-from agents.web import devices
-from agents.web.lag import LagReader, PartitionLag
-from agents.web.letters import LetterFollower, LetterIndex
-from agents.web.rates import RateWindow
 from connectors.kafka import deadletters as dlq
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.postgres.alerts import AlertQuery, AlertRow, AlertStore
 from connectors.postgres.latest import recent_readings
 from connectors.postgres.pool import create_pool
+from streams.context import WorkerContext
+from streams.metrics import METRICS, Key
+from streams.tables import DEVICE_STATUS as STATUS_TABLE
+from streams.web import devices
+from streams.web.lag import LagReader, PartitionLag
+from streams.web.letters import LetterFollower, LetterIndex
+from streams.web.rates import RateWindow
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Agents need (almost) no code for it:
 
-* :func:`agents.context.guarded` hands each Faust agent a :class:`MeteredStream`: records taken
+* :func:`streams.context.guarded` hands each Faust agent a :class:`MeteredStream`: records taken
   per agent and topic, batch sizes, and each batch's processing time, from being taken to its
   last record acked (so agents that keep several batches in flight are timed right too);
 * sink groups (``agents.sink_group``) wrap their handler with :func:`metered_handler`;

@@ -3,7 +3,7 @@
 The ``device-status`` table (``agents.status``) is partitioned like ``fleet.curated.v1``; each
 worker answers for the partitions it owns (its *active* partitions: standby copies may lag), and
 the views ask every worker for its part. A single device is looked up on the worker that owns
-its key (``agents.web.cluster``). While the worker joins the group or recovers the table, the
+its key (``streams.web.cluster``). While the worker joins the group or recovers the table, the
 table is not ready: views answer 503 ``recovering`` rather than a wrong "unknown".
 
 Transitions (online/offline) come from the compacted ``fleet.device-status.v1``: the newest
@@ -23,9 +23,9 @@ import faust
 import msgspec
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.status import TABLE
 from connectors.kafka.partitioner import partition_for
 from schemas.status import DeviceState, StatusChange, decode_device_state, decode_status_change
+from streams.tables import DEVICE_STATUS as TABLE
 
 HISTORY_SCAN = 20_000
 """Records of the device's status partition read back for its transitions (newest first)."""

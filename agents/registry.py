@@ -1,7 +1,7 @@
 """The worker's Faust app with every agent registered: the one list of agent modules.
 
 A module of this package that defines ``register(ctx)`` must be listed in :data:`AGENTS`
-(``tests/unit/test_agents_registry.py`` fails otherwise), so a new agent cannot silently not
+(``tests/unit/agents/test_registry.py`` fails otherwise), so a new agent cannot silently not
 run because someone forgot a list elsewhere.
 """
 

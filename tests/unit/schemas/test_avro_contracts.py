@@ -37,7 +37,7 @@ from schemas.status import Rollup, StatusChange
 from tests.clock import now
 from tests.factories import raw_event, reading
 
-CASES = Path(__file__).parents[1] / "avro_cases"
+CASES = Path(__file__).parents[2] / "avro_cases"
 NOW = now().replace(microsecond=123456)
 EVENT_ID = "019ab000-0000-7000-8000-000000000001"
 

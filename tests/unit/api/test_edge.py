@@ -22,8 +22,8 @@ from schemas.events import RawEvent
 from schemas.settings import RateLimit, Settings
 from tests import clock
 from tests.factories import reading
+from tests.unit.api.test_readings import FakeProducer
 from tests.unit.registry_fakes import StaticCache
-from tests.unit.test_api_readings import FakeProducer
 
 TOKEN_A = "token-of-device-a-0123"  # noqa: S105 - a test token
 TOKEN_CAM = "token-of-camera-0123"  # noqa: S105 - a test token

@@ -154,4 +154,3 @@ AdminDep = Annotated[None, Depends(require_admin)]
 DeviceAuthDep = Annotated[Device | None, Depends(device_principal)]
 """The calling device (``None`` only when unauthenticated ingest is allowed); pair it with
 :func:`require_device` for every device_id the request writes."""
-DeviceRequiredDep = Annotated[Device, Depends(authenticated_device)]

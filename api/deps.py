@@ -6,7 +6,6 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from connectors.kafka.batcher import EnvelopeBatcher
 from connectors.kafka.producer import EventProducer
 from schemas.settings import Settings
 
@@ -19,10 +18,5 @@ def get_producer(request: Request) -> EventProducer:
     return cast(EventProducer, request.app.state.producer)
 
 
-def get_batcher(request: Request) -> EnvelopeBatcher:
-    return cast(EnvelopeBatcher, request.app.state.batcher)
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProducerDep = Annotated[EventProducer, Depends(get_producer)]
-BatcherDep = Annotated[EnvelopeBatcher, Depends(get_batcher)]

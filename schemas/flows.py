@@ -64,7 +64,6 @@ _HHMM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z"
 MAX_NODES: Final = 32
 ALERT_SCHEMA_VERSION: Final = 1
 
-FlowId = Annotated[str, Meta(pattern=FLOW_ID_PATTERN)]
 NodeId = Annotated[str, Meta(pattern=NODE_ID_PATTERN)]
 Expr = Annotated[str, Meta(min_length=1, max_length=4000)]
 Template = Annotated[str, Meta(min_length=1, max_length=2000)]
@@ -171,7 +170,6 @@ class AlertNode(_Strict, frozen=True, tag="alert"):
 
 
 Node = FilterNode | TransformNode | ThresholdNode | HttpNode | MqttNode | KafkaNode | AlertNode
-INTEGRATIONS: Final = (HttpNode, MqttNode, KafkaNode)
 
 
 class FlowDefinition(_Strict, frozen=True, kw_only=True):

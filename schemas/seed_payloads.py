@@ -53,7 +53,6 @@ TEMPERATURE_MIN_C = -50.0
 TEMPERATURE_MAX_C = 200.0
 
 _FMAX = 1.7976931348623157e308
-Finite = Annotated[float, Meta(ge=-_FMAX, le=_FMAX)]
 NonNegative = Annotated[float, Meta(ge=0.0, le=_FMAX)]
 
 

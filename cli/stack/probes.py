@@ -50,18 +50,6 @@ def redis_ping(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool
         return False
 
 
-def mqtt_connack(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
-    """True when an MQTT broker accepts an anonymous CONNECT (CONNACK, return code 0).
-
-    CONNECT and DISCONNECT go in one write; the broker answers CONNECT before it closes.
-    """
-    request = MQTT_CONNECT + MQTT_DISCONNECT
-    try:
-        return _exchange(port, request, len(MQTT_CONNACK_OK), host, timeout_s) == MQTT_CONNACK_OK
-    except OSError:
-        return False
-
-
 def mqtt_answers(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
     """True when an MQTT broker answers a CONNECT with a CONNACK, whether it accepts an
     anonymous client (return code 0) or refuses it (5, not authorised): both mean it serves."""

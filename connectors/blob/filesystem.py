@@ -5,13 +5,12 @@ rename cannot cross filesystems; the leading dot keeps it from ever being a vali
 flushes, fsyncs, renames it over the final name and fsyncs the folder, so after ``put`` the
 object survives a power cut. Any failure or cancellation closes and removes the temp file.
 Blocking file calls run in worker threads. A process killed mid-write can leave a ``.part``
-file behind (never under a valid key): :meth:`FilesystemBlobStore.sweep` removes old ones.
+file behind; its name is never a valid key, so no read ever returns it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -92,18 +91,6 @@ class FilesystemBlobStore(BlobStore):
 
     async def ping(self) -> bool:
         return await asyncio.to_thread(os.access, self.root, os.W_OK)
-
-    def sweep(self, older_than_s: float, now: float) -> int:
-        """Remove temp files of writes that a killed process left, last touched more than
-        ``older_than_s`` before ``now`` (epoch seconds); returns how many."""
-        cutoff = now - older_than_s
-        removed = 0
-        for temp in self.root.rglob(f".*{TEMP_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                if temp.stat().st_mtime < cutoff:
-                    temp.unlink()
-                    removed += 1
-        return removed
 
 
 async def _disk(path: Path, call: Callable[..., object], *args: object) -> None:

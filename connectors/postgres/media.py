@@ -104,7 +104,6 @@ _SELECT_SAME_CHUNK = (
     f"SELECT {', '.join(_CHUNK_COLUMNS)} FROM audio_chunks "  # noqa: S608
     "WHERE device_id = $1 AND start_ts = $2 AND sha256 = $3"
 )
-_SELECT_CHUNK = f"SELECT {', '.join(_CHUNK_COLUMNS)} FROM audio_chunks WHERE chunk_id = $1"  # noqa: S608
 _INSERT_FRAME = (
     f"INSERT INTO media_frames ({', '.join(_FRAME_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join(f'${n}' for n in range(1, len(_FRAME_COLUMNS) + 1))})"
@@ -148,11 +147,6 @@ class MediaStore:
         """Move the device's ``last_seen_at`` forward (seed 004 did so on every upload)."""
         async with _errors():
             await update_last_seen(self._pool, {device_id: at})
-
-    async def get_chunk(self, chunk_id: uuid.UUID) -> AudioChunk | None:
-        async with _errors():
-            row = await self._pool.fetchrow(_SELECT_CHUNK, chunk_id)
-        return None if row is None else AudioChunk(**dict(row))
 
     async def create_request(self, request: MediaRequest) -> None:
         async with _errors():

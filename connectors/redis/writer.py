@@ -27,7 +27,7 @@ from itertools import chain
 
 import msgspec
 
-from connectors.redis.keys import VALUE_PREFIX, RedisKeys
+from connectors.redis.keys import RedisKeys
 from connectors.redis.wire import Command, RedisPipe
 from schemas.status import StatusChange
 
@@ -153,7 +153,3 @@ def _feed_all(items: Sequence[bytes]) -> bytes:
 
 def _feed(device_id: str, items: Sequence[bytes]) -> bytes:
     return b'{"device_id":' + _json.encode(device_id) + b',"readings":[' + b",".join(items) + b"]}"
-
-
-def value_field(name: str) -> str:
-    return VALUE_PREFIX + name

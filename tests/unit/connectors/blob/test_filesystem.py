@@ -12,7 +12,6 @@ import pytest
 
 from connectors.blob.errors import BlobNotFound, BlobTooLarge, InvalidKey
 from connectors.blob.filesystem import FilesystemBlobStore
-from tests.clock import now
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -121,17 +120,3 @@ async def test_get_of_a_missing_key_and_delete_twice(tmp_path: Path) -> None:
     await store.delete("x/y.bin")
     await store.delete("x/y.bin")
     assert await store.size_of("x/y.bin") is None
-
-
-async def test_sweep_removes_only_old_temp_files(tmp_path: Path) -> None:
-    store = await _store(tmp_path)
-    await store.put("x/kept.bin", _chunks(b"1"), max_bytes=10)
-    old = store.root / "x" / ".kept.bin.abc.part"
-    old.write_bytes(b"left by a killed process")
-    fresh = store.root / "x" / ".other.bin.def.part"
-    fresh.write_bytes(b"a write in progress")
-    at = now().timestamp()
-    os.utime(old, (at - 3601, at - 3601))
-    os.utime(fresh, (at - 10, at - 10))
-    assert store.sweep(older_than_s=3600, now=at) == 1
-    assert _files(store.root) == ["x/.other.bin.def.part", "x/kept.bin"]

@@ -9,6 +9,7 @@ fleetstream topics create
 fleetstream devices create|list|show|disable|enable|rotate|delete|resync
 fleetstream flows create|update|list|show|enable|disable|delete|load-examples|resync
 fleetstream deadletters list|replay
+fleetstream docs config [--write]   docs/configuration.md from the settings object
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 
 from cli import runner
 from cli.bench_commands import bench_app
+from cli.config_docs import docs_app
 from cli.deadletters_commands import deadletters_app
 from cli.devices_commands import devices_app
 from cli.flows_commands import flows_app
@@ -36,6 +38,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
 app.add_typer(flows_app, name="flows")
 app.add_typer(deadletters_app, name="deadletters")
+app.add_typer(docs_app, name="docs")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")
 db_app.command("partitions")(partitions)

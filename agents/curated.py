@@ -52,20 +52,13 @@ class Batch:
     letters: list[Record]
 
 
-def read_batch(messages: Sequence[KafkaMessage], *, stage: str, now: datetime) -> Batch:
-    """Group the items of curated envelopes by device; what cannot be read becomes a letter."""
-    reader = _BatchReader(stage, now)
-    for index, message in enumerate(messages):
-        reader.read(index, message)
-    return reader.batch
-
-
 async def read_batch_yielding(
     messages: Sequence[KafkaMessage], *, stage: str, now: datetime, turn: Turns
 ) -> Batch:
-    """:func:`read_batch` for long batches: gives the event loop a turn every
-    ``turn.every`` items, so a 5 s rollups batch does not hold up validation meanwhile."""
-    reader = _BatchReader(stage, now)
+    """Group the items of curated envelopes by device; what cannot be read becomes a letter.
+    Gives the event loop a turn every ``turn.every`` items, so a 5 s rollups batch does not
+    hold up validation meanwhile."""
+    reader = BatchReader(stage, now)
     for index, message in enumerate(messages):
         await turn.took(reader.read(index, message))
     return reader.batch
@@ -99,7 +92,9 @@ class Turns:
             await asyncio.sleep(0)
 
 
-class _BatchReader:
+class BatchReader:
+    """Reads curated envelopes one by one into a :class:`Batch`."""
+
     def __init__(self, stage: str, now: datetime) -> None:
         self.stage = stage
         self.now = now

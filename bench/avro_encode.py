@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 
 from bench.data import new_fleet, raw_event, readings
 from schemas.avro_codec import AvroEncoder, reading_datum
-from schemas.events import CuratedReading, Enrichment, encode_curated, validate_event
+from schemas.events import CuratedReading, Enrichment, encode_curated
+from tests.pipeline_helpers import validate_event
 
 
 def curated_mix(count: int) -> list[CuratedReading]:

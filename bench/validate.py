@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from schemas.events import RawEvent, encode_raw_event, new_event_id, process_raw
+from schemas.events import RawEvent, encode_raw_event, new_event_id
 from schemas.validation import decode_readings_with_raw
 from tests.factories import device_ids, reading
+from tests.pipeline_helpers import process_raw
 
 
 def _bodies(readings: int, batch: int) -> list[bytes]:

@@ -11,8 +11,7 @@ topic                   key          value                             produced 
 ======================  ===========  ================================  ==========================
 
 The validate agent (``agents/validate.py``) decodes raw envelopes and calls
-:func:`validate_event_with_sensors` for each item; :func:`process_raw` is the same check for
-one encoded :class:`RawEvent` (the baselines and ``bench.validate`` use it). Both raise
+:func:`validate_event_with_sensors` for each item; it raises
 :class:`~schemas.errors.ValidationFailure` for any bad reading, which the caller turns into a
 dead letter (``agents.deadletters``).
 """
@@ -58,10 +57,8 @@ __all__ = [
     "encode_raw_event",
     "encoder",
     "new_event_id",
-    "process_raw",
     "raw_event_decoder",
     "raw_event_for",
-    "validate_event",
     "validate_event_with_sensors",
 ]
 
@@ -291,46 +288,6 @@ def curate(
     )
 
 
-def process_raw(
-    data: JsonInput,
-    *,
-    now: datetime,
-    max_future: timedelta = DEFAULT_MAX_FUTURE,
-) -> CuratedReading:
-    """Envelope decode + reading validation + curation: the worker's whole job.
-
-    Raises ValidationFailure for any problem.  Reading errors are located under
-    ``payload`` (``loc == ("payload", "sensors", ...)``) because the dead
-    letter's ``original`` is the envelope, and carry the envelope's event_id.
-    The clock-skew guard uses ``now``; as ``now >= received_at`` in practice,
-    a replay never rejects a reading the edge accepted.
-    """
-    require_aware(now, "now")  # a caller bug, not bad input: fail before decoding
-    return validate_event(decode_raw_event(data), now=now, max_future=max_future)
-
-
-def validate_event(
-    raw: RawEvent,
-    *,
-    now: datetime,
-    max_future: timedelta = DEFAULT_MAX_FUTURE,
-    enrichment: Enrichment | None = None,
-    unknown_sensors: UnknownSensors = "deadletter",
-) -> CuratedReading:
-    """Validate the reading an envelope item carries and curate it (see :func:`process_raw`).
-
-    With ``unknown_sensors="generic"`` a sensor type the catalogue lacks is accepted if it
-    passes the generic rules (named finite numbers and booleans) instead of failing.
-    """
-    return validate_event_with_sensors(
-        raw,
-        now=now,
-        max_future=max_future,
-        enrichment=enrichment,
-        unknown_sensors=unknown_sensors,
-    ).curated
-
-
 class ValidatedEvent(NamedTuple):
     curated: CuratedReading
     sensors: Any
@@ -346,8 +303,14 @@ def validate_event_with_sensors(
     enrichment: Enrichment | None = None,
     unknown_sensors: UnknownSensors = "deadletter",
 ) -> ValidatedEvent:
-    """:func:`validate_event`, also giving the validated sensors (the Avro writer reads them
-    instead of decoding ``curated.sensors`` again)."""
+    """Validate the reading an envelope item carries and curate it, also giving the validated
+    sensors (the Avro writer reads them instead of decoding ``curated.sensors`` again).
+
+    Reading errors are located under ``payload`` (``loc == ("payload", "sensors", ...)``),
+    because a dead letter's ``original`` is the envelope, and carry the envelope's event_id.
+    With ``unknown_sensors="generic"`` a sensor type the catalogue lacks is accepted if it
+    passes the generic rules (named finite numbers and booleans) instead of failing.
+    """
     sensors: msgspec.Raw | None = None
     reading: Reading | _LenientReading
     try:

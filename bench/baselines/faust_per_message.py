@@ -23,8 +23,9 @@ import faust
 
 from bench.baselines.rows import COLUMNS, Row, row_of
 from schemas.errors import ValidationFailure
-from schemas.events import dead_letter_for, encode_curated, encode_dead_letter, process_raw
+from schemas.events import dead_letter_for, encode_curated, encode_dead_letter
 from schemas.settings import Settings, TopicSettings, get_settings
+from tests.pipeline_helpers import process_raw
 
 VALIDATE_BATCH_MAX = 500
 SINK_BATCH_MAX = 2000

@@ -1,8 +1,9 @@
 """Baseline: the validate → Postgres pipeline written with Quix Streams (one reading per message).
 
 Runs in its own virtualenv (``bench/.quix-venv``: Quix pins confluent-kafka and pydantic below
-ours) with the repository on ``PYTHONPATH`` for ``schemas`` (msgspec only). The idiomatic Quix
-shape: a StreamingDataFrame validates each raw event with the same ``process_raw`` as ours,
+ours) with the repository on ``PYTHONPATH`` for ``schemas`` and ``tests.pipeline_helpers``
+(msgspec only). The idiomatic Quix shape: a StreamingDataFrame validates each raw event with
+``process_raw`` (our worker's validation and curation, one envelope at a time),
 branches valid readings to the curated topic and to a batching Postgres sink (COPY into a staging
 table + ``INSERT .. ON CONFLICT DO NOTHING`` per checkpoint, as our sink does), and invalid
 ones to the dead-letter topic. Stops after ``--expect`` messages, after its final checkpoint.
@@ -26,7 +27,8 @@ from quixstreams.sinks import BatchingSink, SinkBatch
 
 from bench.baselines.rows import COLUMNS, row_of
 from schemas.errors import ValidationFailure
-from schemas.events import dead_letter_for, encode_curated, encode_dead_letter, process_raw
+from schemas.events import dead_letter_for, encode_curated, encode_dead_letter
+from tests.pipeline_helpers import process_raw
 
 _STAGE = "readings_stage_quix"
 

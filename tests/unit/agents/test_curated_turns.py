@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from agents.curated import Turns, read_batch, read_batch_yielding
+from agents.curated import Turns, read_batch_yielding
 from agents.sink_group import SinkMessage
 from schemas.envelopes import curated_envelope
-from schemas.events import encode_curated, validate_event
+from schemas.events import encode_curated
 from tests.clock import now
 from tests.factories import raw_event, reading
+from tests.pipeline_helpers import read_batch, validate_event
 
 NOW = now()
 

@@ -11,11 +11,12 @@ from agents.rollups import Rollups
 from agents.sink_group import SinkMessage
 from agents.status import DeviceStatus
 from schemas.envelopes import curated_envelope
-from schemas.events import decode_dead_letter, encode_curated, validate_event
+from schemas.events import decode_dead_letter, encode_curated
 from schemas.settings import Settings
 from streams.outputs import Outputs
 from tests.clock import now
 from tests.factories import raw_event, reading
+from tests.pipeline_helpers import validate_event
 
 NOW = now()
 

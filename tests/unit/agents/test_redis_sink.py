@@ -12,11 +12,12 @@ from agents.redis_sink import merge, sink_group
 from agents.sink_group import SinkGroup, SinkMessage, next_offsets
 from connectors.redis.status import status_from_hash
 from schemas.envelopes import curated_envelope
-from schemas.events import encode_curated, validate_event
+from schemas.events import encode_curated
 from schemas.settings import RedisSettings, Settings
 from schemas.status import encode
 from tests.clock import now
 from tests.factories import raw_event, reading, status_change
+from tests.pipeline_helpers import validate_event
 
 NOW = now()
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from agents.curated import Item, new_items, read_batch
+from agents.curated import Item, new_items
 from agents.sink_group import SinkMessage
 from agents.status import Deadlines, StatusTracker
 from schemas.envelopes import curated_envelope
-from schemas.events import encode_curated, validate_event
+from schemas.events import encode_curated
 from schemas.status import DeviceState
 from tests.clock import now
 from tests.factories import raw_event, reading
+from tests.pipeline_helpers import read_batch, validate_event
 
 NOW = now()
 

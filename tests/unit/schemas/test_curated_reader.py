@@ -8,15 +8,15 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
-from agents.curated import read_batch
 from agents.postgres_sink import ReadingsSink
 from agents.redis_sink import merge
 from agents.sink_group import SinkMessage
 from schemas.envelopes import CURATED_FORMAT, CuratedReader, curated_envelope
 from schemas.errors import ValidationFailure
-from schemas.events import decode_dead_letter, encode_curated, validate_event
+from schemas.events import decode_dead_letter, encode_curated
 from tests.clock import now
 from tests.factories import raw_event, reading
+from tests.pipeline_helpers import read_batch, validate_event
 
 NOW = now()
 

@@ -26,11 +26,11 @@ from schemas.events import (
     encode_dead_letter,
     encode_raw_event,
     new_event_id,
-    process_raw,
     raw_event_for,
 )
 from schemas.readings import Mq134, Pir, Sensors
 from schemas.validation import decode_reading
+from tests.pipeline_helpers import process_raw
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 11, 25, 11, 59, 59, 123456, tzinfo=UTC)

@@ -29,12 +29,12 @@ from api.device_models import (
 from api.devices import RegistryDep
 from api.problems import ProblemError
 from connectors.postgres.devices import (
-    DatabaseUnavailable,
     DeviceExists,
     DeviceNotFound,
     DeviceQuery,
     TokenInUse,
 )
+from connectors.postgres.errors import DatabaseUnavailable
 from connectors.registry import NotPublished
 from schemas.devices import LABEL_PATTERN, DeviceChanges, NewDevice
 from schemas.errors import field_error_from_message, one_line

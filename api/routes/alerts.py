@@ -16,7 +16,7 @@ from api.deps import SettingsDep
 from api.flows import AlertStoreDep
 from api.problems import ProblemError
 from connectors.postgres.alerts import AlertNotFound, AlertQuery, AlertRow
-from connectors.postgres.devices import DatabaseUnavailable
+from connectors.postgres.errors import DatabaseUnavailable
 from schemas.errors import one_line
 from schemas.flows import FLOW_ID_PATTERN
 from schemas.readings import DEVICE_ID_PATTERN

@@ -26,7 +26,7 @@ from api.flows import FlowRegistryDep
 from api.problems import ProblemError
 from connectors.flow_registry import FlowNotPublished
 from connectors.integrations.dispatch import pipeline_topics
-from connectors.postgres.devices import DatabaseUnavailable
+from connectors.postgres.errors import DatabaseUnavailable
 from connectors.postgres.flows import FlowExists, FlowNotFound
 from schemas.errors import FieldError, ValidationFailure, one_line
 from schemas.events import encoder

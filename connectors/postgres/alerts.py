@@ -16,7 +16,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from connectors.postgres.flows import unavailable_as_error
+from connectors.postgres.errors import unavailable_as_error
 from schemas.errors import FleetError
 from schemas.flows import AlertEvent
 

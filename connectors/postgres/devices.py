@@ -4,20 +4,24 @@
 :mod:`connectors.registry` does, through :meth:`DeviceStore.publish_current` and
 :meth:`DeviceStore.publish_all`, which read the committed state under an advisory lock so that
 concurrent writers (several API instances, the CLI) publish in the order Postgres committed.
-Errors that mean "Postgres is not reachable" become :class:`DatabaseUnavailable`.
+Errors that mean "Postgres is not reachable" become
+:class:`~connectors.postgres.errors.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import msgspec
 
+# DatabaseUnavailable is defined in connectors.postgres.errors; it is re-exported here only for
+# the modules that still import it from this one (connectors/postgres/media.py, api/media/).
+from connectors.postgres.errors import DatabaseUnavailable as DatabaseUnavailable
+from connectors.postgres.errors import unavailable_as_error
 from schemas.devices import Device, DeviceChanges, NewDevice
 from schemas.errors import FleetError
 
@@ -33,14 +37,6 @@ _COLUMNS = (
     "inactivity_timeout_s, created_at, updated_at, last_seen_at"
 )
 _SELECT_ONE = f"SELECT {_COLUMNS} FROM devices WHERE device_id = $1"  # noqa: S608
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InterfaceError,
-)
 
 
 class DeviceNotFound(FleetError):
@@ -57,10 +53,6 @@ class DeviceExists(FleetError):
 
 class TokenInUse(FleetError):
     """An operator-supplied token is another device's token already."""
-
-
-class DatabaseUnavailable(FleetError):
-    retriable = True
 
 
 @dataclass(frozen=True)
@@ -105,7 +97,7 @@ class DeviceStore:
             token_hash,
             new.inactivity_timeout_s,
         )
-        async with _errors():
+        async with unavailable_as_error():
             try:
                 row = await self._pool.fetchrow(sql, *args)
             except asyncpg.UniqueViolationError as exc:
@@ -115,7 +107,7 @@ class DeviceStore:
         return _device(_required(row, new.device_id))
 
     async def get(self, device_id: str) -> Device | None:
-        async with _errors():
+        async with unavailable_as_error():
             row = await self._pool.fetchrow(_SELECT_ONE, device_id)
         return None if row is None else _device(row)
 
@@ -125,7 +117,7 @@ class DeviceStore:
             f"SELECT {_COLUMNS} FROM devices{where} ORDER BY device_id "  # noqa: S608
             f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
         )
-        async with _errors():
+        async with unavailable_as_error():
             rows = await self._pool.fetch(page_sql, *args, query.limit, query.offset)
             total = await self._pool.fetchval(f"SELECT count(*) FROM devices{where}", *args)  # noqa: S608
         return DevicePage([_device(row) for row in rows], int(total))
@@ -146,7 +138,7 @@ class DeviceStore:
             f"UPDATE devices SET {', '.join(sets)}, updated_at = now() WHERE device_id = $1 "  # noqa: S608
             f"RETURNING {_COLUMNS}"
         )
-        async with _errors():
+        async with unavailable_as_error():
             row = await self._pool.fetchrow(sql, device_id, *args)
         return _device(_required(row, device_id))
 
@@ -155,7 +147,7 @@ class DeviceStore:
             "UPDATE devices SET token_hash = $2, updated_at = now() WHERE device_id = $1 "  # noqa: S608
             f"RETURNING {_COLUMNS}"
         )
-        async with _errors():
+        async with unavailable_as_error():
             try:
                 row = await self._pool.fetchrow(sql, device_id, token_hash)
             except asyncpg.UniqueViolationError as exc:
@@ -163,7 +155,7 @@ class DeviceStore:
         return _device(_required(row, device_id))
 
     async def delete(self, device_id: str) -> None:
-        async with _errors():
+        async with unavailable_as_error():
             status = await self._pool.execute("DELETE FROM devices WHERE device_id = $1", device_id)
         if status == "DELETE 0":
             raise DeviceNotFound(device_id)
@@ -174,7 +166,7 @@ class DeviceStore:
         The state is read after the lock is taken, so of two racing publishers the second
         publishes what the later commit wrote: the topic ends where the table is.
         """
-        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock_shared($1, 0)", _LOCK_ALL)
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_DEVICE, device_id
@@ -184,14 +176,14 @@ class DeviceStore:
 
     async def publish_all(self, publish: PublishAll) -> None:
         """Call ``publish(every device)`` while no single-device publish can run."""
-        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", _LOCK_ALL)
             rows = await conn.fetch(f"SELECT {_COLUMNS} FROM devices ORDER BY device_id")  # noqa: S608
             await publish([_device(row) for row in rows])
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         try:
-            async with _errors():
+            async with unavailable_as_error():
                 await self._pool.fetchval("SELECT 1", timeout=timeout_s)
         except DatabaseUnavailable:
             return False
@@ -247,11 +239,3 @@ def _device(row: asyncpg.Record) -> Device:
         updated_at=row["updated_at"],
         last_seen_at=row["last_seen_at"],
     )
-
-
-@asynccontextmanager
-async def _errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres is unavailable: {exc}") from exc

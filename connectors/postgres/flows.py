@@ -7,40 +7,21 @@ publish in commit order (see :mod:`connectors.flow_registry`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 import msgspec
 
-from connectors.postgres.devices import DatabaseUnavailable
+from connectors.postgres.errors import unavailable_as_error
 from schemas.errors import FleetError
 from schemas.flows import FlowDefinition, FlowDocument
-
-__all__ = [
-    "DatabaseUnavailable",
-    "FlowExists",
-    "FlowNotFound",
-    "FlowPage",
-    "FlowStore",
-    "PublishAllFlows",
-    "PublishFlow",
-]
 
 _LOCK_ALL = 0x666C7730
 _LOCK_FLOW = 0x666C7731
 _COLUMNS = "flow_id, version, enabled, definition::text AS definition, created_at, updated_at"
 _SELECT_ONE = f"SELECT {_COLUMNS} FROM flows WHERE flow_id = $1"  # noqa: S608 - constants
 _definition_decoder = msgspec.json.Decoder(FlowDefinition)
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InterfaceError,
-)
 
 
 class FlowNotFound(FleetError):
@@ -74,7 +55,7 @@ class FlowStore:
         self, flow_id: str, definition: FlowDefinition, enabled: bool = True
     ) -> FlowDocument:
         body = _json(definition)
-        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
             try:
                 row = await conn.fetchrow(
                     "INSERT INTO flows (flow_id, name, version, enabled, definition) "  # noqa: S608
@@ -90,7 +71,7 @@ class FlowStore:
         return _document(_required(row, flow_id))
 
     async def get(self, flow_id: str, version: int | None = None) -> FlowDocument | None:
-        async with _errors():
+        async with unavailable_as_error():
             row = await self._pool.fetchrow(_SELECT_ONE, flow_id)
             if row is None or version is None or version == row["version"]:
                 return None if row is None else _document(row)
@@ -117,7 +98,7 @@ class FlowStore:
     ) -> FlowPage:
         where, args = ("", []) if enabled is None else (" WHERE enabled = $1", [enabled])
         n = len(args)
-        async with _errors():
+        async with unavailable_as_error():
             rows = await self._pool.fetch(
                 f"SELECT {_COLUMNS} FROM flows{where} ORDER BY flow_id "  # noqa: S608
                 f"LIMIT ${n + 1} OFFSET ${n + 2}",
@@ -131,7 +112,7 @@ class FlowStore:
     async def update(self, flow_id: str, definition: FlowDefinition) -> FlowDocument:
         """A new version with ``definition`` (the old one stays in ``flow_versions``)."""
         body = _json(definition)
-        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE flows SET definition = $2::jsonb, name = $3, version = version + 1, "  # noqa: S608
                 f"updated_at = now() WHERE flow_id = $1 RETURNING {_COLUMNS}",
@@ -144,7 +125,7 @@ class FlowStore:
         return document
 
     async def set_enabled(self, flow_id: str, enabled: bool) -> FlowDocument:
-        async with _errors():
+        async with unavailable_as_error():
             row = await self._pool.fetchrow(
                 "UPDATE flows SET enabled = $2, updated_at = now() WHERE flow_id = $1 "  # noqa: S608
                 f"RETURNING {_COLUMNS}",
@@ -154,14 +135,14 @@ class FlowStore:
         return _document(_required(row, flow_id))
 
     async def delete(self, flow_id: str) -> None:
-        async with _errors():
+        async with unavailable_as_error():
             status = await self._pool.execute("DELETE FROM flows WHERE flow_id = $1", flow_id)
         if status == "DELETE 0":
             raise FlowNotFound(flow_id)
 
     async def publish_current(self, flow_id: str, publish: PublishFlow) -> None:
         """``publish(flow_id, current document or None)`` under the flow's advisory lock."""
-        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock_shared($1, 0)", _LOCK_ALL)
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_FLOW, flow_id
@@ -170,7 +151,7 @@ class FlowStore:
             await publish(flow_id, None if row is None else _document(row))
 
     async def publish_all(self, publish: PublishAllFlows) -> None:
-        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", _LOCK_ALL)
             rows = await conn.fetch(f"SELECT {_COLUMNS} FROM flows ORDER BY flow_id")  # noqa: S608
             await publish([_document(row) for row in rows])
@@ -204,15 +185,3 @@ def _document(row: asyncpg.Record) -> FlowDocument:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
-
-
-@asynccontextmanager
-async def unavailable_as_error() -> AsyncIterator[None]:
-    """Errors that mean "Postgres is not reachable" become :class:`DatabaseUnavailable`."""
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres is unavailable: {exc}") from exc
-
-
-_errors = unavailable_as_error

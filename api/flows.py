@@ -13,11 +13,11 @@ from typing import Annotated, cast
 
 from fastapi import Depends, FastAPI, Request
 
-from connectors.flow_registry import FlowRegistry
 from connectors.kafka.registry import RegistryPublisher
 from connectors.postgres.alerts import AlertStore
 from connectors.postgres.flows import FlowStore
 from connectors.postgres.pool import create_pool
+from connectors.registry import FlowRegistry
 from schemas.settings import Settings
 from streams.flow_engine.engine import check_definition
 

@@ -1,7 +1,7 @@
 """``fleetstream flows``: the flow registry from the command line.
 
 Talks to Postgres and ``fleet.flows.v1`` directly (no API needed), through the same
-:class:`~connectors.flow_registry.FlowRegistry` as the admin API, so workers pick a change up
+:class:`~connectors.registry.FlowRegistry` as the admin API, so workers pick a change up
 the same way. Definitions are JSON or YAML files; errors name the node and the field.
 """
 
@@ -19,11 +19,11 @@ import typer
 import yaml
 
 from cli.runner import operator_errors
-from connectors.flow_registry import FlowRegistry, ResyncReport
 from connectors.kafka.flow_cache import read_flows
 from connectors.kafka.registry import RegistryPublisher
 from connectors.postgres.flows import FlowExists, FlowStore
 from connectors.postgres.pool import create_pool
+from connectors.registry import FlowRegistry, ResyncReport
 from schemas.errors import ValidationFailure
 from schemas.flows import FlowDefinition, FlowDocument, decode_definition
 from schemas.settings import Settings, get_settings

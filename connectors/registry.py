@@ -1,17 +1,24 @@
-"""The device registry: Postgres is the record, ``fleet.devices.v1`` tells every process.
+"""The registries: Postgres is the record, a compacted topic tells every process.
+
+Two registries share one implementation, :class:`Registry`, parameterised by the kind of record
+(:class:`RecordKind`): devices (``fleet.devices.v1``, :class:`DeviceRegistry`; every API process
+and worker follows it) and flows (``fleet.flows.v1``, :class:`FlowRegistry`; every worker follows
+it). The kind-specific parts are only what a change means: a device's token (and the MQTT
+broker's copy of it), a flow's definition check.
 
 Every change is committed in Postgres first and then published (``acks=all``) before the caller
-gets an answer. Publishing re-reads the committed row under the device's advisory lock
-(:meth:`DeviceStore.publish_current`), so concurrent writers publish in commit order and the last
-record on the topic is always the current row (or a tombstone once it is gone).
+gets an answer. Publishing re-reads the committed row under the record's advisory lock
+(:meth:`~connectors.postgres.registry.RegistryTable.publish_current`), so concurrent writers
+publish in commit order and the last record on the topic is always the current row (or a
+tombstone once it is gone).
 
 Delivery is at-least-once. When Postgres committed but the broker did not ack,
 :class:`NotPublished` is raised (the API answers 503): the change is stored, and any later
-publish of that device carries it. A retried request publishes again whatever its outcome
-(a repeated create that finds the device, a repeated delete that finds nothing), and
-``fleetstream devices resync`` (run by ``setup``) republishes every device that differs from the
-topic and tombstones what the table no longer has. Repeats are harmless: consumers keep the
-latest document per key.
+publish of that record carries it. A retried request publishes again whatever its outcome (a
+repeated create that finds the record, a repeated delete that finds nothing), and
+``fleetstream devices resync`` / ``fleetstream flows resync`` (run by ``setup``) republish every
+record that differs from the topic and tombstone what the table no longer has
+(:meth:`Registry.resync`). Repeats are harmless: consumers keep the latest document per key.
 """
 
 from __future__ import annotations
@@ -19,19 +26,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.registry import RegistryRecord
-from connectors.postgres.devices import (
-    DeviceExists,
-    DeviceNotFound,
-    DevicePage,
-    DeviceQuery,
+from connectors.postgres.devices import DeviceNotFound, DevicePage, DeviceQuery
+from connectors.postgres.flows import FlowNotFound, FlowPage
+from connectors.postgres.registry import (
     Publish,
     PublishAll,
+    RecordExists,
+    RecordNotFound,
 )
 from schemas.devices import (
     DEVICE_ID_PATTERN,
@@ -43,10 +50,11 @@ from schemas.devices import (
     new_token,
 )
 from schemas.errors import FleetError
+from schemas.flows import FLOW_ID_PATTERN, FlowDefinition, FlowDocument, encode
 
+D = TypeVar("D")
+D_co = TypeVar("D_co", covariant=True)
 T = TypeVar("T")
-
-_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 
 
 class NotPublished(FleetError):
@@ -55,24 +63,129 @@ class NotPublished(FleetError):
     retriable = True
 
 
-class DeviceRecords(Protocol):
-    """The system of record; :class:`connectors.postgres.devices.DeviceStore` in production."""
+class RegistryRecords(Protocol[D_co]):
+    """What every registry needs of its system of record
+    (:class:`~connectors.postgres.registry.RegistryTable` in production)."""
 
-    async def create(self, new: NewDevice, token_hash: str) -> Device: ...
-    async def get(self, device_id: str) -> Device | None: ...
-    async def list(self, query: DeviceQuery) -> DevicePage: ...
-    async def update(self, device_id: str, changes: DeviceChanges) -> Device: ...
-    async def set_token(self, device_id: str, token_hash: str) -> Device: ...
-    async def delete(self, device_id: str) -> None: ...
-    async def publish_current(self, device_id: str, publish: Publish) -> None: ...
-    async def publish_all(self, publish: PublishAll) -> None: ...
-    async def ping(self, timeout_s: float = 2.0) -> bool: ...
+    async def delete(self, record_id: str, /) -> None: ...
+    async def publish_current(self, record_id: str, publish: Publish[D_co], /) -> None: ...
+    async def publish_all(self, publish: PublishAll[D_co], /) -> None: ...
 
 
 class Publisher(Protocol):
     topic: str
 
     def publish(self, records: Sequence[RegistryRecord]) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecordKind(Generic[D]):
+    """What a registry holds: how a record is identified and encoded on its topic."""
+
+    command: str
+    """The CLI group that repairs the topic: ``fleetstream <command> resync``."""
+    id_pattern: str
+    id_of: Callable[[D], str]
+    encode: Callable[[D], bytes]
+    not_found: Callable[[str], RecordNotFound]
+
+
+@dataclass(frozen=True)
+class ResyncReport:
+    published: int
+    unchanged: int
+    tombstoned: int
+
+
+class Registry(Generic[D]):
+    """Changes stored, then published; a record's publish; a resync of the whole topic."""
+
+    def __init__(
+        self, kind: RecordKind[D], store: RegistryRecords[D], publisher: Publisher
+    ) -> None:
+        self.kind = kind
+        self._records = store
+        self._publisher = publisher
+        self._id = re.compile(kind.id_pattern)
+
+    def could_exist(self, record_id: str) -> bool:
+        """False for an id that cannot be stored (Postgres refuses e.g. U+0000)."""
+        return self._id.match(record_id) is not None
+
+    async def delete(self, record_id: str) -> None:
+        await self._then_publish(record_id, self._records.delete(record_id))
+
+    async def publish(self, record_id: str) -> None:
+        """Publish the record's current row, or a tombstone when there is none."""
+        await self._records.publish_current(record_id, self._publish_one)
+
+    async def resync(self, on_topic: Mapping[str, D]) -> ResyncReport:
+        """Make the topic match the table, given what the topic holds now (``on_topic``)."""
+        counts: dict[str, int] = {}
+        id_of = self.kind.id_of
+
+        async def publish_all(records: Sequence[D]) -> None:
+            in_table = {id_of(record) for record in records}
+            changed = [r for r in records if on_topic.get(id_of(r)) != r]
+            gone = sorted(set(on_topic) - in_table)
+            documents: list[RegistryRecord] = [(id_of(r), self.kind.encode(r)) for r in changed]
+            await self._send(documents + [(record_id, None) for record_id in gone])
+            counts.update(
+                published=len(changed), unchanged=len(records) - len(changed), tombstoned=len(gone)
+            )
+
+        await self._records.publish_all(publish_all)
+        return ResyncReport(**counts)
+
+    async def _then_publish(self, record_id: str, change: Awaitable[T]) -> T:
+        """Await ``change`` (stored in Postgres), then publish the record as it is now."""
+        if not self.could_exist(record_id):
+            # Nothing to change or publish.
+            if inspect.iscoroutine(change):
+                change.close()
+            raise self.kind.not_found(record_id)
+        try:
+            result = await change
+        except (RecordNotFound, RecordExists):
+            # A retry of a request whose publish failed lands here: publish what is stored.
+            await self.publish(record_id)
+            raise
+        await self.publish(record_id)
+        return result
+
+    async def _publish_one(self, record_id: str, record: D | None) -> None:
+        await self._send([(record_id, None if record is None else self.kind.encode(record))])
+
+    async def _send(self, records: Sequence[RegistryRecord]) -> None:
+        try:
+            await asyncio.to_thread(self._publisher.publish, records)
+        except KafkaUnavailable as exc:
+            raise NotPublished(
+                f"the change is stored in Postgres but {self._publisher.topic} did not confirm "
+                f"it ({exc}); retry the request, or run `fleetstream {self.kind.command} resync`"
+            ) from exc
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+DEVICES: RecordKind[Device] = RecordKind(
+    command="devices",
+    id_pattern=DEVICE_ID_PATTERN,
+    id_of=lambda device: device.device_id,
+    encode=encode_device,
+    not_found=DeviceNotFound,
+)
+
+
+class DeviceRecords(RegistryRecords[Device], Protocol):
+    """The system of record; :class:`connectors.postgres.devices.DeviceStore` in production."""
+
+    async def create(self, new: NewDevice, token_hash: str, /) -> Device: ...
+    async def get(self, device_id: str, /) -> Device | None: ...
+    async def list(self, query: DeviceQuery, /) -> DevicePage: ...
+    async def update(self, device_id: str, changes: DeviceChanges, /) -> Device: ...
+    async def set_token(self, device_id: str, token_hash: str, /) -> Device: ...
+    async def ping(self, timeout_s: float = 2.0) -> bool: ...
 
 
 class Credentials(Protocol):
@@ -87,23 +200,16 @@ class CredentialsNotSet(NotPublished):
     """Stored and published, but the MQTT broker did not take the device's password."""
 
 
-@dataclass(frozen=True)
-class ResyncReport:
-    published: int
-    unchanged: int
-    tombstoned: int
-
-
-class DeviceRegistry:
+class DeviceRegistry(Registry[Device]):
     def __init__(
         self, store: DeviceRecords, publisher: Publisher, credentials: Credentials | None = None
     ) -> None:
+        super().__init__(DEVICES, store, publisher)
         self.store = store
-        self._publisher = publisher
         self._credentials = credentials
 
     async def get(self, device_id: str) -> Device | None:
-        if not _DEVICE_ID.match(device_id):
+        if not self.could_exist(device_id):
             return None
         return await self.store.get(device_id)
 
@@ -128,45 +234,6 @@ class DeviceRegistry:
         await self._set_credentials(device, token)
         return device, token
 
-    async def delete(self, device_id: str) -> None:
-        await self._then_publish(device_id, self.store.delete(device_id))
-
-    async def publish(self, device_id: str) -> None:
-        """Publish the device's current row, or a tombstone when there is none."""
-        await self.store.publish_current(device_id, self._publish_one)
-
-    async def resync(self, on_topic: Mapping[str, Device]) -> ResyncReport:
-        """Make the topic match the table, given what the topic holds now (``on_topic``)."""
-        counts: dict[str, int] = {}
-
-        async def publish_all(devices: Sequence[Device]) -> None:
-            in_table = {device.device_id for device in devices}
-            changed = [d for d in devices if on_topic.get(d.device_id) != d]
-            gone = sorted(set(on_topic) - in_table)
-            records = [(d.device_id, encode_device(d)) for d in changed]
-            await self._send(records + [(device_id, None) for device_id in gone])
-            counts.update(
-                published=len(changed), unchanged=len(devices) - len(changed), tombstoned=len(gone)
-            )
-
-        await self.store.publish_all(publish_all)
-        return ResyncReport(**counts)
-
-    async def _then_publish(self, device_id: str, change: Awaitable[T]) -> T:
-        if not _DEVICE_ID.match(device_id):
-            # Cannot exist (and Postgres refuses e.g. U+0000): nothing to change or publish.
-            if inspect.iscoroutine(change):
-                change.close()
-            raise DeviceNotFound(device_id)
-        try:
-            result = await change
-        except (DeviceNotFound, DeviceExists):
-            # A retry of a request whose publish failed lands here: publish what is stored.
-            await self.publish(device_id)
-            raise
-        await self.publish(device_id)
-        return result
-
     async def _set_credentials(self, device: Device, token: str) -> None:
         if self._credentials is None:
             return
@@ -178,14 +245,64 @@ class DeviceRegistry:
                 f"token ({exc}); rotate the token to try again"
             ) from exc
 
-    async def _publish_one(self, device_id: str, device: Device | None) -> None:
-        await self._send([(device_id, None if device is None else encode_device(device))])
 
-    async def _send(self, records: Sequence[RegistryRecord]) -> None:
-        try:
-            await asyncio.to_thread(self._publisher.publish, records)
-        except KafkaUnavailable as exc:
-            raise NotPublished(
-                f"the change is stored in Postgres but {self._publisher.topic} did not confirm "
-                f"it ({exc}); retry the request, or run `fleetstream devices resync`"
-            ) from exc
+# -- flows -----------------------------------------------------------------------------------
+
+FLOWS: RecordKind[FlowDocument] = RecordKind(
+    command="flows",
+    id_pattern=FLOW_ID_PATTERN,
+    id_of=lambda document: document.flow_id,
+    encode=encode,
+    not_found=FlowNotFound,
+)
+
+
+class FlowRecords(RegistryRecords[FlowDocument], Protocol):
+    """The system of record; :class:`connectors.postgres.flows.FlowStore` in production."""
+
+    async def create(
+        self, flow_id: str, definition: FlowDefinition, enabled: bool = True, /
+    ) -> FlowDocument: ...
+    async def get(self, flow_id: str, version: int | None = None, /) -> FlowDocument | None: ...
+    async def list(
+        self, *, enabled: bool | None = None, limit: int = 100, offset: int = 0
+    ) -> FlowPage: ...
+    async def update(self, flow_id: str, definition: FlowDefinition, /) -> FlowDocument: ...
+    async def set_enabled(self, flow_id: str, enabled: bool, /) -> FlowDocument: ...
+
+
+DefinitionCheck = Callable[[str, FlowDefinition], None]
+"""Raises ``ValidationFailure`` for a definition a worker could not run (the flow engine's
+``check_definition``): every definition is checked before it is stored, so a worker never
+receives a flow it cannot run."""
+
+
+class FlowRegistry(Registry[FlowDocument]):
+    def __init__(self, store: FlowRecords, publisher: Publisher, check: DefinitionCheck) -> None:
+        super().__init__(FLOWS, store, publisher)
+        self.store = store
+        self._check = check
+
+    async def get(self, flow_id: str, version: int | None = None) -> FlowDocument | None:
+        if not self.could_exist(flow_id):
+            return None
+        return await self.store.get(flow_id, version)
+
+    async def list(
+        self, *, enabled: bool | None = None, limit: int = 100, offset: int = 0
+    ) -> FlowPage:
+        return await self.store.list(enabled=enabled, limit=limit, offset=offset)
+
+    async def create(
+        self, flow_id: str, definition: FlowDefinition, enabled: bool = True
+    ) -> FlowDocument:
+        self._check(flow_id, definition)
+        return await self._then_publish(flow_id, self.store.create(flow_id, definition, enabled))
+
+    async def update(self, flow_id: str, definition: FlowDefinition) -> FlowDocument:
+        """Store ``definition`` as the flow's next version; workers swap to it."""
+        self._check(flow_id, definition)
+        return await self._then_publish(flow_id, self.store.update(flow_id, definition))
+
+    async def set_enabled(self, flow_id: str, enabled: bool) -> FlowDocument:
+        return await self._then_publish(flow_id, self.store.set_enabled(flow_id, enabled))

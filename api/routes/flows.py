@@ -1,7 +1,7 @@
 """Flows over HTTP: ``/api/v1/admin/flows`` (admin token).
 
 Every change is stored in Postgres, then published to ``fleet.flows.v1`` and acked before the
-answer (:mod:`connectors.flow_registry`); workers apply it from their next batch. A 503 after a
+answer (:mod:`connectors.registry`); workers apply it from their next batch. A 503 after a
 change means it is stored but not confirmed on the topic: retry the request (it publishes
 again, whatever it answers) or run ``fleetstream flows resync``.
 
@@ -24,10 +24,10 @@ from api.auth import require_admin
 from api.deps import SettingsDep
 from api.flows import FlowRegistryDep
 from api.problems import ProblemError
-from connectors.flow_registry import FlowNotPublished
 from connectors.integrations.dispatch import pipeline_topics
 from connectors.postgres.errors import DatabaseUnavailable
 from connectors.postgres.flows import FlowExists, FlowNotFound
+from connectors.registry import NotPublished
 from schemas.errors import FieldError, ValidationFailure, one_line
 from schemas.events import encoder
 from schemas.flows import (
@@ -292,7 +292,7 @@ def flow_errors(settings: Settings) -> Iterator[None]:
         ) from exc
     except ValidationFailure as exc:
         raise _invalid([error.with_prefix("definition") for error in exc.errors]) from exc
-    except (FlowNotPublished, DatabaseUnavailable) as exc:
+    except (NotPublished, DatabaseUnavailable) as exc:
         raise ProblemError(503, "Service unavailable", str(exc), headers=retry) from exc
 
 

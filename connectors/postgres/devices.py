@@ -1,17 +1,16 @@
-"""The ``devices`` table: the registry's system of record.
+"""The ``devices`` table: the device registry's system of record.
 
 :class:`DeviceStore` creates, lists, reads, changes and deletes devices. It never publishes;
-:mod:`connectors.registry` does, through :meth:`DeviceStore.publish_current` and
-:meth:`DeviceStore.publish_all`, which read the committed state under an advisory lock so that
-concurrent writers (several API instances, the CLI) publish in the order Postgres committed.
-Errors that mean "Postgres is not reachable" become
-:class:`~connectors.postgres.errors.DatabaseUnavailable`.
+:mod:`connectors.registry` does, through ``publish_current`` and ``publish_all``
+(:class:`~connectors.postgres.registry.RegistryTable`, shared with the flow registry), which read
+the committed state under an advisory lock so that concurrent writers (several API instances,
+the CLI) publish in the order Postgres committed. Errors that mean "Postgres is not reachable"
+become :class:`~connectors.postgres.errors.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +21,15 @@ import msgspec
 # the modules that still import it from this one (connectors/postgres/media.py, api/media/).
 from connectors.postgres.errors import DatabaseUnavailable as DatabaseUnavailable
 from connectors.postgres.errors import unavailable_as_error
+from connectors.postgres.registry import (
+    Page,
+    RecordExists,
+    RecordNotFound,
+    RegistryTable,
+    TableSpec,
+)
 from schemas.devices import Device, DeviceChanges, NewDevice
 from schemas.errors import FleetError
-
-_LOCK_ALL = 0x666C6430
-"""Advisory lock namespace: shared by every publish of one device, exclusive for a resync."""
-_LOCK_DEVICE = 0x666C6431
-"""Advisory lock namespace of one device (second key: hashtext(device_id))."""
 
 # SQL below interpolates only these constant column lists and generated $n placeholders
 # (ruff S608); every value travels as a bind parameter.
@@ -36,18 +37,17 @@ _COLUMNS = (
     "device_id, name, profile, tags, metadata::text AS metadata, is_enabled, token_hash, "
     "inactivity_timeout_s, created_at, updated_at, last_seen_at"
 )
-_SELECT_ONE = f"SELECT {_COLUMNS} FROM devices WHERE device_id = $1"  # noqa: S608
 
 
-class DeviceNotFound(FleetError):
+class DeviceNotFound(RecordNotFound):
     def __init__(self, device_id: str) -> None:
-        super().__init__(f"device {device_id} is not registered")
+        super().__init__(device_id, f"device {device_id} is not registered")
         self.device_id = device_id
 
 
-class DeviceExists(FleetError):
+class DeviceExists(RecordExists):
     def __init__(self, device_id: str) -> None:
-        super().__init__(f"device {device_id} is already registered")
+        super().__init__(device_id, f"device {device_id} is already registered")
         self.device_id = device_id
 
 
@@ -67,19 +67,12 @@ class DeviceQuery:
     search: str | None = None
 
 
-@dataclass(frozen=True)
-class DevicePage:
-    items: list[Device]
-    total: int
+DevicePage = Page[Device]
 
 
-Publish = Callable[[str, Device | None], Awaitable[None]]
-PublishAll = Callable[[Sequence[Device]], Awaitable[None]]
-
-
-class DeviceStore:
+class DeviceStore(RegistryTable[Device]):
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        super().__init__(pool, _TABLE)
 
     async def create(self, new: NewDevice, token_hash: str) -> Device:
         sql = (
@@ -104,11 +97,11 @@ class DeviceStore:
                 if exc.constraint_name == "devices_token_hash":
                     raise TokenInUse("that token is already another device's token") from exc
                 raise DeviceExists(new.device_id) from exc
-        return _device(_required(row, new.device_id))
+        return _device(self._required(row, new.device_id))
 
     async def get(self, device_id: str) -> Device | None:
         async with unavailable_as_error():
-            row = await self._pool.fetchrow(_SELECT_ONE, device_id)
+            row = await self._pool.fetchrow(_TABLE.select_one, device_id)
         return None if row is None else _device(row)
 
     async def list(self, query: DeviceQuery) -> DevicePage:
@@ -140,7 +133,7 @@ class DeviceStore:
         )
         async with unavailable_as_error():
             row = await self._pool.fetchrow(sql, device_id, *args)
-        return _device(_required(row, device_id))
+        return _device(self._required(row, device_id))
 
     async def set_token(self, device_id: str, token_hash: str) -> Device:
         sql = (
@@ -152,34 +145,7 @@ class DeviceStore:
                 row = await self._pool.fetchrow(sql, device_id, token_hash)
             except asyncpg.UniqueViolationError as exc:
                 raise TokenInUse("that token is already another device's token") from exc
-        return _device(_required(row, device_id))
-
-    async def delete(self, device_id: str) -> None:
-        async with unavailable_as_error():
-            status = await self._pool.execute("DELETE FROM devices WHERE device_id = $1", device_id)
-        if status == "DELETE 0":
-            raise DeviceNotFound(device_id)
-
-    async def publish_current(self, device_id: str, publish: Publish) -> None:
-        """Call ``publish(device_id, current state or None)`` while holding the device's lock.
-
-        The state is read after the lock is taken, so of two racing publishers the second
-        publishes what the later commit wrote: the topic ends where the table is.
-        """
-        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock_shared($1, 0)", _LOCK_ALL)
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_DEVICE, device_id
-            )
-            row = await conn.fetchrow(_SELECT_ONE, device_id)
-            await publish(device_id, None if row is None else _device(row))
-
-    async def publish_all(self, publish: PublishAll) -> None:
-        """Call ``publish(every device)`` while no single-device publish can run."""
-        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", _LOCK_ALL)
-            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM devices ORDER BY device_id")  # noqa: S608
-            await publish([_device(row) for row in rows])
+        return _device(self._required(row, device_id))
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         try:
@@ -219,12 +185,6 @@ def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _required(row: asyncpg.Record | None, device_id: str) -> asyncpg.Record:
-    if row is None:
-        raise DeviceNotFound(device_id)
-    return row
-
-
 def _device(row: asyncpg.Record) -> Device:
     return Device(
         device_id=row["device_id"],
@@ -239,3 +199,14 @@ def _device(row: asyncpg.Record) -> Device:
         updated_at=row["updated_at"],
         last_seen_at=row["last_seen_at"],
     )
+
+
+_TABLE = TableSpec(
+    table="devices",
+    key="device_id",
+    columns=_COLUMNS,
+    lock_all=0x666C6430,
+    lock_one=0x666C6431,
+    record=_device,
+    not_found=DeviceNotFound,
+)

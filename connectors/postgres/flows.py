@@ -1,55 +1,49 @@
 """The ``flows`` and ``flow_versions`` tables: the flow registry's system of record.
 
 Like :mod:`connectors.postgres.devices`, the store never publishes itself: ``publish_current``
-and ``publish_all`` read the committed state under an advisory lock so concurrent writers
-publish in commit order (see :mod:`connectors.flow_registry`).
+and ``publish_all`` (:class:`~connectors.postgres.registry.RegistryTable`) read the committed
+state under an advisory lock so concurrent writers publish in commit order (see
+:mod:`connectors.registry`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import asyncpg
 import msgspec
 
 from connectors.postgres.errors import unavailable_as_error
-from schemas.errors import FleetError
+from connectors.postgres.registry import (
+    Page,
+    RecordExists,
+    RecordNotFound,
+    RegistryTable,
+    TableSpec,
+)
 from schemas.flows import FlowDefinition, FlowDocument
 
-_LOCK_ALL = 0x666C7730
-_LOCK_FLOW = 0x666C7731
 _COLUMNS = "flow_id, version, enabled, definition::text AS definition, created_at, updated_at"
-_SELECT_ONE = f"SELECT {_COLUMNS} FROM flows WHERE flow_id = $1"  # noqa: S608 - constants
 _definition_decoder = msgspec.json.Decoder(FlowDefinition)
 
 
-class FlowNotFound(FleetError):
+class FlowNotFound(RecordNotFound):
     def __init__(self, flow_id: str, version: int | None = None) -> None:
         which = f"flow {flow_id}" if version is None else f"version {version} of flow {flow_id}"
-        super().__init__(f"{which} does not exist")
+        super().__init__(flow_id, f"{which} does not exist")
         self.flow_id = flow_id
 
 
-class FlowExists(FleetError):
+class FlowExists(RecordExists):
     def __init__(self, flow_id: str) -> None:
-        super().__init__(f"flow {flow_id} already exists")
+        super().__init__(flow_id, f"flow {flow_id} already exists")
         self.flow_id = flow_id
 
 
-@dataclass(frozen=True)
-class FlowPage:
-    items: list[FlowDocument]
-    total: int
+FlowPage = Page[FlowDocument]
 
 
-PublishFlow = Callable[[str, FlowDocument | None], Awaitable[None]]
-PublishAllFlows = Callable[[Sequence[FlowDocument]], Awaitable[None]]
-
-
-class FlowStore:
+class FlowStore(RegistryTable[FlowDocument]):
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        super().__init__(pool, _TABLE)
 
     async def create(
         self, flow_id: str, definition: FlowDefinition, enabled: bool = True
@@ -68,11 +62,11 @@ class FlowStore:
             except asyncpg.UniqueViolationError as exc:
                 raise FlowExists(flow_id) from exc
             await _keep_version(conn, flow_id, 1, body)
-        return _document(_required(row, flow_id))
+        return _document(self._required(row, flow_id))
 
     async def get(self, flow_id: str, version: int | None = None) -> FlowDocument | None:
         async with unavailable_as_error():
-            row = await self._pool.fetchrow(_SELECT_ONE, flow_id)
+            row = await self._pool.fetchrow(_TABLE.select_one, flow_id)
             if row is None or version is None or version == row["version"]:
                 return None if row is None else _document(row)
             old = await self._pool.fetchrow(
@@ -120,7 +114,7 @@ class FlowStore:
                 body,
                 definition.name,
             )
-            document = _document(_required(row, flow_id))
+            document = _document(self._required(row, flow_id))
             await _keep_version(conn, flow_id, document.version, body)
         return document
 
@@ -132,29 +126,7 @@ class FlowStore:
                 flow_id,
                 enabled,
             )
-        return _document(_required(row, flow_id))
-
-    async def delete(self, flow_id: str) -> None:
-        async with unavailable_as_error():
-            status = await self._pool.execute("DELETE FROM flows WHERE flow_id = $1", flow_id)
-        if status == "DELETE 0":
-            raise FlowNotFound(flow_id)
-
-    async def publish_current(self, flow_id: str, publish: PublishFlow) -> None:
-        """``publish(flow_id, current document or None)`` under the flow's advisory lock."""
-        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock_shared($1, 0)", _LOCK_ALL)
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_FLOW, flow_id
-            )
-            row = await conn.fetchrow(_SELECT_ONE, flow_id)
-            await publish(flow_id, None if row is None else _document(row))
-
-    async def publish_all(self, publish: PublishAllFlows) -> None:
-        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", _LOCK_ALL)
-            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM flows ORDER BY flow_id")  # noqa: S608
-            await publish([_document(row) for row in rows])
+        return _document(self._required(row, flow_id))
 
 
 async def _keep_version(conn: asyncpg.Connection, flow_id: str, version: int, body: str) -> None:
@@ -170,12 +142,6 @@ def _json(definition: FlowDefinition) -> str:
     return msgspec.json.encode(definition).decode()
 
 
-def _required(row: asyncpg.Record | None, flow_id: str) -> asyncpg.Record:
-    if row is None:
-        raise FlowNotFound(flow_id)
-    return row
-
-
 def _document(row: asyncpg.Record) -> FlowDocument:
     return FlowDocument(
         flow_id=row["flow_id"],
@@ -185,3 +151,14 @@ def _document(row: asyncpg.Record) -> FlowDocument:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+_TABLE = TableSpec(
+    table="flows",
+    key="flow_id",
+    columns=_COLUMNS,
+    lock_all=0x666C7730,
+    lock_one=0x666C7731,
+    record=_document,
+    not_found=FlowNotFound,
+)

@@ -15,10 +15,9 @@ from connectors.postgres.devices import (
     DeviceNotFound,
     DevicePage,
     DeviceQuery,
-    Publish,
-    PublishAll,
     TokenInUse,
 )
+from connectors.postgres.registry import Publish, PublishAll
 from schemas.devices import Device, DeviceChanges, NewDevice
 from tests import clock
 
@@ -63,10 +62,10 @@ class MemoryStore:
         self._existing(device_id)
         del self.rows[device_id]
 
-    async def publish_current(self, device_id: str, publish: Publish) -> None:
+    async def publish_current(self, device_id: str, publish: Publish[Device]) -> None:
         await publish(device_id, self.rows.get(device_id))
 
-    async def publish_all(self, publish: PublishAll) -> None:
+    async def publish_all(self, publish: PublishAll[Device]) -> None:
         await publish(sorted(self.rows.values(), key=lambda d: d.device_id))
 
     async def ping(self, timeout_s: float = 2.0) -> bool:

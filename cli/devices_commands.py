@@ -18,7 +18,8 @@ import msgspec
 import typer
 
 from cli.runner import operator_errors
-from connectors.kafka.device_cache import read_registry
+from connectors.kafka.compacted import read_to_end
+from connectors.kafka.device_cache import DeviceIndex
 from connectors.kafka.registry import RegistryPublisher
 from connectors.mqtt.credentials import device_credentials
 from connectors.postgres.devices import DeviceQuery, DeviceStore
@@ -149,7 +150,8 @@ def resync(as_json: JsonOpt = False) -> None:
 def resync_registry(settings: Settings) -> ResyncReport:
     """What ``resync`` does; ``fleetstream setup`` runs it too."""
     with operator_errors():
-        on_topic = read_registry(settings.kafka.bootstrap_servers, settings.topics.devices)
+        kafka = settings.kafka
+        on_topic = read_to_end(kafka.bootstrap_servers, settings.topics.devices, DeviceIndex())
         return asyncio.run(
             _with_registry(settings, lambda registry: registry.resync(on_topic.documents()))
         )

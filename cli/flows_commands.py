@@ -19,7 +19,8 @@ import typer
 import yaml
 
 from cli.runner import operator_errors
-from connectors.kafka.flow_cache import read_flows
+from connectors.kafka.compacted import read_to_end
+from connectors.kafka.flow_cache import FlowIndex
 from connectors.kafka.registry import RegistryPublisher
 from connectors.postgres.flows import FlowExists, FlowStore
 from connectors.postgres.pool import create_pool
@@ -147,7 +148,8 @@ def resync(as_json: JsonOpt = False) -> None:
 
 def resync_flows(settings: Settings) -> ResyncReport:
     with operator_errors():
-        on_topic = read_flows(settings.kafka.bootstrap_servers, settings.topics.flows)
+        kafka = settings.kafka
+        on_topic = read_to_end(kafka.bootstrap_servers, settings.topics.flows, FlowIndex())
         return asyncio.run(
             _with_registry(settings, lambda registry: registry.resync(on_topic.documents()))
         )

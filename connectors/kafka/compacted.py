@@ -6,6 +6,11 @@ every record to an index (``apply(key, value)``; a ``None`` value is a tombstone
 **caught up** once it has read every partition up to the high watermark it saw when it was
 assigned. :class:`TopicFollower` runs a reader on a daemon thread for the life of a process;
 :func:`read_to_end` reads the topic once (the CLI's ``resync``).
+
+:class:`DocumentIndex` is the index of a registry (documents by id, the latest wins, a tombstone
+removes) and :class:`DocumentCache` the follower that keeps one: the device cache
+(:mod:`connectors.kafka.device_cache`) and the flow cache (:mod:`connectors.kafka.flow_cache`)
+are these two with what their kind adds.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+import msgspec
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -34,11 +41,72 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.1
 _RETRY_MAX_S = 5.0
 
+D = TypeVar("D")
+
 
 class RecordIndex(Protocol):
     """What a reader feeds: the latest record per key wins, a ``None`` value removes the key."""
 
     def apply(self, key: bytes | None, value: bytes | None) -> None: ...
+
+
+Index = TypeVar("Index", bound=RecordIndex)
+
+
+class DocumentIndex(Generic[D]):
+    """A registry's documents by id: a document replaces the one before, a tombstone removes it.
+
+    Applied from one thread, read from others: each step is a single dict operation, atomic
+    under the GIL. A record that cannot be decoded, or whose key is not its document's id, is
+    logged and skipped: it must not stop the reader. Subclasses keep more through the
+    :meth:`_stored` and :meth:`_removed` hooks.
+    """
+
+    label = "registry"
+    """How log lines name the topic's records."""
+
+    def __init__(self, decode: Callable[[bytes], D], id_of: Callable[[D], str]) -> None:
+        self._documents: dict[str, D] = {}
+        self._decode = decode
+        self._id_of = id_of
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def get(self, record_id: str) -> D | None:
+        return self._documents.get(record_id)
+
+    def documents(self) -> dict[str, D]:
+        """A copy of every document, by id."""
+        return dict(self._documents)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one registry record: a document replaces the record, a tombstone removes it."""
+        if key is None:
+            log.error("%s record without a key skipped", self.label)
+            return
+        record_id = key.decode(errors="replace")
+        if value is None:
+            self._removed(record_id, self._documents.pop(record_id, None))
+            return
+        try:
+            document = self._decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("%s record for %s skipped: %s", self.label, record_id, exc)
+            return
+        about = self._id_of(document)
+        if about != record_id:
+            log.error("%s record keyed %s is about %s; skipped", self.label, record_id, about)
+            return
+        previous = self._documents.get(record_id)
+        self._documents[record_id] = document
+        self._stored(document, previous)
+
+    def _stored(self, document: D, previous: D | None) -> None:
+        """Called after ``document`` replaced ``previous`` (None: it is new)."""
+
+    def _removed(self, record_id: str, previous: D | None) -> None:
+        """Called after a tombstone for ``record_id`` removed ``previous`` (None: unknown)."""
 
 
 @dataclass
@@ -145,10 +213,9 @@ class CompactedReader:
             self.catch_up.read(partition, message.offset() or 0)
 
 
-def read_to_end(
-    bootstrap_servers: str, topic: str, index: RecordIndex, timeout_s: float = 30.0
-) -> None:
-    """Apply ``topic`` as it is now to ``index`` (raises KafkaUnavailable after ``timeout_s``)."""
+def read_to_end(bootstrap_servers: str, topic: str, index: Index, timeout_s: float = 30.0) -> Index:
+    """Apply ``topic`` as it is now to ``index`` and return it (the registry as the topic holds
+    it, for ``resync``); raises KafkaUnavailable after ``timeout_s``."""
     reader = CompactedReader(bootstrap_servers, topic, index)
     deadline = time.monotonic() + timeout_s
     try:
@@ -159,6 +226,7 @@ def read_to_end(
             reader.poll()
     finally:
         reader.close()
+    return index
 
 
 def _assign_until(reader: CompactedReader, deadline: float) -> None:
@@ -222,3 +290,24 @@ class TopicFollower:
                         self._caught_up.set()
         finally:
             reader.close()
+
+
+class DocumentCache(TopicFollower, Generic[D]):
+    """A process's copy of a registry, following its topic: ``start()`` once, ``stop()`` once."""
+
+    noun = "records"
+    """What the caught-up log line counts."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, index: DocumentIndex[D]) -> None:
+        self.index = index
+        super().__init__(bootstrap_servers, topic, index)
+
+    def get(self, record_id: str) -> D | None:
+        return self.index.get(record_id)
+
+    def documents(self) -> dict[str, D]:
+        """A copy of every document read so far, by id."""
+        return self.index.documents()
+
+    def caught_up_message(self) -> str:
+        return f"{self.name} caught up with {self.topic}: {len(self.index)} {self.noun}"

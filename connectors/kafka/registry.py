@@ -1,8 +1,8 @@
-"""Publishing device documents to the compacted registry topic (``fleet.devices.v1``).
+"""Publishing documents to a compacted registry topic (``fleet.devices.v1``, ``fleet.flows.v1``).
 
 Contract: :meth:`RegistryPublisher.publish` returns only after the broker acked every record with
 ``acks=all`` (idempotent producer), and raises :class:`KafkaUnavailable` otherwise. A record is
-``(device_id, value)``; ``value=None`` is a tombstone (the device was deleted).
+``(id, value)``; ``value=None`` is a tombstone (the device or flow was deleted).
 
 Registry changes are rare, so this is a plain blocking produce-and-flush, serialised by a lock
 (callers on an event loop use ``asyncio.to_thread``). ``message.timeout.ms`` equals the flush
@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from connectors.kafka.errors import KafkaUnavailable
 
 RegistryRecord = tuple[str, bytes | None]
-"""``(device_id, document)``; a ``None`` document is a tombstone."""
+"""``(id, document)``; a ``None`` document is a tombstone."""
 
 
 class RegistryPublisher:
@@ -57,10 +57,10 @@ class RegistryPublisher:
                 else:
                     failures.append(err.str())
 
-            for device_id, value in records:
+            for record_id, value in records:
                 try:
                     self._producer.produce(
-                        self.topic, value, device_id.encode(), on_delivery=report
+                        self.topic, value, record_id.encode(), on_delivery=report
                     )
                 except (BufferError, KafkaException) as exc:
                     self._producer.flush(self._timeout_s + 1)

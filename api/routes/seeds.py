@@ -1,10 +1,11 @@
 """The seed services' routes, on the same ingest path as ``/v1/readings``.
 
-Each route reads its seed's payload (:mod:`schemas.seed_payloads`), translates it into canonical
-readings, validates those with the shared validator (errors are reported in the seed's own field
-names), and hands them to :class:`api.edge.Edge`: the same authentication, rate limits,
+Each ingest route reads its seed's payload (:mod:`schemas.seed_payloads`), translates it into
+canonical readings, validates those with the shared validator (errors are reported in the seed's
+own field names), and hands them to :class:`api.edge.Edge`: the same authentication, rate limits,
 idempotency, Kafka acks and answers (503/429) as every ingest route. Answers keep the seeds'
-shapes and status codes.
+shapes and status codes. One path does that for every route; :data:`ROUTES` says per route how
+it reads its payload, reports errors and answers.
 
 * seed 000: ``POST /api/v1/ingest/chirpstack`` (a ChirpStack uplink, ``X-API-Key``);
 * seed 001: ``POST /api/v1/sensors/ingest``, ``POST /api/v1/sensors/ingest/batch``,
@@ -14,9 +15,10 @@ shapes and status codes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, cast
 
 import asyncpg
 import msgspec
@@ -31,6 +33,7 @@ from api.responses import INGEST_PROBLEMS, SeedBatchResponse, SeedReadingRespons
 from api.responses import json_response as respond
 from api.routes.readings import IdempotencyKey
 from connectors.postgres.latest import latest_per_sensor, recent_readings
+from schemas.devices import Device
 from schemas.errors import FieldError, Loc, ValidationFailure
 from schemas.readings import DEVICE_ID_PATTERN, Reading
 from schemas.seed_payloads import (
@@ -79,24 +82,119 @@ _UPLINK_EXAMPLE = {
 _DEVICE_ID = DEVICE_ID_PATTERN.replace("\\Z", "$")
 
 
-async def _validated(
+P = TypeVar("P")
+Readings = Sequence[bytes | msgspec.Raw]
+"""Canonical readings' JSON, as the shared validator takes them."""
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+class Accepted(NamedTuple):
+    """What a route answers from: its validated readings and their event ids, acked by Kafka."""
+
+    items: list[tuple[Reading, msgspec.Raw]]
+    event_ids: list[str]
+    received_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeedRoute(Generic[P]):
+    """One seed ingest route: how it reads its payload, reports errors and answers."""
+
+    path: str
+    name: str
+    """The endpoint's name (its OpenAPI summary and operation id)."""
+    doc: str
+    """The endpoint's description."""
+    status_code: int
+    parse: Callable[[bytes], P]
+    """The body as the seed's payload; raises ValidationFailure (seed field names)."""
+    readings: Callable[[P], Readings]
+    """The payload's canonical readings; raises ValidationFailure (seed field names)."""
+    rename: Callable[[Loc], Loc]
+    """A canonical error location in the seed's words."""
+    reported: Callable[[ValidationFailure], ValidationFailure]
+    """How a failure of the canonical validator is reported, after ``rename``."""
+    answer: Callable[[Accepted], dict[str, Any]]
+    body: dict[str, Any]
+    """The OpenAPI request body (``openapi_extra``)."""
+    handler: Callable[[SeedRoute[P]], Endpoint]
+    """Builds the endpoint; its parameters are the headers and query FastAPI reads."""
+    response_model: Any = None
+
+
+async def _ingest(
+    route: SeedRoute[P],
     edge: Edge,
-    readings: Sequence[bytes | msgspec.Raw],
-    rename: Callable[[Loc], Loc],
-) -> tuple[datetime, list[tuple[Reading, msgspec.Raw]]]:
+    principal: Device | None,
+    payload: P,
+    idempotency_key: str | None,
+) -> Response:
+    """Validate the payload's readings, hand them to the edge, answer once Kafka has them."""
+    readings = route.readings(payload)
     window = edge.window()
     try:
         items = decode_items(
             readings, now=window.now, max_future=window.max_future, max_age=window.max_age
         )
     except ValidationFailure as exc:
-        raise relocate(exc, rename) from exc
-    return window.now, items
+        raise route.reported(relocate(exc, route.rename)) from exc
+    event_ids = await edge.accept(
+        items,
+        principal=principal,
+        received_at=window.now,
+        idempotency_key=idempotency_key,
+        route=route.path,
+    )
+    answer = route.answer(Accepted(items, event_ids, window.now))
+    return respond(answer, route.status_code)
 
 
 async def _body(edge: Edge, request: Request) -> bytes:
     body_kind(request, ndjson=False)
     return await read_body(request, edge.settings.api.max_body_bytes)
+
+
+def _keyed(route: SeedRoute[P]) -> Endpoint:
+    """The endpoint of a route that takes an ``Idempotency-Key``."""
+
+    async def endpoint(
+        request: Request,
+        edge: EdgeDep,
+        principal: IngestDeviceDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response:
+        payload = route.parse(await _body(edge, request))
+        return await _ingest(route, edge, principal, payload, idempotency_key)
+
+    endpoint.__doc__ = route.doc
+    return endpoint
+
+
+def _chirpstack(route: SeedRoute[ChirpstackUplink]) -> Endpoint:
+    """The endpoint of ChirpStack's events: a join (``?event=join``, or without ``event`` an
+    uplink with neither frame counter nor data) is acknowledged and not stored. ChirpStack
+    sends no ``Idempotency-Key``; its ``deduplicationId`` is the event id."""
+
+    async def endpoint(
+        request: Request,
+        edge: EdgeDep,
+        principal: IngestDeviceDep,
+        event: Annotated[str | None, Query(max_length=32, pattern="^[A-Za-z_]+$")] = None,
+    ) -> Response:
+        uplink = route.parse(await _body(edge, request))
+        if (event or "").lower() == "join" or (event is None and uplink.is_join):
+            received_at = edge.window().now
+            answer: dict[str, Any] = {
+                "success": True,
+                "device_id": uplink.deviceInfo.devEui.upper(),
+                "event": "join",
+                "received_at": received_at.isoformat(),
+            }
+            return respond(answer, route.status_code)
+        return await _ingest(route, edge, principal, uplink, None)
+
+    endpoint.__doc__ = route.doc
+    return endpoint
 
 
 def _single(failure: ValidationFailure) -> ValidationFailure:
@@ -108,63 +206,25 @@ def _single(failure: ValidationFailure) -> ValidationFailure:
     return ValidationFailure(stripped)
 
 
-# ---- seed 001 --------------------------------------------------------------------------------
+def _under_readings(failure: ValidationFailure) -> ValidationFailure:
+    """Seed 001's batch errors, under ``readings`` as its body has them."""
+    return ValidationFailure([e.with_prefix("readings") for e in failure.errors], failure.reason)
 
 
-@router.post(
-    "/api/v1/sensors/ingest",
-    status_code=status.HTTP_201_CREATED,
-    response_model=SeedReadingResponse,
-    responses=INGEST_PROBLEMS,
-    openapi_extra=json_body(ref("EquipmentReading"), _EQUIPMENT_EXAMPLE),
-)
-async def seed001_ingest(
-    request: Request,
-    edge: EdgeDep,
-    principal: IngestDeviceDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
-    """Seed 001: one equipment reading (``equipment_id`` ``TYPE-LOCATION-NNN``, temperature
-    -50..200 °C), stored as the reading of device ``equipment_id`` (upper-cased)."""
-    payload = decode_json(_equipment, await _body(edge, request))
-    try:
-        received_at, items = await _validated(edge, [equipment_reading(payload)], seed001_loc)
-    except ValidationFailure as exc:
-        raise _single(exc) from exc
-    (event_id,) = await edge.accept(
-        items,
-        principal=principal,
-        received_at=received_at,
-        idempotency_key=idempotency_key,
-        route="/api/v1/sensors/ingest",
-    )
-    reading = items[0][0]
-    answer = {
-        "reading_id": event_id,
-        "equipment_id": reading.device_id,
-        "status": "received",
-        "timestamp": (reading.timestamp or received_at).isoformat(),
-        "message": "Sensor data ingested successfully",
-    }
-    return respond(answer, status.HTTP_201_CREATED)
+def _as_is(failure: ValidationFailure) -> ValidationFailure:
+    return failure
 
 
-@router.post(
-    "/api/v1/sensors/ingest/batch",
-    status_code=status.HTTP_201_CREATED,
-    response_model=SeedBatchResponse,
-    responses=INGEST_PROBLEMS,
-    openapi_extra=json_body(ref("EquipmentBatch"), {"readings": [_EQUIPMENT_EXAMPLE]}),
-)
-async def seed001_ingest_batch(
-    request: Request,
-    edge: EdgeDep,
-    principal: IngestDeviceDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
-    """Seed 001: ``{"readings": [...]}``, 1-100 readings, all-or-nothing (422 names each bad
-    item by index)."""
-    batch = decode_json(_equipment_batch, await _body(edge, request))
+def _same_loc(loc: Loc) -> Loc:
+    return loc
+
+
+def _equipment_reading(body: bytes) -> EquipmentReading:
+    return decode_json(_equipment, body)
+
+
+def _equipment_batch_readings(batch: EquipmentBatch) -> Readings:
+    """Every reading of a seed 001 batch translated, or each bad one named by index."""
     translated: list[bytes] = []
     errors = []
     for index, raw in enumerate(batch.readings):
@@ -174,27 +234,161 @@ async def seed001_ingest_batch(
             errors += [e.with_prefix("readings", index) for e in exc.errors]
     if errors:
         raise ValidationFailure(errors)
-    try:
-        received_at, items = await _validated(edge, translated, seed001_loc)
-    except ValidationFailure as exc:
-        raise ValidationFailure(
-            [e.with_prefix("readings") for e in exc.errors], exc.reason
-        ) from exc
-    event_ids = await edge.accept(
-        items,
-        principal=principal,
-        received_at=received_at,
-        idempotency_key=idempotency_key,
-        route="/api/v1/sensors/ingest/batch",
-    )
-    answer = {
+    return translated
+
+
+def _esp32_batch(body: bytes) -> Readings:
+    readings = decode_json(_readings, body)
+    if not 1 <= len(readings) <= 100:
+        message = f"a batch holds 1 to 100 readings, not {len(readings)}"
+        raise ValidationFailure.single((), message, "length")
+    return readings
+
+
+def _equipment_answer(accepted: Accepted) -> dict[str, Any]:
+    (event_id,), reading = accepted.event_ids, accepted.items[0][0]
+    return {
+        "reading_id": event_id,
+        "equipment_id": reading.device_id,
+        "status": "received",
+        "timestamp": (reading.timestamp or accepted.received_at).isoformat(),
+        "message": "Sensor data ingested successfully",
+    }
+
+
+def _equipment_batch_answer(accepted: Accepted) -> dict[str, Any]:
+    event_ids = accepted.event_ids
+    return {
         "total": len(event_ids),
         "successful": len(event_ids),
         "failed": 0,
         "reading_ids": event_ids,
         "errors": [],
     }
-    return respond(answer, status.HTTP_201_CREATED)
+
+
+def _esp32_answer(accepted: Accepted) -> dict[str, Any]:
+    (event_id,) = accepted.event_ids
+    return {
+        "message": "Sensor data accepted",
+        "message_id": event_id,
+        "device_id": accepted.items[0][0].device_id,
+        "timestamp": accepted.received_at.isoformat(),
+    }
+
+
+def _esp32_batch_answer(accepted: Accepted) -> dict[str, Any]:
+    results = [
+        {"device_id": reading.device_id, "status": "accepted", "message_id": event_id}
+        for (reading, _), event_id in zip(accepted.items, accepted.event_ids, strict=True)
+    ]
+    return {"message": "Batch processed", "total": len(results), "results": results}
+
+
+def _uplink_answer(accepted: Accepted) -> dict[str, Any]:
+    (event_id,), device_id = accepted.event_ids, accepted.items[0][0].device_id
+    return {
+        "success": True,
+        "device_id": device_id,
+        "dev_eui": device_id,
+        "event": "uplink",
+        "event_id": event_id,
+        "received_at": accepted.received_at.isoformat(),
+    }
+
+
+ROUTES: tuple[SeedRoute[Any], ...] = (
+    SeedRoute[EquipmentReading](
+        path="/api/v1/sensors/ingest",
+        name="seed001_ingest",
+        doc="Seed 001: one equipment reading (``equipment_id`` ``TYPE-LOCATION-NNN``, temperature "
+        "-50..200 °C), stored as the reading of device ``equipment_id`` (upper-cased).",
+        status_code=status.HTTP_201_CREATED,
+        parse=_equipment_reading,
+        readings=lambda payload: [equipment_reading(payload)],
+        rename=seed001_loc,
+        reported=_single,
+        answer=_equipment_answer,
+        body=json_body(ref("EquipmentReading"), _EQUIPMENT_EXAMPLE),
+        handler=_keyed,
+        response_model=SeedReadingResponse,
+    ),
+    SeedRoute[EquipmentBatch](
+        path="/api/v1/sensors/ingest/batch",
+        name="seed001_ingest_batch",
+        doc='Seed 001: ``{"readings": [...]}``, 1-100 readings, all-or-nothing (422 names each '
+        "bad item by index).",
+        status_code=status.HTTP_201_CREATED,
+        parse=lambda body: decode_json(_equipment_batch, body),
+        readings=_equipment_batch_readings,
+        rename=seed001_loc,
+        reported=_under_readings,
+        answer=_equipment_batch_answer,
+        body=json_body(ref("EquipmentBatch"), {"readings": [_EQUIPMENT_EXAMPLE]}),
+        handler=_keyed,
+        response_model=SeedBatchResponse,
+    ),
+    SeedRoute[bytes](
+        path="/api/v1/sensor-data",
+        name="seed002_sensor_data",
+        doc="Seed 002: one ESP32 reading (``sensors.ld2410/pir/mq134``), the canonical shape.",
+        status_code=status.HTTP_202_ACCEPTED,
+        parse=lambda body: body,
+        readings=lambda body: [body],
+        rename=_same_loc,
+        reported=_single,
+        answer=_esp32_answer,
+        body=json_body(ref("Reading"), _ESP32_EXAMPLE),
+        handler=_keyed,
+    ),
+    SeedRoute[Readings](
+        path="/api/v1/sensor-data/batch",
+        name="seed002_sensor_data_batch",
+        doc="Seed 002: an array of 1-100 ESP32 readings (all-or-nothing: 422 names each bad item).",
+        status_code=status.HTTP_202_ACCEPTED,
+        parse=_esp32_batch,
+        readings=lambda readings: readings,
+        rename=_same_loc,
+        reported=_as_is,
+        answer=_esp32_batch_answer,
+        body=json_body(
+            {"type": "array", "items": ref("Reading"), "minItems": 1, "maxItems": 100},
+            [_ESP32_EXAMPLE],
+        ),
+        handler=_keyed,
+    ),
+    SeedRoute[ChirpstackUplink](
+        path="/api/v1/ingest/chirpstack",
+        name="seed000_chirpstack",
+        doc="Seed 000: a ChirpStack uplink (its HTTP integration, ``X-API-Key`` = the device's "
+        "token). The decoded ``object`` holds the sensors; ``deduplicationId`` is the event id, "
+        "so ChirpStack's retries are stored once. Join events are acknowledged and not stored.",
+        status_code=status.HTTP_202_ACCEPTED,
+        parse=lambda body: decode_json(_uplink, body),
+        readings=lambda uplink: [chirpstack_reading(uplink)],
+        rename=seed000_loc,
+        reported=_single,
+        answer=_uplink_answer,
+        body=json_body(ref("ChirpstackUplink"), _UPLINK_EXAMPLE),
+        handler=_chirpstack,
+    ),
+)
+"""The seed ingest routes (seed 001, 002, 000), registered in this order."""
+
+for _route in ROUTES:
+    router.add_api_route(
+        _route.path,
+        _route.handler(_route),
+        methods=["POST"],
+        name=_route.name,
+        status_code=_route.status_code,
+        response_model=_route.response_model,
+        responses=INGEST_PROBLEMS,
+        openapi_extra=_route.body,
+    )
+
+
+# ---- seed 001: reads -------------------------------------------------------------------------
 
 
 @router.get(
@@ -262,129 +456,3 @@ async def service_info(request: Request) -> dict[str, str]:
         "health": "/health",
         "api_prefix": "/api/v1",
     }
-
-
-# ---- seed 002 --------------------------------------------------------------------------------
-
-
-@router.post(
-    "/api/v1/sensor-data",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=INGEST_PROBLEMS,
-    openapi_extra=json_body(ref("Reading"), _ESP32_EXAMPLE),
-)
-async def seed002_sensor_data(
-    request: Request,
-    edge: EdgeDep,
-    principal: IngestDeviceDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
-    """Seed 002: one ESP32 reading (``sensors.ld2410/pir/mq134``), the canonical shape."""
-    body = await _body(edge, request)
-    received_at, items = await _validated_one(edge, body)
-    (event_id,) = await edge.accept(
-        items,
-        principal=principal,
-        received_at=received_at,
-        idempotency_key=idempotency_key,
-        route="/api/v1/sensor-data",
-    )
-    answer = {
-        "message": "Sensor data accepted",
-        "message_id": event_id,
-        "device_id": items[0][0].device_id,
-        "timestamp": received_at.isoformat(),
-    }
-    return respond(answer, status.HTTP_202_ACCEPTED)
-
-
-async def _validated_one(
-    edge: Edge, body: bytes
-) -> tuple[datetime, list[tuple[Reading, msgspec.Raw]]]:
-    try:
-        return await _validated(edge, [body], lambda loc: loc)
-    except ValidationFailure as exc:
-        raise _single(exc) from exc
-
-
-@router.post(
-    "/api/v1/sensor-data/batch",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=INGEST_PROBLEMS,
-    openapi_extra=json_body(
-        {"type": "array", "items": ref("Reading"), "minItems": 1, "maxItems": 100},
-        [_ESP32_EXAMPLE],
-    ),
-)
-async def seed002_sensor_data_batch(
-    request: Request,
-    edge: EdgeDep,
-    principal: IngestDeviceDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
-    """Seed 002: an array of 1-100 ESP32 readings (all-or-nothing: 422 names each bad item)."""
-    readings = decode_json(_readings, await _body(edge, request))
-    if not 1 <= len(readings) <= 100:
-        message = f"a batch holds 1 to 100 readings, not {len(readings)}"
-        raise ValidationFailure.single((), message, "length")
-    received_at, items = await _validated(edge, readings, lambda loc: loc)
-    event_ids = await edge.accept(
-        items,
-        principal=principal,
-        received_at=received_at,
-        idempotency_key=idempotency_key,
-        route="/api/v1/sensor-data/batch",
-    )
-    results = [
-        {"device_id": reading.device_id, "status": "accepted", "message_id": event_id}
-        for (reading, _), event_id in zip(items, event_ids, strict=True)
-    ]
-    answer = {"message": "Batch processed", "total": len(results), "results": results}
-    return respond(answer, status.HTTP_202_ACCEPTED)
-
-
-# ---- seed 000 --------------------------------------------------------------------------------
-
-
-@router.post(
-    "/api/v1/ingest/chirpstack",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=INGEST_PROBLEMS,
-    openapi_extra=json_body(ref("ChirpstackUplink"), _UPLINK_EXAMPLE),
-)
-async def seed000_chirpstack(
-    request: Request,
-    edge: EdgeDep,
-    principal: IngestDeviceDep,
-    event: Annotated[str | None, Query(max_length=32, pattern="^[A-Za-z_]+$")] = None,
-) -> Response:
-    """Seed 000: a ChirpStack uplink (its HTTP integration, ``X-API-Key`` = the device's token).
-    The decoded ``object`` holds the sensors; ``deduplicationId`` is the event id, so
-    ChirpStack's retries are stored once. Join events are acknowledged and not stored."""
-    uplink = decode_json(_uplink, await _body(edge, request))
-    device_id = uplink.deviceInfo.devEui.upper()
-    received_at = edge.window().now
-    if (event or "").lower() == "join" or (event is None and uplink.is_join):
-        answer: dict[str, Any] = {"success": True, "device_id": device_id, "event": "join"}
-        answer["received_at"] = received_at.isoformat()
-        return respond(answer, status.HTTP_202_ACCEPTED)
-    try:
-        received_at, items = await _validated(edge, [chirpstack_reading(uplink)], seed000_loc)
-    except ValidationFailure as exc:
-        raise _single(exc) from exc
-    (event_id,) = await edge.accept(
-        items,
-        principal=principal,
-        received_at=received_at,
-        idempotency_key=None,
-        route="/api/v1/ingest/chirpstack",
-    )
-    answer = {
-        "success": True,
-        "device_id": device_id,
-        "dev_eui": device_id,
-        "event": "uplink",
-        "event_id": event_id,
-        "received_at": received_at.isoformat(),
-    }
-    return respond(answer, status.HTTP_202_ACCEPTED)

@@ -2,31 +2,23 @@
 
 Talks to Postgres and ``fleet.devices.v1`` directly (no API needed), through the same
 :class:`~connectors.registry.DeviceRegistry` as the admin API, so a change made here reaches
-every API instance the same way. Output is a table, or JSON with ``--json``; a token is printed
-once, by ``create`` and ``rotate``, and is not stored anywhere in plain text.
+every API instance the same way (:mod:`cli.registries`, shared with ``fleetstream flows``).
+Output is a table, or JSON with ``--json``; a token is printed once, by ``create`` and
+``rotate``, and is not stored anywhere in plain text.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
 
-from cli.runner import operator_errors
-from connectors.kafka.compacted import read_to_end
-from connectors.kafka.device_cache import DeviceIndex
-from connectors.kafka.registry import RegistryPublisher
-from connectors.mqtt.credentials import device_credentials
-from connectors.postgres.devices import DeviceQuery, DeviceStore
-from connectors.postgres.pool import create_pool
-from connectors.registry import DeviceRegistry, ResyncReport
+from cli.console import fail
+from cli.registries import DEVICES, document_view, print_json
+from connectors.postgres.devices import DeviceQuery
 from schemas.devices import Device, DeviceChanges, NewDevice
-from schemas.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -66,7 +58,7 @@ def create(
         },
         NewDevice,
     )
-    device, plain = _run(lambda registry: registry.create(new, token))
+    device, plain = DEVICES.run(lambda registry: registry.create(new, token))
     _show(device, as_json, token=plain)
 
 
@@ -84,10 +76,10 @@ def list_devices(
 ) -> None:
     """List devices ordered by id."""
     query = DeviceQuery(limit, offset, enabled, profile, tag, search)
-    page = _run(lambda registry: registry.list(query))
+    page = DEVICES.run(lambda registry: registry.list(query))
     if as_json:
         items = [_view(device) for device in page.items]
-        typer.echo(json.dumps({"items": items, "total": page.total}, indent=2))
+        print_json({"items": items, "total": page.total})
         return
     rows = [_row(device) for device in page.items]
     _table(["DEVICE_ID", "ENABLED", "PROFILE", "TAGS", "NAME", "UPDATED"], rows)
@@ -97,10 +89,9 @@ def list_devices(
 @devices_app.command("show")
 def show(device_id: DeviceIdArg, as_json: JsonOpt = False) -> None:
     """Show one device."""
-    device = _run(lambda registry: registry.get(device_id))
+    device = DEVICES.run(lambda registry: registry.get(device_id))
     if device is None:
-        typer.secho(f"fleetstream: device {device_id} is not registered", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"device {device_id} is not registered")
     _show(device, as_json)
 
 
@@ -108,20 +99,20 @@ def show(device_id: DeviceIdArg, as_json: JsonOpt = False) -> None:
 def disable(device_id: DeviceIdArg, as_json: JsonOpt = False) -> None:
     """Refuse the device's requests on every API instance (within seconds)."""
     changes = DeviceChanges(is_enabled=False)
-    _show(_run(lambda registry: registry.update(device_id, changes)), as_json)
+    _show(DEVICES.run(lambda registry: registry.update(device_id, changes)), as_json)
 
 
 @devices_app.command("enable")
 def enable(device_id: DeviceIdArg, as_json: JsonOpt = False) -> None:
     """Accept the device's requests again."""
     changes = DeviceChanges(is_enabled=True)
-    _show(_run(lambda registry: registry.update(device_id, changes)), as_json)
+    _show(DEVICES.run(lambda registry: registry.update(device_id, changes)), as_json)
 
 
 @devices_app.command("rotate")
 def rotate(device_id: DeviceIdArg, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Give the device a new token (printed once); the old one stops working."""
-    device, plain = _run(lambda registry: registry.rotate_token(device_id, token))
+    device, plain = DEVICES.run(lambda registry: registry.rotate_token(device_id, token))
     _show(device, as_json, token=plain)
 
 
@@ -133,55 +124,14 @@ def delete(
     """Delete the device (a tombstone on the registry topic)."""
     if not yes:
         typer.confirm(f"delete device {device_id}?", abort=True)
-    _run(lambda registry: registry.delete(device_id))
+    DEVICES.run(lambda registry: registry.delete(device_id))
     typer.echo(f"deleted {device_id}")
 
 
 @devices_app.command("resync")
 def resync(as_json: JsonOpt = False) -> None:
     """Make fleet.devices.v1 match Postgres: publish what differs, tombstone what is gone."""
-    report = resync_registry(get_settings())
-    if as_json:
-        typer.echo(json.dumps(dataclasses.asdict(report)))
-    else:
-        typer.echo(describe(report))
-
-
-def resync_registry(settings: Settings) -> ResyncReport:
-    """What ``resync`` does; ``fleetstream setup`` runs it too."""
-    with operator_errors():
-        kafka = settings.kafka
-        on_topic = read_to_end(kafka.bootstrap_servers, settings.topics.devices, DeviceIndex())
-        return asyncio.run(
-            _with_registry(settings, lambda registry: registry.resync(on_topic.documents()))
-        )
-
-
-def describe(report: ResyncReport) -> str:
-    return (
-        f"device registry: {report.published} published, {report.unchanged} unchanged, "
-        f"{report.tombstoned} tombstoned"
-    )
-
-
-def _run(action: Callable[[DeviceRegistry], Awaitable[T]]) -> T:
-    with operator_errors():
-        return asyncio.run(_with_registry(get_settings(), action))
-
-
-async def _with_registry(settings: Settings, action: Callable[[DeviceRegistry], Awaitable[T]]) -> T:
-    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=2)
-    publisher = RegistryPublisher(
-        settings.kafka.bootstrap_servers,
-        settings.topics.devices,
-        delivery_timeout_ms=settings.kafka.delivery_timeout_ms,
-    )
-    try:
-        credentials = device_credentials(settings.mqtt)
-        return await action(DeviceRegistry(DeviceStore(pool), publisher, credentials))
-    finally:
-        publisher.close()
-        await pool.close()
+    DEVICES.print_resync(as_json)
 
 
 def _convert(fields: dict[str, Any], kind: type[T]) -> T:
@@ -205,10 +155,7 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 def _view(device: Device) -> dict[str, Any]:
     """The device as the admin API shows it: no token hash."""
-    view: dict[str, Any] = msgspec.to_builtins(device)
-    view.pop("token_hash")
-    view.pop("schema_version")
-    return view
+    return document_view(device, "token_hash")
 
 
 def _show(device: Device, as_json: bool, *, token: str | None = None) -> None:
@@ -216,7 +163,7 @@ def _show(device: Device, as_json: bool, *, token: str | None = None) -> None:
     if token is not None:
         view["token"] = token
     if as_json:
-        typer.echo(json.dumps(view, indent=2))
+        print_json(view)
         return
     for key, value in view.items():
         if key != "token":

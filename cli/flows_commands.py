@@ -2,36 +2,26 @@
 
 Talks to Postgres and ``fleet.flows.v1`` directly (no API needed), through the same
 :class:`~connectors.registry.FlowRegistry` as the admin API, so workers pick a change up
-the same way. Definitions are JSON or YAML files; errors name the node and the field.
+the same way (:mod:`cli.registries`, shared with ``fleetstream devices``). Definitions are JSON
+or YAML files; errors name the node and the field.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import msgspec
 import typer
 import yaml
 
-from cli.runner import operator_errors
-from connectors.kafka.compacted import read_to_end
-from connectors.kafka.flow_cache import FlowIndex
-from connectors.kafka.registry import RegistryPublisher
-from connectors.postgres.flows import FlowExists, FlowStore
-from connectors.postgres.pool import create_pool
-from connectors.registry import FlowRegistry, ResyncReport
+from cli.console import fail
+from cli.registries import FLOWS, describe_errors, document_view, print_json
+from connectors.postgres.flows import FlowExists
+from connectors.registry import FlowRegistry
 from schemas.errors import ValidationFailure
 from schemas.flows import FlowDefinition, FlowDocument, decode_definition
-from schemas.settings import Settings, get_settings
-from streams.flow_engine.engine import check_definition
 from streams.flow_engine.examples import examples
-
-T = TypeVar("T")
 
 flows_app = typer.Typer(no_args_is_help=True, help="Flows and alert rules.")
 
@@ -49,14 +39,14 @@ def create(
 ) -> None:
     """Create a flow from a definition file."""
     definition = load_definition(path)
-    _show(_run(lambda registry: registry.create(flow_id, definition, not disabled)), as_json)
+    _show(FLOWS.run(lambda registry: registry.create(flow_id, definition, not disabled)), as_json)
 
 
 @flows_app.command("update")
 def update(flow_id: FlowIdArg, path: FileArg, as_json: JsonOpt = False) -> None:
     """Store a new version of the flow; workers swap to it without a restart."""
     definition = load_definition(path)
-    _show(_run(lambda registry: registry.update(flow_id, definition)), as_json)
+    _show(FLOWS.run(lambda registry: registry.update(flow_id, definition)), as_json)
 
 
 @flows_app.command("list")
@@ -65,9 +55,9 @@ def list_flows(
     as_json: JsonOpt = False,
 ) -> None:
     """List flows ordered by id."""
-    page = _run(lambda registry: registry.list(enabled=enabled, limit=1000))
+    page = FLOWS.run(lambda registry: registry.list(enabled=enabled, limit=1000))
     if as_json:
-        typer.echo(json.dumps([_view(flow) for flow in page.items], indent=2))
+        print_json([document_view(flow) for flow in page.items])
         return
     for flow in page.items:
         kind = "alert" if flow.definition.alert is not None else "flow"
@@ -85,23 +75,22 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a flow (its current version unless --version)."""
-    flow = _run(lambda registry: registry.get(flow_id, version))
+    flow = FLOWS.run(lambda registry: registry.get(flow_id, version))
     if flow is None:
-        typer.secho(f"fleetstream: flow {flow_id} does not exist", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"flow {flow_id} does not exist")
     _show(flow, as_json)
 
 
 @flows_app.command("enable")
 def enable(flow_id: FlowIdArg, as_json: JsonOpt = False) -> None:
     """Run the flow again."""
-    _show(_run(lambda registry: registry.set_enabled(flow_id, True)), as_json)
+    _show(FLOWS.run(lambda registry: registry.set_enabled(flow_id, True)), as_json)
 
 
 @flows_app.command("disable")
 def disable(flow_id: FlowIdArg, as_json: JsonOpt = False) -> None:
     """Stop running the flow (workers drop it from their next batch)."""
-    _show(_run(lambda registry: registry.set_enabled(flow_id, False)), as_json)
+    _show(FLOWS.run(lambda registry: registry.set_enabled(flow_id, False)), as_json)
 
 
 @flows_app.command("delete")
@@ -112,7 +101,7 @@ def delete(
     """Delete the flow and its versions (a tombstone on fleet.flows.v1)."""
     if not yes:
         typer.confirm(f"delete flow {flow_id}?", abort=True)
-    _run(lambda registry: registry.delete(flow_id))
+    FLOWS.run(lambda registry: registry.delete(flow_id))
     typer.echo(f"deleted {flow_id}")
 
 
@@ -132,34 +121,14 @@ def load_examples() -> None:
                 lines.append(f"{flow_id}: created (v{flow.version})")
         return lines
 
-    for line in _run(load):
+    for line in FLOWS.run(load):
         typer.echo(line)
 
 
 @flows_app.command("resync")
 def resync(as_json: JsonOpt = False) -> None:
     """Make fleet.flows.v1 match Postgres: publish what differs, tombstone what is gone."""
-    report = resync_flows(get_settings())
-    if as_json:
-        typer.echo(json.dumps(dataclasses.asdict(report)))
-    else:
-        typer.echo(describe(report))
-
-
-def resync_flows(settings: Settings) -> ResyncReport:
-    with operator_errors():
-        kafka = settings.kafka
-        on_topic = read_to_end(kafka.bootstrap_servers, settings.topics.flows, FlowIndex())
-        return asyncio.run(
-            _with_registry(settings, lambda registry: registry.resync(on_topic.documents()))
-        )
-
-
-def describe(report: ResyncReport) -> str:
-    return (
-        f"flow registry: {report.published} published, {report.unchanged} unchanged, "
-        f"{report.tombstoned} tombstoned"
-    )
+    FLOWS.print_resync(as_json)
 
 
 def load_definition(path: Path) -> FlowDefinition:
@@ -173,45 +142,12 @@ def load_definition(path: Path) -> FlowDefinition:
     try:
         return decode_definition(data)
     except ValidationFailure as exc:
-        raise typer.BadParameter(f"{path}: {_errors(exc)}") from exc
-
-
-def _errors(exc: ValidationFailure) -> str:
-    return "; ".join(error.describe() for error in exc.errors)
-
-
-def _run(action: Callable[[FlowRegistry], Awaitable[T]]) -> T:
-    with operator_errors():
-        try:
-            return asyncio.run(_with_registry(get_settings(), action))
-        except ValidationFailure as exc:
-            typer.secho(f"fleetstream: invalid flow: {_errors(exc)}", fg="red", err=True)
-            raise typer.Exit(2) from exc
-
-
-async def _with_registry(settings: Settings, action: Callable[[FlowRegistry], Awaitable[T]]) -> T:
-    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=2)
-    publisher = RegistryPublisher(
-        settings.kafka.bootstrap_servers,
-        settings.topics.flows,
-        delivery_timeout_ms=settings.kafka.delivery_timeout_ms,
-    )
-    try:
-        return await action(FlowRegistry(FlowStore(pool), publisher, check_definition))
-    finally:
-        publisher.close()
-        await pool.close()
-
-
-def _view(flow: FlowDocument) -> dict[str, Any]:
-    view: dict[str, Any] = msgspec.to_builtins(flow)
-    view.pop("schema_version", None)
-    return view
+        raise typer.BadParameter(f"{path}: {describe_errors(exc)}") from exc
 
 
 def _show(flow: FlowDocument, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(_view(flow), indent=2))
+        print_json(document_view(flow))
         return
     typer.echo(f"{flow.flow_id} v{flow.version} ({'enabled' if flow.enabled else 'disabled'})")
     typer.echo(yaml.safe_dump(msgspec.to_builtins(flow.definition), sort_keys=False).rstrip())

@@ -7,14 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-import typer
-
+# operator_errors is re-exported: the other command modules and cli.main import it from here.
+from cli.console import operator_errors as operator_errors
+from cli.console import say
+from cli.registries import DEVICES, FLOWS
 from connectors.kafka.admin import ensure_topics
-from schemas.errors import FleetError
 from schemas.settings import Settings
 from streams.runtime import tune_gc
 from streams.topology import changelog_specs, topic_specs
@@ -23,23 +22,6 @@ if TYPE_CHECKING:
     import faust
 
 STOP_GRACE_S = 15.0
-
-
-def say(message: str) -> None:
-    typer.secho(f"fleetstream: {message}", fg=typer.colors.CYAN, err=True)
-
-
-@contextmanager
-def operator_errors() -> Iterator[None]:
-    """Errors an operator can act on (a service down, a topic mismatch) print as one clear
-    message and exit 1; anything else keeps its traceback."""
-    from cli.stack.errors import StackError
-
-    try:
-        yield
-    except (StackError, FleetError) as exc:
-        typer.secho(f"fleetstream: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from exc
 
 
 def prepare(settings: Settings) -> None:
@@ -67,16 +49,12 @@ def register_schemas(settings: Settings) -> None:
 
 def resync_devices(settings: Settings) -> None:
     """Republish what the registry topic lacks (e.g. a publish lost to a crash or an outage)."""
-    from cli.devices_commands import describe, resync_registry
-
-    say(describe(resync_registry(settings)))
+    say(DEVICES.describe(DEVICES.resync(settings)))
 
 
 def resync_flows(settings: Settings) -> None:
     """Republish flows the flow registry topic lacks (same repair as for devices)."""
-    from cli import flows_commands
-
-    say(flows_commands.describe(flows_commands.resync_flows(settings)))
+    say(FLOWS.describe(FLOWS.resync(settings)))
 
 
 def create_topics(settings: Settings) -> None:

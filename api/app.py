@@ -23,7 +23,7 @@ from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import admin_devices, alerts, flows, health, media, readings, seeds, status, ws
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
-from connectors.kafka.producer import EventProducer, ProducerConfig
+from connectors.kafka.producer import EventProducer, edge_producer_config
 from connectors.redis.idempotency import IdempotencyStore
 from connectors.redis.keys import RedisKeys
 from connectors.redis.status import StatusReader
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = EventProducer(_producer_config(settings))
+        producer = EventProducer(edge_producer_config(settings, "fleetstream-api"))
         await producer.start()
         app.state.producer = producer
         app.state.batcher = _batcher(settings, producer)
@@ -123,13 +123,3 @@ def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:
     # The partition count is asked of the broker on the first request, so the API starts (and
     # answers 503) while Kafka is away.
     return EnvelopeBatcher(producer, raw, None, limits)
-
-
-def _producer_config(settings: Settings) -> ProducerConfig:
-    kafka = settings.kafka
-    return ProducerConfig(
-        bootstrap_servers=kafka.bootstrap_servers,
-        delivery_timeout_ms=kafka.delivery_timeout_ms,
-        linger_ms=kafka.linger_ms,
-        queue_max_messages=kafka.queue_max_messages,
-    )

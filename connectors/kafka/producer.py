@@ -1,4 +1,4 @@
-"""An asyncio front for confluent-kafka's producer, used by the HTTP edge.
+"""An asyncio front for confluent-kafka's producer, used by the edges (HTTP, MQTT) and the worker.
 
 Contract: ``produce_all`` returns only after the broker acked every record with ``acks=all``
 (idempotent producer, so librdkafka's own retries never duplicate). It raises
@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.kafka.errors import KafkaRefused, KafkaUnavailable, ProducerBackpressure
+from schemas.settings import Settings
 
 
 class Record(NamedTuple):
@@ -59,6 +60,19 @@ class ProducerConfig:
             # Fail fast on a dead bootstrap list instead of retrying DNS/connect for minutes.
             "socket.connection.setup.timeout.ms": min(self.delivery_timeout_ms, 10_000),
         }
+
+
+def edge_producer_config(settings: Settings, client_id: str) -> ProducerConfig:
+    """The producer of an edge that writes readings to ``fleet.raw.v1`` (the HTTP API, the MQTT
+    bridge): delivery timeout, linger and queue bound from the Kafka settings."""
+    kafka = settings.kafka
+    return ProducerConfig(
+        bootstrap_servers=kafka.bootstrap_servers,
+        delivery_timeout_ms=kafka.delivery_timeout_ms,
+        linger_ms=kafka.linger_ms,
+        queue_max_messages=kafka.queue_max_messages,
+        client_id=client_id,
+    )
 
 
 class EventProducer:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
-from connectors.kafka.producer import EventProducer, ProducerConfig
+from connectors.kafka.producer import EventProducer, edge_producer_config
 from connectors.mqtt.bridge import MqttBridge
 from connectors.mqtt.credential_sync import CredentialSync
 from connectors.mqtt.credentials import ensure_bridge_user
@@ -14,17 +14,6 @@ from schemas.errors import FleetError
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def producer_config(settings: Settings) -> ProducerConfig:
-    kafka = settings.kafka
-    return ProducerConfig(
-        bootstrap_servers=kafka.bootstrap_servers,
-        delivery_timeout_ms=kafka.delivery_timeout_ms,
-        linger_ms=kafka.linger_ms,
-        queue_max_messages=kafka.queue_max_messages,
-        client_id=f"fleetstream-mqtt-{settings.mqtt.client_id}",
-    )
 
 
 def batcher_limits(settings: Settings) -> BatcherLimits:
@@ -42,7 +31,8 @@ async def serve(settings: Settings, stop: asyncio.Event, *, sync_credentials: bo
         await asyncio.to_thread(ensure_bridge_user, settings.mqtt)
     except FleetError as exc:
         log.warning("could not update the bridge's broker user as admin: %s", exc)
-    producer = EventProducer(producer_config(settings))
+    client_id = f"fleetstream-mqtt-{settings.mqtt.client_id}"
+    producer = EventProducer(edge_producer_config(settings, client_id))
     await producer.start()
     # The partition count is asked of Kafka on first use: the bridge starts while it is away.
     batcher = EnvelopeBatcher(producer, settings.topics.raw, None, batcher_limits(settings))

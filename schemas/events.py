@@ -18,6 +18,8 @@ dead letter (``agents.deadletters``).
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, NamedTuple, cast
 
@@ -39,6 +41,8 @@ from schemas.validation import (
 
 __all__ = [
     "ENVELOPE_SCHEMA",
+    "IDEMPOTENCY_NAMESPACE",
+    "MQTT_NAMESPACE",
     "CuratedReading",
     "DeadLetter",
     "Enrichment",
@@ -56,9 +60,11 @@ __all__ = [
     "encode_dead_letter",
     "encode_raw_event",
     "encoder",
+    "event_id_for",
     "new_event_id",
     "raw_event_decoder",
     "raw_event_for",
+    "uuid5_text",
     "validate_event_with_sensors",
 ]
 
@@ -194,6 +200,37 @@ dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 def new_event_id() -> str:
     """A fresh UUIDv7 (time-ordered, so ids sort roughly by creation time)."""
     return str(uuid_utils.uuid7())
+
+
+IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("6f1d9a52-8c1e-4a8e-9a39-2f0b4b7f4d11").bytes
+"""uuid5 namespace (its 16 bytes) of HTTP readings sent with an ``Idempotency-Key``."""
+MQTT_NAMESPACE: Final = uuid.UUID("4d7c2a0e-93b1-4f6a-8e55-0c1d9e7b6a21").bytes
+"""uuid5 namespace (its 16 bytes) of timestamped MQTT readings."""
+
+
+def event_id_for(reading: Reading, namespace: bytes, resend: str | None) -> str:
+    """The event id an edge gives a reading it received; the one rule of every edge.
+
+    The reading's own ``event_id`` wins. Else, when the edge can name the delivery so that a
+    resend of the same reading gets the same name (``resend``), the id is the uuid5 of that name
+    in the edge's ``namespace``: the resend maps onto the same event and the sinks store it
+    once. Else a fresh UUIDv7.
+    """
+    if reading.event_id is not None:
+        return reading.event_id
+    if resend is not None:
+        return uuid5_text(namespace, resend)
+    return new_event_id()
+
+
+def uuid5_text(namespace: bytes, name: str) -> str:
+    """``str(uuid.uuid5(uuid.UUID(bytes=namespace), name))`` without the UUID objects (once per
+    reading on the edges): SHA-1 of namespace and name, version 5 and RFC 4122 variant bits."""
+    d = bytearray(hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest())
+    d[6] = (d[6] & 0x0F) | 0x50
+    d[8] = (d[8] & 0x3F) | 0x80
+    h = d[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def raw_event_for(

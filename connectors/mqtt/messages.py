@@ -7,16 +7,16 @@ shared validator. A message is all or nothing, like an HTTP batch: any invalid r
 naming another device, a topic that names none, or a payload over the limit makes the whole
 message one dead letter (stage ``mqtt``) with the reason and the original bytes.
 
-Event ids: a reading's own ``event_id`` wins. Else a reading with a timestamp gets a uuid5 of its
-device and its exact bytes: MQTT redelivers a message whose PUBACK was lost (a crash, a broken
-connection), and the redelivery then carries the same ids, so the sinks store it once. Readings
-without a timestamp are stamped with the receive time anyway, so they get a fresh UUIDv7.
+Event ids follow :func:`schemas.events.event_id_for`. What names a resend here is a reading's
+device and exact bytes: MQTT redelivers a message whose PUBACK was lost (a crash, a broken
+connection), and the redelivery then carries the same ids, so the sinks store it once. Only
+for readings with a timestamp: those without are stamped with the receive time, so they are
+not the same reading on redelivery and get a fresh UUIDv7.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,12 +26,17 @@ import msgspec
 from connectors.kafka.producer import Record
 from schemas.envelopes import encode_item
 from schemas.errors import FieldError, ValidationFailure
-from schemas.events import RawEvent, dead_letter_for, encode_dead_letter, new_event_id
+from schemas.events import (
+    MQTT_NAMESPACE,
+    RawEvent,
+    dead_letter_for,
+    encode_dead_letter,
+    event_id_for,
+)
 from schemas.readings import Reading
 from schemas.validation import decode_readings_with_raw
 
 STAGE = "mqtt"
-MQTT_NAMESPACE = uuid.UUID("4d7c2a0e-93b1-4f6a-8e55-0c1d9e7b6a21")
 
 Item = tuple[str, bytes]
 """(device_id, encoded RawEvent): what the envelope batcher takes."""
@@ -69,26 +74,10 @@ class Decoded:
     items: list[Item]
 
 
-def event_id_for(reading: Reading, raw: bytes) -> str:
-    if reading.event_id is not None:
-        return reading.event_id
-    if reading.timestamp is not None:
-        digest = hashlib.sha256(raw).hexdigest()
-        return uuid5_text(f"{reading.device_id}\x00{digest}")
-    return new_event_id()
-
-
-_NAMESPACE_BYTES = MQTT_NAMESPACE.bytes
-
-
-def uuid5_text(name: str) -> str:
-    """``str(uuid.uuid5(MQTT_NAMESPACE, name))`` without the UUID object (the bridge's hottest
-    line per message): SHA-1 of namespace and name, version 5 and RFC 4122 variant bits."""
-    d = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest())
-    d[6] = (d[6] & 0x0F) | 0x50
-    d[8] = (d[8] & 0x3F) | 0x80
-    h = d[:16].hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def _resend(reading: Reading, raw: bytes) -> str | None:
+    if reading.event_id is not None or reading.timestamp is None:
+        return None  # its own id wins (no hash needed); unstamped: no id to repeat
+    return f"{reading.device_id}\x00{hashlib.sha256(raw).hexdigest()}"
 
 
 def decode_message(
@@ -115,7 +104,7 @@ def decode_message(
             message = f"device_id {reading.device_id!r} is not the topic's device {device_id!r}"
             raise ValidationFailure([FieldError(loc, message, "mismatch")])
         event = RawEvent(
-            event_id=event_id_for(reading, bytes(raw)),
+            event_id=event_id_for(reading, MQTT_NAMESPACE, _resend(reading, bytes(raw))),
             device_id=device_id,
             received_at=received_at,
             source="mqtt",

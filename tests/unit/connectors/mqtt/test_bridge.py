@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.mqtt.bridge import puback_packets
-from connectors.mqtt.messages import MQTT_NAMESPACE, uuid5_text
+from schemas.events import IDEMPOTENCY_NAMESPACE, MQTT_NAMESPACE, uuid5_text
 
 
 def test_batched_pubacks_are_the_bytes_paho_acks_would_send() -> None:
@@ -38,5 +38,6 @@ def test_event_ids_of_redeliveries_are_the_uuid5_they_always_were() -> None:
         "é" * 300,
         *(f"d{n}\x00{n * 7919}" for n in range(500)),
     ]
-    for name in names:
-        assert uuid5_text(name) == str(uuid.uuid5(MQTT_NAMESPACE, name))
+    for namespace in (MQTT_NAMESPACE, IDEMPOTENCY_NAMESPACE):
+        for name in names:
+            assert uuid5_text(namespace, name) == str(uuid.uuid5(uuid.UUID(bytes=namespace), name))

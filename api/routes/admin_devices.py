@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -28,14 +28,8 @@ from api.device_models import (
 )
 from api.devices import RegistryDep
 from api.problems import ProblemError
-from connectors.postgres.devices import (
-    DeviceExists,
-    DeviceNotFound,
-    DeviceQuery,
-    TokenInUse,
-)
-from connectors.postgres.errors import DatabaseUnavailable
-from connectors.registry import NotPublished
+from api.registry_problems import conflict, not_found, registry_errors
+from connectors.postgres.devices import DeviceQuery, TokenInUse
 from schemas.devices import LABEL_PATTERN, DeviceChanges, NewDevice
 from schemas.errors import field_error_from_message, one_line
 from schemas.settings import Settings
@@ -56,7 +50,7 @@ async def create_device(
     body: DeviceCreate, registry: RegistryDep, settings: SettingsDep
 ) -> DeviceWithToken:
     """Register a device; the answer carries its token, shown this once."""
-    with registry_errors(settings):
+    with device_errors(settings):
         new = msgspec.convert(body.registry_fields(), NewDevice)
         device, token = await registry.create(new, body.token_plain)
     return DeviceWithToken.with_token(device, token)
@@ -77,7 +71,7 @@ async def list_devices(
 ) -> DeviceList:
     """Devices ordered by device_id, with paging and filters."""
     query = DeviceQuery(limit, offset, enabled, profile, tag, search)
-    with registry_errors(settings):
+    with device_errors(settings):
         page = await registry.list(query)
     items = [DeviceOut.of(device) for device in page.items]
     return DeviceList(items=items, total=page.total, limit=limit, offset=offset)
@@ -85,7 +79,7 @@ async def list_devices(
 
 @router.get("/{device_id}")
 async def get_device(device_id: str, registry: RegistryDep, settings: SettingsDep) -> DeviceOut:
-    with registry_errors(settings):
+    with device_errors(settings):
         device = await registry.get(device_id)
     if device is None:
         raise _not_found(device_id)
@@ -98,7 +92,7 @@ async def update_device(
 ) -> DeviceOut:
     """Change ``is_enabled``, ``metadata`` (replaced whole), ``profile``, ``tags``, ``name`` or
     ``inactivity_timeout_s``. Disabling takes effect on every API instance within seconds."""
-    with registry_errors(settings):
+    with device_errors(settings):
         changes = msgspec.convert(body.changes(), DeviceChanges)
         device = await registry.update(device_id, changes)
     return DeviceOut.of(device)
@@ -113,14 +107,14 @@ async def rotate_token(
 ) -> DeviceWithToken:
     """Give the device a new token (random unless ``token_plain`` is sent); the old one stops
     working on every API instance within seconds."""
-    with registry_errors(settings):
+    with device_errors(settings):
         device, token = await registry.rotate_token(device_id, body.token_plain if body else None)
     return DeviceWithToken.with_token(device, token)
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_device(device_id: str, registry: RegistryDep, settings: SettingsDep) -> Response:
-    with registry_errors(settings):
+    with device_errors(settings):
         await registry.delete(device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -134,49 +128,32 @@ async def update_metadata(
     admin_token = bearer_token(request)
     if admin_token is None or not is_admin_token(admin_token, settings):
         require_device(_authenticated_device(request), body.device_id)
-    with registry_errors(settings):
+    with device_errors(settings):
         changes = DeviceChanges(metadata=body.metadata)
         device = await registry.update(body.device_id, changes)
     return DeviceOut.of(device)
 
 
 @contextmanager
-def registry_errors(settings: Settings) -> Iterator[None]:
+def device_errors(settings: Settings) -> Iterator[None]:
     """Registry outcomes as problem documents that name the field."""
-    retry = {"Retry-After": str(settings.api.retry_after_s)}
-    try:
-        yield
-    except DeviceNotFound as exc:
-        raise _not_found(exc.device_id) from exc
-    except DeviceExists as exc:
-        raise _conflict(str(exc), "device_id") from exc
-    except TokenInUse as exc:
-        raise _conflict(str(exc), "token_plain") from exc
-    except msgspec.ValidationError as exc:
-        error = field_error_from_message(str(exc))
-        field = ".".join(str(part) for part in ("body", *error.loc))  # as pydantic names it
-        raise ProblemError(
-            422,
-            "Invalid request",
-            error.describe(),
-            errors=[{"field": field, "message": error.message, "type": error.type}],
-        ) from exc
-    except (NotPublished, DatabaseUnavailable) as exc:
-        raise ProblemError(503, "Service unavailable", str(exc), headers=retry) from exc
+    with registry_errors(settings, "device_id", _not_found):
+        try:
+            yield
+        except TokenInUse as exc:
+            raise conflict(str(exc), "token_plain") from exc
+        except msgspec.ValidationError as exc:
+            error = field_error_from_message(str(exc))
+            field = ".".join(str(part) for part in ("body", *error.loc))  # as pydantic names it
+            raise ProblemError(
+                422,
+                "Invalid request",
+                error.describe(),
+                errors=[{"field": field, "message": error.message, "type": error.type}],
+            ) from exc
 
 
 def _not_found(device_id: str) -> ProblemError:
-    return ProblemError(
-        404,
-        "Not found",
-        f"device {one_line(device_id)} is not registered",
-        errors=[_field("device_id", "no such device", "not_found")],
+    return not_found(
+        f"device {one_line(device_id)} is not registered", "device_id", "no such device"
     )
-
-
-def _conflict(detail: str, field: str) -> ProblemError:
-    return ProblemError(409, "Conflict", detail, errors=[_field(field, detail, "conflict")])
-
-
-def _field(field: str, message: str, kind: str) -> dict[str, Any]:
-    return {"field": field, "message": message, "type": kind}

@@ -15,6 +15,7 @@ from api.auth import require_admin
 from api.deps import SettingsDep
 from api.flows import AlertStoreDep
 from api.problems import ProblemError
+from api.registry_problems import not_found, unavailable
 from connectors.postgres.alerts import AlertNotFound, AlertQuery, AlertRow
 from connectors.postgres.errors import DatabaseUnavailable
 from schemas.errors import one_line
@@ -56,7 +57,7 @@ async def list_alerts(
     try:
         page = await store.list(query)
     except DatabaseUnavailable as exc:
-        raise _unavailable(exc, settings.api.retry_after_s) from exc
+        raise unavailable(exc, settings) from exc
     return {
         "items": [_view(row) for row in page.items],
         "total": page.total,
@@ -70,7 +71,7 @@ async def get_alert(alert_id: str, store: AlertStoreDep, settings: SettingsDep) 
     try:
         row = await store.get(alert_id)
     except DatabaseUnavailable as exc:
-        raise _unavailable(exc, settings.api.retry_after_s) from exc
+        raise unavailable(exc, settings) from exc
     if row is None:
         raise _not_found(alert_id)
     return _view(row)
@@ -91,7 +92,7 @@ async def acknowledge(
     except AlertNotFound as exc:
         raise _not_found(alert_id) from exc
     except DatabaseUnavailable as exc:
-        raise _unavailable(exc, settings.api.retry_after_s) from exc
+        raise unavailable(exc, settings) from exc
     return _view(row)
 
 
@@ -101,15 +102,4 @@ def _view(row: AlertRow) -> dict[str, Any]:
 
 
 def _not_found(alert_id: str) -> ProblemError:
-    return ProblemError(
-        404,
-        "Not found",
-        f"alert {one_line(alert_id)} does not exist",
-        errors=[{"field": "alert_id", "message": "no such alert", "type": "not_found"}],
-    )
-
-
-def _unavailable(exc: Exception, retry_after_s: int) -> ProblemError:
-    return ProblemError(
-        503, "Service unavailable", str(exc), headers={"Retry-After": str(retry_after_s)}
-    )
+    return not_found(f"alert {one_line(alert_id)} does not exist", "alert_id", "no such alert")

@@ -24,10 +24,8 @@ from api.auth import require_admin
 from api.deps import SettingsDep
 from api.flows import FlowRegistryDep
 from api.problems import ProblemError
+from api.registry_problems import not_found, registry_errors
 from connectors.integrations.dispatch import pipeline_topics
-from connectors.postgres.errors import DatabaseUnavailable
-from connectors.postgres.flows import FlowExists, FlowNotFound
-from connectors.registry import NotPublished
 from schemas.errors import FieldError, ValidationFailure, one_line
 from schemas.events import encoder
 from schemas.flows import (
@@ -278,22 +276,11 @@ def _view(request: Request, reading: Any) -> ReadingView:
 
 @contextmanager
 def flow_errors(settings: Settings) -> Iterator[None]:
-    retry = {"Retry-After": str(settings.api.retry_after_s)}
-    try:
-        yield
-    except FlowNotFound as exc:
-        raise _not_found(exc.flow_id) from exc
-    except FlowExists as exc:
-        raise ProblemError(
-            409,
-            "Conflict",
-            str(exc),
-            errors=[{"field": "flow_id", "message": str(exc), "type": "conflict"}],
-        ) from exc
-    except ValidationFailure as exc:
-        raise _invalid([error.with_prefix("definition") for error in exc.errors]) from exc
-    except (NotPublished, DatabaseUnavailable) as exc:
-        raise ProblemError(503, "Service unavailable", str(exc), headers=retry) from exc
+    with registry_errors(settings, "flow_id", _not_found):
+        try:
+            yield
+        except ValidationFailure as exc:
+            raise _invalid([error.with_prefix("definition") for error in exc.errors]) from exc
 
 
 def _invalid(errors: list[FieldError], field: str | None = None) -> ProblemError:
@@ -320,9 +307,4 @@ def _not_found(flow_id: str, version: int | None = None) -> ProblemError:
     which = f"flow {one_line(flow_id)}"
     if version is not None:
         which = f"version {version} of {which}"
-    return ProblemError(
-        404,
-        "Not found",
-        f"{which} does not exist",
-        errors=[{"field": "flow_id", "message": "no such flow", "type": "not_found"}],
-    )
+    return not_found(f"{which} does not exist", "flow_id", "no such flow")

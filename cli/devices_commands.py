@@ -122,10 +122,7 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
     """Delete the device (a tombstone on the registry topic)."""
-    if not yes:
-        typer.confirm(f"delete device {device_id}?", abort=True)
-    DEVICES.run(lambda registry: registry.delete(device_id))
-    typer.echo(f"deleted {device_id}")
+    DEVICES.delete(device_id, yes=yes)
 
 
 @devices_app.command("resync")

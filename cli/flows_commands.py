@@ -99,10 +99,7 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:
     """Delete the flow and its versions (a tombstone on fleet.flows.v1)."""
-    if not yes:
-        typer.confirm(f"delete flow {flow_id}?", abort=True)
-    FLOWS.run(lambda registry: registry.delete(flow_id))
-    typer.echo(f"deleted {flow_id}")
+    FLOWS.delete(flow_id, yes=yes)
 
 
 @flows_app.command("load-examples")

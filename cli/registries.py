@@ -58,6 +58,13 @@ class RegistryCommands(Generic[R]):
             except ValidationFailure as exc:
                 fail(f"invalid {self.noun}: {describe_errors(exc)}", 2)
 
+    def delete(self, record_id: str, *, yes: bool) -> None:
+        """The ``delete`` command: asks first unless ``yes``."""
+        if not yes:
+            typer.confirm(f"delete {self.noun} {record_id}?", abort=True)
+        self.run(lambda registry: registry.delete(record_id))
+        typer.echo(f"deleted {record_id}")
+
     def resync(self, settings: Settings) -> ResyncReport:
         """Make the topic match Postgres: publish what differs, tombstone what is gone."""
         with operator_errors():

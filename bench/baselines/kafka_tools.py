@@ -21,7 +21,8 @@ from confluent_kafka.cimpl import NewTopic
 from bench.cpu import CpuMeter, wait_with_cpu
 from bench.procs import BenchError
 from bench.stats import Percentiles, Result
-from cli.stack.kafka import DEPENDENCY_PLUGIN, POM
+from cli.stack.kafka import JARS
+from cli.stack.maven import copy_dependencies
 from schemas.settings import Settings
 
 Progress = Callable[[str], None]
@@ -41,18 +42,7 @@ def tools_classpath(settings: Settings, progress: Progress) -> str:
     if not (own / f"kafka-tools-{version}.jar").is_file():
         progress(f"fetching kafka-tools {version} with Maven into {own}…")
         own.mkdir(parents=True, exist_ok=True)
-        argv = [
-            shutil.which("mvn") or "mvn",
-            "-B",
-            "-q",
-            "-f",
-            str(POM),
-            DEPENDENCY_PLUGIN,
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={own}",
-            f"-Dkafka.version={version}",
-        ]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)  # noqa: S603
+        done = copy_dependencies(JARS.pom, own, JARS.version_property, version)
         if done.returncode != 0:
             raise BenchError(f"Maven could not fetch kafka-tools:\n{done.stdout[-2000:]}")
     return f"{own}/*"

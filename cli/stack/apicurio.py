@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
-from cli.stack import installer, process
+from cli.stack import installer, probes
 from cli.stack.errors import StackError
 from cli.stack.installer import Requirement
+from cli.stack.maven import mvn, output_tail
 from cli.stack.paths import INFRA_DIR
 from cli.stack.probes import LOCALHOST
 from cli.stack.process import ProcessSignature
@@ -51,14 +51,6 @@ def build_fingerprint(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def registry_port(url: str) -> int:
-    """The port of the registry URL (``http://127.0.0.1:8081/apis/ccompat/v7`` -> 8081)."""
-    parts = urlsplit(url)
-    if parts.port is not None:
-        return parts.port
-    return 443 if parts.scheme == "https" else 80
-
-
 class Apicurio(Service):
     """Healthy: ``/health/ready`` answers 200 and the ccompat API lists subjects."""
 
@@ -79,7 +71,7 @@ class Apicurio(Service):
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (registry_port(self.settings.schema_registry.url),)
+        return (probes.url_port(self.settings.schema_registry.url),)
 
     @property
     def signature(self) -> ProcessSignature:
@@ -131,23 +123,11 @@ class Apicurio(Service):
         progress(f"apicurio: built {self.runner}")
 
     def _maven(self, pom: Path, goal: str, *args: str) -> None:
-        argv = [
-            shutil.which("mvn") or "mvn",
-            "-B",
-            "-q",
-            "-s",
-            str(MAVEN_SETTINGS),
-            "-f",
-            str(pom),
-            "-DskipTests",
-            *args,
-            goal,
-        ]
-        result = process.run(argv, cwd=pom.parent, timeout_s=1800)
+        result = mvn(pom, "-s", str(MAVEN_SETTINGS), "-DskipTests", *args, goal)
         if result.returncode != 0:
-            tail = "\n".join(result.stdout.splitlines()[-30:])
             raise StackError(
-                f"apicurio: `mvn {goal}` of {pom} failed (exit {result.returncode}):\n{tail}"
+                f"apicurio: `mvn {goal}` of {pom} failed (exit {result.returncode}):\n"
+                f"{output_tail(result)}"
             )
 
     def healthy(self) -> bool:

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from cli.stack import installer, probes, process
 from cli.stack.errors import StackError
 from cli.stack.installer import Requirement
+from cli.stack.maven import Jars
 from cli.stack.paths import INFRA_DIR
 from cli.stack.process import ProcessSignature
 from cli.stack.service import LaunchSpec, Progress, Service
@@ -29,8 +30,15 @@ STARTED_MARKER = "Kafka Server started"
 POM = INFRA_DIR / "kafka" / "pom.xml"
 TEMPLATE = INFRA_DIR / "kafka" / "server.properties.template"
 LOG4J_CONFIG = INFRA_DIR / "kafka" / "log4j2.properties"
-VERSION_MARKER = ".kafka-version"
-DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies"
+JARS = Jars(
+    service="kafka",
+    product="Kafka",
+    pom=POM,
+    version_property="kafka.version",
+    main_jar="kafka_2.13-{version}.jar",
+    marker=".kafka-version",
+    size="~45 MB",
+)
 JVM_FLAGS = (
     "-Xms256m",
     "-XX:+UseG1GC",
@@ -60,19 +68,6 @@ def render_server_properties(
     return Template(template).substitute(
         broker_port=broker_port, controller_port=controller_port, data_dir=escaped_dir
     )
-
-
-def jars_ready(lib: Path, version: str) -> bool:
-    """True when ``lib`` holds a complete copy of the jars of Kafka ``version``.
-
-    The marker file is written only after Maven succeeded, so a broken copy never counts.
-    """
-    marker = lib / VERSION_MARKER
-    try:
-        recorded = marker.read_text(encoding="utf-8").strip()
-    except OSError:
-        return False
-    return recorded == version and (lib / f"kafka_2.13-{version}.jar").is_file()
 
 
 class Kafka(Service):
@@ -127,34 +122,9 @@ class Kafka(Service):
 
     def fetch_jars(self, progress: Progress) -> None:
         """Copy the broker's runtime jars into lib/ with Maven unless they are already there."""
-        version = self.settings.stack.kafka_version
-        if jars_ready(self.lib, version):
-            return
-        progress(f"kafka: fetching Kafka {version} jars with Maven… (~45 MB, cached in ~/.m2)")
-        if self.lib.exists():
-            shutil.rmtree(self.lib)
-        self.lib.mkdir(parents=True)
-        argv = [
-            shutil.which("mvn") or "mvn",
-            "-B",
-            "-q",
-            "-f",
-            str(POM),
-            DEPENDENCY_PLUGIN,
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={self.lib}",
-            f"-Dkafka.version={version}",
-        ]
-        result = process.run(argv, cwd=POM.parent, timeout_s=1800)
-        if result.returncode != 0 or not (self.lib / f"kafka_2.13-{version}.jar").is_file():
-            tail = "\n".join(result.stdout.splitlines()[-30:])
-            raise StackError(
-                f"kafka: Maven could not fetch the Kafka {version} jars "
-                f"(exit {result.returncode}):\n{tail}"
-            )
-        (self.lib / VERSION_MARKER).write_text(f"{version}\n", encoding="utf-8")
-        jars = len(list(self.lib.glob("*.jar")))
-        progress(f"kafka: {jars} jars in {self.lib}")
+        if JARS.fetch(self.lib, self.settings.stack.kafka_version, progress):
+            jars = len(list(self.lib.glob("*.jar")))
+            progress(f"kafka: {jars} jars in {self.lib}")
 
     def write_properties(self) -> None:
         """Render server.properties from the template and the settings (every start)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 
 LOCALHOST = "127.0.0.1"
 
@@ -19,6 +20,14 @@ def parse_host_port(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"not a host:port address: {address!r}")
     return host.strip("[]") or LOCALHOST, int(port)
+
+
+def url_port(url: str) -> int:
+    """The port of a URL (``http://127.0.0.1:9000/x`` -> 9000; else the scheme's default)."""
+    parts = urlsplit(url)
+    if parts.port is not None:
+        return parts.port
+    return 443 if parts.scheme == "https" else 80
 
 
 def tcp_open(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:

@@ -17,15 +17,14 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli.stack import installer, probes, process
-from cli.stack.errors import StackError
+from cli.stack import installer, probes
 from cli.stack.installer import Requirement
+from cli.stack.maven import Jars
 from cli.stack.paths import INFRA_DIR
 from cli.stack.probes import LOCALHOST
 from cli.stack.process import ProcessSignature
@@ -35,17 +34,16 @@ from schemas.settings import BlobSettings
 MAIN_CLASS = "org.gaul.s3proxy.Main"
 POM = INFRA_DIR / "s3proxy" / "pom.xml"
 LOGBACK = INFRA_DIR / "s3proxy" / "logback.xml"
-VERSION_MARKER = ".s3proxy-version"
-DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies"
+JARS = Jars(
+    service="s3proxy",
+    product="S3Proxy",
+    pom=POM,
+    version_property="s3proxy.version",
+    main_jar="s3proxy-{version}.jar",
+    marker=".s3proxy-version",
+    size="~55 MB",
+)
 JVM_FLAGS = ("-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
-
-
-def endpoint_port(url: str) -> int:
-    """The port of an endpoint URL (``http://127.0.0.1:9000`` -> 9000)."""
-    parts = urlsplit(url)
-    if parts.port is not None:
-        return parts.port
-    return 443 if parts.scheme == "https" else 80
 
 
 def render_properties(blob: BlobSettings, port: int, data_dir: Path) -> str:
@@ -65,16 +63,6 @@ def render_properties(blob: BlobSettings, port: int, data_dir: Path) -> str:
 def _escape(value: str) -> str:
     """A java.util.Properties value: backslashes doubled, nothing else special on one line."""
     return value.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def jars_ready(lib: Path, version: str) -> bool:
-    """True when ``lib`` holds a complete copy of the jars of S3Proxy ``version`` (the marker
-    is written only after Maven succeeded)."""
-    try:
-        recorded = (lib / VERSION_MARKER).read_text(encoding="utf-8").strip()
-    except OSError:
-        return False
-    return recorded == version and (lib / f"s3proxy-{version}.jar").is_file()
 
 
 class S3Proxy(Service):
@@ -97,7 +85,7 @@ class S3Proxy(Service):
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (endpoint_port(self.settings.blob.s3_endpoint),)
+        return (probes.url_port(self.settings.blob.s3_endpoint),)
 
     @property
     def signature(self) -> ProcessSignature:
@@ -129,32 +117,7 @@ class S3Proxy(Service):
 
     def fetch_jars(self, progress: Progress) -> None:
         """Copy S3Proxy's runtime jars into lib/ with Maven unless they are already there."""
-        version = self.settings.stack.s3proxy_version
-        if jars_ready(self.lib, version):
-            return
-        progress(f"s3proxy: fetching S3Proxy {version} jars with Maven… (~55 MB, cached in ~/.m2)")
-        if self.lib.exists():
-            shutil.rmtree(self.lib)
-        self.lib.mkdir(parents=True)
-        argv = [
-            shutil.which("mvn") or "mvn",
-            "-B",
-            "-q",
-            "-f",
-            str(POM),
-            DEPENDENCY_PLUGIN,
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={self.lib}",
-            f"-Ds3proxy.version={version}",
-        ]
-        result = process.run(argv, cwd=POM.parent, timeout_s=1800)
-        if result.returncode != 0 or not (self.lib / f"s3proxy-{version}.jar").is_file():
-            tail = "\n".join(result.stdout.splitlines()[-30:])
-            raise StackError(
-                f"s3proxy: Maven could not fetch the S3Proxy {version} jars "
-                f"(exit {result.returncode}):\n{tail}"
-            )
-        (self.lib / VERSION_MARKER).write_text(f"{version}\n", encoding="utf-8")
+        JARS.fetch(self.lib, self.settings.stack.s3proxy_version, progress)
 
     def write_properties(self) -> None:
         self.properties.parent.mkdir(parents=True, exist_ok=True)

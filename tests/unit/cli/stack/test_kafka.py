@@ -74,10 +74,10 @@ def test_cluster_id_format() -> None:
 
 def test_jars_ready_needs_marker_and_broker_jar(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
-    assert not kafka.jars_ready(lib, "4.1.1")
+    assert not kafka.JARS.ready(lib, "4.1.1")
     lib.mkdir()
     (lib / "kafka_2.13-4.1.1.jar").write_bytes(b"jar")
-    assert not kafka.jars_ready(lib, "4.1.1")  # Maven did not finish: no marker
-    (lib / kafka.VERSION_MARKER).write_text("4.1.1\n")
-    assert kafka.jars_ready(lib, "4.1.1")
-    assert not kafka.jars_ready(lib, "4.2.0")
+    assert not kafka.JARS.ready(lib, "4.1.1")  # Maven did not finish: no marker
+    (lib / kafka.JARS.marker).write_text("4.1.1\n")
+    assert kafka.JARS.ready(lib, "4.1.1")
+    assert not kafka.JARS.ready(lib, "4.2.0")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from cli.stack import s3proxy
+from cli.stack import probes, s3proxy
 from cli.stack.s3proxy import S3Proxy
 from schemas.settings import BlobSettings, Settings, StackSettings
 
@@ -28,8 +28,8 @@ def test_properties_bind_loopback_require_signatures_and_use_the_settings() -> N
 
 
 def test_port_comes_from_the_endpoint_setting() -> None:
-    assert s3proxy.endpoint_port("http://127.0.0.1:9100") == 9100
-    assert s3proxy.endpoint_port("https://s3.example") == 443
+    assert probes.url_port("http://127.0.0.1:9100") == 9100
+    assert probes.url_port("https://s3.example") == 443
     settings = Settings(blob=BlobSettings(s3_endpoint="http://127.0.0.1:9100"))
     assert S3Proxy(settings).ports == (9100,)
 
@@ -45,9 +45,9 @@ def test_properties_file_is_private(tmp_path: Path) -> None:
 
 
 def test_jars_count_only_with_the_marker_of_their_version(tmp_path: Path) -> None:
-    assert not s3proxy.jars_ready(tmp_path, "3.0.0")
+    assert not s3proxy.JARS.ready(tmp_path, "3.0.0")
     (tmp_path / "s3proxy-3.0.0.jar").write_bytes(b"jar")
-    assert not s3proxy.jars_ready(tmp_path, "3.0.0")
-    (tmp_path / s3proxy.VERSION_MARKER).write_text("3.0.0\n")
-    assert s3proxy.jars_ready(tmp_path, "3.0.0")
-    assert not s3proxy.jars_ready(tmp_path, "3.1.0")
+    assert not s3proxy.JARS.ready(tmp_path, "3.0.0")
+    (tmp_path / s3proxy.JARS.marker).write_text("3.0.0\n")
+    assert s3proxy.JARS.ready(tmp_path, "3.0.0")
+    assert not s3proxy.JARS.ready(tmp_path, "3.1.0")

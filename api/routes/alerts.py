@@ -1,6 +1,13 @@
 """Alerts over HTTP: ``/api/v1/alerts`` (admin token), newest first, with filters, and the
 operator's acknowledgement. Rows come from ``fleet.alerts.v1`` through the alerts sink, so an
 alert shows here within a second or so of its transition.
+
+``POST /api/v1/alerts/{alert_id}/ack`` is the canonical acknowledgement. The operator page's
+button (``POST /ops/api/alerts/{alert_id}/ack`` on the worker's web server, behind its login) is
+not a second implementation: it calls the same :meth:`~connectors.postgres.alerts.AlertStore.
+acknowledge`, which checks ``by`` with the same rule (:func:`~connectors.postgres.alerts.
+check_acknowledger`) and keeps the first acknowledgement. The page cannot call this route itself:
+it is served from another origin and holds a session cookie, not the admin token.
 """
 
 from __future__ import annotations
@@ -16,7 +23,13 @@ from api.deps import SettingsDep
 from api.flows import AlertStoreDep
 from api.problems import ProblemError
 from api.registry_problems import not_found, unavailable
-from connectors.postgres.alerts import AlertNotFound, AlertQuery, AlertRow
+from connectors.postgres.alerts import (
+    ACKNOWLEDGER_MAX_LENGTH,
+    ACKNOWLEDGER_PATTERN,
+    AlertNotFound,
+    AlertQuery,
+    AlertRow,
+)
 from connectors.postgres.errors import DatabaseUnavailable
 from schemas.errors import one_line
 from schemas.flows import FLOW_ID_PATTERN
@@ -82,9 +95,9 @@ async def acknowledge(
     alert_id: str,
     store: AlertStoreDep,
     settings: SettingsDep,
-    by: Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")] = (
-        "admin"
-    ),
+    by: Annotated[
+        str, Query(min_length=1, max_length=ACKNOWLEDGER_MAX_LENGTH, pattern=ACKNOWLEDGER_PATTERN)
+    ] = "admin",
 ) -> dict[str, Any]:
     """Acknowledge the alert (``?by=<operator>``); acknowledging again keeps the first one."""
     try:

@@ -1,12 +1,17 @@
 """The ``alerts`` table: one row per alert episode, written from ``fleet.alerts.v1``.
 
 Idempotent on ``alert_id``: a *fired* record inserts the row (a repeat does nothing); a *cleared*
-record sets ``cleared_at`` once (or inserts the whole row, should it come first). Operators
-acknowledge rows through the API; acknowledging twice keeps the first acknowledgement.
+record sets ``cleared_at`` once (or inserts the whole row, should it come first).
+
+Operators acknowledge a row with :meth:`AlertStore.acknowledge`, the one acknowledgement: the
+API's ``POST /api/v1/alerts/{id}/ack`` (the canonical route, :mod:`api.routes.alerts`) and the
+operator page's button (``streams.web``) both call it. Who acknowledged (``by``) follows one rule,
+:func:`check_acknowledger`; acknowledging twice keeps the first acknowledgement.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +44,25 @@ _CLEARED = (
             updated_at = now()
           WHERE alerts.cleared_at IS NULL"""
 )
+
+
+ACKNOWLEDGER_MAX_LENGTH = 128
+ACKNOWLEDGER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""Who acknowledges: 1 to 128 characters, no control characters."""
+_ACKNOWLEDGER = re.compile(ACKNOWLEDGER_PATTERN)
+
+
+class InvalidAcknowledger(FleetError):
+    """``by`` is not a name an acknowledgement can carry."""
+
+
+def check_acknowledger(by: str) -> str:
+    """``by`` when it may name who acknowledged; raises :class:`InvalidAcknowledger`."""
+    if not 1 <= len(by) <= ACKNOWLEDGER_MAX_LENGTH or not _ACKNOWLEDGER.fullmatch(by):
+        raise InvalidAcknowledger(
+            f"expected 1 to {ACKNOWLEDGER_MAX_LENGTH} characters, no control characters"
+        )
+    return by
 
 
 class AlertNotFound(FleetError):
@@ -125,7 +149,8 @@ class AlertStore:
         return None if row is None else _row(row)
 
     async def acknowledge(self, alert_id: str, by: str) -> AlertRow:
-        """Mark the alert acknowledged (the first acknowledgement is kept)."""
+        """Mark the alert acknowledged by ``by`` (the first acknowledgement is kept)."""
+        check_acknowledger(by)
         if not _is_uuid(alert_id):
             raise AlertNotFound(alert_id)
         async with unavailable_as_error():

@@ -414,6 +414,8 @@ class Operator:
         return {"items": [_alert_json(row) for row in page.items], "total": page.total}
 
     async def acknowledge(self, alert_id: str, by: str) -> dict[str, Any]:
+        """The API's acknowledgement (``POST /api/v1/alerts/{id}/ack`` is canonical): the same
+        :meth:`AlertStore.acknowledge`, which checks ``by`` and keeps the first one."""
         return _alert_json(await AlertStore(await self.pool()).acknowledge(alert_id, by))
 
 

@@ -1,4 +1,4 @@
-"""In-memory doubles of the device registry's store, publisher and cache."""
+"""In-memory doubles of the registries' stores (devices, flows), publisher and device cache."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from connectors.postgres.devices import (
     DeviceQuery,
     TokenInUse,
 )
+from connectors.postgres.flows import FlowExists, FlowNotFound, FlowPage
 from connectors.postgres.registry import Publish, PublishAll
 from schemas.devices import Device, DeviceChanges, NewDevice
+from schemas.flows import FlowDefinition, FlowDocument
 from tests import clock
 
 
@@ -75,6 +77,70 @@ class MemoryStore:
         if device_id not in self.rows:
             raise DeviceNotFound(device_id)
         return self.rows[device_id]
+
+
+class MemoryFlowStore:
+    """The flows table as a dict (current versions only); same errors as :class:`FlowStore`."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, FlowDocument] = {}
+
+    async def create(
+        self, flow_id: str, definition: FlowDefinition, enabled: bool = True
+    ) -> FlowDocument:
+        if flow_id in self.rows:
+            raise FlowExists(flow_id)
+        now = clock.now()
+        document = FlowDocument(
+            flow_id=flow_id,
+            version=1,
+            enabled=enabled,
+            definition=definition,
+            created_at=now,
+            updated_at=now,
+        )
+        self.rows[flow_id] = document
+        return document
+
+    async def get(self, flow_id: str, version: int | None = None) -> FlowDocument | None:
+        document = self.rows.get(flow_id)
+        if document is None or version not in (None, document.version):
+            return None
+        return document
+
+    async def list(
+        self, *, enabled: bool | None = None, limit: int = 100, offset: int = 0
+    ) -> FlowPage:
+        items = [d for _, d in sorted(self.rows.items()) if enabled in (None, d.enabled)]
+        return FlowPage(items[offset : offset + limit], len(items))
+
+    async def update(self, flow_id: str, definition: FlowDefinition) -> FlowDocument:
+        current = self._existing(flow_id)
+        document = msgspec.structs.replace(
+            current, definition=definition, version=current.version + 1
+        )
+        self.rows[flow_id] = document
+        return document
+
+    async def set_enabled(self, flow_id: str, enabled: bool) -> FlowDocument:
+        document = msgspec.structs.replace(self._existing(flow_id), enabled=enabled)
+        self.rows[flow_id] = document
+        return document
+
+    async def delete(self, flow_id: str) -> None:
+        self._existing(flow_id)
+        del self.rows[flow_id]
+
+    async def publish_current(self, flow_id: str, publish: Publish[FlowDocument]) -> None:
+        await publish(flow_id, self.rows.get(flow_id))
+
+    async def publish_all(self, publish: PublishAll[FlowDocument]) -> None:
+        await publish([d for _, d in sorted(self.rows.items())])
+
+    def _existing(self, flow_id: str) -> FlowDocument:
+        if flow_id not in self.rows:
+            raise FlowNotFound(flow_id)
+        return self.rows[flow_id]
 
 
 @dataclass

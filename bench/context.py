@@ -15,7 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from bench.kafka import Watermarks
-from bench.procs import BenchError, stack_pids
+from bench.procs import BenchError, Started, stack_pids
 from schemas.settings import RedisSettings, Settings
 
 Progress = Callable[[str], None]
@@ -142,6 +142,55 @@ async def wait_stored(
     )
     complete = rows + dead >= expected
     return Stored(rows, dead, float(first) if first is not None else done_at, done_at, complete)
+
+
+async def wait_run_stored(
+    ctx: Context,
+    settings: Settings,
+    devices: Sequence[str],
+    expected: int,
+    *,
+    timeout_s: float,
+    watched: Sequence[Started] = (),
+    curated: bool = True,
+    partial_ok: bool = True,
+) -> Stored:
+    """:func:`wait_stored` on connections of its own, for a run under ``settings``: rows of
+    ``devices`` plus the run's dead letters, validation followed on its curated topic (unless
+    not ``curated``: then rows are counted from the start). Every poll checks that the
+    ``watched`` processes still run."""
+
+    def alive() -> None:
+        for process in watched:
+            process.check_alive()
+
+    db = await asyncpg.connect(settings.postgres.dsn())
+    watermarks = Watermarks(settings.kafka.bootstrap_servers)
+    try:
+        return await wait_stored(
+            db,
+            watermarks,
+            devices=devices,
+            expected=expected,
+            deadletter_topic=settings.topics.deadletter,
+            valid_topic=settings.topics.readings if curated else None,
+            timeout_s=timeout_s,
+            progress=ctx.progress,
+            alive=alive,
+            partial_ok=partial_ok,
+        )
+    finally:
+        watermarks.close()
+        await db.close()
+
+
+async def delete_run(settings: Settings, devices: Sequence[str]) -> None:
+    """:func:`delete_run_data` on a connection of its own."""
+    db = await asyncpg.connect(settings.postgres.dsn())
+    try:
+        await delete_run_data(db, settings.redis, devices)
+    finally:
+        await db.close()
 
 
 async def delete_run_data(

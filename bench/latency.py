@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 import msgspec
 
-from bench.context import Context, Stored, delete_run_data, fresh_topics, wait_stored
+from bench.context import Context, Stored, delete_run, fresh_topics, wait_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet, readings
 from bench.http_load import HttpError, LeanClient, post_request
@@ -155,7 +155,7 @@ def run(ctx: Context, *, rate: float = 5000, seconds: float = 30, workers: int =
                 _measure(ctx, settings, started, (fleet.devices, warm), bodies, offsets)
             )
     finally:  # after the worker stopped; also when the step failed: no rows left behind
-        asyncio.run(_delete(settings, [*fleet.devices, *warm]))
+        asyncio.run(delete_run(settings, [*fleet.devices, *warm]))
     sent, cpu, (latency, timeline), warm_up, stored = outcome
     total = len(items)
     request = summarize(sent.latencies_ms) if sent.latencies_ms else Percentiles(0, 0, 0)
@@ -250,14 +250,6 @@ async def _measure(
         watermarks.close()
         await db.close()
     return sent, cpu, latency, warm_up, stored
-
-
-async def _delete(settings: Settings, devices: list[str]) -> None:
-    db = await asyncpg.connect(settings.postgres.dsn())
-    try:
-        await delete_run_data(db, settings.redis, devices)
-    finally:
-        await db.close()
 
 
 def _own_cpu() -> float:

@@ -39,13 +39,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from bench import ingest
-from bench.context import Context, Stored, delete_run_data, fresh_topics, wait_stored
+from bench.context import Context, delete_run_data, fresh_topics, wait_run_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet, readings
-from bench.kafka import Watermarks
 from bench.procs import BenchError, Started, bench_settings, services, start, stop
 from bench.stats import Result
 from schemas.settings import Settings
@@ -232,26 +229,17 @@ def _warm_up(
     if summary.error or summary.acked != 1:
         raise BenchError(f"warm-up publish failed: {summary}")
 
-    async def rows() -> None:
-        db = await asyncpg.connect(settings.postgres.dsn())
-        watermarks = Watermarks(settings.kafka.bootstrap_servers)
-        try:
-            await wait_stored(
-                db,
-                watermarks,
-                devices=[device_id],
-                expected=1,
-                deadletter_topic=settings.topics.deadletter,
-                valid_topic=None,
-                timeout_s=READY_S,
-                progress=ctx.progress,
-                alive=lambda: _check(started),
-            )
-        finally:
-            watermarks.close()
-            await db.close()
-
-    asyncio.run(rows())
+    warm = wait_run_stored(
+        ctx,
+        settings,
+        [device_id],
+        1,
+        timeout_s=READY_S,
+        watched=started,
+        curated=False,
+        partial_ok=False,
+    )
+    asyncio.run(warm)
 
 
 def _measure(
@@ -311,7 +299,14 @@ def _measure(
     )
     meter.start()
     stored = asyncio.run(
-        _wait_rows(ctx, settings, devices, acked * per_message, [worker, bridge], time_limit_s)
+        wait_run_stored(
+            ctx,
+            settings,
+            devices,
+            acked * per_message,
+            timeout_s=time_limit_s,
+            watched=[worker, bridge],
+        )
     )
     cpu = meter.stop()
     notes = [
@@ -340,39 +335,6 @@ def _measure(
         cpu_s=cpu,
         notes=notes,
     )
-
-
-async def _wait_rows(
-    ctx: Context,
-    settings: Settings,
-    devices: list[str],
-    expected: int,
-    started: Sequence[Started],
-    time_limit_s: float,
-) -> Stored:
-    db = await asyncpg.connect(settings.postgres.dsn())
-    watermarks = Watermarks(settings.kafka.bootstrap_servers)
-    try:
-        return await wait_stored(
-            db,
-            watermarks,
-            devices=devices,
-            expected=expected,
-            deadletter_topic=settings.topics.deadletter,
-            valid_topic=settings.topics.readings,
-            timeout_s=time_limit_s,
-            progress=ctx.progress,
-            alive=lambda: _check(started),
-            partial_ok=True,
-        )
-    finally:
-        watermarks.close()
-        await db.close()
-
-
-def _check(started: Sequence[Started]) -> None:
-    for process in started:
-        process.check_alive()
 
 
 def _spec(

@@ -13,17 +13,14 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-import asyncpg
-
-from bench.context import Context, Stored, delete_run_data, fresh_topics, wait_stored
+from bench.context import Context, delete_run, fresh_topics, wait_run_stored
 from bench.cpu import CpuMeter
 from bench.data import encoded_items, group_envelopes, invalid_count, new_fleet, readings
 from bench.flows_load import publish_flows, wait_committed
-from bench.kafka import Watermarks, produce_envelopes
+from bench.kafka import produce_envelopes
 from bench.procs import Started, bench_settings, services
 from bench.profile import RATE, Sampler, describe
 from bench.stats import Result
-from schemas.settings import Settings
 
 DEVICES = 2000
 ENVELOPE_ITEMS = 100
@@ -75,13 +72,20 @@ def run(
                     )
                     sampler.start()
                 stored = asyncio.run(
-                    _wait(ctx, settings, fleet.devices, count, started_workers, time_limit_s)
+                    wait_run_stored(
+                        ctx,
+                        settings,
+                        fleet.devices,
+                        count,
+                        timeout_s=time_limit_s,
+                        watched=started_workers,
+                    )
                 )
                 flows_done = wait_committed(settings, time_limit_s) if flows else None
                 cpu = meter.stop()
                 profiled = sampler.finish() if sampler else None
         finally:  # also when a step fails or is interrupted: no rows left behind
-            asyncio.run(_cleanup(settings, fleet.devices))
+            asyncio.run(delete_run(settings, fleet.devices))
     done_at = max(stored.done_at, flows_done or 0.0)
     seconds = done_at - start_at
     steady = stored.handled / (done_at - stored.first_row_at)
@@ -125,44 +129,3 @@ def _meter(ctx: Context, workers: list[Started]) -> CpuMeter:
             "redis": [ctx.stack["redis"]],
         }
     )
-
-
-async def _wait(
-    ctx: Context,
-    settings: Settings,
-    devices: list[str],
-    count: int,
-    workers: list[Started],
-    time_limit_s: float,
-) -> Stored:
-    db = await asyncpg.connect(settings.postgres.dsn())
-    watermarks = Watermarks(settings.kafka.bootstrap_servers)
-    try:
-        return await wait_stored(
-            db,
-            watermarks,
-            devices=devices,
-            expected=count,
-            deadletter_topic=settings.topics.deadletter,
-            valid_topic=settings.topics.readings,
-            timeout_s=time_limit_s,
-            progress=ctx.progress,
-            alive=lambda: _check(workers),
-            partial_ok=True,
-        )
-    finally:
-        watermarks.close()
-        await db.close()
-
-
-def _check(workers: list[Started]) -> None:
-    for worker in workers:
-        worker.check_alive()
-
-
-async def _cleanup(settings: Settings, devices: list[str]) -> None:
-    db = await asyncpg.connect(settings.postgres.dsn())
-    try:
-        await delete_run_data(db, settings.redis, devices)
-    finally:
-        await db.close()

@@ -25,11 +25,11 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from bench.context import Context, Stored, delete_run_data, fresh_topics, one_line, wait_stored
+from bench.context import Context, delete_run, fresh_topics, one_line, wait_run_stored
 from bench.cpu import CpuMeter, wait_with_cpu
 from bench.data import Fleet, encoded_items, invalid_count, new_fleet, readings
-from bench.kafka import Watermarks, produce_per_message
-from bench.procs import BenchError, Started, bench_settings, start, stop
+from bench.kafka import produce_per_message
+from bench.procs import BenchError, bench_settings, start, stop
 from bench.stats import Result
 from schemas.settings import Settings
 from tests.support import settings_env
@@ -97,11 +97,15 @@ def run_faust(ctx: Context, settings: Settings, fleet: Fleet, count: int, total:
     try:
         meter = _stack_meter(ctx, {"app": [worker.pid]})
         meter.start()
-        stored = asyncio.run(_wait_rows(ctx, settings, fleet.devices, total, worker))
+        stored = asyncio.run(
+            wait_run_stored(
+                ctx, settings, fleet.devices, total, timeout_s=TIME_LIMIT_S, watched=[worker]
+            )
+        )
         cpu = meter.stop()
     finally:
         stop([worker])
-        asyncio.run(_delete(settings, fleet.devices))
+        asyncio.run(delete_run(settings, fleet.devices))
     invalid = invalid_count(total, len(fleet.devices))
     return Result(
         "baselines",
@@ -115,37 +119,6 @@ def run_faust(ctx: Context, settings: Settings, fleet: Fleet, count: int, total:
             f"letters (expected {total - invalid:,} + {invalid:,})"
         ],
     )
-
-
-async def _wait_rows(
-    ctx: Context, settings: Settings, devices: list[str], expected: int, proc: Started
-) -> Stored:
-    db = await asyncpg.connect(settings.postgres.dsn())
-    watermarks = Watermarks(settings.kafka.bootstrap_servers)
-    try:
-        return await wait_stored(
-            db,
-            watermarks,
-            devices=devices,
-            expected=expected,
-            deadletter_topic=settings.topics.deadletter,
-            valid_topic=settings.topics.readings,
-            timeout_s=TIME_LIMIT_S,
-            progress=ctx.progress,
-            alive=proc.check_alive,
-            partial_ok=True,
-        )
-    finally:
-        watermarks.close()
-        await db.close()
-
-
-async def _delete(settings: Settings, devices: list[str]) -> None:
-    db = await asyncpg.connect(settings.postgres.dsn())
-    try:
-        await delete_run_data(db, settings.redis, devices)
-    finally:
-        await db.close()
 
 
 def ensure_quix_venv(ctx: Context) -> Path:
@@ -234,7 +207,7 @@ def run_quix(
     try:
         seconds, cpu, outcome = _run_to_exit(ctx, "quix", argv, {"PYTHONPATH": str(REPO)})
     finally:
-        asyncio.run(_delete(settings, fleet.devices))
+        asyncio.run(delete_run(settings, fleet.devices))
     steady = outcome["first_to_last_s"]
     return Result(
         "baselines",

@@ -2,14 +2,19 @@
 
 Every command appends a block (machine, versions, command, results, targets) to
 bench/RESULTS.md and exits 1 if a step failed. The stack must be up (``fleetstream setup``).
+``bench/`` is not part of the installed package, so the commands import it only when they run,
+and only from a source checkout.
 """
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from cli.console import fail
 
 if TYPE_CHECKING:
     from bench.harness import Plan
@@ -30,6 +35,8 @@ def options(
     ] = None,
 ) -> None:
     """Benchmarks on the local stack; results are appended to bench/RESULTS.md."""
+    if find_spec("bench") is None:
+        fail("the bench commands run from a source checkout (bench/ is not installed)")
     if results is not None:
         _options["results"] = results
 

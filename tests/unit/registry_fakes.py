@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -18,17 +19,43 @@ from connectors.postgres.devices import (
     TokenInUse,
 )
 from connectors.postgres.flows import FlowExists, FlowNotFound, FlowPage
-from connectors.postgres.registry import Publish, PublishAll
-from schemas.devices import Device, DeviceChanges, NewDevice
+from connectors.postgres.registry import Publish, PublishAll, RecordNotFound
+from schemas.devices import Device, DeviceChanges, NewDevice, encode_device, hash_token
 from schemas.flows import FlowDefinition, FlowDocument
 from tests import clock
 
+D = TypeVar("D")
 
-class MemoryStore:
+
+class MemoryRecords(Generic[D]):
+    """A registry table as a dict: what both kinds share (delete, publish), as in
+    :class:`~connectors.postgres.registry.RegistryTable`."""
+
+    def __init__(self, not_found: Callable[[str], RecordNotFound]) -> None:
+        self.rows: dict[str, D] = {}
+        self._not_found = not_found
+
+    async def delete(self, record_id: str) -> None:
+        self._existing(record_id)
+        del self.rows[record_id]
+
+    async def publish_current(self, record_id: str, publish: Publish[D]) -> None:
+        await publish(record_id, self.rows.get(record_id))
+
+    async def publish_all(self, publish: PublishAll[D]) -> None:
+        await publish([record for _, record in sorted(self.rows.items())])
+
+    def _existing(self, record_id: str) -> D:
+        if record_id not in self.rows:
+            raise self._not_found(record_id)
+        return self.rows[record_id]
+
+
+class MemoryStore(MemoryRecords[Device]):
     """The devices table as a dict; same errors as :class:`DeviceStore`."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, Device] = {}
+        super().__init__(DeviceNotFound)
 
     async def create(self, new: NewDevice, token_hash: str) -> Device:
         if new.device_id in self.rows:
@@ -60,30 +87,15 @@ class MemoryStore:
         self.rows[device_id] = device
         return device
 
-    async def delete(self, device_id: str) -> None:
-        self._existing(device_id)
-        del self.rows[device_id]
-
-    async def publish_current(self, device_id: str, publish: Publish[Device]) -> None:
-        await publish(device_id, self.rows.get(device_id))
-
-    async def publish_all(self, publish: PublishAll[Device]) -> None:
-        await publish(sorted(self.rows.values(), key=lambda d: d.device_id))
-
     async def ping(self, timeout_s: float = 2.0) -> bool:
         return True
 
-    def _existing(self, device_id: str) -> Device:
-        if device_id not in self.rows:
-            raise DeviceNotFound(device_id)
-        return self.rows[device_id]
 
-
-class MemoryFlowStore:
+class MemoryFlowStore(MemoryRecords[FlowDocument]):
     """The flows table as a dict (current versions only); same errors as :class:`FlowStore`."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, FlowDocument] = {}
+        super().__init__(FlowNotFound)
 
     async def create(
         self, flow_id: str, definition: FlowDefinition, enabled: bool = True
@@ -127,21 +139,6 @@ class MemoryFlowStore:
         self.rows[flow_id] = document
         return document
 
-    async def delete(self, flow_id: str) -> None:
-        self._existing(flow_id)
-        del self.rows[flow_id]
-
-    async def publish_current(self, flow_id: str, publish: Publish[FlowDocument]) -> None:
-        await publish(flow_id, self.rows.get(flow_id))
-
-    async def publish_all(self, publish: PublishAll[FlowDocument]) -> None:
-        await publish([d for _, d in sorted(self.rows.items())])
-
-    def _existing(self, flow_id: str) -> FlowDocument:
-        if flow_id not in self.rows:
-            raise FlowNotFound(flow_id)
-        return self.rows[flow_id]
-
 
 @dataclass
 class MemoryPublisher:
@@ -175,3 +172,16 @@ class StaticCache:
     def follow(self, publisher: MemoryPublisher) -> None:
         for key, value in publisher.sent:
             self.index.apply(key.encode(), value)
+
+
+def device_record(device_id: str, token: str, *, enabled: bool = True) -> bytes:
+    """A device document as ``fleet.devices.v1`` carries it."""
+    now = clock.now()
+    device = Device(
+        device_id=device_id,
+        token_hash=hash_token(token),
+        is_enabled=enabled,
+        created_at=now,
+        updated_at=now,
+    )
+    return encode_device(device)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -12,34 +11,21 @@ from pydantic import SecretStr
 
 from api.auth import AdminDep, DeviceAuthDep, authenticate_device, require_device
 from api.problems import install_problem_handlers
-from schemas.devices import Device, encode_device, hash_token
 from schemas.settings import Settings
-from tests.unit.registry_fakes import StaticCache
+from tests.unit.registry_fakes import StaticCache, device_record
 
-NOW = datetime(2026, 11, 26, tzinfo=UTC)
 TOKEN_A = "token-of-device-a-0123"  # noqa: S105 - a test token
 TOKEN_B = "token-of-device-b-0123"  # noqa: S105 - a test token
 TOKEN_OFF = "token-of-disabled-0123"  # noqa: S105 - a test token
 ADMIN = "admin-token-for-tests"
 
 
-def _record(device_id: str, token: str, *, enabled: bool = True) -> bytes:
-    device = Device(
-        device_id=device_id,
-        token_hash=hash_token(token),
-        is_enabled=enabled,
-        created_at=NOW,
-        updated_at=NOW,
-    )
-    return encode_device(device)
-
-
 @pytest.fixture
 def cache() -> StaticCache:
     cache = StaticCache()
-    cache.index.apply(b"dev-a", _record("dev-a", TOKEN_A))
-    cache.index.apply(b"dev-b", _record("dev-b", TOKEN_B))
-    cache.index.apply(b"dev-off", _record("dev-off", TOKEN_OFF, enabled=False))
+    cache.index.apply(b"dev-a", device_record("dev-a", TOKEN_A))
+    cache.index.apply(b"dev-b", device_record("dev-b", TOKEN_B))
+    cache.index.apply(b"dev-off", device_record("dev-off", TOKEN_OFF, enabled=False))
     return cache
 
 

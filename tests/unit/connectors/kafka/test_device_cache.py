@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from connectors.kafka import device_cache
 from connectors.kafka.compacted import CatchUp
 from connectors.kafka.device_cache import DeviceIndex
-from schemas.devices import Device, encode_device, hash_token
-
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-def document(device_id: str, token: str, *, enabled: bool = True) -> bytes:
-    device = Device(
-        device_id=device_id,
-        token_hash=hash_token(token),
-        is_enabled=enabled,
-        created_at=NOW,
-        updated_at=NOW,
-    )
-    return encode_device(device)
+from schemas.devices import hash_token
+from tests.unit.registry_fakes import device_record
 
 
 def test_a_record_makes_the_device_known_by_id_and_by_token() -> None:
     index = DeviceIndex()
-    index.apply(b"esp-1", document("esp-1", "token-one-0123456"))
+    index.apply(b"esp-1", device_record("esp-1", "token-one-0123456"))
     device = index.get("esp-1")
     assert device is not None and device.is_enabled
     identified = index.identify("token-one-0123456")
@@ -37,8 +23,8 @@ def test_a_record_makes_the_device_known_by_id_and_by_token() -> None:
 
 def test_a_newer_record_replaces_the_device_and_its_old_token() -> None:
     index = DeviceIndex()
-    index.apply(b"esp-1", document("esp-1", "token-one-0123456"))
-    index.apply(b"esp-1", document("esp-1", "token-two-0123456", enabled=False))
+    index.apply(b"esp-1", device_record("esp-1", "token-one-0123456"))
+    index.apply(b"esp-1", device_record("esp-1", "token-two-0123456", enabled=False))
     assert index.identify("token-one-0123456") is None
     rotated = index.identify("token-two-0123456")
     assert rotated is not None and not rotated.is_enabled
@@ -47,8 +33,8 @@ def test_a_newer_record_replaces_the_device_and_its_old_token() -> None:
 
 def test_a_tombstone_forgets_the_device_and_its_token() -> None:
     index = DeviceIndex()
-    index.apply(b"esp-1", document("esp-1", "token-one-0123456"))
-    index.apply(b"esp-2", document("esp-2", "token-two-0123456"))
+    index.apply(b"esp-1", device_record("esp-1", "token-one-0123456"))
+    index.apply(b"esp-2", device_record("esp-2", "token-two-0123456"))
     index.apply(b"esp-1", None)
     assert index.get("esp-1") is None
     assert index.identify("token-one-0123456") is None
@@ -59,20 +45,20 @@ def test_a_tombstone_forgets_the_device_and_its_token() -> None:
 
 def test_a_token_moved_to_another_device_stays_with_the_new_owner() -> None:
     index = DeviceIndex()
-    index.apply(b"esp-1", document("esp-1", "shared-token-0123"))
-    index.apply(b"esp-2", document("esp-2", "shared-token-0123"))
-    index.apply(b"esp-1", document("esp-1", "other-token-01234"))
+    index.apply(b"esp-1", device_record("esp-1", "shared-token-0123"))
+    index.apply(b"esp-2", device_record("esp-2", "shared-token-0123"))
+    index.apply(b"esp-1", device_record("esp-1", "other-token-01234"))
     owner = index.identify("shared-token-0123")
     assert owner is not None and owner.device_id == "esp-2"
 
 
 def test_undecodable_or_mismatched_records_are_skipped_without_losing_state() -> None:
     index = DeviceIndex()
-    index.apply(b"esp-1", document("esp-1", "token-one-0123456"))
+    index.apply(b"esp-1", device_record("esp-1", "token-one-0123456"))
     index.apply(b"esp-1", b"{not json")
     index.apply(b"esp-1", b'{"device_id": "esp-1"}')
-    index.apply(b"esp-1", document("esp-9", "token-nine-012345"))
-    index.apply(None, document("esp-1", "token-two-0123456"))
+    index.apply(b"esp-1", device_record("esp-9", "token-nine-012345"))
+    index.apply(None, device_record("esp-1", "token-two-0123456"))
     device = index.get("esp-1")
     assert device is not None and device.token_hash == hash_token("token-one-0123456")
     assert index.identify("token-nine-012345") is None
@@ -105,13 +91,13 @@ def test_deletions_are_remembered_until_the_id_is_registered_again(
     clock = [1000.0]
     monkeypatch.setattr("connectors.kafka.device_cache.time.monotonic", lambda: clock[0])
     index = DeviceIndex()
-    index.apply(b"esp-1", document("esp-1", "token-one-0123456"))
-    index.apply(b"esp-2", document("esp-2", "token-two-0123456"))
+    index.apply(b"esp-1", device_record("esp-1", "token-one-0123456"))
+    index.apply(b"esp-2", device_record("esp-2", "token-two-0123456"))
     index.apply(b"esp-1", None)
     index.apply(b"esp-3", None)  # deleted before this reader saw it registered: still a deletion
     assert index.deleted(60) == ["esp-1", "esp-3"]
 
-    index.apply(b"esp-3", document("esp-3", "token-three-012345"))
+    index.apply(b"esp-3", device_record("esp-3", "token-three-012345"))
     clock[0] += 61
     index.apply(b"esp-2", None)
     assert index.deleted(60) == ["esp-2"]  # esp-1 is older than the window; esp-3 came back

@@ -1,9 +1,10 @@
-"""``fleetstream bench``: run scenarios and baselines, print progress, append the results block.
+"""``fleetstream bench``: run scenarios and baselines, print progress, record the results.
 
 Each step waits for the shared stack to be healthy (other work may restart a service), runs
 bounded in count and time, and cleans up after itself (uuid topics deleted, rows deleted, the
-processes it started stopped by pid). A step that fails is reported in the block and the others
-still run; the command then exits non-zero.
+processes it started stopped by pid). A step that fails is reported in the run's notes and the
+others still run; the command then exits non-zero. The run's blocks replace those of the same
+scenarios in RESULTS.md; the replaced ones go to HISTORY.md beside it (``bench.report``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ import redis
 
 from bench import ingest, latency, mqtt, pipeline, profile
 from bench.context import Context, Progress, one_line
-from bench.report import RESULTS, append_block, format_block, python_version, read_machine
+from bench.report import (
+    HISTORY_NAME,
+    RESULTS,
+    format_blocks,
+    python_version,
+    read_machine,
+    record_run,
+    run_text,
+)
 from bench.stats import Result
 from schemas.settings import Settings, get_settings
 
@@ -88,7 +97,7 @@ class Outcome:
 def run(
     plan: Plan, command: str, progress: Progress = print, results: Path | None = None
 ) -> Outcome:
-    """Run ``plan``; append its block to ``results`` (RESULTS.md), even when a step failed."""
+    """Run ``plan``; record its blocks in ``results`` (RESULTS.md), even when a step failed."""
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         ctx = Context(get_settings(), Path(tmp), progress)
         measured: list[Result] = []
@@ -104,7 +113,7 @@ def run(
                 progress(f"{name} FAILED: {exc}")
             progress(f"== {name}: {time.monotonic() - begun:.0f} s")
         failures += ctx.failures
-        block = format_block(
+        blocks = format_blocks(
             when=datetime.now(UTC),
             command=command,
             machine=read_machine(),
@@ -112,9 +121,13 @@ def run(
             results=measured,
             notes=[*ctx.notes, *failures],
         )
-        append_block(block, results or RESULTS)
-        progress(f"appended the results to {results or RESULTS}")
-    return Outcome(measured, failures, block)
+        target = results or RESULTS
+        replaced = record_run(blocks, target)
+        progress(
+            f"wrote {', '.join(b.key for b in blocks) or 'nothing'} to {target}"
+            + (f"; the blocks replaced are in {target.with_name(HISTORY_NAME)}" if replaced else "")
+        )
+    return Outcome(measured, failures, run_text(blocks))
 
 
 Step = tuple[str, Callable[[], list[Result]]]

@@ -1,4 +1,5 @@
-"""bench.stats and bench.report: percentile math and the RESULTS.md block (no services)."""
+"""bench.stats and bench.report: percentile math, a run's blocks, and how RESULTS.md keeps the
+latest run of each scenario while HISTORY.md takes the ones replaced (no services)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import Machine, append_block, format_block, format_targets, read_machine
+from bench.report import (
+    LATEST_HEADING,
+    RESULTS,
+    SCENARIO_TITLES,
+    TARGETS_HEADING,
+    Block,
+    Machine,
+    block_key,
+    format_block,
+    format_blocks,
+    format_targets,
+    read_machine,
+    record_run,
+)
 from bench.stats import Percentiles, Result, percentile, summarize
 
 
@@ -79,8 +93,10 @@ def test_block_has_machine_versions_command_tables_and_notes() -> None:
         results=_results(),
         notes=["a note"],
     )
-    assert block.startswith("## Run 2026-11-28 21:00 UTC\n")
-    assert "Command: `fleetstream bench all`" in block
+    assert block.startswith("### ingest: ")
+    # every block names its run: the time, the command, the machine and versions
+    assert block.count("Run 2026-11-28 21:00 UTC. Command: `fleetstream bench all`") == 5
+    assert block.count("Machine: AMD EPYC") == 5  # ingest, pipeline, latency, baselines, targets
     assert "AMD EPYC, 2 cores, 23.5 GiB RAM" in block
     assert "Python 3.11.7, Kafka 4.1.1" in block
     row = next(line for line in block.splitlines() if "batch 1,000" in line and "|" in line)
@@ -105,9 +121,125 @@ def test_targets_use_steady_rates_and_ratios() -> None:
     assert "ProducerPerformance (info) | 0.24 x |" in lines
 
 
-def test_append_block_keeps_what_is_there(tmp_path: Path) -> None:
+def _run(when: datetime, results: list[Result], notes: tuple[str, ...] = ()) -> list[Block]:
+    return format_blocks(
+        when=when,
+        command="fleetstream bench all",
+        machine=Machine("AMD EPYC", 2, 23.5),
+        versions={"commit": f"c{when:%H%M}"},
+        results=results,
+        notes=notes,
+    )
+
+
+FIRST = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
+SECOND = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
+THIRD = datetime(2026, 11, 30, 8, 15, tzinfo=UTC)
+HAND_WRITTEN = "## Validator (in-process, no services)\n\nWritten by hand: stays as it is.\n"
+
+
+def _pipeline(rate: int) -> list[Result]:
+    return [Result("pipeline", "fleetstream, 1 worker", rate * 10, 10.0, steady_rate=rate)]
+
+
+def _blocks(text: str) -> dict[str, str]:
+    """Block key -> its text, as RESULTS.md holds them."""
+    lines = text.splitlines()
+    found: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        key = block_key(line)
+        if key is not None:
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("#")), None)
+            found[key] = "\n".join(lines[i:end]).strip()
+    return found
+
+
+def test_a_new_results_file_gets_every_block_under_the_latest_heading(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
-    results.write_text("# Benchmark results\n\nold")
-    append_block("## Run A\n", results)
-    append_block("## Run B\n", results)
-    assert results.read_text() == "# Benchmark results\n\nold\n\n## Run A\n\n## Run B\n"
+    assert record_run(_run(FIRST, _results()), results) == []
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\n" + LATEST_HEADING + "\n\n### ingest: ")
+    assert list(_blocks(text)) == ["ingest", "pipeline", "latency", "baselines", "targets"]
+    assert not (tmp_path / "HISTORY.md").exists()
+
+
+def test_a_run_replaces_only_its_scenarios_and_files_the_old_blocks(tmp_path: Path) -> None:
+    """The 2nd run measures the pipeline alone: the pipeline block is its own, ingest and the
+    others stay the 1st run's, and the 1st run's pipeline block moves to HISTORY.md."""
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# Benchmark results\n\nIntro.\n\n{LATEST_HEADING}\n\n{HAND_WRITTEN}")
+    record_run(_run(FIRST, _results(), ("first run's note",)), results)
+    first = _blocks(results.read_text())
+
+    replaced = record_run(_run(SECOND, _pipeline(70_000)), results)
+
+    text = results.read_text()
+    now = _blocks(text)
+    assert [b.key for b in replaced] == ["pipeline", "targets"]
+    assert "Run 2026-11-29 09:30 UTC" in now["pipeline"] and "| 70,000 |" in now["pipeline"]
+    for key in ("ingest", "latency", "baselines"):
+        assert now[key] == first[key]
+    assert text.index(LATEST_HEADING) < text.index("### pipeline") < text.index("## Validator")
+    assert text.endswith(HAND_WRITTEN)  # hand-written sections are left alone
+    history = (tmp_path / "HISTORY.md").read_text()
+    assert history.startswith("# Benchmark history\n")
+    entry = history[history.index("## Run 2026-11-28 21:00 UTC") :]
+    assert first["pipeline"] in entry and first["targets"] in entry
+    assert "| 70,000 |" not in history
+
+
+def test_targets_keep_the_last_figure_of_what_a_run_did_not_measure(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    record_run(_run(FIRST, _results(), ("first run's note",)), results)
+    record_run(_run(SECOND, _pipeline(70_000)), results)
+    targets = _blocks(results.read_text())["targets"]
+    assert targets.startswith(TARGETS_HEADING)
+    assert "| pipeline, one worker | 70,000 readings/s |" in targets
+    assert targets.count("| 2026-11-29 09:30 |") == 1
+    ingest = next(line for line in targets.splitlines() if "ingest, batches of 1,000 |" in line)
+    assert ingest.endswith("| 2026-11-28 21:00 |")  # measured by the first run only
+    rows = [line for line in targets.splitlines() if line.startswith("| ")]
+    assert "ProducerPerformance (info) | 0.24 x |" in rows[-1]  # an old row the run lacks, last
+    assert "| one worker ÷ seed 001 design | not measured |" in targets
+    assert "first run's note" not in targets  # the notes are the latest run's
+
+
+def test_history_stays_newest_first_and_one_entry_per_run(tmp_path: Path) -> None:
+    """The 3rd run replaces the 1st run's ingest block (kept until now) and the 2nd run's
+    pipeline: the 1st run's blocks join its entry, in scenario order, below the 2nd run's."""
+    results = tmp_path / "RESULTS.md"
+    record_run(_run(FIRST, _results()), results)
+    record_run(_run(SECOND, _pipeline(70_000)), results)
+    record_run(_run(THIRD, [*_pipeline(80_000), _results()[0]]), results)
+
+    history = (tmp_path / "HISTORY.md").read_text()
+    runs = [line for line in history.splitlines() if line.startswith("## ")]
+    # the 3rd run is in RESULTS.md alone; the 2nd run's pipeline above the 1st run's blocks
+    assert runs == ["## Run 2026-11-29 09:30 UTC", "## Run 2026-11-28 21:00 UTC"]
+    first = history[history.index("## Run 2026-11-28 21:00 UTC") :]
+    assert first.index("### ingest") < first.index("### pipeline") < first.index(TARGETS_HEADING)
+    assert list(_blocks(results.read_text())) == [
+        "ingest",
+        "pipeline",
+        "latency",
+        "baselines",
+        "targets",
+    ]
+
+
+def test_results_md_shows_one_block_per_scenario_with_its_run() -> None:
+    """The committed file: the latest run of each scenario, each with its command and machine,
+    and HISTORY.md's runs newest first."""
+    text = RESULTS.read_text()
+    blocks = _blocks(text)
+    assert set(blocks) == {*SCENARIO_TITLES, "targets"}
+    for key, block in blocks.items():
+        assert text.count(block) == 1, key
+        assert "\nRun 20" in block and ". Command: `" in block, key
+        assert "\nMachine: " in block, key
+    history = RESULTS.with_name("HISTORY.md").read_text()
+    times = [
+        line.removeprefix("## Run ") for line in history.splitlines() if line.startswith("## Run ")
+    ]
+    assert len(times) > 10
+    assert times == sorted(times, reverse=True)

@@ -1,20 +1,19 @@
 """Table rows written the fast way: changelog records through our producer, then the store.
 
 A Faust table write (``table[key] = value``) queues a changelog record in Faust's producer
-buffer, which aiokafka then produces record by record in Python: ~50 µs a write. The status
-and rollup tables write one row per device and batch, so at 15,000 readings/s with 2,000
-devices those writes took about a tenth of the worker (py-spy, decision 26). Here the rows of a
+buffer, which aiokafka then produces record by record in Python: ~50 µs a write, and the
+status and rollup tables write one row per device and batch (decision 26). Here the rows of a
 batch go to the table's changelog topic through the worker's librdkafka producer, as one
 produce call awaited for the broker's acks, and only then into the local store
-(``streams.faust_compat.store_locally``). Same records, same partitions (the key's, which is the
-partition of the event the row belongs to), so Faust recovers the table from them as before.
+(``streams.faust_compat.store_locally``). They are the records and partitions Faust would write
+(the key's partition, which is that of the event the row belongs to), so Faust recovers the
+table from them.
 
 Order and crashes: the agents publish their outputs (transitions, rollup records) first, then
 these rows, then ack the batch. A crash before the rows are acked replays the batch against the
 previous state; after, the replay finds the new positions in the recovered state and skips it.
-Faust's own path gave the same guarantee by flushing its buffer before each commit.
 
-What Faust no longer sees: the offset of each changelog record, which it keeps (RocksDB store)
+What Faust does not learn: the offset of each changelog record, which it keeps (RocksDB store)
 to resume recovery where the local store left off. Without it, a restarted worker reads the
 compacted changelog of its partitions from the start: one record per device.
 """

@@ -65,8 +65,8 @@ async def read_batch_yielding(
 
 
 ITEMS_PER_TURN = 500
-"""Curated items read or applied between two turns of the event loop (a few ms of work: 2,000
-made steps of 15-60 ms on a busy host, decision 29)."""
+"""Curated items read or applied between two turns of the event loop: a few ms of work
+(decision 29)."""
 TABLE_WRITE_ITEMS = 5
 """A table row (encoded, then one record of a changelog produce: ~10 µs) counted in items."""
 
@@ -75,9 +75,9 @@ class Turns:
     """Hands the event loop back after every ``every`` units of synchronous work.
 
     The worker's agents share one event loop: a batch step that runs for 100 ms delays the
-    validate agent and the Postgres sink by as much, which showed as latency spikes at 5,000
-    readings/s (decision 26). ``await turn.took(n)`` after each piece of work yields once
-    ``every`` units added up (a few ms of work per turn)."""
+    validate agent and the Postgres sink, and every reading they hold, by as much.
+    ``await turn.took(n)`` after each piece of work yields once ``every`` units added up (a few
+    ms of work per turn)."""
 
     __slots__ = ("_done", "every")
 

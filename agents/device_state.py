@@ -2,17 +2,14 @@
 rollups.
 
 Both keep one table row per device, co-partitioned with ``fleet.curated.v1``, and both read
-every curated reading. As two agents they decoded every envelope twice and Faust delivered
-every record to two streams; reading and grouping a batch is a tenth of the worker's time at
-full load, so one agent reads each batch once (``agents.curated.read_batch_yielding``) and
-hands it to :meth:`DeviceStatus.apply <agents.status.DeviceStatus.apply>` and then to
+every curated reading. Reading and grouping a batch is a tenth of the worker's time at full
+load, so one agent reads each batch once (``agents.curated.read_batch_yielding``) and hands it
+to :meth:`DeviceStatus.apply <agents.status.DeviceStatus.apply>` and then to
 :meth:`Rollups.apply <agents.rollups.Rollups.apply>` (decision 33).
 
 Delivery: a batch is acked by the rollups' tick that writes the last of its devices, after
-the status rows were written (they are written before the rollups take the batch). That is
-when a batch of the two agents was committed before as well: Faust commits a record's offset
-only once every stream it was delivered to acked it. A record that cannot be read is one dead
-letter (stage ``device-state``), no longer one per agent.
+the status rows were written (they are written before the rollups take the batch). A record
+that cannot be read is one dead letter (stage ``device-state``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """Acks in order after publishes that overlap: the next batch is validated while the broker
 acks the last one.
 
-The validate agent used to wait for the broker's acks of a batch's outputs before taking the
-next batch. Each wait is short on an idle worker (~4 ms), but the ack is a future settled on
-the event loop, so under load it also waits for whatever synchronous batch another agent runs
-(status, rollups, Redis merges: tens of ms each). In the latency benchmark at 5,000 readings/s
-the waits added up to half of the agent's time, validate fell behind and request → row
-latency grew to seconds while the worker had CPU to spare (decision 26).
+Waiting for a batch's acks before taking the next batch is short on an idle worker (~4 ms), but
+the ack is a future settled on the event loop, so under load the wait also lasts whatever
+synchronous batch another agent runs (status, rollups, Redis merges: tens of ms each): enough
+for validate to fall behind with CPU to spare (docs/decisions.md, decision 26).
 
 :class:`InOrderAcks` lets up to ``max_in_flight`` publishes run while the agent goes on, and
 acks each batch's events only once its publish *and every earlier one* succeeded, so the
-committed offset never passes a batch whose outputs are not in Kafka (DESIGN.md rule 3). A
-publish that fails for good stops the worker without acking anything after it.
+committed offset never passes a batch whose outputs are not in Kafka (decision 1). A publish
+that fails for good stops the worker without acking anything after it.
 """
 
 from __future__ import annotations

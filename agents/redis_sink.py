@@ -133,7 +133,7 @@ async def merge(
     """The batch's writes, merged per device, and dead letters for what cannot be read.
 
     Gives the event loop a turn every ``ITEMS_PER_TURN`` items: a flush interval of readings
-    merged at once held the worker's other agents up for 30-120 ms (decision 29)."""
+    merged at once would hold the worker's other agents up for tens of ms (decision 29)."""
     turn = Turns(ITEMS_PER_TURN) if turn is None else turn
     batch = RedisBatch()
     letters = Outputs()

@@ -8,19 +8,17 @@ to ``fleet.readings-1m.v1`` once per ``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S``
 writes the device's row, and acks a batch once every device in it was written
 (:class:`PendingRollups`).
 
-Why not publish per batch: a batch publishes one record per device, field and touched window,
-so batches must be long (seconds) for the records per second to follow the fleet, not the
-reading rate. One 5 s batch of 25,000 readings then did all its work at once every 5 s, and
-the readings behind it waited: request → row p99 rose by ~400 ms every 5 s in the latency
-benchmark (decision 27). Now readings are applied in short batches as they come, and the
-devices are spread over the interval: each tick (a fifth of the interval) publishes and writes
-the devices of one slot (a hash of the device id), so the work per second stays even.
+Why ticks, not a publish per batch: records must go out seconds apart per device for their
+rate to follow the fleet, not the reading rate, and a batch seconds long would do all its work
+at once while the readings behind it wait (decision 27). So readings are applied in short
+batches as they come, and each tick (a fifth of the interval) publishes and writes the devices
+of one slot (a hash of the device id): the work per second stays even.
 
-Delivery is unchanged: a reading's offset is committed only after its device's row (with the
-positions it applied) is in the changelog, and rollup records go out before that row. A crash
-replays the unacked batches against the last written rows. When the worker stops or its
-partitions are reassigned, Faust waits for every batch it handed out to be acked, so then every
-pending device is written at once and every batch acked.
+Delivery: a reading's offset is committed only after its device's row (with the positions it
+applied) is in the changelog, and rollup records go out before that row; a crash replays the
+unacked batches against the last written rows. When the worker stops or its partitions are
+reassigned, Faust waits for every batch it handed out to be acked, so then every pending device
+is written at once and every batch acked.
 
 A reading is *late* when the edge received it more than ``FLEET_STREAM__ROLLUP_GRACE_S`` after
 its window ended: it stays in ``readings`` but is in no rollup. Deciding on ``received_at``
@@ -157,8 +155,8 @@ def _add(window: Window, sensors: dict[str, Any]) -> None:
 
 
 _FIELD_NAMES: dict[str, dict[str, str]] = {}
-"""``"<sensor>.<field>"`` by sensor and field, built once: an f-string per field and reading was
-a fifth of what adding a reading cost."""
+"""``"<sensor>.<field>"`` by sensor and field, built once: an f-string per field and reading
+would be a fifth of what adding a reading costs."""
 _NAMES_KEPT = 1000
 """A bound, not an LRU: generic sensors name their own fields."""
 

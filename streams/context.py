@@ -5,7 +5,8 @@ librdkafka produces a record in ~1-2 µs, where Faust's ``Topic.send`` spends ~2
 aiokafka producer tens of µs in Python. Faust's own producer still writes table changelogs and
 commits offsets.
 
-The guard is the worker's last line of defence (DESIGN.md, delivery rule 3). Per-reading
+The guard is the worker's last line of defence for the delivery rule: no offset is committed
+for an event whose outputs are not in Kafka (docs/decisions.md, decision 1). Per-reading
 failures are dead letters and outages are retried inside the agents, so an exception that still
 escapes an agent is a bug or a permanent fault. Faust would restart the agent, and the old
 ``noack_take`` would go on acking messages that nobody processes; so the guard logs the error

@@ -5,8 +5,8 @@ partition. Inside ``noack_take`` there is none (Faust sets it per message in ``a
 ``table[key] = value`` raises "Cannot modify table key from outside of stream iteration"; the
 agent would crash-loop. Agents that write tables per batch set the event whose partition holds
 the key (envelopes are partition-aligned, so any event of that partition will do) with
-:func:`writing_as`. If a Faust upgrade changes the private name, ``tests/unit/
-test_streams_faust_compat.py`` fails first.
+:func:`writing_as`. If a Faust upgrade changes the private name,
+``tests/unit/streams/test_faust_compat.py`` fails first.
 """
 
 from __future__ import annotations
@@ -38,12 +38,10 @@ def buffer_changelog_writes(app: faust.App, max_messages: int) -> None:
 
     Faust's bound is a class attribute of 100 (no setting). Past it, the conductor stops
     delivering *every* topic's messages to *every* agent until the buffer is under the bound
-    again. When the status table still wrote through Faust, one batch with a row for each of
-    1,000 devices kept the conductor waiting 3.3 s of 20 in the latency benchmark (its log
-    said "producer buffer full"). Status and rollups now write their changelogs themselves
-    (``agents.changelog``); the flow-state table still goes through this buffer. It drains
-    in the background and Faust flushes it before every offset commit, so durability is
-    unchanged; the bound still caps its memory.
+    again, and a batch that writes a row per device passes 100 at once. The flow-state table
+    writes through this buffer (status and rollups write their changelogs themselves,
+    ``agents.changelog``). It drains in the background and Faust flushes it before every
+    offset commit, so a larger bound costs no durability; it still caps the buffer's memory.
     """
     app.producer.buffer.max_messages = max_messages
 
@@ -57,9 +55,8 @@ def limit_fetch_wait(app: faust.App, max_wait_ms: int) -> None:
     Faust hard-codes ``fetch_max_wait_ms=1500`` for aiokafka. A fetch request names only
     the partitions whose earlier records were all handed out; when those have nothing new
     (a curated partition between two validate batches), the broker holds the request for
-    the whole wait while readings pile up on the partitions left out of it. In the latency
-    benchmark at 5,000 readings/s that put a steady 1.5 s between the edge and the validate
-    agent; with 100 ms, request → row p50 went from ~1.6 s to ~0.24 s (decision 26).
+    the whole wait while readings pile up on the partitions left out of it, and each such
+    wait lies between the edge and the validate agent (docs/decisions.md, decision 26).
     """
     _FETCH_MAX_WAIT_MS[app] = max_wait_ms
     create = AIOKafkaConsumerThread._create_worker_consumer

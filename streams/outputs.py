@@ -1,7 +1,7 @@
 """An agent's outputs for one batch, and publishing them: send all, wait for every ack.
 
 An agent acks its input events only after :func:`publish` returned, so an offset is never
-committed for an event whose outputs are not in Kafka (DESIGN.md, delivery rule 3).
+committed for an event whose outputs are not in Kafka (docs/decisions.md, decision 1).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The MQTT bridge: device messages from Mosquitto into ``fleet.raw.v1`` envelopes.
 
-Delivery contract (DESIGN.md rule 1): a message is PUBACKed to the broker only after Kafka acked
-(``acks=all``) the envelope that holds its readings, or its dead letter. Everything else follows
-from MQTT 5 and the broker keeping our session:
+Delivery contract: a message is PUBACKed to the broker only after Kafka acked (``acks=all``) the
+envelope that holds its readings, or its dead letter. Everything else follows from MQTT 5 and the
+broker keeping our session:
 
 * **Persistent session.** A fixed client id, ``clean_start=False`` and a session expiry from the
   settings: while the bridge is stopped (or killed) the broker queues what devices publish, and

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -162,6 +163,18 @@ def wait_with_cpu(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int,
         if time.monotonic() > deadline:
             raise subprocess.TimeoutExpired(proc.args, timeout_s)
         time.sleep(0.05)  # polling a child's exit; wait4 has no timeout
+
+
+def run_with_cpu(argv: Sequence[str], out: IO[bytes], timeout_s: float) -> tuple[int, float]:
+    """Run ``argv`` to its end with its output (stdout and stderr) in ``out``; its exit status
+    and CPU seconds (:func:`wait_with_cpu`). Killed when ``timeout_s`` runs out."""
+    proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        return wait_with_cpu(proc, timeout_s)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
 
 
 def per_million(cpu_seconds: float, readings: int) -> float:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from bench.context import Context, fresh_topics
-from bench.cpu import CpuMeter, wait_with_cpu
+from bench.cpu import CpuMeter, run_with_cpu
 from bench.data import new_fleet, readings, request_bodies
 from bench.procs import BenchError, Started, bench_settings, services
 from bench.stats import Percentiles, Result
@@ -90,13 +89,7 @@ def run_wrk(
     ]
     out_path = bodies.with_suffix(".out")
     with out_path.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-        try:
-            code, cpu = wait_with_cpu(proc, timeout_s)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
+        code, cpu = run_with_cpu(argv, out, timeout_s)
     output = out_path.read_text(errors="replace")
     if code != 0:
         raise BenchError(f"wrk failed ({code}):\n{output[-2000:]}")

@@ -9,7 +9,6 @@ fetched before it was listed lacks the jar; the harness then copies the pom's ja
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.cpu import CpuMeter, wait_with_cpu
+from bench.cpu import CpuMeter, run_with_cpu
 from bench.procs import BenchError
 from bench.stats import Percentiles, Result
 from cli.stack.kafka import JARS
@@ -157,13 +156,7 @@ def _run_tool(argv: list[str], kafka_pid: int) -> _ToolRun:
     meter = CpuMeter({"kafka": [kafka_pid]})
     with tempfile.TemporaryFile() as out:
         meter.start()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-        try:
-            code, cpu = wait_with_cpu(proc, TOOL_TIMEOUT_S)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
+        code, cpu = run_with_cpu(argv, out, TOOL_TIMEOUT_S)
         kafka = meter.stop()["kafka"]
         out.seek(0)
         output = out.read().decode(errors="replace")

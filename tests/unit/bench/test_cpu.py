@@ -17,6 +17,7 @@ from bench.cpu import (
     parse_stat,
     per_million,
     read_all,
+    run_with_cpu,
     tree_ticks,
     wait_with_cpu,
 )
@@ -122,3 +123,13 @@ def test_wait_with_cpu_reaps_the_child_and_returns_its_status() -> None:
     assert code == 3
     assert proc.returncode == 3
     assert cpu >= 0
+
+
+def test_run_with_cpu_writes_the_output_and_kills_what_runs_too_long(tmp_path: Path) -> None:
+    with (tmp_path / "out").open("w+b") as out:
+        code, cpu = run_with_cpu([sys.executable, "-c", "print('done')"], out, timeout_s=60)
+        out.seek(0)
+        assert (code, out.read().strip()) == (0, b"done")
+        assert cpu >= 0
+        with pytest.raises(subprocess.TimeoutExpired):
+            run_with_cpu([sys.executable, "-c", "import time; time.sleep(60)"], out, timeout_s=0.2)

@@ -4,32 +4,22 @@
 Rows are written only after their bytes are durable in the blob store. A chunk is unique per
 (device_id, start_ts, sha256): :meth:`MediaStore.add_chunk` returns the row already stored for a
 repeated upload instead of a second one. Errors that mean "Postgres is not reachable" become
-:class:`~connectors.postgres.devices.DatabaseUnavailable`.
+:class:`~connectors.postgres.errors.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from connectors.postgres.devices import DatabaseUnavailable
+from connectors.postgres.errors import unavailable_as_error
 from connectors.postgres.last_seen import update_last_seen
-
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InterfaceError,
-)
 
 
 @dataclass(frozen=True)
@@ -123,7 +113,7 @@ class MediaStore:
         """Insert ``chunk``; for a repeat of a stored one (same device, start_ts and sha256)
         return the stored row instead. The flag says whether this call inserted it."""
         args = [getattr(chunk, name) for name in _CHUNK_INSERTED]
-        async with _errors():
+        async with unavailable_as_error():
             row = await self._pool.fetchrow(_INSERT_CHUNK, *args)
             if row is not None:
                 return AudioChunk(**dict(row)), True
@@ -136,7 +126,7 @@ class MediaStore:
 
     async def mark_chunk_queued(self, chunk_id: uuid.UUID) -> None:
         """UPLOADED → QUEUED once its event is in Kafka (later states are left alone)."""
-        async with _errors():
+        async with unavailable_as_error():
             await self._pool.execute(
                 "UPDATE audio_chunks SET status = 'QUEUED', updated_at = now() "
                 "WHERE chunk_id = $1 AND status = 'UPLOADED'",
@@ -145,11 +135,11 @@ class MediaStore:
 
     async def device_seen(self, device_id: str, at: datetime) -> None:
         """Move the device's ``last_seen_at`` forward (seed 004 did so on every upload)."""
-        async with _errors():
+        async with unavailable_as_error():
             await update_last_seen(self._pool, {device_id: at})
 
     async def create_request(self, request: MediaRequest) -> None:
-        async with _errors():
+        async with unavailable_as_error():
             await self._pool.execute(
                 "INSERT INTO media_requests (request_id, device_id, source_type, status, source, "
                 "capture_mode, frames_requested, fps, meta, deadline_at) "
@@ -171,7 +161,7 @@ class MediaStore:
         if not frames:
             return
         rows = [tuple(getattr(frame, name) for name in _FRAME_COLUMNS) for frame in frames]
-        async with _errors(), self._pool.acquire() as conn, conn.transaction():
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
             await conn.executemany(_INSERT_FRAME, rows)
             await conn.execute(
                 "UPDATE media_requests SET frames_stored = frames_stored + $2, "
@@ -184,7 +174,7 @@ class MediaStore:
         self, request_id: uuid.UUID, status: str, error: str | None = None
     ) -> None:
         """Move a request to ``status``; ``completed``/``failed`` also set ``completed_at``."""
-        async with _errors():
+        async with unavailable_as_error():
             await self._pool.execute(
                 "UPDATE media_requests SET status = $2, error = $3, updated_at = now(), "
                 "completed_at = CASE WHEN $2 IN ('completed', 'failed') THEN now() END "
@@ -197,7 +187,7 @@ class MediaStore:
     async def get_request(
         self, request_id: uuid.UUID
     ) -> tuple[MediaRequest, list[MediaFrame]] | None:
-        async with _errors():
+        async with unavailable_as_error():
             row = await self._pool.fetchrow(_SELECT_REQUEST, request_id)
             if row is None:
                 return None
@@ -205,11 +195,3 @@ class MediaStore:
         values = dict(row)
         values["meta"] = json.loads(values["meta"])
         return MediaRequest(**values), [MediaFrame(**dict(frame)) for frame in frames]
-
-
-@asynccontextmanager
-async def _errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres is unavailable: {exc}") from exc

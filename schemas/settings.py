@@ -24,9 +24,9 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="comma-separated brokers")
     partitions: int = Field(default=8, ge=1, description="partitions of every project topic")
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1, description="replication of project topics")
     delivery_timeout_ms: int = Field(
         default=5000, ge=100, description="how long the API waits for the broker's ack"
     )
@@ -43,27 +43,35 @@ class KafkaSettings(_Section):
     producer_request_timeout_s: float = Field(
         default=30.0, gt=0, description="worker producer: how long a send may hang"
     )
-    queue_max_messages: int = Field(default=100_000, ge=1)
+    queue_max_messages: int = Field(
+        default=100_000, ge=1, description="producer queue of an edge; full → 429"
+    )
     fetch_max_wait_ms: int = Field(
         default=100,
         ge=1,
         description="worker: longest a fetch waits for data (Faust's fixed 1500 held "
         "readings back 1.5 s under load)",
     )
-    session_timeout_s: float = Field(default=10.0, gt=0)
-    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    session_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="worker consumer session: how fast a dead worker's partitions move",
+    )
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, description="worker heartbeat")
 
 
 class TopicSettings(_Section):
-    raw: str = "fleet.raw.v1"
+    raw: str = Field(default="fleet.raw.v1", description="raw envelopes from every edge")
     curated: str = Field(
         default="fleet.curated.v1", description="internal: curated envelopes for the sinks"
     )
-    readings: str = "fleet.readings.v1"
-    deadletter: str = "fleet.deadletter.v1"
-    alerts: str = "fleet.alerts.v1"
-    devices: str = "fleet.devices.v1"
-    flows: str = "fleet.flows.v1"
+    readings: str = Field(
+        default="fleet.readings.v1", description="curated readings for analytics (Avro)"
+    )
+    deadletter: str = Field(default="fleet.deadletter.v1", description="dead letters")
+    alerts: str = Field(default="fleet.alerts.v1", description="alert transitions of flows")
+    devices: str = Field(default="fleet.devices.v1", description="compacted: device registry")
+    flows: str = Field(default="fleet.flows.v1", description="compacted: flow registry")
     device_status: str = Field(
         default="fleet.device-status.v1", description="compacted: online/offline transitions"
     )
@@ -72,18 +80,22 @@ class TopicSettings(_Section):
     )
     media: str = Field(default="fleet.media.v1", description="one event per stored media object")
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="raw/curated topics")
-    deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000)
+    deadletter_retention_ms: int = Field(
+        default=30 * 24 * 3600 * 1000, description="retention of the dead-letter topic"
+    )
     curated_retention_ms: int = Field(default=24 * 3600 * 1000, description="internal hop")
 
 
 class PostgresSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = 5432
-    user: str = "fleetstream"
-    password: SecretStr = SecretStr("fleetstream")
-    database: str = "fleetstream"
-    pool_min_size: int = Field(default=1, ge=0)
-    pool_max_size: int = Field(default=10, ge=1)
+    host: str = Field(default="127.0.0.1", description="Postgres host")
+    port: int = Field(default=5432, description="Postgres port")
+    user: str = Field(default="fleetstream", description="the role fleetstream connects as")
+    password: SecretStr = Field(
+        default=SecretStr("fleetstream"), description="that role's password (never logged)"
+    )
+    database: str = Field(default="fleetstream", description="the database")
+    pool_min_size: int = Field(default=1, ge=0, description="asyncpg pool: connections kept open")
+    pool_max_size: int = Field(default=10, ge=1, description="asyncpg pool: most connections")
     partitions_ahead_days: int = Field(
         default=7, ge=1, description="day partitions of readings kept ready ahead of today"
     )
@@ -102,9 +114,9 @@ class PostgresSettings(_Section):
 
 
 class RedisSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = 6379
-    db: int = 0
+    host: str = Field(default="127.0.0.1", description="Redis host")
+    port: int = Field(default=6379, description="Redis port")
+    db: int = Field(default=0, description="Redis database number")
     prefix: str = Field(default="fleet", description="first part of every key and channel")
     legacy_list: str = Field(
         default="", description="LPUSH every reading to this list (seeds 001/002); empty: off"
@@ -128,14 +140,22 @@ DEV_MQTT_FLOWS_PASSWORD = "dev-mqtt-flows-change-me"  # noqa: S105 - documented 
 
 
 class MqttSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = 1883
+    host: str = Field(default="127.0.0.1", description="MQTT broker (Mosquitto) host")
+    port: int = Field(default=1883, description="MQTT broker port")
     admin_username: str = Field(
         default="fleet-admin", description="broker admin (dynamic security) user"
     )
-    admin_password: SecretStr = SecretStr(DEV_MQTT_ADMIN_PASSWORD)
-    bridge_username: str = "fleet-bridge"
-    bridge_password: SecretStr = SecretStr(DEV_MQTT_BRIDGE_PASSWORD)
+    admin_password: SecretStr = Field(
+        default=SecretStr(DEV_MQTT_ADMIN_PASSWORD),
+        description="that user's password (production refuses the default)",
+    )
+    bridge_username: str = Field(
+        default="fleet-bridge", description="the user the MQTT bridge logs in as"
+    )
+    bridge_password: SecretStr = Field(
+        default=SecretStr(DEV_MQTT_BRIDGE_PASSWORD),
+        description="the bridge's password (production refuses the default)",
+    )
     topics: str = Field(
         default="neurobuild/sensors/+/data,fleet/+/telemetry",
         description="comma-separated topic patterns; the one '+' is the device id",
@@ -150,7 +170,7 @@ class MqttSettings(_Section):
     receive_maximum: int = Field(
         default=5000, ge=1, le=65535, description="unacked messages the broker may send ahead"
     )
-    keepalive_s: int = Field(default=30, ge=5)
+    keepalive_s: int = Field(default=30, ge=5, description="MQTT keep-alive of the bridge")
     max_payload_bytes: int = Field(default=1_000_000, ge=1024, description="per MQTT message")
     max_batch_items: int = Field(default=1000, ge=1, description="readings per MQTT message")
     broker_max_queued_messages: int = Field(
@@ -163,7 +183,10 @@ class MqttSettings(_Section):
     flows_username: str = Field(
         default="fleet-flows", description="the user flows' MQTT publish nodes log in as"
     )
-    flows_password: SecretStr = SecretStr(DEV_MQTT_FLOWS_PASSWORD)
+    flows_password: SecretStr = Field(
+        default=SecretStr(DEV_MQTT_FLOWS_PASSWORD),
+        description="the flows user's password (production refuses the default)",
+    )
     flows_topics: str = Field(
         default="#",
         description="comma-separated patterns flows may publish to (never the device topics)",
@@ -183,21 +206,23 @@ class LiveSettings(_Section):
     client_queue_max: int = Field(
         default=1000, ge=1, description="messages queued per client before it is dropped"
     )
-    max_filter_items: int = Field(default=1000, ge=1)
+    max_filter_items: int = Field(
+        default=1000, ge=1, description="device ids or sensor types in one subscribe message"
+    )
 
 
 class RateLimit(_Section):
     """A token bucket: ``per_s`` requests a second on average, bursts of up to ``burst``;
     ``per_s = 0`` means no limit."""
 
-    per_s: float = Field(ge=0)
-    burst: int = Field(ge=1)
+    per_s: float = Field(ge=0, description="requests a second on average (0: no limit)")
+    burst: int = Field(ge=1, description="requests at once")
 
 
 class ApiSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_batch_items: int = Field(default=1000, ge=1)
+    host: str = Field(default="127.0.0.1", description="address the API binds")
+    port: int = Field(default=8000, description="port the API listens on")
+    max_batch_items: int = Field(default=1000, ge=1, description="readings per request")
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="below the broker's 1 MiB message limit"
     )
@@ -240,10 +265,17 @@ class AuthSettings(_Section):
 
 class WorkerSettings(_Section):
     app_id: str = Field(default="fleetstream", description="Faust app id = consumer group")
-    web_enabled: bool = True
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    datadir: Path = PROJECT_ROOT / ".stack" / "faust"
+    web_enabled: bool = Field(
+        default=True, description="the worker's web server: operator views, /metrics, Faust's pages"
+    )
+    web_host: str = Field(default="127.0.0.1", description="address the worker's web server binds")
+    web_port: int = Field(
+        default=6066, description="its port (give each worker on one machine its own)"
+    )
+    datadir: Path = Field(
+        default=PROJECT_ROOT / ".stack" / "faust",
+        description="Faust data folder: table stores (one per worker on a machine)",
+    )
     validate_batch_max: int = Field(default=64, ge=1, description="envelopes per taken batch")
     validate_in_flight: int = Field(
         default=4,
@@ -260,7 +292,9 @@ class WorkerSettings(_Section):
     )
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     commit_interval_s: float = Field(default=1.0, gt=0, description="offset commits, async")
-    retry_backoff_max_s: float = Field(default=30.0, gt=0)
+    retry_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="cap of the retry backoff during an outage"
+    )
     maintenance_interval_s: float = Field(
         default=3600.0, gt=0, description="how often the maintenance timer makes partitions"
     )
@@ -334,10 +368,15 @@ class BlobSettings(_Section):
     s3_endpoint: str = Field(
         default="http://127.0.0.1:9000", description="S3 API URL (the local stack's S3Proxy)"
     )
-    s3_region: str = "us-east-1"
+    s3_region: str = Field(default="us-east-1", description="S3 region")
     s3_bucket: str = Field(default="fleet-media", description="created at start when missing")
-    s3_access_key: str = "fleet-local"
-    s3_secret_key: SecretStr = SecretStr(DEV_S3_SECRET_KEY)
+    s3_access_key: str = Field(
+        default="fleet-local", description="S3 access key (the local S3Proxy's identity)"
+    )
+    s3_secret_key: SecretStr = Field(
+        default=SecretStr(DEV_S3_SECRET_KEY),
+        description="S3 secret key (the local S3Proxy's credential; production refuses it)",
+    )
     s3_part_bytes: int = Field(
         default=8 * MIB, ge=5 * MIB, description="multipart part size = memory per upload"
     )
@@ -357,12 +396,14 @@ class MediaSettings(_Section):
         default=30.0, gt=0, description="a capture that has not stored its frames by then fails"
     )
     rtsp_default_fps: float = Field(default=1.0, gt=0, description="when a request has no fps")
-    rtsp_max_fps: float = Field(default=30.0, gt=0)
+    rtsp_max_fps: float = Field(default=30.0, gt=0, description="the highest fps a request may ask")
     rtsp_max_frames: int = Field(default=100, ge=1, description="frames per capture request")
     rtsp_reconnect_attempts: int = Field(
         default=3, ge=0, description="retries after a failed connection, within the timeout"
     )
-    rtsp_reconnect_backoff_s: float = Field(default=1.0, ge=0)
+    rtsp_reconnect_backoff_s: float = Field(
+        default=1.0, ge=0, description="first pause before a reconnect (doubling)"
+    )
     ffmpeg: str = Field(default="ffmpeg", description="ffmpeg binary (Debian package ffmpeg)")
 
 
@@ -377,14 +418,20 @@ class FlowSettings(_Section):
 
 
 class StackSettings(_Section):
-    home: Path = PROJECT_ROOT / ".stack"
-    kafka_version: str = "4.1.1"
-    kafka_controller_port: int = 9093
-    kafka_heap: str = "1g"
+    """The local stack (`fleetstream stack`): where it keeps its files, what it runs."""
+
+    home: Path = Field(
+        default=PROJECT_ROOT / ".stack", description="data, logs and pid files of the local stack"
+    )
+    kafka_version: str = Field(default="4.1.1", description="Kafka jars fetched by Maven")
+    kafka_controller_port: int = Field(default=9093, description="KRaft controller listener")
+    kafka_heap: str = Field(default="1g", description="broker -Xmx")
     postgres_os_user: str = Field(
         default="fleetstream", description="unprivileged OS user that runs Postgres under root"
     )
-    startup_timeout_s: float = Field(default=120.0, gt=0)
+    startup_timeout_s: float = Field(
+        default=120.0, gt=0, description="how long `stack up` waits for each service"
+    )
     apicurio_heap: str = Field(default="384m", description="schema registry -Xmx")
     s3proxy_version: str = Field(default="3.0.0", description="S3Proxy jars fetched by Maven")
     s3proxy_heap: str = Field(default="256m", description="S3Proxy -Xmx")
@@ -399,8 +446,11 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    environment: Literal["development", "test", "production"] = "development"
-    log_level: str = "INFO"
+    environment: Literal["development", "test", "production"] = Field(
+        default="development",
+        description="production refuses the development secrets and unauthenticated ingest",
+    )
+    log_level: str = Field(default="INFO", description="log level of API, worker and bridge")
     gc_gen0_threshold: int = Field(
         default=200_000,
         ge=0,

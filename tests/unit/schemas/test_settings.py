@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from schemas.settings import PROJECT_ROOT, Settings
+from schemas.settings import Settings
 from tests.support import settings_env
 
 
@@ -58,21 +57,3 @@ def test_child_processes_get_the_same_settings(monkeypatch: pytest.MonkeyPatch) 
     for name, value in settings_env(original).items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
-
-
-def test_readme_documents_every_setting() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    rows = [line for line in readme.splitlines() if line.startswith("| `FLEET_")]
-    missing = []
-    for section_name, section in Settings.model_fields.items():
-        fields = getattr(section.annotation, "model_fields", None)
-        if fields is None:
-            documented = any(f"`FLEET_{section_name.upper()}`" in row for row in rows)
-            missing += [] if documented else [section_name]
-            continue
-        prefix = f"FLEET_{section_name.upper()}__"
-        for field in fields:
-            pattern = re.compile(rf"`({re.escape(prefix)}|__){field.upper()}`")
-            if not any(prefix in row and pattern.search(row) for row in rows):
-                missing.append(f"{prefix}{field.upper()}")
-    assert missing == [], f"README configuration table lacks {missing}"

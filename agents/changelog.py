@@ -20,13 +20,22 @@ compacted changelog of its partitions from the start: one record per device.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
+import msgspec
+
+from agents.deadletters import dead_letter
 from connectors.kafka.producer import Record
+from schemas.clock import Clock
 from streams.faust_compat import store_locally
 from streams.outputs import Outputs
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,3 +72,50 @@ class TableRows:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+@dataclass
+class _RowMessage:
+    """A table row, in the shape of a consumed record, for its dead letter."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int = -1
+    offset: int = -1
+    timestamp: float = 0.0
+    headers: Any = None
+
+
+@dataclass
+class Quarantine:
+    """Rows of one table that no longer decode (written by an older release, or holding a value
+    no code path foresaw): each becomes a dead letter (stage ``<table>.state``, the row's bytes as
+    its original) and the device starts afresh, instead of the worker stopping on every
+    redelivery of the batch. The letters go out with the agent's next outputs (:meth:`take`)."""
+
+    table: Any
+    """The Faust table (its name and changelog topic name the letters)."""
+    clock: Clock
+    letters: list[Record] = field(default_factory=list)
+
+    def decode(self, key: bytes, value: bytes | None, decoder: Callable[[bytes], T]) -> T | None:
+        """The decoded row, or None when there is none or it was quarantined."""
+        if value is None:
+            return None
+        try:
+            return decoder(value)
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            self.letters.append(self._letter(key, value, exc, self.clock()))
+            log.warning(
+                "%s: row of %r does not decode (%s): dead-lettered and reset", self.table, key, exc
+            )
+            return None
+
+    def take(self) -> list[Record]:
+        letters, self.letters = self.letters, []
+        return letters
+
+    def _letter(self, key: bytes, value: bytes, error: Exception, now: datetime) -> Record:
+        topic = self.table.changelog_topic.get_topic_name()
+        return dead_letter(f"{self.table.name}.state", _RowMessage(topic, key, value), error, now)

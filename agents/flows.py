@@ -35,7 +35,8 @@ import msgspec
 from agents.deadletters import dead_letter
 from agents.flows_metrics import FlowMetrics
 from agents.flows_runner import FlowRunner, location_timezone
-from connectors.integrations.dispatch import Dispatcher, Failure, KafkaSender, pipeline_topics
+from connectors.egress import EgressPolicy, guarded_client, kafka_target_refusal
+from connectors.integrations.dispatch import Dispatcher, Failure, KafkaSender
 from connectors.integrations.http import HttpSender
 from connectors.integrations.mqtt import MqttSender
 from connectors.kafka.flow_cache import FlowCache
@@ -109,9 +110,13 @@ class FlowsAgent:
         self.runner = FlowRunner(
             settings.topics.alerts, settings.topics.deadletter, self._timezone_of
         )
-        self.http = HttpSender(max_connections=settings.flows.outbound_concurrency)
+        client = guarded_client(
+            EgressPolicy.from_settings(settings),
+            max_connections=settings.flows.outbound_concurrency,
+        )
+        self.http = HttpSender(client)
         self.mqtt = MqttSender(settings.mqtt)
-        kafka = KafkaSender(ctx.producer, pipeline_topics(settings.topics))
+        kafka = KafkaSender(ctx.producer, lambda topic: kafka_target_refusal(topic, settings))
         self.dispatcher = Dispatcher(
             {"http": self.http, "mqtt": self.mqtt, "kafka": kafka},
             settings.flows.outbound_concurrency,

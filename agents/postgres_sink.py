@@ -3,8 +3,9 @@
 Contract: a batch is acked (its offsets become committable) only after its rows are committed in
 Postgres. While Postgres is down the batch is retried with backoff and the partition waits;
 nothing is skipped. A row Postgres refuses for its data (not for being down) goes to the dead
-letter topic, the rest of the batch is written. Rows are keyed by (event_id, ts), so a batch
-redelivered after a crash inserts nothing twice.
+letter topic, the rest of the batch is written. Rows are keyed by (device_id, event_id, ts), so
+a batch redelivered after a crash inserts nothing twice, and no device's event id can suppress
+another device's reading.
 """
 
 from __future__ import annotations

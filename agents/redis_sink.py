@@ -14,7 +14,7 @@ the device's two hashes.
 
 Delivery: at-least-once. Hashes are overwritten with the same values on a redelivery; a
 transition applies once per ``seq``; pub/sub messages and the legacy list can repeat a reading
-after a crash, and subscribers that must not double count dedupe on ``event_id``.
+after a crash, and subscribers that must not double count dedupe on ``(device_id, event_id)``.
 """
 
 from __future__ import annotations

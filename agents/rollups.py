@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.changelog import TableRows
+from agents.changelog import Quarantine, TableRows
 from agents.curated import ITEMS_PER_TURN, TABLE_WRITE_ITEMS, Batch, Item, Turns, new_items
 from agents.deadletters import dead_letter
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
@@ -151,7 +152,18 @@ def _add(window: Window, sensors: dict[str, Any]) -> None:
                 aggregate[1] = value
             elif value > aggregate[2]:  # never both: min <= max
                 aggregate[2] = value
-            aggregate[3] += value
+            total = aggregate[3] + value
+            aggregate[3] = total if -_FLOAT_MAX <= total <= _FLOAT_MAX else _saturated(total)
+
+
+_FLOAT_MAX = sys.float_info.max
+"""A window's sum saturates here: JSON has no infinity (msgspec writes ``null``), and a row
+that does not decode would stop the device's rollups."""
+
+
+def _saturated(total: float) -> float:
+    """Finite inputs, infinite sum: the largest float of its sign, so the row stays JSON."""
+    return math.copysign(_FLOAT_MAX, total)
 
 
 _FIELD_NAMES: dict[str, dict[str, str]] = {}
@@ -304,6 +316,8 @@ class Rollups:
         slots = PUBLISH_SLOTS
         self.tick_s = settings.stream.rollup_publish_interval_s / slots
         self.pending = PendingRollups(RollupTracker(settings.stream.rollup_grace_s), slots)
+        self.quarantine = Quarantine(self.table, ctx.clock)
+        self.deadletter_topic = settings.topics.deadletter
         self._stream: Any = None
         self._lock = asyncio.Lock()
         """Applying a batch and a tick never interleave (both await in the middle)."""
@@ -320,18 +334,20 @@ class Rollups:
 
     def _load(self, device_id: str) -> RollupState | None:
         """The device's row as last written."""
-        value = self.table.get(device_id.encode())
-        return None if value is None else decode_rollup_state(value)
+        key = device_id.encode()
+        return self.quarantine.decode(key, self.table.get(key), decode_rollup_state)
 
     async def tick(self, *, everything: bool = False) -> None:
         """Publish and write one slot's devices (or all), then ack the batches that are
         complete."""
         async with self._lock:
             due = self.pending.flush() if everything else self.pending.tick()
-            if not (due.rollups or due.rows or due.acked):
+            letters = self.quarantine.take()
+            if not (due.rollups or due.rows or due.acked or letters):
                 return
             turn = Turns(ITEMS_PER_TURN)
             outputs = Outputs()
+            outputs.extend(self.deadletter_topic, letters)
             records = [Record(rollup.device_id.encode(), encode(rollup)) for rollup in due.rollups]
             outputs.extend(self.topic, records)
             await turn.took(len(due.rollups))

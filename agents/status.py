@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from agents.changelog import TableRows
+from agents.changelog import Quarantine, TableRows
 from agents.curated import TABLE_WRITE_ITEMS, Batch, Item, LastValues, Turns, new_items
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
@@ -177,6 +177,8 @@ class DeviceStatus:
         )
         self.tracker = StatusTracker(settings.stream.inactivity_timeout_s, self._registry_timeout)
         self.deadlines = Deadlines()
+        self.deadletter_topic = settings.topics.deadletter
+        self.quarantine = Quarantine(self.table, ctx.clock)
         self.lock = asyncio.Lock()
 
     def _registry_timeout(self, device_id: str) -> int | None:
@@ -184,8 +186,8 @@ class DeviceStatus:
         return None if device is None else device.inactivity_timeout_s
 
     def state(self, device_id: str) -> DeviceState | None:
-        value = self.table.get(device_id.encode())
-        return None if value is None else decode_device_state(value)
+        key = device_id.encode()
+        return self.quarantine.decode(key, self.table.get(key), decode_device_state)
 
     async def apply(self, events: list[Any], batch: Batch, now: datetime, turn: Turns) -> None:
         """The batch's new readings into the table (``agents.device_state`` read the batch; it is
@@ -205,6 +207,7 @@ class DeviceStatus:
                 if change is not None:
                     outputs.add(self.status_topic, _record(change))
                 await turn.took(len(items))
+            outputs.extend(self.deadletter_topic, self.quarantine.take())
             await self.ctx.publish(outputs)
             await self._write(writes, turn)
 
@@ -266,6 +269,7 @@ class DeviceStatus:
                     continue
                 outputs.add(self.status_topic, _record(change))
                 writes.append(state)
+            outputs.extend(self.deadletter_topic, self.quarantine.take())
             await self.ctx.publish(outputs)
             await self._write([(self._partition_event(state.device_id), state) for state in writes])
         if writes:
@@ -310,7 +314,9 @@ class DeviceStatus:
         for key, value in _items(self.table):
             device_id = key.decode()
             if partition_for(device_id, self.partitions) in active:
-                state = decode_device_state(value)
+                state = self.quarantine.decode(key, value, decode_device_state)
+                if state is None:
+                    continue
                 deadlines.note(state, self.tracker.timeout_for(device_id))
         self.deadlines = deadlines
         log.info(

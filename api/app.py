@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from api.body_limit import BodyLimit
 from api.devices import registry_resources
 from api.edge import Edge
 from api.flows import flow_resources
@@ -71,6 +72,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.metrics = metrics
     app.state.edge = Edge(settings, app.state, metrics, clock)
     install_problem_handlers(app, settings.api.retry_after_s)
+    app.add_middleware(  # inside EdgeMiddleware, which counts its 413s
+        BodyLimit,
+        default=settings.api.max_body_bytes,
+        limits=media.upload_body_limits(settings.media),
+    )
     app.add_middleware(
         EdgeMiddleware,
         metrics=metrics,

@@ -14,6 +14,7 @@ Replayed readings keep their event ids: the sinks store each once.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -62,9 +63,9 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def read_letters(settings: Settings, timeout_s: float = 30.0) -> Iterator[DeadLetter]:
-    """Every dead letter now on the topic (undecodable records are skipped)."""
-    return dlq.read_letters(settings.kafka.bootstrap_servers, settings.topics.deadletter, timeout_s)
+def read_letters(settings: Settings) -> Iterator[DeadLetter]:
+    """Every dead letter now on the topic, however many (undecodable records are skipped)."""
+    return dlq.read_letters(settings.kafka.bootstrap_servers, settings.topics.deadletter)
 
 
 def produce_replays(settings: Settings, events: list[RawEvent]) -> int:
@@ -92,10 +93,18 @@ def list_letters(
     """Show dead letters (newest last), filtered."""
     settings = get_settings()
     filters = Filters(device, stage, reason, since, until)
-    with operator_errors():
-        letters = [letter for letter in read_letters(settings) if filters.match(letter)]
-    letters.sort(key=lambda letter: letter.failed_at)
-    shown = letters[-limit:]
+    matching = 0
+
+    def counted(letters: Iterator[DeadLetter]) -> Iterator[DeadLetter]:
+        nonlocal matching
+        for letter in letters:
+            if filters.match(letter):
+                matching += 1
+                yield letter
+
+    with operator_errors():  # only the newest `limit` are held, however many there are
+        newest = heapq.nlargest(limit, counted(read_letters(settings)), key=_failed_at)
+    shown = newest[::-1]
     for letter in shown:
         if as_json:
             typer.echo(msgspec.json.encode(_summary(letter)).decode())
@@ -105,7 +114,11 @@ def list_letters(
                 f"{letter.event_id or '-':<36}  {letter.reason}"
             )
     if not as_json:
-        typer.echo(f"{len(shown)} of {len(letters)} matching dead letters")
+        typer.echo(f"{len(shown)} of {matching} matching dead letters")
+
+
+def _failed_at(letter: DeadLetter) -> datetime:
+    return letter.failed_at
 
 
 def _summary(letter: DeadLetter) -> dict[str, Any]:

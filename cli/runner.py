@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 # operator_errors is re-exported: the other command modules and cli.main import it from here.
 from cli.console import operator_errors as operator_errors
 from cli.console import say
 from cli.registries import DEVICES, FLOWS
+from cli.supervisor import Supervisor
 from connectors.kafka.admin import ensure_topics
 from schemas.settings import Settings
 from streams.runtime import tune_gc
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     import faust
 
 STOP_GRACE_S = 15.0
+SUPERVISE_EVERY_S = 0.5
+SERVICES = ("api", "worker", "mqtt")
 
 
 def prepare(settings: Settings) -> None:
@@ -83,8 +86,8 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_services(settings: Settings) -> int:
-    """Run API, worker and MQTT bridge as child processes until Ctrl-C, SIGTERM or until one
-    exits.
+    """Run API, worker and MQTT bridge as child processes until Ctrl-C or SIGTERM; a child
+    that exits is restarted with backoff (``cli.supervisor``) while the others go on.
 
     Returns 0 when every child stopped cleanly (Ctrl-C reaches the children directly, as they
     share our terminal), 1 when one failed.
@@ -92,20 +95,26 @@ def run_services(settings: Settings) -> int:
     # SIGTERM (a supervisor, `kill`) stops the children as Ctrl-C does: left to the default
     # action, this process would die at once and leave API, worker and bridge running.
     signal.signal(signal.SIGTERM, _terminated)
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    commands = {name: [sys.executable, "-m", "cli.main", name] for name in SERVICES}
+    supervisor = Supervisor(commands, spawn=_spawn, say=say)
     try:
-        for name in ("api", "worker", "mqtt"):
-            children[name] = subprocess.Popen([sys.executable, "-m", "cli.main", name])  # noqa: S603
+        supervisor.start()
         _announce(settings)
-        os.wait()
+        while True:
+            supervisor.step()
+            time.sleep(SUPERVISE_EVERY_S)  # a child's exit has no event to wait on
     except (KeyboardInterrupt, Terminated):
         say("stopping API, worker and bridge")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
-    _stop(list(children.values()))
-    failed = {name: child.returncode for name, child in children.items() if child.returncode > 0}
+    codes = supervisor.stop(STOP_GRACE_S)
+    failed = {name: code for name, code in codes.items() if code > 0}
     for name, code in failed.items():
         say(f"{name} exited with status {code}")
     return 1 if failed else 0
+
+
+def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv)  # noqa: S603 - our own CLI, fixed arguments
 
 
 def _announce(settings: Settings) -> None:
@@ -125,16 +134,3 @@ class Terminated(Exception):
 
 def _terminated(_signum: int, _frame: object) -> None:
     raise Terminated
-
-
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()

@@ -417,6 +417,17 @@ class FlowSettings(_Section):
     alerts_batch_max: int = Field(default=256, ge=1, description="alert records per sink batch")
 
 
+class EgressSettings(_Section):
+    """Where the system connects on a user's behalf: flows' HTTP calls, RTSP cameras
+    (connectors/egress.py)."""
+
+    allow: str = Field(
+        default="",
+        description="comma-separated CIDRs, host names and host:port let through although "
+        "loopback, private, link-local or the stack's own (e.g. a plant LAN: 10.20.0.0/16)",
+    )
+
+
 class StackSettings(_Section):
     """The local stack (`fleetstream stack`): where it keeps its files, what it runs."""
 
@@ -470,6 +481,7 @@ class Settings(BaseSettings):
     blob: BlobSettings = BlobSettings()
     media: MediaSettings = MediaSettings()
     flows: FlowSettings = FlowSettings()
+    egress: EgressSettings = EgressSettings()
     stack: StackSettings = StackSettings()
 
     @model_validator(mode="after")

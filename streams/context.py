@@ -29,6 +29,7 @@ import faust
 
 from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.producer import EventProducer, ProducerConfig
+from schemas.clock import Clock, utc_now
 from schemas.settings import Settings
 from streams.metrics import METRICS, metered
 from streams.outputs import Outputs, publish
@@ -76,6 +77,8 @@ class WorkerContext:
     settings: Settings
     app: faust.App
     topics: SourceTopics
+    clock: Clock = utc_now
+    """"Now" for every agent: received and processed times, timers, dead letters."""
     _producer: EventProducer | None = None
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _device_cache: DeviceCache | None = None

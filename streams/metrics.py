@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 T = TypeVar("T")
 
@@ -85,6 +85,13 @@ class WorkerMetrics:
         self.sink_failures = Counter(
             "fleet_sink_write_failures", "write attempts that raised", ["sink"], registry=r
         )
+        self.waiting_gauge = Gauge(
+            "fleet_agent_waiting",
+            "1 while the agent or sink waits for a service that is away or refusing",
+            ["agent"],
+            registry=r,
+        )
+        self._waiting: dict[str, str] = {}
         self._totals: Tally[Key] = Tally()
 
     def totals(self) -> dict[Key, float]:
@@ -113,6 +120,21 @@ class WorkerMetrics:
         agent = AGENT.get()
         self.retries.labels(agent).inc()
         self._totals["retries", agent, ""] += 1
+
+    def waiting(self, reason: str) -> None:
+        """The current agent waits for a service; ``reason`` names it and its last error."""
+        agent = AGENT.get()
+        self._waiting[agent] = reason
+        self.waiting_gauge.labels(agent).set(1)
+
+    def resumed(self) -> None:
+        agent = AGENT.get()
+        if self._waiting.pop(agent, None) is not None:
+            self.waiting_gauge.labels(agent).set(0)
+
+    def waiting_now(self) -> dict[str, str]:
+        """Agent → why it waits, for the agents that wait now."""
+        return dict(self._waiting)
 
     def dead_lettered(self, stage: str) -> None:
         self.dead_letters.labels(stage).inc()

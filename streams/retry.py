@@ -2,7 +2,8 @@
 
 Agents use it around outputs (Kafka sends, Postgres writes) whose failure means "the service is
 down": the partition waits, nothing is acked, and the batch goes through once the service is
-back. Errors the predicate calls permanent are re-raised for the caller to dead-letter.
+back. Errors the predicate calls permanent are re-raised for the caller to dead-letter. While
+it waits, the agent is listed as waiting (``fleet_agent_waiting``, the worker's ``/ops/`` row).
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ async def retry_until_done(
     attempt = 0
     while True:
         try:
-            return await operation()
+            result = await operation()
         except Exception as exc:
             if not is_retriable(exc):
                 raise
             attempt += 1
             METRICS.retried()
+            METRICS.waiting(f"{what}: {exc!r}")
             log.warning("%s failed (attempt %d), retrying in %.1fs: %r", what, attempt, delay, exc)
+        else:
+            if attempt:
+                METRICS.resumed()
+            return result
         # Backoff between attempts, not a stand-in for waiting on a condition.
         await asyncio.sleep(delay)
         delay = min(delay * 2, backoff_max_s)

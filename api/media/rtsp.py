@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from api.media.images import frame_event
 from api.media.sniff import image_type
 from connectors.blob.errors import BlobError
 from connectors.blob.layout import frame_key
+from connectors.egress import EgressPolicy, EgressRefused
 from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
 from connectors.postgres.devices import DatabaseUnavailable
 from connectors.postgres.media import MediaFrame
@@ -95,6 +96,9 @@ class CaptureJob:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
+
+
 class CaptureFailed(FleetError):
     """The stream gave no (or too few) frames; the message is already scrubbed."""
 
@@ -119,6 +123,7 @@ class CaptureManager:
     def __init__(self, media: Media) -> None:
         self.media = media
         self.settings: MediaSettings = media.settings.media
+        self.egress = EgressPolicy.from_settings(media.settings)
         self._reserved = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -159,7 +164,7 @@ class CaptureManager:
             await store.set_status(job.request_id, "failed" if error else "completed", error)
         except TimeoutError:
             await self._fail(job, f"no frames within the capture timeout ({timeout:g} s)")
-        except CaptureFailed as exc:
+        except (CaptureFailed, EgressRefused) as exc:
             await self._fail(job, str(exc))
         except asyncio.CancelledError:
             await self._fail(job, "the API stopped during the capture")
@@ -194,6 +199,7 @@ class CaptureManager:
         return None
 
     async def _capture(self, job: CaptureJob, folder: Path) -> list[Path]:
+        job = await self._pinned(job)
         attempts = 1 + self.settings.rtsp_reconnect_attempts
         pause = self.settings.rtsp_reconnect_backoff_s
         error = "no attempt"
@@ -204,12 +210,28 @@ class CaptureManager:
             files = await asyncio.to_thread(_frames_in, folder)
             if files:
                 return files
-            error = error or "the stream gave no frames"
             log.info(
                 "capture %s: attempt %d/%d of %s failed: %s",
-                job.request_id, attempt + 1, attempts, redact(job.url), error,
+                job.request_id, attempt + 1, attempts, redact(job.url), error or "no frames",
             )  # fmt: skip
-        raise CaptureFailed(f"no frames after {attempts} attempts: {error}")
+        # The device is told no more than that: ffmpeg's own words ("Connection refused", a
+        # timeout) would tell open ports from closed ones on any host the guard lets through.
+        raise CaptureFailed(f"the stream gave no frames after {attempts} attempts")
+
+    async def _pinned(self, job: CaptureJob) -> CaptureJob:
+        """``job`` after the egress guard: rtsp:// goes to the address that was checked (so a
+        second DNS answer cannot differ); rtsps:// keeps its host name for TLS."""
+        parts = urlsplit(job.url)
+        host, port = parts.hostname or "", parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
+        addresses = await self.egress.resolve(host, port)
+        if parts.scheme.lower() != "rtsp":
+            return job
+        address = addresses[0]
+        literal = f"[{address}]" if ":" in address else address
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@" if userinfo else ""
+        netloc += f"{literal}:{port}"
+        return replace(job, url=urlunsplit(parts._replace(netloc=netloc)))
 
     async def _ffmpeg(self, job: CaptureJob, folder: Path) -> str:
         """Run ffmpeg once; its scrubbed error output (empty when it succeeded)."""

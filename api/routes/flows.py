@@ -25,13 +25,14 @@ from api.deps import SettingsDep
 from api.flows import FlowRegistryDep
 from api.problems import ProblemError
 from api.registry_problems import not_found, registry_errors
-from connectors.integrations.dispatch import pipeline_topics
+from connectors.egress import EgressPolicy, kafka_target_refusal, literal_url_refusal
 from schemas.errors import FieldError, ValidationFailure, one_line
 from schemas.events import encoder
 from schemas.flows import (
     FLOW_ID_PATTERN,
     FlowDefinition,
     FlowDocument,
+    HttpNode,
     KafkaNode,
     decode_definition,
 )
@@ -223,19 +224,26 @@ def _definition(value: Any, settings: Settings) -> FlowDefinition:
         definition = decode_definition(value)
     except ValidationFailure as exc:
         raise _invalid([error.with_prefix("definition") for error in exc.errors]) from exc
-    forbidden = pipeline_topics(settings.topics)
-    errors = [
-        FieldError(
-            ("definition", "nodes", index, "topic"),
-            f"node {node.id!r}: {node.topic} is one of the pipeline's own topics",
-            "value",
-        )
-        for index, node in enumerate(definition.nodes)
-        if isinstance(node, KafkaNode) and node.topic in forbidden
-    ]
+    errors = list(_egress_errors(definition, settings))
     if errors:
         raise _invalid(errors)
     return definition
+
+
+def _egress_errors(definition: FlowDefinition, settings: Settings) -> Iterator[FieldError]:
+    """Targets refused before the flow is stored: Kafka topics the egress rule forbids, HTTP
+    URLs whose literal host is refused (a name is checked where it resolves, at call time)."""
+    policy = EgressPolicy.from_settings(settings)
+    for index, node in enumerate(definition.nodes):
+        if isinstance(node, KafkaNode):
+            why, field = kafka_target_refusal(node.topic, settings), "topic"
+        elif isinstance(node, HttpNode):
+            why, field = literal_url_refusal(node.url, policy), "url"
+        else:
+            continue
+        if why is not None:
+            loc = ("definition", "nodes", index, field)
+            yield FieldError(loc, f"node {node.id!r}: {why}", "egress")
 
 
 def _reading(value: Any) -> Any:

@@ -45,6 +45,18 @@ router = APIRouter(tags=["media"])
 
 FORM_OVERHEAD = 64 * 1024
 """Bytes a multipart body may carry beyond its files (fields, part headers, boundaries)."""
+
+
+def upload_body_limits(limits: MediaSettings) -> dict[str, int]:
+    """The body limit of each upload route (``api.body_limit``); every other route has the
+    API's ``max_body_bytes``."""
+    return {
+        "/api/v1/chunks": limits.max_audio_bytes + FORM_OVERHEAD,
+        "/api/v1/ingest/upload": limits.max_image_bytes * limits.max_files_per_upload
+        + FORM_OVERHEAD,
+    }
+
+
 _DEVICE_ID = DEVICE_ID_PATTERN.replace("\\Z", "$")
 _MEDIA_PROBLEMS = problems(401, 403, 413, 415, 422, 429, 503)
 

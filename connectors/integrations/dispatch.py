@@ -7,15 +7,15 @@ reason, and the caller dead-letters it: a receiver that is down costs a batch at
 ``(1 + retries) * timeout_s`` plus the backoff, and the partition moves on.
 
 Kafka calls go through the worker's producer and wait for ``acks=all``; records may only go to
-topics that exist and are not the pipeline's own (a flow must not write into the raw, curated,
-registry or dead-letter topics).
+topics that exist and that the egress rule allows (``connectors.egress.kafka_target_refusal``:
+never the pipeline's own topics, a table changelog or an internal topic).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,14 +24,8 @@ from connectors.kafka.errors import KafkaUnavailable, ProducerBackpressure
 from connectors.kafka.producer import Record
 from schemas.errors import FleetError
 from schemas.flows import Outbound
-from schemas.settings import TopicSettings
 
 log = logging.getLogger(__name__)
-
-
-def pipeline_topics(topics: TopicSettings) -> set[str]:
-    """The topics a flow's Kafka node may not write to: every topic the settings name."""
-    return {value for _, value in topics if isinstance(value, str)}
 
 
 class Sender(Protocol):
@@ -45,17 +39,19 @@ class KafkaOutput(Protocol):
 
 @dataclass
 class KafkaSender:
-    """Kafka nodes: one record per call, ``acks=all``; forbidden and missing topics fail."""
+    """Kafka nodes: one record per call, ``acks=all``; refused and missing topics fail."""
 
     producer: Callable[[], Awaitable[KafkaOutput]]
-    forbidden: Collection[str]
+    refusal: Callable[[str], str | None]
+    """Why a topic may not be written to, or None."""
     timeout_s: float = 8.0
     _known: set[str] = field(default_factory=set)
 
     async def send(self, call: Outbound) -> None:
         topic = call.target
-        if topic in self.forbidden:
-            raise CallFailed(f"topic {topic} is one of the pipeline's own", retriable=False)
+        why = self.refusal(topic)
+        if why is not None:
+            raise CallFailed(why, retriable=False)
         producer = await self.producer()
         if topic not in self._known:
             try:

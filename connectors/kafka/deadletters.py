@@ -13,62 +13,36 @@ Replayed readings keep their event ids: the sinks store each once.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.partitioner import partition_for
+from connectors.kafka.range_reader import partition_ends, read_range, tool_consumer
 from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, decode_raw_record, encode_item
 from schemas.envelopes import raw_envelope as build_raw_envelope
 from schemas.events import DeadLetter, RawEvent, curated_decoder, dead_letter_decoder
 
 
 def _reader(bootstrap_servers: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            # Never joins or commits: librdkafka wants a group id anyway.
-            "group.id": f"fleetstream-deadletters-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
-    )
+    return tool_consumer(bootstrap_servers, "deadletters")
 
 
-def read_letters(
-    bootstrap_servers: str, topic: str, timeout_s: float = 30.0
-) -> Iterator[DeadLetter]:
-    """Every dead letter now on ``topic`` (undecodable records are skipped)."""
+def read_letters(bootstrap_servers: str, topic: str, stall_s: float = 30.0) -> Iterator[DeadLetter]:
+    """Every dead letter now on ``topic``, however many (undecodable records are skipped).
+    Raises KafkaUnavailable when the broker gives nothing for ``stall_s``."""
     consumer = _reader(bootstrap_servers)
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            raise KafkaUnavailable(f"topic {topic} is not there (run `fleetstream topics create`)")
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.topics[topic].partitions
-        }
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        polls = int(timeout_s / 0.2)
-        while pending and polls > 0:
-            message = consumer.poll(0.2)
-            polls -= 1
-            if message is None or message.error() is not None:
-                continue
-            partition, offset = message.partition() or 0, message.offset() or 0
-            if offset + 1 >= ends[partition]:
-                pending.discard(partition)
+        ends = partition_ends(consumer, topic)
+        for message in read_range(consumer, topic, {}, ends, stall_s=stall_s):
             try:
                 yield dead_letter_decoder.decode(message.value() or b"")
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
-        if pending:
-            raise KafkaUnavailable(f"could not read {topic} to its end in {timeout_s:.0f} s")
     finally:
         consumer.close()
 

@@ -6,8 +6,8 @@ thousands of tables). Day partitions are made ahead by the worker's maintenance 
 ``fleetstream db partitions`` (:func:`ensure_day_partitions`).
 
 Contract: when :meth:`ReadingStore.write` returns, every row of the batch is committed (or was
-already there: rows are keyed by (event_id, ts) and conflicts are dropped), so the caller may
-commit the Kafka offsets of the batch. On error nothing of the batch is committed.
+already there: rows are keyed by (device_id, event_id, ts) and conflicts are dropped), so the
+caller may commit the Kafka offsets of the batch. On error nothing of the batch is committed.
 
 Fast path: one COPY straight into ``readings``. A batch that holds a row already stored (a
 redelivery after a crash, a retried request) makes that COPY fail with a unique violation; the

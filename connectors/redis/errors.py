@@ -1,4 +1,10 @@
-"""Which Redis errors are outages (retried while the partition waits)."""
+"""Which Redis errors are outages (retried while the partition waits).
+
+Every error reply is the service refusing (``OOM`` at ``maxmemory``, ``MISCONF`` when it cannot
+save, ``NOAUTH``, a ``WRONGTYPE`` key someone else wrote): the sink's keys and commands are
+ours, so no reading can provoke one. The sink waits and retries, logged and counted, and says
+why in ``/ops/`` and ``fleet_agent_waiting``; it never stops the worker.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,6 @@ import redis.exceptions
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """Connection trouble, timeouts, a loading or read-only server, a server that lost the
-    sink's script (restarted, ``SCRIPT FLUSH``; the writer reloads it on reconnecting): try
-    again."""
-    return isinstance(
-        exc,
-        redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError
-        | redis.exceptions.BusyLoadingError
-        | redis.exceptions.ReadOnlyError
-        | redis.exceptions.TryAgainError
-        | redis.exceptions.NoScriptError
-        | OSError,
-    )
+    """Connection trouble, timeouts, and every error reply (a loading, read-only, full or
+    misconfigured server, a lost script that the writer reloads on reconnecting): try again."""
+    return isinstance(exc, redis.exceptions.RedisError | OSError)

@@ -248,8 +248,11 @@ def compile_flow(document: FlowDocument) -> CompiledFlow:
     return CompiledFlow(document)
 
 
-def call_id(flow_id: str, version: int, node_id: str, event_id: str) -> str:
-    return str(uuid.uuid5(_CALL_NAMESPACE, f"{flow_id}/{version}/{node_id}/{event_id}"))
+def call_id(flow_id: str, version: int, node_id: str, device_id: str, event_id: str) -> str:
+    """Stable per (flow version, node, reading); a reading is its device's event id, since
+    event ids are scoped to their device (two devices may reuse one)."""
+    key = f"{flow_id}/{version}/{node_id}/{device_id}/{event_id}"
+    return str(uuid.uuid5(_CALL_NAMESPACE, key))
 
 
 class _Compiled:
@@ -374,7 +377,7 @@ class _Integration(_Compiled):
             body=body,
             device_id=view.device_id,
             event_id=view.event_id,
-            call_id=call_id(flow.flow_id, flow.version, node.id, view.event_id),
+            call_id=call_id(flow.flow_id, flow.version, node.id, view.device_id, view.event_id),
         )
         if isinstance(node, HttpNode):
             outbound = replace(

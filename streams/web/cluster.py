@@ -117,6 +117,7 @@ class Operator:
             "pid": os.getpid(),
             "started_at": self.started_at,
             "ready": local is not None,
+            "waiting": METRICS.waiting_now(),
             "partitions": devices.assigned(self.app),
             "rates": dict(by_kind),
             "devices": None
@@ -455,6 +456,7 @@ def _worker_row(worker: Mapping[str, Any]) -> dict[str, Any]:
         "url": worker["url"],
         "error": worker.get("error"),
         "ready": worker.get("ready", False),
+        "waiting": worker.get("waiting", {}),
         "host": worker.get("host"),
         "pid": worker.get("pid"),
         "partitions": worker.get("source_partitions") or worker.get("partitions", {}),

@@ -14,16 +14,16 @@ latest transition of every device.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
 import msgspec
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from connectors.kafka.partitioner import partition_for
+from connectors.kafka.range_reader import read_range, tool_consumer
 from schemas.status import DeviceState, StatusChange, decode_device_state, decode_status_change
 from streams.tables import DEVICE_STATUS as TABLE
 
@@ -126,33 +126,20 @@ def transitions(
     bootstrap_servers: str, topic: str, device_id: str, limit: int = 50
 ) -> list[StatusChange]:
     """The device's transitions still on ``topic``, newest first (blocking: use a thread)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"fleetstream-ops-status-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = tool_consumer(bootstrap_servers, "ops-status")
     try:
         metadata = consumer.list_topics(topic, timeout=5).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             return []
         partition = partition_for(device_id, len(metadata.partitions))
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
-        if high <= low:
-            return []
-        consumer.assign([TopicPartition(topic, partition, max(low, high - HISTORY_SCAN))])
+        start = {partition: max(low, high - HISTORY_SCAN)}
         key = device_id.encode()
         found: list[StatusChange] = []
-        for _ in range(100):  # 100 polls of 0.2 s at most
-            message = consumer.poll(0.2)
-            if message is None or message.error() is not None:
-                continue
+        for message in read_range(consumer, topic, start, {partition: high}, stall_s=10.0):
             if message.key() == key and message.value() is not None:
                 with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                     found.append(decode_status_change(message.value() or b""))
-            if (message.offset() or 0) + 1 >= high:
-                break
         found.sort(key=lambda change: change.seq, reverse=True)
         return found[:limit]
     finally:

@@ -19,7 +19,7 @@ from api.app import create_app
 from cli.stack import manager
 from connectors.kafka.admin import delete_app_topics, delete_topics, ensure_topics
 from connectors.postgres import migrate
-from schemas.settings import Settings, get_settings
+from schemas.settings import EgressSettings, Settings, get_settings
 from streams.topology import topic_specs
 from tests.integration.fleet import Fleet
 from tests.integration.processes import WorkerProcess
@@ -60,12 +60,20 @@ async def _create_database(settings: Settings, name: str) -> None:
         await conn.close()
 
 
+LOOPBACK = "127.0.0.0/8"
+
+
 @pytest.fixture
 def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """Settings with fresh uuid topics, consumer group and Faust data dir; topics created."""
     settings = isolated(stack_settings, "test", tmp_path / "faust", sink_batch_max=200)
     settings = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"partitions": 3})}
+        update={
+            "kafka": settings.kafka.model_copy(update={"partitions": 3}),
+            # the tests' own receivers and cameras listen on loopback (the stack's services
+            # stay refused); tests of the guard itself take this off
+            "egress": EgressSettings(allow=LOOPBACK),
+        }
     )
     specs = topic_specs(settings)
     ensure_topics(settings.kafka.bootstrap_servers, specs)

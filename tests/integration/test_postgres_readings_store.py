@@ -14,13 +14,14 @@ import pytest
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ReadingStore, copy_line
 from schemas.settings import Settings
+from tests import clock
 from tests.factories import device_ids
 
 SENSORS = json.dumps({"pir": {"motion_detected": True}}).encode()
 
 
 def rows(device: str, count: int) -> list[bytes]:
-    now = datetime.now(UTC)
+    now = clock.now()
     return [
         copy_line(
             str(uuid.uuid4()),
@@ -104,3 +105,20 @@ async def test_every_value_is_stored_as_sent(store: ReadingStore, db: asyncpg.Co
     assert json.loads(row["sensors"]) == sensors
     assert json.loads(row["metadata"]) == metadata
     assert stored[0]["metadata"] is None
+
+
+async def test_a_device_reusing_another_devices_event_id_and_time_is_stored_too(
+    store: ReadingStore, db: asyncpg.Connection
+) -> None:
+    first, second = device_ids(2)
+    shared_id, at = str(uuid.uuid4()), clock.now().isoformat()
+    lines = [
+        copy_line(shared_id, device, at, at, "http", ["pir"], SENSORS, None)
+        for device in (first, second)
+    ]
+    assert await store.write(lines[:1]) == 1
+    assert await store.write(lines) == 1  # the first device's repeat is the only duplicate
+    stored = await db.fetch(
+        "SELECT device_id FROM readings WHERE event_id = $1::uuid ORDER BY device_id", shared_id
+    )
+    assert [row["device_id"] for row in stored] == sorted([first, second])

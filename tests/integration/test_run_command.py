@@ -1,5 +1,6 @@
 """`fleetstream run` (what `make run` starts): API, worker and bridge as its children, all
-stopped when it is."""
+stopped when it is; a child that exits is restarted, and the stack's services are not its
+concern even when it started them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
+from cli.stack import manager
 from schemas.settings import Settings
+from tests.factories import device_ids, reading
+from tests.integration.fleet import Fleet
 from tests.integration.processes import PROJECT_ROOT
 from tests.support import free_port, settings_env, wait_until
 
@@ -84,3 +89,61 @@ async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _worker_pid(run_pid: int) -> int | None:
+    found = [pid for pid in children_of(run_pid) if "cli.main worker" in _cmdline(pid)]
+    return found[0] if found else None
+
+
+@pytest.mark.disruptive
+async def test_run_outlives_a_stack_service_it_started_and_restarts_a_killed_worker(
+    fleet: Fleet, pipeline: Settings, stack_settings: Settings, tmp_path: Path
+) -> None:
+    (device_id,) = device_ids(1)
+    await fleet.enroll([device_id])
+    run_id = uuid.uuid4().hex[:10]
+    mqtt = pipeline.mqtt.model_copy(
+        update={"client_id": f"test-run-{run_id}", "share_group": run_id, "session_expiry_s": 0}
+    )
+    api = pipeline.api.model_copy(update={"port": free_port()})
+    settings = pipeline.model_copy(update={"api": api, "mqtt": mqtt})
+    manager.down(stack_settings, services=["postgres"], progress=print)
+    log = tmp_path / "run.log"
+    proc = start_run(settings, log)  # it starts Postgres again: a child of its own process
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}") as client:
+
+            async def serving() -> bool:
+                try:
+                    answer = await client.get("/health/ready")
+                except httpx.TransportError:
+                    return False
+                return answer.status_code == 200 and _worker_pid(proc.pid) is not None
+
+            await wait_until(serving, timeout_s=180, what=lambda: log.read_text()[-3000:])
+            manager.down(stack_settings, services=["postgres"], progress=print)  # the outage
+            first_worker = _worker_pid(proc.pid)
+            assert first_worker is not None
+            os.kill(first_worker, signal.SIGKILL)
+
+            async def worker_restarted() -> bool:
+                return _worker_pid(proc.pid) not in (None, first_worker)
+
+            await wait_until(worker_restarted, timeout_s=60, what=lambda: log.read_text()[-3000:])
+            assert proc.poll() is None, log.read_text()[-3000:]
+            body = reading(device_id, 1)
+            answer = await client.post("/v1/readings", json=body, headers=fleet.headers(device_id))
+            assert answer.status_code == 202, answer.text  # the API kept accepting
+            assert "worker exited (-9)" in log.read_text()
+    finally:
+        manager.up(stack_settings, services=["postgres"], progress=print)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)

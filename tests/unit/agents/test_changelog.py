@@ -8,8 +8,11 @@ from typing import Any, cast
 import faust
 import pytest
 
-from agents.changelog import TableRows
+from agents.changelog import Quarantine, TableRows
+from schemas.events import decode_dead_letter
+from schemas.status import RollupState, decode_rollup_state, encode
 from streams.outputs import Outputs
+from tests import clock
 from tests.support import event_in
 
 
@@ -85,3 +88,28 @@ async def test_a_none_row_is_a_tombstone_and_leaves_the_store(tmp_path: Path) ->
     deleted.store()
     assert table.get(b"esp32-a") is None
     assert table.get(b"esp32-b") == b"state-b"
+
+
+class _Changelog:
+    def get_topic_name(self) -> str:
+        return "worker-rollups-changelog"
+
+
+class _Table:
+    name = "rollups"
+    changelog_topic = _Changelog()
+
+
+def test_a_row_that_does_not_decode_is_dead_lettered_once_and_reads_as_none() -> None:
+    quarantine = Quarantine(_Table(), clock.now)
+    good = encode(RollupState(device_id="esp32-a", late=2))
+    assert quarantine.decode(b"esp32-a", good, decode_rollup_state) == decode_rollup_state(good)
+    assert quarantine.decode(b"esp32-a", None, decode_rollup_state) is None
+    bad = b'{"device_id": "esp32-b", "windows": {"0": {"x": [1, null, 2, 3]}}}'
+    assert quarantine.decode(b"esp32-b", bad, decode_rollup_state) is None
+    [record] = quarantine.take()
+    letter = decode_dead_letter(record.value or b"")
+    assert (letter.stage, letter.key, letter.original) == ("rollups.state", "esp32-b", bad)
+    assert letter.source_topic == "worker-rollups-changelog"
+    assert letter.failed_at == clock.now()
+    assert quarantine.take() == []

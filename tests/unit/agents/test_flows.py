@@ -11,7 +11,8 @@ import msgspec
 import pytest
 
 from agents.flows_runner import FlowRunner
-from connectors.integrations.dispatch import Dispatcher, KafkaSender, pipeline_topics
+from connectors.egress import kafka_target_refusal
+from connectors.integrations.dispatch import Dispatcher, KafkaSender
 from connectors.integrations.errors import CallFailed
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.producer import Record
@@ -220,16 +221,23 @@ class FakeProducer:
         return 1
 
 
-@pytest.mark.parametrize(("topic", "refused"), [("ext", False), ("missing", True)])
+CHANGELOG = "fleetstream-device-status-changelog"
+
+
+@pytest.mark.parametrize(
+    ("topic", "refused"),
+    [("ext", False), ("missing", True), (CHANGELOG, True), ("__consumer_offsets", True)],
+)
 async def test_kafka_nodes_write_only_to_existing_topics_outside_the_pipeline(
     topic: str, refused: bool
 ) -> None:
-    producer = FakeProducer({"ext", "fleet.raw.v1"})
+    producer = FakeProducer({"ext", "fleet.raw.v1", CHANGELOG, "__consumer_offsets"})
 
     async def get() -> FakeProducer:
         return producer
 
-    sender = KafkaSender(get, pipeline_topics(Settings().topics))
+    settings = Settings()
+    sender = KafkaSender(get, lambda topic: kafka_target_refusal(topic, settings))
     target = Outbound(**{**call("kafka").__dict__, "target": topic, "key": b"d"})
     if refused:
         with pytest.raises(CallFailed):

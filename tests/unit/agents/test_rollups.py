@@ -3,6 +3,8 @@ when each device is published and each batch acked."""
 
 from __future__ import annotations
 
+import math
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,7 @@ from agents import rollups as rollups_module
 from agents.curated import Item
 from agents.rollups import Due, PendingRollups, RollupTracker, slot_of
 from connectors.postgres.rollups import newest
-from schemas.status import Rollup, RollupState
+from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -185,3 +187,17 @@ def test_a_flush_writes_every_pending_device_and_acks_every_batch_at_once() -> N
     assert set(flushed) >= set(DEVICES[:10]), "b's devices are written again by the flush"
     assert len(rollups) == 0
     assert rollups.tick() == Due([], [], [])
+
+
+@pytest.mark.parametrize("value", [1.7e308, -1.7e308])
+def test_a_sum_past_the_largest_float_saturates_and_the_state_still_decodes(value: float) -> None:
+    tracker = RollupTracker(grace_s=30)
+    state, rollups = tracker.apply(None, "esp32-a", [item(1, value), item(2, value)])
+    state, rollups = tracker.apply(state, "esp32-a", [item(3, value)])
+    [gas] = [r for r in rollups if r.field == "mq134.gas_concentration"]
+    assert gas.count == 3
+    assert gas.sum == math.copysign(sys.float_info.max, value)
+    assert math.isfinite(gas.mean)
+    again = decode_rollup_state(encode(state))  # `inf` would be written as null and fail here
+    assert again.windows == state.windows
+    assert decode_rollup(encode(gas)) == gas

@@ -173,3 +173,31 @@ async def test_timed_sink_writes_observe_every_attempt_and_count_failures() -> N
     after = (count("fleet_sink_write_seconds_count"), count("fleet_sink_write_failures_total"))
     assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
     assert (wrapped.name, store.name) == ("closed", "closed")
+
+
+async def test_an_agent_waiting_on_a_service_is_listed_until_its_retry_succeeds() -> None:
+    attempts = iter([ConnectionError("refused"), ConnectionError("refused again"), None])
+    seen: list[dict[str, str]] = []
+
+    async def write() -> str:
+        error = next(attempts)
+        seen.append(metrics.METRICS.waiting_now())
+        if error is not None:
+            raise error
+        return "written"
+
+    token = metrics.AGENT.set("sink-test")
+    try:
+        result = await retry_until_done(
+            write,
+            what="writing to Test",
+            is_retriable=lambda _: True,
+            backoff_max_s=0.01,
+            backoff_start_s=0.001,
+        )
+    finally:
+        metrics.AGENT.reset(token)
+    assert result == "written"
+    assert seen[0] == {}
+    assert seen[2]["sink-test"].startswith("writing to Test: ConnectionError('refused again')")
+    assert "sink-test" not in metrics.METRICS.waiting_now()

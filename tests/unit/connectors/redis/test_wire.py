@@ -44,12 +44,18 @@ def test_replies_split_anywhere_are_taken_only_when_complete() -> None:
     assert isinstance(error, redis.exceptions.BusyLoadingError) and is_retriable(error)
 
 
+OOM = redis.exceptions.OutOfMemoryError
+
+
 @pytest.mark.parametrize(
     ("reply", "kind", "retriable"),
     [
         ("READONLY You can't write", redis.exceptions.ReadOnlyError, True),
         ("NOSCRIPT No matching script", redis.exceptions.NoScriptError, True),
-        ("WRONGTYPE Operation against a key", redis.exceptions.ResponseError, False),
+        ("OOM command not allowed when used memory > 'maxmemory'", OOM, True),
+        ("MISCONF Redis is configured to save RDB snapshots", redis.exceptions.ResponseError, True),
+        ("NOAUTH Authentication required.", redis.exceptions.AuthenticationError, True),
+        ("WRONGTYPE Operation against a key", redis.exceptions.ResponseError, True),
     ],
 )
 def test_error_replies_become_redis_py_errors(
@@ -59,6 +65,10 @@ def test_error_replies_become_redis_py_errors(
     reader.feed(f"-{reply}\r\n".encode())
     error = first_error([reader.gets()])
     assert type(error) is kind and is_retriable(error or Exception()) is retriable
+
+
+def test_a_bug_is_not_an_outage() -> None:
+    assert not is_retriable(ValueError("a bug in the sink"))
 
 
 Answer = Callable[[list[bytes]], bytes]

@@ -1,0 +1,78 @@
+"""The dead-letter tools and the status history read any number of records: by end offsets
+and progress, not by a count of polls (which failed past ~150 letters)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from confluent_kafka import Producer
+
+from connectors.kafka.deadletters import read_letters
+from schemas.events import DeadLetter, encode_dead_letter
+from schemas.settings import PROJECT_ROOT, Settings
+from schemas.status import encode
+from streams.web.devices import transitions
+from tests import clock
+from tests.factories import status_change
+from tests.support import settings_env
+
+LETTERS = 100_000
+
+
+def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20})
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def _letter(n: int) -> tuple[bytes, bytes]:
+    letter = DeadLetter(
+        stage="validate",
+        reason=f"letter {n}",
+        error_type="ValidationFailure",
+        source_topic="fleet.raw.v1",
+        partition=n % 3,
+        offset=n,
+        key=f"esp32-{n % 500:03d}",
+        original=b"{}",
+        failed_at=clock.now(),
+    )
+    return (letter.key or "").encode(), encode_dead_letter(letter)
+
+
+def test_100000_letters_are_read_to_the_end_and_listed(pipeline: Settings) -> None:
+    bootstrap, topic = pipeline.kafka.bootstrap_servers, pipeline.topics.deadletter
+    _produce(bootstrap, topic, [_letter(n) for n in range(LETTERS)])
+
+    reasons = {letter.reason for letter in read_letters(bootstrap, topic)}
+    assert len(reasons) == LETTERS
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "cli.main", "deadletters", "list", "--device", "esp32-007"],
+        cwd=PROJECT_ROOT,
+        env={**settings_env(pipeline), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[-1] == f"100 of {LETTERS // 500} matching dead letters"
+
+
+def test_a_devices_history_is_found_behind_many_other_devices_changes(pipeline: Settings) -> None:
+    bootstrap, topic = pipeline.kafka.bootstrap_servers, pipeline.topics.device_status
+    at = clock.now()
+    others = [status_change(f"esp32-{n:05d}", 1, at) for n in range(20_000)]
+    mine = [status_change("esp32-mine", seq, at) for seq in (1, 2, 3)]
+    records = [(c.device_id.encode(), encode(c)) for c in [*others[:10_000], *mine, *others]]
+    _produce(bootstrap, topic, records)
+    assert [c.seq for c in transitions(bootstrap, topic, "esp32-mine")] == [3, 2, 1]

@@ -66,3 +66,18 @@ class WorkerProcess(ServiceProcess):
 
 class ApiProcess(ServiceProcess):
     command = "api"
+
+
+def run_cli(settings: Settings, *args: str, timeout_s: float = 120.0) -> str:
+    """``fleetstream ARGS`` with ``settings``; its standard output (it must exit 0)."""
+    result = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=PROJECT_ROOT,
+        env={**settings_env(settings), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -3,19 +3,16 @@ and progress, not by a count of polls (which failed past ~150 letters)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from confluent_kafka import Producer
 
 from connectors.kafka.deadletters import read_letters
 from schemas.events import DeadLetter, encode_dead_letter
-from schemas.settings import PROJECT_ROOT, Settings
+from schemas.settings import Settings
 from schemas.status import encode
 from streams.web.devices import transitions
 from tests import clock
 from tests.factories import status_change
-from tests.support import settings_env
+from tests.integration.processes import run_cli
 
 LETTERS = 100_000
 
@@ -55,17 +52,8 @@ def test_100000_letters_are_read_to_the_end_and_listed(pipeline: Settings) -> No
     reasons = {letter.reason for letter in read_letters(bootstrap, topic)}
     assert len(reasons) == LETTERS
 
-    listed = subprocess.run(
-        [sys.executable, "-m", "cli.main", "deadletters", "list", "--device", "esp32-007"],
-        cwd=PROJECT_ROOT,
-        env={**settings_env(pipeline), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[-1] == f"100 of {LETTERS // 500} matching dead letters"
+    listed = run_cli(pipeline, "deadletters", "list", "--device", "esp32-007", timeout_s=300)
+    assert listed.splitlines()[-1] == f"100 of {LETTERS // 500} matching dead letters"
 
 
 def test_a_devices_history_is_found_behind_many_other_devices_changes(pipeline: Settings) -> None:

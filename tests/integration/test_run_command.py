@@ -58,13 +58,20 @@ def start_run(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path: Path) -> None:
+def run_settings(pipeline: Settings) -> Settings:
+    """``pipeline`` with an API port and a bridge session of its own (gone when it
+    disconnects)."""
     run_id = uuid.uuid4().hex[:10]
-    mqtt = pipeline.mqtt.model_copy(  # a bridge session of its own, gone when it disconnects
+    mqtt = pipeline.mqtt.model_copy(
         update={"client_id": f"test-run-{run_id}", "share_group": run_id, "session_expiry_s": 0}
     )
     api = pipeline.api.model_copy(update={"port": free_port()})
-    settings = pipeline.model_copy(update={"api": api, "mqtt": mqtt})
+    return pipeline.model_copy(update={"api": api, "mqtt": mqtt})
+
+
+async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path: Path) -> None:
+    settings = run_settings(pipeline)
+    api = settings.api
     log = tmp_path / "run.log"
     proc = start_run(settings, log)
     children: list[int] = []
@@ -109,12 +116,8 @@ async def test_run_outlives_a_stack_service_it_started_and_restarts_a_killed_wor
 ) -> None:
     (device_id,) = device_ids(1)
     await fleet.enroll([device_id])
-    run_id = uuid.uuid4().hex[:10]
-    mqtt = pipeline.mqtt.model_copy(
-        update={"client_id": f"test-run-{run_id}", "share_group": run_id, "session_expiry_s": 0}
-    )
-    api = pipeline.api.model_copy(update={"port": free_port()})
-    settings = pipeline.model_copy(update={"api": api, "mqtt": mqtt})
+    settings = run_settings(pipeline)
+    api = settings.api
     manager.down(stack_settings, services=["postgres"], progress=print)
     log = tmp_path / "run.log"
     proc = start_run(settings, log)  # it starts Postgres again: a child of its own process

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +18,9 @@ from schemas.status import decode_device_state
 from tests.factories import device_ids, raw_event
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import produce, read_to_end
-from tests.integration.processes import PROJECT_ROOT, WorkerProcess
+from tests.integration.processes import WorkerProcess, run_cli
 from tests.integration.stream_core import core_settings, redis_client, status_hash, transitions
-from tests.support import settings_env, wait_until
+from tests.support import wait_until
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 TIMEOUT_S = 120.0
@@ -261,17 +259,7 @@ async def test_two_workers_one_killed_moves_its_partitions_and_state_without_los
 
 
 def _cli(settings: Settings, *args: str) -> str:
-    result = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "cli.main", "deadletters", *args],
-        cwd=PROJECT_ROOT,
-        env={**settings_env(settings), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_cli(settings, "deadletters", *args)
 
 
 async def test_dead_letters_can_be_listed_and_replayed_once(

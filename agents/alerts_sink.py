@@ -109,4 +109,4 @@ def register(ctx: WorkerContext) -> None:
         finally:
             await pool.close()
 
-    ctx.app.agent(topic, name="sink-alerts")(guarded("sink-alerts", sink_alerts))
+    ctx.app.agent(topic, name="sink-alerts")(guarded("sink-alerts", sink_alerts, ctx.crashes))

@@ -199,7 +199,7 @@ def register(ctx: WorkerContext, clock: Callable[[], datetime] | None = None) ->
         finally:
             await asyncio.shield(agent.stop())
 
-    ctx.app.agent(ctx.topics.curated, name="flows")(guarded("flows", flows))
+    ctx.app.agent(ctx.topics.curated, name="flows")(guarded("flows", flows, ctx.crashes))
 
     async def refresh_flows() -> None:
         """Swap in changed flows between batches too (and log them), not only on the next one."""

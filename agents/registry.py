@@ -25,6 +25,7 @@ from agents import (
 from schemas.settings import Settings
 from streams.app import create_app
 from streams.context import WorkerContext
+from streams.crashes import CrashLedger
 from streams.topics import SourceTopics
 
 AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
@@ -39,10 +40,14 @@ AGENTS: tuple[Callable[[WorkerContext], None], ...] = (
 )
 
 
-def build_worker_app(settings: Settings) -> tuple[faust.App, WorkerContext]:
-    """A Faust app for ``settings`` with every agent of :data:`AGENTS` on it."""
+def build_worker_app(
+    settings: Settings, crashes: CrashLedger | None = None
+) -> tuple[faust.App, WorkerContext]:
+    """A Faust app for ``settings`` with every agent of :data:`AGENTS` on it; ``crashes`` is
+    the loaded crash ledger (``streams.crashes``)."""
     app = create_app(settings)
-    ctx = WorkerContext(settings=settings, app=app, topics=SourceTopics.of(app, settings))
+    topics = SourceTopics.of(app, settings)
+    ctx = WorkerContext(settings=settings, app=app, topics=topics, crashes=crashes)
     for register in AGENTS:
         register(ctx)
 

@@ -322,15 +322,24 @@ class Rollups:
         self._lock = asyncio.Lock()
         """Applying a batch and a tick never interleave (both await in the middle)."""
 
-    async def apply(self, stream: Any, events: list[Any], batch: Batch, turn: Turns) -> None:
+    async def apply(
+        self, stream: Any, events: list[Any], batch: Batch, turn: Turns, *, take: bool = True
+    ) -> None:
         """Apply the batch's new readings (``agents.device_state`` read it); the batch waits
-        for the ticks and is acked by the tick that writes the last of its devices."""
+        for the ticks and is acked by the tick that writes the last of its devices. With
+        ``take`` False the caller hands the events over itself (:meth:`took`), once: a batch
+        applied device by device."""
         async with self._lock:
             self._stream = stream
             for device_id, entry in batch.devices.items():
                 event = events[entry.message_index]
                 await turn.took(self.pending.apply(device_id, event, entry.items, self._load))
-            self.pending.took(events)
+            if take:
+                self.pending.took(events)
+
+    def took(self, events: list[Any]) -> None:
+        """``events`` were applied (device by device): ack them with the ticks."""
+        self.pending.took(events)
 
     def _load(self, device_id: str) -> RollupState | None:
         """The device's row as last written."""

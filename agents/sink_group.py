@@ -17,6 +17,7 @@ batch is redelivered to whoever takes the partitions over.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from agents.isolation import isolate, partition_poison
+from connectors.kafka.producer import Record
+from schemas.events import DeadLetter, encode_dead_letter
 from schemas.settings import Settings
 from streams.context import WorkerContext, stop_worker
-from streams.metrics import metered_handler
+from streams.metrics import METRICS, metered_handler
+from streams.outputs import Outputs
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,29 @@ class SinkMessage:
 Handler = Callable[[list[SinkMessage]], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Gap:
+    """Records a sink never read: deleted by retention while it was away."""
+
+    sink: str
+    topic: str
+    partition: int
+    first: int
+    """The sink's committed offset: the first record it missed."""
+    end: int
+    """The log's start when it came back: the first record it will read."""
+
+    def describe(self) -> str:
+        return (
+            f"{self.end - self.first} records of {self.topic}[{self.partition}] (offsets "
+            f"{self.first}..{self.end - 1}) were deleted by retention before this sink read "
+            f"them; their readings are on the raw topic while it keeps them (deadletters replay)"
+        )
+
+
+GapHandler = Callable[[Gap], Awaitable[None]]
+
+
 def group_id(settings: Settings, name: str) -> str:
     return f"{settings.worker.app_id}.{name}"
 
@@ -63,6 +91,8 @@ def consumer_config(settings: Settings, name: str) -> dict[str, Any]:
         "enable.auto.commit": True,
         "enable.auto.offset.store": False,
         "auto.commit.interval.ms": int(settings.worker.commit_interval_s * 1000),
+        # Also where retention deleted a committed offset: that gap is reported on assignment
+        # (SinkGroup._gaps_of), never a silent jump.
         "auto.offset.reset": "earliest",
         "session.timeout.ms": int(kafka.session_timeout_s * 1000),
         "heartbeat.interval.ms": int(kafka.heartbeat_interval_s * 1000),
@@ -117,10 +147,15 @@ class SinkGroup:
         self._batch_max = batch_max
         self._within_s = settings.worker.batch_within_s if within_s is None else within_s
         self._linger_s = linger_s
+        self.in_hand: list[SinkMessage] = []
+        """The batch being handled: what a crash would leave unfinished."""
 
-    async def run(self, handle: Handler) -> None:
+    async def run(self, handle: Handler, on_gap: GapHandler | None = None) -> None:
         consumer = Consumer(self._config)
-        consumer.subscribe(self._topics)
+        found: list[Gap] = []
+        consumer.subscribe(
+            self._topics, on_assign=lambda c, parts: found.extend(self._gaps_of(c, parts))
+        )
         polling: asyncio.Future[list[Message]] | None = None
         loop = asyncio.get_running_loop()
         try:
@@ -128,11 +163,18 @@ class SinkGroup:
                 polling = loop.run_in_executor(None, self.take, consumer)
                 consumed = await polling
                 polling = None
+                gaps, found[:] = list(found), []
+                for gap in gaps:
+                    log.error("sink %s: %s", self.name, gap.describe())
+                    if on_gap is not None:
+                        await on_gap(gap)
                 messages = [_adapt(m) for m in consumed if self._usable(m)]
                 if not messages:
                     continue
+                self.in_hand = messages
                 await handle(messages)
                 self._store(consumer, messages)
+                self.in_hand = []
         finally:
             if polling is not None:  # never close the consumer while a thread polls it
                 await asyncio.wait([polling])
@@ -155,6 +197,21 @@ class SinkGroup:
             log.warning("sink %s: consumer error: %s", self.name, error)
         return False
 
+    def _gaps_of(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[Gap]:
+        """The assigned partitions whose committed offset retention deleted (reading goes on
+        from the log's start there). Runs in the consuming thread, inside its poll."""
+        gaps = []
+        for committed in consumer.committed(partitions, timeout=10):
+            if committed.offset < 0:  # nothing committed yet: a new group, no gap
+                continue
+            where = TopicPartition(committed.topic, committed.partition)
+            low, _ = consumer.get_watermark_offsets(where, timeout=10)
+            if committed.offset < low:
+                gaps.append(
+                    Gap(self.name, committed.topic, committed.partition, committed.offset, low)
+                )
+        return gaps
+
     def _store(self, consumer: Consumer, messages: Sequence[SinkMessage]) -> None:
         try:
             consumer.store_offsets(offsets=next_offsets(messages))
@@ -164,15 +221,67 @@ class SinkGroup:
             )
 
 
+def isolating(ctx: WorkerContext, name: str, handle: Handler) -> Handler:
+    """``handle``, with the records that crashed workers ``CRASH_LIMIT`` times taken apart
+    (``agents.isolation``) instead of handled with the rest of their batch."""
+    crashes = ctx.crashes
+    if crashes is None:
+        return handle
+    ledger = crashes
+
+    def is_poison(message: SinkMessage) -> bool:
+        return ledger.is_poison(name, message)
+
+    async def handle_isolating(messages: list[SinkMessage]) -> None:
+        ordinary, poison = partition_poison(messages, is_poison)
+        if ordinary:
+            await handle(ordinary)
+        if not poison:
+            return
+        letters = Outputs()
+        for message in poison:
+            error = ledger.last_error(name, message)
+            parts = await isolate(name, handle, message, error, ctx.clock())
+            letters.extend(ctx.settings.topics.deadletter, parts)
+        await ctx.publish(letters)
+
+    return handle_isolating
+
+
+async def report_gap(ctx: WorkerContext, gap: Gap) -> None:
+    """A gap is a dead letter (stage ``<sink>.gap``) and a count, never silent."""
+    METRICS.dead_lettered(f"{gap.sink}.gap")
+    letter = DeadLetter(
+        stage=f"{gap.sink}.gap",
+        reason=gap.describe(),
+        error_type="RecordsDeleted",
+        source_topic=gap.topic,
+        partition=gap.partition,
+        offset=gap.first,
+        key=None,
+        original=b"",
+        failed_at=ctx.clock(),
+    )
+    outputs = Outputs()
+    outputs.add(ctx.settings.topics.deadletter, Record(None, encode_dead_letter(letter)))
+    await ctx.publish(outputs)
+
+
 def start_sink(ctx: WorkerContext, group: SinkGroup, handle: Handler) -> None:
-    """Run ``group`` as a task of the worker; anything escaping it stops the worker."""
+    """Run ``group`` as a task of the worker; anything escaping it stops the worker after the
+    batch in hand is counted in the crash ledger."""
+
+    crashes = ctx.crashes
 
     async def sink_task() -> None:
         try:
-            await group.run(metered_handler(group.name, handle))
+            handler = metered_handler(group.name, isolating(ctx, group.name, handle))
+            await group.run(handler, functools.partial(report_gap, ctx))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - like guarded(): nothing escapes silently
+            if crashes is not None:
+                crashes.record(group.name, group.in_hand, exc)
             stop_worker(f"sink {group.name}", exc)
 
     ctx.app.task(sink_task)

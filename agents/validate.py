@@ -263,7 +263,7 @@ def register(ctx: WorkerContext) -> None:
                 await asyncio.wait_for(acks.drain(), SHUTDOWN_DRAIN_S)
             await acks.close()
 
-    ctx.app.agent(ctx.topics.raw, name="validate")(guarded("validate", validate))
+    ctx.app.agent(ctx.topics.raw, name="validate")(guarded("validate", validate, ctx.crashes))
 
 
 async def _wait_for_registry(

@@ -76,8 +76,12 @@ def run_worker(settings: Settings) -> None:
     from faust import Worker
 
     from agents.registry import build_worker_app
+    from streams.crashes import CrashLedger
 
-    app, _ = build_worker_app(settings)
+    crashes = CrashLedger(settings.kafka.bootstrap_servers, settings.topics.crashes)
+    with operator_errors():
+        crashes.load()
+    app, _ = build_worker_app(settings, crashes)
     with operator_errors():
         create_changelogs(app, settings)
     settings.worker.datadir.mkdir(parents=True, exist_ok=True)

@@ -79,11 +79,19 @@ class TopicSettings(_Section):
         default="fleet.readings-1m.v1", description="1-minute rollups per device and field"
     )
     media: str = Field(default="fleet.media.v1", description="one event per stored media object")
+    crashes: str = Field(
+        default="fleet.crashes.v1",
+        description="compacted: records in hand when a worker crashed, counted (the crash ledger)",
+    )
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="raw/curated topics")
     deadletter_retention_ms: int = Field(
         default=30 * 24 * 3600 * 1000, description="retention of the dead-letter topic"
     )
-    curated_retention_ms: int = Field(default=24 * 3600 * 1000, description="internal hop")
+    curated_retention_ms: int = Field(
+        default=7 * 24 * 3600 * 1000,
+        description="internal hop; a sink away longer than this loses what was deleted "
+        "(counted and dead-lettered as a gap, never silently)",
+    )
 
 
 class PostgresSettings(_Section):

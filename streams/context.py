@@ -31,6 +31,7 @@ from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.producer import EventProducer, ProducerConfig
 from schemas.clock import Clock, utc_now
 from schemas.settings import Settings
+from streams.crashes import CrashLedger, in_hand
 from streams.metrics import METRICS, metered
 from streams.outputs import Outputs, publish
 from streams.topics import SourceTopics
@@ -57,16 +58,20 @@ def stop_worker(agent: str, exc: BaseException) -> None:
     os._exit(EXIT_AGENT_CRASHED)
 
 
-def guarded(name: str, body: AgentBody) -> AgentBody:
-    """``body`` as an agent whose escaped exceptions stop the worker (see module docstring)."""
+def guarded(name: str, body: AgentBody, crashes: CrashLedger | None = None) -> AgentBody:
+    """``body`` as an agent whose escaped exceptions stop the worker (see module docstring),
+    after counting the events it held in the crash ledger (``streams.crashes``)."""
 
     @functools.wraps(body)
     async def agent(stream: Any) -> None:
+        metered_stream = metered(name, stream)
         try:
-            await body(metered(name, stream))
+            await body(metered_stream)
         except asyncio.CancelledError:  # the worker is stopping: a normal end
             raise
         except BaseException as exc:  # noqa: BLE001 - the point: nothing escapes silently
+            if crashes is not None:
+                crashes.record(name, in_hand(metered_stream.in_hand()), exc)
             stop_worker(name, exc)
 
     return agent
@@ -79,6 +84,8 @@ class WorkerContext:
     topics: SourceTopics
     clock: Clock = utc_now
     """"Now" for every agent: received and processed times, timers, dead letters."""
+    crashes: CrashLedger | None = None
+    """Records that were in hand when a worker crashed (loaded at start; None in tests)."""
     _producer: EventProducer | None = None
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _device_cache: DeviceCache | None = None

@@ -173,6 +173,7 @@ class MeteredStream:
         self._stream = stream
         self._metrics = metrics
         self._open: dict[int, _Batch] = {}
+        self._events: dict[int, Any] = {}
 
     def noack_take(self, max_: int, within: float) -> AsyncIterator[Sequence[Any]]:
         return self._batches(self._stream.noack_take(max_, within))
@@ -183,6 +184,7 @@ class MeteredStream:
                 batch = _Batch(time.perf_counter(), len(events))
                 for event in events:
                     self._open[id(event)] = batch
+                    self._events[id(event)] = event
                 self._metrics.taken(self._agent, _topics(event.message for event in events))
                 yield events
         finally:
@@ -193,12 +195,17 @@ class MeteredStream:
 
     async def ack(self, event: Any) -> Any:
         acked = await self._stream.ack(event)
+        self._events.pop(id(event), None)
         batch = self._open.pop(id(event), None)
         if batch is not None:
             batch.remaining -= 1
             if batch.remaining == 0:
                 self._metrics.batch_done(self._agent, time.perf_counter() - batch.started)
         return acked
+
+    def in_hand(self) -> list[Any]:
+        """The events taken and not acked yet (what a crash would leave unfinished)."""
+        return list(self._events.values())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

@@ -57,6 +57,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         _compacted(topics.flows, settings),
         # The last transition per device is its state: compacted like a registry.
         _compacted(topics.device_status, settings),
+        _compacted(topics.crashes, settings),
         events(topics.readings_1m, topics.retention_ms),
         # One small record per stored media object (the bytes live in the blob store).
         events(topics.media, topics.retention_ms),

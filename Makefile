@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: run test lint unit integration setup venv stack-down bench clean
+.PHONY: run test lint unit integration soak setup venv stack-down bench clean
 
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
@@ -29,6 +29,10 @@ unit: venv
 integration: venv
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/integration -q
+
+soak: venv  ## the hostile-fleet test for 15 minutes instead of one (FLEET_SOAK_S)
+	$(RUN) fleetstream setup
+	FLEET_SOAK_S=900 $(RUN) pytest tests/integration/test_hostile_fleet.py -q -s
 
 bench: venv  ## every benchmark scenario and baseline (< 30 min on 2 cores) → bench/RESULTS.md
 	$(RUN) fleetstream setup

@@ -1,0 +1,309 @@
+"""A hostile fleet and failing services: no accepted reading is lost or stored twice.
+
+``fleetstream run`` (API, worker, MQTT bridge, supervised) serves well-behaved devices posting
+over HTTP and publishing over MQTT known readings, while hostile devices send generated bad
+input (random JSON in and out of the schema, extreme numbers, thousands of field names, event
+ids of other devices, oversized and truncated bodies, malformed MQTT payloads) and a chaos actor
+kills the worker and stops and restarts Redis, Postgres and the Kafka broker. It passes only if
+every reading a well-behaved device got a 2xx or PUBACK for is stored exactly once, nobody got
+a 500, the API and a worker are serving at the end, and their memory stayed under
+``MEMORY_BOUND_MB``. ``FLEET_SOAK_S`` sets how long traffic and chaos run (``make soak``: 900).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from cli.stack import manager
+from schemas.settings import Settings
+from tests import clock
+from tests.factories import device_ids, reading
+from tests.integration.fleet import Fleet
+from tests.integration.mqtt_tools import SEED_TOPIC, Device
+from tests.integration.test_run_command import alive, children_of, run_settings, start_run
+from tests.support import wait_until
+
+SOAK_S = float(os.environ.get("FLEET_SOAK_S", "60"))
+SEED = int(os.environ.get("FLEET_SOAK_SEED", "20261207"))
+GOOD_HTTP, GOOD_MQTT, HOSTILE = 12, 4, 4
+MEMORY_BOUND_MB = {"api": 400, "worker": 900, "mqtt": 300}
+"""Resident memory of each child of ``fleetstream run`` at the end, in MiB."""
+
+
+@dataclass
+class Ledger:
+    """What the devices were told."""
+
+    accepted: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(device, event id) → how often a 2xx or PUBACK said it was taken."""
+    statuses: Counter[int] = field(default_factory=Counter)
+    server_errors: list[str] = field(default_factory=list)
+
+    def took(self, device_id: str, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            key = (device_id, event_id)
+            self.accepted[key] = self.accepted.get(key, 0) + 1
+
+
+def _good_body(device_id: str, n: int) -> dict[str, Any]:
+    at = clock.now().replace(microsecond=0)
+    return reading(device_id, n) | {"timestamp": at.isoformat(), "event_id": str(uuid.uuid4())}
+
+
+async def _post_good(client: httpx.AsyncClient, fleet: Fleet, device_id: str, ledger: Ledger,
+                     stop: asyncio.Event) -> None:  # fmt: skip
+    n = 0
+    while not stop.is_set():
+        body = [_good_body(device_id, n + k) for k in range(3)]
+        n += 3
+        for _attempt in range(20):  # the same body again after a 503: ids make it idempotent
+            try:
+                answer = await client.post(
+                    "/v1/readings", json=body, headers=fleet.headers(device_id)
+                )
+            except httpx.TransportError:
+                await asyncio.sleep(0.5)  # pacing a retry, not waiting for a condition
+                continue
+            ledger.statuses[answer.status_code] += 1
+            if answer.status_code >= 500 and answer.status_code != 503:
+                ledger.server_errors.append(f"{answer.status_code} {answer.text[:200]}")
+            if answer.status_code == 202:
+                ledger.took(device_id, [item["event_id"] for item in body])
+                break
+            await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
+
+
+def _publish_good(settings: Settings, device_id: str, token: str, ledger: Ledger,
+                  stop: asyncio.Event) -> None:  # fmt: skip
+    device = Device(settings, device_id, token)
+    device.connect()
+    try:
+        n = 0
+        while not stop.is_set():
+            body = _good_body(device_id, n)
+            n += 1
+            reason = device.publish(SEED_TOPIC.format(device_id), json.dumps(body).encode())
+            if not reason.is_failure:
+                ledger.took(device_id, [body["event_id"]])
+    finally:
+        device.close()
+
+
+def _hostile_bodies(rng: random.Random, device_id: str, ledger: Ledger) -> list[bytes]:
+    """One round of bad input: each kind once, in a random order."""
+    stolen = rng.choice(list(ledger.accepted)) if ledger.accepted else ("x", str(uuid.uuid4()))
+    base = _good_body(device_id, rng.randrange(10_000))
+    fields = {f"f{n}_{'x' * rng.randrange(200)}": rng.random() for n in range(3000)}
+    bodies = [
+        json.dumps(_random_json(rng, 5)).encode(),
+        json.dumps(base | {"sensors": {"equipment": {"power_kw": 1.7e308}}}).encode(),
+        json.dumps(base | {"sensors": {"mq134": {"gas_concentration": -1e308}}}).encode(),
+        json.dumps(base | {"sensors": {"pir": {"motion_detected": 10**400}}}).encode(),
+        json.dumps(base | {"sensors": {"weird": fields}}).encode(),
+        json.dumps(base | {"event_id": stolen[1], "timestamp": base["timestamp"]}).encode(),
+        json.dumps(base)[: rng.randrange(1, 40)].encode(),
+        b"[" * 5000 + b"]" * 5000,
+        b'{"device_id": "' + b"A" * 2_000_000 + b'"}',
+    ]
+    rng.shuffle(bodies)
+    return bodies
+
+
+def _random_json(rng: random.Random, depth: int) -> Any:
+    kind = rng.randrange(7 if depth > 0 else 5)
+    leaves: list[Callable[[], Any]] = [
+        lambda: rng.choice([None, True, False]),
+        lambda: rng.choice([0, -1, 2**63, -(2**63), 1e308, -1e-308, 3.5]),
+        lambda: "".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(20))),
+        lambda: rng.choice(["device_id", "sensors", "timestamp", "2026-13-45T25:61:00Z"]),
+        lambda: str(uuid.uuid4()),
+    ]
+    if kind < 5:
+        return leaves[kind]()
+    if kind == 5:
+        return [_random_json(rng, depth - 1) for _ in range(rng.randrange(4))]
+    keys = ["device_id", "sensors", "timestamp", "event_id", "ld2410", "x"]
+    return {rng.choice(keys): _random_json(rng, depth - 1) for _ in range(rng.randrange(5))}
+
+
+async def _hostile(client: httpx.AsyncClient, fleet: Fleet, device_id: str, ledger: Ledger,
+                   stop: asyncio.Event, rng: random.Random) -> None:  # fmt: skip
+    headers = fleet.headers(device_id) | {"content-type": "application/json"}
+    while not stop.is_set():
+        for body in _hostile_bodies(rng, device_id, ledger):
+            try:
+                answer = await client.post("/v1/readings", content=body, headers=headers)
+            except httpx.TransportError:
+                continue  # e.g. an oversized body cut off by the server's 413
+            ledger.statuses[answer.status_code] += 1
+            if answer.status_code >= 500 and answer.status_code != 503:
+                ledger.server_errors.append(f"hostile {answer.status_code} {answer.text[:200]}")
+
+
+def _publish_garbage(settings: Settings, device_id: str, token: str, rng: random.Random,
+                     stop: asyncio.Event) -> None:  # fmt: skip
+    device = Device(settings, device_id, token)
+    device.connect()
+    try:
+        while not stop.is_set():
+            size = rng.choice([0, 1, 100, 100_000])
+            device.publish(SEED_TOPIC.format(device_id), rng.randbytes(size))
+    finally:
+        device.close()
+
+
+async def _chaos(run_pid: int, settings: Settings, stop: asyncio.Event, log: Path) -> list[str]:
+    """Kill the worker, then stop and start Redis, Postgres and Kafka, one at a time."""
+    done: list[str] = []
+    pause = SOAK_S / 6
+
+    async def between() -> None:
+        await asyncio.wait([asyncio.ensure_future(stop.wait())], timeout=pause)
+
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("kill -9 worker", lambda: _kill_worker(run_pid)),
+        ("redis", lambda: _bounce(settings, "redis")),
+        ("postgres", lambda: _bounce(settings, "postgres")),
+        ("kafka", lambda: _bounce(settings, "kafka")),
+    ]
+    while not stop.is_set():
+        for name, step in steps:
+            await between()
+            if stop.is_set():
+                return done
+            await step()
+            done.append(name)
+    return done
+
+
+async def _kill_worker(run_pid: int) -> None:
+    worker = _children(run_pid).get("worker")
+    if worker is not None:
+        os.kill(worker, signal.SIGKILL)
+
+
+async def _bounce(settings: Settings, service: str) -> None:
+    await asyncio.to_thread(manager.down, settings, [service], progress=print)
+    await asyncio.sleep(3)  # the outage itself: how long the service stays away
+    await asyncio.to_thread(manager.up, settings, [service], progress=print)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.disruptive
+async def test_a_hostile_fleet_and_failing_services_lose_no_accepted_reading(
+    fleet: Fleet, pipeline: Settings, stack_settings: Settings, db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    rng = random.Random(SEED)
+    good_http, good_mqtt = device_ids(GOOD_HTTP), device_ids(GOOD_MQTT, prefix="mqtt")
+    hostile = device_ids(HOSTILE, prefix="evil")
+    await fleet.enroll([*good_http, *good_mqtt, *hostile])
+    settings = run_settings(pipeline)
+    log = tmp_path / "run.log"
+    proc = start_run(settings, log)
+    ledger, stop = Ledger(), asyncio.Event()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            await _wait_serving(client, fleet, good_http[0], ledger, log)
+            tasks = [
+                *(_post_good(client, fleet, d, ledger, stop) for d in good_http),
+                *(_hostile(client, fleet, d, ledger, stop, random.Random(rng.random()))
+                  for d in hostile),
+                *(asyncio.to_thread(_publish_good, settings, d, fleet.tokens[d], ledger, stop)
+                  for d in good_mqtt),
+                asyncio.to_thread(_publish_garbage, settings, hostile[0],
+                                  fleet.tokens[hostile[0]], random.Random(rng.random()), stop),
+            ]  # fmt: skip
+            running = [asyncio.ensure_future(task) for task in tasks]
+            chaos = asyncio.ensure_future(_chaos(proc.pid, stack_settings, stop, log))
+            await asyncio.wait([asyncio.ensure_future(stop.wait())], timeout=SOAK_S)
+            stop.set()
+            done = await chaos
+            await asyncio.gather(*running)
+            await asyncio.to_thread(manager.up, stack_settings, None, progress=print)
+            await _wait_serving(client, fleet, good_http[0], ledger, log)
+            memory = {name: _rss_mb(pid) for name, pid in _children(proc.pid).items()}
+        assert ledger.server_errors == [], ledger.server_errors[:5]
+        assert done, "the chaos actor did nothing"
+        await _every_accepted_stored_once(db, ledger, [*good_http, *good_mqtt], log)
+        for name, megabytes in memory.items():
+            assert megabytes < MEMORY_BOUND_MB[name], (name, megabytes)
+        print(f"chaos: {done}; answers: {dict(ledger.statuses)}; "
+              f"accepted: {len(ledger.accepted)}; memory MiB: {memory}")  # fmt: skip
+    finally:
+        stop.set()
+        await asyncio.to_thread(manager.up, stack_settings, None, progress=print)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 60)
+        for pid in children_of(proc.pid):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(run_pid: int) -> dict[str, int]:
+    found = {}
+    for pid in children_of(run_pid):
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        for name in MEMORY_BOUND_MB:
+            if f"cli.main {name}" in command:
+                found[name] = pid
+    return found
+
+
+async def _wait_serving(
+    client: httpx.AsyncClient, fleet: Fleet, device_id: str, ledger: Ledger, log: Path
+) -> None:
+    """Until the API is ready and takes a new reading (which must then be stored like any)."""
+    body = _good_body(device_id, 999_999)
+
+    async def stored() -> bool:
+        try:
+            answer = await client.post("/v1/readings", json=body, headers=fleet.headers(device_id))
+        except httpx.TransportError:
+            return False
+        if answer.status_code != 202:
+            return False
+        ledger.took(device_id, [body["event_id"]])
+        ready = await client.get("/health/ready")
+        return ready.status_code == 200
+
+    await wait_until(stored, timeout_s=180, what=lambda: log.read_text()[-3000:])
+
+
+async def _every_accepted_stored_once(
+    db: asyncpg.Connection, ledger: Ledger, devices: list[str], log: Path
+) -> None:
+    wanted = set(ledger.accepted)
+
+    async def all_there() -> bool:
+        rows = await db.fetch(
+            "SELECT device_id, event_id::text AS id, count(*) AS n FROM readings "
+            "WHERE device_id = ANY($1) GROUP BY 1, 2",
+            devices,
+        )
+        stored = {(row["device_id"], row["id"]): row["n"] for row in rows}
+        assert all(n == 1 for n in stored.values()), "a reading stored twice"
+        return wanted <= set(stored)
+
+    await wait_until(all_there, timeout_s=180, what=lambda: log.read_text()[-3000:])

@@ -93,7 +93,6 @@ async def _refuse(send: Send, limit: int, declared: int | None) -> None:
     headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(encoded)).encode()),
-        (b"connection", b"close"),  # the rest of the body is never read
     ]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": encoded})

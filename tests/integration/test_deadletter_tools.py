@@ -6,6 +6,7 @@ from __future__ import annotations
 from confluent_kafka import Producer
 
 from connectors.kafka.deadletters import read_letters
+from connectors.kafka.partitioner import partition_for
 from schemas.events import DeadLetter, encode_dead_letter
 from schemas.settings import Settings
 from schemas.status import encode
@@ -18,11 +19,15 @@ LETTERS = 100_000
 
 
 def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """On the partition our writers give each key (murmur2, as Kafka's Java clients; not
+    librdkafka's default partitioner)."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20})
+    partitions = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
     for key, value in records:
+        partition = partition_for(key.decode(), partitions)
         while True:
             try:
-                producer.produce(topic, value, key)
+                producer.produce(topic, value, key, partition=partition)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.1)

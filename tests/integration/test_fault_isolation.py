@@ -95,12 +95,14 @@ async def test_a_device_reusing_another_devices_event_id_and_time_cannot_suppres
         ({"type": "http", "id": "meta", "url": "http://169.254.169.254/latest/meta-data"}, "url"),
         ({"type": "http", "id": "registry", "url": "http://127.0.0.1:8081/apis"}, "url"),
         ({"type": "kafka", "id": "state", "topic": "fleetstream-device-status-changelog"}, "topic"),
-        ({"type": "kafka", "id": "raw", "topic": "fleet.raw.v1"}, "topic"),
+        ({"type": "kafka", "id": "raw", "topic": "<the pipeline's raw topic>"}, "topic"),
     ],
 )
 async def test_flows_aimed_at_the_systems_own_services_are_refused(
-    api_client: httpx.AsyncClient, node: dict[str, str], field: str
+    api_client: httpx.AsyncClient, pipeline: Settings, node: dict[str, str], field: str
 ) -> None:
+    if node.get("topic") == "<the pipeline's raw topic>":
+        node = node | {"topic": pipeline.topics.raw}
     flow = {
         "flow_id": f"egress-{uuid.uuid4().hex[:8]}",
         "definition": {"name": "egress", "nodes": [node]},
@@ -108,7 +110,7 @@ async def test_flows_aimed_at_the_systems_own_services_are_refused(
     answer = await api_client.post("/api/v1/admin/flows", json=flow, headers=ADMIN)
     assert answer.status_code == 422, answer.text
     [error] = answer.json()["errors"]
-    assert error["field"] == f"definition.nodes[0].{field}"
+    assert error["field"] == f"definition.nodes.0.{field}"
 
 
 @pytest.mark.disruptive

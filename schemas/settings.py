@@ -204,7 +204,16 @@ class LiveSettings(_Section):
         default=SecretStr(""), description="Bearer token that may watch every device ('' = none)"
     )
     client_queue_max: int = Field(
-        default=1000, ge=1, description="messages queued per client before it is dropped"
+        default=1000,
+        ge=1,
+        description="messages waiting for one client when the next reading comes (or its own "
+        "message needs an answer): it is closed with 4008 and its queue freed",
+    )
+    client_queue_max_chars: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="characters of JSON (bytes, when ASCII) waiting for one client, likewise; "
+        "with client_queue_max, a client holds at most this plus one envelope",
     )
     max_filter_items: int = Field(
         default=1000, ge=1, description="device ids or sensor types in one subscribe message"

@@ -281,6 +281,15 @@ class WorkerSettings(_Section):
     web_port: int = Field(
         default=6066, description="its port (give each worker on one machine its own)"
     )
+    trusted_urls: str = Field(
+        default="http://127.0.0.1:*,http://localhost:*,http://[::1]:*",
+        description="the only worker URLs sent the admin token: the operator views ask the "
+        "other workers, and table routing forwards requests, at the URLs they advertise in the "
+        "consumer group, which anyone who can join it can set. Comma-separated "
+        "scheme://host[:port] entries; host a name, *.domain, an IP ([v6] in brackets) or a "
+        "CIDR; port a number or * (any); matched as advertised, no DNS lookup. Other workers "
+        "are shown as not trusted and not called; the worker's own URL is always trusted",
+    )
     datadir: Path = Field(
         default=PROJECT_ROOT / ".stack" / "faust",
         description="Faust data folder: table stores (one per worker on a machine)",

@@ -11,11 +11,18 @@ pub/sub.
 
 Fan-out never waits on a client: the consumer thread hands each poll's records to the event
 loop, where one task fans them out a record (an envelope) at a time, yielding in between so the
-clients' sender tasks can write. Each matching message is encoded once and ``put_nowait`` into
-every matching client's queue. A client that still has ``queue_max`` messages waiting when the
-next record comes is behind: it is marked overflowed and its own task closes it with code 4008;
-nobody else, and nothing upstream, slows down. (The bound is checked per record, not per
-message: a record carries a whole envelope at once, which a healthy client drains between two.)
+clients' sender tasks can write. Each matching message is encoded once and queued for every
+matching client without waiting.
+
+Each client's queue is bounded (:class:`QueueLimits`, ``FLEET_LIVE__CLIENT_QUEUE_MAX`` messages
+and ``FLEET_LIVE__CLIENT_QUEUE_MAX_CHARS`` characters of JSON): a client that still has that much
+waiting when the next record comes, or when one of its own messages needs an answer, is behind.
+It is marked overflowed, its queue is emptied at once (the memory goes back before the close
+handshake, which a stalled client may never finish) and its own task closes it with code 4008;
+nobody else, and nothing upstream, slows down. The bound is checked per record, not per message:
+a record carries a whole envelope at once (at most ``FLEET_KAFKA__ENVELOPE_MAX_BYTES``), which
+a healthy client drains between two. So a client holds at most the limits plus one record, or
+plus one answer to its own message (at most the server's WebSocket message size).
 """
 
 from __future__ import annotations
@@ -55,22 +62,37 @@ Record = tuple[str, bytes | None, bytes | None]
 """(topic, key, value) of a consumed record."""
 
 
+@dataclass(frozen=True)
+class QueueLimits:
+    """How much may wait for one client before it counts as behind."""
+
+    messages: int
+    chars: int
+    """Characters of the queued JSON texts (one byte each when ASCII, the usual case)."""
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One client: its filters (None = all) and its bounded queue of encoded messages."""
 
-    queue_max: int
+    limits: QueueLimits
     device: str | None = None
     """A device token's client sees this device only, whatever it subscribes to."""
     device_ids: frozenset[str] | None = None
     sensor_types: frozenset[str] | None = None
     active: bool = False
     """False until the first subscribe message: nothing is sent before."""
-    queue: asyncio.Queue[str] = field(init=False)
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    behind: tuple[int, int] = (0, 0)
+    """Messages and characters that were waiting when the client was found behind."""
+    _queue: deque[str] = field(default_factory=deque, init=False)
+    _chars: int = field(default=0, init=False)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue()  # bounded per record by keeping_up()
+    @property
+    def waiting(self) -> tuple[int, int]:
+        """Messages and characters queued now."""
+        return len(self._queue), self._chars
 
     def wants(self, device_id: str, sensor_types: Iterable[str] | None) -> bool:
         if not self.active or self.overflowed.is_set():
@@ -84,13 +106,38 @@ class Subscriber:
         return not self.sensor_types.isdisjoint(sensor_types)
 
     def keeping_up(self) -> bool:
-        """False (and overflowed from now on) when ``queue_max`` messages are still waiting."""
-        if self.queue.qsize() >= self.queue_max:
-            self.overflowed.set()
-        return not self.overflowed.is_set()
+        """False (and overflowed from now on, the queue emptied) when the limits are reached."""
+        if self.overflowed.is_set():
+            return False
+        if len(self._queue) < self.limits.messages and self._chars < self.limits.chars:
+            return True
+        self.behind = self.waiting
+        self.overflowed.set()
+        self._queue.clear()
+        self._chars = 0
+        return False
 
     def offer(self, message: str) -> None:
-        self.queue.put_nowait(message)
+        """Queue a message of the feed; the caller checked :meth:`keeping_up` for its record."""
+        if self.overflowed.is_set():
+            return
+        self._queue.append(message)
+        self._chars += len(message)
+        self._ready.set()
+
+    def answer(self, message: str) -> None:
+        """Queue the answer to the client's own message, if the client is keeping up."""
+        if self.keeping_up():
+            self.offer(message)
+
+    async def next_message(self) -> str:
+        """The oldest queued message, once there is one."""
+        while not self._queue:
+            self._ready.clear()
+            await self._ready.wait()
+        message = self._queue.popleft()
+        self._chars -= len(message)
+        return message
 
 
 class LiveFeed:

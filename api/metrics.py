@@ -10,7 +10,9 @@ Each app has its own registry (tests and benchmarks build several apps in one pr
   (another device's id) answers;
 * ``fleet_api_rate_limited_total``: 429 answers of the per-device limit;
 * ``fleet_api_requests_in_flight``: requests being served now;
-* ``fleet_api_producer_queue_depth``: records in the librdkafka queue, not yet acked.
+* ``fleet_api_producer_queue_depth``: records in the librdkafka queue, not yet acked;
+* ``fleet_api_live_clients``: WebSocket clients of the live feed connected now;
+* ``fleet_api_live_clients_dropped_total``: live-feed clients closed for being too slow (4008).
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ class ApiMetrics:
         self.producer_queue = Gauge(
             "fleet_api_producer_queue_depth",
             "Records in the producer queue, not yet acked",
+            registry=registry,
+        )
+
+        self.live_clients = Gauge(
+            "fleet_api_live_clients", "Live-feed WebSocket clients connected", registry=registry
+        )
+        self.live_dropped = Counter(
+            "fleet_api_live_clients_dropped",
+            "Live-feed clients closed for falling too far behind",
             registry=registry,
         )
 

@@ -28,7 +28,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.registry import RegistryRecord
@@ -185,6 +185,7 @@ class DeviceRecords(RegistryRecords[Device], Protocol):
     async def list(self, query: DeviceQuery, /) -> DevicePage: ...
     async def update(self, device_id: str, changes: DeviceChanges, /) -> Device: ...
     async def set_token(self, device_id: str, token_hash: str, /) -> Device: ...
+    async def update_own_metadata(self, device_id: str, metadata: dict[str, Any], /) -> Device: ...
     async def ping(self, timeout_s: float = 2.0) -> bool: ...
 
 
@@ -225,6 +226,12 @@ class DeviceRegistry(Registry[Device]):
 
     async def update(self, device_id: str, changes: DeviceChanges) -> Device:
         return await self._then_publish(device_id, self.store.update(device_id, changes))
+
+    async def update_own_metadata(self, device_id: str, metadata: dict[str, Any]) -> Device:
+        """The device's own metadata update (seed 002): the operator's keys are kept, and
+        ``OperatorMetadata`` is raised, nothing stored, when it tries to change one."""
+        change = self.store.update_own_metadata(device_id, metadata)
+        return await self._then_publish(device_id, change)
 
     async def rotate_token(self, device_id: str, token: str | None = None) -> tuple[Device, str]:
         token = token or new_token()

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from schemas.errors import FleetError
 from schemas.readings import DEVICE_ID_PATTERN, DeviceId
 
 __all__ = [
@@ -33,14 +34,17 @@ __all__ = [
     "METADATA_MAX_BYTES",
     "NAME_MAX",
     "NAME_PATTERN",
+    "OPERATOR_METADATA_KEYS",
     "TIMEOUT_MAX_S",
     "TOKEN_HASH_PATTERN",
     "TOKEN_PATTERN",
     "Device",
     "DeviceChanges",
     "NewDevice",
+    "OperatorMetadata",
     "check_metadata",
     "decode_device",
+    "device_own_metadata",
     "encode_device",
     "hash_token",
     "new_token",
@@ -60,6 +64,10 @@ MAX_TAGS = 32
 METADATA_MAX_BYTES = 8192
 METADATA_MAX_DEPTH = 8
 TIMEOUT_MAX_S = 30 * 24 * 3600
+
+OPERATOR_METADATA_KEYS = ("point_id", "register_id")
+"""Metadata keys that only an operator sets: seed 004's placement of an audio device, which
+its audio chunks must match (``api.media.audio.check_placement``)."""
 
 _KEY_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _VALUE_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, LF, CR allowed
@@ -128,6 +136,42 @@ def _check_scalar(value: Any, where: str) -> None:
         raise ValueError(f"{where}: NaN and infinities are not JSON")
     if value is not None and not isinstance(value, str | bool | int | float):
         raise ValueError(f"{where}: {type(value).__name__} is not a JSON value")
+
+
+class OperatorMetadata(FleetError):
+    """A device's own metadata update tried to set, change or clear an operator's key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"metadata.{key} is set by the operator (the admin API); a device cannot change it"
+        )
+        self.key = key
+
+
+def device_own_metadata(stored: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a device's own update stores: ``sent``, with the operator's keys
+    (:data:`OPERATOR_METADATA_KEYS`) as they are stored.
+
+    Seed 002 firmware replaces its metadata without knowing about those keys, so leaving one
+    out keeps it. Sending one with another value (``null``, a different id, or one where the
+    operator set none) raises :class:`OperatorMetadata`: the device's credentials must not move
+    it to another point or register, and a silent refusal would let it believe it had.
+    """
+    kept = dict(sent)
+    for key in OPERATOR_METADATA_KEYS:
+        if key in sent and not _same_id(sent[key], stored.get(key)):
+            raise OperatorMetadata(key)
+        kept.pop(key, None)
+        if key in stored:
+            kept[key] = stored[key]
+    return kept
+
+
+def _same_id(sent: Any, stored: Any) -> bool:
+    """Equal, UUIDs as text compared without case (as the audio route compares them)."""
+    if isinstance(sent, str) and isinstance(stored, str):
+        return sent.lower() == stored.lower()
+    return bool(sent == stored) and type(sent) is type(stored)
 
 
 class Device(msgspec.Struct, frozen=True, kw_only=True):

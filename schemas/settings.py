@@ -212,7 +212,16 @@ class LiveSettings(_Section):
         default=SecretStr(""), description="Bearer token that may watch every device ('' = none)"
     )
     client_queue_max: int = Field(
-        default=1000, ge=1, description="messages queued per client before it is dropped"
+        default=1000,
+        ge=1,
+        description="messages waiting for one client when the next reading comes (or its own "
+        "message needs an answer): it is closed with 4008 and its queue freed",
+    )
+    client_queue_max_chars: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="characters of JSON (bytes, when ASCII) waiting for one client, likewise; "
+        "with client_queue_max, a client holds at most this plus one envelope",
     )
     max_filter_items: int = Field(
         default=1000, ge=1, description="device ids or sensor types in one subscribe message"
@@ -279,6 +288,15 @@ class WorkerSettings(_Section):
     web_host: str = Field(default="127.0.0.1", description="address the worker's web server binds")
     web_port: int = Field(
         default=6066, description="its port (give each worker on one machine its own)"
+    )
+    trusted_urls: str = Field(
+        default="http://127.0.0.1:*,http://localhost:*,http://[::1]:*",
+        description="the only worker URLs sent the admin token: the operator views ask the "
+        "other workers, and table routing forwards requests, at the URLs they advertise in the "
+        "consumer group, which anyone who can join it can set. Comma-separated "
+        "scheme://host[:port] entries; host a name, *.domain, an IP ([v6] in brackets) or a "
+        "CIDR; port a number or * (any); matched as advertised, no DNS lookup. Other workers "
+        "are shown as not trusted and not called; the worker's own URL is always trusted",
     )
     datadir: Path = Field(
         default=PROJECT_ROOT / ".stack" / "faust",

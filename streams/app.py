@@ -12,6 +12,7 @@ import faust
 from schemas.settings import Settings
 from streams.faust_compat import buffer_changelog_writes, limit_fetch_wait
 from streams.topology import DEADLETTER_MAX_BYTES
+from streams.web.trust import WorkerTrust, trusted_router
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -59,6 +60,8 @@ def create_app(settings: Settings) -> faust.App:
         web_bind=worker.web_host,
         web_port=worker.web_port,
         web_host=worker.web_host,
+        # Routed web requests carry the admin token: only to the workers the operator trusts.
+        Router=trusted_router(WorkerTrust.parse(worker.trusted_urls)),
     )
     buffer_changelog_writes(app, CHANGELOG_BUFFER_MAX)
     limit_fetch_wait(app, kafka.fetch_max_wait_ms)

@@ -30,7 +30,7 @@ from api.devices import RegistryDep
 from api.problems import ProblemError
 from api.registry_problems import conflict, not_found, registry_errors
 from connectors.postgres.devices import DeviceQuery, TokenInUse
-from schemas.devices import LABEL_PATTERN, DeviceChanges, NewDevice
+from schemas.devices import LABEL_PATTERN, DeviceChanges, NewDevice, OperatorMetadata
 from schemas.errors import field_error_from_message, one_line
 from schemas.settings import Settings
 
@@ -124,13 +124,23 @@ async def update_metadata(
     body: MetadataUpdate, request: Request, registry: RegistryDep, settings: SettingsDep
 ) -> DeviceOut:
     """Seed 002: replace a device's metadata. Called by the device itself (its token in
-    ``X-API-Key`` or ``Authorization: Bearer``) or by an operator with the admin token."""
+    ``X-API-Key`` or ``Authorization: Bearer``) or by an operator with the admin token.
+
+    ``point_id`` and ``register_id`` (seed 004's placement of an audio device, which its audio
+    chunks must match) are the operator's: a device's own update keeps them as stored when it
+    leaves them out, and gets 403 problem+json naming the field (``metadata.point_id``...),
+    nothing changed, when it sends another value, ``null``, or one the operator never set.
+    Only the admin token changes them, here (the metadata as sent, replaced whole) or with
+    ``PATCH /api/v1/admin/devices/{device_id}``."""
     admin_token = bearer_token(request)
-    if admin_token is None or not is_admin_token(admin_token, settings):
+    by_admin = admin_token is not None and is_admin_token(admin_token, settings)
+    if not by_admin:
         require_device(_authenticated_device(request), body.device_id)
     with device_errors(settings):
-        changes = DeviceChanges(metadata=body.metadata)
-        device = await registry.update(body.device_id, changes)
+        if by_admin:
+            device = await registry.update(body.device_id, DeviceChanges(metadata=body.metadata))
+        else:
+            device = await registry.update_own_metadata(body.device_id, body.metadata)
     return DeviceOut.of(device)
 
 
@@ -142,6 +152,19 @@ def device_errors(settings: Settings) -> Iterator[None]:
             yield
         except TokenInUse as exc:
             raise conflict(str(exc), "token_plain") from exc
+        except OperatorMetadata as exc:
+            raise ProblemError(
+                403,
+                "Forbidden",
+                str(exc),
+                errors=[
+                    {
+                        "field": f"body.metadata.{exc.key}",
+                        "message": "set by the operator; only the admin API changes it",
+                        "type": "forbidden",
+                    }
+                ],
+            ) from exc
         except msgspec.ValidationError as exc:
             error = field_error_from_message(str(exc))
             field = ".".join(str(part) for part in ("body", *error.loc))  # as pydantic names it

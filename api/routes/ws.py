@@ -16,9 +16,11 @@ Nothing is sent before the first subscribe. Server → client::
     {"type": "device-status", "data": <device status record>}
     {"type": "error", "message": "..."}            (a bad message; the connection stays)
 
-Close codes: 4401 no or bad credentials, 4008 the client fell ``FLEET_LIVE__CLIENT_QUEUE_MAX``
-messages behind (it is dropped so that nobody else waits), 1013 the device registry is not
-loaded yet (retry).
+Close codes: 4401 no or bad credentials; 4008 the client is too slow:
+``FLEET_LIVE__CLIENT_QUEUE_MAX`` messages or ``FLEET_LIVE__CLIENT_QUEUE_MAX_CHARS`` characters
+were still waiting for it when a reading came, or when one of its own messages needed an answer
+(it is dropped so that nobody else waits and the server's memory stays bounded; the reason says
+how far behind it was); 1013 the device registry is not loaded yet (retry).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from api.auth import API_KEY_HEADER, DeviceLookup, is_admin_token
-from api.live import LiveFeed, Subscriber
+from api.live import LiveFeed, QueueLimits, Subscriber
+from api.metrics import ApiMetrics
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,8 +76,11 @@ async def live(websocket: WebSocket) -> None:
     except Refused as refused:
         await websocket.close(refused.code, refused.reason)
         return
-    subscriber = Subscriber(settings.live.client_queue_max, device=device)
+    limits = QueueLimits(settings.live.client_queue_max, settings.live.client_queue_max_chars)
+    subscriber = Subscriber(limits, device=device)
+    metrics = cast(ApiMetrics, websocket.app.state.metrics)
     feed.add(subscriber)
+    metrics.live_clients.inc()
     tasks = [
         asyncio.create_task(_send(websocket, subscriber)),
         asyncio.create_task(_receive(websocket, subscriber, settings.live.max_filter_items)),
@@ -84,15 +90,24 @@ async def live(websocket: WebSocket) -> None:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         feed.remove(subscriber)
+        metrics.live_clients.dec()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if subscriber.overflowed.is_set():
-        log.info("live client dropped: %d messages behind", subscriber.queue.qsize())
+        reason = too_slow_reason(subscriber)
+        log.info("live client dropped: %s", reason)
+        metrics.live_dropped.inc()
         # Not wrapped in a timeout: the server's own close timeout aborts the connection when
         # the client does not read even the close frame (cancelling close would leave it open).
         with contextlib.suppress(Exception):
-            await websocket.close(TOO_SLOW, f"too slow: {subscriber.queue_max} messages behind")
+            await websocket.close(TOO_SLOW, reason)
+
+
+def too_slow_reason(subscriber: Subscriber) -> str:
+    """The close reason of a client found behind (well under the 123 bytes a reason may take)."""
+    messages, chars = subscriber.behind
+    return f"too slow: {messages} messages ({chars} characters) behind"
 
 
 def _principal(websocket: WebSocket, settings: Settings) -> str | None:
@@ -126,25 +141,31 @@ def _token(websocket: WebSocket) -> str | None:
 
 async def _send(websocket: WebSocket, subscriber: Subscriber) -> None:
     while True:
-        await websocket.send_text(await subscriber.queue.get())
+        await websocket.send_text(await subscriber.next_message())
 
 
 async def _receive(websocket: WebSocket, subscriber: Subscriber, max_items: int) -> None:
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             text = await websocket.receive_text()
-            try:
-                _apply(subscriber, _subscribe.decode(text), max_items)
-            except (msgspec.DecodeError, ValueError) as exc:
-                error = {"type": "error", "message": str(exc)}
-                subscriber.offer(json.dumps(error))
-                continue
-            answer = {
-                "type": "subscribed",
-                "device_ids": _listed(subscriber.device_ids),
-                "sensor_types": _listed(subscriber.sensor_types),
-            }
-            subscriber.offer(json.dumps(answer))
+            subscriber.answer(_answer(subscriber, text, max_items))
+            # A turn for the sender before the next message, which may be buffered already:
+            # a client that sends a burst and reads the answers keeps up.
+            await asyncio.sleep(0)
+
+
+def _answer(subscriber: Subscriber, text: str, max_items: int) -> str:
+    """Apply a client's message; the answer to send back."""
+    try:
+        _apply(subscriber, _subscribe.decode(text), max_items)
+    except (msgspec.DecodeError, ValueError) as exc:
+        return json.dumps({"type": "error", "message": str(exc)})
+    answer = {
+        "type": "subscribed",
+        "device_ids": _listed(subscriber.device_ids),
+        "sensor_types": _listed(subscriber.sensor_types),
+    }
+    return json.dumps(answer)
 
 
 def _apply(subscriber: Subscriber, message: Subscribe, max_items: int) -> None:

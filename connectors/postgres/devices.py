@@ -28,7 +28,7 @@ from connectors.postgres.registry import (
     RegistryTable,
     TableSpec,
 )
-from schemas.devices import Device, DeviceChanges, NewDevice
+from schemas.devices import Device, DeviceChanges, NewDevice, device_own_metadata
 from schemas.errors import FleetError
 
 # SQL below interpolates only these constant column lists and generated $n placeholders
@@ -133,6 +133,24 @@ class DeviceStore(RegistryTable[Device]):
         )
         async with unavailable_as_error():
             row = await self._pool.fetchrow(sql, device_id, *args)
+        return _device(self._required(row, device_id))
+
+    async def update_own_metadata(self, device_id: str, metadata: dict[str, Any]) -> Device:
+        """Replace the metadata as the device itself asks: the operator's keys stay as stored
+        (:func:`schemas.devices.device_own_metadata`, which raises ``OperatorMetadata``). The
+        row is locked from the read to the write, so an operator's change made meanwhile is
+        neither lost nor checked against a stale value."""
+        select = "SELECT metadata::text FROM devices WHERE device_id = $1 FOR UPDATE"
+        update = (
+            "UPDATE devices SET metadata = $2::jsonb, updated_at = now() "  # noqa: S608
+            f"WHERE device_id = $1 RETURNING {_COLUMNS}"
+        )
+        async with unavailable_as_error(), self._pool.acquire() as conn, conn.transaction():
+            stored = await conn.fetchval(select, device_id)
+            if stored is None:
+                raise DeviceNotFound(device_id)
+            kept = device_own_metadata(msgspec.json.decode(stored), metadata)
+            row = await conn.fetchrow(update, device_id, _json(kept))
         return _device(self._required(row, device_id))
 
     async def set_token(self, device_id: str, token_hash: str) -> Device:

@@ -8,6 +8,10 @@ device is looked up on the worker that owns its key (:meth:`Operator.device_stat
 Faust's table routing does, with a header that stops a request from bouncing between two
 workers that disagree during a rebalance.
 
+Those requests carry the admin token, and the URLs come from the consumer group, where any
+member advertises its own: a worker whose URL ``FLEET_WORKER__TRUSTED_URLS`` does not list
+(:mod:`streams.web.trust`) is never called, and is shown as not trusted.
+
 Kafka and Postgres are read here too: consumer lag (``streams.web.lag``), dead letters
 (``streams.web.letters``), recent readings and alerts (``connectors.postgres``), replays
 (``connectors.kafka.deadletters``). Blocking Kafka clients run in threads.
@@ -41,6 +45,7 @@ from streams.web import devices
 from streams.web.lag import LagReader, PartitionLag
 from streams.web.letters import LetterFollower, LetterIndex
 from streams.web.rates import RateWindow
+from streams.web.trust import WorkerTrust
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ class Operator:
         self.app = ctx.app
         self.settings = ctx.settings
         self.rates: RateWindow[Key] = RateWindow(RATE_WINDOW_S)
+        self.trust = WorkerTrust.parse(ctx.settings.worker.trusted_urls)
         self.letters = LetterIndex()
         self.follower: LetterFollower | None = None
         self.started_at = datetime.now(UTC)
@@ -142,6 +148,11 @@ class Operator:
     # -- across workers ----------------------------------------------------------------------
 
     async def _get(self, url: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """Another worker's answer; NotTrusted, before any connection, for a URL the admin
+        token may not go to."""
+        why = None if url == self.url else self.trust.refusal(url)
+        if why is not None:
+            raise NotTrusted(why)
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=FAN_OUT_TIMEOUT_S)
@@ -163,6 +174,8 @@ class Operator:
                 return self.worker(query)
             try:
                 answer: dict[str, Any] = await self._get(url, "/ops/api/worker", params)
+            except NotTrusted as exc:
+                return {"url": url, "error": str(exc), "ready": False, "trusted": False}
             except (aiohttp.ClientError, TimeoutError, RemoteError) as exc:
                 return {"url": url, "error": f"{type(exc).__name__}: {exc}", "ready": False}
             return answer
@@ -293,6 +306,8 @@ class Operator:
             return 503, {"status": "recovering", "device_id": device_id}
         try:
             answer = await self._get(owner, f"/ops/api/devices/{device_id}/state")
+        except NotTrusted as exc:
+            return 503, {"status": "not trusted", "worker": owner, "detail": str(exc)}
         except RemoteError as exc:
             return exc.status, exc.body if isinstance(exc.body, dict) else {"status": "error"}
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -390,14 +405,15 @@ class Operator:
         async def ask(url: str) -> tuple[str, Any]:
             try:
                 return url, await self._get(url, "/flows/")
-            except (aiohttp.ClientError, TimeoutError, RemoteError) as exc:
+            except (aiohttp.ClientError, TimeoutError, RemoteError, NotTrusted) as exc:
                 return url, exc
 
         merged: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
         for url, answer in await asyncio.gather(*(ask(url) for url in members)):
             if isinstance(answer, BaseException):
-                errors[url] = f"{type(answer).__name__}: {answer}"
+                named = isinstance(answer, NotTrusted)
+                errors[url] = str(answer) if named else f"{type(answer).__name__}: {answer}"
                 continue
             for flow in answer.get("flows", []):
                 row = merged.setdefault(
@@ -418,6 +434,13 @@ class Operator:
         """The API's acknowledgement (``POST /api/v1/alerts/{id}/ack`` is canonical): the same
         :meth:`AlertStore.acknowledge`, which checks ``by`` and keeps the first one."""
         return _alert_json(await AlertStore(await self.pool()).acknowledge(alert_id, by))
+
+
+class NotTrusted(Exception):
+    """A worker URL that the admin token may not be sent to; the message says why."""
+
+    def __str__(self) -> str:
+        return f"not trusted: {self.args[0]}"
 
 
 class RemoteError(Exception):
@@ -454,6 +477,7 @@ def _throughput(
 def _worker_row(worker: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "url": worker["url"],
+        "trusted": worker.get("trusted", True),
         "error": worker.get("error"),
         "ready": worker.get("ready", False),
         "waiting": worker.get("waiting", {}),

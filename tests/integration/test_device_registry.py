@@ -3,6 +3,8 @@ device cache of every API instance."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -221,3 +223,47 @@ async def test_metadata_postgres_cannot_hold_is_422_naming_the_field(
         fields = [error["field"] for error in response.json()["errors"]]
         assert any(field.startswith("body") for field in fields), fields
     assert (await api_a.get(f"{ADMIN_DEVICES}/{device_id}", headers=ADMIN)).status_code == 404
+
+
+async def test_a_device_cannot_move_itself_off_the_point_and_register_an_operator_set(
+    pipeline: Settings, api_a: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Seed 002's metadata route with the device's own token: the operator's ``point_id`` and
+    ``register_id`` stay in Postgres and on the topic; changing one is 403 naming it."""
+    device_id = device_ids(1)[0]
+    point, register = str(uuid.uuid4()), str(uuid.uuid4())
+    token = (await _create(api_a, device_id=device_id, point_id=point, register_id=register))[
+        "token"
+    ]
+    await _answers(api_a, device_id, token, 200)  # the cache knows the token
+    pins = {"point_id": point, "register_id": register}
+
+    async def stored() -> dict[str, Any]:
+        text = await db.fetchval(
+            "SELECT metadata::text FROM devices WHERE device_id = $1", device_id
+        )
+        return dict(json.loads(text))
+
+    own = await api_a.post(
+        "/api/v1/devices/metadata",
+        json={"device_id": device_id, "metadata": {"firmware": "2.0"}},
+        headers={"X-API-Key": token},
+    )
+    assert own.status_code == 200, own.text
+    assert await stored() == {"firmware": "2.0", **pins}
+    _, value = latest(_records(pipeline), device_id)
+    assert value is not None and decode_device(value).metadata == {"firmware": "2.0", **pins}
+
+    refused = await api_a.post(
+        "/api/v1/devices/metadata",
+        json={"device_id": device_id, "metadata": {"point_id": str(uuid.uuid4())}},
+        headers={"X-API-Key": token},
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errors"][0]["field"] == "body.metadata.point_id"
+    assert await stored() == {"firmware": "2.0", **pins}
+
+    moved = await api_a.patch(
+        f"{ADMIN_DEVICES}/{device_id}", json={"metadata": {"point_id": point}}, headers=ADMIN
+    )
+    assert moved.status_code == 200 and await stored() == {"point_id": point}

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import re
 import socket
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,28 +208,59 @@ def raw_websocket(settings: Settings) -> socket.socket:
     while b"\r\n\r\n" not in answer:
         answer += sock.recv(1)
     assert answer.startswith(b"HTTP/1.1 101"), answer
-    payload = json.dumps({"type": "subscribe"}).encode()
-    mask = os.urandom(4)
-    masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
-    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    sock.sendall(masked_text(json.dumps({"type": "subscribe"})))
     return sock
 
 
-def closed_by_server(sock: socket.socket, timeout_s: float) -> bool:
-    """Read what the server sent until it closed the connection (EOF or reset)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if not sock.recv(65536):
-                return True
-        except ConnectionResetError:
-            return True
-        except TimeoutError:
-            return False
-    return False
+def masked_text(text: str) -> bytes:
+    """A client's text frame (under 126 bytes), masked as a client must."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
 
 
-async def test_a_client_that_never_reads_is_dropped_while_a_normal_client_keeps_receiving(
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionResetError("the server ended the connection before a close frame")
+        data += chunk
+    return data
+
+
+def close_frame(sock: socket.socket) -> tuple[int, str]:
+    """Read the server's frames (unmasked) up to its close frame: its code and reason."""
+    while True:
+        first, second = _exactly(sock, 2)
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(_exactly(sock, 2), "big")
+        elif size == 127:
+            size = int.from_bytes(_exactly(sock, 8), "big")
+        payload = _exactly(sock, size)
+        if first & 0x0F == 0x8:
+            return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+
+
+def behind(reason: str) -> int:
+    """The messages a "too slow" close reason says were waiting."""
+    match = re.fullmatch(r"too slow: (\d+) messages \(\d+ characters\) behind", reason)
+    assert match is not None, reason
+    return int(match.group(1))
+
+
+async def dropped_clients(settings: Settings) -> float:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{settings.api.port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("fleet_api_live_clients_dropped_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_a_client_that_never_reads_is_closed_with_4008_while_a_normal_client_keeps_receiving(
     served: Settings,
 ) -> None:
     (device_id,) = device_ids(1)
@@ -239,12 +271,25 @@ async def test_a_client_that_never_reads_is_dropped_while_a_normal_client_keeps_
             await _subscribe(normal, device_ids=[device_id])
             got: list[dict[str, Any]] = []
             reader = asyncio.create_task(_collect(normal, got))
-            await asyncio.to_thread(
-                produce_curated,
-                served,
-                {device_id: _curated_records(served, device_id, total)},
-                500,
+            producing = asyncio.create_task(
+                asyncio.to_thread(
+                    produce_curated,
+                    served,
+                    {device_id: _curated_records(served, device_id, total)},
+                    500,
+                )
             )
+
+            async def slow_one_dropped() -> bool:
+                return await dropped_clients(served) == 1.0
+
+            await wait_until(slow_one_dropped, timeout_s=60, what="the slow client dropped")
+            # Read now, within the server's close timeout: what the kernel buffered, then the
+            # close frame the server queued behind it.
+            code, reason = await asyncio.to_thread(close_frame, slow)
+            assert code == 4008, (code, reason)
+            assert behind(reason) >= QUEUE_MAX, reason
+            await producing
 
             async def everything() -> bool:
                 return sum(1 for m in got if m["type"] == "sensor-data") == total
@@ -253,8 +298,34 @@ async def test_a_client_that_never_reads_is_dropped_while_a_normal_client_keeps_
                 everything, timeout_s=120, what=lambda: f"{total} readings, got {len(got)}"
             )
             reader.cancel()
-        # The slow client was dropped: once it reads, it finds the end of the connection.
-        assert await asyncio.to_thread(closed_by_server, slow, 60.0)
+        assert await dropped_clients(served) == 1.0  # the normal client never was
+    finally:
+        slow.close()
+
+
+async def test_a_client_that_sends_and_never_reads_the_answers_is_closed_with_4008(
+    served: Settings,
+) -> None:
+    """Each subscribe is answered through the client's bounded queue: sending without reading
+    the answers gets the client closed, it cannot grow the API's memory."""
+    slow = raw_websocket(served)
+    burst = masked_text(json.dumps({"type": "subscribe", "sensor_types": ["pir"]})) * 50_000
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # the server may end the connection meanwhile
+            slow.sendall(burst)
+
+    try:
+        sending = asyncio.create_task(asyncio.to_thread(send))
+
+        async def slow_one_dropped() -> bool:
+            return await dropped_clients(served) == 1.0
+
+        await wait_until(slow_one_dropped, timeout_s=60, what="the sending client dropped")
+        code, reason = await asyncio.to_thread(close_frame, slow)
+        assert code == 4008, (code, reason)
+        assert behind(reason) == QUEUE_MAX, reason  # answers are checked one by one
+        await sending
     finally:
         slow.close()
 

@@ -381,3 +381,73 @@ async def test_any_worker_answers_for_the_app_and_routes_a_device_to_its_owner(
                 assert (answer.json()["worker"], answer.json()["online"]) == (owner, True)
         unknown = await client.get(f"{urls[1]}/ops/api/devices/ops2-nobody-000/state")
         assert unknown.status_code == 404 and unknown.json()["status"] == "unknown"
+
+
+async def test_a_worker_neither_asks_nor_routes_to_a_worker_whose_url_it_does_not_trust(
+    pipeline: Settings, fleet: Fleet, tmp_path: Path, worker_factory: list[WorkerProcess]
+) -> None:
+    """Two workers of one group on loopback; the second trusts only ``http://localhost:*``, so
+    the first's advertised ``http://127.0.0.1:<port>`` gets neither its admin token nor its
+    routed requests: it is shown as not trusted, and its devices answer 503 there."""
+    settings = core_settings(pipeline)
+    urls = []
+    for n, trusted in enumerate([settings.worker.trusted_urls, "http://localhost:*"]):
+        web = settings.worker.model_copy(
+            update={"web_enabled": True, "web_port": free_port(), "trusted_urls": trusted}
+        )
+        process = WorkerProcess(settings.model_copy(update={"worker": web}), tmp_path / f"w{n}.log")
+        worker_factory.append(process)
+        process.start()
+        urls.append(f"http://127.0.0.1:{web.web_port}")
+    trusting, wary = urls
+    devices = device_ids(8, "ops3")
+    await fleet.enroll(devices)
+    admin = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(timeout=10, headers=admin) as client:
+
+        async def group_formed() -> bool:
+            for device in devices:
+                body = {"device_id": device, "sensors": {"pir": {"motion_detected": True}}}
+                assert (await fleet.post(body)).status_code == 202
+            try:
+                answer = (await client.get(f"{trusting}/ops/api/overview")).json()
+            except httpx.TransportError:
+                return False
+            workers = answer["workers"]
+            return (
+                len(workers) == 2
+                and all(worker["ready"] and worker["partitions"] for worker in workers)
+                and answer["devices"] == {"online": 8, "offline": 0, "complete": True}
+            )
+
+        await wait_until(
+            group_formed,
+            timeout_s=START_S,
+            what=lambda: "\n".join(process.log_tail(20) for process in worker_factory),
+        )
+        overview = (await client.get(f"{trusting}/ops/api/overview")).json()
+        assert all(worker["trusted"] for worker in overview["workers"])
+        owned = {
+            w["url"]: set(w["partitions"][settings.topics.curated]) for w in overview["workers"]
+        }
+
+        seen_by_wary = (await client.get(f"{wary}/ops/api/overview")).json()
+        rows = {worker["url"]: worker for worker in seen_by_wary["workers"]}
+        assert rows[wary]["trusted"] and rows[wary]["ready"]
+        assert rows[trusting]["trusted"] is False and not rows[trusting]["ready"]
+        assert rows[trusting]["error"].startswith("not trusted: ")
+        assert seen_by_wary["devices"]["complete"] is False
+
+        for device in devices:
+            owner = trusting if partition_for(device, 3) in owned[trusting] else wary
+            state = await client.get(f"{wary}/ops/api/devices/{device}/state")
+            routed = await client.get(f"{wary}/devices/{device}/status/")
+            if owner == trusting:
+                assert state.status_code == 503, state.text
+                assert state.json()["status"] == "not trusted"
+                assert routed.status_code == 503 and "not trusted" in routed.text
+            else:
+                assert state.status_code == 200 and routed.status_code == 200
+            # the trusting worker asks and routes to the wary one as before
+            from_trusting = await client.get(f"{trusting}/devices/{device}/status/")
+            assert from_trusting.status_code == 200, from_trusting.text

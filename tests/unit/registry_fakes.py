@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -20,7 +20,14 @@ from connectors.postgres.devices import (
 )
 from connectors.postgres.flows import FlowExists, FlowNotFound, FlowPage
 from connectors.postgres.registry import Publish, PublishAll, RecordNotFound
-from schemas.devices import Device, DeviceChanges, NewDevice, encode_device, hash_token
+from schemas.devices import (
+    Device,
+    DeviceChanges,
+    NewDevice,
+    device_own_metadata,
+    encode_device,
+    hash_token,
+)
 from schemas.flows import FlowDefinition, FlowDocument
 from tests import clock
 
@@ -79,6 +86,13 @@ class MemoryStore(MemoryRecords[Device]):
     async def update(self, device_id: str, changes: DeviceChanges) -> Device:
         current = self._existing(device_id)
         device = msgspec.structs.replace(current, **changes.as_dict())
+        self.rows[device_id] = device
+        return device
+
+    async def update_own_metadata(self, device_id: str, metadata: dict[str, Any]) -> Device:
+        current = self._existing(device_id)
+        kept = device_own_metadata(current.metadata, metadata)
+        device = msgspec.structs.replace(current, metadata=kept)
         self.rows[device_id] = device
         return device
 

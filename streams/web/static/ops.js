@@ -187,7 +187,8 @@
       });
       fill("workers", data.workers, function (row, item) {
         cell(row, item.url);
-        cell(row, item.error ? "error: " + item.error : (item.ready ? "running" : "recovering"));
+        cell(row, item.trusted === false ? item.error + " (not called)"
+          : item.error ? "error: " + item.error : (item.ready ? "running" : "recovering"));
         cell(row, partitions(item.partitions));
         cell(row, item.devices ? item.devices.online + " / " + item.devices.offline : "–");
       });
@@ -233,7 +234,9 @@
           ["worker", state.worker],
         ]);
       } else {
-        text("state-note", data.state_status === 503
+        text("state-note", state.status === "not trusted"
+          ? "The worker that owns this device advertises " + state.worker + ", which FLEET_WORKER__TRUSTED_URLS does not list: it was not asked."
+          : data.state_status === 503
           ? "The status table is recovering on the owning worker; try again in a moment."
           : "The status table has no entry for this device (" + (state.status || data.state_status) + ").");
         describe("state", [["status", state.status || "unknown", "device-status"]]);

@@ -226,3 +226,50 @@ async def test_seed_002_metadata_by_the_device_itself_by_admin_not_by_another_de
     )
     assert by_admin.status_code == 200
     assert store.rows["esp-2"].metadata == {"floor": 3}
+
+
+async def test_a_devices_own_metadata_update_keeps_the_operators_point_and_register(
+    client: httpx.AsyncClient, publisher: MemoryPublisher, cache: StaticCache, store: MemoryStore
+) -> None:
+    point, register = "5d6f7a1e-0b8c-4e2f-9a31-7c1d2e3f4a5b", "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+    created = await _create(client, device_id="rec-1", point_id=point, register_id=register)
+    token = created.json()["token"]
+    cache.follow(publisher)
+    path = "/api/v1/devices/metadata"
+    pins = {"point_id": point, "register_id": register}
+
+    # Left out (seed 002 firmware knows nothing of them): kept, stored and published so.
+    own = await client.post(
+        path, json={"device_id": "rec-1", "metadata": {"fw": "2"}}, headers={"X-API-Key": token}
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["metadata"] == {"fw": "2", **pins}
+    assert store.rows["rec-1"].metadata == {"fw": "2", **pins}
+    published = publisher.latest()["rec-1"]
+    assert published is not None and decode_device(published).metadata == {"fw": "2", **pins}
+
+    # Changed or cleared by the device: 403 naming the field, nothing stored or published.
+    sent = len(publisher.sent)
+    for change in ({"point_id": None}, {"register_id": "00000000-0000-4000-8000-000000000000"}):
+        refused = await client.post(
+            path,
+            json={"device_id": "rec-1", "metadata": {"fw": "3", **change}},
+            headers={"X-API-Key": token},
+        )
+        assert refused.status_code == 403, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        (key,) = change
+        assert refused.json()["errors"][0]["field"] == f"body.metadata.{key}"
+    assert store.rows["rec-1"].metadata == {"fw": "2", **pins}
+    assert len(publisher.sent) == sent
+
+    # The admin token may change them, here (replaced whole) or through the admin API.
+    moved = {"point_id": "0b7e6a2c-3f1d-4c1a-9d6e-1f2a3b4c5d6e", "register_id": register}
+    by_admin = await client.post(
+        path, json={"device_id": "rec-1", "metadata": moved}, headers=ADMIN
+    )
+    assert by_admin.status_code == 200 and store.rows["rec-1"].metadata == moved
+    patched = await client.patch(
+        "/api/v1/admin/devices/rec-1", json={"metadata": {}}, headers=ADMIN
+    )
+    assert patched.status_code == 200 and store.rows["rec-1"].metadata == {}

@@ -13,8 +13,10 @@ from schemas.devices import (
     Device,
     DeviceChanges,
     NewDevice,
+    OperatorMetadata,
     check_metadata,
     decode_device,
+    device_own_metadata,
     encode_device,
     hash_token,
     new_token,
@@ -102,3 +104,39 @@ def test_a_document_never_carries_a_plain_token() -> None:
     token = new_token()
     device = Device(device_id="esp-1", token_hash=hash_token(token), created_at=NOW, updated_at=NOW)
     assert token.encode() not in encode_device(device)
+
+
+POINT = "5d6f7a1e-0b8c-4e2f-9a31-7c1d2e3f4a5b"
+REGISTER = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+PINNED = {"point_id": POINT, "register_id": REGISTER, "floor": 2}
+
+
+def test_a_devices_own_metadata_keeps_the_operators_ids_it_leaves_out() -> None:
+    kept = device_own_metadata(PINNED, {"firmware": "1.2"})
+    assert kept == {"firmware": "1.2", "point_id": POINT, "register_id": REGISTER}
+    assert device_own_metadata(PINNED, {}) == {"point_id": POINT, "register_id": REGISTER}
+    # sending them back unchanged (a UUID in other case) is no change: the stored text stays
+    echoed = device_own_metadata(PINNED, {"point_id": POINT.upper(), "register_id": REGISTER})
+    assert echoed == {"point_id": POINT, "register_id": REGISTER}
+    # nothing pinned: the rest is replaced as sent, and no id appears
+    assert device_own_metadata({"floor": 2}, {"firmware": "1.2"}) == {"firmware": "1.2"}
+    assert device_own_metadata({}, {"point_id": None}) == {}
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent", "key"),
+    [
+        (PINNED, {"point_id": None}, "point_id"),  # clearing
+        (PINNED, {"register_id": "00000000-0000-4000-8000-000000000000"}, "register_id"),
+        (PINNED, {"point_id": 7}, "point_id"),
+        ({"floor": 2}, {"point_id": POINT}, "point_id"),  # pinning itself
+        ({"point_id": 1}, {"point_id": True}, "point_id"),  # equal in Python, not in JSON
+    ],
+)
+def test_a_devices_own_metadata_cannot_set_change_or_clear_an_operators_id(
+    stored: dict[str, Any], sent: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(OperatorMetadata) as refused:
+        device_own_metadata(stored, {"firmware": "1.2", **sent})
+    assert refused.value.key == key
+    assert f"metadata.{key}" in str(refused.value)

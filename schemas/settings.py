@@ -16,6 +16,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.catalogue import (
+    GENERIC_FIELDS_PER_READING,
+    GENERIC_FIELDS_PER_SENSOR,
+    GENERIC_NAME_LENGTH,
+    GenericLimits,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -344,6 +351,39 @@ class StreamSettings(_Section):
     max_replays: int = Field(default=1, ge=1, description="times a dead letter may be replayed")
 
 
+class GenericSettings(_Section):
+    """What a reading may carry under the generic rules: the ``generic`` sensor, and sensor types
+    the catalogue lacks when FLEET_STREAM__UNKNOWN_SENSOR_TYPES=generic. The edges and the worker
+    refuse a reading beyond them (422 at the HTTP edge, a dead letter from the MQTT bridge or the
+    worker). Generic values are numbers and booleans, never nested: there is no depth to bound."""
+
+    max_fields_per_sensor: int = Field(
+        default=GENERIC_FIELDS_PER_SENSOR,
+        ge=1,
+        le=GENERIC_FIELDS_PER_SENSOR,
+        description="fields of one sensor (the reading contract allows 32 at most)",
+    )
+    max_fields_per_reading: int = Field(
+        default=GENERIC_FIELDS_PER_READING,
+        ge=1,
+        description="fields of one reading, over every sensor the generic rules read",
+    )
+    max_name_length: int = Field(
+        default=GENERIC_NAME_LENGTH,
+        ge=1,
+        le=GENERIC_NAME_LENGTH,
+        description="characters of a field name (the reading contract allows 32 at most)",
+    )
+
+    def limits(self) -> GenericLimits:
+        """The bounds as the validator takes them."""
+        return GenericLimits(
+            fields_per_sensor=self.max_fields_per_sensor,
+            fields_per_reading=self.max_fields_per_reading,
+            name_length=self.max_name_length,
+        )
+
+
 class SchemaRegistrySettings(_Section):
     url: str = Field(
         default="http://127.0.0.1:8081/apis/ccompat/v7",
@@ -477,6 +517,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
     stream: StreamSettings = StreamSettings()
+    generic: GenericSettings = GenericSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     blob: BlobSettings = BlobSettings()
     media: MediaSettings = MediaSettings()

@@ -22,6 +22,15 @@ from schemas.catalogue import (
     GENERIC_NAME_LENGTH,
     GenericLimits,
 )
+from schemas.status import (
+    ROLLUP_MAX_FIELDS,
+    ROLLUP_MAX_WINDOWS,
+    ROW_MAX_BYTES,
+    STATUS_MAX_VALUES,
+    rollup_row_max_bytes,
+    rollup_windows_needed,
+    status_row_max_bytes,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -348,6 +357,25 @@ class StreamSettings(_Section):
     rollup_grace_s: int = Field(
         default=300, ge=0, description="late readings update their window this long after it"
     )
+    status_max_values: int = Field(
+        default=STATUS_MAX_VALUES,
+        ge=1,
+        description="sensor fields in a device's last values (status row); past it the least "
+        "recently updated are dropped (counted in the row's values_dropped)",
+    )
+    rollup_max_fields: int = Field(
+        default=ROLLUP_MAX_FIELDS,
+        ge=1,
+        description="fields per device and window in the rollups; further fields of that window "
+        "are not rolled up (counted in the rollup row's dropped_fields)",
+    )
+    rollup_max_windows: int = Field(
+        default=ROLLUP_MAX_WINDOWS,
+        ge=1,
+        description="open windows per device (rollup row); past it the oldest gives way, and a "
+        "reading for a window older than all of them is not rolled up (counted). Must cover "
+        "(120 + rollup_grace_s + FLEET_API__TIMESTAMP_MAX_AHEAD_S) / 60 + 1 windows",
+    )
     max_replays: int = Field(default=1, ge=1, description="times a dead letter may be replayed")
 
 
@@ -541,7 +569,33 @@ class Settings(BaseSettings):
             and self.blob.s3_secret_key.get_secret_value() in ("", DEV_S3_SECRET_KEY)
         ):
             raise ValueError("FLEET_BLOB__S3_SECRET_KEY is empty or the development default")
+        self._check_row_bounds()
         return self
+
+    def _check_row_bounds(self) -> None:
+        """Refuse bounds under which a device's status or rollup row could grow past
+        ROW_MAX_BYTES (a changelog record over the broker's limit stops the worker), or a row
+        could not hold the windows the grace period and the edge's clock skew keep open."""
+        stream, partitions = self.stream, self.kafka.partitions
+        status = status_row_max_bytes(stream.status_max_values, partitions)
+        rollup = rollup_row_max_bytes(
+            stream.rollup_max_windows, stream.rollup_max_fields, partitions
+        )
+        for size, names in (
+            (status, "FLEET_STREAM__STATUS_MAX_VALUES"),
+            (rollup, "FLEET_STREAM__ROLLUP_MAX_WINDOWS or __ROLLUP_MAX_FIELDS"),
+        ):
+            if size > ROW_MAX_BYTES:
+                raise ValueError(
+                    f"a device's row could encode to {size} bytes, over {ROW_MAX_BYTES}; lower "
+                    f"{names} (or FLEET_KAFKA__PARTITIONS)"
+                )
+        needed = rollup_windows_needed(stream.rollup_grace_s, self.api.timestamp_max_ahead_s)
+        if stream.rollup_max_windows < needed:
+            raise ValueError(
+                f"FLEET_STREAM__ROLLUP_MAX_WINDOWS is {stream.rollup_max_windows}; the grace "
+                f"period and the edge's clock skew keep up to {needed} windows open"
+            )
 
     def _check_auth(self) -> None:
         admin_token = self.auth.admin_token.get_secret_value()

@@ -24,6 +24,15 @@ A reading is *late* when the edge received it more than ``FLEET_STREAM__ROLLUP_G
 its window ended: it stays in ``readings`` but is in no rollup. Deciding on ``received_at``
 (fixed at the edge) instead of the worker's clock makes the decision the same on every replay.
 
+A device's row is bounded (:func:`~schemas.status.rollup_row_max_bytes`), since a device names
+its own generic fields: a window rolls up at most ``FLEET_STREAM__ROLLUP_MAX_FIELDS`` fields
+(the first it saw; values of further fields are counted in the row's ``dropped_fields``), and a
+row holds at most ``FLEET_STREAM__ROLLUP_MAX_WINDOWS`` windows: past it, closed windows go first,
+then the oldest gives way to a newer one, and a reading whose window would be older than all of
+them is counted instead. The settings make the bound cover the windows the grace period and the
+edge's clock skew keep open, so only a device whose clock runs far ahead (the worker takes up to
+a day: MQTT, producers of the raw topic) gives up windows early, and only its own.
+
 The ``sink-rollups`` sink (its own consumer group, ``agents.sink_group``) upserts those records
 into Postgres ``readings_1m`` in large batches; an upsert never lowers ``count``, so a redelivered
 older aggregate cannot overwrite a newer one.
@@ -51,7 +60,17 @@ from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
 from connectors.postgres.rollups import RollupStore
 from schemas.envelopes import Position
-from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
+from schemas.status import (
+    ROLLUP_MAX_FIELDS,
+    ROLLUP_MAX_WINDOWS,
+    ROLLUP_SLACK_S,
+    ROLLUP_WINDOW_S,
+    Rollup,
+    RollupState,
+    decode_rollup,
+    decode_rollup_state,
+    encode,
+)
 from streams import tables
 from streams.context import WorkerContext, stop_worker
 from streams.metrics import timed
@@ -62,14 +81,14 @@ log = logging.getLogger(__name__)
 
 
 TABLE = tables.ROLLUPS
-WINDOW_S = 60
+WINDOW_S = ROLLUP_WINDOW_S
 DRAIN_CHECK_S = 0.1
 """While the worker stops or rebalances: how often pending rows are written (all of them)."""
 PUBLISH_SLOTS = 5
 """Ticks per publish interval; each writes the devices of one slot (a fifth of the fleet)."""
 ROLLUP_BATCH_MAX = 20_000
 """Rollup records per upsert batch (they are small; Postgres keeps the newest per window)."""
-_SLACK_S = 60
+_SLACK_S = ROLLUP_SLACK_S
 """Windows are dropped from the state a minute after they stop taking readings, so a reading
 received slightly out of order (two API instances) still finds its window."""
 
@@ -85,6 +104,10 @@ class RollupTracker:
     """The windowing rules for one device at a time, without Faust."""
 
     grace_s: int
+    max_fields: int = ROLLUP_MAX_FIELDS
+    """Fields rolled up per window (``FLEET_STREAM__ROLLUP_MAX_FIELDS``)."""
+    max_windows: int = ROLLUP_MAX_WINDOWS
+    """Windows per row (``FLEET_STREAM__ROLLUP_MAX_WINDOWS``)."""
 
     def apply(
         self, state: RollupState | None, device_id: str, items: list[Item]
@@ -100,6 +123,7 @@ class RollupTracker:
         are added, and keep their last aggregates when the state drops them as closed."""
         touched: Touched = {}
         windows = state.windows
+        max_fields = self.max_fields
         for item in items:
             received = item.received_at.timestamp()
             start = math.floor(item.ts.timestamp() / WINDOW_S) * WINDOW_S
@@ -110,13 +134,36 @@ class RollupTracker:
                 state.newest_received = received
             window = windows.get(start)
             if window is None:
+                if len(windows) >= self.max_windows and not self._make_room(state, start):
+                    state.dropped_fields += _numbers_in(item.sensors)
+                    continue
                 window = windows[start] = {}
-            _add(window, item.sensors)
+            dropped = _add(window, item.sensors, max_fields)
+            if dropped:
+                state.dropped_fields += dropped
             touched[start] = window
+        self._close(state)
+        return touched
+
+    def _close(self, state: RollupState) -> None:
+        """Drop the windows that can take no more readings."""
         horizon = state.newest_received - WINDOW_S - self.grace_s - _SLACK_S
+        windows = state.windows
         for start in [start for start in windows if start < horizon]:
             del windows[start]
-        return touched
+
+    def _make_room(self, state: RollupState, start: int) -> bool:
+        """Make room for a new window at ``start`` in a full row: closed windows go, then the
+        oldest ones while they are older than ``start``. False when there is still no room (the
+        new window would be the oldest)."""
+        self._close(state)
+        windows = state.windows
+        while len(windows) >= self.max_windows:
+            oldest = min(windows)
+            if start < oldest:
+                return False
+            del windows[oldest]
+        return True
 
 
 def rollups_of(device_id: str, touched: Touched) -> list[Rollup]:
@@ -128,8 +175,10 @@ def rollups_of(device_id: str, touched: Touched) -> list[Rollup]:
     ]
 
 
-def _add(window: Window, sensors: dict[str, Any]) -> None:
-    """Add a reading's numeric fields to a window's aggregates (count, min, max, sum)."""
+def _add(window: Window, sensors: dict[str, Any], max_fields: int) -> int:
+    """Add a reading's numeric fields to a window's aggregates (count, min, max, sum), new fields
+    only while the window has fewer than ``max_fields``; returns the values left out."""
+    dropped = 0
     for sensor, values in sensors.items():
         if values.__class__ is not dict:
             continue
@@ -140,11 +189,12 @@ def _add(window: Window, sensors: dict[str, Any]) -> None:
             kind = value.__class__
             if kind is not int and kind is not float:  # JSON numbers only: booleans are skipped
                 continue
-            name = names.get(field)
-            if name is None:
-                name = _name_of(names, sensor, field)
+            name = names.get(field) or _name_of(names, sensor, field)
             aggregate = window.get(name)
             if aggregate is None:
+                if len(window) >= max_fields:
+                    dropped += 1
+                    continue
                 window[name] = [1, value, value, value]
                 continue
             aggregate[0] += 1
@@ -154,6 +204,18 @@ def _add(window: Window, sensors: dict[str, Any]) -> None:
                 aggregate[2] = value
             total = aggregate[3] + value
             aggregate[3] = total if -_FLOAT_MAX <= total <= _FLOAT_MAX else _saturated(total)
+    return dropped
+
+
+def _numbers_in(sensors: dict[str, Any]) -> int:
+    """The numeric field values of a reading (what :func:`_add` would roll up)."""
+    return sum(
+        1
+        for values in sensors.values()
+        if values.__class__ is dict
+        for value in values.values()
+        if value.__class__ is int or value.__class__ is float
+    )
 
 
 _FLOAT_MAX = sys.float_info.max
@@ -315,7 +377,13 @@ class Rollups:
         )
         slots = PUBLISH_SLOTS
         self.tick_s = settings.stream.rollup_publish_interval_s / slots
-        self.pending = PendingRollups(RollupTracker(settings.stream.rollup_grace_s), slots)
+        stream = settings.stream
+        tracker = RollupTracker(
+            stream.rollup_grace_s,
+            max_fields=stream.rollup_max_fields,
+            max_windows=stream.rollup_max_windows,
+        )
+        self.pending = PendingRollups(tracker, slots)
         self.quarantine = Quarantine(self.table, ctx.clock)
         self.deadletter_topic = settings.topics.deadletter
         self._stream: Any = None

@@ -8,6 +8,11 @@ devices of its active partitions offline once they were silent for their inactiv
 (the registry's ``inactivity_timeout_s``, else ``FLEET_STREAM__INACTIVITY_TIMEOUT_S``); their
 next recent reading brings them back online.
 
+A device keeps the last values of at most ``FLEET_STREAM__STATUS_MAX_VALUES`` fields: past it,
+the least recently updated are dropped (and counted in ``values_dropped``), so a device
+inventing field names churns its own row but cannot grow it past
+:func:`~schemas.status.status_row_max_bytes`, and the fields it still sends always show.
+
 Exactly-once transitions on at-least-once delivery:
 
 1. a transition gets the next ``seq`` of its device and is **published first** (acked by the
@@ -35,6 +40,7 @@ rollups and alerts stay: they are history.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,7 +51,13 @@ from agents.changelog import Quarantine, TableRows
 from agents.curated import TABLE_WRITE_ITEMS, Batch, Item, LastValues, Turns, new_items
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
-from schemas.status import DeviceState, StatusChange, decode_device_state, encode
+from schemas.status import (
+    STATUS_MAX_VALUES,
+    DeviceState,
+    StatusChange,
+    decode_device_state,
+    encode,
+)
 from streams import tables
 from streams.context import WorkerContext, stop_worker
 from streams.outputs import Outputs
@@ -64,6 +76,8 @@ class StatusTracker:
 
     default_timeout_s: int
     timeout_of: Callable[[str], int | None] = lambda device_id: None
+    max_values: int = STATUS_MAX_VALUES
+    """Fields kept in ``last_values`` (``FLEET_STREAM__STATUS_MAX_VALUES``)."""
 
     def timeout_for(self, device_id: str) -> int:
         return self.timeout_of(device_id) or self.default_timeout_s
@@ -96,7 +110,10 @@ class StatusTracker:
         state.count += len(items)
         state.last_event_id = items[-1].event_id
         state.last_seen, state.first_seen, state.last_ts = last_seen, first_seen, last_ts
-        state.last_values = {**state.last_values, **dict(last_values.flattened())}
+        state.last_values, dropped = _merged(
+            state.last_values, last_values.flattened(), self.max_values
+        )
+        state.values_dropped += dropped
         timeout_s = self.timeout_for(device_id)
         if state.online or (now - state.last_seen).total_seconds() >= timeout_s:
             return state, None  # already online, or only old readings: no transition
@@ -125,6 +142,23 @@ class StatusTracker:
             last_seen=state.last_seen,
             timeout_s=timeout_s,
         )
+
+
+def _merged(
+    kept: dict[str, Any], updates: Iterable[tuple[str, Any]], most: int
+) -> tuple[dict[str, Any], int]:
+    """``kept`` (least recently updated first) with ``updates``, which move to the end, cut to
+    the ``most`` recently updated names; and how many names were cut."""
+    merged = dict(kept)
+    for name, value in updates:
+        merged.pop(name, None)
+        merged[name] = value
+    excess = len(merged) - most
+    if excess <= 0:
+        return merged, 0
+    for name in list(itertools.islice(merged, excess)):
+        del merged[name]
+    return merged, excess
 
 
 @dataclass
@@ -175,7 +209,11 @@ class DeviceStatus:
             store=_store_url(settings.stream.table_store),
             help="device status: first/last seen, counts, last values, online, seq",
         )
-        self.tracker = StatusTracker(settings.stream.inactivity_timeout_s, self._registry_timeout)
+        self.tracker = StatusTracker(
+            settings.stream.inactivity_timeout_s,
+            self._registry_timeout,
+            max_values=settings.stream.status_max_values,
+        )
         self.deadlines = Deadlines()
         self.deadletter_topic = settings.topics.deadletter
         self.quarantine = Quarantine(self.table, ctx.clock)

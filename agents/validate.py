@@ -37,6 +37,7 @@ from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from connectors.schema_registry import encoder_for
 from schemas.avro_codec import ReadingsEncoder
+from schemas.catalogue import GenericLimits
 from schemas.envelopes import (
     CURATED_FORMAT,
     FORMAT_HEADER,
@@ -54,6 +55,7 @@ from schemas.events import (
     validate_event_with_sensors,
 )
 from schemas.settings import TopicSettings
+from schemas.validation import DEFAULT_GENERIC_LIMITS
 from streams.context import WorkerContext, guarded, stop_worker
 from streams.outputs import Outputs
 
@@ -74,6 +76,9 @@ class Validation:
     envelope_max_bytes: int
     enricher: Enricher | None = None
     unknown_sensors: UnknownSensors = "deadletter"
+    generic_limits: GenericLimits = DEFAULT_GENERIC_LIMITS
+    """What the generic rules take of one reading (``FLEET_GENERIC__*``): the edges checked it,
+    but readings a third party produced to the raw topic did not pass an edge."""
     max_replays: int = 1
     readings_encoder: Callable[[CuratedReading], bytes] = encode_curated
     """``fleet.readings.v1`` values: the worker passes the Avro encoder (schemas.avro_codec)."""
@@ -141,7 +146,11 @@ class Validation:
             )
         enrichment = None if self.enricher is None else self.enricher.enrichment(event.device_id)
         curated, sensors = validate_event_with_sensors(
-            event, now=now, enrichment=enrichment, unknown_sensors=self.unknown_sensors
+            event,
+            now=now,
+            enrichment=enrichment,
+            unknown_sensors=self.unknown_sensors,
+            limits=self.generic_limits,
         )
         encoder = self.readings_encoder
         if isinstance(encoder, ReadingsEncoder):  # the Avro one reads the validated sensors
@@ -246,6 +255,7 @@ def register(ctx: WorkerContext) -> None:
                 disabled=stream_settings.disabled_devices,
             ),
             unknown_sensors=stream_settings.unknown_sensor_types,
+            generic_limits=ctx.settings.generic.limits(),
             max_replays=stream_settings.max_replays,
             readings_encoder=readings.readings(),
         )

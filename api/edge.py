@@ -28,6 +28,7 @@ from api.metrics import ApiMetrics
 from api.problems import ProblemError
 from connectors.kafka.batcher import EnvelopeBatcher
 from connectors.redis.idempotency import Claim, IdempotencyStore, IdempotencyUnavailable
+from schemas.catalogue import GenericLimits
 from schemas.clock import Clock, utc_now
 from schemas.devices import Device
 from schemas.events import Source
@@ -40,11 +41,12 @@ ANONYMOUS = "-"
 
 @dataclass(frozen=True)
 class Window:
-    """The edge's timestamp window, as the validator takes it."""
+    """The edge's timestamp window and generic-field bounds, as the validator takes them."""
 
     now: datetime
     max_future: timedelta
     max_age: timedelta
+    limits: GenericLimits
 
 
 class Edge:
@@ -62,6 +64,7 @@ class Edge:
         self.limiter = RateLimiter(api.rate_limit, api.rate_limit_profiles)
         self._state = state
         self._max_item_bytes = settings.kafka.envelope_max_bytes
+        self._limits = settings.generic.limits()
 
     @property
     def batcher(self) -> EnvelopeBatcher:
@@ -77,6 +80,7 @@ class Edge:
             now=self.clock(),
             max_future=timedelta(seconds=api.timestamp_max_ahead_s),
             max_age=timedelta(seconds=api.timestamp_max_age_s),
+            limits=self._limits,
         )
 
     async def accept(

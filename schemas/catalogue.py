@@ -11,7 +11,9 @@ pass (JSON has no NaN literal, but ``1e999`` and already-decoded Python floats c
 ``generic`` is the catalogue's escape hatch: a flat map of named numbers and booleans, for
 sensors nobody has described yet. A sensor type missing from the catalogue is refused, unless
 ``FLEET_STREAM__UNKNOWN_SENSOR_TYPES=generic`` tells the worker to accept it with the generic
-rules (:func:`decode_generic`).
+rules (:func:`decode_generic`). What the generic rules take of one reading is bounded further by
+:class:`GenericLimits` (``FLEET_GENERIC__*``): a device names its own fields, and every name it
+invents becomes a last value in its status row and an aggregate in its rollup row.
 """
 
 from __future__ import annotations
@@ -26,9 +28,14 @@ from msgspec import Meta
 
 __all__ = [
     "CATALOGUE",
+    "GENERIC_FIELDS_PER_READING",
+    "GENERIC_FIELDS_PER_SENSOR",
+    "GENERIC_NAME_LENGTH",
+    "SENSOR_NAME_MAX",
     "SENSOR_NAME_PATTERN",
     "Contract",
     "Equipment",
+    "GenericLimits",
     "GenericValues",
     "Ld2410",
     "Mq134",
@@ -46,6 +53,8 @@ Percent = Annotated[int, Meta(ge=0, le=100)]
 
 SENSOR_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}\Z"
 """Sensor type and generic field names: lower case, digits and ``_``, 1-32 characters."""
+SENSOR_NAME_MAX: Final = 32
+"""The longest name :data:`SENSOR_NAME_PATTERN` allows."""
 SensorName = Annotated[str, Meta(pattern=SENSOR_NAME_PATTERN)]
 
 
@@ -113,11 +122,37 @@ class Equipment(Contract, frozen=True):
             raise ValueError("at least one equipment measurement is required")
 
 
+GENERIC_FIELDS_PER_SENSOR: Final = 32
+"""Fields of one sensor read by the generic rules: the contract's most, and the default bound."""
+GENERIC_FIELDS_PER_READING: Final = 48
+"""Default bound of the fields one reading carries under the generic rules, over all its sensors
+read by them (the ``generic`` sensor, and unknown sensor types when the worker reads them)."""
+GENERIC_NAME_LENGTH: Final = SENSOR_NAME_MAX
+"""Default bound of a generic field name's length: the contract's most."""
+
 GenericValues = Annotated[
     dict[SensorName, Annotated[float, Meta(ge=-FMAX, le=FMAX)] | bool],
-    Meta(min_length=1, max_length=32),
+    Meta(min_length=1, max_length=GENERIC_FIELDS_PER_SENSOR),
 ]
-"""A generic sensor: 1-32 named finite numbers or booleans, e.g. ``{"co2_ppm": 415}``."""
+"""A generic sensor: 1-32 named finite numbers or booleans, e.g. ``{"co2_ppm": 415}``. Values are
+scalars: a nested object or array is refused as a type error naming its field, so nothing under
+a generic sensor is ever more than one level deep."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenericLimits:
+    """How much of one reading the generic rules take (``FLEET_GENERIC__*``), checked by the
+    validator the edges and the worker share (``schemas.validation.check_generic_limits``).
+
+    These can only tighten the contract (:data:`GenericValues`: at most 32 fields per sensor,
+    names of at most 32 characters); ``fields_per_reading`` bounds the sum over every sensor the
+    generic rules read, which the contract alone leaves open when the worker accepts unknown
+    sensor types. There is no depth to bound: generic values are numbers and booleans.
+    """
+
+    fields_per_sensor: int = GENERIC_FIELDS_PER_SENSOR
+    fields_per_reading: int = GENERIC_FIELDS_PER_READING
+    name_length: int = GENERIC_NAME_LENGTH
 
 
 @dataclass(frozen=True)

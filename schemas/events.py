@@ -27,12 +27,14 @@ import msgspec
 import uuid_utils
 from msgspec import Meta
 
-from schemas.catalogue import CATALOGUE, SENSOR_NAME_PATTERN, decode_generic
+from schemas.catalogue import CATALOGUE, SENSOR_NAME_PATTERN, GenericLimits, decode_generic
 from schemas.errors import FieldError, ValidationFailure, field_error_from_message, one_line
 from schemas.readings import AwareDatetime, DeviceId, EventId, Metadata, Reading
 from schemas.validation import (
+    DEFAULT_GENERIC_LIMITS,
     DEFAULT_MAX_FUTURE,
     JsonInput,
+    check_generic_limits,
     check_timestamp,
     decode_json,
     decode_reading,
@@ -339,6 +341,7 @@ def validate_event_with_sensors(
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     enrichment: Enrichment | None = None,
     unknown_sensors: UnknownSensors = "deadletter",
+    limits: GenericLimits = DEFAULT_GENERIC_LIMITS,
 ) -> ValidatedEvent:
     """Validate the reading an envelope item carries and curate it, also giving the validated
     sensors (the Avro writer reads them instead of decoding ``curated.sensors`` again).
@@ -346,15 +349,16 @@ def validate_event_with_sensors(
     Reading errors are located under ``payload`` (``loc == ("payload", "sensors", ...)``),
     because a dead letter's ``original`` is the envelope, and carry the envelope's event_id.
     With ``unknown_sensors="generic"`` a sensor type the catalogue lacks is accepted if it
-    passes the generic rules (named finite numbers and booleans) instead of failing.
+    passes the generic rules (named finite numbers and booleans) instead of failing; ``limits``
+    bound the fields of the sensors the generic rules read, all of them together per reading.
     """
     sensors: msgspec.Raw | None = None
     reading: Reading | _LenientReading
     try:
-        reading = decode_reading(raw.payload, now=now, max_future=max_future)
+        reading = decode_reading(raw.payload, now=now, max_future=max_future, limits=limits)
     except ValidationFailure as exc:
         if unknown_sensors == "generic" and _unknown_sensor_type(exc):
-            reading, sensors = _decode_lenient(raw, now=now, max_future=max_future)
+            reading, sensors = _decode_lenient(raw, now=now, max_future=max_future, limits=limits)
         else:
             raise exc.with_prefix("payload", event_id=raw.event_id) from exc
     if reading.device_id != raw.device_id:
@@ -391,7 +395,7 @@ _type_decoders: dict[str, msgspec.json.Decoder[Any]] = {
 
 
 def _decode_lenient(
-    raw: RawEvent, *, now: datetime, max_future: timedelta
+    raw: RawEvent, *, now: datetime, max_future: timedelta, limits: GenericLimits
 ) -> tuple[_LenientReading, msgspec.Raw]:
     """The reading with unknown sensor types read by the generic rules, and its sensors JSON."""
     try:
@@ -400,6 +404,7 @@ def _decode_lenient(
     except ValidationFailure as exc:
         raise exc.with_prefix("payload", event_id=raw.event_id) from exc
     sensors: dict[str, Any] = {}
+    generic: list[tuple[str, dict[str, Any]]] = []
     for name, value in reading.sensors.items():
         decoder = _type_decoders.get(name)
         try:
@@ -407,6 +412,12 @@ def _decode_lenient(
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             error = field_error_from_message(str(exc)).with_prefix("payload", "sensors", name)
             raise ValidationFailure([error], event_id=raw.event_id) from exc
+        if decoder is None or name == "generic":
+            generic.append((name, sensors[name]))
+    try:
+        check_generic_limits(generic, limits)
+    except ValidationFailure as exc:
+        raise exc.with_prefix("payload", event_id=raw.event_id) from exc
     return reading, msgspec.Raw(encoder.encode(sensors))
 
 

@@ -16,6 +16,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.catalogue import (
+    GENERIC_FIELDS_PER_READING,
+    GENERIC_FIELDS_PER_SENSOR,
+    GENERIC_NAME_LENGTH,
+    GenericLimits,
+)
+from schemas.status import (
+    ROLLUP_MAX_FIELDS,
+    ROLLUP_MAX_WINDOWS,
+    ROW_MAX_BYTES,
+    STATUS_MAX_VALUES,
+    rollup_row_max_bytes,
+    rollup_windows_needed,
+    status_row_max_bytes,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -367,7 +383,59 @@ class StreamSettings(_Section):
     rollup_grace_s: int = Field(
         default=300, ge=0, description="late readings update their window this long after it"
     )
+    status_max_values: int = Field(
+        default=STATUS_MAX_VALUES,
+        ge=1,
+        description="sensor fields in a device's last values (status row); past it the least "
+        "recently updated are dropped (counted in the row's values_dropped)",
+    )
+    rollup_max_fields: int = Field(
+        default=ROLLUP_MAX_FIELDS,
+        ge=1,
+        description="fields per device and window in the rollups; further fields of that window "
+        "are not rolled up (counted in the rollup row's dropped_fields)",
+    )
+    rollup_max_windows: int = Field(
+        default=ROLLUP_MAX_WINDOWS,
+        ge=1,
+        description="open windows per device (rollup row); past it the oldest gives way, and a "
+        "reading for a window older than all of them is not rolled up (counted). Must cover "
+        "(120 + rollup_grace_s + FLEET_API__TIMESTAMP_MAX_AHEAD_S) / 60 + 1 windows",
+    )
     max_replays: int = Field(default=1, ge=1, description="times a dead letter may be replayed")
+
+
+class GenericSettings(_Section):
+    """What a reading may carry under the generic rules: the ``generic`` sensor, and sensor types
+    the catalogue lacks when FLEET_STREAM__UNKNOWN_SENSOR_TYPES=generic. The edges and the worker
+    refuse a reading beyond them (422 at the HTTP edge, a dead letter from the MQTT bridge or the
+    worker). Generic values are numbers and booleans, never nested: there is no depth to bound."""
+
+    max_fields_per_sensor: int = Field(
+        default=GENERIC_FIELDS_PER_SENSOR,
+        ge=1,
+        le=GENERIC_FIELDS_PER_SENSOR,
+        description="fields of one sensor (the reading contract allows 32 at most)",
+    )
+    max_fields_per_reading: int = Field(
+        default=GENERIC_FIELDS_PER_READING,
+        ge=1,
+        description="fields of one reading, over every sensor the generic rules read",
+    )
+    max_name_length: int = Field(
+        default=GENERIC_NAME_LENGTH,
+        ge=1,
+        le=GENERIC_NAME_LENGTH,
+        description="characters of a field name (the reading contract allows 32 at most)",
+    )
+
+    def limits(self) -> GenericLimits:
+        """The bounds as the validator takes them."""
+        return GenericLimits(
+            fields_per_sensor=self.max_fields_per_sensor,
+            fields_per_reading=self.max_fields_per_reading,
+            name_length=self.max_name_length,
+        )
 
 
 class SchemaRegistrySettings(_Section):
@@ -503,6 +571,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     worker: WorkerSettings = WorkerSettings()
     stream: StreamSettings = StreamSettings()
+    generic: GenericSettings = GenericSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     blob: BlobSettings = BlobSettings()
     media: MediaSettings = MediaSettings()
@@ -526,7 +595,33 @@ class Settings(BaseSettings):
             and self.blob.s3_secret_key.get_secret_value() in ("", DEV_S3_SECRET_KEY)
         ):
             raise ValueError("FLEET_BLOB__S3_SECRET_KEY is empty or the development default")
+        self._check_row_bounds()
         return self
+
+    def _check_row_bounds(self) -> None:
+        """Refuse bounds under which a device's status or rollup row could grow past
+        ROW_MAX_BYTES (a changelog record over the broker's limit stops the worker), or a row
+        could not hold the windows the grace period and the edge's clock skew keep open."""
+        stream, partitions = self.stream, self.kafka.partitions
+        status = status_row_max_bytes(stream.status_max_values, partitions)
+        rollup = rollup_row_max_bytes(
+            stream.rollup_max_windows, stream.rollup_max_fields, partitions
+        )
+        for size, names in (
+            (status, "FLEET_STREAM__STATUS_MAX_VALUES"),
+            (rollup, "FLEET_STREAM__ROLLUP_MAX_WINDOWS or __ROLLUP_MAX_FIELDS"),
+        ):
+            if size > ROW_MAX_BYTES:
+                raise ValueError(
+                    f"a device's row could encode to {size} bytes, over {ROW_MAX_BYTES}; lower "
+                    f"{names} (or FLEET_KAFKA__PARTITIONS)"
+                )
+        needed = rollup_windows_needed(stream.rollup_grace_s, self.api.timestamp_max_ahead_s)
+        if stream.rollup_max_windows < needed:
+            raise ValueError(
+                f"FLEET_STREAM__ROLLUP_MAX_WINDOWS is {stream.rollup_max_windows}; the grace "
+                f"period and the edge's clock skew keep up to {needed} windows open"
+            )
 
     def _check_auth(self) -> None:
         admin_token = self.auth.admin_token.get_secret_value()

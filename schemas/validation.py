@@ -9,12 +9,13 @@ of range values, absurd nesting, ...) these functions raise
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
 
+from schemas.catalogue import GenericLimits
 from schemas.errors import (
     BatchValidationFailure,
     FieldError,
@@ -26,12 +27,14 @@ from schemas.errors import (
 from schemas.readings import DEVICE_ID_PATTERN, UUID_PATTERN, Reading
 
 __all__ = [
+    "DEFAULT_GENERIC_LIMITS",
     "DEFAULT_MAX_FUTURE",
     "MIN_TIMESTAMP",
     "BatchValidationFailure",
     "JsonInput",
     "ValidationFailure",
     "check_control_characters",
+    "check_generic_limits",
     "check_timestamp",
     "decode_items",
     "decode_json",
@@ -50,6 +53,9 @@ DEFAULT_MAX_FUTURE = timedelta(days=1)
 
 MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 """Earlier timestamps are rejected: an ESP32 without NTP sync reports 1970."""
+
+DEFAULT_GENERIC_LIMITS = GenericLimits()
+"""The ``FLEET_GENERIC__*`` defaults, for callers without settings."""
 
 # Clients should read "what is allowed", not a regex.
 _PATTERN_HINTS = {
@@ -94,19 +100,52 @@ def decode_reading(
     now: datetime,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     max_age: timedelta | None = None,
+    limits: GenericLimits = DEFAULT_GENERIC_LIMITS,
 ) -> Reading:
     """Decode and validate the JSON of ONE reading.
 
     ``now`` (timezone-aware) is the reference for the clock-skew guard: the
     reading's timestamp may be at most ``max_future`` ahead of it and, when
     ``max_age`` is given (the edge's window), at most ``max_age`` behind it.
-    Strings holding control characters are refused (see :func:`check_control_characters`).
+    Strings holding control characters are refused (see :func:`check_control_characters`),
+    and a ``generic`` sensor beyond ``limits`` (see :func:`check_generic_limits`).
     """
     reading = decode_json(_reading_decoder, data)
     if isinstance(data, str) or _may_hold_control_characters(data):
         check_control_characters(reading)
+    generic = reading.sensors.generic
+    if generic is not None:
+        check_generic_limits((("generic", generic),), limits)
     check_timestamp(reading, now=now, max_future=max_future, max_age=max_age)
     return reading
+
+
+def check_generic_limits(
+    sensors: Iterable[tuple[str, Mapping[str, object]]], limits: GenericLimits
+) -> None:
+    """Refuse sensors read by the generic rules (``(type, fields)`` pairs of one reading) that
+    carry more fields, or longer field names, than ``limits`` allow: a device names these
+    fields itself, and each name it invents is kept per device (status and rollup rows). The
+    error names the sensor (too many fields in it) or the field (name too long, or the first
+    field past the reading's bound), under ``sensors``."""
+    total = 0
+    for sensor, fields in sensors:
+        if len(fields) > limits.fields_per_sensor:
+            message = f"{len(fields)} fields; at most {limits.fields_per_sensor} allowed per sensor"
+            raise ValidationFailure.single(("sensors", sensor), message, "length")
+        for name in fields:
+            total += 1
+            if len(name) > limits.name_length:
+                message = (
+                    f"field name of {len(name)} characters; at most {limits.name_length} allowed"
+                )
+                raise ValidationFailure.single(("sensors", sensor, name), message, "length")
+            if total > limits.fields_per_reading:
+                message = (
+                    f"more than {limits.fields_per_reading} fields under the generic rules "
+                    "in one reading"
+                )
+                raise ValidationFailure.single(("sensors", sensor, name), message, "length")
 
 
 def _may_hold_control_characters(data: bytes | bytearray | memoryview) -> bool:
@@ -125,6 +164,7 @@ def validate_reading_obj(
     *,
     now: datetime,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    limits: GenericLimits = DEFAULT_GENERIC_LIMITS,
 ) -> Reading:
     """Validate an already-decoded object (dicts/lists/str/...) as a Reading."""
     try:
@@ -137,6 +177,8 @@ def validate_reading_obj(
         raise ValidationFailure.single((), "object is nested too deeply", "value") from exc
     _check_metadata_encodable(reading)
     check_control_characters(reading)
+    if reading.sensors.generic is not None:
+        check_generic_limits((("generic", reading.sensors.generic),), limits)
     check_timestamp(reading, now=now, max_future=max_future)
     return reading
 
@@ -160,6 +202,7 @@ def decode_readings(
     max_items: int,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     max_age: timedelta | None = None,
+    limits: GenericLimits = DEFAULT_GENERIC_LIMITS,
 ) -> list[Reading]:
     """Decode one reading object or a JSON array of 1..max_items readings.
 
@@ -169,7 +212,7 @@ def decode_readings(
     oversized array fails as a whole (``loc == ()``, type ``length``).
     """
     items = decode_readings_with_raw(
-        data, now=now, max_items=max_items, max_future=max_future, max_age=max_age
+        data, now=now, max_items=max_items, max_future=max_future, max_age=max_age, limits=limits
     )
     return [reading for reading, _ in items]
 
@@ -181,6 +224,7 @@ def decode_readings_with_raw(
     max_items: int,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     max_age: timedelta | None = None,
+    limits: GenericLimits = DEFAULT_GENERIC_LIMITS,
 ) -> list[tuple[Reading, msgspec.Raw]]:
     """Like :func:`decode_readings`, also returning each item's exact JSON bytes.
 
@@ -189,12 +233,14 @@ def decode_readings_with_raw(
     """
     body = _to_bytes(data)
     if _ARRAY_START.match(body) is None:
-        reading = decode_reading(body, now=now, max_future=max_future, max_age=max_age)
+        reading = decode_reading(
+            body, now=now, max_future=max_future, max_age=max_age, limits=limits
+        )
         return [(reading, msgspec.Raw(body))]
 
     items = decode_json(_items_decoder, body)
     _check_count(len(items), max_items)
-    return decode_items(items, now=now, max_future=max_future, max_age=max_age)
+    return decode_items(items, now=now, max_future=max_future, max_age=max_age, limits=limits)
 
 
 def decode_items(
@@ -203,6 +249,7 @@ def decode_items(
     now: datetime,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     max_age: timedelta | None = None,
+    limits: GenericLimits = DEFAULT_GENERIC_LIMITS,
 ) -> list[tuple[Reading, msgspec.Raw]]:
     """Validate every item (the JSON of one reading each); on any failure raise
     BatchValidationFailure listing the errors of all failed items by index."""
@@ -212,7 +259,9 @@ def decode_items(
     for index, item in enumerate(items):
         raw = item if isinstance(item, msgspec.Raw) else msgspec.Raw(item)
         try:
-            reading = decode_reading(raw, now=now, max_future=max_future, max_age=max_age)
+            reading = decode_reading(
+                raw, now=now, max_future=max_future, max_age=max_age, limits=limits
+            )
         except ValidationFailure as exc:
             failed += 1
             errors.extend(error.with_prefix(index) for error in exc.errors)

@@ -154,7 +154,7 @@ async def dry_run(
     version = body.get("version")
     if version is not None and (not isinstance(version, int) or version < 1):
         raise _invalid([FieldError(("version",), "a version number (>= 1)", "type")], "version")
-    reading = _reading(body.get("reading"))
+    reading = _reading(body.get("reading"), settings)
     with flow_errors(settings):
         document = await registry.get(flow_id, version)
     if document is None:
@@ -246,12 +246,14 @@ def _egress_errors(definition: FlowDefinition, settings: Settings) -> Iterator[F
             yield FieldError(loc, f"node {node.id!r}: {why}", "egress")
 
 
-def _reading(value: Any) -> Any:
+def _reading(value: Any, settings: Settings) -> Any:
     if not isinstance(value, dict):
         message = "a reading as a device sends it"
         raise _invalid([FieldError(("reading",), message, "type")], "reading")
     try:
-        return decode_reading(msgspec.json.encode(value), now=datetime.now(UTC))
+        return decode_reading(
+            msgspec.json.encode(value), now=datetime.now(UTC), limits=settings.generic.limits()
+        )
     except ValidationFailure as exc:
         raise _invalid([error.with_prefix("reading") for error in exc.errors]) from exc
 

@@ -70,14 +70,19 @@ async def post_readings(
     api = edge.settings.api
     kind = body_kind(request, ndjson=True)
     window = edge.window()
-    now, ahead, age = window.now, window.max_future, window.max_age
+    now, ahead, age, limits = window.now, window.max_future, window.max_age, window.limits
     if kind == "ndjson":
         lines = await read_ndjson(request, api.max_body_bytes, api.max_batch_items)
-        items = decode_items(lines, now=now, max_future=ahead, max_age=age)
+        items = decode_items(lines, now=now, max_future=ahead, max_age=age, limits=limits)
     else:
         body = await read_body(request, api.max_body_bytes)
         items = decode_readings_with_raw(
-            body, now=now, max_items=api.max_batch_items, max_future=ahead, max_age=age
+            body,
+            now=now,
+            max_items=api.max_batch_items,
+            max_future=ahead,
+            max_age=age,
+            limits=limits,
         )
     event_ids = await edge.accept(
         items,

@@ -134,7 +134,11 @@ async def _ingest(
     window = edge.window()
     try:
         items = decode_items(
-            readings, now=window.now, max_future=window.max_future, max_age=window.max_age
+            readings,
+            now=window.now,
+            max_future=window.max_future,
+            max_age=window.max_age,
+            limits=window.limits,
         )
     except ValidationFailure as exc:
         raise route.reported(relocate(exc, route.rename)) from exc

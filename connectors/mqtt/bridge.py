@@ -102,6 +102,7 @@ class MqttBridge:
         self._producer = producer
         self._retry_max_s = retry_max_s
         self._matcher = TopicMatcher(self._mqtt.topic_patterns)
+        self._limits = settings.generic.limits()
         self._inbox: deque[Inbound] = deque()
         self._signalled = False
         self._wakeup = asyncio.Event()
@@ -307,6 +308,7 @@ class MqttBridge:
                     received_at=received_at,
                     max_items=mqtt_settings.max_batch_items,
                     max_bytes=mqtt_settings.max_payload_bytes,
+                    limits=self._limits,
                 )
             except ValidationFailure as exc:
                 device_id = self._matcher.device_id(message.topic)

@@ -24,6 +24,7 @@ from datetime import datetime
 import msgspec
 
 from connectors.kafka.producer import Record
+from schemas.catalogue import GenericLimits
 from schemas.envelopes import encode_item
 from schemas.errors import FieldError, ValidationFailure
 from schemas.events import (
@@ -34,7 +35,7 @@ from schemas.events import (
     event_id_for,
 )
 from schemas.readings import Reading
-from schemas.validation import decode_readings_with_raw
+from schemas.validation import DEFAULT_GENERIC_LIMITS, decode_readings_with_raw
 
 STAGE = "mqtt"
 
@@ -88,15 +89,19 @@ def decode_message(
     received_at: datetime,
     max_items: int,
     max_bytes: int,
+    limits: GenericLimits = DEFAULT_GENERIC_LIMITS,
 ) -> Decoded:
-    """The items of one message; raises ValidationFailure when it must become a dead letter."""
+    """The items of one message; raises ValidationFailure when it must become a dead letter
+    (``limits``: the ``FLEET_GENERIC__*`` bounds)."""
     device_id = matcher.device_id(topic)
     if device_id is None:
         raise ValidationFailure.single((), f"topic {topic!r} names no device", "topic")
     if len(payload) > max_bytes:
         message = f"payload of {len(payload)} bytes; at most {max_bytes} allowed"
         raise ValidationFailure.single((), message, "length")
-    readings = decode_readings_with_raw(payload, now=received_at, max_items=max_items)
+    readings = decode_readings_with_raw(
+        payload, now=received_at, max_items=max_items, limits=limits
+    )
     items: list[Item] = []
     for index, (reading, raw) in enumerate(readings):
         if reading.device_id != device_id:

@@ -15,6 +15,7 @@ import pytest
 from agents.enrichment import Enricher
 from agents.validate import Validation, _runs
 from connectors.kafka.partitioner import partition_for
+from schemas.catalogue import GenericLimits
 from schemas.devices import Device
 from schemas.envelopes import (
     curated_envelope,
@@ -202,6 +203,31 @@ def test_unknown_sensor_types_pass_as_generic_only_when_the_setting_says_so() ->
         [Message(raw_envelope([encode_item(raw_event(nested))]))], clock.now()
     )
     assert _letters(refused)[0].errors[0].loc[:3] == ("payload", "sensors", "bme280")
+
+
+def test_a_reading_over_the_generic_bounds_is_a_dead_letter_with_the_reason() -> None:
+    """Readings produced straight to the raw topic never passed an edge: the worker checks the
+    FLEET_GENERIC__* bounds itself, and only the reading over them is refused."""
+    hostile = {f"s{n}": {f"f{m}": m for m in range(4)} for n in range(3)}
+    events = [
+        raw_event(reading("esp32-hostile", 1, sensors=hostile)),
+        raw_event(reading("esp32-other", 1, sensors={"s0": {"f0": 1}})),
+    ]
+    value = raw_envelope([encode_item(e) for e in events])
+    limits = GenericLimits(fields_per_reading=8)
+    outputs = _validation({}, unknown_sensors="generic", generic_limits=limits).run(
+        [Message(value)], clock.now()
+    )
+    assert [c.device_id for c in _curated(outputs)] == ["esp32-other"]
+    (letter,) = _letters(outputs)
+    assert letter.key == "esp32-hostile"
+    assert letter.reason.startswith("payload.sensors.s2.f0: more than 8 fields")
+    at_bound = {f"s{n}": {f"f{m}": m for m in range(4)} for n in range(2)}
+    value = raw_envelope([encode_item(raw_event(reading("esp32-hostile", 2, sensors=at_bound)))])
+    outputs = _validation({}, unknown_sensors="generic", generic_limits=limits).run(
+        [Message(value)], clock.now()
+    )
+    assert [c.device_id for c in _curated(outputs)] == ["esp32-hostile"]
 
 
 def test_a_reading_replayed_more_often_than_allowed_is_a_dead_letter_again() -> None:

@@ -16,7 +16,7 @@ from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.envelopes import decode_raw_record
 from schemas.events import RawEvent
-from schemas.settings import Settings
+from schemas.settings import GenericSettings, Settings
 from tests import clock
 from tests.factories import reading
 
@@ -66,6 +66,7 @@ async def client(producer: FakeProducer) -> AsyncIterator[httpx.AsyncClient]:
         update={
             "api": base.api.model_copy(update={"max_batch_items": 5, "max_body_bytes": 4096}),
             "auth": base.auth.model_copy(update={"allow_unauthenticated_ingest": True}),
+            "generic": GenericSettings(max_fields_per_sensor=4, max_name_length=8),
         }
     )
     app = create_app(settings, clock=clock.now)
@@ -150,6 +151,30 @@ async def test_invalid_field_is_named_in_a_problem(
     assert body["status"] == 422
     assert body["errors"][0]["field"] == "sensors.ld2410.moving_energy"
     assert producer.sent == []
+
+
+async def test_a_generic_sensor_over_the_settings_bounds_is_a_422_naming_it(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    at_bound = {f"f{n}": n for n in range(4)}
+    accepted = await client.post(
+        "/v1/readings", json=reading("esp32-a", sensors={"generic": at_bound})
+    )
+    assert accepted.status_code == 202, accepted.text
+    sent = len(producer.sent)
+    for generic, field in (
+        ({**at_bound, "f4": 4}, "sensors.generic"),
+        ({"a" * 9: 1}, f"sensors.generic.{'a' * 9}"),
+    ):
+        over = reading("esp32-a", sensors={"generic": generic})
+        response = await client.post("/v1/readings", json=over)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == field
+        lines = json.dumps(over).encode() + b"\n"
+        ndjson = {"Content-Type": "application/x-ndjson"}
+        response = await client.post("/v1/readings", content=lines, headers=ndjson)
+        assert response.status_code == 422, response.text
+    assert len(producer.sent) == sent
 
 
 async def test_batch_errors_name_each_bad_item(client: httpx.AsyncClient) -> None:

@@ -20,7 +20,7 @@ from schemas.validation import (
 )
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-WINDOW = {"max_future": timedelta(minutes=5), "max_age": timedelta(days=30)}
+WINDOW: dict[str, Any] = {"max_future": timedelta(minutes=5), "max_age": timedelta(days=30)}
 
 
 def body(**extra: Any) -> dict[str, Any]:

@@ -120,12 +120,7 @@ def _redis(settings: Settings) -> Redis:
 
 
 def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:
-    kafka, raw = settings.kafka, settings.topics.raw
-    limits = BatcherLimits(
-        linger_s=kafka.envelope_linger_ms / 1000,
-        max_items=kafka.envelope_max_items,
-        max_bytes=kafka.envelope_max_bytes,
-    )
+    raw, limits = settings.topics.raw, BatcherLimits.of(settings.kafka)
     # The partition count is asked of the broker on the first request, so the API starts (and
     # answers 503) while Kafka is away.
     return EnvelopeBatcher(producer, raw, None, limits)

@@ -21,6 +21,7 @@ from typing import Protocol
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, raw_envelope
+from schemas.settings import KafkaSettings
 
 _OVERHEAD = len(raw_envelope([]))
 _HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, RAW_FORMAT.encode())]
@@ -47,6 +48,15 @@ class BatcherLimits:
     linger_s: float = 0.005
     max_items: int = 1000
     max_bytes: int = 512 * 1024
+
+    @classmethod
+    def of(cls, kafka: KafkaSettings) -> BatcherLimits:
+        """The limits every edge uses (HTTP and MQTT group readings alike)."""
+        return cls(
+            linger_s=kafka.envelope_linger_ms / 1000,
+            max_items=kafka.envelope_max_items,
+            max_bytes=kafka.envelope_max_bytes,
+        )
 
 
 class EnvelopeBatcher:

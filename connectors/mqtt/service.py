@@ -16,15 +16,6 @@ from schemas.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def batcher_limits(settings: Settings) -> BatcherLimits:
-    kafka = settings.kafka
-    return BatcherLimits(
-        linger_s=kafka.envelope_linger_ms / 1000,
-        max_items=kafka.envelope_max_items,
-        max_bytes=kafka.envelope_max_bytes,
-    )
-
-
 async def serve(settings: Settings, stop: asyncio.Event, *, sync_credentials: bool = True) -> None:
     """Bridge MQTT to Kafka until ``stop`` is set (then drain, PUBACK what Kafka took, leave)."""
     try:  # the bridge's own subscriptions, as its settings name them (idempotent)
@@ -35,7 +26,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, sync_credentials: bo
     producer = EventProducer(edge_producer_config(settings, client_id))
     await producer.start()
     # The partition count is asked of Kafka on first use: the bridge starts while it is away.
-    batcher = EnvelopeBatcher(producer, settings.topics.raw, None, batcher_limits(settings))
+    batcher = EnvelopeBatcher(producer, settings.topics.raw, None, BatcherLimits.of(settings.kafka))
     sync = CredentialSync(settings) if sync_credentials else None
     if sync is not None:
         sync.start()

@@ -23,8 +23,8 @@ characters) took 0.1-0.3 s here; one without ``matches`` at most 50 ms. A flow's
 sum of its expressions'. The bound is on an expression's shape, not on the data it is handed: a
 list a reading or an earlier node supplies (a 32-entry metadata map, a list a transform built
 into ``fields``) is as long as it is, and two nested maps over it cost its length cubed. That is
-why the API's dry run also stops an evaluation that runs too long; this bound keeps that a
-backstop.
+why the API's dry run also has a time limit (``FLEET_API__DRY_RUN_TIMEOUT_S``); this bound keeps
+that a backstop.
 
 The text is read by a small tokenizer that knows CEL's strings (quotes, triple quotes, raw and
 bytes prefixes) and ``//`` comments, so a macro name inside a string never counts and none in

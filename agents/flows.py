@@ -40,13 +40,13 @@ from connectors.integrations.dispatch import Dispatcher, Failure, KafkaSender
 from connectors.integrations.http import HttpSender
 from connectors.integrations.mqtt import MqttSender
 from connectors.kafka.flow_cache import FlowCache
-from schemas.errors import ValidationFailure
 from streams import tables
 from streams.context import WorkerContext, guarded
 from streams.faust_compat import writing_as
 from streams.flow_engine import alerts
 from streams.flow_engine.catalog import FlowSet
 from streams.flow_engine.engine import CompiledFlow
+from streams.flow_engine.expressions import CompileError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ class CompiledFlows:
             if flow is None:
                 try:
                     flow = CompiledFlow(document)
-                except ValidationFailure as exc:  # stored flows compiled before; be safe
+                except CompileError as exc:
+                    # Stored flows compiled when they were stored, but one stored before a
+                    # limit was tightened (streams.flow_engine.cost) may not any more.
                     log.error("flow %s v%d does not compile: %s", *key, exc)
                     continue
             compiled[key] = flow

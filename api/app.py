@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from api.body_limit import BodyLimit
 from api.devices import registry_resources
+from api.dry_runs import DryRunner
 from api.edge import Edge
 from api.flows import flow_resources
 from api.live import LiveFeed
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             ):
                 yield
         finally:
+            await app.state.dry_runner.close()
             await app.state.live_feed.stop()
             await app.state.batcher.drain()
             await producer.stop()
@@ -71,6 +73,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.edge = Edge(settings, app.state, metrics, clock)
+    app.state.dry_runner = DryRunner(  # starts its processes when a dry run needs one
+        timeout_s=settings.api.dry_run_timeout_s, at_once=settings.api.dry_runs_at_once
+    )
     install_problem_handlers(app, settings.api.retry_after_s)
     app.add_middleware(  # inside EdgeMiddleware, which counts its 413s
         BodyLimit,

@@ -263,6 +263,19 @@ class ApiSettings(_Section):
     max_concurrent_requests: int = Field(
         default=256, ge=1, description="requests in flight per process; beyond → 503"
     )
+    dry_run_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="a flow's dry run answers within this, or its evaluation is stopped (422)",
+    )
+    dry_runs_at_once: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="dry runs evaluating at once per API process, each in a process of its "
+        "own (~50 MB); beyond → 503",
+    )
     rate_limit: RateLimit = Field(
         default_factory=lambda: RateLimit(per_s=20.0, burst=40),
         description="per-device token bucket (requests), for devices without a profile limit",

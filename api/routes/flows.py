@@ -22,6 +22,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from api.auth import require_admin
 from api.deps import SettingsDep
+from api.dry_runs import DryRunnerDep, DryRunsBusy, DryRunTimeout, EvaluatorFailed
 from api.flows import FlowRegistryDep
 from api.problems import ProblemError
 from api.registry_problems import not_found, registry_errors
@@ -38,9 +39,7 @@ from schemas.flows import (
 )
 from schemas.settings import Settings
 from schemas.validation import decode_reading
-from streams.flow_engine import alerts
-from streams.flow_engine.catalog import FlowSet
-from streams.flow_engine.engine import CompiledFlow, ReadingView
+from streams.flow_engine.dry_run import DryRun, Sample
 
 router = APIRouter(
     prefix="/api/v1/admin/flows", tags=["flows"], dependencies=[Depends(require_admin)]
@@ -147,10 +146,13 @@ async def dry_run(
     request: Request,
     registry: FlowRegistryDep,
     settings: SettingsDep,
+    runner: DryRunnerDep,
 ) -> dict[str, Any]:
     """Run the flow (its current version, or ``"version": N``) on ``"reading"`` (a reading as
     a device sends it) and return the trace node by node. Nothing is called, published or
-    stored; outbound calls are listed as ``planned``."""
+    stored; outbound calls are listed as ``planned``. The evaluation runs in a process of its
+    own (:mod:`api.dry_runs`): it answers within ``FLEET_API__DRY_RUN_TIMEOUT_S`` or is
+    stopped (422), and beyond ``FLEET_API__DRY_RUNS_AT_ONCE`` at once the answer is 503."""
     version = body.get("version")
     if version is not None and (not isinstance(version, int) or version < 1):
         raise _invalid([FieldError(("version",), "a version number (>= 1)", "type")], "version")
@@ -159,54 +161,24 @@ async def dry_run(
         document = await registry.get(flow_id, version)
     if document is None:
         raise _not_found(flow_id, version)
-    flow = CompiledFlow(document)
-    sample = _view(request, reading)
-    matched = bool(
-        FlowSet.for_reading(
-            FlowSet.of([flow]).for_device(
-                sample.device_id, sample.device.get("tags") or [], sample.device.get("profile")
-            ),
-            sample.sensors,
-        )
-    )
-    result = flow.run(sample)
-    answer: dict[str, Any] = {
-        "flow_id": flow.flow_id,
-        "version": flow.version,
-        "enabled": document.enabled,
-        "matches": matched,
-        "completed": result.completed,
-        "error": None if result.error is None else str(result.error),
-        "trace": [
-            {"node": step.node_id, "type": step.type, "outcome": step.outcome, **step.detail}
-            for step in result.trace
-        ],
-        "outbound": [call.describe() for call in result.outbound],
-        "fields": result.fields,
-        "alert": None,
-    }
-    if result.alert is not None and flow.alert is not None:
-        signal = result.alert
-        idle = alerts.RuleState()
-        rule = alerts.Rule(flow.flow_id, flow.version, flow.name, flow.alert)
-        event = alerts.step(
-            idle,
-            rule,
-            alerts.Reading(sample.device_id, sample.event_id, sample.ts),
-            signal,
-            datetime.now(UTC),
-        )
-        answer["alert"] = {
-            "condition": signal.condition,
-            "clear": signal.clear,
-            "value": signal.value,
-            "in_schedule": signal.in_schedule,
-            "message": signal.message,
-            "severity": flow.alert.severity,
-            "for_s": flow.alert.for_s,
-            "fires_from_idle": event is not None,
-        }
-    return answer
+    asked = DryRun(document=document, sample=_sample(request, reading), now=datetime.now(UTC))
+    try:
+        reply = await runner.run(asked)
+    except DryRunTimeout as exc:
+        detail = f"the flow took longer than {runner.timeout_s:g} s on this reading; it was stopped"
+        error = {"field": "reading", "message": detail, "type": "timeout"}
+        raise ProblemError(422, "Dry run took too long", detail, errors=[error]) from exc
+    except DryRunsBusy as exc:
+        detail = f"{exc} (at most {runner.at_once} at once); retry in a moment"
+        retry = {"Retry-After": str(settings.api.retry_after_s)}
+        raise ProblemError(503, "Service unavailable", detail, headers=retry) from exc
+    except EvaluatorFailed as exc:
+        raise ProblemError(500, "Dry run failed", str(exc)) from exc
+    if reply.errors:
+        raise _invalid([error.with_prefix("definition") for error in reply.errors])
+    if reply.answer is None:
+        raise ProblemError(500, "Dry run failed", reply.failure or "no answer")
+    return reply.answer
 
 
 def view(document: FlowDocument) -> dict[str, Any]:
@@ -258,7 +230,7 @@ def _reading(value: Any, settings: Settings) -> Any:
         raise _invalid([error.with_prefix("reading") for error in exc.errors]) from exc
 
 
-def _view(request: Request, reading: Any) -> ReadingView:
+def _sample(request: Request, reading: Any) -> Sample:
     """The reading enriched as the worker would: name, profile, tags, location, time zone."""
     cache = getattr(request.app.state, "device_cache", None)
     device = None if cache is None else cache.get(reading.device_id)
@@ -267,12 +239,12 @@ def _view(request: Request, reading: Any) -> ReadingView:
     zone = metadata.get("timezone")
     if not isinstance(zone, str) and isinstance(location, dict):
         zone = location.get("timezone")
-    return ReadingView(
+    return Sample(
         event_id=reading.event_id or "dry-run",
         device_id=reading.device_id,
         ts=reading.timestamp or datetime.now(UTC),
         sensors=msgspec.json.decode(encoder.encode(reading.sensors)),
-        metadata=reading.metadata,
+        metadata=None if reading.metadata is None else dict(reading.metadata),
         device={
             "id": reading.device_id,
             "name": None if device is None else device.name,

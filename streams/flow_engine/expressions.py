@@ -3,7 +3,8 @@
 Expressions run in the ``common-expression-language`` package (the Rust CEL interpreter): no
 Python ``eval``, no access to anything but the variables we hand in, and no loops beyond CEL's
 macros over finite lists. Compilation happens when a flow version is loaded (API, CLI, worker),
-so a syntax error is a 422 naming the node and field, never a surprise per reading.
+so a syntax error is a 422 naming the node and field, never a surprise per reading. So is an
+expression whose shape could cost too much (:mod:`streams.flow_engine.cost`).
 
 Templates (URLs, headers, topics, keys, messages) are :class:`string.Template` with dotted
 names (``${device.id}``, ``${fields.temp_f}``): substitution only, no expressions, no attribute
@@ -21,6 +22,7 @@ from typing import Any, Final, Protocol
 import cel
 
 from schemas.errors import FieldError, FleetError, Loc, one_line
+from streams.flow_engine import cost
 
 ROOTS: Final = frozenset(
     {"device", "sensors", "ts", "event_id", "metadata", "fields", "flow", "device_id", "value"}
@@ -161,6 +163,10 @@ class Expression:
         except (ValueError, RuntimeError) as exc:
             message = f"node {node_id!r}: not a valid CEL expression: {one_line(str(exc))}"
             raise CompileError(FieldError(loc, message, "expression")) from exc
+        too_costly = cost.refusal(source)
+        if too_costly is not None:
+            message = f"node {node_id!r}: {too_costly}"
+            raise CompileError(FieldError(loc, message, "cost"))
         self.needs = needs_of(source, self.program.variables())
         path = _FIELD_PATH.fullmatch(source)
         self.path = None if path is None else tuple(_names(path.group(1)))

@@ -6,8 +6,10 @@ in the shared test database are told apart by uuid flow ids and device ids.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -479,3 +481,44 @@ async def test_dry_run_returns_the_trace_without_side_effects(
     )
     assert invalid.status_code == 422
     assert invalid.json()["errors"][0]["field"].startswith("reading.sensors.mq134")
+
+
+SLOW: dict[str, Any] = {
+    "name": "slow",
+    "nodes": [
+        {"id": "grid", "type": "transform", "set": {"l": "[" + ",".join(["0"] * 400) + "]"}},
+        {"id": "pairs", "type": "filter", "expr": "fields.l.map(a, fields.l.map(b, a)).size() > 0"},
+    ],
+}
+"""Within the static cost limit (the list comes from an earlier node), yet ~5 s of CEL."""
+
+
+async def test_a_slow_dry_run_is_stopped_at_its_time_limit_while_the_api_answers(
+    pipeline: Settings, api_client: httpx.AsyncClient
+) -> None:
+    fast, slow_id = unique("fast"), unique("slow")
+    await create_flow(api_client, fast, GAS_ABOVE_500)
+    await create_flow(api_client, slow_id, SLOW)
+    (device,) = device_ids(1)
+    body = {"reading": gas(device, 650, 0)}
+    warm = await api_client.post(f"{FLOWS}/{fast}/dry-run", json=body, headers=ADMIN)
+    assert warm.status_code == 200, warm.text  # the evaluator is up
+    started = time.monotonic()
+    slow = asyncio.create_task(
+        api_client.post(f"{FLOWS}/{slow_id}/dry-run", json=body, headers=ADMIN)
+    )
+    answered = 0
+    while not slow.done():  # the API answers all along the evaluation
+        asked = time.monotonic()
+        assert (await api_client.get("/health")).status_code == 200
+        assert time.monotonic() - asked < 0.5, "the evaluation held /health"
+        answered += 1
+        await asyncio.sleep(0)  # the dry run's turn: an in-process request never yields
+    response = await slow
+    limit = pipeline.api.dry_run_timeout_s
+    assert time.monotonic() - started < limit + 1.0  # not after the ~5 s evaluation
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == (
+        f"the flow took longer than {limit:g} s on this reading; it was stopped"
+    )
+    assert answered > 1

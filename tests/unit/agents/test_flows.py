@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
 
+from agents.flows import CompiledFlows
 from agents.flows_runner import FlowRunner
 from connectors.egress import kafka_target_refusal
 from connectors.integrations.dispatch import Dispatcher, KafkaSender
 from connectors.integrations.errors import CallFailed
 from connectors.kafka.errors import KafkaUnavailable
+from connectors.kafka.flow_cache import FlowCache
 from connectors.kafka.producer import Record
 from schemas.envelopes import curated_envelope
 from schemas.events import decode_dead_letter
@@ -248,3 +250,36 @@ async def test_kafka_nodes_write_only_to_existing_topics_outside_the_pipeline(
     own = Outbound(**{**call("kafka").__dict__, "target": "fleet.raw.v1"})
     with pytest.raises(CallFailed, match="pipeline"):
         await sender.send(own)
+
+
+@dataclass
+class StoredFlows:
+    """What :class:`CompiledFlows` reads of the ``fleet.flows.v1`` cache."""
+
+    flows: dict[str, FlowDocument]
+    generation: int = 1
+
+    def documents(self) -> dict[str, FlowDocument]:
+        return self.flows
+
+
+def stored(flow_id: str, body: dict[str, Any]) -> FlowDocument:
+    return FlowDocument(
+        flow_id=flow_id,
+        version=1,
+        enabled=True,
+        definition=decode_definition(body),  # the structure; CEL is compiled by the worker
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+def test_a_stored_flow_that_no_longer_compiles_is_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deep = "xs.map(a, xs.map(b, xs.map(c, a))).size() > 0"  # stored before the cost limit
+    old = {"name": "old", "nodes": [{"id": "deep", "type": "filter", "expr": deep}]}
+    cache = StoredFlows({"gas": stored("gas", GAS_ABOVE_500), "old": stored("old", old)})
+    flows = CompiledFlows(cast(FlowCache, cache)).refresh()
+    assert [flow.flow_id for flow in flows.flows] == ["gas"]
+    assert "flow old v1 does not compile: nodes[0].expr: node 'deep'" in caplog.text

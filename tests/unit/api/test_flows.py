@@ -93,3 +93,21 @@ async def test_a_definition_that_does_not_compile_is_422_naming_the_node(
     assert response.status_code == 422
     assert response.json()["errors"][0]["node"] == "high_gas"
     assert publisher.sent == []
+
+
+async def test_a_definition_that_could_cost_too_much_is_422_naming_the_node_and_field(
+    client: httpx.AsyncClient, publisher: MemoryPublisher
+) -> None:
+    deep = "xs.map(a, xs.map(b, xs.map(c, xs.map(d, a + b + c + d)))).size() > 0"
+    node = {"id": "grid", "type": "filter", "expr": deep}
+    body = {"flow_id": "grid", "definition": {"name": "grid", "nodes": [node]}}
+    response = await client.post(FLOWS, json=body, headers=ADMIN)
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["node"], error["type"]) == (
+        "definition.nodes.0.expr",
+        "grid",
+        "cost",
+    )
+    assert "nest 4 deep" in error["message"]
+    assert publisher.sent == []

@@ -3,6 +3,9 @@ publish is a retriable NotPublished naming the kind's resync, resync repairs the
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from connectors.postgres.devices import DeviceNotFound
@@ -83,3 +86,19 @@ async def test_resync_publishes_what_differs_and_tombstones_what_is_gone() -> No
     report = await devices.resync({"esp-1": device})
     assert (report.published, report.unchanged, report.tombstoned) == (0, 1, 0)
     assert publisher.latest()["esp-1"] == encode_device(device)
+
+
+async def test_a_definition_is_checked_off_the_event_loop() -> None:
+    entered, released = threading.Event(), threading.Event()
+
+    def check(flow_id: str, definition: FlowDefinition) -> None:
+        entered.set()
+        if not released.wait(timeout=5):  # only the event loop releases it
+            raise AssertionError("the check held the event loop")
+        check_definition(flow_id, definition)
+
+    registry = FlowRegistry(MemoryFlowStore(), MemoryPublisher(topic="fleet.flows.v1"), check)
+    creating = asyncio.create_task(registry.create("gas", gas()))
+    assert await asyncio.to_thread(entered.wait, 5)
+    released.set()
+    assert (await creating).version == 1

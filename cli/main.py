@@ -22,7 +22,7 @@ from cli.config_docs import docs_app
 from cli.deadletters_commands import deadletters_app
 from cli.devices_commands import devices_app
 from cli.flows_commands import flows_app
-from cli.mqtt_command import mqtt
+from cli.mqtt_command import mqtt, mqtt_front
 from cli.partitions_command import partitions
 from cli.stack_commands import stack_app
 from schemas.settings import get_settings
@@ -45,6 +45,7 @@ db_app.command("partitions")(partitions)
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project.")
 app.add_typer(topics_app, name="topics")
 app.command("mqtt")(mqtt)
+app.command("mqtt-front")(mqtt_front)
 
 
 @app.command()

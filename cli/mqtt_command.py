@@ -11,13 +11,41 @@ from schemas.settings import Settings, get_settings
 from streams.runtime import tune_gc
 
 
-def mqtt() -> None:
-    """Run the MQTT bridge: device topics → fleet.raw.v1; PUBACK once Kafka acked."""
+def mqtt_front() -> None:
+    """Run an MQTT front: devices connect with their own credentials and get each QoS 1
+    PUBACK after Kafka acked the reading (start several: they share the port)."""
     settings = get_settings()
+    _logging(settings)
+    tune_gc(settings.gc_gen0_threshold)
+    with operator_errors():
+        asyncio.run(_serve_front(settings))
+
+
+async def _serve_front(settings: Settings) -> None:
+    from connectors.mqtt.front.server import serve
+
+    await serve(settings, _stop_on_signals())
+
+
+def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def mqtt() -> None:
+    """Run the MQTT bridge: device topics → fleet.raw.v1; PUBACK once Kafka acked."""
+    settings = get_settings()
+    _logging(settings)
     tune_gc(settings.gc_gen0_threshold)
     with operator_errors():
         asyncio.run(_serve(settings))
@@ -26,8 +54,4 @@ def mqtt() -> None:
 async def _serve(settings: Settings) -> None:
     from connectors.mqtt.service import serve
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop)
+    await serve(settings, _stop_on_signals())

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 STOP_GRACE_S = 15.0
 SUPERVISE_EVERY_S = 0.5
-SERVICES = ("api", "worker", "mqtt")
+SERVICES = ("api", "worker", "mqtt", "mqtt-front")
 
 
 def prepare(settings: Settings) -> None:
@@ -97,7 +97,7 @@ def run_services(settings: Settings) -> int:
     share our terminal), 1 when one failed.
     """
     # SIGTERM (a supervisor, `kill`) stops the children as Ctrl-C does: left to the default
-    # action, this process would die at once and leave API, worker and bridge running.
+    # action, this process would die at once and leave its children running.
     signal.signal(signal.SIGTERM, _terminated)
     commands = {name: [sys.executable, "-m", "cli.main", name] for name in SERVICES}
     supervisor = Supervisor(commands, spawn=_spawn, say=say)
@@ -108,7 +108,7 @@ def run_services(settings: Settings) -> int:
             supervisor.step()
             time.sleep(SUPERVISE_EVERY_S)  # a child's exit has no event to wait on
     except (KeyboardInterrupt, Terminated):
-        say("stopping API, worker and bridge")
+        say("stopping API, worker, bridge and MQTT front")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
     codes = supervisor.stop(STOP_GRACE_S)
     failed = {name: code for name, code in codes.items() if code > 0}
@@ -129,7 +129,12 @@ def _announce(settings: Settings) -> None:
         say(f"operator   {web}/ops/  (admin token; Prometheus: {web}/metrics)")
     mqtt = settings.mqtt
     say(f"MQTT       mqtt://{mqtt.host}:{mqtt.port}  topics {mqtt.topics} (device_id + token)")
-    say("Ctrl-C stops API, worker and bridge; `fleetstream stack down` stops the stack")
+    front = settings.mqtt_front
+    say(
+        f"MQTT front mqtt://{front.host}:{front.port}  PUBACK after Kafka's ack "
+        f"(health, metrics: http://{front.host}:{front.health_port}/health, /metrics)"
+    )
+    say("Ctrl-C stops API, worker, bridge and MQTT front; `fleetstream stack down` the stack")
 
 
 class Terminated(Exception):

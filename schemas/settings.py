@@ -221,6 +221,17 @@ class MqttSettings(_Section):
         return [topic.strip() for topic in self.topics.split(",") if topic.strip()]
 
 
+class MqttFrontSettings(_Section):
+    """The MQTT front devices connect to (connectors/mqtt/front): PUBACK after Kafka's ack."""
+
+    host: str = Field(default="127.0.0.1", description="where devices connect")
+    port: int = Field(default=1884, description="MQTT port of the front (plain)")
+    health_port: int = Field(default=9105, description="/health and /metrics of the front")
+    receive_maximum: int = Field(
+        default=64, ge=1, le=65535, description="QoS 1 publishes in flight per connection"
+    )
+
+
 class LiveSettings(_Section):
     """The WebSocket live feed (``GET /ws``)."""
 
@@ -579,6 +590,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     redis: RedisSettings = RedisSettings()
     mqtt: MqttSettings = MqttSettings()
+    mqtt_front: MqttFrontSettings = MqttFrontSettings()
     live: LiveSettings = LiveSettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()

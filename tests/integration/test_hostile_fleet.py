@@ -43,7 +43,7 @@ PACE_S = 0.1
 """Between two sends of one well-behaved device: a fleet's rate, not a flood."""
 SEED = int(os.environ.get("FLEET_SOAK_SEED", "20261207"))
 GOOD_HTTP, GOOD_MQTT, HOSTILE = 12, 4, 4
-MEMORY_BOUND_MB = {"api": 300, "worker": 600, "mqtt": 250}
+MEMORY_BOUND_MB = {"api": 300, "worker": 600, "mqtt": 250, "mqtt-front": 250}
 """Resident memory of each child of ``fleetstream run`` at the end, in MiB."""
 
 
@@ -317,10 +317,9 @@ def _tail(log: Path) -> str:
 def _children(run_pid: int) -> dict[str, int]:
     found = {}
     for pid in children_of(run_pid):
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        for name in MEMORY_BOUND_MB:
-            if f"cli.main {name}" in command:
-                found[name] = pid
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        if len(args) > 3 and args[1:3] == ["-m", "cli.main"] and args[3] in MEMORY_BOUND_MB:
+            found[args[3]] = pid
     return found
 
 

@@ -1,6 +1,6 @@
-"""`fleetstream run` (what `make run` starts): API, worker and bridge as its children, all
-stopped when it is; a child that exits is restarted, and the stack's services are not its
-concern even when it started them."""
+"""`fleetstream run` (what `make run` starts): API, worker, bridge and MQTT front as its
+children, all stopped when it is; a child that exits is restarted, and the stack's services
+are not its concern even when it started them."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def run_settings(pipeline: Settings) -> Settings:
         update={"client_id": f"test-run-{run_id}", "share_group": run_id, "session_expiry_s": 0}
     )
     api = pipeline.api.model_copy(update={"port": free_port()})
-    return pipeline.model_copy(update={"api": api, "mqtt": mqtt})
+    front = pipeline.mqtt_front.model_copy(update={"port": free_port(), "health_port": free_port()})
+    return pipeline.model_copy(update={"api": api, "mqtt": mqtt, "mqtt_front": front})
 
 
 async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path: Path) -> None:
@@ -83,14 +84,14 @@ async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path:
                     answer = await client.get("/health/ready")
                 except httpx.TransportError:
                     return False
-                return answer.status_code == 200 and len(children_of(proc.pid)) == 3
+                return answer.status_code == 200 and len(children_of(proc.pid)) == 4
 
             await wait_until(ready, timeout_s=120, what=lambda: log.read_text()[-3000:])
         children = children_of(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
         assert [pid for pid in children if alive(pid)] == []
-        assert "stopping API, worker and bridge" in log.read_text()
+        assert "stopping API, worker, bridge and MQTT front" in log.read_text()
     finally:
         for pid in [proc.pid, *children]:
             if alive(pid):

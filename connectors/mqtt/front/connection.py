@@ -1,0 +1,232 @@
+"""One device's MQTT connection to the front: CONNECT, then PUBLISH until it leaves.
+
+QoS 1 publishes are taken concurrently (at most ``receive_maximum`` in flight) and PUBACKed in
+the order they came, each only after Kafka acked it (``Ingest.publish``); the specification
+asks for that order. When Kafka does not take a reading, an MQTT 5 client gets PUBACK 0x80 and
+an MQTT 3.1.1 client, which has no negative PUBACK, is disconnected without one, so it sends
+the message again when it reconnects. QoS 2 is refused. Subscriptions are refused per filter:
+devices publish here, they read elsewhere. A client that stays silent past 1.5 keep-alive
+periods, or whose device is disabled, rotated or deleted, is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from connectors.mqtt.front import packets
+from connectors.mqtt.front.ingest import UNSPECIFIED, Admitted, Ingest, KafkaTrouble
+from connectors.mqtt.front.metrics import FrontMetrics
+from connectors.mqtt.front.packets import PacketType, ProtocolError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+QOS_NOT_SUPPORTED = 0x9B
+SESSION_TAKEN_OVER = 0x8E
+KEEP_ALIVE_TIMEOUT = 0x8D
+
+
+class Connection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ingest: Ingest,
+        *,
+        metrics: FrontMetrics,
+        clock: Callable[[], datetime],
+        max_packet_bytes: int,
+        receive_maximum: int,
+    ) -> None:
+        self.reader, self.writer, self.ingest = reader, writer, ingest
+        self.metrics, self.clock = metrics, clock
+        self.max_packet_bytes = max_packet_bytes
+        self.protocol = packets.MQTT_311
+        self.admitted: Admitted | None = None
+        self._acks: asyncio.Queue[tuple[int, asyncio.Future[int]] | None] = asyncio.Queue(
+            receive_maximum
+        )
+        self._closing = False
+
+    async def serve(self, sessions: dict[str, Connection]) -> None:
+        """Until the client leaves, breaks the protocol, or is disconnected."""
+        acker: asyncio.Task[None] | None = None
+        try:
+            if not await self._handshake(sessions):
+                return
+            acker = asyncio.create_task(self._ack_in_order())
+            await self._packets()
+        except ProtocolError as exc:
+            log.info("mqtt %s: %s", self._who(), exc)
+            self.metrics.refused(f"protocol:{exc.reason:#x}")
+            self._disconnect(exc.reason)
+        except KafkaTrouble as exc:
+            log.warning(
+                "mqtt %s: Kafka did not take a reading (%s); disconnecting", self._who(), exc
+            )
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            await self._close(acker, sessions)
+
+    async def leave(self, reason: int, within_s: float) -> None:
+        """Stop taking publishes, PUBACK those in flight as Kafka takes them (at most
+        ``within_s``), then disconnect: the server is stopping."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._acks.join(), within_s)
+        self.kick(reason)
+
+    def kick(self, reason: int) -> None:
+        """Disconnect from outside (a newer connection of the same client, a device disabled)."""
+        self._disconnect(reason)
+        self.writer.close()
+
+    async def _handshake(self, sessions: dict[str, Connection]) -> bool:
+        kind, _, body = await asyncio.wait_for(self._read(), CONNECT_TIMEOUT_S)
+        if kind != PacketType.CONNECT:
+            raise ProtocolError("the first packet is not CONNECT", reason=0x82)
+        connect = packets.parse_connect(body)
+        self.protocol = connect.protocol
+        outcome = self.ingest.admit(connect)
+        if isinstance(outcome, int):
+            self.metrics.refused(f"connect:{outcome:#x}")
+            log.info("mqtt connect refused (%#x): user %r client %r", outcome, connect.username,
+                     connect.client_id)  # fmt: skip
+            self.writer.write(packets.connack(self.protocol, outcome))
+            return False
+        previous = sessions.get(outcome.client_id)
+        if previous is not None:
+            previous.kick(SESSION_TAKEN_OVER)
+        sessions[outcome.client_id] = self
+        self.admitted = outcome
+        self.keepalive_s = connect.keepalive_s
+        self.writer.write(
+            packets.connack(self.protocol, 0, properties=self._connack_props(connect))
+        )
+        self.metrics.connected(+1)
+        return True
+
+    def _connack_props(self, connect: packets.Connect) -> bytes:
+        if self.protocol != packets.MQTT_5 or self.admitted is None:
+            return b""
+        props = (
+            packets.property_bytes(0x21, self._acks.maxsize, 2)  # receive maximum
+            + packets.property_bytes(0x24, 1, 1)  # maximum QoS 1
+            + packets.property_bytes(0x25, 0, 1)  # no retained messages
+            + packets.property_bytes(0x28, 0, 1)  # no wildcard subscriptions
+            + packets.property_bytes(0x2A, 0, 1)  # no shared subscriptions
+            + packets.property_bytes(0x27, self.max_packet_bytes, 4)  # maximum packet size
+        )
+        if not connect.client_id:
+            props += packets.property_bytes(0x12, self.admitted.client_id)
+        return props
+
+    async def _packets(self) -> None:
+        while not self._closing:
+            timeout = self.keepalive_s * 1.5 if self.keepalive_s else None
+            try:
+                kind, flags, body = await asyncio.wait_for(self._read(), timeout)
+            except TimeoutError:
+                self._disconnect(KEEP_ALIVE_TIMEOUT)
+                return
+            if not await self._handle(kind, flags, body):
+                return
+
+    async def _handle(self, kind: int, flags: int, body: bytes) -> bool:
+        """One packet; False when the client left."""
+        if kind == PacketType.PUBLISH:
+            await self._publish(packets.parse_publish(flags, body, self.protocol))
+        elif kind == PacketType.PINGREQ:
+            self.writer.write(packets.PINGRESP)
+        elif kind == PacketType.SUBSCRIBE:
+            sub = packets.parse_subscribe(body, self.protocol)
+            self.writer.write(packets.suback(self.protocol, sub.packet_id, len(sub.filters)))
+        elif kind == PacketType.UNSUBSCRIBE:
+            sub = packets.parse_subscribe(body, self.protocol, unsubscribe=True)
+            self.writer.write(packets.unsuback(self.protocol, sub.packet_id, len(sub.filters)))
+        elif kind == PacketType.DISCONNECT:
+            return False
+        else:
+            raise ProtocolError(f"packet type {kind} is not served here", reason=0x82)
+        return True
+
+    async def _publish(self, publish: packets.Publish) -> None:
+        admitted = self.admitted
+        assert admitted is not None  # noqa: S101 - _packets runs only after the handshake
+        if publish.qos == 2:
+            raise ProtocolError("QoS 2 is not served (QoS 0 and 1 are)", QOS_NOT_SUPPORTED)
+        if publish.topic_alias is not None:
+            raise ProtocolError("topic aliases are not served", reason=0x94)
+        if not self.ingest.still_allowed(admitted.device):
+            raise ProtocolError("the device is disabled, rotated or deleted", reason=0x87)
+        started = time.perf_counter()
+        taking = asyncio.ensure_future(
+            self.ingest.publish(admitted.device, publish.topic, publish.payload, self.clock())
+        )
+        if publish.packet_id is None:  # QoS 0: nothing to answer
+            taking.add_done_callback(self._qos0_done)
+            return
+        taking.add_done_callback(lambda done: self.metrics.taken(done, started))
+        await self._acks.put((publish.packet_id, taking))
+
+    def _qos0_done(self, done: asyncio.Future[int]) -> None:
+        self.metrics.taken(done, None)
+
+    async def _ack_in_order(self) -> None:
+        while (entry := await self._acks.get()) is not None:
+            packet_id, taking = entry
+            try:
+                reason = await taking
+            except KafkaTrouble:
+                if self.protocol != packets.MQTT_5:  # no negative PUBACK: make it resend
+                    self.writer.close()
+                    return
+                reason = UNSPECIFIED
+            self.writer.write(packets.puback(self.protocol, packet_id, reason))
+            self._acks.task_done()
+
+    async def _read(self) -> tuple[int, int, bytes]:
+        first = (await self.reader.readexactly(1))[0]
+        length, shift = 0, 0
+        for _ in range(4):
+            byte = (await self.reader.readexactly(1))[0]
+            length += (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        else:
+            raise ProtocolError("remaining length longer than 4 bytes")
+        if length > self.max_packet_bytes:
+            raise ProtocolError(f"packet of {length} bytes; at most {self.max_packet_bytes}", 0x95)
+        return first >> 4, first & 0x0F, await self.reader.readexactly(length)
+
+    def _disconnect(self, reason: int) -> None:
+        self._closing = True
+        if self.protocol == packets.MQTT_5 and not self.writer.is_closing():
+            self.writer.write(packets.disconnect(reason))
+
+    async def _close(
+        self, acker: asyncio.Task[None] | None, sessions: dict[str, Connection]
+    ) -> None:
+        if acker is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._acks.put_nowait(None)  # PUBACK what Kafka takes of what is in flight
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(acker, CONNECT_TIMEOUT_S)
+            acker.cancel()
+        if self.admitted is not None:
+            if sessions.get(self.admitted.client_id) is self:
+                del sessions[self.admitted.client_id]
+            self.metrics.connected(-1)
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+    def _who(self) -> str:
+        return self.admitted.client_id if self.admitted else "(not connected)"

@@ -1,0 +1,130 @@
+"""One MQTT front instance: the device listener, a health and metrics endpoint, the registry.
+
+Several instances serve side by side: each listens with ``SO_REUSEPORT`` (the kernel spreads
+connections over the processes on one port) or on a port of its own, follows the registry
+topic itself and produces with its own producer; none holds state another needs. A stopping
+instance closes its listener, PUBACKs what Kafka takes of what is in flight, and leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import generate_latest
+
+from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
+from connectors.kafka.device_cache import DeviceCache
+from connectors.kafka.producer import EventProducer, edge_producer_config
+from connectors.mqtt.front.connection import Connection
+from connectors.mqtt.front.ingest import NOT_AUTHORIZED, Ingest
+from connectors.mqtt.front.metrics import FrontMetrics
+from connectors.mqtt.messages import TopicMatcher
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PACKET_OVERHEAD = 64 * 1024
+"""Bytes a PUBLISH may carry beyond its payload (topic, properties)."""
+DRAIN_S = 10.0
+"""How long a stopping front waits for Kafka to ack what its devices sent."""
+RECHECK_S = 1.0
+"""How often live connections are checked against the registry (disabled devices leave)."""
+
+
+class Front:
+    def __init__(self, settings: Settings, ingest: Ingest, metrics: FrontMetrics) -> None:
+        self.settings, self.ingest, self.metrics = settings, ingest, metrics
+        self.sessions: dict[str, Connection] = {}
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        front = self.settings.mqtt_front
+        connection = Connection(
+            reader,
+            writer,
+            self.ingest,
+            metrics=self.metrics,
+            clock=lambda: datetime.now(UTC),
+            max_packet_bytes=self.settings.mqtt.max_payload_bytes + PACKET_OVERHEAD,
+            receive_maximum=front.receive_maximum,
+        )
+        await connection.serve(self.sessions)
+
+    async def recheck(self) -> None:
+        """Disconnect devices disabled, rotated or deleted since they connected."""
+        while True:
+            await asyncio.sleep(RECHECK_S)
+            for connection in list(self.sessions.values()):
+                admitted = connection.admitted
+                if admitted is not None and not self.ingest.still_allowed(admitted.device):
+                    self.metrics.refused("revoked")
+                    connection.kick(NOT_AUTHORIZED)
+
+    def health(self) -> web.Application:
+        app = web.Application()
+
+        async def health(_: web.Request) -> web.Response:
+            caught_up = self.ingest.registry.caught_up
+            return web.json_response(
+                {"status": "ok" if caught_up else "loading", "connections": len(self.sessions)},
+                status=200 if caught_up else 503,
+            )
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.metrics.registry), content_type="text/plain"
+            )
+
+        app.router.add_get("/health", health)
+        app.router.add_get("/metrics", metrics)
+        return app
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve devices until ``stop`` is set."""
+    front_settings = settings.mqtt_front
+    client_id = f"fleetstream-mqtt-front-{front_settings.port}"
+    producer = EventProducer(edge_producer_config(settings, client_id))
+    await producer.start()
+    batcher = EnvelopeBatcher(producer, settings.topics.raw, None, BatcherLimits.of(settings.kafka))
+    registry = DeviceCache(settings.kafka.bootstrap_servers, settings.topics.devices)
+    registry.start()
+    ingest = Ingest(
+        registry=registry,
+        matcher=TopicMatcher(settings.mqtt.topic_patterns),
+        batcher=batcher,
+        produce=producer.produce_all,
+        deadletter_topic=settings.topics.deadletter,
+        max_items=settings.mqtt.max_batch_items,
+        max_bytes=settings.mqtt.max_payload_bytes,
+        limits=settings.generic.limits(),
+    )
+    front = Front(settings, ingest, FrontMetrics())
+    server = await asyncio.start_server(
+        front.handle, front_settings.host, front_settings.port, reuse_port=True
+    )
+    runner = web.AppRunner(front.health(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, front_settings.host, front_settings.health_port, reuse_port=True)
+    await site.start()
+    recheck = asyncio.create_task(front.recheck())
+    log.info(
+        "MQTT front on %s:%d (health and metrics on :%d)",
+        front_settings.host, front_settings.port, front_settings.health_port,
+    )  # fmt: skip
+    try:
+        await stop.wait()
+    finally:
+        recheck.cancel()
+        server.close()
+        leaving = [c.leave(0x8B, DRAIN_S) for c in front.sessions.values()]  # 0x8B: shutting down
+        await asyncio.gather(*leaving)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 10)
+        await runner.cleanup()
+        await registry.stop()
+        await batcher.drain()
+        await producer.stop()

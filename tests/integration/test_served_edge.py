@@ -177,3 +177,26 @@ async def test_schemathesis_finds_no_server_error(
     answered = [json.loads(line) for line in api.log_tail(100_000).splitlines() if "status" in line]
     assert answered, "the API logged no request"
     assert [e for e in answered if int(e.get("status", 0)) >= 500] == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/devices/metadata", "/api/v1/ingest/rtsp", "/api/v1/admin/devices"]
+)
+async def test_a_300_mb_body_without_credentials_is_refused_before_it_is_read(
+    fleet: Fleet, served: tuple[ApiProcess, str], path: str
+) -> None:
+    """Only the headers are sent: the answer must come without the body being read (``fleet``:
+    the API is serving)."""
+    _, base = served
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {300 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"413", status_line

@@ -30,9 +30,10 @@ integration: venv
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/integration -q
 
-soak: venv  ## the hostile-fleet test for 15 minutes instead of one (FLEET_SOAK_S)
+soak: venv  ## the hostile fleet for 15 minutes, the MQTT front with 1,000 registrations
 	$(RUN) fleetstream setup
-	FLEET_SOAK_S=900 $(RUN) pytest tests/integration/test_hostile_fleet.py -q -s
+	FLEET_SOAK_S=900 $(RUN) pytest tests/integration/test_hostile_fleet.py \
+		tests/integration/test_mqtt_front.py -q -s
 
 bench: venv  ## every benchmark scenario and baseline (< 30 min on 2 cores) → bench/RESULTS.md
 	$(RUN) fleetstream setup

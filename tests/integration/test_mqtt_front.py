@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import threading
 import time
@@ -29,6 +30,8 @@ from tests.support import free_port, wait_until
 
 TOPIC = "neurobuild/sensors/{}/data"
 KILLS = 20
+REGISTRATIONS = 1000 if os.environ.get("FLEET_SOAK_S") else 300
+"""Devices registered in a row: 300 in ``make test`` (~100 ms each here), 1,000 in ``make soak``."""
 
 
 class FrontProcess(ServiceProcess):
@@ -253,3 +256,31 @@ def _publish_until(settings: Settings, device_id: str, token: str, stop: threadi
                 acked.append(body["event_id"])
     finally:
         client.close()
+
+
+async def test_devices_registered_in_a_row_all_answer_and_publish_at_once(
+    fleet: Fleet, front_settings: Settings, front: FrontProcess
+) -> None:
+    """Registration costs the front nothing that grows with the fleet (no broker users): every
+    registration in a row answers 201, and devices from the start, the middle and the end can
+    publish as soon as the front's registry copy has them."""
+    devices = device_ids(REGISTRATIONS, prefix="fleet")
+    took: list[float] = []
+    for device_id in devices:
+        started = time.perf_counter()
+        answer = await fleet.client.post(
+            "/api/v1/admin/devices", json={"device_id": device_id}, headers=ADMIN
+        )
+        took.append(time.perf_counter() - started)
+        assert answer.status_code == 201, answer.text
+        fleet.tokens[device_id] = answer.json()["token"]
+    took.sort()
+    p50, p99 = took[len(took) // 2], took[len(took) * 99 // 100]
+    print(f"{len(took)} registrations: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+    for device_id in (devices[0], devices[len(devices) // 2], devices[-1]):
+        client = await connected(front_settings, device_id, fleet.tokens[device_id])
+        try:
+            body = json.dumps(_body(device_id)).encode()
+            assert await asyncio.to_thread(client.publish, TOPIC.format(device_id), body) == 0
+        finally:
+            client.close()

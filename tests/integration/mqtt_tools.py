@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cli.stack import manager
@@ -138,3 +138,52 @@ def can_connect(settings: Settings, username: str, password: str) -> bool:
         return reason is not None and not reason.is_failure
     finally:
         device.close()
+
+
+class FrontDevice:
+    """A device's paho client of the MQTT front (MQTT 3.1.1 or 5): client id = device id by
+    default; ``publish`` waits for the PUBACK."""
+
+    def __init__(self, settings: Settings, username: str, password: str, *,
+                 client_id: str | None = None,
+                 protocol: MQTTProtocolVersion = mqtt.MQTTv5) -> None:  # fmt: skip
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=username if client_id is None else client_id,
+            protocol=protocol,
+        )
+        self.client.username_pw_set(username, password)
+        self.settings = settings
+        self.connack: ReasonCode | None = None
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.acked: dict[int, ReasonCode] = {}
+        self._cond = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.disconnected.set()
+        self.client.on_publish = self._on_publish
+
+    def connect(self) -> ReasonCode | None:
+        self.client.connect("127.0.0.1", self.settings.mqtt_front.port, keepalive=30)
+        self.client.loop_start()
+        self.connected.wait(10)
+        return self.connack
+
+    def publish(self, topic: str, payload: bytes, timeout_s: float = 15.0) -> ReasonCode | None:
+        info = self.client.publish(topic, payload, qos=1)
+        with self._cond:
+            self._cond.wait_for(lambda: info.mid in self.acked, timeout_s)
+        return self.acked.get(info.mid)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, *args: Any) -> None:
+        self.connack = args[3]
+        self.connected.set()
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
+        with self._cond:
+            self.acked[mid] = reason
+            self._cond.notify_all()

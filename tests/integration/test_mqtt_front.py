@@ -18,13 +18,13 @@ import asyncpg
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from schemas.settings import Settings
 from tests import clock
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN, Fleet
+from tests.integration.mqtt_tools import FrontDevice
 from tests.integration.processes import ServiceProcess, WorkerProcess
 from tests.support import free_port, wait_until
 
@@ -65,60 +65,12 @@ async def front(front_settings: Settings, tmp_path: Path) -> AsyncIterator[Front
         process.stop()
 
 
-class Client:
-    """A device's paho client (MQTT 3.1.1 or 5); ``publish`` waits for the PUBACK."""
-
-    def __init__(self, settings: Settings, username: str, password: str, *,
-                 client_id: str | None = None,
-                 protocol: MQTTProtocolVersion = mqtt.MQTTv5) -> None:  # fmt: skip
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=username if client_id is None else client_id,
-            protocol=protocol,
-        )
-        self.client.username_pw_set(username, password)
-        self.settings = settings
-        self.connack: ReasonCode | None = None
-        self.connected = threading.Event()
-        self.disconnected = threading.Event()
-        self.acked: dict[int, ReasonCode] = {}
-        self._cond = threading.Condition()
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *a: self.disconnected.set()
-        self.client.on_publish = self._on_publish
-
-    def connect(self) -> ReasonCode | None:
-        self.client.connect("127.0.0.1", self.settings.mqtt_front.port, keepalive=30)
-        self.client.loop_start()
-        self.connected.wait(10)
-        return self.connack
-
-    def publish(self, topic: str, payload: bytes, timeout_s: float = 15.0) -> ReasonCode | None:
-        info = self.client.publish(topic, payload, qos=1)
-        with self._cond:
-            self._cond.wait_for(lambda: info.mid in self.acked, timeout_s)
-        return self.acked.get(info.mid)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def _on_connect(self, *args: Any) -> None:
-        self.connack = args[3]
-        self.connected.set()
-
-    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
-        with self._cond:
-            self.acked[mid] = reason
-            self._cond.notify_all()
-
-
-async def connected(settings: Settings, device_id: str, token: str, **kw: Any) -> Client:
+async def connected(settings: Settings, device_id: str, token: str, **kw: Any) -> FrontDevice:
     """A connected client of the device, once the front's registry copy has it."""
-    clients: list[Client] = []
+    clients: list[FrontDevice] = []
 
     async def accepted() -> bool:
-        client = Client(settings, device_id, token, **kw)
+        client = FrontDevice(settings, device_id, token, **kw)
         if await asyncio.to_thread(client.connect) == 0:
             clients.append(client)
             return True
@@ -176,10 +128,10 @@ async def test_identities_are_bound_to_credentials(
     token = fleet.tokens[mine]
     (await connected(front_settings, other, fleet.tokens[other])).close()  # both known now
     refused = [
-        Client(front_settings, mine, token, client_id="fleetstream-bridge-1"),  # the system's
-        Client(front_settings, mine, token, client_id=other),  # another device's session
-        Client(front_settings, mine, "not the token"),
-        Client(front_settings, other, token),  # a token of another device
+        FrontDevice(front_settings, mine, token, client_id="fleetstream-bridge-1"),  # the system's
+        FrontDevice(front_settings, mine, token, client_id=other),  # another device's session
+        FrontDevice(front_settings, mine, "not the token"),
+        FrontDevice(front_settings, other, token),  # a token of another device
     ]
     for client in refused:
         reason = await asyncio.to_thread(client.connect)
@@ -208,7 +160,7 @@ async def test_a_disabled_device_is_refused_within_5_s_and_its_connection_closed
     await asyncio.to_thread(client.disconnected.wait, 5)
     assert client.disconnected.is_set() and time.monotonic() - started < 5
     client.close()
-    again = Client(front_settings, device_id, fleet.tokens[device_id])
+    again = FrontDevice(front_settings, device_id, fleet.tokens[device_id])
     reason = await asyncio.to_thread(again.connect)
     again.close()
     assert reason is not None and reason.is_failure
@@ -245,7 +197,7 @@ async def test_kill_9_of_the_front_under_load_loses_no_pubacked_reading(
 
 def _publish_until(settings: Settings, device_id: str, token: str, stop: threading.Event,
                    acked: list[str]) -> None:  # fmt: skip
-    client = Client(settings, device_id, token)
+    client = FrontDevice(settings, device_id, token)
     if client.connect() != 0:
         return
     try:

@@ -7,7 +7,8 @@ thousands of field names, event ids of other devices, oversized and truncated bo
 MQTT payloads) and a chaos actor kills the worker and stops and restarts Redis, Postgres and the
 Kafka broker. It passes only if every reading a well-behaved device got a 2xx or PUBACK for is
 stored exactly once, nobody got a 500, the API and a worker are serving at the end, and their
-memory stayed under ``MEMORY_BOUND_MB``. ``FLEET_SOAK_S`` sets how long traffic and chaos run (``make soak``: 900).
+memory stayed under ``MEMORY_BOUND_MB``. ``FLEET_SOAK_S`` sets how long traffic and chaos run
+(``make soak``: 900).
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from tests import clock
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.mqtt_tools import SEED_TOPIC, FrontDevice
-from tests.integration.test_run_command import alive, children_of, run_settings, start_run
+from tests.integration.test_run_command import (
+    alive,
+    api_ready,
+    children_of,
+    run_settings,
+    start_run,
+)
 from tests.support import wait_until
 
 SOAK_S = float(os.environ.get("FLEET_SOAK_S", "60"))
@@ -229,7 +236,7 @@ async def test_a_hostile_fleet_and_failing_services_lose_no_accepted_reading(
     base = f"http://127.0.0.1:{settings.api.port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            await wait_until(lambda: _ready(client), timeout_s=180, what=lambda: _tail(log))
+            await wait_until(lambda: api_ready(client), timeout_s=180, what=lambda: _tail(log))
             fleet = Fleet(client)
             await fleet.enroll([*good_http, *good_mqtt, *hostile])
             await _wait_serving(client, fleet, good_http[0], ledger, log)
@@ -302,13 +309,6 @@ async def _drop_database(stack_settings: Settings, name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
-
-
-async def _ready(client: httpx.AsyncClient) -> bool:
-    try:
-        return (await client.get("/health/ready")).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _tail(log: Path) -> str:

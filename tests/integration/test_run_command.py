@@ -70,6 +70,13 @@ def run_settings(pipeline: Settings) -> Settings:
     return pipeline.model_copy(update={"api": api, "mqtt": mqtt, "mqtt_front": front})
 
 
+async def api_ready(client: httpx.AsyncClient) -> bool:
+    try:
+        return (await client.get("/health/ready")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path: Path) -> None:
     settings = run_settings(pipeline)
     api = settings.api
@@ -80,11 +87,7 @@ async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}") as client:
 
             async def ready() -> bool:
-                try:
-                    answer = await client.get("/health/ready")
-                except httpx.TransportError:
-                    return False
-                return answer.status_code == 200 and len(children_of(proc.pid)) == 4
+                return await api_ready(client) and len(children_of(proc.pid)) == 4
 
             await wait_until(ready, timeout_s=120, what=lambda: log.read_text()[-3000:])
         children = children_of(proc.pid)
@@ -126,11 +129,7 @@ async def test_run_outlives_a_stack_service_it_started_and_restarts_a_killed_wor
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}") as client:
 
             async def serving() -> bool:
-                try:
-                    answer = await client.get("/health/ready")
-                except httpx.TransportError:
-                    return False
-                return answer.status_code == 200 and _worker_pid(proc.pid) is not None
+                return await api_ready(client) and _worker_pid(proc.pid) is not None
 
             await wait_until(serving, timeout_s=180, what=lambda: log.read_text()[-3000:])
             manager.down(stack_settings, services=["postgres"], progress=print)  # the outage

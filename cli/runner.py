@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 STOP_GRACE_S = 15.0
 SUPERVISE_EVERY_S = 0.5
-SERVICES = ("api", "worker", "mqtt", "mqtt-front")
+SERVICES = ("api", "worker", "mqtt-front")
 
 
 def prepare(settings: Settings) -> None:
@@ -90,7 +90,7 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_services(settings: Settings) -> int:
-    """Run API, worker and MQTT bridge as child processes until Ctrl-C or SIGTERM; a child
+    """Run API, worker and MQTT front as child processes until Ctrl-C or SIGTERM; a child
     that exits is restarted with backoff (``cli.supervisor``) while the others go on.
 
     Returns 0 when every child stopped cleanly (Ctrl-C reaches the children directly, as they
@@ -108,7 +108,7 @@ def run_services(settings: Settings) -> int:
             supervisor.step()
             time.sleep(SUPERVISE_EVERY_S)  # a child's exit has no event to wait on
     except (KeyboardInterrupt, Terminated):
-        say("stopping API, worker, bridge and MQTT front")
+        say("stopping API, worker and MQTT front")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
     codes = supervisor.stop(STOP_GRACE_S)
     failed = {name: code for name, code in codes.items() if code > 0}
@@ -127,14 +127,10 @@ def _announce(settings: Settings) -> None:
     if settings.worker.web_enabled:
         web = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
         say(f"operator   {web}/ops/  (admin token; Prometheus: {web}/metrics)")
-    mqtt = settings.mqtt
-    say(f"MQTT       mqtt://{mqtt.host}:{mqtt.port}  topics {mqtt.topics} (device_id + token)")
-    front = settings.mqtt_front
-    say(
-        f"MQTT front mqtt://{front.host}:{front.port}  PUBACK after Kafka's ack "
-        f"(health, metrics: http://{front.host}:{front.health_port}/health, /metrics)"
-    )
-    say("Ctrl-C stops API, worker, bridge and MQTT front; `fleetstream stack down` the stack")
+    front, mqtt = settings.mqtt_front, settings.mqtt
+    say(f"MQTT       mqtt://{front.host}:{front.port}  topics {mqtt.topics} (device_id + token)")
+    say(f"           health and metrics: http://{front.host}:{front.health_port}/health, /metrics")
+    say("Ctrl-C stops API, worker and MQTT front; `fleetstream stack down` stops the stack")
 
 
 class Terminated(Exception):

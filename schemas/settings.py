@@ -164,8 +164,11 @@ DEV_MQTT_FLOWS_PASSWORD = "dev-mqtt-flows-change-me"  # noqa: S105 - documented 
 
 
 class MqttSettings(_Section):
-    host: str = Field(default="127.0.0.1", description="MQTT broker (Mosquitto) host")
-    port: int = Field(default=1883, description="MQTT broker port")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Mosquitto: the broker flows publish to (and the optional bridge reads)",
+    )
+    port: int = Field(default=1884, description="Mosquitto's port (devices use the MQTT front)")
     admin_username: str = Field(
         default="fleet-admin", description="broker admin (dynamic security) user"
     )
@@ -201,8 +204,9 @@ class MqttSettings(_Section):
         default=1_000_000, ge=0, description="local Mosquitto: queue per offline session"
     )
     manage_device_credentials: bool = Field(
-        default=True,
-        description="device create/rotate set the device's broker password (off: no MQTT)",
+        default=False,
+        description="also give each device a Mosquitto user (only for devices that publish to "
+        "Mosquitto through the bridge; the MQTT front reads the registry)",
     )
     flows_username: str = Field(
         default="fleet-flows", description="the user flows' MQTT publish nodes log in as"
@@ -225,7 +229,7 @@ class MqttFrontSettings(_Section):
     """The MQTT front devices connect to (connectors/mqtt/front): PUBACK after Kafka's ack."""
 
     host: str = Field(default="127.0.0.1", description="where devices connect")
-    port: int = Field(default=1884, description="MQTT port of the front (plain)")
+    port: int = Field(default=1883, description="MQTT port of the front (plain)")
     health_port: int = Field(default=9105, description="/health and /metrics of the front")
     receive_maximum: int = Field(
         default=64, ge=1, le=65535, description="QoS 1 publishes in flight per connection"

@@ -51,6 +51,7 @@ def with_broker(pipeline: Settings, broker: Settings, **mqtt_fields: Any) -> Set
         "client_id": f"test-bridge-{unique}",
         "share_group": f"test-{unique}",
         "session_expiry_s": 600,
+        "manage_device_credentials": True,  # devices publish to this broker, through the bridge
         **mqtt_fields,
     }
     return pipeline.model_copy(update={"mqtt": pipeline.mqtt.model_copy(update=fields)})

@@ -1,6 +1,6 @@
 """A hostile fleet and failing services: no accepted reading is lost or stored twice.
 
-``fleetstream run`` (API, worker, MQTT bridge and front, supervised) serves well-behaved
+``fleetstream run`` (API, worker and MQTT front, supervised) serves well-behaved
 devices posting over HTTP and publishing known readings through the MQTT front, while hostile
 devices send generated bad input (random JSON in and out of the schema, extreme numbers,
 thousands of field names, event ids of other devices, oversized and truncated bodies, malformed
@@ -50,7 +50,7 @@ PACE_S = 0.1
 """Between two sends of one well-behaved device: a fleet's rate, not a flood."""
 SEED = int(os.environ.get("FLEET_SOAK_SEED", "20261207"))
 GOOD_HTTP, GOOD_MQTT, HOSTILE = 12, 4, 4
-MEMORY_BOUND_MB = {"api": 300, "worker": 600, "mqtt": 250, "mqtt-front": 250}
+MEMORY_BOUND_MB = {"api": 300, "worker": 600, "mqtt-front": 250}
 """Resident memory of each child of ``fleetstream run`` at the end, in MiB."""
 
 

@@ -1,6 +1,6 @@
-"""`fleetstream run` (what `make run` starts): API, worker, bridge and MQTT front as its
-children, all stopped when it is; a child that exits is restarted, and the stack's services
-are not its concern even when it started them."""
+"""`fleetstream run` (what `make run` starts): API, worker and MQTT front as its children, all
+stopped when it is; a child that exits is restarted, and the stack's services are not its
+concern even when it started them."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ async def api_ready(client: httpx.AsyncClient) -> bool:
         return False
 
 
-async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path: Path) -> None:
+async def test_sigterm_stops_api_worker_and_front(pipeline: Settings, tmp_path: Path) -> None:
     settings = run_settings(pipeline)
     api = settings.api
     log = tmp_path / "run.log"
@@ -87,14 +87,14 @@ async def test_sigterm_stops_api_worker_and_bridge(pipeline: Settings, tmp_path:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}") as client:
 
             async def ready() -> bool:
-                return await api_ready(client) and len(children_of(proc.pid)) == 4
+                return await api_ready(client) and len(children_of(proc.pid)) == 3
 
             await wait_until(ready, timeout_s=120, what=lambda: log.read_text()[-3000:])
         children = children_of(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
         assert [pid for pid in children if alive(pid)] == []
-        assert "stopping API, worker, bridge and MQTT front" in log.read_text()
+        assert "stopping API, worker and MQTT front" in log.read_text()
     finally:
         for pid in [proc.pid, *children]:
             if alive(pid):

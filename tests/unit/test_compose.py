@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from schemas.settings import (
     ApiSettings,
+    MqttFrontSettings,
     MqttSettings,
     Settings,
     WorkerSettings,
@@ -40,7 +41,7 @@ DATA_DIRS = {
 """The stateful services and the folder each one writes to; the schema registry keeps its
 state in the postgres service (test_schema_registry_keeps_its_ids_in_postgres)."""
 
-DOCUMENTED_PORTS = {"api": 8000, "worker": 6066, "mosquitto": 1883}
+DOCUMENTED_PORTS = {"api": 8000, "worker": 6066, "mqtt-front": 1883}
 """The ports the README gives: the API (curl examples), the operator views and Prometheus
 target, MQTT (mosquitto_pub examples). Each must be published on the host under that number."""
 
@@ -482,7 +483,7 @@ def test_every_long_running_service_has_a_health_check() -> None:
     started before the registry answered), and `docker compose ps` cannot show it stuck."""
     running = long_running(services())
     assert {"kafka", "postgres", "redis", "mosquitto", "apicurio", "minio"} <= set(running)
-    assert {"api", "worker", "mqtt"} <= set(running)
+    assert {"api", "worker", "mqtt-front"} <= set(running)
     for name, service in running.items():
         check = service.get("healthcheck") or {}
         test = check.get("test")
@@ -514,7 +515,7 @@ def test_long_running_services_restart_and_setup_steps_do_not() -> None:
     all_services = services()
     for name, service in long_running(all_services).items():
         assert service.get("restart") in KEEPS_RUNNING, f"{name}: restart {service.get('restart')}"
-    assert {"api", "worker", "mqtt", "setup"} <= set(fleetstream_services())
+    assert {"api", "worker", "mqtt-front", "setup"} <= set(fleetstream_services())
     for name in one_shot(all_services):
         assert all_services[name].get("restart", "no") in ("no", "on-failure"), name
 
@@ -563,10 +564,12 @@ def test_documented_http_ports_are_published(name: str, setting: str, host_setti
 
 
 def test_mqtt_port_is_published_and_is_the_settings_port() -> None:
-    mosquitto = services()["mosquitto"]
-    assert MqttSettings().port == DOCUMENTED_PORTS["mosquitto"]
-    assert f"listener {MqttSettings().port}" in _command_text(mosquitto)
-    assert published(mosquitto)[MqttSettings().port][1] == DOCUMENTED_PORTS["mosquitto"]
+    """Devices reach the MQTT front on the documented port; Mosquitto listens where the
+    settings look for it (flows publish there)."""
+    front = services()["mqtt-front"]
+    assert MqttFrontSettings().port == DOCUMENTED_PORTS["mqtt-front"]
+    assert published(front)[MqttFrontSettings().port][1] == DOCUMENTED_PORTS["mqtt-front"]
+    assert f"listener {MqttSettings().port}" in _command_text(services()["mosquitto"])
 
 
 def test_the_documented_ports_are_the_settings_defaults() -> None:
@@ -582,7 +585,8 @@ def test_device_facing_ports_can_be_opened_to_the_network() -> None:
     """EDGE_BIND_ADDRESS moves the API and MQTT off loopback; the broker's internals stay."""
     opened = services({"EDGE_BIND_ADDRESS": ANY_ADDRESS})
     assert published(opened["api"])[8000][0] == ANY_ADDRESS
-    assert published(opened["mosquitto"])[1883][0] == ANY_ADDRESS
+    assert published(opened["mqtt-front"])[1883][0] == ANY_ADDRESS
+    assert published(opened["mosquitto"])[1884][0] == "127.0.0.1"
     assert published(opened["kafka"])[9092][0] == "127.0.0.1"
     assert published(services()["api"])[8000][0] == "127.0.0.1"
 

@@ -101,9 +101,9 @@ def test_a_disabled_device_gets_its_password_but_stays_disabled() -> None:
 
 
 def test_device_credentials_follow_the_manage_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert device_credentials(Settings().mqtt) is None  # devices use the MQTT front
+    monkeypatch.setenv("FLEET_MQTT__MANAGE_DEVICE_CREDENTIALS", "true")
     assert isinstance(device_credentials(Settings().mqtt), BrokerCredentials)
-    monkeypatch.setenv("FLEET_MQTT__MANAGE_DEVICE_CREDENTIALS", "false")
-    assert device_credentials(Settings().mqtt) is None
 
 
 async def test_without_broker_credentials_create_and_rotate_never_call_a_broker() -> None:

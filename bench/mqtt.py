@@ -139,6 +139,7 @@ def _broker(settings: Settings, ctx: Context) -> Iterator[Settings]:
                     "client_id": f"bench-bridge-{unique}",
                     "share_group": f"bench-{unique}",
                     "session_expiry_s": 600,
+                    "manage_device_credentials": True,  # devices publish to Mosquitto here
                 }
             ),
         }

@@ -20,11 +20,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cli.stack import manager
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import Settings
 from tests.integration.processes import ServiceProcess
 from tests.support import free_port
 
-ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 SEED_TOPIC = "neurobuild/sensors/{}/data"
 
 

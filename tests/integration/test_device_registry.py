@@ -15,13 +15,12 @@ import pytest
 
 from api.app import create_app
 from schemas.devices import decode_device, hash_token
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import Settings
 from tests.factories import device_ids
+from tests.integration.fleet import ADMIN, ADMIN_DEVICES
 from tests.integration.registry_tools import latest, registry_records
 from tests.support import wait_until
 
-ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
-ADMIN_DEVICES = "/api/v1/admin/devices"
 PROPAGATION_S = 5.0
 """The issue's promise: a change on one instance is enforced by every other within 5 s."""
 

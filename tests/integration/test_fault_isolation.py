@@ -16,7 +16,7 @@ import httpx
 import pytest
 from confluent_kafka import KafkaException
 
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import Settings
 from schemas.status import (
     DeviceState,
     RollupState,
@@ -28,13 +28,12 @@ from schemas.status import (
 from streams import tables
 from tests import clock
 from tests.factories import device_ids, reading
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import read_to_end
 from tests.integration.processes import WorkerProcess
 from tests.integration.stream_core import core_settings, redis_client, status_hash
 from tests.support import wait_until
 
-ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 TIMEOUT_S = 90.0
 
 

@@ -26,17 +26,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from connectors.kafka.admin import TopicSpec, delete_topics, ensure_topics
 from schemas.events import decode_dead_letter
 from schemas.flows import AlertEvent, decode_alert_event
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import Settings
 from streams.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from tests.clock import base_time
 from tests.factories import device_ids, reading
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import committed, partition_ends, read_to_end
 from tests.integration.mqtt_tools import start_broker, with_broker
 from tests.integration.processes import WorkerProcess
 from tests.support import free_port, wait_until
 
-ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 FLOWS = "/api/v1/admin/flows"
 START_S = 90.0
 """A fresh worker joins its group, recovers tables and reads the registries first."""

@@ -15,9 +15,9 @@ from api.app import create_app
 from schemas.events import decode_dead_letter
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
+from tests.integration.fleet import ADMIN
 from tests.integration.kafka_tools import read_to_end
 from tests.integration.mqtt_tools import (
-    ADMIN,
     SEED_TOPIC,
     BridgeProcess,
     Device,

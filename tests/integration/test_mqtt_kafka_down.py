@@ -15,8 +15,8 @@ from api.app import create_app
 from cli.stack import manager
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
+from tests.integration.fleet import ADMIN
 from tests.integration.mqtt_tools import (
-    ADMIN,
     SEED_TOPIC,
     BridgeProcess,
     Device,

@@ -9,9 +9,9 @@ import httpx
 import msgspec
 import pytest
 
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import Settings
 from tests.factories import device_ids, reading
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.processes import WorkerProcess
 from tests.integration.stream_core import (
     core_settings,
@@ -24,7 +24,6 @@ from tests.integration.stream_core import (
 )
 from tests.support import wait_until
 
-ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 TIMEOUT_S = 90.0
 
 

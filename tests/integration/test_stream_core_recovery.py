@@ -13,16 +13,15 @@ import pytest
 from confluent_kafka import KafkaException
 
 from schemas.envelopes import encode_item, raw_envelope
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import Settings
 from schemas.status import decode_device_state
 from tests.factories import device_ids, raw_event
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import produce, read_to_end
 from tests.integration.processes import WorkerProcess, run_cli
 from tests.integration.stream_core import core_settings, redis_client, status_hash, transitions
 from tests.support import wait_until
 
-ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 TIMEOUT_S = 120.0
 GRACE_S = 60
 

@@ -234,6 +234,21 @@ class MqttFrontSettings(_Section):
     receive_maximum: int = Field(
         default=64, ge=1, le=65535, description="QoS 1 publishes in flight per connection"
     )
+    urls: str = Field(
+        default="",
+        description="the fronts' health URLs the operator views show, comma-separated "
+        "(http://host:port); empty: the one at host:health_port (127.0.0.1 when it listens "
+        "on every address). No token is sent to them",
+    )
+
+    def health_urls(self) -> list[str]:
+        listed = [url.strip().rstrip("/") for url in self.urls.split(",") if url.strip()]
+        if listed:
+            return listed
+        every_address = ("0.0.0.0", "::", "")  # noqa: S104 - read, not bound: asked on loopback
+        host = "127.0.0.1" if self.host in every_address else self.host
+        host = f"[{host}]" if ":" in host else host
+        return [f"http://{host}:{self.health_port}"]
 
 
 class LiveSettings(_Section):

@@ -42,6 +42,7 @@ from streams.context import WorkerContext
 from streams.metrics import METRICS, Key
 from streams.tables import DEVICE_STATUS as STATUS_TABLE
 from streams.web import devices
+from streams.web.fronts import front_rows
 from streams.web.lag import LagReader, PartitionLag
 from streams.web.letters import LetterFollower, LetterIndex
 from streams.web.rates import RateWindow
@@ -101,6 +102,14 @@ class Operator:
     def url(self) -> str:
         return str(self.app.conf.canonical_url).rstrip("/")
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=FAN_OUT_TIMEOUT_S)
+            )
+        return self._http
+
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
             if self._pool is None:
@@ -153,12 +162,8 @@ class Operator:
         why = None if url == self.url else self.trust.refusal(url)
         if why is not None:
             raise NotTrusted(why)
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=FAN_OUT_TIMEOUT_S)
-            )
         headers = {"Authorization": f"Bearer {self.admin_token}", ROUTED_HEADER: "1"}
-        async with self._http.get(f"{url}{path}", params=params, headers=headers) as answer:
+        async with self.http.get(f"{url}{path}", params=params, headers=headers) as answer:
             body = await answer.json(content_type=None)
             if answer.status >= 400:
                 raise RemoteError(answer.status, body)
@@ -221,6 +226,7 @@ class Operator:
         readings_in = readings_out + produced[topics.deadletter]["validate"]
         lag, lag_error = await self._lag_rows(workers)
         alerts, alerts_error = await self._active_alerts()
+        fronts = await front_rows(self.http, self.settings.mqtt_front.health_urls())
         return {
             "generated_at": datetime.now(UTC),
             "readings": {"in_per_s": readings_in, "out_per_s": readings_out},
@@ -234,6 +240,7 @@ class Operator:
             "lag": lag,
             "lag_error": lag_error,
             "workers": [_worker_row(worker) for worker in workers],
+            "mqtt_fronts": fronts,
         }
 
     async def _lag_rows(

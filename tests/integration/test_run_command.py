@@ -17,7 +17,7 @@ import pytest
 from cli.stack import manager
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.processes import PROJECT_ROOT
 from tests.support import free_port, settings_env, wait_until
 
@@ -67,7 +67,10 @@ def run_settings(pipeline: Settings) -> Settings:
     )
     api = pipeline.api.model_copy(update={"port": free_port()})
     front = pipeline.mqtt_front.model_copy(update={"port": free_port(), "health_port": free_port()})
-    return pipeline.model_copy(update={"api": api, "mqtt": mqtt, "mqtt_front": front})
+    worker = pipeline.worker.model_copy(update={"web_enabled": True, "web_port": free_port()})
+    return pipeline.model_copy(
+        update={"api": api, "mqtt": mqtt, "mqtt_front": front, "worker": worker}
+    )
 
 
 async def api_ready(client: httpx.AsyncClient) -> bool:
@@ -77,7 +80,21 @@ async def api_ready(client: httpx.AsyncClient) -> bool:
         return False
 
 
+async def front_shown(settings: Settings) -> bool:
+    """Whether the worker's overview lists the run's MQTT front, answering from its pid."""
+    url = f"http://127.0.0.1:{settings.worker.web_port}/ops/api/overview"
+    try:
+        async with httpx.AsyncClient(headers=ADMIN, timeout=10) as client:
+            overview = (await client.get(url)).json()
+    except (httpx.TransportError, ValueError):
+        return False
+    front_url = f"http://127.0.0.1:{settings.mqtt_front.health_port}"
+    fronts = overview.get("mqtt_fronts", []) if isinstance(overview, dict) else []
+    return any(row["url"] == front_url and row["status"] == "ok" for row in fronts)
+
+
 async def test_sigterm_stops_api_worker_and_front(pipeline: Settings, tmp_path: Path) -> None:
+    """The worker's overview shows the front it runs beside, and SIGTERM stops all three."""
     settings = run_settings(pipeline)
     api = settings.api
     log = tmp_path / "run.log"
@@ -90,6 +107,9 @@ async def test_sigterm_stops_api_worker_and_front(pipeline: Settings, tmp_path: 
                 return await api_ready(client) and len(children_of(proc.pid)) == 3
 
             await wait_until(ready, timeout_s=120, what=lambda: log.read_text()[-3000:])
+        await wait_until(
+            lambda: front_shown(settings), timeout_s=120, what=lambda: log.read_text()[-3000:]
+        )
         children = children_of(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]

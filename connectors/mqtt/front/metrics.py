@@ -1,9 +1,15 @@
-"""The MQTT front's metrics: connections, refusals, publishes by outcome, PUBACK latency."""
+"""The MQTT front's metrics: connections, refusals, publishes by outcome, PUBACK latency.
+
+Prometheus scrapes them at the front's ``/metrics``; :meth:`FrontMetrics.snapshot` is the same
+numbers as JSON for its ``/health``, which the workers' operator views read.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -46,3 +52,44 @@ class FrontMetrics:
         self.publishes.labels(outcome).inc()
         if started is not None and outcome == "accepted":
             self.puback_seconds.observe(time.perf_counter() - started)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Totals since this front started, and the PUBACK latency's p50 and p99 (the upper
+        bound of the bucket each falls in, as Prometheus' histogram_quantile would say)."""
+        buckets = [
+            (float(sample.labels["le"]), sample.value)
+            for sample in _samples(self.puback_seconds, "_bucket")
+        ]
+        count = buckets[-1][1] if buckets else 0.0
+        return {
+            "connections": int(sum(s.value for s in _samples(self.connections, "connections"))),
+            "publishes": _by_label(_samples(self.publishes, "_total"), "outcome"),
+            "refusals": _by_label(_samples(self.refusals, "_total"), "reason"),
+            "puback": {
+                "count": int(count),
+                "p50_s": _json_bound(quantile(buckets, 0.5)),
+                "p99_s": _json_bound(quantile(buckets, 0.99)),
+            },
+        }
+
+
+def quantile(buckets: Sequence[tuple[float, float]], q: float) -> float | None:
+    """The upper bound of the first cumulative bucket holding a share ``q`` of the count;
+    None without observations, infinity when it lies beyond the last finite bucket."""
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    wanted = q * buckets[-1][1]
+    return next(bound for bound, cumulative in buckets if cumulative >= wanted)
+
+
+def _json_bound(bound: float | None) -> float | str | None:
+    """JSON has no infinity: a quantile beyond the last bucket is Prometheus' "+Inf"."""
+    return "+Inf" if bound == float("inf") else bound
+
+
+def _samples(metric: Counter | Gauge | Histogram, suffix: str) -> list[Any]:
+    return [s for family in metric.collect() for s in family.samples if s.name.endswith(suffix)]
+
+
+def _by_label(samples: list[Any], label: str) -> dict[str, int]:
+    return {sample.labels[label]: int(sample.value) for sample in samples}

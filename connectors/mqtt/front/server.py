@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -39,6 +41,7 @@ class Front:
     def __init__(self, settings: Settings, ingest: Ingest, metrics: FrontMetrics) -> None:
         self.settings, self.ingest, self.metrics = settings, ingest, metrics
         self.sessions: dict[str, Connection] = {}
+        self.started_at = datetime.now(UTC)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         front = self.settings.mqtt_front
@@ -63,13 +66,24 @@ class Front:
                     self.metrics.refused("revoked")
                     connection.kick(NOT_AUTHORIZED)
 
+    def describe(self) -> dict[str, Any]:
+        """Who this front is and its numbers since it started: what the operator views show."""
+        front = self.settings.mqtt_front
+        return {
+            **self.metrics.snapshot(),
+            "sessions": len(self.sessions),
+            "listening": f"{front.host}:{front.port}",
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat(),
+        }
+
     def health(self) -> web.Application:
         app = web.Application()
 
         async def health(_: web.Request) -> web.Response:
             caught_up = self.ingest.registry.caught_up
             return web.json_response(
-                {"status": "ok" if caught_up else "loading", "connections": len(self.sessions)},
+                {"status": "ok" if caught_up else "loading", **self.describe()},
                 status=200 if caught_up else 503,
             )
 

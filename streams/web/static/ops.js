@@ -192,8 +192,30 @@
         cell(row, partitions(item.partitions));
         cell(row, item.devices ? item.devices.online + " / " + item.devices.offline : "–");
       });
+      fill("fronts", data.mqtt_fronts || [], function (row, item) {
+        row.dataset.front = item.url;
+        cell(row, item.url);
+        cell(row, item.error ? item.status + ": " + item.error : item.status + " (pid " + item.pid + ")",
+          item.status === "ok" ? "" : "warn");
+        cell(row, item.connections, "num");
+        const publishes = item.publishes || {};
+        cell(row, publishes.accepted || 0, "num");
+        cell(row, counts(publishes, "accepted"));
+        cell(row, counts(item.refusals || {}));
+        cell(row, item.puback ? seconds(item.puback.p50_s) + " / " + seconds(item.puback.p99_s) : "–");
+      });
     });
   };
+
+  function counts(byName, skip) {
+    return Object.keys(byName).filter(function (name) { return name !== skip; }).sort()
+      .map(function (name) { return name + " " + byName[name]; }).join(", ");
+  }
+
+  function seconds(value) {
+    if (value == null) return "–";
+    return value === "+Inf" ? "> 10 s" : "≤ " + (value * 1000).toFixed(0) + " ms";
+  }
 
   pages.devices = function () {
     const input = document.getElementById("q");

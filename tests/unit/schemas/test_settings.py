@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.settings import Settings
+from schemas.settings import MqttFrontSettings, Settings
 from tests.support import settings_env
 
 
@@ -57,3 +57,11 @@ def test_child_processes_get_the_same_settings(monkeypatch: pytest.MonkeyPatch) 
     for name, value in settings_env(original).items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
+
+
+def test_the_fronts_shown_by_the_operator_views_default_to_the_one_this_host_runs() -> None:
+    assert MqttFrontSettings(health_port=9200).health_urls() == ["http://127.0.0.1:9200"]
+    assert MqttFrontSettings(host="0.0.0.0").health_urls()  # noqa: S104 == ["http://127.0.0.1:9105"]
+    assert MqttFrontSettings(host="::1").health_urls() == ["http://[::1]:9105"]
+    listed = MqttFrontSettings(urls=" http://a:9105/, http://b:9106 ,")
+    assert listed.health_urls() == ["http://a:9105", "http://b:9106"]

@@ -263,6 +263,19 @@ def decode_device_state(data: bytes) -> DeviceState:
     return _state_decoder.decode(data)
 
 
+class _Online(msgspec.Struct):
+    online: bool = False
+
+
+_online_decoder = msgspec.json.Decoder(_Online)
+
+
+def state_is_online(data: bytes) -> bool:
+    """A device state's ``online`` alone: ~10x cheaper than decoding it whole, for counts over
+    every device of a fleet."""
+    return _online_decoder.decode(data).online
+
+
 def decode_rollup(data: bytes) -> Rollup:
     return _rollup_decoder.decode(data)
 

@@ -42,6 +42,7 @@ from streams.context import WorkerContext
 from streams.metrics import METRICS, Key
 from streams.tables import DEVICE_STATUS as STATUS_TABLE
 from streams.web import devices
+from streams.web.device_pages import DeviceFilter, device_page
 from streams.web.fronts import front_rows
 from streams.web.lag import LagReader, PartitionLag
 from streams.web.letters import LetterFollower, LetterIndex
@@ -119,13 +120,15 @@ class Operator:
 
     # -- this worker -------------------------------------------------------------------------
 
-    def worker(self, query: str | None = None) -> dict[str, Any]:
-        """This worker: partitions, rates of its agents, its part of the status table."""
+    def worker(self, wanted: DeviceFilter | None = None) -> dict[str, Any]:
+        """This worker: partitions, rates of its agents, its part of the status table (and of
+        a device page, with a filter)."""
         rates = self.rates.rates()
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for (kind, first, second), per_s in sorted(rates.items()):
             by_kind[kind].append({"name": first, "topic": second, "per_s": per_s})
-        local = devices.local_devices(self.app, self.settings.topics.curated, query)
+        registry = {} if wanted is None else self.ctx.device_cache().documents()
+        local = devices.local_devices(self.app, self.settings.topics.curated, wanted, registry)
         return {
             "url": self.url,
             "host": socket.gethostname(),
@@ -169,14 +172,14 @@ class Operator:
                 raise RemoteError(answer.status, body)
             return body
 
-    async def workers(self, query: str | None = None) -> list[dict[str, Any]]:
+    async def workers(self, wanted: DeviceFilter | None = None) -> list[dict[str, Any]]:
         """Every worker's own answer (this one without a request), in URL order."""
         members = self.members()
-        params = {} if query is None else {"q": query}
+        params = {} if wanted is None else {"page": "1", **wanted.as_query()}
 
         async def ask(url: str) -> dict[str, Any]:
             if url == self.url:
-                return self.worker(query)
+                return self.worker(wanted)
             try:
                 answer: dict[str, Any] = await self._get(url, "/ops/api/worker", params)
             except NotTrusted as exc:
@@ -274,27 +277,11 @@ class Operator:
 
     # -- devices -----------------------------------------------------------------------------
 
-    async def devices(self, query: str) -> dict[str, Any]:
-        """Devices whose id contains ``query``: status from every worker's partitions, names
-        from the registry; registered devices never seen are listed too."""
-        workers = await self.workers(query)
-        rows: dict[str, dict[str, Any]] = {}
-        for worker in workers:
-            for state in worker.get("matches", []):
-                rows[state["device_id"]] = {**state, "status": _status(state)}
-        needle = query.lower()
-        registry = self.ctx.device_cache()
-        for device_id, device in registry.documents().items():
-            if needle in device_id.lower() or needle in (device.name or "").lower():
-                rows.setdefault(device_id, {"device_id": device_id, "status": "never seen"})
-        for device_id, row in rows.items():
-            known = registry.get(device_id)
-            row["name"] = None if known is None else known.name
-            row["registered"] = known is not None
-            row["enabled"] = None if known is None else known.is_enabled
-        complete = all(worker.get("devices") is not None for worker in workers)
-        listed = sorted(rows.values(), key=lambda row: row["device_id"])
-        return {"items": listed, "complete": complete, "query": query}
+    async def devices(self, wanted: DeviceFilter) -> dict[str, Any]:
+        """One page of devices (``streams.web.device_pages``): status from every worker's
+        partitions, names from the registry; registered devices never seen are listed too."""
+        workers = await self.workers(wanted)
+        return device_page(workers, self.ctx.device_cache().documents(), wanted)
 
     async def device_state(self, device_id: str, routed: bool) -> tuple[int, dict[str, Any]]:
         """The device's status-table entry, answered by the worker that owns its key."""
@@ -455,10 +442,6 @@ class RemoteError(Exception):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = body
-
-
-def _status(state: Mapping[str, Any]) -> str:
-    return "online" if state.get("online") else "offline"
 
 
 def _throughput(

@@ -14,7 +14,8 @@ latest transition of every device.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -24,12 +25,19 @@ from confluent_kafka import TopicPartition
 
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.range_reader import read_range, tool_consumer
-from schemas.status import DeviceState, StatusChange, decode_device_state, decode_status_change
+from schemas.devices import Device
+from schemas.status import (
+    DeviceState,
+    StatusChange,
+    decode_device_state,
+    decode_status_change,
+    state_is_online,
+)
 from streams.tables import DEVICE_STATUS as TABLE
+from streams.web.device_pages import DeviceFilter
 
 HISTORY_SCAN = 20_000
 """Records of the device's status partition read back for its transitions (newest first)."""
-MATCH_LIMIT = 500
 
 
 def table_ready(app: faust.App) -> bool:
@@ -65,7 +73,7 @@ def state_json(state: DeviceState) -> dict[str, Any]:
 
 @dataclass
 class LocalDevices:
-    """What one worker's partitions of the table hold."""
+    """What one worker's partitions of the table hold: counts, and one page of matches."""
 
     online: int = 0
     offline: int = 0
@@ -77,38 +85,66 @@ def scan(
     items: Iterable[tuple[bytes, bytes]],
     partitions: int,
     active: frozenset[int],
-    query: str | None,
-    limit: int = MATCH_LIMIT,
+    wanted: DeviceFilter | None,
+    registry: Mapping[str, Device],
 ) -> LocalDevices:
-    """Count online/offline devices of the ``active`` partitions; collect those whose id
-    contains ``query`` (case-insensitive; None collects none, "" all) up to ``limit``."""
+    """Count online/offline devices of the ``active`` partitions; with a filter, the first
+    ``wanted.limit`` matches after its cursor: states, or for "never seen" the registered
+    devices of these partitions without one."""
     found = LocalDevices()
-    needle = None if query is None else query.lower()
+    candidates: list[tuple[str, bytes]] = []
+    held: set[str] = set()
     for key, value in items:
         device_id = key.decode("utf-8", "replace")
         if partition_for(device_id, partitions) not in active:
             continue
-        state = decode_device_state(value)
-        if state.online:
+        online = state_is_online(value)
+        if online:
             found.online += 1
         else:
             found.offline += 1
-        if needle is not None and needle in device_id.lower():
-            if len(found.matches) < limit:
-                found.matches.append(state_json(state))
-            else:
-                found.more = True
+        if wanted is None:
+            continue
+        held.add(device_id)
+        if (
+            device_id > wanted.after
+            and wanted.admits_state(online)
+            and wanted.admits(device_id, registry.get(device_id))
+        ):
+            candidates.append((device_id, value))
+    if wanted is None:
+        return found
+    if wanted.status == "never seen":
+        unseen = heapq.nsmallest(
+            wanted.limit + 1,
+            (
+                device_id
+                for device_id, device in registry.items()
+                if device_id > wanted.after
+                and device_id not in held
+                and wanted.admits(device_id, device)
+                and partition_for(device_id, partitions) in active
+            ),
+        )
+        found.matches = [{"device_id": device_id, "never_seen": True} for device_id in unseen]
+    else:
+        page = heapq.nsmallest(wanted.limit + 1, candidates, key=lambda pair: pair[0])
+        found.matches = [state_json(decode_device_state(value)) for _, value in page]
+    found.more = len(found.matches) > wanted.limit
+    del found.matches[wanted.limit :]
     return found
 
 
-def local_devices(app: faust.App, curated_topic: str, query: str | None) -> LocalDevices | None:
+def local_devices(
+    app: faust.App, curated_topic: str, wanted: DeviceFilter | None, registry: Mapping[str, Device]
+) -> LocalDevices | None:
     """This worker's part of the table, or None while it is not ready."""
     if not table_ready(app):
         return None
     table = cast(Any, app.tables[TABLE])
     active = frozenset(assigned(app).get(curated_topic, []))
     partitions = table.changelog_topic.partitions or app.conf.topic_partitions
-    return scan(list(table.items()), partitions, active, query)
+    return scan(list(table.items()), partitions, active, wanted, registry)
 
 
 def local_state(app: faust.App, device_id: str) -> DeviceState | None:

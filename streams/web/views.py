@@ -10,7 +10,8 @@ read the same. All of it sits behind ``streams.web.auth`` (admin token or login 
 | ``/ops/login`` (GET, POST), ``/ops/logout`` (POST) | the login form, the session cookie |
 | ``/ops/api/overview`` | rates, lag, dead letters, devices, alerts, workers (of all workers) |
 | ``/ops/api/worker`` | this worker alone (what the others ask it) |
-| ``/ops/api/devices?q=``, ``/ops/api/devices/{id}`` | device list, one device |
+| ``/ops/api/devices?q=&status=&tag=&profile=&after=&limit=`` | one page of the device list |
+| ``/ops/api/devices/{id}`` | one device |
 | ``/ops/api/devices/{id}/state`` | the status-table entry, routed to the owning worker |
 | ``/ops/api/deadletters``, ``/ops/api/deadletters/replay`` (POST) | letters, replay one |
 | ``/ops/api/flows``, ``/ops/api/alerts``, ``/ops/api/alerts/{id}/ack`` (POST) | flows, alerts |
@@ -42,6 +43,7 @@ from connectors.postgres.errors import DatabaseUnavailable
 from schemas.readings import DEVICE_ID_PATTERN
 from streams.web import auth
 from streams.web.cluster import ROUTED_HEADER, Operator
+from streams.web.device_pages import DeviceFilter, FilterError
 from streams.web.exposition import exposition
 
 HERE = Path(__file__).parent
@@ -125,6 +127,13 @@ def _device_id(value: str) -> str:
     if not _DEVICE_ID.match(value):
         raise _Invalid("device_id", "not a device id")
     return value
+
+
+def _device_filter(request: web.Request) -> DeviceFilter:
+    try:
+        return DeviceFilter.from_query(request.query)
+    except FilterError as exc:
+        raise _Invalid(exc.field, str(exc)) from exc
 
 
 def _int_field(body: dict[str, Any], name: str) -> int:
@@ -229,14 +238,16 @@ def register_views(app: faust.App, op: Operator) -> None:  # noqa: C901 - one vi
 
     @app.page("/ops/api/worker", name="ops-api-worker")
     class OpsApiWorker(View):
+        @answers
         async def get(self, request: web.Request) -> web.StreamResponse:
-            return json_response(op.worker(request.query.get("q")))
+            paged = "page" in request.query
+            return json_response(op.worker(_device_filter(request) if paged else None))
 
     @app.page("/ops/api/devices", name="ops-api-devices")
     class OpsApiDevices(View):
         @answers
         async def get(self, request: web.Request) -> web.StreamResponse:
-            return json_response(await op.devices(request.query.get("q", "")))
+            return json_response(await op.devices(_device_filter(request)))
 
     @app.page("/ops/api/devices/{device_id}", name="ops-api-device")
     class OpsApiDevice(View):

@@ -218,10 +218,27 @@
   }
 
   pages.devices = function () {
-    const input = document.getElementById("q");
+    const fields = ["q", "status", "tag", "profile"].map(function (id) {
+      return document.getElementById(id);
+    });
+    const params = new URLSearchParams(location.search);
+    fields.forEach(function (field) { field.value = params.get(field.id) || field.value; });
+    let after = params.get("after") || "";
+    let next = null;
+    function query() {
+      const wanted = new URLSearchParams();
+      fields.forEach(function (field) { if (field.value) wanted.set(field.id, field.value); });
+      if (after) wanted.set("after", after);
+      return wanted.toString();
+    }
     const reload = every(5000, async function () {
-      const data = await api("/ops/api/devices?q=" + encodeURIComponent(input.value));
-      text("devices-note", data.items.length + " devices" + (data.complete ? "" : ", some workers are not ready"));
+      const data = await api("/ops/api/devices?" + query());
+      next = data.next;
+      document.getElementById("next-page").disabled = !next;
+      document.getElementById("first-page").disabled = !after;
+      text("devices-note", data.items.length + " devices" + (after ? " after " + after : "")
+        + (next ? ", more on the next page" : "")
+        + (data.complete ? "" : ", some workers are not ready"));
       fill("devices", data.items, function (row, item) {
         row.dataset.deviceId = item.device_id;
         link(row, "/ops/devices/" + encodeURIComponent(item.device_id), item.device_id);
@@ -232,11 +249,17 @@
         cell(row, values(item.last_values), "values");
       });
     });
+    function go(cursor) {
+      after = cursor;
+      history.replaceState(null, "", "?" + query());
+      reload();
+    }
     document.getElementById("search").addEventListener("submit", function (event) {
       event.preventDefault();
-      history.replaceState(null, "", "?q=" + encodeURIComponent(input.value));
-      reload();
+      go("");
     });
+    document.getElementById("next-page").addEventListener("click", function () { go(next || ""); });
+    document.getElementById("first-page").addEventListener("click", function () { go(""); });
   };
 
   pages.device = function () {

@@ -11,6 +11,7 @@ from schemas.envelopes import encode_item, raw_envelope
 from schemas.events import DeadLetter
 from schemas.status import DeviceState, encode
 from streams.web import auth
+from streams.web.device_pages import DeviceFilter
 from streams.web.devices import scan
 from streams.web.lag import in_app, lag_of
 from streams.web.letters import LetterIndex, preview, summarize
@@ -120,14 +121,15 @@ def test_the_status_scan_counts_only_this_workers_partitions() -> None:
     devices = [f"scan-{n}" for n in range(40)]
     mine = frozenset({0, 2})
     items = [(d.encode(), state(d, online=n % 3 != 0)) for n, d in enumerate(devices)]
-    found = scan(items, 4, mine, "SCAN-1")
+    found = scan(items, 4, mine, DeviceFilter(search="SCAN-1"), {})
     owned = [(n, d) for n, d in enumerate(devices) if partition_for(d, 4) in mine]
     assert found.online == sum(1 for n, _ in owned if n % 3 != 0)
     assert found.offline == sum(1 for n, _ in owned if n % 3 == 0)
     assert {m["device_id"] for m in found.matches} == {d for _, d in owned if "scan-1" in d}
-    assert scan(items, 4, mine, None).matches == []
-    limited = scan(items, 4, mine, "", limit=2)
-    assert len(limited.matches) == 2 and limited.more
+    assert scan(items, 4, mine, None, {}).matches == []
+    limited = scan(items, 4, mine, DeviceFilter(limit=2), {})
+    assert [m["device_id"] for m in limited.matches] == sorted(d for _, d in owned)[:2]
+    assert limited.more
 
 
 def test_lag_counts_from_the_first_offset_when_nothing_was_committed() -> None:

@@ -177,7 +177,7 @@ async def test_the_overview_and_device_list_hold_at_100k_devices_64_partitions_4
                     overview = await _get(client, f"{urls[-1]}/ops/api/overview")
                 except (httpx.TransportError, AssertionError):
                     return False
-                devices = overview["devices"]
+                devices: dict[str, Any] = overview["devices"]
                 return devices == {"online": seen - offline, "offline": offline, "complete": True}
 
             logs = lambda: f"{overview.get('devices')}\n{workers[0].log_tail()}"  # noqa: E731

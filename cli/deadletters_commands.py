@@ -138,6 +138,20 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
+REPLAY_CHUNK = 5_000
+"""Readings produced (and acked) at a time by ``replay``."""
+
+
+def _replay_chunk(
+    settings: Settings, events: list[RawEvent], dry_run: bool, readings: int, records: int
+) -> tuple[int, int]:
+    """Produce ``events`` (unless a dry run) and empty the list; the running totals after."""
+    produced = 0 if dry_run or not events else produce_replays(settings, events)
+    totals = readings + len(events), records + produced
+    events.clear()
+    return totals
+
+
 @deadletters_app.command("replay")
 def replay(
     device: DeviceOpt = None,
@@ -153,7 +167,7 @@ def replay(
     filters = Filters(device, stage, reason, since, until)
     events: list[RawEvent] = []
     skipped: dict[str, int] = defaultdict(int)
-    letters = 0
+    letters = readings = records = 0
     with operator_errors():
         for letter in read_letters(settings):
             if not filters.match(letter):
@@ -163,10 +177,12 @@ def replay(
             if why is not None:
                 skipped[why] += 1
             events += found
-        records = 0 if dry_run or not events else produce_replays(settings, events)
+            if len(events) >= REPLAY_CHUNK:  # memory stays bounded however many letters match
+                readings, records = _replay_chunk(settings, events, dry_run, readings, records)
+        readings, records = _replay_chunk(settings, events, dry_run, readings, records)
     report = {
         "letters": letters,
-        "readings": len(events),
+        "readings": readings,
         "records": records,
         "dry_run": dry_run,
         "skipped": dict(skipped),
@@ -175,6 +191,6 @@ def replay(
         typer.echo(json.dumps(report))
         return
     verb = "would replay" if dry_run else "replayed"
-    typer.echo(f"{verb} {len(events)} readings from {letters} matching dead letters")
+    typer.echo(f"{verb} {readings} readings from {letters} matching dead letters")
     for why, count in skipped.items():
         typer.echo(f"  skipped {count}: {why}")

@@ -3,16 +3,20 @@ and progress, not by a count of polls (which failed past ~150 letters)."""
 
 from __future__ import annotations
 
+import json
+
 from confluent_kafka import Producer
 
 from connectors.kafka.deadletters import read_letters
 from connectors.kafka.partitioner import partition_for
+from schemas.envelopes import single_item_envelope
 from schemas.events import DeadLetter, encode_dead_letter
 from schemas.settings import Settings
 from schemas.status import encode
 from streams.web.devices import transitions
 from tests import clock
-from tests.factories import status_change
+from tests.factories import raw_event, reading, status_change
+from tests.integration.kafka_tools import raw_events, read_to_end
 from tests.integration.processes import run_cli
 
 LETTERS = 100_000
@@ -69,3 +73,42 @@ def test_a_devices_history_is_found_behind_many_other_devices_changes(pipeline: 
     records = [(c.device_id.encode(), encode(c)) for c in [*others[:10_000], *mine, *others]]
     _produce(bootstrap, topic, records)
     assert [c.seq for c in transitions(bootstrap, topic, "esp32-mine")] == [3, 2, 1]
+
+
+def _event_id(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def _replayable_letter(n: int) -> tuple[bytes, bytes]:
+    device_id = f"esp32-{n % 500:03d}"
+    event = raw_event(reading(device_id, n), event_id=_event_id(n))
+    letter = DeadLetter(
+        stage="validate",
+        reason="its sensor was not in the catalogue yet",
+        error_type="ValidationFailure",
+        source_topic="fleet.raw.v1",
+        partition=n % 3,
+        offset=n,
+        key=device_id,
+        original=single_item_envelope(event),
+        failed_at=clock.now(),
+    )
+    return device_id.encode(), encode_dead_letter(letter)
+
+
+def test_100000_letters_are_replayed_in_bounded_chunks_each_reading_once(
+    pipeline: Settings,
+) -> None:
+    bootstrap = pipeline.kafka.bootstrap_servers
+    _produce(bootstrap, pipeline.topics.deadletter, [_replayable_letter(n) for n in range(LETTERS)])
+
+    report = json.loads(
+        run_cli(pipeline, "deadletters", "replay", "--stage", "validate", "--json", timeout_s=600)
+    )
+    assert report["letters"] == report["readings"] == LETTERS and report["skipped"] == {}
+
+    records = read_to_end(bootstrap, pipeline.topics.raw, timeout_s=120)
+    assert len(records) == report["records"]
+    replayed = [event for record in records for event in raw_events(record)]
+    assert sorted(event.event_id for event in replayed) == [_event_id(n) for n in range(LETTERS)]
+    assert {event.replayed for event in replayed} == {1}

@@ -230,6 +230,14 @@ class MqttFrontSettings(_Section):
 
     host: str = Field(default="127.0.0.1", description="where devices connect")
     port: int = Field(default=1883, description="MQTT port of the front (plain)")
+    plain: bool = Field(
+        default=True, description="serve plain MQTT on port (false: TLS only, needs a certificate)"
+    )
+    tls_port: int = Field(default=8883, description="MQTT over TLS, when a certificate is set")
+    tls_certfile: str = Field(
+        default="", description="PEM certificate (chain) of the TLS listener; with tls_keyfile"
+    )
+    tls_keyfile: str = Field(default="", description="PEM private key of tls_certfile")
     health_port: int = Field(default=9105, description="/health and /metrics of the front")
     receive_maximum: int = Field(
         default=64, ge=1, le=65535, description="QoS 1 publishes in flight per connection"
@@ -240,6 +248,18 @@ class MqttFrontSettings(_Section):
         "(http://host:port); empty: the one at host:health_port (127.0.0.1 when it listens "
         "on every address). No token is sent to them",
     )
+
+    @model_validator(mode="after")
+    def _a_listener_with_what_it_needs(self) -> MqttFrontSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("FLEET_MQTT_FRONT__TLS_CERTFILE and __TLS_KEYFILE go together")
+        if not self.plain and not self.tls_certfile:
+            raise ValueError("FLEET_MQTT_FRONT__PLAIN=false leaves no listener without a TLS one")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_certfile)
 
     def health_urls(self) -> list[str]:
         listed = [url.strip().rstrip("/") for url in self.urls.split(",") if url.strip()]

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +27,7 @@ from connectors.mqtt.front.connection import Connection
 from connectors.mqtt.front.ingest import NOT_AUTHORIZED, Ingest
 from connectors.mqtt.front.metrics import FrontMetrics
 from connectors.mqtt.messages import TopicMatcher
-from schemas.settings import Settings
+from schemas.settings import MqttFrontSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ PACKET_OVERHEAD = 64 * 1024
 """Bytes a PUBLISH may carry beyond its payload (topic, properties)."""
 DRAIN_S = 10.0
 """How long a stopping front waits for Kafka to ack what its devices sent."""
+HANDSHAKE_S = 10.0
+"""How long a TLS client may take to finish its handshake before it is dropped."""
 RECHECK_S = 1.0
 """How often live connections are checked against the registry (disabled devices leave)."""
 
@@ -72,7 +76,7 @@ class Front:
         return {
             **self.metrics.snapshot(),
             "sessions": len(self.sessions),
-            "listening": f"{front.host}:{front.port}",
+            "listening": listeners(front),
             "pid": os.getpid(),
             "started_at": self.started_at.isoformat(),
         }
@@ -97,6 +101,37 @@ class Front:
         return app
 
 
+def listeners(settings: MqttFrontSettings) -> list[str]:
+    """The front's listeners as URLs: plain ``mqtt://`` and TLS ``mqtts://``."""
+    found = [f"mqtt://{settings.host}:{settings.port}"] if settings.plain else []
+    return found + ([f"mqtts://{settings.host}:{settings.tls_port}"] if settings.tls else [])
+
+
+async def listen(front: Front) -> dict[str, asyncio.Server]:
+    """The plain listener and the TLS one, as the settings ask, by what they are called."""
+    settings = front.settings.mqtt_front
+    servers: dict[str, asyncio.Server] = {}
+    if settings.plain:
+        servers[listeners(settings)[0]] = await asyncio.start_server(
+            front.handle, settings.host, settings.port, reuse_port=True
+        )
+    if settings.tls:
+        context = tls_context(Path(settings.tls_certfile), Path(settings.tls_keyfile))
+        servers[listeners(settings)[-1]] = await asyncio.start_server(
+            front.handle, settings.host, settings.tls_port, ssl=context, reuse_port=True,
+            ssl_handshake_timeout=HANDSHAKE_S,
+        )  # fmt: skip
+    return servers
+
+
+def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
+    """A server context of TLS 1.2 and later with Python's default ciphers."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve devices until ``stop`` is set."""
     front_settings = settings.mqtt_front
@@ -117,27 +152,27 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         limits=settings.generic.limits(),
     )
     front = Front(settings, ingest, FrontMetrics())
-    server = await asyncio.start_server(
-        front.handle, front_settings.host, front_settings.port, reuse_port=True
-    )
+    servers = await listen(front)
     runner = web.AppRunner(front.health(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, front_settings.host, front_settings.health_port, reuse_port=True)
     await site.start()
     recheck = asyncio.create_task(front.recheck())
     log.info(
-        "MQTT front on %s:%d (health and metrics on :%d)",
-        front_settings.host, front_settings.port, front_settings.health_port,
+        "MQTT front on %s (health and metrics on :%d)",
+        ", ".join(servers), front_settings.health_port,
     )  # fmt: skip
     try:
         await stop.wait()
     finally:
         recheck.cancel()
-        server.close()
+        for server in servers.values():
+            server.close()
         leaving = [c.leave(0x8B, DRAIN_S) for c in front.sessions.values()]  # 0x8B: shutting down
         await asyncio.gather(*leaving)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), 10)
+        for server in servers.values():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 10)
         await runner.cleanup()
         await registry.stop()
         await batcher.drain()

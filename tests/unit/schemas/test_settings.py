@@ -65,3 +65,12 @@ def test_the_fronts_shown_by_the_operator_views_default_to_the_one_this_host_run
     assert MqttFrontSettings(host="::1").health_urls() == ["http://[::1]:9105"]
     listed = MqttFrontSettings(urls=" http://a:9105/, http://b:9106 ,")
     assert listed.health_urls() == ["http://a:9105", "http://b:9106"]
+
+
+def test_the_front_s_tls_listener_needs_certificate_and_key_and_some_listener_stays() -> None:
+    with pytest.raises(ValueError, match="go together"):
+        MqttFrontSettings(tls_certfile="front.pem")
+    with pytest.raises(ValueError, match="leaves no listener"):
+        MqttFrontSettings(plain=False)
+    both = MqttFrontSettings(plain=False, tls_certfile="a.pem", tls_keyfile="a.key")
+    assert both.tls and not both.plain

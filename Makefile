@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: run test lint unit integration soak setup venv stack-down bench clean
+.PHONY: run test test-slow lint unit integration soak setup venv stack-down bench clean
 
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
@@ -14,7 +14,11 @@ test: venv lint  ## set up everything, then lint, unit (today and 400 days ahead
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/unit -q
 	$(RUN) python -m tests.future
-	$(RUN) pytest tests/integration -q
+	$(RUN) pytest tests/integration -q -m "not slow"
+
+test-slow: venv  ## the fleet-size and cluster tests (minutes each); CI runs them after `make test`
+	$(RUN) fleetstream setup
+	$(RUN) pytest tests/integration -q -m slow
 
 lint: venv
 	$(RUN) ruff check .
@@ -28,7 +32,7 @@ unit: venv
 
 integration: venv
 	$(RUN) fleetstream setup
-	$(RUN) pytest tests/integration -q
+	$(RUN) pytest tests/integration -q -m "not slow"
 
 soak: venv  ## the hostile fleet for 15 minutes, the MQTT front with 1,000 registrations
 	$(RUN) fleetstream setup

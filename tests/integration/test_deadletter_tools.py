@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from confluent_kafka import Producer
 
 from connectors.kafka.deadletters import read_letters
@@ -96,6 +97,7 @@ def _replayable_letter(n: int) -> tuple[bytes, bytes]:
     return device_id.encode(), encode_dead_letter(letter)
 
 
+@pytest.mark.slow
 def test_100000_letters_are_replayed_in_bounded_chunks_each_reading_once(
     pipeline: Settings,
 ) -> None:

@@ -158,6 +158,8 @@ async def _walk(client: httpx.AsyncClient, url: str, **params: str) -> list[tupl
         after = page["next"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_the_overview_and_device_list_hold_at_100k_devices_64_partitions_4_workers(
     wide: Settings, tmp_path: Path
 ) -> None:

@@ -8,12 +8,17 @@ at the end; its topics are its own (the ``pipeline`` fixture)."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,11 +30,14 @@ from schemas.devices import hash_token
 from schemas.settings import Settings
 from tests.factories import reading
 from tests.integration.fleet import ADMIN, ADMIN_DEVICES
-from tests.support import wait_until
+from tests.integration.processes import PROJECT_ROOT
+from tests.support import settings_env, wait_until
 
 IMPORT = f"{ADMIN_DEVICES}/import"
 CHUNK = 10_000
 SAMPLE = 300
+CLI_DEVICES = 2_500
+"""Rows of the CLI's CSV test (docs/operations.md's 100,000-device figure: this set to 100_000)."""
 REQUEST_TIMEOUT_S = 180.0
 """A bound on one chunk's request (a hang fails the test); the rate is measured, not asserted."""
 
@@ -218,3 +226,94 @@ async def test_route_refuses_bad_items_whole_and_stores_nothing(
     assert unauthorized.status_code == 401
 
     assert await stored(db, prefix) == 1  # only the holder
+
+
+async def devices_cli(
+    settings: Settings, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``fleetstream devices ARGS`` in a child process (in a thread: the test's API instances
+    keep following the topic meanwhile)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "cli.main", "devices", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **settings_env(settings)},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def read_tokens(path: Path) -> dict[str, str]:
+    with path.open(newline="") as file:
+        return {row["device_id"]: row["token"] for row in csv.DictReader(file)}
+
+
+async def test_cli_imports_csv_with_a_bad_row_then_reruns_as_existing(
+    pipeline: Settings,
+    device_api: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    count = CLI_DEVICES
+    all_ids = ids(prefix, count)
+    source = tmp_path / "devices.csv"
+    with source.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["device_id", "profile", "tags", "metadata", "is_enabled"])
+        for n, device_id in enumerate(all_ids):
+            writer.writerow([device_id, "esp32", "roof;north", json.dumps({"n": n}), "true"])
+        writer.writerow([f"{prefix}-bad", "-not-a-label", "", "", ""])
+    out = tmp_path / "tokens.csv"
+
+    started = time.perf_counter()
+    result = await devices_cli(pipeline, "import", str(source), "--tokens-out", str(out))
+    elapsed = time.perf_counter() - started
+    print(f"\nCLI import: {count} devices in {elapsed:.1f} s, {count / elapsed:.0f}/s")
+    assert result.returncode == 1, result.stderr  # one row failed
+    assert f"created {count}, existing 0, failed 1" in result.stderr
+    assert f"line {count + 2}: profile" in result.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    tokens = read_tokens(out)
+    assert sorted(tokens) == all_ids
+    assert await stored(db, prefix) == count
+    sample = random.Random(7).sample(all_ids, min(SAMPLE, count))
+    await wait_all_ingest(device_api, {d: tokens[d] for d in sample})
+
+    refused = await devices_cli(pipeline, "import", str(source), "--tokens-out", str(out))
+    assert refused.returncode != 0 and "--force" in refused.stderr
+    assert read_tokens(out) == tokens  # untouched
+    again = await devices_cli(pipeline, "import", str(source), "--tokens-out", str(out), "--force")
+    assert f"created 0, existing {count}, failed 1" in again.stderr
+    assert read_tokens(out) == {}
+
+
+async def test_cli_imports_json_lines_from_stdin(
+    pipeline: Settings,
+    device_api: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    first, second = ids(prefix, 2)
+    given = f"given-token-{uuid.uuid4().hex}"
+    lines = [
+        json.dumps({"device_id": first, "token_plain": given, "tags": ["a"]}),
+        "",
+        json.dumps({"device_id": second, "metadata": {"site": "x"}, "is_enabled": False}),
+    ]
+    out = tmp_path / "tokens.csv"
+    result = await devices_cli(
+        pipeline, "import", "-", "--tokens-out", str(out), stdin="\n".join(lines) + "\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "created 2, existing 0, failed 0" in result.stderr
+    tokens = read_tokens(out)
+    assert tokens[first] == given
+    await wait_all_ingest(device_api, {first: given})
+    await wait_all_ingest(device_api, {second: tokens[second]}, expected=401)
+    row = await db.fetchrow("SELECT tags, metadata::text FROM devices WHERE device_id = $1", first)
+    assert list(row["tags"]) == ["a"]

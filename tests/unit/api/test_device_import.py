@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from api.app import create_app
+from api.device_models import IMPORT_MAX_BODY_BYTES
 from connectors.registry import DeviceRegistry
 from schemas.devices import decode_device, hash_token
 from schemas.settings import DEV_ADMIN_TOKEN, Settings
@@ -142,3 +143,19 @@ async def test_a_broker_that_does_not_ack_is_503_carrying_the_stored_devices_tok
 async def test_import_needs_the_admin_token(client: httpx.AsyncClient) -> None:
     response = await client.post(IMPORT, json={"devices": [{"device_id": "a"}]})
     assert response.status_code == 401
+
+
+async def test_the_import_body_may_pass_the_default_limit_up_to_its_own(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    name = "n" * 200
+    devices = [{"device_id": f"d{n}", "name": name} for n in range(5_000)]  # ~1.1 MB
+    response = await client.post(IMPORT, json={"devices": devices}, headers=ADMIN)
+    assert response.status_code == 200, response.text[:500]
+    assert len(store.rows) == 5_000
+
+    too_big = b"x" * (IMPORT_MAX_BODY_BYTES + 1)
+    refused = await client.post(
+        IMPORT, content=too_big, headers={**ADMIN, "content-type": "application/json"}
+    )
+    assert refused.status_code == 413

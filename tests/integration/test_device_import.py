@@ -168,7 +168,7 @@ async def test_route_mixes_new_and_existing_and_keeps_given_tokens_and_disabled(
     two = await import_devices(
         admin_api,
         [
-            {"device_id": first},
+            {"device_id": first, "token_plain": given},  # a re-run: its own token, no 409
             {"device_id": second, "tags": ["roof", "north"], "metadata": {"floor": 3}},
             {"device_id": third, "is_enabled": False},
         ],

@@ -9,16 +9,28 @@ Output is a table, or JSON with ``--json``; a token is printed once, by ``create
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
-from typing import Annotated, Any, TypeVar
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TextIO, TypeVar
 
 import msgspec
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cli.console import fail
+from api.device_models import IMPORT_MAX_DEVICES
+from cli.console import fail, say
+from cli.device_import import Row, Tally, TokenFile, chunks, file_format, import_chunk, read_rows
 from cli.registries import DEVICES, document_view, print_json
 from connectors.postgres.devices import DeviceQuery
+from connectors.registry import DeviceRegistry, ImportNotPublished, ImportResult
 from schemas.devices import Device, DeviceChanges, NewDevice
+from schemas.errors import FleetError
 
 T = TypeVar("T")
 
@@ -60,6 +72,47 @@ def create(
     )
     device, plain = DEVICES.run(lambda registry: registry.create(new, token))
     _show(device, as_json, token=plain)
+
+
+@devices_app.command("import")
+def import_devices(
+    file: Annotated[str, typer.Argument(help="CSV with a header row, or JSON lines; - for stdin")],
+    tokens_out: Annotated[
+        Path,
+        typer.Option(
+            "--tokens-out",
+            help="write the created devices' tokens here (CSV device_id,token, mode 0600)",
+        ),
+    ],
+    force: Annotated[bool, typer.Option("--force", help="overwrite --tokens-out")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv, jsonl, or auto (by suffix, else content)")
+    ] = "auto",
+    chunk_size: Annotated[
+        int, typer.Option(min=1, max=IMPORT_MAX_DEVICES, help="devices per transaction")
+    ] = IMPORT_MAX_DEVICES,
+) -> None:
+    """Register the devices of FILE in chunks (one insert and one publish each).
+
+    Columns / keys: those of the admin API's create body (device_id, token_plain, name,
+    profile, tags, metadata, inactivity_timeout_s, is_enabled, point_id, register_id); in CSV,
+    tags are separated by ';' and metadata is a JSON object. Devices already registered are
+    left as they are (existing); a bad row is reported and skipped (failed, exit 1)."""
+    if fmt not in ("auto", "csv", "jsonl"):
+        raise typer.BadParameter("--format must be csv, jsonl or auto")
+    try:
+        tokens = TokenFile(tokens_out, force=force)
+    except FileExistsError:
+        fail(f"{tokens_out} exists; pass --force to overwrite it")
+    try:
+        with _input(file) as stream:
+            first = stream.readline()
+            kind = file_format(file, first) if fmt == "auto" else fmt
+            rows = read_rows(itertools.chain([first], stream), kind)
+            tally = _run_import(rows, tokens, chunk_size)
+    finally:
+        tokens.close()
+    _summary(tally)
 
 
 @devices_app.command("list")
@@ -129,6 +182,88 @@ def delete(
 def resync(as_json: JsonOpt = False) -> None:
     """Make fleet.devices.v1 match Postgres: publish what differs, tombstone what is gone."""
     DEVICES.print_resync(as_json)
+
+
+@contextmanager
+def _input(file: str) -> Iterator[TextIO]:
+    if file == "-":
+        yield sys.stdin
+        return
+    try:
+        stream = open(file, newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    with stream:
+        yield stream
+
+
+def _run_import(rows: Iterable[Row], tokens: TokenFile, chunk_size: int) -> Tally:
+    tally = Tally()
+    console = Console(stderr=True)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.completed:,.0f} rows"),
+        TextColumn("{task.fields[rate]:,.0f} rows/s"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=None, rate=0.0)
+
+        def show() -> None:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            rate = tally.rows / elapsed if elapsed else 0.0
+            progress.update(task, completed=tally.rows, rate=rate, description=_counts(tally))
+
+        async def run(registry: DeviceRegistry) -> None:
+            # The next chunk is read and checked in a thread while this one is registered:
+            # Postgres and the broker work meanwhile, so the two overlap.
+            batches = chunks(rows, chunk_size, tally)
+            ahead = asyncio.create_task(asyncio.to_thread(next, batches, None))
+            try:
+                while (items := await ahead) is not None:
+                    ahead = asyncio.create_task(asyncio.to_thread(next, batches, None))
+                    result = await import_chunk(registry, items, tally)
+                    _record(tally, tokens, result)
+                    show()
+            except ImportNotPublished as exc:
+                _record(tally, tokens, exc.result)
+                tally.stopped = str(exc)
+            except FleetError as exc:
+                tally.stopped = str(exc)
+            finally:
+                await asyncio.gather(
+                    ahead, return_exceptions=True
+                )  # its thread cannot be cancelled
+            show()
+
+        DEVICES.run(run)
+        tally.elapsed_s = progress.tasks[0].elapsed or 0.0
+    return tally
+
+
+def _record(tally: Tally, tokens: TokenFile, result: ImportResult) -> None:
+    tokens.write(result.created)
+    tally.created += len(result.created)
+    tally.existing += len(result.existing)
+
+
+def _counts(tally: Tally) -> str:
+    return f"created {tally.created}, existing {tally.existing}, failed {len(tally.failures)}"
+
+
+def _summary(tally: Tally) -> None:
+    shown = 50
+    for failure in tally.failures[:shown]:
+        typer.secho(f"  {failure}", fg=typer.colors.YELLOW, err=True)
+    if len(tally.failures) > shown:
+        typer.secho(f"  ... and {len(tally.failures) - shown} more", err=True)
+    rate = tally.rows / tally.elapsed_s if tally.elapsed_s else 0.0
+    say(f"{_counts(tally)} in {tally.elapsed_s:.1f} s ({rate:,.0f} rows/s)")
+    if tally.stopped is not None:
+        fail(f"stopped: {tally.stopped}; run the same import again to go on")
+    if tally.failures:
+        raise typer.Exit(1)
 
 
 def _convert(fields: dict[str, Any], kind: type[T]) -> T:

@@ -13,7 +13,12 @@ from connectors.mqtt.credentials import (
     token_commands,
 )
 from connectors.mqtt.errors import BrokerUnavailable
-from connectors.registry import CredentialsNotSet, DeviceRegistry, NotPublished
+from connectors.registry import (
+    CredentialsNotSet,
+    DeviceRegistry,
+    ImportNotPublished,
+    NotPublished,
+)
 from schemas.devices import Device, DeviceChanges, NewDevice, hash_token
 from schemas.settings import Settings
 from tests import clock
@@ -61,6 +66,28 @@ async def test_a_broker_that_does_not_take_the_token_is_a_retriable_503_error() 
         await registry.create(NewDevice(device_id="esp32-a"))
     assert isinstance(caught.value, NotPublished)  # the admin API answers 503
     assert "esp32-a" in store.rows  # stored and published all the same
+
+
+async def test_a_bulk_import_gives_the_broker_each_created_devices_token_only() -> None:
+    credentials = RecordingCredentials()
+    registry = DeviceRegistry(MemoryStore(), MemoryPublisher(), credentials)
+    await registry.create(NewDevice(device_id="esp32-old"))
+    credentials.calls.clear()
+    result = await registry.create_many(
+        [(NewDevice(device_id="esp32-old"), None), (NewDevice(device_id="esp32-b"), None)]
+    )
+    assert result.existing == ["esp32-old"]
+    ((device_id, token),) = result.created
+    assert credentials.calls == [(device_id, token, hash_token(token))]
+
+
+async def test_a_bulk_import_the_broker_refuses_is_503_keeping_the_tokens() -> None:
+    store = MemoryStore()
+    registry = DeviceRegistry(store, MemoryPublisher(), RecordingCredentials(fail=True))
+    with pytest.raises(ImportNotPublished) as caught:
+        await registry.create_many([(NewDevice(device_id="esp32-a"), None)])
+    ((device_id, token),) = caught.value.result.created
+    assert store.rows[device_id].token_hash == hash_token(token)
 
 
 def _device(device_id: str, enabled: bool = True) -> Device:

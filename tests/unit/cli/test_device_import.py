@@ -1,0 +1,148 @@
+"""``fleetstream devices import``'s parts without services: reading CSV and JSON lines,
+checking rows with the API's rules, chunking, a taken token, the tokens file."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.device_import import ImportItem
+from cli.device_import import (
+    Row,
+    Tally,
+    TokenFile,
+    UnreadableFile,
+    chunks,
+    file_format,
+    import_chunk,
+    read_rows,
+)
+from connectors.registry import DeviceRegistry
+from schemas.devices import hash_token
+from tests.unit.registry_fakes import MemoryPublisher, MemoryStore
+
+TOKEN = "a-given-token-0001"  # noqa: S105 - a test token
+
+
+def test_format_by_suffix_else_by_the_first_line() -> None:
+    assert file_format("devices.CSV", "{") == "csv"
+    assert file_format("devices.jsonl", "device_id") == "jsonl"
+    assert file_format("-", '  {"device_id": "a"}') == "jsonl"
+    assert file_format("-", "device_id,profile") == "csv"
+
+
+def test_csv_rows_leave_empty_cells_out_split_tags_parse_metadata_and_count_lines() -> None:
+    text = (
+        "device_id,profile,tags,metadata,is_enabled,inactivity_timeout_s\n"
+        'a,esp32,roof;north,"{""floor"": 2}",false,300\n'
+        "b,,,,,\n"
+        'c,,,"{bad",,\n'
+        "d,,,,,,extra\n"
+    )
+    rows = list(read_rows(io.StringIO(text), "csv"))
+    assert rows[0] == Row(
+        2,
+        {
+            "device_id": "a",
+            "profile": "esp32",
+            "tags": ["roof", "north"],
+            "metadata": {"floor": 2},
+            "is_enabled": "false",
+            "inactivity_timeout_s": "300",
+        },
+    )
+    assert rows[1] == Row(3, {"device_id": "b"})
+    assert (
+        rows[2].line == 4 and rows[2].fields is None and "metadata: not JSON" in str(rows[2].error)
+    )
+    assert rows[3].line == 5 and "more cells" in str(rows[3].error)
+
+
+def test_json_lines_skip_blank_lines_and_report_what_is_not_an_object() -> None:
+    lines = [json.dumps({"device_id": "a"}), "", "[1]", "{nope", json.dumps({"device_id": "b"})]
+    rows = list(read_rows(io.StringIO("\n".join(lines) + "\n"), "jsonl"))
+    assert [row.line for row in rows] == [1, 3, 4, 5]
+    assert rows[0].fields == {"device_id": "a"} and rows[3].fields == {"device_id": "b"}
+    assert rows[1].error == "not a JSON object" and "not JSON" in str(rows[2].error)
+
+
+def test_a_file_that_stops_being_text_stops_the_reading() -> None:
+    broken = io.TextIOWrapper(io.BytesIO(b"device_id\na\n\xff\xfe\n"), encoding="utf-8")
+    with pytest.raises(UnreadableFile):
+        list(read_rows(broken, "csv"))
+
+
+def _rows(*fields: dict[str, Any]) -> list[Row]:
+    return [Row(number, dict(item)) for number, item in enumerate(fields, start=2)]
+
+
+def test_chunks_have_at_most_size_devices_with_the_apis_rules_and_text_coerced() -> None:
+    tally = Tally()
+    rows = _rows(*({"device_id": f"d{n}", "is_enabled": "false"} for n in range(5)))
+    batches = list(chunks(rows, 2, tally))
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    new, token = batches[0][0]
+    assert new.device_id == "d0" and new.is_enabled is False and token is None
+    assert tally.failures == []
+
+
+def test_bad_and_repeated_rows_fail_naming_line_and_field_and_the_others_go_on() -> None:
+    tally = Tally()
+    rows = [
+        *_rows(
+            {"device_id": "a", "token_plain": TOKEN},
+            {"device_id": "b", "profile": "-x"},
+            {"device_id": "a"},
+            {"device_id": "c", "token_plain": TOKEN},
+            {"device_id": "d", "colour": "red"},
+            {"device_id": "e"},
+        ),
+        Row(8, None, "not JSON: Expecting value"),
+    ]
+    (batch,) = list(chunks(rows, 100, tally))
+    assert [new.device_id for new, _ in batch] == ["a", "e"]
+    assert [failure.split(":")[0:2] for failure in tally.failures] == [
+        ["line 3", " profile"],
+        ["line 4", " device_id"],
+        ["line 5", " token_plain"],
+        ["line 6", " colour"],
+        ["line 8", " not JSON"],
+    ]
+    assert "repeats line 2" in tally.failures[1]
+
+
+async def test_a_taken_token_drops_only_its_device_and_the_rest_is_registered() -> None:
+    store = MemoryStore()
+    registry = DeviceRegistry(store, MemoryPublisher())
+    await registry.create_many(list(_items({"device_id": "holder", "token_plain": TOKEN})))
+    tally = Tally()
+    items = _items({"device_id": "a"}, {"device_id": "b", "token_plain": TOKEN}, {"device_id": "c"})
+    result = await import_chunk(registry, items, tally)
+    assert [device_id for device_id, _ in result.created] == ["a", "c"]
+    assert len(tally.failures) == 1 and tally.failures[0].startswith("device b: token_plain")
+    assert store.rows["holder"].token_hash == hash_token(TOKEN)
+
+
+def _items(*fields: dict[str, Any]) -> list[ImportItem]:
+    (batch,) = list(chunks(_rows(*fields), 100, Tally()))
+    return batch
+
+
+def test_token_file_is_0600_refuses_to_overwrite_and_force_truncates(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.csv"
+    tokens = TokenFile(path, force=False)
+    tokens.write([("a", "token-a")])
+    tokens.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().splitlines() == ["device_id,token", "a,token-a"]
+    with pytest.raises(FileExistsError):
+        TokenFile(path, force=False)
+    path.chmod(0o644)
+    TokenFile(path, force=True).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().splitlines() == ["device_id,token"]

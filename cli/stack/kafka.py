@@ -220,7 +220,7 @@ class Kafka(Service):
         if not cluster_file.exists():
             cluster_file.write_text(new_cluster_id() + "\n", encoding="ascii")
         cluster_id = cluster_file.read_text(encoding="ascii").strip()
-        progress(f"kafka: formatting {self.data} (cluster id {cluster_id})")
+        progress(f"{self.name}: formatting {self.data} (cluster id {cluster_id})")
         self.data.mkdir(parents=True, exist_ok=True)
         argv = [
             self._java(),
@@ -238,7 +238,7 @@ class Kafka(Service):
         result = process.run(argv, cwd=self.dir, timeout_s=300)
         if result.returncode != 0:
             tail = "\n".join(result.stdout.splitlines()[-30:])
-            raise StackError(f"kafka: formatting {self.data} failed:\n{tail}")
+            raise StackError(f"{self.name}: formatting {self.data} failed:\n{tail}")
 
     def healthy(self) -> bool:
         if not process.file_contains(self.log_file, STARTED_MARKER):

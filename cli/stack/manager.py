@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -173,25 +174,34 @@ def down(
 
     Only the pid in ``<home>/run/<service>.pid`` is signalled, and only while it is alive and its
     command line is the one we started (so a reused pid is never hit): the service's clean
-    shutdown signal first (SIGTERM; SIGINT for Postgres), SIGKILL after its grace period. Data
-    is kept. Raises StackError if a process is still there after SIGKILL.
+    shutdown signal first (SIGTERM; SIGINT for Postgres), SIGKILL after its grace period; the
+    brokers of a cluster at the same time. Data is kept. Raises StackError if a process is
+    still there after SIGKILL.
     """
-    for svc in reversed(_build(settings, services)):
-        pid = process.live_pid(svc.pid_file, svc.signature)
-        if pid is None:
-            if process.clear_stale_pid(svc.pid_file, svc.signature):
-                progress(f"{svc.name}: removed stale pid file {svc.pid_file}")
-            progress(f"{svc.name}: not running")
-            continue
-        progress(f"{svc.name}: stopping pid {pid}…")
-        outcome = process.stop(pid, svc.signature, sig=svc.stop_signal, grace_s=svc.stop_grace_s)
-        if outcome == "still running":
-            raise StackError(f"{svc.name}: pid {pid} did not exit even after SIGKILL")
-        svc.pid_file.unlink(missing_ok=True)
-        if outcome == "killed":
-            progress(f"{svc.name}: killed (no clean exit within {svc.stop_grace_s:.0f} s)")
-        else:
-            progress(f"{svc.name}: stopped")
+    for group in reversed(select(services)):
+        members = _SERVICES[group](settings)
+        # A cluster's brokers stop together: the last one alone would wait for a quorum of
+        # controllers that is gone before its controlled shutdown could finish.
+        with ThreadPoolExecutor(max_workers=len(members)) as pool:
+            list(pool.map(lambda svc: _stop(svc, progress), members))
+
+
+def _stop(svc: Service, progress: Progress) -> None:
+    pid = process.live_pid(svc.pid_file, svc.signature)
+    if pid is None:
+        if process.clear_stale_pid(svc.pid_file, svc.signature):
+            progress(f"{svc.name}: removed stale pid file {svc.pid_file}")
+        progress(f"{svc.name}: not running")
+        return
+    progress(f"{svc.name}: stopping pid {pid}…")
+    outcome = process.stop(pid, svc.signature, sig=svc.stop_signal, grace_s=svc.stop_grace_s)
+    if outcome == "still running":
+        raise StackError(f"{svc.name}: pid {pid} did not exit even after SIGKILL")
+    svc.pid_file.unlink(missing_ok=True)
+    if outcome == "killed":
+        progress(f"{svc.name}: killed (no clean exit within {svc.stop_grace_s:.0f} s)")
+    else:
+        progress(f"{svc.name}: stopped")
 
 
 def status(settings: Settings, services: Sequence[str] | None = None) -> list[ServiceStatus]:

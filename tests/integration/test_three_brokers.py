@@ -30,6 +30,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from confluent_kafka.admin._config import ConfigResource
 
 from connectors.kafka.admin import ensure_topics
 from schemas.settings import Settings
@@ -190,8 +191,13 @@ def _first_ack_after(answers: list[Answer], at: float) -> float:
 
 def _report(kills: list[Kill], answers: list[Answer]) -> str:
     """One line per kill: seconds from the kill to the first acked reading sent after it, to a
-    live leader for every raw partition, to the last refusal, and to every ISR full again."""
-    lines = ["killed | first ack | raw leaders live | last refusal | every ISR full"]
+    live leader for every raw partition, to the last refusal, and to every ISR full again (from
+    the kill, and from the restart of the broker)."""
+    span = max(a.answered_at for a in answers) - min(a.sent_at for a in answers)
+    lines = [
+        f"load: {len(answers)} readings in {span:.0f} s, {len(answers) / span:.0f}/s",
+        "killed | first ack | raw leaders live | last refusal | every ISR full | from restart",
+    ]
     for kill in kills:
         at = kill.killed_at
         refused = [
@@ -203,7 +209,7 @@ def _report(kills: list[Kill], answers: list[Answer]) -> str:
         lines.append(
             f"broker {kill.node_id} | {_first_ack_after(answers, at) - at:.2f} s"
             f" | {kill.leaders_back_at - at:.1f} s | {last_refusal:.1f} s"
-            f" | {kill.isr_full_at - at:.1f} s"
+            f" | {kill.isr_full_at - at:.1f} s | {kill.isr_full_at - kill.restarted_at:.1f} s"
         )
     return "\n".join(lines)
 
@@ -258,6 +264,7 @@ async def test_losing_a_broker_twice_under_load_loses_and_doubles_nothing(
             await http
             await asyncio.to_thread(mqtt.finish)
     print(_report(kills, answers))
+    await asyncio.to_thread(_assert_every_topic_replicated, cluster)
     _assert_failures_only_during_elections(answers, kills, steady_from)
     await _assert_stored_exactly_once(db, answers, processes)
 
@@ -289,6 +296,19 @@ async def _fronts_know(processes: Processes, fleet: Fleet, devices: list[str]) -
                 timeout_s=60,
                 what=f"the front to know {device_id}",
             )
+
+
+def _assert_every_topic_replicated(cluster: Cluster) -> None:
+    """Every topic (the project's, Faust's changelogs and leader topic, Kafka's own) has three
+    replicas and takes a write only when two of them have it."""
+    admin = cluster.admin()
+    topics = admin.list_topics(timeout=10).topics
+    assert "__consumer_offsets" in topics  # Kafka's own are checked with the others
+    for name, topic in topics.items():
+        assert {len(p.replicas) for p in topic.partitions.values()} == {3}, name
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
+    for resource, future in admin.describe_configs(resources, request_timeout=30).items():
+        assert future.result()["min.insync.replicas"].value == "2", resource
 
 
 def _assert_failures_only_during_elections(

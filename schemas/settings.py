@@ -574,14 +574,6 @@ class StackSettings(_Section):
         "machine, brokers at the ports of FLEET_KAFKA__BOOTSTRAP_SERVERS (unset: 9092, 9094, 9096)",
     )
 
-    @field_validator("kafka_brokers")
-    @classmethod
-    def _quorum_size(cls, brokers: int) -> int:
-        """One broker, or three: the smallest KRaft quorum that outlives the loss of one."""
-        if brokers not in (1, 3):
-            raise ValueError("FLEET_STACK__KAFKA_BROKERS is 1 or 3")
-        return brokers
-
     kafka_controller_port: int = Field(
         default=9093, description="KRaft controller listener of broker 1; broker n: this + 2(n-1)"
     )
@@ -595,6 +587,14 @@ class StackSettings(_Section):
     apicurio_heap: str = Field(default="384m", description="schema registry -Xmx")
     s3proxy_version: str = Field(default="3.0.0", description="S3Proxy jars fetched by Maven")
     s3proxy_heap: str = Field(default="256m", description="S3Proxy -Xmx")
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _quorum_size(cls, brokers: int) -> int:
+        """One broker, or three: the smallest KRaft quorum that outlives the loss of one."""
+        if brokers not in (1, 3):
+            raise ValueError("FLEET_STACK__KAFKA_BROKERS is 1 or 3")
+        return brokers
 
 
 class Settings(BaseSettings):

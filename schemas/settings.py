@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.catalogue import (
@@ -42,7 +42,18 @@ class _Section(BaseModel):
 class KafkaSettings(_Section):
     bootstrap_servers: str = Field(default="127.0.0.1:9092", description="comma-separated brokers")
     partitions: int = Field(default=8, ge=1, description="partitions of every project topic")
-    replication_factor: int = Field(default=1, ge=1, description="replication of project topics")
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="copies of every topic (project, changelogs, Kafka's own); unset: the "
+        "stack's broker count",
+    )
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="copies that must have a record before the broker acks it (acks=all: "
+        "before a 2xx); unset: replication factor - 1, at least 1",
+    )
     delivery_timeout_ms: int = Field(
         default=5000, ge=100, description="how long the API waits for the broker's ack"
     )
@@ -592,8 +603,16 @@ class StackSettings(_Section):
         default=PROJECT_ROOT / ".stack", description="data, logs and pid files of the local stack"
     )
     kafka_version: str = Field(default="4.1.1", description="Kafka jars fetched by Maven")
-    kafka_controller_port: int = Field(default=9093, description="KRaft controller listener")
-    kafka_heap: str = Field(default="1g", description="broker -Xmx")
+    kafka_brokers: int = Field(
+        default=1,
+        description="KRaft brokers (each also a controller); 3: a replicated cluster on this "
+        "machine, brokers at the ports of FLEET_KAFKA__BOOTSTRAP_SERVERS (unset: 9092, 9094, 9096)",
+    )
+
+    kafka_controller_port: int = Field(
+        default=9093, description="KRaft controller listener of broker 1; broker n: this + 2(n-1)"
+    )
+    kafka_heap: str = Field(default="1g", description="-Xmx of each broker")
     postgres_os_user: str = Field(
         default="fleetstream", description="unprivileged OS user that runs Postgres under root"
     )
@@ -603,6 +622,14 @@ class StackSettings(_Section):
     apicurio_heap: str = Field(default="384m", description="schema registry -Xmx")
     s3proxy_version: str = Field(default="3.0.0", description="S3Proxy jars fetched by Maven")
     s3proxy_heap: str = Field(default="256m", description="S3Proxy -Xmx")
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _quorum_size(cls, brokers: int) -> int:
+        """One broker, or three: the smallest KRaft quorum that outlives the loss of one."""
+        if brokers not in (1, 3):
+            raise ValueError("FLEET_STACK__KAFKA_BROKERS is 1 or 3")
+        return brokers
 
 
 class Settings(BaseSettings):
@@ -642,6 +669,26 @@ class Settings(BaseSettings):
     flows: FlowSettings = FlowSettings()
     egress: EgressSettings = EgressSettings()
     stack: StackSettings = StackSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kafka_follows_the_stack(cls, data: Any) -> Any:
+        """Kafka settings left unset follow the stack's broker count (see derive_kafka)."""
+        if not isinstance(data, dict):
+            return data
+        derived = derive_kafka(data.get("kafka"), data.get("stack"))
+        return {**data, "kafka": derived} if derived is not None else data
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> Settings:
+        kafka = self.kafka
+        if kafka.min_insync_replicas > kafka.replication_factor:
+            raise ValueError(
+                f"FLEET_KAFKA__MIN_INSYNC_REPLICAS ({kafka.min_insync_replicas}) is above "
+                f"FLEET_KAFKA__REPLICATION_FACTOR ({kafka.replication_factor}): no write could "
+                "ever be acked"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
@@ -709,6 +756,39 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"FLEET_MQTT__{name} is empty or the development default; set a real one"
                 )
+
+
+def _given(section: object) -> dict[str, Any]:
+    """The fields given for a section: a dict from the environment, or a model's set fields."""
+    if isinstance(section, BaseModel):
+        return {name: getattr(section, name) for name in section.model_fields_set}
+    return dict(section) if isinstance(section, dict) else {}
+
+
+def cluster_bootstrap(brokers: int, first_port: int = 9092) -> str:
+    """The stack's default broker addresses: ports ``first_port + 2i`` (each broker's KRaft
+    controller listens on the port after its own, as 9092/9093 of the single broker)."""
+    return ",".join(f"127.0.0.1:{first_port + 2 * i}" for i in range(brokers))
+
+
+def derive_kafka(kafka: object, stack: object) -> dict[str, Any] | None:
+    """The Kafka section with what was not given filled from the stack's broker count:
+    replication factor = brokers, ``min.insync.replicas`` = replication factor - 1 (at least 1:
+    a topic keeps taking writes with one copy lost), and with several brokers, the bootstrap
+    list of the stack's default ports. None when nothing is derived (one broker, as before)."""
+    brokers = int(_given(stack).get("kafka_brokers", 1))
+    given = _given(kafka)
+    derived: dict[str, Any] = {}
+    if "replication_factor" not in given and brokers > 1:
+        derived["replication_factor"] = brokers
+    replication = int(derived.get("replication_factor", given.get("replication_factor", 1)))
+    if "min_insync_replicas" not in given and replication > 1:
+        derived["min_insync_replicas"] = max(1, replication - 1)
+    if "bootstrap_servers" not in given and brokers > 1:
+        derived["bootstrap_servers"] = cluster_bootstrap(brokers)
+    if not derived:
+        return None
+    return {**given, **derived}
 
 
 @lru_cache(maxsize=1)

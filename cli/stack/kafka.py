@@ -1,8 +1,14 @@
-"""Apache Kafka: one KRaft node (broker + controller) run from the Maven jars.
+"""Apache Kafka: one KRaft node (broker + controller), or three, run from the Maven jars.
 
-Files: ``<home>/kafka/lib`` (jars + version marker), ``<home>/kafka/config/server.properties``
-(rendered from infra/kafka/server.properties.template), ``<home>/kafka/data`` (log.dirs,
-formatted once), ``<home>/kafka/cluster-id``.
+``FLEET_STACK__KAFKA_BROKERS`` picks one node (service ``kafka``) or a cluster of three (services
+``kafka-1``..``kafka-3``, each a broker and a controller: a quorum of three that outlives the loss
+of any one). Node n listens at the n-th address of ``FLEET_KAFKA__BOOTSTRAP_SERVERS`` and its
+controller at ``FLEET_STACK__KAFKA_CONTROLLER_PORT + 2(n-1)``.
+
+Files: ``<home>/kafka/lib`` (jars + version marker, shared by every node),
+``<home>/<node>/config/server.properties`` (rendered from infra/kafka/server.properties.template),
+``<home>/<node>/data`` (log.dirs, formatted once), ``<home>/<first node>/cluster-id``. The one-node
+and the three-node layouts keep their data apart: switching between them starts an empty cluster.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import base64
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -23,6 +30,7 @@ from cli.stack.maven import Jars
 from cli.stack.paths import INFRA_DIR
 from cli.stack.process import ProcessSignature
 from cli.stack.service import LaunchSpec, Progress, Service
+from schemas.settings import Settings
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -60,25 +68,82 @@ def new_cluster_id() -> str:
             return text
 
 
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node of the stack: its id (1-based), broker and controller ports."""
+
+    node_id: int
+    broker_port: int
+    controller_port: int
+
+
+def cluster_nodes(settings: Settings) -> list[Node]:
+    """The nodes ``settings`` describe (see the module docstring for the ports)."""
+    count = settings.stack.kafka_brokers
+    addresses = [a for a in settings.kafka.bootstrap_servers.split(",") if a.strip()]
+    if len(addresses) < count:
+        raise StackError(
+            f"kafka: FLEET_STACK__KAFKA_BROKERS is {count} but FLEET_KAFKA__BOOTSTRAP_SERVERS "
+            f"lists {len(addresses)} address(es); list one per broker or leave it unset"
+        )
+    first_controller = settings.stack.kafka_controller_port
+    nodes = [
+        Node(n + 1, probes.parse_host_port(addresses[n])[1], first_controller + 2 * n)
+        for n in range(count)
+    ]
+    broker_ports = {node.broker_port for node in nodes}
+    clash = sorted(broker_ports & {node.controller_port for node in nodes})
+    if clash or len(broker_ports) < count:
+        raise StackError(f"kafka: ports used twice by the brokers and controllers: {clash}")
+    return nodes
+
+
+def quorum_voters(nodes: list[Node]) -> str:
+    """``controller.quorum.voters``: ``id@127.0.0.1:port`` of every node."""
+    return ",".join(f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in nodes)
+
+
 def render_server_properties(
-    template: str, *, broker_port: int, controller_port: int, data_dir: Path
+    template: str,
+    *,
+    node: Node,
+    voters: str,
+    data_dir: Path,
+    replication_factor: int = 1,
+    min_insync: int = 1,
 ) -> str:
     """Fill the server.properties template; a missing placeholder raises KeyError."""
     escaped_dir = str(data_dir).replace("\\", "\\\\")
     return Template(template).substitute(
-        broker_port=broker_port, controller_port=controller_port, data_dir=escaped_dir
+        node_id=node.node_id,
+        broker_port=node.broker_port,
+        controller_port=node.controller_port,
+        voters=voters,
+        data_dir=escaped_dir,
+        replication_factor=replication_factor,
+        min_insync=min_insync,
     )
+
+
+def kafka_services(settings: Settings) -> list[Kafka]:
+    """One :class:`Kafka` service per node (one, or three)."""
+    return [Kafka(settings, node.node_id) for node in cluster_nodes(settings)]
 
 
 class Kafka(Service):
     """Healthy: its current log says "Kafka Server started" and an admin client lists topics."""
 
-    name = "kafka"
     stop_grace_s = 30.0  # a controlled shutdown flushes and closes every partition
+
+    def __init__(self, settings: Settings, node_id: int = 1) -> None:
+        super().__init__(settings)
+        self.nodes = cluster_nodes(settings)
+        self.node = self.nodes[node_id - 1]
+        self.name = "kafka" if len(self.nodes) == 1 else f"kafka-{node_id}"
 
     @property
     def lib(self) -> Path:
-        return self.dir / "lib"
+        return self.paths.service_dir("kafka") / "lib"
 
     @property
     def data(self) -> Path:
@@ -89,12 +154,18 @@ class Kafka(Service):
         return self.dir / "config" / "server.properties"
 
     @property
+    def cluster_file(self) -> Path:
+        """The cluster id every node is formatted with (kept in the first node's folder)."""
+        first = "kafka" if len(self.nodes) == 1 else "kafka-1"
+        return self.paths.service_dir(first) / "cluster-id"
+
+    @property
     def broker_port(self) -> int:
-        return probes.parse_host_port(self.settings.kafka.bootstrap_servers)[1]
+        return self.node.broker_port
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.broker_port, self.settings.stack.kafka_controller_port)
+        return (self.broker_port, self.node.controller_port)
 
     @property
     def signature(self) -> ProcessSignature:
@@ -129,11 +200,14 @@ class Kafka(Service):
     def write_properties(self) -> None:
         """Render server.properties from the template and the settings (every start)."""
         self.properties.parent.mkdir(parents=True, exist_ok=True)
+        replication = min(self.settings.kafka.replication_factor, len(self.nodes))
         text = render_server_properties(
             TEMPLATE.read_text(encoding="utf-8"),
-            broker_port=self.broker_port,
-            controller_port=self.settings.stack.kafka_controller_port,
+            node=self.node,
+            voters=quorum_voters(self.nodes),
             data_dir=self.data,
+            replication_factor=replication,
+            min_insync=min(self.settings.kafka.min_insync_replicas, replication),
         )
         self.properties.write_text(text, encoding="utf-8")
 
@@ -141,11 +215,12 @@ class Kafka(Service):
         """Format data/ once (static voters, so without --standalone)."""
         if (self.data / "meta.properties").exists():
             return
-        cluster_file = self.dir / "cluster-id"
+        cluster_file = self.cluster_file
+        cluster_file.parent.mkdir(parents=True, exist_ok=True)
         if not cluster_file.exists():
             cluster_file.write_text(new_cluster_id() + "\n", encoding="ascii")
         cluster_id = cluster_file.read_text(encoding="ascii").strip()
-        progress(f"kafka: formatting {self.data} (cluster id {cluster_id})")
+        progress(f"{self.name}: formatting {self.data} (cluster id {cluster_id})")
         self.data.mkdir(parents=True, exist_ok=True)
         argv = [
             self._java(),
@@ -163,7 +238,7 @@ class Kafka(Service):
         result = process.run(argv, cwd=self.dir, timeout_s=300)
         if result.returncode != 0:
             tail = "\n".join(result.stdout.splitlines()[-30:])
-            raise StackError(f"kafka: formatting {self.data} failed:\n{tail}")
+            raise StackError(f"{self.name}: formatting {self.data} failed:\n{tail}")
 
     def healthy(self) -> bool:
         if not process.file_contains(self.log_file, STARTED_MARKER):

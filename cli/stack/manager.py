@@ -1,9 +1,10 @@
 """The local stack of real services: up, down, status, logs.
 
-Services: kafka, postgres, redis, mosquitto, apicurio (the schema registry), s3proxy (the
-S3-compatible blob store). Every one listens on 127.0.0.1 only, at the port from the settings,
-and keeps its data under ``settings.stack.home``. Processes run detached (they outlive the
-caller); their pids are recorded in ``<home>/run/<service>.pid`` and their output goes to
+Services: kafka (one broker, or ``kafka-1``..``kafka-3``), postgres, redis, mosquitto,
+apicurio (the schema registry), s3proxy (the S3-compatible blob store). Every one listens on
+127.0.0.1 only, at the port from the settings, and keeps its data under
+``settings.stack.home``. Processes run detached (they outlive the caller); their pids are
+recorded in ``<home>/run/<service>.pid`` and their output goes to
 ``<home>/logs/<service>.log``. Only those recorded pids are ever stopped.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -18,7 +20,7 @@ from typing import Final
 from cli.stack import installer, probes, process
 from cli.stack.apicurio import Apicurio
 from cli.stack.errors import StackError
-from cli.stack.kafka import Kafka
+from cli.stack.kafka import kafka_services
 from cli.stack.mosquitto import Mosquitto
 from cli.stack.paths import StackPaths
 from cli.stack.postgres import Postgres
@@ -39,13 +41,13 @@ __all__ = [
     "up",
 ]
 
-_SERVICES: Final[dict[str, Callable[[Settings], Service]]] = {
-    "kafka": Kafka,
-    "postgres": Postgres,
-    "redis": Redis,
-    "mosquitto": Mosquitto,
-    "apicurio": Apicurio,
-    "s3proxy": S3Proxy,
+_SERVICES: Final[dict[str, Callable[[Settings], Sequence[Service]]]] = {
+    "kafka": kafka_services,  # one service per broker
+    "postgres": lambda settings: [Postgres(settings)],
+    "redis": lambda settings: [Redis(settings)],
+    "mosquitto": lambda settings: [Mosquitto(settings)],
+    "apicurio": lambda settings: [Apicurio(settings)],
+    "s3proxy": lambda settings: [S3Proxy(settings)],
 }
 #: Every service, in start order (Kafka first: it takes longest to boot).
 SERVICE_NAMES: Final[tuple[str, ...]] = tuple(_SERVICES)
@@ -87,7 +89,7 @@ def select(services: Iterable[str] | None) -> list[str]:
 
 
 def _build(settings: Settings, services: Iterable[str] | None) -> list[Service]:
-    return [_SERVICES[name](settings) for name in select(services)]
+    return [svc for name in select(services) for svc in _SERVICES[name](settings)]
 
 
 def up(
@@ -172,25 +174,34 @@ def down(
 
     Only the pid in ``<home>/run/<service>.pid`` is signalled, and only while it is alive and its
     command line is the one we started (so a reused pid is never hit): the service's clean
-    shutdown signal first (SIGTERM; SIGINT for Postgres), SIGKILL after its grace period. Data
-    is kept. Raises StackError if a process is still there after SIGKILL.
+    shutdown signal first (SIGTERM; SIGINT for Postgres), SIGKILL after its grace period; the
+    brokers of a cluster at the same time. Data is kept. Raises StackError if a process is
+    still there after SIGKILL.
     """
-    for svc in reversed(_build(settings, services)):
-        pid = process.live_pid(svc.pid_file, svc.signature)
-        if pid is None:
-            if process.clear_stale_pid(svc.pid_file, svc.signature):
-                progress(f"{svc.name}: removed stale pid file {svc.pid_file}")
-            progress(f"{svc.name}: not running")
-            continue
-        progress(f"{svc.name}: stopping pid {pid}…")
-        outcome = process.stop(pid, svc.signature, sig=svc.stop_signal, grace_s=svc.stop_grace_s)
-        if outcome == "still running":
-            raise StackError(f"{svc.name}: pid {pid} did not exit even after SIGKILL")
-        svc.pid_file.unlink(missing_ok=True)
-        if outcome == "killed":
-            progress(f"{svc.name}: killed (no clean exit within {svc.stop_grace_s:.0f} s)")
-        else:
-            progress(f"{svc.name}: stopped")
+    for group in reversed(select(services)):
+        members = _SERVICES[group](settings)
+        # A cluster's brokers stop together: the last one alone would wait for a quorum of
+        # controllers that is gone before its controlled shutdown could finish.
+        with ThreadPoolExecutor(max_workers=len(members)) as pool:
+            list(pool.map(lambda svc: _stop(svc, progress), members))
+
+
+def _stop(svc: Service, progress: Progress) -> None:
+    pid = process.live_pid(svc.pid_file, svc.signature)
+    if pid is None:
+        if process.clear_stale_pid(svc.pid_file, svc.signature):
+            progress(f"{svc.name}: removed stale pid file {svc.pid_file}")
+        progress(f"{svc.name}: not running")
+        return
+    progress(f"{svc.name}: stopping pid {pid}…")
+    outcome = process.stop(pid, svc.signature, sig=svc.stop_signal, grace_s=svc.stop_grace_s)
+    if outcome == "still running":
+        raise StackError(f"{svc.name}: pid {pid} did not exit even after SIGKILL")
+    svc.pid_file.unlink(missing_ok=True)
+    if outcome == "killed":
+        progress(f"{svc.name}: killed (no clean exit within {svc.stop_grace_s:.0f} s)")
+    else:
+        progress(f"{svc.name}: stopped")
 
 
 def status(settings: Settings, services: Sequence[str] | None = None) -> list[ServiceStatus]:
@@ -207,9 +218,13 @@ def status(settings: Settings, services: Sequence[str] | None = None) -> list[Se
 
 
 def log_path(settings: Settings, service: str) -> Path:
-    """The log file of ``service`` (its stdout and stderr of the current run)."""
-    select([service])
-    return StackPaths(settings.stack.home).log_file(service)
+    """The log file of ``service`` (its stdout and stderr of the current run); of a cluster's
+    brokers, ``kafka-2`` names one and ``kafka`` the first."""
+    group, _, node = service.rpartition("-")
+    for svc in _build(settings, [group if node.isdigit() else service]):
+        if svc.name in (service, f"{service}-1"):
+            return svc.log_file
+    raise StackError(f"no service {service} in this stack")
 
 
 def tail(settings: Settings, service: str, lines: int = LOG_TAIL_LINES) -> str:

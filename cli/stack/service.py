@@ -36,7 +36,8 @@ class Service(ABC):
     :meth:`healthy` until it is true, then :meth:`after_healthy`.
     """
 
-    name: ClassVar[str]
+    #: Its name in ``stack`` commands, pid and log files (a class attribute, or set per node).
+    name: str
     #: Signal for a clean shutdown; SIGKILL follows after ``stop_grace_s``.
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
     stop_grace_s: ClassVar[float] = 10.0

@@ -19,8 +19,9 @@ def _props(text: str) -> dict[str, str]:
 
 
 def test_server_properties_from_template() -> None:
+    node = kafka.Node(1, broker_port=19092, controller_port=19093)
     text = kafka.render_server_properties(
-        kafka.TEMPLATE.read_text(), broker_port=19092, controller_port=19093, data_dir=Path("/d")
+        kafka.TEMPLATE.read_text(), node=node, voters="1@127.0.0.1:19093", data_dir=Path("/d")
     )
     props = _props(text)
     assert props["process.roles"] == "broker,controller"
@@ -39,15 +40,18 @@ def test_server_properties_from_template() -> None:
         "transaction.state.log.min.isr",
         "share.coordinator.state.topic.replication.factor",
         "share.coordinator.state.topic.min.isr",
+        "default.replication.factor",
+        "min.insync.replicas",
     ):
         assert props[key] == "1", key
+    assert props["unclean.leader.election.enable"] == "false"
     assert "$" not in text
 
 
 def test_template_placeholders_are_all_required() -> None:
     with pytest.raises(KeyError):
         kafka.render_server_properties(
-            "x=${unknown}", broker_port=1, controller_port=2, data_dir=Path("/d")
+            "x=${unknown}", node=kafka.Node(1, 1, 2), voters="1@127.0.0.1:2", data_dir=Path("/d")
         )
 
 

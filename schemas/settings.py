@@ -9,6 +9,7 @@ instead of mutating.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -596,6 +597,51 @@ class EgressSettings(_Section):
     )
 
 
+SEEDS = ("000", "001", "002", "003", "004")
+"""The five services fleetstream replaces (``../shared/seeds/``), by their numbers."""
+
+
+class CompatSettings(_Section):
+    """Compatibility profiles: the seeds' documented requests get the seeds' documented answers
+    (docs/compat.md). One pipeline behind them: profiles change only the edges and readers."""
+
+    seeds: str = Field(
+        default="",
+        description="comma-separated seed numbers whose profile is on (000, 001, 002, 003, "
+        "004); empty: none",
+    )
+    trusted_networks: str = Field(
+        default="",
+        description="comma-separated CIDRs from which a seed route without authentication is "
+        "served (anyone there may post as any registered device); empty: from nowhere",
+    )
+
+    @model_validator(mode="after")
+    def _known_seeds_and_networks(self) -> CompatSettings:
+        unknown = sorted(set(self.profiles()) - set(SEEDS))
+        if unknown:
+            raise ValueError(
+                f"FLEET_COMPAT__SEEDS: unknown seed(s) {', '.join(unknown)}; "
+                f"known: {', '.join(SEEDS)}"
+            )
+        self.networks()  # a bad CIDR raises here, at start-up
+        return self
+
+    def profiles(self) -> frozenset[str]:
+        """The seeds whose profile is on ("1" and "001" both name seed 001)."""
+        return frozenset(part.strip().zfill(3) for part in self.seeds.split(",") if part.strip())
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        try:
+            return [
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in self.trusted_networks.split(",")
+                if part.strip()
+            ]
+        except ValueError as exc:
+            raise ValueError(f"FLEET_COMPAT__TRUSTED_NETWORKS: {exc}") from None
+
+
 class StackSettings(_Section):
     """The local stack (`fleetstream stack`): where it keeps its files, what it runs."""
 
@@ -668,6 +714,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     flows: FlowSettings = FlowSettings()
     egress: EgressSettings = EgressSettings()
+    compat: CompatSettings = CompatSettings()
     stack: StackSettings = StackSettings()
 
     @model_validator(mode="before")

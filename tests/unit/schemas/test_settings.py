@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.settings import MqttFrontSettings, Settings
+from schemas.settings import CompatSettings, MqttFrontSettings, Settings
 from tests.support import settings_env
 
 
@@ -74,3 +74,14 @@ def test_the_front_s_tls_listener_needs_certificate_and_key_and_some_listener_st
         MqttFrontSettings(plain=False)
     both = MqttFrontSettings(plain=False, tls_certfile="a.pem", tls_keyfile="a.key")
     assert both.tls and not both.plain
+
+
+def test_compat_profiles_name_known_seeds_and_networks_are_cidrs() -> None:
+    assert CompatSettings().profiles() == frozenset()
+    assert CompatSettings(seeds=" 1, 003 ,").profiles() == {"001", "003"}
+    with pytest.raises(ValueError, match="unknown seed"):
+        CompatSettings(seeds="001,005")
+    with pytest.raises(ValueError, match="TRUSTED_NETWORKS"):
+        CompatSettings(trusted_networks="10.0.0.0/8, plant-lan")
+    networks = CompatSettings(trusted_networks="10.20.0.0/16,::1").networks()
+    assert [str(n) for n in networks] == ["10.20.0.0/16", "::1/128"]

@@ -409,7 +409,8 @@ def _probes(settings: Settings, fleet: Fleet, probers: list[str], clasher: str,
 async def _mqtt_settled(ledger: Ledger, probing: Probing, probes: list[Probe], kills: list[float],
                         good_mqtt: list[str], log: Path) -> None:  # fmt: skip
     """Until every MQTT device was PUBACKed after the last kill of the front and every probe
-    was judged on a front that stayed up (MQTT load and probes go on meanwhile)."""
+    was judged on a front that stayed up (MQTT load and probes go on meanwhile), or a probe
+    got a wrong answer (``_front_held`` then says which)."""
 
     def missing() -> list[str]:
         last = kills[-1] if kills else 0.0
@@ -417,7 +418,7 @@ async def _mqtt_settled(ledger: Ledger, probing: Probing, probes: list[Probe], k
         return late + sorted({probe.name for probe in probes} - set(probing.passed))
 
     async def settled() -> bool:
-        return not missing()
+        return not missing() or bool(probing.wrong)
 
     await wait_until(settled, timeout_s=120, what=lambda: f"{missing()}\n{_tail(log)}")
 

@@ -29,6 +29,9 @@ from connectors.mqtt.front.packets import PacketType, ProtocolError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+CONNECT_MAX_BYTES = 64 * 1024
+"""The largest packet read before a client has said who it is: a stranger cannot make the front
+hold a megabyte per connection (a device's CONNECT is well under a kilobyte)."""
 QOS_NOT_SUPPORTED = 0x9B
 SESSION_TAKEN_OVER = 0x8E
 KEEP_ALIVE_TIMEOUT = 0x8D
@@ -92,7 +95,8 @@ class Connection:
 
     async def _handshake(self, sessions: dict[str, Connection]) -> bool:
         try:
-            kind, _, body = await asyncio.wait_for(self._read(), CONNECT_TIMEOUT_S)
+            read = self._read(min(CONNECT_MAX_BYTES, self.max_packet_bytes))
+            kind, _, body = await asyncio.wait_for(read, CONNECT_TIMEOUT_S)
         except TimeoutError:  # a peer that holds a socket without saying who it is
             self.metrics.refused("connect-timeout")
             return False
@@ -205,7 +209,10 @@ class Connection:
             self.writer.write(packets.puback(self.protocol, packet_id, reason))
             self._acks.task_done()
 
-    async def _read(self) -> tuple[int, int, bytes]:
+    async def _read(self, limit: int | None = None) -> tuple[int, int, bytes]:
+        """One packet: type, flags, body; ``limit`` bounds its size (the connection's own
+        maximum by default)."""
+        limit = self.max_packet_bytes if limit is None else limit
         first = (await self.reader.readexactly(1))[0]
         length, shift = 0, 0
         for _ in range(4):
@@ -217,8 +224,8 @@ class Connection:
         else:
             raise ProtocolError("remaining length longer than 4 bytes")
         packets.check_flags(first >> 4, first & 0x0F)
-        if length > self.max_packet_bytes:
-            raise ProtocolError(f"packet of {length} bytes; at most {self.max_packet_bytes}", 0x95)
+        if length > limit:
+            raise ProtocolError(f"packet of {length} bytes; at most {limit}", 0x95)
         return first >> 4, first & 0x0F, await self.reader.readexactly(length)
 
     def _disconnect(self, reason: int) -> None:

@@ -197,3 +197,17 @@ def test_client_ids_of_others_and_of_the_system_are_refused(kw: dict[str, str]) 
 def test_an_empty_client_id_becomes_the_device_id() -> None:
     admitted = _ingest().admit(_parsed(client_id=""))
     assert isinstance(admitted, Admitted) and admitted.client_id == "dev-1"
+
+
+async def test_before_connect_a_stranger_may_not_declare_more_than_64_kib() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"\x10\x81\x80\x04")  # CONNECT of 65,537 bytes declared; nothing follows
+    writer, metrics = _Writer(), FrontMetrics()
+    connection = Connection(
+        reader, cast(asyncio.StreamWriter, writer), _ingest(), metrics=metrics, clock=clock.now,
+        max_packet_bytes=2_000_000, receive_maximum=4,
+    )  # fmt: skip
+    # without the bound it would wait for the 64 KiB body and time out here
+    await asyncio.wait_for(connection.serve({}), 1)
+    assert writer.closed
+    assert _refusals(metrics, "protocol:0x95") == 1

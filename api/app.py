@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from api.body_limit import BodyLimit
+from api.device_models import IMPORT_MAX_BODY_BYTES
 from api.devices import registry_resources
 from api.dry_runs import DryRunner
 from api.edge import Edge
@@ -80,7 +81,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.add_middleware(  # inside EdgeMiddleware, which counts its 413s
         BodyLimit,
         default=settings.api.max_body_bytes,
-        limits=media.upload_body_limits(settings.media),
+        limits={
+            **media.upload_body_limits(settings.media),
+            admin_devices.IMPORT_PATH: IMPORT_MAX_BODY_BYTES,
+        },
     )
     app.add_middleware(
         EdgeMiddleware,

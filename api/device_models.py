@@ -78,6 +78,35 @@ class DeviceCreate(_Body):
         return fields
 
 
+IMPORT_MAX_DEVICES = 10_000
+"""Devices per ``POST /api/v1/admin/devices/import``; a bigger fleet goes in several requests."""
+IMPORT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The import route's body limit (413 beyond): 10,000 devices of ~1.6 KB each."""
+
+
+class DeviceImport(_Body):
+    """A bulk registration: each item is the body of ``POST /api/v1/admin/devices``."""
+
+    devices: Annotated[list[DeviceCreate], Field(min_length=1, max_length=IMPORT_MAX_DEVICES)]
+
+
+class ImportedDevice(BaseModel):
+    device_id: str
+    token: str = Field(description="the device's token; shown this once, stored only hashed")
+
+
+class ImportOutcome(BaseModel):
+    """What an import registered (with tokens) and what was registered already (untouched)."""
+
+    created: list[ImportedDevice]
+    existing: list[str]
+
+    @classmethod
+    def of(cls, created: list[tuple[str, str]], existing: list[str]) -> ImportOutcome:
+        devices = [ImportedDevice(device_id=i, token=token) for i, token in created]
+        return cls(created=devices, existing=existing)
+
+
 class DevicePatch(_Body):
     """Fields to change; a field left out stays as it is, ``null`` clears a nullable one."""
 

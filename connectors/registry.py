@@ -33,10 +33,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.registry import RegistryRecord
 from connectors.postgres.devices import DeviceNotFound, DevicePage, DeviceQuery
+from connectors.postgres.errors import DatabaseUnavailable
 from connectors.postgres.flows import FlowNotFound, FlowPage
 from connectors.postgres.registry import (
     Publish,
     PublishAll,
+    PublishMany,
     RecordExists,
     RecordNotFound,
 )
@@ -181,6 +183,10 @@ class DeviceRecords(RegistryRecords[Device], Protocol):
     """The system of record; :class:`connectors.postgres.devices.DeviceStore` in production."""
 
     async def create(self, new: NewDevice, token_hash: str, /) -> Device: ...
+    async def create_many(self, devices: Sequence[tuple[NewDevice, str]], /) -> list[str]: ...
+    async def publish_current_many(
+        self, record_ids: Sequence[str], publish: PublishMany[Device], /
+    ) -> None: ...
     async def get(self, device_id: str, /) -> Device | None: ...
     async def list(self, query: DeviceQuery, /) -> DevicePage: ...
     async def update(self, device_id: str, changes: DeviceChanges, /) -> Device: ...
@@ -199,6 +205,25 @@ class Credentials(Protocol):
 
 class CredentialsNotSet(NotPublished):
     """Stored and published, but the MQTT broker did not take the device's password."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """A bulk import's outcome: the devices it registered with their plain tokens (to show
+    once), and the ids that were registered already (left as they were)."""
+
+    created: list[tuple[str, str]]
+    existing: list[str]
+
+
+class ImportNotPublished(NotPublished):
+    """A bulk import stored in Postgres, not confirmed on the registry topic (or, for
+    ``CredentialsNotSet``, in the broker). ``result`` keeps the created devices' tokens, which
+    exist nowhere else: a retry lists those devices as existing (and publishes them)."""
+
+    def __init__(self, message: str, result: ImportResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class DeviceRegistry(Registry[Device]):
@@ -223,6 +248,37 @@ class DeviceRegistry(Registry[Device]):
         device = await self._then_publish(new.device_id, self.store.create(new, hash_token(token)))
         await self._set_credentials(device, token)
         return device, token
+
+    async def create_many(self, items: Sequence[tuple[NewDevice, str | None]]) -> ImportResult:
+        """Register many devices with one insert and one batched publish (the import route and
+        ``fleetstream devices import``). Ids must be distinct (the caller checks).
+
+        Devices already registered are left as they are and listed in ``existing``; every id is
+        published as stored, so re-running an import after a failure also publishes what the
+        failed run stored. Raises ``TokenInUse`` (nothing stored) or
+        :class:`ImportNotPublished` (stored, not confirmed; carries the tokens).
+        """
+        tokens = {new.device_id: token or new_token() for new, token in items}
+        rows = [(new, hash_token(tokens[new.device_id])) for new, _ in items]
+        created = set(await self.store.create_many(rows))
+        ids = [new.device_id for new, _ in items]
+        result = ImportResult(
+            created=[(i, tokens[i]) for i in ids if i in created],
+            existing=[i for i in ids if i not in created],
+        )
+        published: list[Device] = []
+
+        async def publish(records: Sequence[tuple[str, Device | None]]) -> None:
+            published.extend(r for _, r in records if r is not None and r.device_id in created)
+            await self._send([(i, None if r is None else self.kind.encode(r)) for i, r in records])
+
+        try:
+            await self.store.publish_current_many(ids, publish)
+            for device in published:
+                await self._set_credentials(device, tokens[device.device_id])
+        except (NotPublished, DatabaseUnavailable) as exc:
+            raise ImportNotPublished(str(exc), result) from exc
+        return result
 
     async def update(self, device_id: str, changes: DeviceChanges) -> Device:
         return await self._then_publish(device_id, self.store.update(device_id, changes))

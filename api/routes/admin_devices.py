@@ -17,12 +17,15 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from api.auth import authenticated_device as _authenticated_device
 from api.auth import bearer_token, is_admin_token, require_admin, require_device
 from api.deps import SettingsDep
+from api.device_import import checked_items, import_errors
 from api.device_models import (
     DeviceCreate,
+    DeviceImport,
     DeviceList,
     DeviceOut,
     DevicePatch,
     DeviceWithToken,
+    ImportOutcome,
     MetadataUpdate,
     TokenRotation,
 )
@@ -38,6 +41,8 @@ router = APIRouter(
     prefix="/api/v1/admin/devices", tags=["admin"], dependencies=[Depends(require_admin)]
 )
 devices_router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+IMPORT_PATH = f"{router.prefix}/import"
+"""Its body limit is its own (api.device_models.IMPORT_MAX_BODY_BYTES), set in the app."""
 
 # Query parameters are checked by pydantic's Rust regex engine, which has no \Z; its $ matches
 # only at the very end.
@@ -54,6 +59,20 @@ async def create_device(
         new = msgspec.convert(body.registry_fields(), NewDevice)
         device, token = await registry.create(new, body.token_plain)
     return DeviceWithToken.with_token(device, token)
+
+
+@router.post("/import")
+async def import_devices(
+    body: DeviceImport, registry: RegistryDep, settings: SettingsDep
+) -> ImportOutcome:
+    """Register up to 10,000 devices at once: one insert, one batched publish, acked before
+    the answer. Devices already registered are left as they are and listed in ``existing``, so
+    an import can be re-run after a failure. One invalid or repeated item fails the whole
+    request (422, nothing stored); a token that is another device's: 409 naming the item."""
+    items = checked_items(body)
+    with import_errors(settings, items):
+        result = await registry.create_many(items)
+    return ImportOutcome.of(result.created, result.existing)
 
 
 @router.get("")

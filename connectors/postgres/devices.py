@@ -11,6 +11,7 @@ become :class:`~connectors.postgres.errors.DatabaseUnavailable`.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,12 @@ class DeviceExists(RecordExists):
 
 
 class TokenInUse(FleetError):
-    """An operator-supplied token is another device's token already."""
+    """An operator-supplied token is another device's token already; ``device_id`` names the
+    device of the request that asked for it, when a bulk import knows which one."""
+
+    def __init__(self, message: str, device_id: str | None = None) -> None:
+        super().__init__(message)
+        self.device_id = device_id
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,38 @@ class DeviceStore(RegistryTable[Device]):
                     raise TokenInUse("that token is already another device's token") from exc
                 raise DeviceExists(new.device_id) from exc
         return _device(self._required(row, new.device_id))
+
+    async def create_many(self, devices: Sequence[tuple[NewDevice, str]]) -> builtins.list[str]:
+        """Insert ``(device, token_hash)`` pairs in one statement; returns the ids it inserted.
+
+        A device_id that is already registered is left as it is (``ON CONFLICT DO NOTHING``):
+        the caller reports it as existing. A token hash that is another device's raises
+        :class:`TokenInUse` naming the first such device, and nothing is inserted.
+        """
+        columns = _bulk_columns(devices)
+        async with unavailable_as_error():
+            try:
+                rows = await self._pool.fetch(_INSERT_MANY, *columns)
+            except asyncpg.UniqueViolationError as exc:
+                raise await self._token_in_use(devices) from exc
+        return [row["device_id"] for row in rows]
+
+    async def _token_in_use(self, devices: Sequence[tuple[NewDevice, str]]) -> TokenInUse:
+        """Which device of ``devices`` asked for a token another device holds."""
+        hashes = [token_hash for _, token_hash in devices]
+        sql = "SELECT device_id, token_hash FROM devices WHERE token_hash = ANY($1::text[])"
+        owners = {
+            row["token_hash"]: row["device_id"] for row in await self._pool.fetch(sql, hashes)
+        }
+        for new, token_hash in devices:
+            owner = owners.get(token_hash)
+            if owner is not None and owner != new.device_id:
+                return TokenInUse(
+                    f"device {new.device_id}: that token is already another device's token",
+                    new.device_id,
+                )
+        # The holder was deleted meanwhile: the caller may simply retry.
+        return TokenInUse("a token of this import is already another device's token")
 
     async def get(self, device_id: str) -> Device | None:
         async with unavailable_as_error():
@@ -197,6 +235,36 @@ def _filters(query: DeviceQuery) -> tuple[str, builtins.list[Any]]:
 def _like_prefix(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
+
+
+# One round trip for a whole chunk: each column travels as one array. tags and metadata go as
+# JSON text (Postgres arrays cannot be ragged). A device_id already stored is skipped.
+_INSERT_MANY = """
+    INSERT INTO devices (device_id, name, profile, tags, metadata, is_enabled, token_hash,
+                         inactivity_timeout_s)
+    SELECT d.device_id, d.name, d.profile,
+           ARRAY(SELECT jsonb_array_elements_text(d.tags::jsonb)), d.metadata::jsonb,
+           d.is_enabled, d.token_hash, d.timeout_s
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+                $7::text[], $8::int[])
+         AS d(device_id, name, profile, tags, metadata, is_enabled, token_hash, timeout_s)
+    ON CONFLICT (device_id) DO NOTHING
+    RETURNING device_id
+"""
+
+
+def _bulk_columns(devices: Sequence[tuple[NewDevice, str]]) -> builtins.list[builtins.list[Any]]:
+    """``devices`` as the eight column arrays of :data:`_INSERT_MANY`."""
+    return [
+        [new.device_id for new, _ in devices],
+        [new.name for new, _ in devices],
+        [new.profile for new, _ in devices],
+        [_json(new.tags) for new, _ in devices],
+        [_json(new.metadata) for new, _ in devices],
+        [new.is_enabled for new, _ in devices],
+        [token_hash for _, token_hash in devices],
+        [new.inactivity_timeout_s for new, _ in devices],
+    ]
 
 
 def _json(value: Any) -> str:

@@ -19,7 +19,7 @@ from connectors.postgres.devices import (
     TokenInUse,
 )
 from connectors.postgres.flows import FlowExists, FlowNotFound, FlowPage
-from connectors.postgres.registry import Publish, PublishAll, RecordNotFound
+from connectors.postgres.registry import Publish, PublishAll, PublishMany, RecordNotFound
 from schemas.devices import (
     Device,
     DeviceChanges,
@@ -49,6 +49,11 @@ class MemoryRecords(Generic[D]):
     async def publish_current(self, record_id: str, publish: Publish[D]) -> None:
         await publish(record_id, self.rows.get(record_id))
 
+    async def publish_current_many(
+        self, record_ids: Sequence[str], publish: PublishMany[D]
+    ) -> None:
+        await publish([(record_id, self.rows.get(record_id)) for record_id in record_ids])
+
     async def publish_all(self, publish: PublishAll[D]) -> None:
         await publish([record for _, record in sorted(self.rows.items())])
 
@@ -75,6 +80,17 @@ class MemoryStore(MemoryRecords[Device]):
         )
         self.rows[new.device_id] = device
         return device
+
+    async def create_many(self, devices: Sequence[tuple[NewDevice, str]]) -> list[str]:
+        """All or nothing, as the one INSERT of :meth:`DeviceStore.create_many`."""
+        held = {d.token_hash: d.device_id for d in self.rows.values()}
+        for new, token_hash in devices:
+            if held.get(token_hash, new.device_id) != new.device_id:
+                raise TokenInUse("that token is already another device's token", new.device_id)
+        fresh = [(new, token_hash) for new, token_hash in devices if new.device_id not in self.rows]
+        for new, token_hash in fresh:
+            await self.create(new, token_hash)
+        return [new.device_id for new, _ in fresh]
 
     async def get(self, device_id: str) -> Device | None:
         return self.rows.get(device_id)

@@ -107,6 +107,7 @@ def summary_table(summary: Summary) -> Table:
             "devices",
             f"{summary.devices} ({summary.http_devices} HTTP, {summary.mqtt_devices} MQTT)",
         ),
+        ("setup (register, connect)", f"{summary.setup_s} s"),
         ("sending took", f"{summary.elapsed_s} s"),
         ("sent", str(summary.sent)),
         ("acked", f"{summary.acked} ({summary.acked_per_s}/s)"),

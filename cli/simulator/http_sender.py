@@ -9,12 +9,10 @@ is stored once), after ``Retry-After`` (at most :data:`MAX_RETRY_AFTER_S`).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
-
+from cli.simulator.http_client import Answer, HttpBroken, HttpPool, HttpTimeout
 from cli.simulator.payloads import json_array
 from cli.simulator.tally import Acked, Tally
 
@@ -35,15 +33,12 @@ class Outgoing:
 class HttpSender:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        pool: HttpPool,
         tally: Tally,
         *,
-        concurrency: int,
         retries: int,
-        wall: Callable[[], float] = time.time,
     ) -> None:
-        self._client, self._tally, self._retries, self._wall = client, tally, retries, wall
-        self._gate = asyncio.Semaphore(concurrency)
+        self._pool, self._tally, self._retries = pool, tally, retries
 
     async def send(self, token: str, items: Sequence[Outgoing], *, batch: bool) -> None:
         """Post ``items`` (one request) until acked, refused for good, or out of retries."""
@@ -53,11 +48,10 @@ class HttpSender:
         self._tally.sending(len(items), bad)
         headers = {"X-API-Key": token, "Content-Type": "application/json"}
         for attempt in range(self._retries + 1):
-            sent_at, started = self._wall(), time.monotonic()
-            status, wait_s = await self._post(route, body, headers)
-            if status is None:
-                elapsed = time.monotonic() - started
-                acked = [Acked(i.device_id, i.event_id, sent_at, elapsed) for i in items]
+            answer, status, wait_s = await self._post(route, body, headers)
+            if answer is not None:
+                acked = [Acked(i.device_id, i.event_id, answer.sent_at, answer.seconds)
+                         for i in items]  # fmt: skip
                 self._tally.ack(acked, bad)
                 return
             self._tally.error(status, len(items))
@@ -68,21 +62,20 @@ class HttpSender:
 
     async def _post(
         self, route: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[str | None, float | None]:
-        """(None, None) on 2xx, else (the error's status, seconds to wait before a retry or
-        None when a retry would not help)."""
+    ) -> tuple[Answer | None, str, float | None]:
+        """(the answer, "", None) on 2xx, else (None, the error's status, seconds to wait before
+        a retry or None when a retry would not help)."""
         try:
-            async with self._gate:
-                answer = await self._client.post(route, content=body, headers=headers)
-        except httpx.TimeoutException:
-            return "timeout", 1.0
-        except httpx.TransportError:
-            return "transport", 1.0
-        if answer.is_success:
-            return None, None
-        if answer.status_code not in _RETRIED:
-            return f"http {answer.status_code}", None
-        return f"http {answer.status_code}", retry_after(answer.headers.get("Retry-After"))
+            answer = await self._pool.post(route, body, headers)
+        except HttpTimeout:
+            return None, "timeout", 1.0
+        except HttpBroken:
+            return None, "transport", 1.0
+        if 200 <= answer.status < 300:
+            return answer, "", None
+        if answer.status not in _RETRIED:
+            return None, f"http {answer.status}", None
+        return None, f"http {answer.status}", retry_after(answer.headers.get("retry-after"))
 
 
 def retry_after(value: str | None) -> float:

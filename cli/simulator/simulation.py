@@ -21,6 +21,7 @@ import httpx
 
 from cli.simulator import registration
 from cli.simulator.devices import Fleetwork, connect, http_device, mqtt_device
+from cli.simulator.http_client import HttpPool
 from cli.simulator.http_sender import HttpSender
 from cli.simulator.mqtt_client import SUCCESS, Endpoint, MqttClient
 from cli.simulator.payloads import device_token, wrong_token
@@ -85,21 +86,29 @@ class Simulation:
 
     async def arun(self) -> Summary:
         base_url = f"http://{self.api_host}:{self.settings.api.port}"
-        limits = httpx.Limits(max_connections=self.plan.http_concurrency)
-        async with httpx.AsyncClient(
-            base_url=base_url, limits=limits, timeout=self.plan.request_timeout_s
-        ) as client:
-            tokens = await self._register(client)
-            self.stage = "connecting"
-            work = self._work(client)
+        setup_started = time.monotonic()
+        async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as admin:
+            tokens = await self._register(admin)
+        self.stage = "connecting"
+        pool = HttpPool(
+            self.api_host,
+            self.settings.api.port,
+            size=self.plan.http_concurrency,
+            timeout_s=self.plan.request_timeout_s,
+        )
+        try:
+            work = self._work(pool)
             clients = await self._connect_mqtt(work, tokens)
             self.stage = "sending"
             started = time.monotonic()
+            setup_s = started - setup_started
             await self._send(work, tokens, clients)
             elapsed = time.monotonic() - started
+        finally:
+            await pool.close()
         check = await self._check() if self.plan.check else None
         self.stage = "done"
-        return summarize(self._fleet_counts(), self.tally, elapsed, check)
+        return summarize(self._fleet_counts(), self.tally, elapsed, check, setup_s)
 
     async def _register(self, client: httpx.AsyncClient) -> dict[str, str]:
         ids = [profile.device_id for profile in self.fleet]
@@ -128,18 +137,13 @@ class Simulation:
                 pass
             await asyncio.sleep(0.5)
 
-    def _work(self, client: httpx.AsyncClient) -> Fleetwork:
+    def _work(self, pool: HttpPool) -> Fleetwork:
         pattern = self.settings.mqtt.topic_patterns[0]
         return Fleetwork(
             plan=self.plan,
             run_id=self.run_id,
             tally=self.tally,
-            http=HttpSender(
-                client,
-                self.tally,
-                concurrency=self.plan.http_concurrency,
-                retries=self.plan.retries,
-            ),
+            http=HttpSender(pool, self.tally, retries=self.plan.retries),
             topic=lambda device_id: pattern.replace("+", device_id),
             connects=asyncio.Semaphore(self.plan.mqtt_connects_at_once),
             start_wall=self.clock(),

@@ -73,7 +73,10 @@ class Summary:
     devices: int
     http_devices: int
     mqtt_devices: int
+    setup_s: float
+    """Registering, waiting for the registry, connecting the MQTT devices."""
     elapsed_s: float
+    """The sending stage, drain included."""
     sent: int
     acked: int
     failed: int
@@ -120,7 +123,13 @@ class Fleet:
     mqtt_devices: int
 
 
-def summarize(fleet: Fleet, tally: Tally, elapsed_s: float, check: StorageCheck | None) -> Summary:
+def summarize(
+    fleet: Fleet,
+    tally: Tally,
+    elapsed_s: float,
+    check: StorageCheck | None,
+    setup_s: float = 0.0,
+) -> Summary:
     acks = [reading.ack_s for reading in tally.acked_readings]
     rows = check.row_latencies_s if check is not None else []
     return Summary(
@@ -129,6 +138,7 @@ def summarize(fleet: Fleet, tally: Tally, elapsed_s: float, check: StorageCheck 
         devices=fleet.http_devices + fleet.mqtt_devices,
         http_devices=fleet.http_devices,
         mqtt_devices=fleet.mqtt_devices,
+        setup_s=round(setup_s, 2),
         elapsed_s=round(elapsed_s, 2),
         sent=tally.sent,
         acked=tally.acked,

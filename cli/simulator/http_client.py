@@ -18,6 +18,10 @@ from dataclasses import dataclass
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+IDLE_MAX_S = 4.0
+"""Keep-alive connections idle longer than this are closed rather than reused."""
+
+
 class HttpTimeout(Exception):
     """No complete answer within the timeout."""
 
@@ -42,35 +46,59 @@ class HttpPool:
     def __init__(self, host: str, port: int, *, size: int, timeout_s: float) -> None:
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self._gate = asyncio.Semaphore(size)
-        self._idle: list[_Conn] = []
+        self._idle: list[tuple[_Conn, float]] = []
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
-        """POST ``body``; raises HttpTimeout or HttpBroken (the connection is then dropped)."""
+        """POST ``body``; raises HttpTimeout or HttpBroken (the connection is then dropped).
+
+        A kept-alive connection the server closed while it was idle fails before any answer;
+        the request then goes once more on a new connection (uvicorn closes idle connections
+        after 5 s; ones idle longer than :data:`IDLE_MAX_S` are not reused at all)."""
         async with self._gate:
-            conn = self._idle.pop() if self._idle else None
-            sent_at, started = time.time(), time.monotonic()
-            try:
-                if conn is None:
-                    conn = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port), self.timeout_s
-                    )
-                answer = await asyncio.wait_for(self._exchange(conn, path, body, headers),
-                                                self.timeout_s)  # fmt: skip
-            except TimeoutError as exc:
-                _close(conn)
-                raise HttpTimeout(f"no answer within {self.timeout_s}s") from exc
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                _close(conn)
-                raise HttpBroken(str(exc) or type(exc).__name__) from exc
-            if answer.headers.get("connection", "").lower() == "close":
-                _close(conn)
-            else:
-                self._idle.append(conn)
-            return dataclasses.replace(answer, sent_at=sent_at, seconds=time.monotonic() - started)
+            conn = self._reusable()
+            if conn is not None:
+                try:
+                    return await self._attempt(conn, path, body, headers)
+                except HttpBroken:
+                    pass
+            return await self._attempt(None, path, body, headers)
+
+    def _reusable(self) -> _Conn | None:
+        now = time.monotonic()
+        while self._idle:
+            conn, since = self._idle.pop()
+            if now - since < IDLE_MAX_S:
+                return conn
+            _close(conn)
+        return None
+
+    async def _attempt(
+        self, conn: _Conn | None, path: str, body: bytes, headers: dict[str, str]
+    ) -> Answer:
+        sent_at, started = time.time(), time.monotonic()
+        try:
+            if conn is None:
+                conn = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), self.timeout_s
+                )
+            answer = await asyncio.wait_for(
+                self._exchange(conn, path, body, headers), self.timeout_s
+            )
+        except TimeoutError as exc:
+            _close(conn)
+            raise HttpTimeout(f"no answer within {self.timeout_s}s") from exc
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            _close(conn)
+            raise HttpBroken(str(exc) or type(exc).__name__) from exc
+        if answer.headers.get("connection", "").lower() == "close":
+            _close(conn)
+        else:
+            self._idle.append((conn, time.monotonic()))
+        return dataclasses.replace(answer, sent_at=sent_at, seconds=time.monotonic() - started)
 
     async def close(self) -> None:
         while self._idle:
-            _close(self._idle.pop())
+            _close(self._idle.pop()[0])
 
     async def _exchange(
         self, conn: _Conn, path: str, body: bytes, headers: dict[str, str]

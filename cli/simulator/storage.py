@@ -4,18 +4,23 @@ Readings are keyed by (device_id, event_id, ts); the simulator knows the device 
 of every reading it got an ack for, and asks for those pairs in chunks. The row's
 ``ingested_at`` (``now()`` of the sink's transaction) minus the wall-clock time the reading was
 sent is its send-to-row latency; the simulator and the stack share one machine's clock.
-Readings not found are asked for again until all are there or the wait runs out.
+Readings not found are asked for again until all are there or the wait runs out; a lost
+connection (Postgres restarting) is opened again within the same wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Sequence
 
 import asyncpg
 
 from cli.simulator.tally import Acked, StorageCheck
+
+log = logging.getLogger(__name__)
 
 CHUNK = 20_000
 _QUERY = """
@@ -33,17 +38,30 @@ async def check_storage(
     pending = {(reading.device_id, reading.event_id): reading.sent_at for reading in acked}
     latencies: list[float] = []
     started = time.monotonic()
-    conn = await asyncpg.connect(dsn)
+    conn: asyncpg.Connection | None = None
     try:
         while True:
-            await _collect(conn, pending, latencies)
+            try:
+                conn = conn or await asyncpg.connect(dsn)
+                await _collect(conn, pending, latencies)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # Postgres restarting is not a missing reading: ask again until the wait ends.
+                log.warning("storage check: %s; asking again", exc)
+                await _closed(conn)
+                conn = None
             if not pending or time.monotonic() - started >= timeout_s:
                 break
             await asyncio.sleep(poll_s)
     finally:
-        await conn.close()
+        await _closed(conn)
     waited = time.monotonic() - started
     return StorageCheck(len(acked), len(acked) - len(pending), waited, latencies)
+
+
+async def _closed(conn: asyncpg.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await conn.close(timeout=5)
 
 
 async def _collect(

@@ -8,8 +8,11 @@ one seed gives the same fleet and the same schedule on every run.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from schemas.readings import DEVICE_ID_PATTERN
 
 IMPORT_CHUNK = 10_000
 """Devices per bulk-import request (the admin route takes at most this many)."""
@@ -71,6 +74,8 @@ class Plan:
 
     def __post_init__(self) -> None:
         _positive("devices", self.devices)
+        if not re.match(DEVICE_ID_PATTERN, self.device_id(self.devices - 1)):
+            raise PlanError(f"prefix {self.prefix!r} makes device ids the registry refuses")
         if self.duration_s is None and self.readings is None:
             raise PlanError("duration_s or readings: at least one bounds the run")
         if self.duration_s is not None:
@@ -87,6 +92,9 @@ class Plan:
             raise PlanError("jitter must be below 1 (an interval must stay positive)")
         if self.offline_s < 0 or self.skew_s < 0 or self.retries < 0:
             raise PlanError("offline_s, skew_s and retries must be >= 0")
+        self._check_connections()
+
+    def _check_connections(self) -> None:
         if self.mqtt_devices > self.mqtt_max_connections:
             raise PlanError(
                 f"mqtt_share gives {self.mqtt_devices} MQTT devices, more than "

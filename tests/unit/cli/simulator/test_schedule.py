@@ -127,6 +127,7 @@ def test_a_bad_share_does_not_move_the_good_devices_timings() -> None:
         ({"jitter": 1.0}, "jitter"),
         ({"rate_per_s": 0.0}, "rate_per_s"),
         ({"devices": 100, "mqtt_share": 1.0, "mqtt_max_connections": 50}, "mqtt_max_connections"),
+        ({"prefix": "bad prefix/"}, "prefix"),
     ],
 )
 def test_a_plan_that_cannot_run_is_refused_naming_the_field(

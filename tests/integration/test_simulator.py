@@ -38,16 +38,23 @@ async def database(pipeline: Settings) -> AsyncIterator[Settings]:
     as it starts; the shared test database holds the devices of every other test (100,000 and
     more from the bulk tests), too many to republish at each start."""
     name = f"fleetstream_sim_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pipeline.postgres.dsn())
+    await _admin(pipeline, f'CREATE DATABASE "{name}"')
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        settings = pipeline.model_copy(
+        yield pipeline.model_copy(
             update={"postgres": pipeline.postgres.model_copy(update={"database": name})}
         )
-        yield settings
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await _admin(pipeline, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(settings: Settings, statement: str) -> None:
+    """One statement on a connection of its own (the stack's Postgres may have restarted
+    while the test ran)."""
+    conn = await asyncpg.connect(settings.postgres.dsn())
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

@@ -106,11 +106,15 @@ class Quarantine:
         try:
             return decoder(value)
         except (msgspec.DecodeError, ValueError, TypeError) as exc:
-            self.letters.append(self._letter(key, value, exc, self.clock()))
-            log.warning(
-                "%s: row of %r does not decode (%s): dead-lettered and reset", self.table, key, exc
-            )
+            self.quarantine(key, value, exc)
             return None
+
+    def quarantine(self, key: bytes, value: bytes, exc: Exception) -> None:
+        """Dead-letter a stored row found not to decode (its caller resets it)."""
+        self.letters.append(self._letter(key, value, exc, self.clock()))
+        log.warning(
+            "%s: row of %r does not decode (%s): dead-lettered and reset", self.table, key, exc
+        )
 
     def take(self) -> list[Record]:
         letters, self.letters = self.letters, []

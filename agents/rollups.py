@@ -49,7 +49,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from agents.changelog import Quarantine, TableRows
 from agents.curated import ITEMS_PER_TURN, TABLE_WRITE_ITEMS, Batch, Item, Turns, new_items
@@ -68,7 +70,6 @@ from schemas.status import (
     Rollup,
     RollupState,
     decode_rollup,
-    decode_rollup_state,
     encode,
 )
 from streams import tables
@@ -132,12 +133,16 @@ class RollupTracker:
                 continue
             if received > state.newest_received:
                 state.newest_received = received
-            window = windows.get(start)
-            if window is None:
+            stored: Any = windows.get(start)
+            if stored is None:
                 if len(windows) >= self.max_windows and not self._make_room(state, start):
                     state.dropped_fields += _numbers_in(item.sensors)
                     continue
                 window = windows[start] = {}
+            elif stored.__class__ is msgspec.Raw:  # as stored: decoded once it takes a reading
+                window = windows[start] = _decode_window(stored)
+            else:
+                window = stored
             dropped = _add(window, item.sensors, max_fields)
             if dropped:
                 state.dropped_fields += dropped
@@ -164,6 +169,52 @@ class RollupTracker:
                 return False
             del windows[oldest]
         return True
+
+
+class UndecodableWindow(ValueError):
+    """A stored window of a device's row does not decode (its row is quarantined)."""
+
+
+_window_decoder = msgspec.json.Decoder(dict[str, list[float]])
+
+
+def _decode_window(raw: msgspec.Raw) -> Window:
+    try:
+        return cast(Window, _window_decoder.decode(raw))
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise UndecodableWindow(f"a stored window does not decode: {exc}") from exc
+
+
+class StoredRow(msgspec.Struct, kw_only=True):
+    """A rollup row as read from the table: :class:`~schemas.status.RollupState` with each
+    window left encoded (``msgspec.Raw``). A tick writes the device's row again, but only the
+    windows that took readings since are decoded and encoded again; the others (most of a
+    row: the grace period keeps ~8 windows open) go back out as the bytes they came in as.
+    Same fields as RollupState (a unit test holds them together)."""
+
+    device_id: str
+    windows: dict[int, msgspec.Raw] = {}
+    newest_received: float = 0.0
+    late: int = 0
+    positions: dict[str, tuple[int, int]] = {}
+    dropped_fields: int = 0
+
+
+_stored_decoder = msgspec.json.Decoder(StoredRow)
+
+
+def decode_stored(data: bytes) -> RollupState:
+    """A stored row, its windows still encoded (they decode when they take a reading); the
+    row encodes back with :func:`schemas.status.encode` as it was."""
+    row = _stored_decoder.decode(data)
+    return RollupState(
+        device_id=row.device_id,
+        windows=cast(Any, row.windows),
+        newest_received=row.newest_received,
+        late=row.late,
+        positions=row.positions,
+        dropped_fields=row.dropped_fields,
+    )
 
 
 def rollups_of(device_id: str, touched: Touched) -> list[Rollup]:
@@ -251,17 +302,37 @@ def _name_of(names: dict[str, str], sensor: str, field: str) -> str:
 
 def _rollup(device_id: str, start: int, name: str, aggregate: list[Any]) -> Rollup:
     count, low, high, total = aggregate
+    bounds = _BOUNDS.get(start)
+    if bounds is None:
+        bounds = _bounds(start)
     return Rollup(
         device_id=device_id,
         field=name,
-        window_start=datetime.fromtimestamp(start, UTC),
-        window_end=datetime.fromtimestamp(start + WINDOW_S, UTC),
+        window_start=bounds[0],
+        window_end=bounds[1],
         count=int(count),
         min=low,
         max=high,
         sum=total,
         mean=total / count,
     )
+
+
+_BOUNDS: dict[int, tuple[datetime, datetime]] = {}
+"""A window's start and end as datetimes, by its start: the whole fleet shares the few
+windows that are open, so they are made once, not twice per rollup record."""
+_BOUNDS_KEPT = 1000
+"""A bound, not an LRU (devices far ahead or behind make windows of their own)."""
+
+
+def _bounds(start: int) -> tuple[datetime, datetime]:
+    if len(_BOUNDS) >= _BOUNDS_KEPT:
+        _BOUNDS.clear()
+    bounds = _BOUNDS[start] = (
+        datetime.fromtimestamp(start, UTC),
+        datetime.fromtimestamp(start + WINDOW_S, UTC),
+    )
+    return bounds
 
 
 def slot_of(device_id: str, slots: int) -> int:
@@ -301,9 +372,20 @@ class PendingRollups:
     ``p + slots``: by then every slot, so every device of the batch, was written after it was
     applied."""
 
-    def __init__(self, tracker: RollupTracker, slots: int) -> None:
+    def __init__(
+        self,
+        tracker: RollupTracker,
+        slots: int,
+        on_undecodable: Callable[[str, Exception], None] = lambda device_id, exc: None,
+    ) -> None:
         self.tracker, self.slots = tracker, slots
+        self.on_undecodable = on_undecodable
+        """Told when a device's stored row holds a window that does not decode: the row is
+        then reset, as one that does not decode at all (``agents.changelog.Quarantine``)."""
         self._devices: dict[str, _Device] = {}
+        self._by_slot: list[dict[str, None]] = [{} for _ in range(slots)]
+        """The pending devices of each slot, in the order they were applied: a tick looks
+        at its own slot's devices only, not at every pending device."""
         self._batches: deque[tuple[int, list[Any]]] = deque()
         self._ticks = 0
 
@@ -323,8 +405,15 @@ class PendingRollups:
         fresh = new_items(items, device.state.positions)
         if not fresh:
             return 0
-        device.touched.update(self.tracker.add(device.state, fresh))
-        self._devices[device_id] = device
+        try:
+            device.touched.update(self.tracker.add(device.state, fresh))
+        except UndecodableWindow as exc:
+            self.on_undecodable(device_id, exc)
+            device.state = RollupState(device_id=device_id, positions=device.state.positions)
+            device.touched = self.tracker.add(device.state, fresh)
+        if device_id not in self._devices:
+            self._devices[device_id] = device
+            self._by_slot[device.slot][device_id] = None
         return len(fresh)
 
     def took(self, events: list[Any]) -> None:
@@ -334,7 +423,7 @@ class PendingRollups:
     def tick(self) -> Due:
         self._ticks += 1
         slot = self._ticks % self.slots
-        due = [d for d, device in self._devices.items() if device.slot == slot]
+        due = list(self._by_slot[slot])
         acked: list[Any] = []
         while self._batches and self._batches[0][0] <= self._ticks - self.slots:
             acked += self._batches.popleft()[1]
@@ -353,6 +442,7 @@ class PendingRollups:
         rows: list[tuple[Any, RollupState]] = []
         for device_id in device_ids:
             device = self._devices.pop(device_id)
+            del self._by_slot[device.slot][device_id]
             rollups += rollups_of(device_id, device.touched)
             rows.append((device.event, device.state))
         return Due(rollups, rows, acked)
@@ -383,8 +473,8 @@ class Rollups:
             max_fields=stream.rollup_max_fields,
             max_windows=stream.rollup_max_windows,
         )
-        self.pending = PendingRollups(tracker, slots)
         self.quarantine = Quarantine(self.table, ctx.clock)
+        self.pending = PendingRollups(tracker, slots, self._undecodable)
         self.deadletter_topic = settings.topics.deadletter
         self._stream: Any = None
         self._lock = asyncio.Lock()
@@ -412,7 +502,13 @@ class Rollups:
     def _load(self, device_id: str) -> RollupState | None:
         """The device's row as last written."""
         key = device_id.encode()
-        return self.quarantine.decode(key, self.table.get(key), decode_rollup_state)
+        return self.quarantine.decode(key, self.table.get(key), decode_stored)
+
+    def _undecodable(self, device_id: str, exc: Exception) -> None:
+        """A stored window of the device's row did not decode: the row as stored is
+        dead-lettered (and the device starts afresh, ``PendingRollups.apply``)."""
+        key = device_id.encode()
+        self.quarantine.quarantine(key, self.table.get(key) or b"", exc)
 
     async def tick(self, *, everything: bool = False) -> None:
         """Publish and write one slot's devices (or all), then ack the batches that are

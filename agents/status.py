@@ -40,15 +40,26 @@ rollups and alerts stay: they are history.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, cast
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+import msgspec
 
 from agents.changelog import Quarantine, TableRows
-from agents.curated import TABLE_WRITE_ITEMS, Batch, Item, LastValues, Turns, new_items
+from agents.curated import (
+    ITEMS_PER_TURN,
+    TABLE_WRITE_ITEMS,
+    Batch,
+    Item,
+    LastValues,
+    Turns,
+    new_items,
+)
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.status import (
@@ -174,21 +185,80 @@ class _Message:
     partition: int
 
 
-@dataclass
+class Live(Protocol):
+    """What the deadlines read of a status row (a whole one, or only these fields)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def last_seen(self) -> datetime: ...
+    @property
+    def online(self) -> bool: ...
+
+
 class Deadlines:
-    """When each online device of this worker's active partitions goes offline (epoch s)."""
+    """When each online device of this worker's active partitions goes offline (epoch s).
 
-    by_device: dict[str, float] = field(default_factory=dict)
-    partitions: frozenset[int] | None = None
+    A heap of ``(deadline, device)`` beside the current deadline of each device, so the timer
+    looks only at the devices that are due, not at the whole fleet. A device noted again
+    leaves its older entry in the heap, skipped when it comes up (and dropped when the heap
+    is rebuilt, once it holds more than twice the devices)."""
 
-    def note(self, state: DeviceState, timeout_s: int) -> None:
-        if state.online:
-            self.by_device[state.device_id] = state.last_seen.timestamp() + timeout_s
-        else:
-            self.by_device.pop(state.device_id, None)
+    def __init__(self, partitions: frozenset[int] | None = None) -> None:
+        self.by_device: dict[str, float] = {}
+        self.partitions = partitions
+        self._heap: list[tuple[float, str]] = []
+
+    def note(self, state: Live, timeout_s: int) -> None:
+        device_id = state.device_id
+        if not state.online:
+            self.by_device.pop(device_id, None)
+            return
+        deadline = state.last_seen.timestamp() + timeout_s
+        if self.by_device.get(device_id) == deadline:
+            return
+        self.by_device[device_id] = deadline
+        heapq.heappush(self._heap, (deadline, device_id))
+        if len(self._heap) > 2 * len(self.by_device) + _HEAP_SLACK:
+            self._rebuild()
+
+    def forget(self, device_id: str) -> None:
+        self.by_device.pop(device_id, None)
 
     def due(self, now: float) -> list[str]:
-        return [device for device, deadline in self.by_device.items() if deadline <= now]
+        """The devices whose deadline is ``now`` or earlier. They stay due until they are
+        noted again (a later deadline, or offline) or forgotten."""
+        heap, by_device = self._heap, self.by_device
+        due: list[str] = []
+        while heap and heap[0][0] <= now:
+            deadline, device_id = heapq.heappop(heap)
+            if by_device.get(device_id) == deadline and (not due or due[-1] != device_id):
+                due.append(device_id)
+        for device_id in due:
+            heapq.heappush(heap, (by_device[device_id], device_id))
+        return due
+
+    def _rebuild(self) -> None:
+        self._heap = [(deadline, device) for device, deadline in self.by_device.items()]
+        heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        return len(self.by_device)
+
+
+_HEAP_SLACK = 1024
+"""Stale heap entries tolerated before a rebuild, whatever the fleet's size."""
+
+
+class _Liveness(msgspec.Struct):
+    """What the deadlines need of a status row: decoded without its values and positions."""
+
+    device_id: str
+    last_seen: datetime
+    online: bool = False
+
+
+_liveness_decoder = msgspec.json.Decoder(_Liveness)
 
 
 class DeviceStatus:
@@ -278,7 +348,7 @@ class DeviceStatus:
             rows = TableRows(self.table)
             for device_id in gone:
                 rows.add(self._partition_event(device_id), device_id.encode(), None)
-                self.deadlines.by_device.pop(device_id, None)
+                self.deadlines.forget(device_id)
             await rows.write(self.ctx.publish)
         log.info("dropped the status of %d deleted devices", len(gone))
 
@@ -288,8 +358,9 @@ class DeviceStatus:
             return
         active = self._active_partitions()
         if active != self.deadlines.partitions:
-            self._index(active)
-        now = datetime.now(UTC)
+            async with self.lock:
+                await self._index(active)
+        now = self.ctx.clock()
         due = self.deadlines.due(now.timestamp())
         if not due:
             return
@@ -299,7 +370,7 @@ class DeviceStatus:
             for device_id in due:
                 state = self.state(device_id)
                 if state is None or partition_for(device_id, self.partitions) not in active:
-                    self.deadlines.by_device.pop(device_id, None)
+                    self.deadlines.forget(device_id)
                     continue
                 change = self.tracker.expire(state, now)
                 if change is None:  # a registry timeout grew: look again later
@@ -346,22 +417,43 @@ class DeviceStatus:
             if tp.topic == self.curated_topic
         )
 
-    def _index(self, active: frozenset[int]) -> None:
-        """Rebuild the deadlines after a rebalance: one pass over the table."""
-        deadlines = Deadlines(partitions=active)
-        for key, value in _items(self.table):
-            device_id = key.decode()
-            if partition_for(device_id, self.partitions) in active:
-                state = self.quarantine.decode(key, value, decode_device_state)
-                if state is None:
-                    continue
-                deadlines.note(state, self.tracker.timeout_for(device_id))
-        self.deadlines = deadlines
+    async def _index(self, active: frozenset[int]) -> None:
+        """Follow a rebalance: forget the devices of partitions no longer ours, and index the
+        online devices of the partitions that are new to us (the others' deadlines stay), a
+        few ms of work per turn of the event loop. Under the lock: no batch writes meanwhile."""
+        deadlines, partitions = self.deadlines, self.partitions
+        added = active - deadlines.partitions if deadlines.partitions is not None else active
+        turn = Turns(INDEX_UNITS_PER_TURN)
+        for device_id in list(deadlines.by_device):
+            if partition_for(device_id, partitions) not in active:
+                deadlines.forget(device_id)
+            await turn.took()
+        deadlines.partitions = active
+        if added:
+            for key, value in _items(self.table):
+                device_id = key.decode()
+                if partition_for(device_id, partitions) in added:
+                    self._index_row(key, value)
+                    await turn.took(INDEX_ROW_UNITS)
+                await turn.took()
         log.info(
-            "status timer: %d online devices on partitions %s",
-            len(deadlines.by_device),
+            "status timer: %d online devices on partitions %s (%d newly indexed)",
+            len(deadlines),
             sorted(active),
+            len(added),
         )
+
+    def _index_row(self, key: bytes, value: bytes) -> None:
+        row = self.quarantine.decode(key, value, _liveness_decoder.decode)
+        if row is not None and row.online:
+            timeout_s = self.tracker.timeout_for(row.device_id)
+            self.deadlines.note(row, timeout_s)
+
+
+INDEX_UNITS_PER_TURN = 10 * ITEMS_PER_TURN
+"""Units of index work between two turns of the event loop: a key looked at is one, a row
+decoded ``INDEX_ROW_UNITS`` (a few ms of work per turn)."""
+INDEX_ROW_UNITS = 10
 
 
 def _items(table: Any) -> Iterable[tuple[bytes, bytes]]:

@@ -77,6 +77,9 @@ class Plan:
     """py-spy on a worker: "auto" (when one worker misses its target), "always" or "never"."""
     floor: bool = False
     """Last: ``bench.floor`` in this process, and the budget it leaves beside the pipeline's."""
+    fleet_cost: bool = False
+    """``bench.fleet_cost``: worker CPU per reading at 2k, 20k and 100k registered devices."""
+    fleet_cost_rounds: int = 3
 
 
 def all_plan() -> Plan:
@@ -89,6 +92,7 @@ def all_plan() -> Plan:
         kafka_tools=True,
         per_message_baselines=True,
         floor=True,
+        fleet_cost=True,
     )
 
 
@@ -107,7 +111,8 @@ def run(
         ctx = Context(get_settings(), Path(tmp), progress)
         measured: list[Result] = []
         failures: list[str] = []
-        for name, step in _steps(plan, ctx, measured):
+        texts: dict[str, list[str]] = {}
+        for name, step in _steps(plan, ctx, measured, texts):
             ctx.wait_for_stack()
             begun = time.monotonic()
             progress(f"== {name}")
@@ -125,6 +130,7 @@ def run(
             versions=versions(ctx.base, quix=plan.per_message_baselines),
             results=measured,
             notes=[*ctx.notes, *failures],
+            texts=texts,
         )
         target = results or RESULTS
         replaced = record_run(blocks, target)
@@ -138,7 +144,9 @@ def run(
 Step = tuple[str, Callable[[], list[Result]]]
 
 
-def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
+def _steps(
+    plan: Plan, ctx: Context, results: list[Result], texts: dict[str, list[str]]
+) -> list[Step]:
     from bench.baselines import kafka_tools, suite
 
     steps: list[Step] = []
@@ -198,6 +206,16 @@ def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
                 ),
             )
         )
+    return steps + _last_steps(plan, ctx, results, texts)
+
+
+def _last_steps(
+    plan: Plan, ctx: Context, results: list[Result], texts: dict[str, list[str]]
+) -> list[Step]:
+    """The in-process steps, after those that start processes of their own."""
+    steps: list[Step] = []
+    if plan.fleet_cost:
+        steps.append(("fleet cost", lambda: _fleet_cost(plan, ctx, texts)))
     if plan.floor:  # last: it tunes this process's garbage collector as the worker does
         steps.append(("floor", lambda: _floor(ctx, results)))
     return steps
@@ -229,6 +247,14 @@ def _mqtt_steps(plan: Plan, ctx: Context) -> list[Step]:
             )
         )
     return steps
+
+
+def _fleet_cost(plan: Plan, ctx: Context, texts: dict[str, list[str]]) -> list[Result]:
+    from bench import fleet_cost
+
+    cost = fleet_cost.run(ctx.base, rounds=plan.fleet_cost_rounds, progress=ctx.progress)
+    texts["fleet-cost"] = fleet_cost.report(cost)
+    return []
 
 
 def _floor(ctx: Context, results: list[Result]) -> list[Result]:

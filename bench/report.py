@@ -31,6 +31,8 @@ SCENARIO_TITLES = {
     "mqtt": "mqtt: paho publishers → Mosquitto → one bridge → worker → rows in Postgres",
     "mqtt-front": "mqtt-front: MQTT publishers → one MQTT front (PUBACK after Kafka's ack) → "
     "worker → rows in Postgres",
+    "fleet-cost": "fleet-cost: one worker's CPU per reading at 2,000, 20,000 and 100,000 "
+    "registered devices (agents in process, virtual clock)",
 }
 CPU_ORDER = ("api", "worker", "app", "kafka", "postgres", "redis", "load", "other")
 
@@ -241,9 +243,12 @@ def format_blocks(
     versions: Mapping[str, str],
     results: Sequence[Result],
     notes: Sequence[str] = (),
+    texts: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Block]:
     """The blocks of one run: each scenario measured, then the targets and the run's notes
-    (when a target was measured or there are notes)."""
+    (when a target was measured or there are notes). ``texts`` holds the lines of scenarios
+    that report more than a table of results (``fleet-cost``)."""
+    texts = texts or {}
     header = [
         f"Run {run_time(when)}. Command: `{command}`",
         "",
@@ -253,6 +258,11 @@ def format_blocks(
     ]
     blocks = []
     for scenario, title in SCENARIO_TITLES.items():
+        if scenario in texts:
+            blocks.append(
+                Block(scenario, "\n".join([f"### {title}", "", *header, *texts[scenario]]))
+            )
+            continue
         chosen = [r for r in results if r.scenario == scenario]
         if chosen:
             text = "\n".join([f"### {title}", "", *header, *format_table(chosen)])

@@ -147,6 +147,17 @@ def floor() -> None:
     _run(Plan(floor=True))
 
 
+@bench_app.command("fleet-cost")
+def fleet_cost(
+    rounds: Annotated[int, typer.Option(min=1, max=20, help="interleaved rounds")] = 3,
+) -> None:
+    """One worker's CPU per reading at 2k, 20k and 100k registered devices, same total rate
+    (agents in process on a virtual clock), and memory per device (``bench.fleet_cost``)."""
+    from bench.harness import Plan
+
+    _run(Plan(fleet_cost=True, fleet_cost_rounds=rounds))
+
+
 @bench_app.command()
 def baselines(
     kafka_tools: Annotated[bool, typer.Option(help="Kafka's perf tools")] = True,

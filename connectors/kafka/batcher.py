@@ -86,6 +86,10 @@ class EnvelopeBatcher:
             envelope.size += len(item) + 1
             waits.add(envelope.done)
         self._schedule_flush()
+        if len(waits) == 1:  # one envelope (an MQTT message, a small request): no wait() set-up
+            # shielded: a cancelled submitter must not cancel the envelope others wait for
+            await asyncio.shield(next(iter(waits)))
+            return
         await asyncio.wait(waits)
         for done in waits:
             done.result()  # raises the first failure; every future's outcome is retrieved

@@ -149,7 +149,8 @@ class Connection:
         while not self._closing:
             timeout = self.keepalive_s * 1.5 if self.keepalive_s else None
             try:
-                kind, flags, body = await asyncio.wait_for(self._read(), timeout)
+                async with asyncio.timeout(timeout):  # unlike wait_for, no task per packet
+                    kind, flags, body = await self._read()
             except TimeoutError:
                 self._disconnect(KEEP_ALIVE_TIMEOUT)
                 return
@@ -213,16 +214,17 @@ class Connection:
         """One packet: type, flags, body; ``limit`` bounds its size (the connection's own
         maximum by default)."""
         limit = self.max_packet_bytes if limit is None else limit
-        first = (await self.reader.readexactly(1))[0]
-        length, shift = 0, 0
-        for _ in range(4):
-            byte = (await self.reader.readexactly(1))[0]
-            length += (byte & 0x7F) << shift
+        first, byte = await self.reader.readexactly(2)  # most packets say their length in a byte
+        length, shift = byte & 0x7F, 7
+        for _ in range(3):
             if not byte & 0x80:
                 break
+            byte = (await self.reader.readexactly(1))[0]
+            length += (byte & 0x7F) << shift
             shift += 7
         else:
-            raise ProtocolError("remaining length longer than 4 bytes")
+            if byte & 0x80:
+                raise ProtocolError("remaining length longer than 4 bytes")
         packets.check_flags(first >> 4, first & 0x0F)
         if length > limit:
             raise ProtocolError(f"packet of {length} bytes; at most {limit}", 0x95)

@@ -33,6 +33,7 @@ class FrontMetrics:
             "fleet_mqtt_puback_seconds", "from PUBLISH read to Kafka's ack (QoS 1)",
             buckets=_SECONDS, registry=r,
         )  # fmt: skip
+        self._accepted = self.publishes.labels("accepted")  # every publish: no label lookup
 
     def connected(self, change: int) -> None:
         self.connections.inc(change)
@@ -41,6 +42,11 @@ class FrontMetrics:
         self.refusals.labels(reason).inc()
 
     def taken(self, done: asyncio.Future[int], started: float | None) -> None:
+        if not done.cancelled() and done.exception() is None and done.result() == SUCCESS:
+            self._accepted.inc()
+            if started is not None:
+                self.puback_seconds.observe(time.perf_counter() - started)
+            return
         if done.cancelled():
             outcome = "cancelled"
         elif isinstance(done.exception(), KafkaTrouble):
@@ -48,10 +54,8 @@ class FrontMetrics:
         elif done.exception() is not None:
             outcome = "error"
         else:
-            outcome = "accepted" if done.result() == SUCCESS else f"refused:{done.result():#x}"
+            outcome = f"refused:{done.result():#x}"
         self.publishes.labels(outcome).inc()
-        if started is not None and outcome == "accepted":
-            self.puback_seconds.observe(time.perf_counter() - started)
 
     def snapshot(self) -> dict[str, Any]:
         """Totals since this front started, and the PUBACK latency's p50 and p99 (the upper

@@ -97,3 +97,19 @@ async def test_envelopes_stay_under_the_byte_limit(max_bytes: int) -> None:
     sizes = [len(record.value or b"") for call in producer.calls for record in call]
     assert len(sizes) > 1
     assert max(sizes) <= max_bytes
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_envelope_of_the_others() -> None:
+    """A device that disconnects cancels its own wait; the readings it shares an envelope with
+    are still produced and their callers answered."""
+    producer = GatedProducer()
+    batcher = EnvelopeBatcher(producer, "raw", 4, BatcherLimits(linger_s=0.001))
+    leaving = asyncio.create_task(batcher.submit([item("dev-a", 0)]))
+    staying = asyncio.create_task(batcher.submit([item("dev-a", 1)]))
+    await producer.called.wait()
+    leaving.cancel()
+    await asyncio.gather(leaving, return_exceptions=True)
+    producer.gate.set()
+    await staying
+    ((record,),) = producer.calls
+    assert len(event_ids(record)) == 2

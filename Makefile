@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-slow lint unit integration soak setup venv stack-down bench clean
+.PHONY: run test test-slow screenshots lint unit integration soak setup venv stack-down bench clean
 
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
@@ -19,6 +19,10 @@ test: venv lint  ## set up everything, then lint, unit (today and 400 days ahead
 test-slow: venv  ## the fleet-size and cluster tests (minutes each); CI runs them after `make test`
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/integration -q -m slow
+
+screenshots: venv  ## photograph the operator views into docs/screenshots (on purpose, not every test run)
+	$(RUN) fleetstream setup
+	FLEET_SCREENSHOTS_DIR=docs/screenshots $(RUN) pytest tests/integration/test_operator_views.py -q -k browser
 
 lint: venv
 	$(RUN) ruff check .

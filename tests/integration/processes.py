@@ -68,6 +68,10 @@ class ApiProcess(ServiceProcess):
     command = "api"
 
 
+class FrontProcess(ServiceProcess):
+    command = "mqtt-front"
+
+
 def run_cli(settings: Settings, *args: str, timeout_s: float = 120.0) -> str:
     """``fleetstream ARGS`` with ``settings``; its standard output (it must exit 0)."""
     result = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments

@@ -25,17 +25,13 @@ from tests import clock
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.mqtt_tools import FrontDevice
-from tests.integration.processes import ServiceProcess, WorkerProcess
+from tests.integration.processes import FrontProcess, WorkerProcess
 from tests.support import free_port, wait_until
 
 TOPIC = "neurobuild/sensors/{}/data"
 KILLS = 20
 REGISTRATIONS = 1000 if os.environ.get("FLEET_SOAK_S") else 300
 """Devices registered in a row: 300 in ``make test`` (~100 ms each here), 1,000 in ``make soak``."""
-
-
-class FrontProcess(ServiceProcess):
-    command = "mqtt-front"
 
 
 @pytest.fixture

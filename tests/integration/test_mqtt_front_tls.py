@@ -25,16 +25,12 @@ from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import raw_events, read_all
 from tests.integration.mqtt_tools import FrontDevice
-from tests.integration.processes import ServiceProcess
+from tests.integration.processes import FrontProcess
 from tests.support import free_port, wait_until
 
 TOPIC = "neurobuild/sensors/{}/data"
 # A CONNECT of MQTT 3.1.1 (client id "x", clean session): what a device without TLS would send.
 PLAIN_CONNECT = bytes([0x10, 13, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 30, 0, 1]) + b"x"
-
-
-class FrontProcess(ServiceProcess):
-    command = "mqtt-front"
 
 
 class TlsDevice(FrontDevice):

@@ -24,7 +24,7 @@ from schemas.settings import DEV_ADMIN_TOKEN, Settings
 from tests.factories import device_ids, raw_event
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import produce
-from tests.integration.processes import PROJECT_ROOT, WorkerProcess
+from tests.integration.processes import PROJECT_ROOT, FrontProcess, WorkerProcess
 from tests.integration.stream_core import core_settings
 from tests.support import free_port, wait_until
 
@@ -39,7 +39,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(os.environ.get("FLEET_SCREENSHOTS_DIR", PROJECT_ROOT / "docs" / "screenshots"))
+SCREENSHOTS = Path(
+    os.environ.get("FLEET_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="fleet-screenshots-")
+)
+"""Where the pages are photographed: a temporary folder, unless ``make screenshots`` points
+this at docs/screenshots (a test run never rewrites the committed pictures)."""
 START_S = 120.0
 """A fresh worker joins its group, recovers its tables and reads the registries first."""
 SEEN_S = 60.0
@@ -56,14 +60,19 @@ def chromium() -> Path:
 
 @pytest.fixture
 def ops_worker(pipeline: Settings, tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcess]]:
-    """A worker with its web server on a free port, a fast status timer, the memory store."""
+    """A worker with its web server on a free port, a fast status timer, the memory store; and
+    an MQTT front beside it, which the overview shows."""
     settings = core_settings(pipeline)
     worker = settings.worker.model_copy(update={"web_enabled": True, "web_port": free_port()})
-    settings = settings.model_copy(update={"worker": worker})
+    front = settings.mqtt_front.model_copy(update={"port": free_port(), "health_port": free_port()})
+    settings = settings.model_copy(update={"worker": worker, "mqtt_front": front})
+    front_process = FrontProcess(settings, tmp_path / "front.log")
+    front_process.start()
     process = WorkerProcess(settings, tmp_path / "worker.log")
     process.start()
     yield settings, process
     process.stop()
+    front_process.stop()
 
 
 @pytest.fixture
@@ -215,6 +224,13 @@ async def test_operator_views_in_a_browser(
         assert await text_of(page, "#devices-offline") == "0"
         assert settings.topics.curated in await text_of(page, "#workers")
         assert settings.worker.app_id in await text_of(page, "#lag")
+        front_url = f"http://127.0.0.1:{settings.mqtt_front.health_port}"
+        front_row = f'#fronts tr[data-front="{front_url}"]'
+
+        async def front_up() -> bool:  # the front's own /health answer, through the worker
+            return "ok (pid" in await text_of(page, front_row)
+
+        await wait_until(front_up, timeout_s=START_S, what=lambda: f"the front row {front_url}")
         await screenshot(page, "overview")
 
         # A device page shows the reading just posted (Postgres), its status (routed lookup).

@@ -39,7 +39,7 @@ from tests.factories import device_ids
 from tests.integration.cluster_tools import Cluster, start_cluster
 from tests.integration.fleet import Fleet
 from tests.integration.mqtt_tools import FrontDevice
-from tests.integration.processes import ApiProcess, ServiceProcess, WorkerProcess
+from tests.integration.processes import ApiProcess, FrontProcess, ServiceProcess, WorkerProcess
 from tests.integration.steady_load import Answer, MqttLoad, http_device
 from tests.support import free_port, isolated, wait_until
 
@@ -52,10 +52,6 @@ ELECTION_GRACE_S = 3.0
 """After the last raw partition has a live leader in the metadata, clients still need a moment
 to fetch that metadata; a 503 of a request sent later than this is not the election's."""
 WARM_UP_ACKS = 300
-
-
-class FrontProcess(ServiceProcess):
-    command = "mqtt-front"
 
 
 @dataclass

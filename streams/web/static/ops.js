@@ -199,7 +199,7 @@
           item.status === "ok" ? "" : "warn");
         cell(row, item.connections, "num");
         const publishes = item.publishes || {};
-        cell(row, publishes.accepted || 0, "num");
+        cell(row, item.error ? null : publishes.accepted || 0, "num");
         cell(row, counts(publishes, "accepted"));
         cell(row, counts(item.refusals || {}));
         cell(row, item.puback ? seconds(item.puback.p50_s) + " / " + seconds(item.puback.p99_s) : "–");

@@ -35,12 +35,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench import ingest
-from bench.context import Context, delete_run_data, fresh_topics, wait_run_stored
+from bench import fleet_devices, ingest
+from bench.context import Context, fresh_topics, wait_run_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet, readings
 from bench.procs import BenchError, Started, bench_settings, services, start, stop
@@ -85,7 +85,7 @@ def run(
     messages = count // per_message
     count = messages * per_message
     with _broker(settings, ctx) as settings, fresh_topics(settings):
-        tokens = asyncio.run(_register(settings, fleet.devices))
+        tokens = asyncio.run(fleet_devices.register(settings, fleet.devices, broker_passwords=True))
         try:
             ctx.progress(f"mqtt: {len(devices)} devices registered; starting a worker and a bridge")
             with services(settings, ctx.workdir, ["worker", "mqtt"]) as started:
@@ -103,7 +103,7 @@ def run(
                     time_limit_s=time_limit_s,
                 )
         finally:
-            asyncio.run(_cleanup(settings, fleet.devices))
+            asyncio.run(fleet_devices.remove(settings, fleet.devices, broker_passwords=True))
     ctx.progress(
         f"mqtt: {result.rate:,.0f} readings/s publisher → rows ({per_message} per message)"
     )
@@ -158,53 +158,6 @@ def _broker_pid(settings: Settings) -> int:
     if status.pid is None:
         raise BenchError("the run's Mosquitto is not running")
     return status.pid
-
-
-async def _registry(settings: Settings) -> Any:
-    from connectors.kafka.registry import RegistryPublisher
-    from connectors.mqtt.credentials import BrokerCredentials
-    from connectors.postgres.devices import DeviceStore
-    from connectors.postgres.pool import create_pool
-    from connectors.registry import DeviceRegistry
-
-    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=2)
-    publisher = RegistryPublisher(
-        settings.kafka.bootstrap_servers,
-        settings.topics.devices,
-        delivery_timeout_ms=settings.kafka.delivery_timeout_ms,
-    )
-    registry = DeviceRegistry(DeviceStore(pool), publisher, BrokerCredentials(settings.mqtt))
-    return registry, pool, publisher
-
-
-async def _register(settings: Settings, devices: Sequence[str]) -> dict[str, str]:
-    """Each device through the registry (row, registry topic, broker password): its token."""
-    from schemas.devices import NewDevice
-
-    registry, pool, publisher = await _registry(settings)
-    try:
-        tokens = {}
-        for device_id in devices:
-            _, tokens[device_id] = await registry.create(NewDevice(device_id=device_id))
-        return tokens
-    finally:
-        publisher.close()
-        await pool.close()
-
-
-async def _cleanup(settings: Settings, devices: Sequence[str]) -> None:
-    from connectors.postgres.devices import DeviceNotFound
-
-    registry, pool, publisher = await _registry(settings)
-    try:
-        for device_id in devices:
-            with suppress(DeviceNotFound):
-                await registry.delete(device_id)
-        async with pool.acquire() as db:
-            await delete_run_data(db, settings.redis, devices)
-    finally:
-        publisher.close()
-        await pool.close()
 
 
 def _wait_ready(ctx: Context, bridge: Started, started: Sequence[Started]) -> None:

@@ -33,7 +33,8 @@ from typing import Any
 
 import httpx
 
-from bench.context import Context, delete_run_data, fresh_topics, wait_run_stored
+from bench import fleet_devices
+from bench.context import Context, fresh_topics, wait_run_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet
 from bench.mqtt import TOPIC, _payloads, _read_line, _reap, _say, _stderr
@@ -64,7 +65,7 @@ def run(
     warm_up, devices = fleet.devices[0], fleet.devices[1:]
     per_device = count // len(devices)
     with fresh_topics(settings):
-        tokens = asyncio.run(_register(settings, fleet.devices))
+        tokens = asyncio.run(fleet_devices.register(settings, fleet.devices))
         try:
             ctx.progress(f"mqtt-front: {len(devices)} devices registered; worker and front…")
             with services(settings, ctx.workdir, ["worker", "mqtt-front"]) as started:
@@ -75,7 +76,7 @@ def run(
                     started, time_limit_s,
                 )  # fmt: skip
         finally:
-            asyncio.run(_cleanup(settings, fleet.devices))
+            asyncio.run(fleet_devices.remove(settings, fleet.devices))
     ctx.progress(f"mqtt-front: {result.rate:,.0f} readings/s publisher → rows")
     return result
 
@@ -84,50 +85,6 @@ def _front_settings(settings: Settings) -> Settings:
     front = settings.mqtt_front.model_copy(update={"port": free_port(), "health_port": free_port()})
     mqtt = settings.mqtt.model_copy(update={"manage_device_credentials": False})
     return settings.model_copy(update={"mqtt_front": front, "mqtt": mqtt})
-
-
-async def _registry(settings: Settings) -> Any:
-    from connectors.kafka.registry import RegistryPublisher
-    from connectors.postgres.devices import DeviceStore
-    from connectors.postgres.pool import create_pool
-    from connectors.registry import DeviceRegistry
-
-    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=2)
-    publisher = RegistryPublisher(
-        settings.kafka.bootstrap_servers,
-        settings.topics.devices,
-        delivery_timeout_ms=settings.kafka.delivery_timeout_ms,
-    )
-    return DeviceRegistry(DeviceStore(pool), publisher), pool, publisher
-
-
-async def _register(settings: Settings, devices: Sequence[str]) -> dict[str, str]:
-    from schemas.devices import NewDevice
-
-    registry, pool, publisher = await _registry(settings)
-    try:
-        tokens = {}
-        for device_id in devices:
-            _, tokens[device_id] = await registry.create(NewDevice(device_id=device_id))
-        return tokens
-    finally:
-        publisher.close()
-        await pool.close()
-
-
-async def _cleanup(settings: Settings, devices: Sequence[str]) -> None:
-    from connectors.postgres.devices import DeviceNotFound
-
-    registry, pool, publisher = await _registry(settings)
-    try:
-        for device_id in devices:
-            with suppress(DeviceNotFound):
-                await registry.delete(device_id)
-        async with pool.acquire() as db:
-            await delete_run_data(db, settings.redis, devices)
-    finally:
-        publisher.close()
-        await pool.close()
 
 
 def _wait_healthy(settings: Settings, started: Sequence[Started]) -> None:

@@ -1,4 +1,6 @@
-"""``GET /ws``: the live feed (seed 002's WebSocket protocol).
+"""``GET /ws``: the live feed (seed 002's WebSocket protocol); with seed 002's profile on, the
+same feed on its own port too (:func:`seed002_server`, ``FLEET_COMPAT__WS_PORT``), where a
+``sensor-data`` message carries the seed's ``EnrichedSensorReading`` (docs/compat.md).
 
 Credentials, on the upgrade request: ``?token=<token>`` (browsers cannot set headers on a
 WebSocket), or ``Authorization: Bearer <token>``, or ``X-API-Key: <token>``. The admin token and

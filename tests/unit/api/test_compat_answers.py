@@ -19,10 +19,11 @@ from fastapi import WebSocket
 from api.live import LiveFeed
 from api.media.rtsp import capture_limit
 from api.routes import health, ws
+from connectors.egress import EgressPolicy
 from schemas.envelopes import curated_envelope
 from schemas.events import CuratedReading
 from schemas.seed_payloads import equipment_device_id, seed002_live_reading
-from schemas.settings import CompatSettings, Settings
+from schemas.settings import CompatSettings, EgressSettings, Settings
 from tests import clock
 from tests.support import wait_until
 from tests.unit.api.test_edge import TOKEN_EQ, _client, _equipment, _events, _settings
@@ -293,6 +294,17 @@ def test_capture_concurrency_is_seed003s_10_unless_set(monkeypatch: pytest.Monke
     monkeypatch.setenv("FLEET_MEDIA__RTSP_MAX_CONCURRENT", "4")
     monkeypatch.setenv("FLEET_COMPAT__SEEDS", "003")
     assert capture_limit(Settings()) == 4  # an operator's setting wins over the profile
+
+
+def test_a_seed003_camera_network_is_reached_once_the_egress_allowlist_names_it() -> None:
+    """docs/compat.md: a seed 003 deployment lists its camera subnet (or the camera's name)."""
+    refused = EgressPolicy.from_settings(Settings())
+    assert refused.refusal("camera", "10.20.30.5", 554) is not None
+    for allow in ("10.20.30.0/24", "camera", "camera:554"):
+        allowed = EgressPolicy.from_settings(Settings(egress=EgressSettings(allow=allow)))
+        assert allowed.refusal("camera", "10.20.30.5", 554) is None, allow
+    subnet = EgressPolicy.from_settings(Settings(egress=EgressSettings(allow="10.20.30.0/24")))
+    assert subnet.refusal("nas", "10.20.40.5", 554) is not None  # the rest of the LAN stays shut
 
 
 def test_the_websocket_port_is_a_port(monkeypatch: pytest.MonkeyPatch) -> None:

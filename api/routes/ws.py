@@ -257,7 +257,7 @@ async def _serve(server: uvicorn.Server) -> None:
     try:
         await server.serve()
     except SystemExit:  # uvicorn's answer to a port it cannot bind; not the process's exit
-        log.exception("seed 002's WebSocket server stopped")
+        log.error("seed 002's WebSocket server did not start (uvicorn logged why, above)")
 
 
 async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -185,3 +186,29 @@ async def test_latest_finds_a_seed001_reading_by_the_id_the_client_wrote(
     assert answer["equipment_id"] == stored_id
     assert answer["readings"][0]["temperature"] == 71.5
     assert "vibration" not in answer["readings"][0]
+
+
+async def test_the_api_does_not_start_when_seed002s_port_is_taken(
+    pipeline: Settings, tmp_path: Path
+) -> None:
+    """A seed 002 deployment whose clients would find nobody on 3001 fails at start-up."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = pipeline.model_copy(
+            update={
+                "api": pipeline.api.model_copy(update={"port": free_port()}),
+                "compat": CompatSettings(seeds="002", ws_port=taken.getsockname()[1]),
+            }
+        )
+        process = ApiProcess(settings, tmp_path / "api.log")
+        process.start()
+        try:
+
+            async def exited() -> bool:
+                return not process.running
+
+            await wait_until(exited, timeout_s=90, what=lambda: f"exit\n{process.log_tail()}")
+        finally:
+            process.stop()
+    assert "seed 002's WebSocket port could not be served" in process.log_tail(200)

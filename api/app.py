@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
                 registry_resources(app, settings),  # device registry: pool, cache
                 flow_resources(app, settings),  # flow registry, alerts
                 media_resources(app, settings),  # blob store, RTSP captures (needs the pool)
+                ws.seed002_server(app, settings),  # seed 002's WebSocket port (its profile on)
             ):
                 yield
         finally:
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(readings.router)
     app.include_router(seeds.router)
     app.include_router(health.router)
+    if "002" in settings.compat.profiles():
+        app.include_router(health.seed002_router)  # seed 002's /ready
     app.include_router(admin_devices.router)
     app.include_router(admin_devices.devices_router)
     app.include_router(status.router)

@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -61,6 +61,10 @@ _summary = msgspec.json.Decoder(_Summary)
 Record = tuple[str, bytes | None, bytes | None]
 """(topic, key, value) of a consumed record."""
 
+Reshape = Callable[[msgspec.Raw], bytes]
+"""A curated reading's JSON as a client's protocol shapes it (seed 002's port: its
+``EnrichedSensorReading``); raises ``msgspec.DecodeError`` for an item it cannot read."""
+
 
 @dataclass(frozen=True)
 class QueueLimits:
@@ -78,6 +82,8 @@ class Subscriber:
     limits: QueueLimits
     device: str | None = None
     """A device token's client sees this device only, whatever it subscribes to."""
+    reshape: Reshape | None = None
+    """How this client's ``sensor-data`` carries a reading (None: the curated reading)."""
     device_ids: frozenset[str] | None = None
     sensor_types: frozenset[str] | None = None
     active: bool = False
@@ -138,6 +144,19 @@ class Subscriber:
         message = self._queue.popleft()
         self._chars -= len(message)
         return message
+
+
+def sensor_data(item: msgspec.Raw, reshape: Reshape | None) -> str | None:
+    """The ``sensor-data`` message of one curated reading; None when ``reshape`` cannot read
+    it (logged, skipped)."""
+    if reshape is None:
+        return '{"type":"sensor-data","data":' + bytes(item).decode() + "}"
+    try:
+        data = reshape(item)
+    except msgspec.DecodeError as exc:
+        log.warning("live feed skipped a reading it could not reshape: %s", exc)
+        return None
+    return '{"type":"sensor-data","data":' + data.decode() + "}"
 
 
 class LiveFeed:
@@ -214,9 +233,13 @@ class LiveFeed:
                 continue
             types = summary.sensors.keys()
             wanted = [s for s in subscribers if s.wants(summary.device_id, types)]
-            if wanted:
-                message = '{"type":"sensor-data","data":' + bytes(item).decode() + "}"
-                for subscriber in wanted:
+            messages: dict[Reshape | None, str | None] = {}  # each shape encoded once
+            for subscriber in wanted:
+                shape = subscriber.reshape
+                if shape not in messages:
+                    messages[shape] = sensor_data(item, shape)
+                message = messages[shape]
+                if message is not None:
                     subscriber.offer(message)
 
     def _status_record(self, key: bytes | None, value: bytes) -> None:

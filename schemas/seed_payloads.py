@@ -6,10 +6,12 @@ payload here, checks the seed's own rules, and turns it into the canonical readi
 This module is the one place that knows the seeds' shapes:
 
 * **seed 001** (equipment telemetry): ``{"equipment_id": "RADAR-LOC-001", "temperature": 85.5,
-  "vibration": 0.45, "pressure": 3.2, "humidity"?: 65.0, "voltage"?: 220.0, "timestamp"?: ...}``;
+  "vibration"?: 0.45, "pressure"?: 3.2, "humidity"?: 65.0, "voltage"?: 220.0, "timestamp"?: ...}``;
   batches are ``{"readings": [...]}`` of 1-100. Its rules: ``equipment_id`` is
   ``TYPE-LOCATION-NNN`` (compared upper-cased, stored upper-cased), ``temperature`` -50..200 °C,
-  ``timestamp`` without a zone is UTC. The reading goes under ``sensors.equipment``; ``voltage``
+  ``timestamp`` without a zone is UTC. The seed's text names no measurement but ``temperature``
+  (its validation range), so ``vibration`` and ``pressure`` are optional like the other
+  measurements (docs/compat.md, seed 001). The reading goes under ``sensors.equipment``; ``voltage``
   (which the equipment sensor has no field for yet) is kept in ``metadata.voltage``.
 * **seed 002** (ESP32): the canonical reading itself (``sensors.ld2410/pir/mq134``).
 * **seed 000** (LoRaWAN via ChirpStack's HTTP integration): an uplink event; ``deviceInfo.devEui``
@@ -23,6 +25,7 @@ Errors found by the canonical validator are reported under the seed's own field 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -40,6 +43,7 @@ __all__ = [
     "EquipmentBatch",
     "EquipmentReading",
     "chirpstack_reading",
+    "equipment_device_id",
     "equipment_reading",
     "relocate",
     "seed000_loc",
@@ -61,8 +65,8 @@ class EquipmentReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     equipment_id: Annotated[str, Meta(min_length=3, max_length=50, pattern=EQUIPMENT_ID_PATTERN)]
     temperature: Annotated[float, Meta(ge=TEMPERATURE_MIN_C, le=TEMPERATURE_MAX_C)]
-    vibration: NonNegative
-    pressure: NonNegative
+    vibration: NonNegative | None = None
+    pressure: NonNegative | None = None
     humidity: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
     voltage: Annotated[float, Meta(ge=0.0, le=500.0)] | None = None
     timestamp: datetime | None = None
@@ -110,6 +114,15 @@ def _utc(ts: datetime | None) -> str | None:
     return (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).isoformat()
 
 
+_EQUIPMENT_ID = re.compile(EQUIPMENT_ID_PATTERN)
+
+
+def equipment_device_id(equipment_id: str) -> str:
+    """The device id seed 001's routes store an equipment id under: upper-cased, as the seed
+    matched it. Any other id is left as it is (canonical device ids are case-sensitive)."""
+    return equipment_id.upper() if _EQUIPMENT_ID.match(equipment_id) else equipment_id
+
+
 def equipment_reading(payload: EquipmentReading) -> bytes:
     """The canonical reading JSON of a seed 001 payload."""
     measured = {
@@ -119,7 +132,7 @@ def equipment_reading(payload: EquipmentReading) -> bytes:
         "humidity": payload.humidity,
     }
     reading: dict[str, Any] = {
-        "device_id": payload.equipment_id.upper(),
+        "device_id": equipment_device_id(payload.equipment_id),
         "sensors": {"equipment": {k: v for k, v in measured.items() if v is not None}},
     }
     if (timestamp := _utc(payload.timestamp)) is not None:
@@ -183,3 +196,48 @@ def relocate(failure: ValidationFailure, rename: Callable[[Loc], Loc]) -> Valida
         loc = (loc[0], *rename(loc[1:])) if batched else rename(loc)
         errors.append(FieldError(loc, error.message, error.type))
     return type(failure)(errors, event_id=failure.event_id)
+
+
+class _LiveReading(msgspec.Struct, frozen=True):
+    """What seed 002's live message needs of a curated reading (:class:`CuratedReading`)."""
+
+    event_id: str
+    device_id: str
+    ts: str
+    received_at: str
+    sensors: msgspec.Raw
+    metadata: Any = None
+    device_name: str | None = None
+    profile: str | None = None
+    location: Any = None
+    tags: list[str] = []
+
+
+_live_reading = msgspec.json.Decoder(_LiveReading)
+
+
+def seed002_live_reading(curated: bytes | msgspec.Raw) -> bytes:
+    """A curated reading as seed 002's ``EnrichedSensorReading``: ``timestamp`` for ``ts``, and
+    the registry's entry under ``device_metadata`` (``name``, ``profile``, ``location``,
+    ``tags``; the keys it has). Raises ``msgspec.DecodeError`` if it is not a curated reading.
+
+    The seed names ``device_id``, ``timestamp``, ``received_at``, ``sensors`` and
+    ``device_metadata.location``; ``event_id`` and the device's own ``metadata`` are added."""
+    item = _live_reading.decode(curated)
+    registry: dict[str, Any] = {
+        "name": item.device_name,
+        "profile": item.profile,
+        "location": item.location,
+        "tags": item.tags or None,
+    }
+    reading: dict[str, Any] = {
+        "event_id": item.event_id,
+        "device_id": item.device_id,
+        "timestamp": item.ts,
+        "received_at": item.received_at,
+        "sensors": item.sensors,
+        "device_metadata": {k: v for k, v in registry.items() if v is not None},
+    }
+    if item.metadata is not None:
+        reading["metadata"] = item.metadata
+    return _json.encode(reading)

@@ -559,7 +559,10 @@ class MediaSettings(_Section):
     max_image_bytes: int = Field(default=50 * MIB, ge=1, description="one uploaded image")
     max_files_per_upload: int = Field(default=10, ge=1, description="images per upload request")
     rtsp_max_concurrent: int = Field(
-        default=4, ge=1, description="RTSP captures running per API process; beyond → 503"
+        default=4,
+        ge=1,
+        description="RTSP captures running per API process; beyond → 503 (unset with seed "
+        "003's profile on: 10, the seed's RTSP__MAX_CONCURRENT_STREAMS)",
     )
     rtsp_capture_timeout_s: float = Field(
         default=30.0, gt=0, description="a capture that has not stored its frames by then fails"
@@ -597,6 +600,10 @@ class EgressSettings(_Section):
     )
 
 
+SEED003_RTSP_MAX_CONCURRENT = 10
+"""Seed 003's ``RTSP__MAX_CONCURRENT_STREAMS`` default: ours while its profile is on, unless
+``FLEET_MEDIA__RTSP_MAX_CONCURRENT`` is set."""
+
 SEEDS = ("000", "001", "002", "003", "004")
 """The five services fleetstream replaces (``../shared/seeds/``), by their numbers."""
 
@@ -614,6 +621,14 @@ class CompatSettings(_Section):
         default="",
         description="comma-separated CIDRs from which a seed route without authentication is "
         "served (anyone there may post as any registered device); empty: from nowhere",
+    )
+
+    ws_port: int = Field(
+        default=3001,
+        ge=1,
+        le=65535,
+        description="seed 002's WebSocket live feed: the second port the API process serves "
+        "it on (at FLEET_API__HOST) when seed 002's profile is on",
     )
 
     @model_validator(mode="after")

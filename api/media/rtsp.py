@@ -43,7 +43,7 @@ from connectors.postgres.devices import DatabaseUnavailable
 from connectors.postgres.media import MediaFrame
 from schemas.errors import FleetError
 from schemas.events import new_event_id
-from schemas.settings import MediaSettings
+from schemas.settings import SEED003_RTSP_MAX_CONCURRENT, MediaSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +117,29 @@ def ffmpeg_argv(ffmpeg: str, job: CaptureJob, out_dir: Path, io_timeout_s: float
     return [*argv, str(out_dir / "frame_%05d.jpg")]
 
 
+def capture_limit(settings: Settings) -> int:
+    """Captures at once: ``FLEET_MEDIA__RTSP_MAX_CONCURRENT`` when set; unset, seed 003's 10
+    while its profile is on (its deployments expect that many cameras at once), else 4."""
+    media = settings.media
+    if "rtsp_max_concurrent" in media.model_fields_set or "003" not in settings.compat.profiles():
+        return media.rtsp_max_concurrent
+    return SEED003_RTSP_MAX_CONCURRENT
+
+
 class CaptureManager:
-    """Runs capture jobs in this process, at most ``rtsp_max_concurrent`` at a time."""
+    """Runs capture jobs in this process, at most :func:`capture_limit` at a time."""
 
     def __init__(self, media: Media) -> None:
         self.media = media
         self.settings: MediaSettings = media.settings.media
         self.egress = EgressPolicy.from_settings(media.settings)
+        self.limit = capture_limit(media.settings)
         self._reserved = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def reserve(self) -> bool:
         """Take a slot for a job about to be launched; False when all are taken."""
-        if self._reserved >= self.settings.rtsp_max_concurrent:
+        if self._reserved >= self.limit:
             return False
         self._reserved += 1
         return True

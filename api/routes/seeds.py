@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, NamedTuple, TypeVar, cast
+from typing import Annotated, Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 import asyncpg
 import msgspec
@@ -41,6 +41,7 @@ from schemas.seed_payloads import (
     EquipmentBatch,
     EquipmentReading,
     chirpstack_reading,
+    equipment_device_id,
     equipment_reading,
     relocate,
     seed000_loc,
@@ -407,7 +408,10 @@ async def seed001_latest(
     """Seed 001: the device's ``limit`` newest readings (``readings``, newest first, equipment
     values also flat as in seed 001), and the newest value of each sensor type (``latest``).
     Read from Postgres, so a reading shows up once the worker has stored it. The device's own
-    token, or the admin token."""
+    token, or the admin token. The id is read as ingest stores it (:func:`_stored_id`), so
+    ``pump-a1-001`` finds the readings posted as ``pump-a1-001`` and stored as
+    ``PUMP-A1-001``."""
+    equipment_id = _stored_id(request, equipment_id)
     await _may_read(request, equipment_id)
     pool = cast(asyncpg.Pool, request.app.state.pg_pool)
     try:
@@ -440,6 +444,20 @@ async def seed001_latest(
         "readings": readings,
         "latest": latest,
     }
+
+
+class _DeviceIds(Protocol):
+    def get(self, record_id: str, /) -> Device | None: ...
+
+
+def _stored_id(request: Request, equipment_id: str) -> str:
+    """The id as registered when the registry knows it as written; else normalised like seed
+    001's ingest routes store equipment ids (upper-cased), so the same id finds the same
+    readings whichever case a client writes it in."""
+    devices = cast(_DeviceIds, request.app.state.device_cache)
+    if devices.get(equipment_id) is not None:
+        return equipment_id
+    return equipment_device_id(equipment_id)
 
 
 async def _may_read(request: Request, device_id: str) -> None:

@@ -1,4 +1,6 @@
-"""``GET /ws``: the live feed (seed 002's WebSocket protocol).
+"""``GET /ws``: the live feed (seed 002's WebSocket protocol); with seed 002's profile on, the
+same feed on its own port too (:func:`seed002_server`, ``FLEET_COMPAT__WS_PORT``), where a
+``sensor-data`` message carries the seed's ``EnrichedSensorReading`` (docs/compat.md).
 
 Credentials, on the upgrade request: ``?token=<token>`` (browsers cannot set headers on a
 WebSocket), or ``Authorization: Bearer <token>``, or ``X-API-Key: <token>``. The admin token and
@@ -30,14 +32,19 @@ import contextlib
 import hmac
 import json
 import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Literal, cast
 
 import msgspec
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+import uvicorn
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 
 from api.auth import API_KEY_HEADER, DeviceLookup, is_admin_token
-from api.live import LiveFeed, QueueLimits, Subscriber
+from api.live import LiveFeed, QueueLimits, Reshape, Subscriber
 from api.metrics import ApiMetrics
+from schemas.seed_payloads import seed002_live_reading
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,17 @@ class Refused(Exception):
 @router.websocket("/ws")
 async def live(websocket: WebSocket) -> None:
     """Stream processed readings (and device status) matching the client's subscription."""
+    await serve_live(websocket, reshape=None)
+
+
+async def seed002_live(websocket: WebSocket) -> None:
+    """Seed 002's WebSocket (its own port, any path): the same feed, readings as the seed's
+    ``EnrichedSensorReading`` (``timestamp``, ``device_metadata``)."""
+    await serve_live(websocket, reshape=seed002_live_reading)
+
+
+async def serve_live(websocket: WebSocket, reshape: Reshape | None) -> None:
+    """One live client, from its credentials to its close; ``reshape``: its readings' shape."""
     settings = cast(Settings, websocket.app.state.settings)
     feed = cast(LiveFeed, websocket.app.state.live_feed)
     await websocket.accept()
@@ -77,7 +95,7 @@ async def live(websocket: WebSocket) -> None:
         await websocket.close(refused.code, refused.reason)
         return
     limits = QueueLimits(settings.live.client_queue_max, settings.live.client_queue_max_chars)
-    subscriber = Subscriber(limits, device=device)
+    subscriber = Subscriber(limits, device=device, reshape=reshape)
     metrics = cast(ApiMetrics, websocket.app.state.metrics)
     feed.add(subscriber)
     metrics.live_clients.inc()
@@ -185,3 +203,66 @@ def _apply(subscriber: Subscriber, message: Subscribe, max_items: int) -> None:
 
 def _listed(values: frozenset[str] | None) -> list[str] | None:
     return None if values is None else sorted(values)
+
+
+# ---- seed 002's port ----------------------------------------------------------------------------
+
+SERVER_START_S = 10.0
+
+
+class _QuietServer(uvicorn.Server):
+    """A server inside the API process: the API's own server keeps the signals (it stops this
+    one from its lifespan)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def seed002_app(main: FastAPI) -> Starlette:
+    """The app of seed 002's port: its WebSocket on every path (the seed connects to
+    ``ws://host:3001``), sharing the API's state (settings, live feed, device cache, metrics)."""
+    app = Starlette(routes=[WebSocketRoute("/{path:path}", seed002_live)])
+    app.state = main.state
+    return app
+
+
+@contextlib.asynccontextmanager
+async def seed002_server(main: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Serve seed 002's WebSocket on ``FLEET_COMPAT__WS_PORT`` while seed 002's profile is on
+    (else nothing). Raises at start-up if the port cannot be bound."""
+    if "002" not in settings.compat.profiles():
+        yield
+        return
+    config = uvicorn.Config(
+        seed002_app(main),
+        host=settings.api.host,
+        port=settings.compat.ws_port,
+        lifespan="off",
+        log_config=None,  # the API's logging is configured already
+        access_log=False,
+    )
+    server = _QuietServer(config)
+    task = asyncio.create_task(_serve(server), name="seed002-websocket")
+    try:
+        await _started(server, task)
+        log.info("seed 002 WebSocket on ws://%s:%d", settings.api.host, settings.compat.ws_port)
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn's answer to a port it cannot bind; not the process's exit
+        log.error("seed 002's WebSocket server did not start (uvicorn logged why, above)")
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    async with asyncio.timeout(SERVER_START_S):
+        while not server.started:
+            if task.done():  # uvicorn exits (SystemExit) when it cannot bind
+                raise RuntimeError("seed 002's WebSocket port could not be served; see the log")
+            await asyncio.sleep(0.05)

@@ -1,8 +1,9 @@
 """Seed 002's two alert rules as flows (``fleetstream flows load-examples``).
 
-* ``gas-above-500``: an MQ134 reading above 500 ppm for 30 s fires a critical alert; it clears
-  once the concentration is back under 450 ppm (hysteresis, so a value hovering around 500 does
-  not flap).
+* ``gas-above-500``: the first MQ134 reading above 500 ppm fires a critical alert at once, as
+  seed 002's alert service did; it clears once the concentration is back under 450 ppm
+  (hysteresis, so a value hovering around 500 does not flap). Add ``for_s`` to make it wait for
+  a sustained excursion (docs/flows.md).
 * ``presence-after-hours``: LD2410 presence between 22:00 and 06:00 in the device's time zone
   (registry metadata ``timezone``, else ``location.timezone``, else UTC), on devices tagged
   ``secure-area`` (seed 002's "secure area"); clears when the radar sees nobody.
@@ -16,7 +17,7 @@ from schemas.flows import FlowDefinition, decode_definition
 
 GAS_ABOVE_500: Final[dict[str, Any]] = {
     "name": "Gas above 500 ppm",
-    "description": "seed 002: high_gas_concentration (MQ134 above 500 ppm for 30 s)",
+    "description": "seed 002: high_gas_concentration (MQ134 above 500 ppm, at once)",
     "match": {"sensors": ["mq134"]},
     "nodes": [
         {
@@ -25,7 +26,6 @@ GAS_ABOVE_500: Final[dict[str, Any]] = {
             "condition": "sensors.mq134.gas_concentration > 500.0",
             "clear": "sensors.mq134.gas_concentration < 450.0",
             "value": "sensors.mq134.gas_concentration",
-            "for_s": 30,
             "severity": "critical",
             "message": "gas concentration ${value} ppm on ${device.id} (threshold 500 ppm)",
         }

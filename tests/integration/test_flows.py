@@ -36,6 +36,13 @@ from tests.integration.mqtt_tools import start_broker, with_broker
 from tests.integration.processes import WorkerProcess
 from tests.support import free_port, wait_until
 
+GAS_FOR_30_S: dict[str, Any] = {
+    **GAS_ABOVE_500,
+    "nodes": [{**GAS_ABOVE_500["nodes"][0], "for_s": 30}],
+}
+"""The gas rule held for 30 s of reading time: the example fires at once, these tests need a
+wait to observe (and a worker that lost its state would start the wait again)."""
+
 FLOWS = "/api/v1/admin/flows"
 START_S = 90.0
 """A fresh worker joins its group, recovers tables and reads the registries first."""
@@ -312,7 +319,7 @@ async def test_gas_rule_fires_once_for_a_sustained_high_reading_and_clears_once(
     (device,) = device_ids(1)
     await fleet.enroll([device])
     rule_id = unique("gas-above-500")
-    await create_flow(fleet.client, rule_id, GAS_ABOVE_500)
+    await create_flow(fleet.client, rule_id, GAS_FOR_30_S)
     await wait_rule_loaded(worker, rule_id)
     highs = [gas(device, 600 + n, 10 * n) for n in range(6)]  # 0 s .. 50 s above 500
     lows = [gas(device, 480, 60), gas(device, 400, 70), gas(device, 300, 80)]
@@ -390,7 +397,7 @@ async def test_alert_state_survives_a_worker_sigkill_without_a_repeated_alert(
     (device,) = device_ids(1)
     await fleet.enroll([device])
     rule_id = unique("gas-above-500")
-    await create_flow(fleet.client, rule_id, GAS_ABOVE_500)
+    await create_flow(fleet.client, rule_id, GAS_FOR_30_S)
     first = WorkerProcess(pipeline, tmp_path / "worker-1.log")
     worker_factory.append(first)
     first.start()

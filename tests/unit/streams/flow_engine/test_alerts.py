@@ -7,17 +7,21 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from schemas.flows import AlertEvent, FlowDocument, Schedule
+from schemas.flows import AlertEvent, FlowDocument, Schedule, decode_definition
 from streams.flow_engine import alerts
 from streams.flow_engine.engine import AlertSignal, ReadingView, compile_flow
-from streams.flow_engine.examples import examples
+from streams.flow_engine.examples import EXAMPLES, examples
 from streams.flow_engine.schedule import in_schedule
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def rule(name: str) -> alerts.Rule:
-    definition = examples()[name]
+def rule(name: str, for_s: float | None = None) -> alerts.Rule:
+    """An example rule; ``for_s`` given: held that long before it fires."""
+    body = EXAMPLES[name]
+    if for_s is not None:
+        body = {**body, "nodes": [{**body["nodes"][0], "for_s": for_s}]}
+    definition = decode_definition(body)
     compiled = compile_flow(
         FlowDocument(
             flow_id=name,
@@ -39,22 +43,34 @@ def gas(ppm: float, at: datetime) -> tuple[alerts.Reading, AlertSignal]:
     return alerts.Reading("esp32-1", f"e-{at.timestamp()}", at), signal
 
 
-def feed(state: alerts.RuleState, points: list[tuple[float, int]]) -> list[AlertEvent]:
+def feed(
+    state: alerts.RuleState, points: list[tuple[float, int]], for_s: float | None = None
+) -> list[AlertEvent]:
     events = []
     for ppm, seconds in points:
         reading, signal = gas(ppm, T0 + timedelta(seconds=seconds))
-        event = alerts.step(state, rule("gas-above-500"), reading, signal, T0)
+        event = alerts.step(state, rule("gas-above-500", for_s), reading, signal, T0)
         if event is not None:
             events.append(event)
     return events
 
 
-def test_gas_fires_once_after_30_seconds_above_and_clears_once_below_450() -> None:
+def test_seed002s_gas_rule_fires_at_the_first_reading_above_500_and_clears_below_450() -> None:
+    state = alerts.RuleState()
+    events = feed(state, [(480, 0), (500, 5), (501, 10), (700, 20), (460, 30), (440, 40)])
+    assert [event.state for event in events] == ["fired", "cleared"]
+    fired, cleared = events
+    assert (fired.fired_at, fired.value) == (T0 + timedelta(seconds=10), 501)
+    assert cleared.cleared_at == T0 + timedelta(seconds=40)
+
+
+def test_gas_held_30_s_fires_once_after_30_seconds_above_and_clears_once_below_450() -> None:
     state = alerts.RuleState()
     events = feed(
         state,
         [(600, 0), (610, 10), (620, 20), (630, 30), (640, 40), (480, 50), (470, 60), (400, 70),
          (300, 80)],
+        for_s=30,
     )  # fmt: skip
     assert [event.state for event in events] == ["fired", "cleared"]
     fired, cleared = events
@@ -67,8 +83,8 @@ def test_gas_fires_once_after_30_seconds_above_and_clears_once_below_450() -> No
 
 def test_a_dip_before_the_duration_resets_it() -> None:
     state = alerts.RuleState()
-    assert feed(state, [(600, 0), (610, 20), (100, 25), (600, 30), (600, 50)]) == []
-    assert [e.state for e in feed(state, [(600, 60)])] == ["fired"]
+    assert feed(state, [(600, 0), (610, 20), (100, 25), (600, 30), (600, 50)], for_s=30) == []
+    assert [e.state for e in feed(state, [(600, 60)], for_s=30)] == ["fired"]
 
 
 def test_a_second_episode_gets_a_new_alert_id_and_old_readings_are_ignored() -> None:

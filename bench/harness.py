@@ -25,7 +25,7 @@ import asyncpg
 import confluent_kafka
 import redis
 
-from bench import ingest, latency, mqtt, pipeline, profile
+from bench import ingest, latency, mqtt, mqtt_front, pipeline, profile
 from bench.context import Context, Progress, one_line
 from bench.report import (
     HISTORY_NAME,
@@ -61,6 +61,10 @@ class Plan:
     mqtt_readings: int = 0
     """With N > 0: N readings through one MQTT bridge to rows, and the HTTP edge beside it."""
     mqtt_per_message: int = 1
+    mqtt_front_readings: int = 0
+    """With N > 0: N single-reading QoS 1 messages through one MQTT front to rows."""
+    mqtt_front_connections: int = mqtt_front.CONNECTIONS
+    mqtt_front_window: int = mqtt_front.WINDOW
     """With N > 0, each pipeline run is repeated with N flows on every device (bench/flows_load)."""
     ingest_seconds: int = 15
     latency_seconds: float = 30.0
@@ -81,6 +85,7 @@ def all_plan() -> Plan:
         pipeline_workers=(1, 2),
         latency=True,
         mqtt_readings=200_000,
+        mqtt_front_readings=100_000,
         kafka_tools=True,
         per_message_baselines=True,
         floor=True,
@@ -173,15 +178,7 @@ def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
             )
     if 1 in plan.pipeline_workers and plan.profile != "never":
         steps.append(("profile of one worker", lambda: _profile_if_needed(plan, ctx, results)))
-    if plan.mqtt_readings:
-        steps.append(
-            (
-                "mqtt bridge",
-                lambda: mqtt.run_with_edge(
-                    ctx, count=plan.mqtt_readings, per_message=plan.mqtt_per_message
-                ),
-            )
-        )
+    steps += _mqtt_steps(plan, ctx)
     if plan.latency:
         steps.append(
             (
@@ -203,6 +200,34 @@ def _steps(plan: Plan, ctx: Context, results: list[Result]) -> list[Step]:
         )
     if plan.floor:  # last: it tunes this process's garbage collector as the worker does
         steps.append(("floor", lambda: _floor(ctx, results)))
+    return steps
+
+
+def _mqtt_steps(plan: Plan, ctx: Context) -> list[Step]:
+    steps: list[Step] = []
+    if plan.mqtt_readings:
+        steps.append(
+            (
+                "mqtt bridge",
+                lambda: mqtt.run_with_edge(
+                    ctx, count=plan.mqtt_readings, per_message=plan.mqtt_per_message
+                ),
+            )
+        )
+    if plan.mqtt_front_readings:
+        steps.append(
+            (
+                "mqtt front",
+                lambda: [
+                    mqtt_front.run(
+                        ctx,
+                        count=plan.mqtt_front_readings,
+                        connections=plan.mqtt_front_connections,
+                        window=plan.mqtt_front_window,
+                    )
+                ],
+            )
+        )
     return steps
 
 

@@ -29,6 +29,8 @@ SCENARIO_TITLES = {
     "latency": "latency: steady open-loop load, request → row",
     "baselines": "baselines: the same kind of readings, one reading per Kafka message",
     "mqtt": "mqtt: paho publishers → Mosquitto → one bridge → worker → rows in Postgres",
+    "mqtt-front": "mqtt-front: MQTT publishers → one MQTT front (PUBACK after Kafka's ack) → "
+    "worker → rows in Postgres",
 }
 CPU_ORDER = ("api", "worker", "app", "kafka", "postgres", "redis", "load", "other")
 
@@ -179,6 +181,9 @@ TARGETS = (
     ),
     Target("latency p99 request → row at 5,000/s", 250, "ms", _p99, at_most=True),
     Target("MQTT, one bridge, to rows", 20_000, "readings/s", _rate("mqtt", "fleetstream MQTT")),
+    Target(
+        "MQTT, one front, to rows", 20_000, "readings/s", _rate("mqtt-front", "fleetstream MQTT")
+    ),
 )
 
 

@@ -107,6 +107,26 @@ def mqtt(
     _run(Plan(mqtt_readings=readings, mqtt_per_message=per_message))
 
 
+@bench_app.command("mqtt-front")
+def mqtt_front(
+    readings: Annotated[int, typer.Option(min=1000, max=2_000_000)] = 100_000,
+    connections: Annotated[int, typer.Option(min=1, max=500, help="devices publishing")] = 32,
+    window: Annotated[
+        int, typer.Option(min=1, max=64, help="unacked messages per connection")
+    ] = 16,
+) -> None:
+    """MQTT publishers → one MQTT front (PUBACK after Kafka) → worker → rows; PUBACK latency."""
+    from bench.harness import Plan
+
+    _run(
+        Plan(
+            mqtt_front_readings=readings,
+            mqtt_front_connections=connections,
+            mqtt_front_window=window,
+        )
+    )
+
+
 @bench_app.command()
 def latency(
     seconds: Annotated[float, typer.Option(min=5, max=300)] = 30.0,

@@ -9,6 +9,7 @@ fleetstream topics create
 fleetstream devices create|list|show|disable|enable|rotate|delete|resync
 fleetstream flows create|update|list|show|enable|disable|delete|load-examples|resync
 fleetstream deadletters list|replay
+fleetstream simulate        a simulated device fleet over HTTP and MQTT, checked in Postgres
 fleetstream docs config [--write]   docs/configuration.md from the settings object
 """
 
@@ -24,6 +25,7 @@ from cli.devices_commands import devices_app
 from cli.flows_commands import flows_app
 from cli.mqtt_command import mqtt, mqtt_front
 from cli.partitions_command import partitions
+from cli.simulator.command import simulate
 from cli.stack_commands import stack_app
 from schemas.settings import get_settings
 from streams.runtime import tune_gc
@@ -46,6 +48,7 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project
 app.add_typer(topics_app, name="topics")
 app.command("mqtt")(mqtt)
 app.command("mqtt-front")(mqtt_front)
+app.command("simulate")(simulate)
 
 
 @app.command()

@@ -21,6 +21,8 @@ from connectors.kafka.errors import KafkaUnavailable
 
 RegistryRecord = tuple[str, bytes | None]
 """``(id, document)``; a ``None`` document is a tombstone."""
+PUBLISH_CHUNK = 10_000
+"""Records queued at a time (librdkafka's local queue holds 100,000 by default)."""
 
 
 class RegistryPublisher:
@@ -43,30 +45,34 @@ class RegistryPublisher:
         self._lock = threading.Lock()
 
     def publish(self, records: Sequence[RegistryRecord]) -> None:
-        """Produce ``records`` in order and wait until the broker acked all of them."""
-        if not records:
-            return
+        """Produce ``records`` in order and wait until the broker acked all of them.
+
+        A resync of a large fleet publishes 10^5 records and more: they go in chunks, each
+        acked before the next is queued, so librdkafka's local queue never overflows and no
+        record waits in it longer than ``message.timeout.ms``."""
         with self._lock:
-            failures: list[str] = []
-            acked = 0
+            for start in range(0, len(records), PUBLISH_CHUNK):
+                self._publish_chunk(records[start : start + PUBLISH_CHUNK])
 
-            def report(err: KafkaError | None, _msg: Message) -> None:
-                nonlocal acked
-                if err is None:
-                    acked += 1
-                else:
-                    failures.append(err.str())
+    def _publish_chunk(self, records: Sequence[RegistryRecord]) -> None:
+        failures: list[str] = []
+        acked = 0
 
-            for record_id, value in records:
-                try:
-                    self._producer.produce(
-                        self.topic, value, record_id.encode(), on_delivery=report
-                    )
-                except (BufferError, KafkaException) as exc:
-                    self._producer.flush(self._timeout_s + 1)
-                    raise KafkaUnavailable(f"Kafka refused a registry record: {exc}") from exc
-            # One second past message.timeout.ms: by then every record has its report.
-            self._producer.flush(self._timeout_s + 1)
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            nonlocal acked
+            if err is None:
+                acked += 1
+            else:
+                failures.append(err.str())
+
+        for record_id, value in records:
+            try:
+                self._producer.produce(self.topic, value, record_id.encode(), on_delivery=report)
+            except (BufferError, KafkaException) as exc:
+                self._producer.flush(self._timeout_s + 1)
+                raise KafkaUnavailable(f"Kafka refused a registry record: {exc}") from exc
+        # One second past message.timeout.ms: by then every record has its report.
+        self._producer.flush(self._timeout_s + 1)
         if failures or acked != len(records):
             reason = failures[0] if failures else "no delivery report"
             raise KafkaUnavailable(

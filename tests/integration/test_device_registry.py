@@ -14,10 +14,12 @@ import httpx
 import pytest
 
 from api.app import create_app
+from connectors.kafka.registry import RegistryPublisher, RegistryRecord
 from schemas.devices import decode_device, hash_token
 from schemas.settings import Settings
 from tests.factories import device_ids
 from tests.integration.fleet import ADMIN, ADMIN_DEVICES
+from tests.integration.kafka_tools import end_offsets
 from tests.integration.registry_tools import latest, registry_records
 from tests.support import wait_until
 
@@ -266,3 +268,18 @@ async def test_a_device_cannot_move_itself_off_the_point_and_register_an_operato
         f"{ADMIN_DEVICES}/{device_id}", json={"metadata": {"point_id": point}}, headers=ADMIN
     )
     assert moved.status_code == 200 and await stored() == {"point_id": point}
+
+
+def test_a_publish_larger_than_the_producer_s_queue_is_acked_whole(pipeline: Settings) -> None:
+    """A resync of a 150,000-device fleet: more records than librdkafka queues (100,000) at once.
+    Published in one produce loop it failed with "Local: Queue full"."""
+    kafka = pipeline.kafka
+    records: list[RegistryRecord] = [(f"bulk-{n:06d}", b'{"n": %d}' % n) for n in range(150_000)]
+    publisher = RegistryPublisher(kafka.bootstrap_servers, pipeline.topics.devices)
+    try:
+        publisher.publish(records)
+    finally:
+        publisher.close()
+    assert end_offsets(kafka.bootstrap_servers, pipeline.topics.devices, kafka.partitions) == (
+        len(records)
+    )

@@ -6,7 +6,10 @@ asks for that order. When Kafka does not take a reading, an MQTT 5 client gets P
 an MQTT 3.1.1 client, which has no negative PUBACK, is disconnected without one, so it sends
 the message again when it reconnects. QoS 2 is refused. Subscriptions are refused per filter:
 devices publish here, they read elsewhere. A client that stays silent past 1.5 keep-alive
-periods, or whose device is disabled, rotated or deleted, is disconnected.
+periods, or whose device is disabled, rotated or deleted, is disconnected; a peer that has not
+sent a whole CONNECT within ``CONNECT_TIMEOUT_S`` is closed. A CONNECT of an MQTT level the
+front does not serve gets CONNACK 0x01 (3.1.1's form) before the close; any other malformed
+packet closes the connection (MQTT 5: after a DISCONNECT naming the reason).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from connectors.mqtt.front.packets import PacketType, ProtocolError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+CONNECT_MAX_BYTES = 64 * 1024
+"""The largest packet read before a client has said who it is: a stranger cannot make the front
+hold a megabyte per connection (a device's CONNECT is well under a kilobyte)."""
 QOS_NOT_SUPPORTED = 0x9B
 SESSION_TAKEN_OVER = 0x8E
 KEEP_ALIVE_TIMEOUT = 0x8D
@@ -88,17 +94,23 @@ class Connection:
         self.writer.close()
 
     async def _handshake(self, sessions: dict[str, Connection]) -> bool:
-        kind, _, body = await asyncio.wait_for(self._read(), CONNECT_TIMEOUT_S)
+        try:
+            read = self._read(min(CONNECT_MAX_BYTES, self.max_packet_bytes))
+            kind, _, body = await asyncio.wait_for(read, CONNECT_TIMEOUT_S)
+        except TimeoutError:  # a peer that holds a socket without saying who it is
+            self.metrics.refused("connect-timeout")
+            return False
         if kind != PacketType.CONNECT:
             raise ProtocolError("the first packet is not CONNECT", reason=0x82)
-        connect = packets.parse_connect(body)
+        try:
+            connect = packets.parse_connect(body)
+        except packets.UnsupportedLevel as exc:
+            self._refuse(exc.reason, f"{exc}")
+            return False
         self.protocol = connect.protocol
         outcome = self.ingest.admit(connect)
         if isinstance(outcome, int):
-            self.metrics.refused(f"connect:{outcome:#x}")
-            log.info("mqtt connect refused (%#x): user %r client %r", outcome, connect.username,
-                     connect.client_id)  # fmt: skip
-            self.writer.write(packets.connack(self.protocol, outcome))
+            self._refuse(outcome, f"user {connect.username!r} client {connect.client_id!r}")
             return False
         previous = sessions.get(outcome.client_id)
         if previous is not None:
@@ -111,6 +123,12 @@ class Connection:
         )
         self.metrics.connected(+1)
         return True
+
+    def _refuse(self, reason: int, why: str) -> None:
+        """Answer a CONNECT with a refusing CONNACK (the connection then closes)."""
+        self.metrics.refused(f"connect:{reason:#x}")
+        log.info("mqtt connect refused (%#x): %s", reason, why)
+        self.writer.write(packets.connack(self.protocol, reason))
 
     def _connack_props(self, connect: packets.Connect) -> bytes:
         if self.protocol != packets.MQTT_5 or self.admitted is None:
@@ -191,7 +209,10 @@ class Connection:
             self.writer.write(packets.puback(self.protocol, packet_id, reason))
             self._acks.task_done()
 
-    async def _read(self) -> tuple[int, int, bytes]:
+    async def _read(self, limit: int | None = None) -> tuple[int, int, bytes]:
+        """One packet: type, flags, body; ``limit`` bounds its size (the connection's own
+        maximum by default)."""
+        limit = self.max_packet_bytes if limit is None else limit
         first = (await self.reader.readexactly(1))[0]
         length, shift = 0, 0
         for _ in range(4):
@@ -202,8 +223,9 @@ class Connection:
             shift += 7
         else:
             raise ProtocolError("remaining length longer than 4 bytes")
-        if length > self.max_packet_bytes:
-            raise ProtocolError(f"packet of {length} bytes; at most {self.max_packet_bytes}", 0x95)
+        packets.check_flags(first >> 4, first & 0x0F)
+        if length > limit:
+            raise ProtocolError(f"packet of {length} bytes; at most {limit}", 0x95)
         return first >> 4, first & 0x0F, await self.reader.readexactly(length)
 
     def _disconnect(self, reason: int) -> None:

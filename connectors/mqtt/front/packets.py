@@ -41,9 +41,25 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
+class UnsupportedLevel(ProtocolError):
+    """A CONNECT of MQTT (by its name) at a level the front does not serve: MQTT 3.1.1 asks
+    for a CONNACK with return code 0x01 before the close [MQTT-3.1.2-2]."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason=0x84)  # unsupported protocol version
+
+
 MQTT_311: Final = 4
 MQTT_5: Final = 5
 PROTOCOLS: Final = {(b"MQTT", 4): MQTT_311, (b"MQTT", 5): MQTT_5, (b"MQIsdp", 3): 3}
+_NAMES: Final = {name for name, _ in PROTOCOLS}
+
+_FIXED_FLAGS: Final[dict[int, int]] = {
+    PacketType.SUBSCRIBE: 0x02,
+    PacketType.UNSUBSCRIBE: 0x02,
+    PacketType.PUBREL: 0x02,
+}
+"""The fixed header's flags of every packet but PUBLISH: these, or 0 [MQTT-2.2.2-1]."""
 
 # MQTT 5 property identifiers by data type (MQTT 5, 2.2.2.2).
 _BYTE = {0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A}
@@ -56,6 +72,12 @@ _PAIR = {0x26}
 SESSION_EXPIRY: Final = 0x11
 TOPIC_ALIAS: Final = 0x23
 AUTH_METHOD: Final = 0x15
+
+
+def check_flags(kind: int, flags: int) -> None:
+    """Flags a packet type does not allow make the packet malformed [MQTT-2.2.2-2]."""
+    if kind != PacketType.PUBLISH and flags != _FIXED_FLAGS.get(kind, 0):
+        raise ProtocolError(f"packet type {kind} with flags {flags:#x}")
 
 
 def encode_varint(value: int) -> bytes:
@@ -168,8 +190,10 @@ def parse_connect(body: bytes) -> Connect:
     name = reader.binary()
     level = reader.byte()
     protocol = PROTOCOLS.get((name, level))
-    if protocol is None:
-        raise ProtocolError(f"protocol {name!r} level {level} is not served", reason=0x84)
+    if protocol is None and name in _NAMES:
+        raise UnsupportedLevel(f"protocol {name!r} level {level} is not served")
+    if protocol is None:  # not MQTT at all: closed without an answer [MQTT-3.1.2-1]
+        raise ProtocolError(f"protocol name {name!r} is not MQTT", reason=0x84)
     flags = reader.byte()
     if flags & 0x01:
         raise ProtocolError("reserved connect flag set")

@@ -8,6 +8,8 @@ them off the same requests get the canonical 401 problem document.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +25,9 @@ from pydantic import SecretStr
 
 from schemas.settings import CompatSettings, Settings
 from tests.integration.fleet import Fleet
+from tests.integration.mqtt_tools import FrontDevice
 from tests.integration.processes import ApiProcess
+from tests.integration.test_mqtt_front import FrontProcess, _healthy, connected
 from tests.support import free_port, wait_until
 
 SECRET = "jwt-secret-shared-with-the-device-management-service"  # noqa: S105 - a test secret
@@ -266,3 +270,48 @@ async def test_none_trusts_the_tcp_peer_not_a_forwarded_header(
             headers={"X-Forwarded-For": "10.1.2.3", "X-Real-IP": "10.1.2.3"},
         )
         assert response.status_code == 401, response.text
+
+
+async def test_seed_002_s_anonymous_mqtt_test_publishes_for_registered_devices_only(
+    pipeline: Settings, fleet: Fleet, tmp_path: Path, ids: Devices
+) -> None:
+    """Seed 002's own test connects without credentials and publishes on its topic: served
+    from a trusted network for a registered device, PUBACKed once Kafka has it; an unknown
+    device in the topic is refused (0x87), and the anonymous client, though it names the
+    device's client id, does not take the device's session over."""
+    settings = pipeline.model_copy(
+        update={
+            "mqtt_front": pipeline.mqtt_front.model_copy(
+                update={"port": free_port(), "health_port": free_port()}
+            ),
+            "mqtt": pipeline.mqtt.model_copy(update={"manage_device_credentials": False}),
+            "compat": CompatSettings(seeds="002", trusted_networks="127.0.0.0/8"),
+        }
+    )
+    await fleet.enroll([ids.esp32])
+    front = FrontProcess(settings, tmp_path / "front.log")
+    front.start()
+    try:
+        await wait_until(lambda: _healthy(settings), timeout_s=60, what=front.log_tail)
+        device = await connected(settings, ids.esp32, fleet.tokens[ids.esp32])
+        anonymous = FrontDevice(settings, "-", "-", client_id=ids.esp32)
+        anonymous.client.username_pw_set(None)  # seed 002's test: mqtt.connect(url), no user
+        try:
+            connack = await asyncio.to_thread(anonymous.connect)
+            assert connack is not None and not connack.is_failure, connack
+            topic = f"neurobuild/sensors/{ids.esp32}/data"
+            payload = json.dumps(_esp32_reading(ids)).encode()
+            assert await asyncio.to_thread(anonymous.publish, topic, payload) == 0
+            stranger = "neurobuild/sensors/no-such-device/data"
+            refused = await asyncio.to_thread(anonymous.publish, stranger, payload)
+            assert refused == 0x87
+            assert await asyncio.to_thread(device.publish, topic, payload) == 0  # still on
+            assert not device.disconnected.is_set()
+        finally:
+            anonymous.close()
+            device.close()
+    finally:
+        front.stop()
+    assert "seed 002 topic neurobuild/sensors/+/data accepts auth mode none" in (
+        (tmp_path / "front.log").read_text()
+    )

@@ -152,7 +152,7 @@ def authenticated_device(request: Request) -> Device:
 def _principal(request: Request, *, allow_anonymous: bool) -> Device | None:
     compat = _compat(request)
     route = compat.route(request) if compat is not None else None
-    api_key = request.headers.get(API_KEY_HEADER)
+    api_key = request.headers.get(API_KEY_HEADER) or None
     bearer = bearer_token(request)
     token = api_key or bearer
     if token is None:
@@ -218,8 +218,13 @@ def _jwt_device(compat: CompatAuth, cache: DeviceLookup, token: str) -> Device:
 
 
 def _missing(request: Request, route: RouteAuth | None) -> ProblemError:
+    """401 for a request without a device token. Seed 002's JWT middleware takes the second
+    word of ``Authorization`` whatever the scheme: none is "No token provided", another
+    scheme's is an "Invalid token"."""
     if route is not None and route.seed_errors:
         if route.jwt and "authorization" in request.headers:
+            if len(request.headers["authorization"].split()) > 1:
+                return _seed_error("Invalid token", "send the JWT as Authorization: Bearer")
             return _seed_error("No token provided", "send the JWT as Authorization: Bearer")
         return _seed_error("Missing API key", "send the device token in X-API-Key")
     return _unauthorized("send the device token in X-API-Key or Authorization: Bearer")

@@ -222,8 +222,10 @@ async def test_a_status_without_credentials_is_shown_only_for_a_registered_owner
         ({"X-API-Key": TOKEN_OFF}, "Invalid API key"),
         ({"Authorization": "Bearer"}, "No token provided"),
         ({"Authorization": "Bearer not.a.jwt"}, "Invalid token"),
+        ({"Authorization": f"Basic {TOKEN_A}"}, "Invalid token"),
+        ({"X-API-Key": ""}, "Missing API key"),
     ],
-    ids=["missing", "unknown", "disabled", "empty-bearer", "garbage-bearer"],
+    ids=["missing", "unknown", "disabled", "empty-bearer", "garbage-bearer", "basic", "empty-key"],
 )
 async def test_seed_002_answers_401_with_its_own_bodies(
     lan: httpx.AsyncClient, headers: dict[str, str], error: str

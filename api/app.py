@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from api.body_limit import BodyLimit
+from api.compat_auth import install_seed_error_handler
 from api.device_models import IMPORT_MAX_BODY_BYTES
 from api.devices import registry_resources
 from api.dry_runs import DryRunner
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         timeout_s=settings.api.dry_run_timeout_s, at_once=settings.api.dry_runs_at_once
     )
     install_problem_handlers(app, settings.api.retry_after_s)
+    install_seed_error_handler(app)  # seed 002's own 401 bodies, under its profile
     app.add_middleware(  # inside EdgeMiddleware, which counts its 413s
         BodyLimit,
         default=settings.api.max_body_bytes,

@@ -12,6 +12,10 @@ Answers, all ``application/problem+json``:
 * **503** + ``Retry-After`` while the cache has not yet read the registry topic to its end: the
   device may exist in a part not read yet, so "unknown" would be a lie.
 
+Under a seed's compatibility profile its routes take the seed's own scheme as well
+(:mod:`api.compat_auth`): no credentials from a trusted network, a JWT, and seed 002's own 401
+bodies.
+
 Tokens are never logged; failures are logged with the reason only.
 """
 
@@ -24,6 +28,14 @@ from typing import Annotated, Protocol, cast
 
 from fastapi import Depends, Request
 
+from api.compat_auth import (
+    CompatAuth,
+    InvalidToken,
+    RouteAuth,
+    SeedAuthError,
+    TrustedCaller,
+    idempotency_scope,
+)
 from api.problems import ProblemError
 from schemas.devices import Device
 from schemas.settings import Settings
@@ -40,6 +52,8 @@ class DeviceLookup(Protocol):
     def caught_up(self) -> bool: ...
 
     def identify(self, token: str) -> Device | None: ...
+
+    def get(self, record_id: str) -> Device | None: ...
 
 
 def bearer_token(request: Request) -> str | None:
@@ -79,7 +93,11 @@ async def device_principal(request: Request) -> Device | None:
 
 
 def require_device(principal: Device | None, device_id: str) -> None:
-    """403 when an authenticated device writes for another device_id."""
+    """403 when an authenticated device writes for another device_id (without credentials on
+    a seed route: when ``device_id`` is not a registered, enabled device; 429 over its limit)."""
+    if isinstance(principal, TrustedCaller):
+        principal.gate.admit([device_id])
+        return
     if principal is not None and principal.device_id != device_id:
         log.info("device %s refused: wrote for %s", principal.device_id, device_id)
         raise ProblemError(
@@ -94,6 +112,26 @@ def require_device(principal: Device | None, device_id: str) -> None:
                 }
             ],
         )
+
+
+def owns(principal: Device, device_id: str) -> bool:
+    """Whether ``principal`` may see what ``device_id`` stored (a caller without credentials
+    on a seed route: when it is a registered, enabled device, charged to its rate limit)."""
+    if isinstance(principal, TrustedCaller):
+        if not principal.gate.known(device_id):
+            return False
+        principal.gate.admit([device_id])
+        return True
+    return principal.device_id == device_id
+
+
+def principal_scope(principal: Device | None, device_ids: list[str]) -> str | None:
+    """Whose Idempotency-Keys a request uses: the credentials' device, else the devices it
+    names when it came without credentials on a seed route; ``None`` for development's
+    unauthenticated ingest."""
+    if isinstance(principal, TrustedCaller):
+        return idempotency_scope(device_ids)
+    return None if principal is None else principal.device_id
 
 
 async def authenticate_device(request: Request, device_id: str) -> Device | None:
@@ -112,11 +150,37 @@ def authenticated_device(request: Request) -> Device:
 
 
 def _principal(request: Request, *, allow_anonymous: bool) -> Device | None:
-    token = device_token(request)
+    compat = _compat(request)
+    route = compat.route(request) if compat is not None else None
+    api_key = request.headers.get(API_KEY_HEADER) or None
+    bearer = bearer_token(request)
+    token = api_key or bearer
     if token is None:
+        if compat is not None and route is not None and route.anonymous:
+            caller = _trusted_caller(request, compat)
+            if caller is not None:
+                return caller
         if allow_anonymous:
             return None
-        raise _unauthorized("send the device token in X-API-Key or Authorization: Bearer")
+        raise _missing(request, route)
+    cache = _caught_up_cache(request)
+    device = cache.identify(token)
+    if device is None and api_key is None and route is not None and route.jwt and compat:
+        device = _jwt_device(compat, cache, token)
+    if device is None:
+        log.info("device request refused: unknown token")
+        raise _invalid(
+            route, via_api_key=api_key is not None, detail="the device token is not valid"
+        )
+    if not device.is_enabled:
+        log.info("device request refused: %s is disabled", device.device_id)
+        raise _invalid(
+            route, via_api_key=api_key is not None, detail=f"device {device.device_id} is disabled"
+        )
+    return device
+
+
+def _caught_up_cache(request: Request) -> DeviceLookup:
     cache = cast(DeviceLookup, request.app.state.device_cache)
     if not cache.caught_up:
         retry_after = str(_settings(request).api.retry_after_s)
@@ -126,14 +190,63 @@ def _principal(request: Request, *, allow_anonymous: bool) -> Device | None:
             "this instance is still loading the device registry; retry shortly",
             headers={"Retry-After": retry_after},
         )
-    device = cache.identify(token)
-    if device is None:
-        log.info("device request refused: unknown token")
-        raise _unauthorized("the device token is not valid")
-    if not device.is_enabled:
-        log.info("device request refused: %s is disabled", device.device_id)
-        raise _unauthorized(f"device {device.device_id} is disabled")
+    return cache
+
+
+def _trusted_caller(request: Request, compat: CompatAuth) -> TrustedCaller | None:
+    """The caller of a ``none`` route without credentials, when its TCP peer is trusted."""
+    host = request.client.host if request.client is not None else None
+    if not compat.trusted(host):
+        log.info("request without credentials from %s refused: not a trusted network", host)
+        return None
+    return compat.trusted_caller(_caught_up_cache(request), host or "")
+
+
+def _jwt_device(compat: CompatAuth, cache: DeviceLookup, token: str) -> Device:
+    try:
+        device_id = compat.jwt_device_id(token)
+    except InvalidToken as exc:
+        log.info("device request refused: JWT not valid (%s)", exc)
+        raise _seed_error("Invalid token", "the JWT is not valid") from None
+    device = cache.get(device_id)
+    if device is None or not device.is_enabled:
+        log.info(
+            "device request refused: JWT names %s, not a registered, enabled device", device_id
+        )
+        raise _seed_error("Invalid token", "the JWT names no registered, enabled device")
     return device
+
+
+def _missing(request: Request, route: RouteAuth | None) -> ProblemError:
+    """401 for a request without a device token. Seed 002's JWT middleware takes the second
+    word of ``Authorization`` whatever the scheme: none is "No token provided", another
+    scheme's is an "Invalid token"."""
+    if route is not None and route.seed_errors:
+        if route.jwt and "authorization" in request.headers:
+            if len(request.headers["authorization"].split()) > 1:
+                return _seed_error("Invalid token", "send the JWT as Authorization: Bearer")
+            return _seed_error("No token provided", "send the JWT as Authorization: Bearer")
+        return _seed_error("Missing API key", "send the device token in X-API-Key")
+    return _unauthorized("send the device token in X-API-Key or Authorization: Bearer")
+
+
+def _invalid(route: RouteAuth | None, *, via_api_key: bool, detail: str) -> ProblemError:
+    """401 for credentials that do not name an enabled device. Seed 002's middlewares read
+    only their own header: a bearer token is "Invalid token" where JWTs are on, and unseen
+    ("Missing API key") where they are not."""
+    if route is None or not route.seed_errors:
+        return _unauthorized(detail)
+    if via_api_key:
+        return _seed_error("Invalid API key", detail)
+    return _seed_error("Invalid token" if route.jwt else "Missing API key", detail)
+
+
+def _seed_error(error: str, detail: str) -> SeedAuthError:
+    return SeedAuthError(401, {"error": error}, detail)
+
+
+def _compat(request: Request) -> CompatAuth | None:
+    return cast(CompatAuth | None, getattr(request.app.state, "compat_auth", None))
 
 
 def _unauthorized(detail: str, realm: str = "fleetstream") -> ProblemError:

@@ -21,7 +21,8 @@ from typing import Annotated, Any, cast
 import msgspec
 from fastapi import Depends, Request
 
-from api.auth import DeviceAuthDep
+from api.auth import DeviceAuthDep, principal_scope
+from api.compat_auth import CompatAuth, TrustedCaller
 from api.ingest import raw_items
 from api.limits import RateLimiter, retry_after_header
 from api.metrics import ApiMetrics
@@ -36,7 +37,7 @@ from schemas.readings import Reading
 from schemas.settings import Settings
 
 ANONYMOUS = "-"
-"""Idempotency scope of requests without credentials (development only)."""
+"""Idempotency scope of development's unauthenticated requests."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class Edge:
         self.clock = clock
         self.metrics = metrics
         self.limiter = RateLimiter(api.rate_limit, api.rate_limit_profiles)
+        self.compat = CompatAuth(settings.compat, self.limiter, metrics.rate_limited.inc, clock)
+        self.compat.publish(metrics.registry)
+        state.compat_auth = self.compat  # read by api.auth on every device request
         self._state = state
         self._max_item_bytes = settings.kafka.envelope_max_bytes
         self._limits = settings.generic.limits()
@@ -126,7 +130,8 @@ class Edge:
     ) -> None:
         if self.idempotency is None:
             return
-        scope = principal.device_id if principal is not None else ANONYMOUS
+        scope = principal_scope(principal, [reading.device_id for reading, _ in items])
+        scope = ANONYMOUS if scope is None else scope
         try:
             claim = await self.idempotency.claim(scope, key, body_digest(items))
         except IdempotencyUnavailable as exc:
@@ -164,7 +169,11 @@ def body_digest(items: Sequence[tuple[Reading, msgspec.Raw]]) -> str:
 
 
 def require_own_readings(principal: Device | None, device_ids: Sequence[str]) -> None:
-    """403 naming every item written for another device than the credentials'."""
+    """403 naming every item written for another device than the credentials' (without
+    credentials on a seed route: every item of a device not registered and enabled)."""
+    if isinstance(principal, TrustedCaller):
+        principal.gate.admit(device_ids)
+        return
     if principal is None:
         return
     foreign = [
@@ -191,9 +200,10 @@ def get_edge(request: Request) -> Edge:
 
 async def ingest_device(request: Request, principal: DeviceAuthDep) -> Device | None:
     """The authenticated device (``None`` when unauthenticated ingest is allowed), after its
-    rate limit: 429 + ``Retry-After`` when its bucket is empty."""
-    if principal is None:
-        return None
+    rate limit: 429 + ``Retry-After`` when its bucket is empty. A caller without credentials
+    on a seed route is charged per device it names, once the body names them."""
+    if principal is None or isinstance(principal, TrustedCaller):
+        return principal
     edge = get_edge(request)
     wait_s = edge.limiter.acquire(principal.device_id, principal.profile)
     if wait_s is not None:

@@ -84,6 +84,7 @@ def api() -> None:
         log_level=settings.log_level.lower(),
         log_config=log_config(settings.log_level),  # JSON lines with the request id
         access_log=False,  # the API logs each request itself (api/observability.py)
+        proxy_headers=False,  # the client is the TCP peer (FLEET_COMPAT__TRUSTED_NETWORKS)
     )
 
 

@@ -22,9 +22,12 @@ def mqtt_front() -> None:
 
 
 async def _serve_front(settings: Settings) -> None:
+    from api.limits import RateLimiter
     from connectors.mqtt.front.server import serve
 
-    await serve(settings, _stop_on_signals())
+    # the API's per-device limit, for seed 002's anonymous publishers (api/compat_auth.py)
+    limiter = RateLimiter(settings.api.rate_limit, settings.api.rate_limit_profiles)
+    await serve(settings, _stop_on_signals(), limiter)
 
 
 def _logging(settings: Settings) -> None:

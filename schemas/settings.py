@@ -606,6 +606,8 @@ SEED003_RTSP_MAX_CONCURRENT = 10
 
 SEEDS = ("000", "001", "002", "003", "004")
 """The five services fleetstream replaces (``../shared/seeds/``), by their numbers."""
+JWT_SECRET_MIN = 32
+"""Shortest HS256 secret taken: RFC 7518 wants a key at least as long as the hash (256 bits)."""
 
 
 class CompatSettings(_Section):
@@ -621,6 +623,12 @@ class CompatSettings(_Section):
         default="",
         description="comma-separated CIDRs from which a seed route without authentication is "
         "served (anyone there may post as any registered device); empty: from nowhere",
+    )
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="seed 002's JWT variant: the HS256 secret that verifies Authorization: "
+        "Bearer <JWT> (claim device_id names the device) on its sensor-data routes; at least "
+        "32 characters; empty: JWTs are not accepted",
     )
 
     ws_port: int = Field(
@@ -640,6 +648,12 @@ class CompatSettings(_Section):
                 f"known: {', '.join(SEEDS)}"
             )
         self.networks()  # a bad CIDR raises here, at start-up
+        secret = self.jwt_secret.get_secret_value()
+        if secret and len(secret) < JWT_SECRET_MIN:
+            raise ValueError(
+                f"FLEET_COMPAT__JWT_SECRET has {len(secret)} characters; HS256 needs at least "
+                f"{JWT_SECRET_MIN} (256 bits)"
+            )
         return self
 
     def profiles(self) -> frozenset[str]:

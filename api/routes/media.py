@@ -24,7 +24,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import authenticated_device, bearer_token, is_admin_token, require_device
+from api.auth import authenticated_device, bearer_token, is_admin_token, owns, require_device
 from api.edge import IngestDeviceDep
 from api.media.audio import FIELDS, FILE_FIELD, ingest_chunk
 from api.media.context import MediaDep
@@ -217,6 +217,6 @@ async def get_status(request_id: uuid.UUID, request: Request, media: MediaDep) -
         found = await media.store.get_request(request_id)
     except DatabaseUnavailable as exc:
         raise media.unavailable(exc) from exc
-    if found is None or (device is not None and found[0].device_id != device.device_id):
+    if found is None or (device is not None and not owns(device, found[0].device_id)):
         raise ProblemError(404, "Not found", f"no media request {request_id}")
     return json_response(status_document(*found, now=datetime.now(UTC)), status.HTTP_200_OK)

@@ -199,8 +199,8 @@ class StaticCache:
     def identify(self, token: str) -> Device | None:
         return self.index.identify(token)
 
-    def get(self, device_id: str) -> Device | None:
-        return self.index.get(device_id)
+    def get(self, record_id: str) -> Device | None:
+        return self.index.get(record_id)
 
     def follow(self, publisher: MemoryPublisher) -> None:
         for key, value in publisher.sent:

@@ -108,7 +108,7 @@ class Connection:
             self._refuse(exc.reason, f"{exc}")
             return False
         self.protocol = connect.protocol
-        outcome = self.ingest.admit(connect)
+        outcome = self.ingest.admit(connect, peer=_peer_host(self.writer))
         if isinstance(outcome, int):
             self._refuse(outcome, f"user {connect.username!r} client {connect.client_id!r}")
             return False
@@ -254,3 +254,9 @@ class Connection:
 
     def _who(self) -> str:
         return self.admitted.client_id if self.admitted else "(not connected)"
+
+
+def _peer_host(writer: asyncio.StreamWriter) -> str | None:
+    """The TCP peer's address (anonymous publishers are admitted by it)."""
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None

@@ -8,6 +8,14 @@ client id of other credentials, and registering, disabling, rotating or deleting
 the front one cached record and takes effect on every instance as the registry topic is read.
 A device publishes only on its own topics (``FLEET_MQTT__TOPICS``, the ``+`` is its id).
 
+Seed 002's profile (``FLEET_COMPAT__SEEDS``) adds anonymous publishers (:class:`Anonymous`):
+its own test connects without a username. Such a CONNECT is admitted only from a network of
+``FLEET_COMPAT__TRUSTED_NETWORKS`` (the TCP peer), gets a session of its own that no other
+connection can take over and that takes over none (``anonymous/<random>``, which no device id
+can be), and may publish only on seed 002's topic, for a registered, enabled device named in
+the topic, charged to that device's rate limit. Anyone on those networks can publish as any
+registered device there.
+
 Readings take the HTTP edge's path: the same decoder, event ids and envelope batcher, so a QoS 1
 PUBACK is sent only after Kafka acked the reading with ``acks=all``. A payload that fails is a
 dead letter (acked by Kafka before the PUBACK that says so).
@@ -15,6 +23,8 @@ dead letter (acked by Kafka before the PUBACK that says so).
 
 from __future__ import annotations
 
+import ipaddress
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,10 +44,14 @@ BAD_CLIENT_ID = 0x85
 BAD_CREDENTIALS = 0x86
 NOT_AUTHORIZED = 0x87
 UNAVAILABLE = 0x88
+QUOTA_EXCEEDED = 0x97
 PAYLOAD_INVALID = 0x99
 
 RESERVED_PREFIX = "fleetstream"
 """Client ids the system's own clients use; never a device's."""
+ANONYMOUS_SESSION = "anonymous/"
+"""Session key prefix of anonymous connections: a device id never holds a ``/``."""
+SEED_002_TOPIC = "neurobuild/sensors/+/data"
 
 
 class Registry(Protocol):
@@ -54,13 +68,37 @@ class Batcher(Protocol):
 
 
 Produce = Callable[[str, Sequence[Record]], Awaitable[None]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Limiter(Protocol):
+    """A per-device rate limit (the API's ``RateLimiter``): ``None`` when granted."""
+
+    def acquire(self, device_id: str, profile: str | None) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Anonymous:
+    """Who may connect without a username, and where they may publish."""
+
+    networks: Sequence[Network]
+    topics: TopicMatcher
+    limiter: Limiter
+
+    def trusts(self, peer: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
 
 
 @dataclass(frozen=True)
 class Admitted:
-    device: Device
+    device: Device | None
+    """``None``: an anonymous publisher (:class:`Anonymous`)."""
     client_id: str
-    """As the client gave it, or assigned (the device id) when it gave none."""
+    """As the client gave it, or assigned (the device id) when it gave none; the session key."""
 
 
 class KafkaTrouble(Exception):
@@ -77,11 +115,16 @@ class Ingest:
     max_items: int
     max_bytes: int
     limits: GenericLimits
+    anonymous: Anonymous | None = None
 
-    def admit(self, connect: Connect) -> Admitted | int:
-        """The device a CONNECT authenticates, or the MQTT 5 reason to refuse it."""
+    def admit(self, connect: Connect, peer: str | None = None) -> Admitted | int:
+        """The device a CONNECT from ``peer`` authenticates, or the MQTT 5 reason to refuse it."""
         if not self.registry.caught_up:
             return UNAVAILABLE
+        if not connect.username and connect.password is None and self.anonymous is not None:
+            if not self.anonymous.trusts(peer) or connect.client_id.startswith(RESERVED_PREFIX):
+                return BAD_CREDENTIALS
+            return Admitted(None, f"{ANONYMOUS_SESSION}{uuid.uuid4().hex}")
         if not connect.username or connect.password is None:
             return BAD_CREDENTIALS
         device = self.registry.identify(connect.password.decode("utf-8", "replace"))
@@ -94,18 +137,39 @@ class Ingest:
             return BAD_CLIENT_ID
         return Admitted(device, client_id)
 
-    def still_allowed(self, device: Device) -> bool:
-        """The device is registered, enabled and holds the same token as when it connected."""
+    def still_allowed(self, device: Device | None) -> bool:
+        """The device is registered, enabled and holds the same token as when it connected
+        (an anonymous publisher's devices are checked at each publish)."""
+        if device is None:
+            return True
         current = self.registry.get(device.device_id)
         return (
             current is not None and current.is_enabled and current.token_hash == device.token_hash
         )
 
-    async def publish(self, device: Device, topic: str, payload: bytes, now: datetime) -> int:
+    async def publish(
+        self, device: Device | None, topic: str, payload: bytes, now: datetime
+    ) -> int:
         """Take one PUBLISH; its MQTT 5 reason once Kafka acked what it became. Raises
         KafkaTrouble when Kafka did not take it."""
+        if device is None:
+            return await self._anonymous(topic, payload, now)
         if self.matcher.device_id(topic) != device.device_id:
             return NOT_AUTHORIZED
+        return await self._take(device, topic, payload, now)
+
+    async def _anonymous(self, topic: str, payload: bytes, now: datetime) -> int:
+        """Seed 002's topic only, for a registered, enabled device, within its rate limit."""
+        anonymous = self.anonymous
+        device_id = anonymous.topics.device_id(topic) if anonymous is not None else None
+        device = self.registry.get(device_id) if device_id else None
+        if anonymous is None or device is None or not device.is_enabled:
+            return NOT_AUTHORIZED
+        if anonymous.limiter.acquire(device.device_id, device.profile) is not None:
+            return QUOTA_EXCEEDED
+        return await self._take(device, topic, payload, now)
+
+    async def _take(self, device: Device, topic: str, payload: bytes, now: datetime) -> int:
         try:
             decoded = decode_message(
                 topic,

@@ -24,7 +24,13 @@ from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.device_cache import DeviceCache
 from connectors.kafka.producer import EventProducer, edge_producer_config
 from connectors.mqtt.front.connection import Connection
-from connectors.mqtt.front.ingest import NOT_AUTHORIZED, Ingest
+from connectors.mqtt.front.ingest import (
+    NOT_AUTHORIZED,
+    SEED_002_TOPIC,
+    Anonymous,
+    Ingest,
+    Limiter,
+)
 from connectors.mqtt.front.metrics import FrontMetrics
 from connectors.mqtt.messages import TopicMatcher
 from schemas.settings import MqttFrontSettings, Settings
@@ -132,8 +138,27 @@ def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
     return context
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve devices until ``stop`` is set."""
+def anonymous_publishers(settings: Settings, limiter: Limiter | None) -> Anonymous | None:
+    """Seed 002's anonymous publishers when its profile is on (and a limiter to charge them
+    to); logged, with the networks they may come from."""
+    if "002" not in settings.compat.profiles():
+        return None
+    if limiter is None:
+        log.warning("compat: seed 002 MQTT without credentials is off: no rate limiter given")
+        return None
+    networks = settings.compat.networks()
+    log.info(
+        "compat: seed 002 topic %s accepts auth mode none from %s (anyone there can publish "
+        "as any registered device)",
+        SEED_002_TOPIC,
+        ", ".join(map(str, networks)) or "no network (FLEET_COMPAT__TRUSTED_NETWORKS is empty)",
+    )
+    return Anonymous(networks, TopicMatcher([SEED_002_TOPIC]), limiter)
+
+
+async def serve(settings: Settings, stop: asyncio.Event, limiter: Limiter | None = None) -> None:
+    """Serve devices until ``stop`` is set; ``limiter`` charges seed 002's anonymous
+    publishers (without one they are not served)."""
     front_settings = settings.mqtt_front
     client_id = f"fleetstream-mqtt-front-{front_settings.port}"
     producer = EventProducer(edge_producer_config(settings, client_id))
@@ -150,6 +175,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         max_items=settings.mqtt.max_batch_items,
         max_bytes=settings.mqtt.max_payload_bytes,
         limits=settings.generic.limits(),
+        anonymous=anonymous_publishers(settings, limiter),
     )
     front = Front(settings, ingest, FrontMetrics())
     servers = await listen(front)

@@ -79,6 +79,9 @@ class _Writer:
     async def wait_closed(self) -> None:
         return None
 
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 50000) if name == "peername" else None
+
 
 def _string(raw: bytes) -> bytes:
     return struct.pack(">H", len(raw)) + raw

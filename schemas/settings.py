@@ -155,7 +155,9 @@ class RedisSettings(_Section):
     db: int = Field(default=0, description="Redis database number")
     prefix: str = Field(default="fleet", description="first part of every key and channel")
     legacy_list: str = Field(
-        default="", description="LPUSH every reading to this list (seeds 001/002); empty: off"
+        default="",
+        description="LPUSH every reading to this list; empty: seed 001's sensor_data_queue "
+        "with its profile on (FLEET_COMPAT__SEEDS), else none",
     )
     legacy_list_max: int = Field(default=10_000, ge=1, description="LTRIM cap of that list")
     flush_interval_s: float = Field(

@@ -1,0 +1,267 @@
+"""The seeds' readers through the real stack (docs/compat.md): seed 002's ``sensor-events``
+channel and seed 001's ``sensor_data_queue`` fed by a worker's Redis sink with those profiles on,
+the ``sensor_data``/``sensor_readings`` views over readings the pipeline stored, and a seed 004
+registry imported with its token hashes.
+
+These tests migrate a database of their own: the views' migration must not move the shared
+test database ahead of branches that do not have it yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from api.app import create_app
+from cli.stack import manager
+from connectors.postgres import migrate
+from connectors.redis.seed_feeds import SEED001_QUEUE, SEED002_CHANNEL
+from schemas.devices import hash_token
+from schemas.settings import CompatSettings, Settings, get_settings
+from tests.factories import device_ids, reading
+from tests.integration.fleet import ADMIN, ADMIN_DEVICES, Fleet
+from tests.integration.processes import WorkerProcess, run_cli
+from tests.support import wait_until
+
+DATABASE = "fleetstream_test_compat"
+QUEUE_MAX = 40
+"""The queue's bound in these tests: fewer than the readings posted, so trimming shows."""
+TIMEOUT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def stack_settings() -> Settings:
+    base = get_settings()
+    settings = base.model_copy(
+        update={
+            "environment": "test",
+            "postgres": base.postgres.model_copy(update={"database": DATABASE}),
+        }
+    )
+    manager.up(settings, progress=lambda line: print(f"stack: {line}"))
+    asyncio.run(_create_database(base, DATABASE))
+    migrate.upgrade(settings.postgres.dsn())
+    return settings
+
+
+async def _create_database(settings: Settings, name: str) -> None:
+    conn = await asyncpg.connect(settings.postgres.dsn())
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pipeline(pipeline: Settings) -> Iterator[Settings]:
+    """The conftest's pipeline with seed 001's and 002's profiles on and a small queue bound."""
+    yield pipeline.model_copy(
+        update={
+            "compat": CompatSettings(seeds="001,002"),
+            "redis": pipeline.redis.model_copy(update={"legacy_list_max": QUEUE_MAX}),
+        }
+    )
+
+
+@pytest.fixture
+async def redis_client(pipeline: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(pipeline.redis.url)
+    yield client
+    await client.aclose()
+
+
+def equipment(device_id: str, n: int) -> dict[str, Any]:
+    """A seed 001 reading as the canonical route takes it (voltage kept in metadata)."""
+    body = reading(
+        device_id,
+        n,
+        {"equipment": {"temperature": 20.0 + n, "vibration": 0.5, "pressure": 3.2}},
+    )
+    return {**body, "metadata": {"voltage": 220.0 + n}}
+
+
+async def test_each_reading_reaches_the_seed_channel_once_the_bounded_queue_and_the_views(
+    fleet: Fleet,
+    worker: WorkerProcess,
+    redis_client: aioredis.Redis,
+    db: asyncpg.Connection,
+) -> None:
+    esp32, machines = device_ids(3), device_ids(2, prefix="PUMP-HALL")
+    await fleet.enroll(esp32, metadata={"location": "hall 2"})
+    await fleet.enroll(machines)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(SEED002_CHANNEL)
+    received: Counter[str] = Counter()
+    messages: dict[str, dict[str, Any]] = {}
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] != "message":
+                continue
+            event = json.loads(message["data"])
+            if event["device_id"] in esp32 + machines:
+                received[event["event_id"]] += 1
+                messages[event["event_id"]] = event
+
+    listener = asyncio.create_task(listen())
+    try:
+        accepted: list[str] = []
+        for n in range(0, 60, 20):
+            batch = [reading(esp32[i % 3], n + i) for i in range(20)]
+            accepted += (await _accepted(fleet, batch))["event_ids"]
+        machine_ids = (await _accepted(fleet, [equipment(machines[0], n) for n in range(5)]))[
+            "event_ids"
+        ]
+        accepted += machine_ids
+        # Published after all the others by the same sink, on one connection: once it is in,
+        # any repeat of the others would be in too.
+        (sentinel,) = (await _accepted(fleet, reading(esp32[0], 99)))["event_ids"]
+
+        await wait_until(
+            lambda: _true(sentinel in received),
+            timeout_s=TIMEOUT_S,
+            what=lambda: f"the sentinel on {SEED002_CHANNEL}\n{worker.log_tail()}",
+        )
+    finally:
+        listener.cancel()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    assert {event_id: received[event_id] for event_id in accepted} == dict.fromkeys(accepted, 1)
+    gas = messages[accepted[0]]
+    assert gas["timestamp"] == gas["ts"] and "mq134" in gas["sensors"]
+    assert gas["device_metadata"]["location"] == "hall 2"
+
+    # Seed 001's queue got all 66 readings and kept the newest QUEUE_MAX of them.
+    assert await redis_client.llen(SEED001_QUEUE) == QUEUE_MAX
+    queued = [json.loads(item) for item in await redis_client.lrange(SEED001_QUEUE, 0, -1)]
+    mine = {item["event_id"] for item in queued if item["device_id"] in esp32 + machines}
+    assert len(mine) == QUEUE_MAX and mine <= {*accepted, sentinel}
+    popped = cast(tuple[bytes, bytes] | None, await redis_client.brpop([SEED001_QUEUE], 5))
+    assert popped is not None
+    oldest = json.loads(popped[1])
+    assert set(oldest) >= {"event_id", "device_id", "ts", "sensors"}  # the canonical reading
+
+    await _views_hold_the_readings(db, esp32, machines[0], machine_ids)
+
+
+async def _views_hold_the_readings(
+    db: asyncpg.Connection, esp32: list[str], machine: str, machine_ids: list[str]
+) -> None:
+    async def stored() -> bool:
+        count = await db.fetchval(
+            "SELECT count(*) FROM readings WHERE device_id = ANY($1)", [*esp32, machine]
+        )
+        return int(count) == 61 + len(machine_ids)
+
+    await wait_until(stored, timeout_s=TIMEOUT_S, what="the readings in Postgres")
+    rows = await db.fetch(
+        'SELECT id::text, equipment_id, "timestamp", temperature, vibration, pressure, '
+        "humidity, voltage, created_at FROM sensor_data WHERE equipment_id = $1 "
+        'ORDER BY "timestamp"',
+        machine,
+    )
+    assert [row["id"] for row in rows] == machine_ids
+    assert [row["temperature"] for row in rows] == [20.0 + n for n in range(5)]
+    assert [row["voltage"] for row in rows] == [220.0 + n for n in range(5)]
+    assert all(row["humidity"] is None and row["pressure"] == 3.2 for row in rows)
+    none = await db.fetchval("SELECT count(*) FROM sensor_data WHERE equipment_id = ANY($1)", esp32)
+    assert none == 0  # readings without the equipment sensor are not seed 001's
+
+    per_type = await db.fetch(
+        "SELECT sensor_type, count(*) AS n, count(DISTINCT id) AS ids FROM sensor_readings "
+        "WHERE device_id = ANY($1) GROUP BY sensor_type ORDER BY sensor_type",
+        esp32,
+    )
+    assert [(r["sensor_type"], r["n"], r["ids"]) for r in per_type] == [
+        ("ld2410", 61, 61),
+        ("mq134", 61, 61),
+        ("pir", 61, 61),
+    ]
+    row = await db.fetchrow(
+        "SELECT id, data, metadata, received_at, created_at FROM sensor_readings "
+        "WHERE device_id = $1 AND sensor_type = 'mq134' LIMIT 1",
+        esp32[0],
+    )
+    assert row is not None and row["id"] > 0
+    assert "gas_concentration" in json.loads(row["data"])
+    assert json.loads(row["metadata"]) == {"location": "hall 2"}
+
+
+async def _accepted(fleet: Fleet, body: Any) -> dict[str, Any]:
+    response = await fleet.post(body)
+    assert response.status_code == 202, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_seed004_registry_imported_with_its_hashes_keeps_the_devices_tokens(
+    pipeline: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """``fleetstream devices import`` of seed 004's devices table (exported as docs/operations.md
+    says): the devices post with the tokens they had, which fleetstream never saw."""
+    tokens = {str(uuid.uuid4()): f"recorder-token-{uuid.uuid4().hex}" for _ in range(3)}
+    export = tmp_path / "seed004-devices.csv"
+    with export.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["device_id", "point_id", "register_id", "token_sha256", "is_enabled"])
+        for device_id, token in tokens.items():
+            point = str(uuid.uuid4())
+            writer.writerow([device_id, point, point, hash_token(token), "t"])
+    out = tmp_path / "tokens.csv"
+    try:
+        run_cli(pipeline, "devices", "import", str(export), "--tokens-out", str(out))
+        assert out.read_text().splitlines() == ["device_id,token"]  # no new token to keep
+        stored = await db.fetch(
+            "SELECT device_id, token_hash FROM devices WHERE device_id = ANY($1)", list(tokens)
+        )
+        assert {r["device_id"]: r["token_hash"] for r in stored} == {
+            device_id: hash_token(token) for device_id, token in tokens.items()
+        }
+
+        app = create_app(pipeline)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await _post_with_old_tokens(client, tokens)
+                listed = await client.get(f"{ADMIN_DEVICES}/{next(iter(tokens))}", headers=ADMIN)
+                assert listed.status_code == 200 and "point_id" in listed.json()["metadata"]
+    finally:
+        await db.execute("DELETE FROM devices WHERE device_id = ANY($1)", list(tokens))
+
+
+async def _post_with_old_tokens(client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+    async def all_accepted() -> bool:
+        answers = [
+            await client.post(
+                "/v1/readings",
+                json=reading(device_id, 1),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            for device_id, token in tokens.items()
+        ]
+        assert all(a.status_code in (202, 401) for a in answers), [a.text for a in answers]
+        return all(a.status_code == 202 for a in answers)
+
+    # 401 only until this instance's device cache has read the imported devices.
+    await wait_until(all_accepted, timeout_s=30, what="the imported devices' old tokens to work")
+    wrong = await client.post(
+        "/v1/readings",
+        json=reading(next(iter(tokens)), 2),
+        headers={"Authorization": "Bearer not-the-recorders-token"},
+    )
+    assert wrong.status_code == 401

@@ -26,7 +26,9 @@ import redis.asyncio as aioredis
 from api.app import create_app
 from cli.stack import manager
 from connectors.postgres import migrate
-from connectors.redis.seed_feeds import SEED001_QUEUE, SEED002_CHANNEL
+from connectors.redis.seed_feeds import SEED001_QUEUE, SEED002_CHANNEL, SeedFeeds
+from connectors.redis.wire import RedisPipe
+from connectors.redis.writer import connect_commands
 from schemas.devices import hash_token
 from schemas.settings import CompatSettings, Settings, get_settings
 from tests.factories import device_ids, reading
@@ -265,3 +267,75 @@ async def _post_with_old_tokens(client: httpx.AsyncClient, tokens: dict[str, str
         headers={"Authorization": "Bearer not-the-recorders-token"},
     )
     assert wrong.status_code == 401
+
+
+FLEET = 100_000
+"""Devices of the size test: one reading each, written as the sink's batches would be."""
+SINK_BATCH = 10_000
+FLEET_QUEUE_MAX = 10_000
+"""FLEET_REDIS__LEGACY_LIST_MAX's default."""
+
+
+async def test_at_fleet_size_the_queue_stays_bounded_and_the_channel_carries_every_reading(
+    pipeline: Settings, redis_client: aioredis.Redis
+) -> None:
+    """100,000 devices' readings in sink-sized batches, no queue consumer: the queue holds the
+    newest 10,000, and a subscriber gets each reading once. The queue and channel are this
+    test's own names (the seeds' are shared with whoever uses this Redis)."""
+    run = uuid.uuid4().hex[:10]
+    queue, channel = f"test-{run}-queue", f"test-{run}-sensor-events"
+    items = [curated_item(f"dev-{run}-{n:06d}", n) for n in range(FLEET)]
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(channel)
+    seen: Counter[str] = Counter()
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                seen[json.loads(message["data"])["device_id"]] += 1
+
+    listener = asyncio.create_task(listen())
+    redis = pipeline.redis
+    pipe = RedisPipe(redis.host, redis.port, connect_commands(redis.db))
+    feeds = SeedFeeds(channel)
+    try:
+        for start in range(0, FLEET, SINK_BATCH):
+            batch = items[start : start + SINK_BATCH]
+            await pipe.execute(
+                [("LPUSH", queue, *batch), ("LTRIM", queue, 0, FLEET_QUEUE_MAX - 1), *feeds(batch)]
+            )
+            assert await redis_client.llen(queue) <= FLEET_QUEUE_MAX
+        await wait_until(
+            lambda: _true(sum(seen.values()) >= FLEET),
+            timeout_s=TIMEOUT_S,
+            what=lambda: f"{FLEET} messages on the channel, got {sum(seen.values())}",
+        )
+        assert len(seen) == FLEET and set(seen.values()) == {1}
+        newest = await redis_client.lindex(queue, 0)
+        oldest = await redis_client.lindex(queue, -1)
+        assert await redis_client.llen(queue) == FLEET_QUEUE_MAX
+        assert json.loads(newest or b"{}")["device_id"] == f"dev-{run}-{FLEET - 1:06d}"
+        assert json.loads(oldest or b"{}")["device_id"] == f"dev-{run}-{FLEET - 10_000:06d}"
+    finally:
+        listener.cancel()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pipe.close()
+        await redis_client.delete(queue)
+
+
+def curated_item(device_id: str, n: int) -> bytes:
+    """A curated reading's JSON as the Redis sink holds it (~300 bytes)."""
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "event_id": str(uuid.UUID(int=n)),
+            "device_id": device_id,
+            "ts": "2026-12-07T10:00:00Z",
+            "received_at": "2026-12-07T10:00:01Z",
+            "source": "http",
+            "sensors": {"mq134": {"gas_concentration": 12.5 + n % 100}},
+            "location": "hall 2",
+            "tags": ["roof"],
+        },
+        separators=(",", ":"),
+    ).encode()

@@ -33,13 +33,20 @@ from schemas.devices import hash_token
 from schemas.settings import CompatSettings, Settings, get_settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN, ADMIN_DEVICES, Fleet
-from tests.integration.processes import WorkerProcess, run_cli
-from tests.support import wait_until
+from tests.integration.mqtt_tools import FrontDevice
+from tests.integration.processes import ServiceProcess, WorkerProcess, run_cli
+from tests.support import free_port, wait_until
 
 DATABASE = "fleetstream_test_compat"
 QUEUE_MAX = 40
 """The queue's bound in these tests: fewer than the readings posted, so trimming shows."""
 TIMEOUT_S = 120.0
+MQTT_TOPIC = "neurobuild/sensors/{}/data"
+"""Seed 002's topic."""
+
+
+class FrontProcess(ServiceProcess):
+    command = "mqtt-front"
 
 
 @pytest.fixture(scope="module")
@@ -339,3 +346,74 @@ def curated_item(device_id: str, n: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+async def test_seed002_devices_imported_by_their_key_hash_publish_over_the_mqtt_front(
+    pipeline: Settings, tmp_path: Path
+) -> None:
+    """Seed 002's boards published over MQTT: imported with only their keys' SHA-256 (no
+    Mosquitto password can be made from it), they connect to the MQTT front with the keys they
+    have and get a PUBACK for their seed's topic."""
+    keys = {device_id: f"esp32-key-{uuid.uuid4().hex}" for device_id in device_ids(2)}
+    app = create_app(pipeline)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            devices = [
+                {"device_id": d, "token_sha256": hash_token(k), "metadata": {"location": "lab"}}
+                for d, k in keys.items()
+            ]
+            answer = await client.post(
+                f"{ADMIN_DEVICES}/import", json={"devices": devices}, headers=ADMIN
+            )
+            assert answer.status_code == 200, answer.text
+            assert [c["token"] for c in answer.json()["created"]] == [None, None]
+    front_settings = pipeline.model_copy(
+        update={
+            "mqtt_front": pipeline.mqtt_front.model_copy(
+                update={"port": free_port(), "health_port": free_port()}
+            )
+        }
+    )
+    front = FrontProcess(front_settings, tmp_path / "front.log")
+    front.start()
+    try:
+        await wait_until(lambda: _front_healthy(front_settings), timeout_s=60, what=front.log_tail)
+        for device_id, key in keys.items():
+            device = await connected(front_settings, device_id, key)
+            try:
+                body = json.dumps(reading(device_id, 1)).encode()
+                reason = await asyncio.to_thread(device.publish, MQTT_TOPIC.format(device_id), body)
+                assert reason == 0, reason
+            finally:
+                device.close()
+        stranger = FrontDevice(front_settings, next(iter(keys)), "not-this-boards-key-0000")
+        assert await asyncio.to_thread(stranger.connect) != 0
+        stranger.close()
+    finally:
+        front.stop()
+
+
+async def _front_healthy(settings: Settings) -> bool:
+    url = f"http://127.0.0.1:{settings.mqtt_front.health_port}/health"
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(url)).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def connected(settings: Settings, device_id: str, token: str) -> FrontDevice:
+    """A connected client of the device, once the front's registry copy has it."""
+    clients: list[FrontDevice] = []
+
+    async def accepted() -> bool:
+        client = FrontDevice(settings, device_id, token)
+        if await asyncio.to_thread(client.connect) == 0:
+            clients.append(client)
+            return True
+        client.close()
+        return False
+
+    await wait_until(accepted, timeout_s=30, what=f"the front to know {device_id}")
+    return clients[0]

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import msgspec
 
-from api.device_models import DeviceCreate, DeviceImport, DeviceImportItem
+from api.device_models import DeviceCreate, DeviceImport
 from api.problems import ProblemError
 from api.registry_problems import conflict, unavailable
 from connectors.postgres.devices import TokenInUse
@@ -50,8 +50,9 @@ def token_key(token: ImportToken) -> str | None:
     return None if token is None else hash_token(token)
 
 
-def token_field(item: DeviceImportItem) -> str:
-    return "token_sha256" if item.token_sha256 is not None else "token_plain"
+def token_field(token: ImportToken) -> str:
+    """The field an item's token came in."""
+    return "token_sha256" if isinstance(token, HashedToken) else "token_plain"
 
 
 def checked_items(body: DeviceImport) -> list[ImportItem]:
@@ -67,7 +68,7 @@ def checked_items(body: DeviceImport) -> list[ImportItem]:
         token = item.token()
         key = token_key(token)
         if key is not None and (first := first_of_token.setdefault(key, index)) != index:
-            field = f"{where}.{token_field(item)}"
+            field = f"{where}.{token_field(token)}"
             errors.append(_error(field, f"repeats item {first}", "duplicate"))
         try:
             items.append((new_device(item), token))
@@ -110,8 +111,7 @@ def import_errors(settings: Settings, items: list[ImportItem]) -> Iterator[None]
 def _token_field(items: list[ImportItem], device_id: str | None) -> str:
     for index, (new, token) in enumerate(items):
         if new.device_id == device_id:
-            field = "token_sha256" if isinstance(token, HashedToken) else "token_plain"
-            return f"body.devices.{index}.{field}"
+            return f"body.devices.{index}.{token_field(token)}"
     return "body.devices"
 
 

@@ -23,10 +23,10 @@ from typing import IO, Any
 import msgspec
 import pydantic
 
-from api.device_import import ImportItem, field_error, new_device, token_key
+from api.device_import import ImportItem, field_error, new_device, token_field, token_key
 from api.device_models import DeviceImportItem
 from connectors.postgres.devices import TokenInUse
-from connectors.registry import DeviceRegistry, HashedToken, ImportResult
+from connectors.registry import DeviceRegistry, ImportResult
 from schemas.errors import FleetError
 
 CSV_LIST_SEPARATOR = ";"
@@ -164,8 +164,7 @@ def chunks(rows: Iterable[Row], size: int, tally: Tally) -> Iterator[list[Import
             keys = [new.device_id] + ([f"token:{key}"] if key else [])
             repeated = next((line_of[key] for key in keys if key in line_of), None)
             if repeated is not None:
-                token_field = "token_sha256" if isinstance(token, HashedToken) else "token_plain"
-                what = "device_id" if new.device_id in line_of else token_field
+                what = "device_id" if new.device_id in line_of else token_field(token)
                 tally.failures.append(f"line {row.line}: {what}: repeats line {repeated}")
                 continue
             line_of.update(dict.fromkeys(keys, row.line))

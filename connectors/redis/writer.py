@@ -81,8 +81,8 @@ def connect_commands(db: int) -> list[Command]:
     return [("SELECT", db), ("SCRIPT", "LOAD", APPLY_TRANSITION)]
 
 
-SeedFeeds = Callable[[Sequence[bytes]], list[Command]]
-"""Extra commands for a batch's readings (``connectors.redis.seed_feeds.SeedFeeds``)."""
+ExtraCommands = Callable[[Sequence[bytes]], list[Command]]
+"""More commands for a batch's readings (``connectors.redis.seed_feeds.SeedFeeds``)."""
 
 
 class RedisWriter:
@@ -92,7 +92,7 @@ class RedisWriter:
         keys: RedisKeys,
         legacy_list: str = "",
         legacy_max: int = 0,
-        seed_feeds: SeedFeeds | None = None,
+        seed_feeds: ExtraCommands | None = None,
     ) -> None:
         self._pipe = pipe
         self._keys = keys

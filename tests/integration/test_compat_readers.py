@@ -222,57 +222,75 @@ async def test_a_seed004_registry_imported_with_its_hashes_keeps_the_devices_tok
     pipeline: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """``fleetstream devices import`` of seed 004's devices table (exported as docs/operations.md
-    says): the devices post with the tokens they had, which fleetstream never saw."""
+    says): the recorders upload chunks with the tokens they had, which fleetstream never saw."""
     tokens = {str(uuid.uuid4()): f"recorder-token-{uuid.uuid4().hex}" for _ in range(3)}
+    points = {device_id: str(uuid.uuid4()) for device_id in tokens}
     export = tmp_path / "seed004-devices.csv"
     with export.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["device_id", "point_id", "register_id", "token_sha256", "is_enabled"])
         for device_id, token in tokens.items():
-            point = str(uuid.uuid4())
+            point = points[device_id]
             writer.writerow([device_id, point, point, hash_token(token), "t"])
     out = tmp_path / "tokens.csv"
-    try:
-        run_cli(pipeline, "devices", "import", str(export), "--tokens-out", str(out))
-        assert out.read_text().splitlines() == ["device_id,token"]  # no new token to keep
-        stored = await db.fetch(
-            "SELECT device_id, token_hash FROM devices WHERE device_id = ANY($1)", list(tokens)
-        )
-        assert {r["device_id"]: r["token_hash"] for r in stored} == {
-            device_id: hash_token(token) for device_id, token in tokens.items()
-        }
-
-        app = create_app(pipeline)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await _post_with_old_tokens(client, tokens)
-                listed = await client.get(f"{ADMIN_DEVICES}/{next(iter(tokens))}", headers=ADMIN)
-                assert listed.status_code == 200 and "point_id" in listed.json()["metadata"]
-    finally:
-        await db.execute("DELETE FROM devices WHERE device_id = ANY($1)", list(tokens))
+    run_cli(pipeline, "devices", "import", str(export), "--tokens-out", str(out))
+    assert out.read_text().splitlines() == ["device_id,token"]  # no new token to keep
+    stored = await db.fetch(
+        "SELECT device_id, token_hash FROM devices WHERE device_id = ANY($1)", list(tokens)
+    )
+    assert {r["device_id"]: r["token_hash"] for r in stored} == {
+        device_id: hash_token(token) for device_id, token in tokens.items()
+    }
+    settings = pipeline.model_copy(
+        update={"blob": pipeline.blob.model_copy(update={"root": tmp_path / "blobs"})}
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await _upload_with_old_tokens(client, tokens, points)
 
 
-async def _post_with_old_tokens(client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
-    async def all_accepted() -> bool:
+OGG = b"OggS\x00\x02" + bytes(range(256)) * 8
+"""A few KiB that start like an Ogg stream: a recorder's chunk."""
+
+
+async def _chunk(
+    client: httpx.AsyncClient, device_id: str, point: str, token: str
+) -> httpx.Response:
+    form = {
+        "point_id": point,
+        "register_id": point,
+        "device_id": device_id,
+        "start_ts": "2026-11-28T09:30:00Z",
+        "end_ts": "2026-11-28T09:31:00Z",
+        "codec": "opus",
+        "sample_rate": "48000",
+        "channels": "1",
+    }
+    return await client.post(
+        "/api/v1/chunks",
+        data=form,
+        files={"chunk_file": ("chunk.ogg", OGG, "audio/ogg")},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+async def _upload_with_old_tokens(
+    client: httpx.AsyncClient, tokens: dict[str, str], points: dict[str, str]
+) -> None:
+    async def all_stored() -> bool:
         answers = [
-            await client.post(
-                "/v1/readings",
-                json=reading(device_id, 1),
-                headers={"Authorization": f"Bearer {token}"},
-            )
+            await _chunk(client, device_id, points[device_id], token)
             for device_id, token in tokens.items()
         ]
-        assert all(a.status_code in (202, 401) for a in answers), [a.text for a in answers]
-        return all(a.status_code == 202 for a in answers)
+        assert all(a.status_code in (200, 401) for a in answers), [a.text for a in answers]
+        return all(a.status_code == 200 and a.json()["status"] == "ok" for a in answers)
 
     # 401 only until this instance's device cache has read the imported devices.
-    await wait_until(all_accepted, timeout_s=30, what="the imported devices' old tokens to work")
-    wrong = await client.post(
-        "/v1/readings",
-        json=reading(next(iter(tokens)), 2),
-        headers={"Authorization": "Bearer not-the-recorders-token"},
-    )
+    await wait_until(all_stored, timeout_s=30, what="the imported recorders' old tokens to work")
+    device_id = next(iter(tokens))
+    wrong = await _chunk(client, device_id, points[device_id], "not-the-recorders-token")
     assert wrong.status_code == 401
 
 

@@ -31,6 +31,7 @@ from agents.deadletters import dead_letter, item_letters
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.redis.errors import is_retriable
 from connectors.redis.keys import VALUE_PREFIX, RedisKeys
+from connectors.redis.seed_feeds import queue_name, seed_feeds
 from connectors.redis.wire import RedisPipe
 from connectors.redis.writer import (
     DeviceReadings,
@@ -207,8 +208,9 @@ def register(ctx: WorkerContext) -> None:
             writer = RedisWriter(
                 pipe,
                 RedisKeys(redis_settings.prefix),
-                redis_settings.legacy_list,
+                queue_name(settings),
                 redis_settings.legacy_list_max,
+                seed_feeds(settings),
             )
             writer = timed(writer, "redis")
         now = datetime.now(UTC)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from connectors.registry import HashedToken, ImportToken
 from schemas.devices import (
     DEVICE_ID_PATTERN,
     LABEL_PATTERN,
@@ -22,6 +23,9 @@ from schemas.devices import (
     check_metadata,
 )
 from schemas.readings import UUID_PATTERN
+
+TOKEN_SHA256_PATTERN = r"^[0-9a-fA-F]{64}\Z"  # noqa: S105 - a pattern, not a secret
+"""A stored token hash as imported: 64 hex digits, either case (stored lower case)."""
 
 
 def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
@@ -78,6 +82,41 @@ class DeviceCreate(_Body):
         return fields
 
 
+class DeviceImportItem(DeviceCreate):
+    """One device of an import: the create body, or, instead of ``token_plain``, the SHA-256
+    of the device's token as another registry stored it (seed 004's ``token_hash``), so the
+    device keeps the token it has."""
+
+    token_sha256: (
+        Annotated[
+            str,
+            Field(
+                pattern=TOKEN_SHA256_PATTERN,
+                description="SHA-256 of the device's token, 64 hex digits (seed 004's token_hash); "
+                "the device keeps its token",
+            ),
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> DeviceImportItem:
+        if self.token_plain is not None and self.token_sha256 is not None:
+            raise ValueError("token_plain and token_sha256 exclude each other")
+        return self
+
+    def token(self) -> ImportToken:
+        """What the registry takes: the plain token, its hash, or None (a random one)."""
+        if self.token_sha256 is not None:
+            return HashedToken(self.token_sha256.lower())
+        return self.token_plain
+
+    def registry_fields(self) -> dict[str, Any]:
+        fields = super().registry_fields()
+        fields.pop("token_sha256", None)
+        return fields
+
+
 IMPORT_MAX_DEVICES = 10_000
 """Devices per ``POST /api/v1/admin/devices/import``; a bigger fleet goes in several requests."""
 IMPORT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -87,12 +126,15 @@ IMPORT_MAX_BODY_BYTES = 16 * 1024 * 1024
 class DeviceImport(_Body):
     """A bulk registration: each item is the body of ``POST /api/v1/admin/devices``."""
 
-    devices: Annotated[list[DeviceCreate], Field(min_length=1, max_length=IMPORT_MAX_DEVICES)]
+    devices: Annotated[list[DeviceImportItem], Field(min_length=1, max_length=IMPORT_MAX_DEVICES)]
 
 
 class ImportedDevice(BaseModel):
     device_id: str
-    token: str = Field(description="the device's token; shown this once, stored only hashed")
+    token: str | None = Field(
+        description="the device's token; shown this once, stored only hashed (null: imported "
+        "with token_sha256, the device keeps its own)"
+    )
 
 
 class ImportOutcome(BaseModel):
@@ -102,7 +144,7 @@ class ImportOutcome(BaseModel):
     existing: list[str]
 
     @classmethod
-    def of(cls, created: list[tuple[str, str]], existing: list[str]) -> ImportOutcome:
+    def of(cls, created: list[tuple[str, str | None]], existing: list[str]) -> ImportOutcome:
         devices = [ImportedDevice(device_id=i, token=token) for i, token in created]
         return cls(created=devices, existing=existing)
 

@@ -23,8 +23,8 @@ from typing import IO, Any
 import msgspec
 import pydantic
 
-from api.device_import import ImportItem, field_error, new_device
-from api.device_models import DeviceCreate
+from api.device_import import ImportItem, field_error, new_device, token_field, token_key
+from api.device_models import DeviceImportItem
 from connectors.postgres.devices import TokenInUse
 from connectors.registry import DeviceRegistry, ImportResult
 from schemas.errors import FleetError
@@ -131,8 +131,8 @@ def checked(row: Row) -> ImportItem | str:
     if row.fields is None:
         return f"line {row.line}: {row.error}"
     try:
-        item = DeviceCreate.model_validate(row.fields)
-        return new_device(item), item.token_plain
+        item = DeviceImportItem.model_validate(row.fields)
+        return new_device(item), item.token()
     except pydantic.ValidationError as exc:
         return f"line {row.line}: {_pydantic_message(exc)}"
     except msgspec.ValidationError as exc:
@@ -160,10 +160,11 @@ def chunks(rows: Iterable[Row], size: int, tally: Tally) -> Iterator[list[Import
                 tally.failures.append(result)
                 continue
             new, token = result
-            keys = [new.device_id] + ([f"token:{token}"] if token else [])
+            key = token_key(token)
+            keys = [new.device_id] + ([f"token:{key}"] if key else [])
             repeated = next((line_of[key] for key in keys if key in line_of), None)
             if repeated is not None:
-                what = "device_id" if new.device_id in line_of else "token_plain"
+                what = "device_id" if new.device_id in line_of else token_field(token)
                 tally.failures.append(f"line {row.line}: {what}: repeats line {repeated}")
                 continue
             line_of.update(dict.fromkeys(keys, row.line))
@@ -199,9 +200,10 @@ class TokenFile:
         self._writer = csv.writer(self._file)
         self._writer.writerow(["device_id", "token"])
 
-    def write(self, created: list[tuple[str, str]]) -> None:
-        """Append and sync: the tokens are on disk before the next chunk is sent."""
-        self._writer.writerows(created)
+    def write(self, created: list[tuple[str, str | None]]) -> None:
+        """Append and sync: the tokens are on disk before the next chunk is sent. Devices
+        imported with their token's hash have no new token to write."""
+        self._writer.writerows((i, token) for i, token in created if token is not None)
         self._file.flush()
         os.fsync(self._file.fileno())
 

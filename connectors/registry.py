@@ -208,11 +208,24 @@ class CredentialsNotSet(NotPublished):
 
 
 @dataclass(frozen=True)
+class HashedToken:
+    """A token known only by its SHA-256 hex, as another registry stored it (seed 004's
+    ``token_hash``): the imported device keeps its token, which is never seen here."""
+
+    sha256: str
+
+
+ImportToken = str | HashedToken | None
+"""An imported device's token: plain, known by its hash, or ``None`` for a random one."""
+
+
+@dataclass(frozen=True)
 class ImportResult:
     """A bulk import's outcome: the devices it registered with their plain tokens (to show
-    once), and the ids that were registered already (left as they were)."""
+    once; ``None`` for a device imported with its token's hash), and the ids that were
+    registered already (left as they were)."""
 
-    created: list[tuple[str, str]]
+    created: list[tuple[str, str | None]]
     existing: list[str]
 
 
@@ -249,7 +262,7 @@ class DeviceRegistry(Registry[Device]):
         await self._set_credentials(device, token)
         return device, token
 
-    async def create_many(self, items: Sequence[tuple[NewDevice, str | None]]) -> ImportResult:
+    async def create_many(self, items: Sequence[tuple[NewDevice, ImportToken]]) -> ImportResult:
         """Register many devices with one insert and one batched publish (the import route and
         ``fleetstream devices import``). Ids must be distinct (the caller checks).
 
@@ -257,9 +270,20 @@ class DeviceRegistry(Registry[Device]):
         published as stored, so re-running an import after a failure also publishes what the
         failed run stored. Raises ``TokenInUse`` (nothing stored) or
         :class:`ImportNotPublished` (stored, not confirmed; carries the tokens).
+
+        A device imported with a :class:`HashedToken` gets no MQTT broker password (the broker
+        takes only plain ones): the MQTT front, which checks the registry's hash, admits it.
         """
-        tokens = {new.device_id: token or new_token() for new, token in items}
-        rows = [(new, hash_token(tokens[new.device_id])) for new, _ in items]
+        tokens: dict[str, str | None] = {}
+        rows: list[tuple[NewDevice, str]] = []
+        for new, token in items:
+            if isinstance(token, HashedToken):
+                tokens[new.device_id] = None
+                rows.append((new, token.sha256))
+            else:
+                plain = token or new_token()
+                tokens[new.device_id] = plain
+                rows.append((new, hash_token(plain)))
         created = set(await self.store.create_many(rows))
         ids = [new.device_id for new, _ in items]
         result = ImportResult(
@@ -275,7 +299,8 @@ class DeviceRegistry(Registry[Device]):
         try:
             await self.store.publish_current_many(ids, publish)
             for device in published:
-                await self._set_credentials(device, tokens[device.device_id])
+                if (known := tokens[device.device_id]) is not None:
+                    await self._set_credentials(device, known)
         except (NotPublished, DatabaseUnavailable) as exc:
             raise ImportNotPublished(str(exc), result) from exc
         return result

@@ -155,9 +155,16 @@ class RedisSettings(_Section):
     db: int = Field(default=0, description="Redis database number")
     prefix: str = Field(default="fleet", description="first part of every key and channel")
     legacy_list: str = Field(
-        default="", description="LPUSH every reading to this list (seeds 001/002); empty: off"
+        default="",
+        description="LPUSH every reading to this list; empty: seed 001's sensor_data_queue "
+        "with its profile on (FLEET_COMPAT__SEEDS), else none",
     )
-    legacy_list_max: int = Field(default=10_000, ge=1, description="LTRIM cap of that list")
+    legacy_list_max: int = Field(
+        default=10_000,
+        ge=1,
+        description="readings that list keeps (LTRIM after each push): when it is full, each "
+        "push drops the oldest, so a consumer that stops costs Redis this many at most",
+    )
     flush_interval_s: float = Field(
         default=0.5,
         gt=0,

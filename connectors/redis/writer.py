@@ -12,7 +12,8 @@ idempotent, so the caller simply retries the whole batch).
   loads it again;
 * pub/sub: one message per device per batch on its channel; up to 500 readings a message on
   the all-devices channel;
-* legacy list (optional): one ``LPUSH`` of every reading, then ``LTRIM`` to the cap.
+* legacy list (optional): one ``LPUSH`` of every reading, then ``LTRIM`` to the cap;
+* seed feeds (optional, ``connectors.redis.seed_feeds``): the compatibility profiles' commands.
 
 The commands go through :class:`connectors.redis.wire.RedisPipe` (hiredis packing and parsing),
 not redis-py's asyncio pipeline, whose pure-Python packing cost more than everything else here.
@@ -21,7 +22,7 @@ not redis-py's asyncio pipeline, whose pure-Python packing cost more than everyt
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -80,14 +81,24 @@ def connect_commands(db: int) -> list[Command]:
     return [("SELECT", db), ("SCRIPT", "LOAD", APPLY_TRANSITION)]
 
 
+ExtraCommands = Callable[[Sequence[bytes]], list[Command]]
+"""More commands for a batch's readings (``connectors.redis.seed_feeds.SeedFeeds``)."""
+
+
 class RedisWriter:
     def __init__(
-        self, pipe: RedisPipe, keys: RedisKeys, legacy_list: str = "", legacy_max: int = 0
+        self,
+        pipe: RedisPipe,
+        keys: RedisKeys,
+        legacy_list: str = "",
+        legacy_max: int = 0,
+        seed_feeds: ExtraCommands | None = None,
     ) -> None:
         self._pipe = pipe
         self._keys = keys
         self._legacy_list = legacy_list
         self._legacy_max = legacy_max
+        self._seed_feeds = seed_feeds
 
     async def write(self, batch: RedisBatch) -> None:
         commands = self.commands(batch)
@@ -116,6 +127,8 @@ class RedisWriter:
         if self._legacy_list and every_item:
             commands.append(("LPUSH", self._legacy_list, *every_item))
             commands.append(("LTRIM", self._legacy_list, 0, self._legacy_max - 1))
+        if self._seed_feeds is not None and every_item:
+            commands += self._seed_feeds(every_item)
         commands += [self._transition(change, encoded) for change, encoded in batch.changes]
         # Last: a device deleted in this batch ends without hashes, whatever came before.
         commands += [("DEL", keys.status(d), keys.latest(d)) for d in batch.deleted]

@@ -159,3 +159,53 @@ async def test_the_import_body_may_pass_the_default_limit_up_to_its_own(
         IMPORT, content=too_big, headers={**ADMIN, "content-type": "application/json"}
     )
     assert refused.status_code == 413
+
+
+SEED004_TOKEN = "seed004-recorder-token-0001"  # noqa: S105 - a test token
+POINT = "0b7b3a4e-3c2d-4f5e-8a9b-0c1d2e3f4a5b"
+
+
+async def test_a_seed004_hash_is_stored_as_given_and_no_token_is_answered(
+    client: httpx.AsyncClient, store: MemoryStore, publisher: MemoryPublisher
+) -> None:
+    # Seed 004 stores hex SHA-256 digests; either case is the same digest.
+    stored = hash_token(SEED004_TOKEN).upper()
+    response = await _import(
+        client,
+        {"device_id": "rec-1", "token_sha256": stored, "point_id": POINT, "register_id": POINT},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == [{"device_id": "rec-1", "token": None}]
+    assert store.rows["rec-1"].token_hash == hash_token(SEED004_TOKEN)
+    value = publisher.latest()["rec-1"]
+    assert value is not None and decode_device(value).token_hash == hash_token(SEED004_TOKEN)
+    assert store.rows["rec-1"].metadata == {"point_id": POINT, "register_id": POINT}
+
+
+async def test_token_sha256_is_refused_with_token_plain_when_not_a_digest_and_when_repeated(
+    client: httpx.AsyncClient, store: MemoryStore
+) -> None:
+    both = await _import(
+        client, {"device_id": "a", "token_plain": GIVEN, "token_sha256": hash_token(GIVEN)}
+    )
+    assert both.status_code == 422 and _fields(both) == ["body.devices.0"]
+    short = await _import(client, {"device_id": "a", "token_sha256": "ab" * 31})
+    assert short.status_code == 422 and _fields(short) == ["body.devices.0.token_sha256"]
+    # A plain token and its hash are one token: two devices cannot share it.
+    same = await _import(
+        client,
+        {"device_id": "a", "token_plain": GIVEN},
+        {"device_id": "b", "token_sha256": hash_token(GIVEN)},
+    )
+    assert same.status_code == 422 and _fields(same) == ["body.devices.1.token_sha256"]
+    assert store.rows == {}
+
+
+async def test_the_single_create_route_takes_no_hash(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/admin/devices",
+        json={"device_id": "a", "token_sha256": hash_token(GIVEN)},
+        headers=ADMIN,
+    )
+    assert response.status_code == 422
+    assert _fields(response) == ["body.token_sha256"]

@@ -146,3 +146,41 @@ def test_token_file_is_0600_refuses_to_overwrite_and_force_truncates(tmp_path: P
     TokenFile(path, force=True).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().splitlines() == ["device_id,token"]
+
+
+SEED004_EXPORT = (
+    "device_id,point_id,register_id,token_sha256,is_enabled\n"
+    "6f1c1a52-0d4e-4a57-9a43-2f2b6a1d9e01,0b7b3a4e-3c2d-4f5e-8a9b-0c1d2e3f4a5b,"
+    "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f,{digest},f\n"
+)
+"""What ``docs/operations.md``'s export query makes of a seed 004 ``devices`` row (psql's CSV
+writes booleans as t/f)."""
+
+
+async def test_a_seed004_export_keeps_its_token_hash_and_writes_no_token(tmp_path: Path) -> None:
+    text = SEED004_EXPORT.format(digest=hash_token(TOKEN))
+    rows = list(read_rows(io.StringIO(text), "csv"))
+    tally = Tally()
+    (items,) = list(chunks(rows, 100, tally))
+    assert tally.failures == []
+    store = MemoryStore()
+    result = await import_chunk(DeviceRegistry(store, MemoryPublisher()), items, tally)
+    (device_id,) = store.rows
+    assert result.created == [(device_id, None)]
+    assert store.rows[device_id].token_hash == hash_token(TOKEN)
+    assert not store.rows[device_id].is_enabled
+    tokens = TokenFile(tmp_path / "tokens.csv", force=False)
+    tokens.write(result.created)
+    tokens.close()
+    assert (tmp_path / "tokens.csv").read_text().splitlines() == ["device_id,token"]
+
+
+def test_a_hash_repeating_another_rows_plain_token_fails_naming_token_sha256() -> None:
+    tally = Tally()
+    rows = _rows(
+        {"device_id": "a", "token_plain": TOKEN},
+        {"device_id": "b", "token_sha256": hash_token(TOKEN)},
+    )
+    (batch,) = list(chunks(rows, 100, tally))
+    assert [new.device_id for new, _ in batch] == ["a"]
+    assert tally.failures == ["line 3: token_sha256: repeats line 2"]

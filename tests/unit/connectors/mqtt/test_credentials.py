@@ -16,6 +16,7 @@ from connectors.mqtt.errors import BrokerUnavailable
 from connectors.registry import (
     CredentialsNotSet,
     DeviceRegistry,
+    HashedToken,
     ImportNotPublished,
     NotPublished,
 )
@@ -78,6 +79,7 @@ async def test_a_bulk_import_gives_the_broker_each_created_devices_token_only() 
     )
     assert result.existing == ["esp32-old"]
     ((device_id, token),) = result.created
+    assert token is not None
     assert credentials.calls == [(device_id, token, hash_token(token))]
 
 
@@ -87,6 +89,7 @@ async def test_a_bulk_import_the_broker_refuses_is_503_keeping_the_tokens() -> N
     with pytest.raises(ImportNotPublished) as caught:
         await registry.create_many([(NewDevice(device_id="esp32-a"), None)])
     ((device_id, token),) = caught.value.result.created
+    assert token is not None
     assert store.rows[device_id].token_hash == hash_token(token)
 
 
@@ -144,3 +147,14 @@ async def test_without_broker_credentials_create_and_rotate_never_call_a_broker(
     rotated, new_token = await registry.rotate_token("esp32-no-mqtt")
     assert device.token_hash == hash_token(token)
     assert rotated.token_hash == hash_token(new_token) != device.token_hash
+
+
+async def test_a_device_imported_by_its_token_hash_gets_no_broker_password() -> None:
+    credentials = RecordingCredentials()
+    registry = DeviceRegistry(MemoryStore(), MemoryPublisher(), credentials)
+    digest = hash_token("a-seed004-token-0001")
+    result = await registry.create_many(
+        [(NewDevice(device_id="rec-1"), HashedToken(digest)), (NewDevice(device_id="b"), None)]
+    )
+    assert result.created[0] == ("rec-1", None)
+    assert [call[0] for call in credentials.calls] == ["b"]

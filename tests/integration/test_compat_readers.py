@@ -301,6 +301,7 @@ FLEET_QUEUE_MAX = 10_000
 """FLEET_REDIS__LEGACY_LIST_MAX's default."""
 
 
+@pytest.mark.slow
 async def test_at_fleet_size_the_queue_stays_bounded_and_the_channel_carries_every_reading(
     pipeline: Settings, redis_client: aioredis.Redis
 ) -> None:

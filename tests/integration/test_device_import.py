@@ -119,6 +119,7 @@ async def wait_all_ingest(
     )
 
 
+@pytest.mark.slow
 async def test_route_imports_100k_devices_that_then_ingest_and_reimport_is_existing(
     admin_api: httpx.AsyncClient,
     device_api: httpx.AsyncClient,

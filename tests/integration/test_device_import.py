@@ -148,6 +148,17 @@ async def test_route_imports_100k_devices_that_then_ingest_and_reimport_is_exist
     assert row["profile"] == "esp32"
     assert row["token_hash"] == hash_token(tokens[all_ids[-1]])
 
+    # The admin list pages through the 100,000 by device_id, filtered by the id prefix.
+    listed = await admin_api.get(
+        "/api/v1/admin/devices",
+        params={"search": prefix, "profile": "esp32", "limit": 1000, "offset": 99_500},
+        headers=ADMIN,
+    )
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert page["total"] == len(all_ids)
+    assert [item["device_id"] for item in page["items"]] == all_ids[99_500:]
+
     sample = random.Random(24).sample(all_ids, SAMPLE)
     await wait_all_ingest(device_api, {d: tokens[d] for d in sample})
 

@@ -217,7 +217,7 @@ async def test_a_device_reusing_another_devices_event_id_and_time_cannot_suppres
     ("node", "field"),
     [
         ({"type": "http", "id": "meta", "url": "http://169.254.169.254/latest/meta-data"}, "url"),
-        ({"type": "http", "id": "registry", "url": "http://127.0.0.1:8081/apis"}, "url"),
+        ({"type": "http", "id": "registry", "url": "<the stack's schema registry>"}, "url"),
         ({"type": "kafka", "id": "state", "topic": "fleetstream-device-status-changelog"}, "topic"),
         ({"type": "kafka", "id": "raw", "topic": "<the pipeline's raw topic>"}, "topic"),
     ],
@@ -227,6 +227,8 @@ async def test_flows_aimed_at_the_systems_own_services_are_refused(
 ) -> None:
     if node.get("topic") == "<the pipeline's raw topic>":
         node = node | {"topic": pipeline.topics.raw}
+    if node.get("url") == "<the stack's schema registry>":  # wherever the settings put it
+        node = node | {"url": pipeline.schema_registry.url}
     flow = {
         "flow_id": f"egress-{uuid.uuid4().hex[:8]}",
         "definition": {"name": "egress", "nodes": [node]},

@@ -355,8 +355,8 @@ def main() -> None:
 
 def record(lines: list[str], command: str) -> None:
     """The block of this run in RESULTS.md, in place of the scenario's previous one."""
-    from bench.harness import versions
     from bench.report import format_blocks, read_machine, record_run
+    from bench.versions import versions
 
     blocks = format_blocks(
         when=datetime.now(UTC),

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench import fleet_devices, ingest
@@ -61,7 +61,7 @@ EDGE_S = 10
 
 @dataclass(frozen=True)
 class Published:
-    """One publisher process's summary."""
+    """One publisher process's summary (the front's publishers time every PUBACK too)."""
 
     published: int
     acked: int
@@ -69,6 +69,7 @@ class Published:
     seconds: float
     error: str | None
     cpu_s: float
+    latencies_ms: list[float] = field(default_factory=list)
 
 
 def run(

@@ -28,7 +28,6 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -37,7 +36,7 @@ from bench import fleet_devices
 from bench.context import Context, fresh_topics, wait_run_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet
-from bench.mqtt import TOPIC, _payloads, _read_line, _reap, _say, _stderr
+from bench.mqtt import TOPIC, Published, _payloads, _read_line, _reap, _say, _stderr
 from bench.procs import BenchError, Started, bench_settings, services
 from bench.stats import Result, summarize
 from schemas.settings import Settings
@@ -194,19 +193,6 @@ def _spec(settings: Settings, devices: list[tuple[str, str]], *, messages: int, 
         "host": front.host, "port": front.port, "devices": devices, "messages": messages,
         "window": window, "limit_s": limit_s,
     }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Published:
-    """One publisher process's summary."""
-
-    published: int
-    acked: int
-    refused: int
-    seconds: float
-    error: str | None
-    cpu_s: float
-    latencies_ms: list[float] = field(default_factory=list)
 
 
 def _publish_all(

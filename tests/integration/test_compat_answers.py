@@ -31,12 +31,15 @@ EVERY_SEED = "000,001,002,003,004"
 
 
 @contextlib.asynccontextmanager
-async def served(pipeline: Settings, seeds: str, log: Path) -> AsyncIterator[Settings]:
-    """A `fleetstream api` process with ``seeds``' profiles on, until it is ready."""
+async def served(
+    pipeline: Settings, seeds: str, log: Path, **compat: Any
+) -> AsyncIterator[Settings]:
+    """A `fleetstream api` process with ``seeds``' profiles on (and the other ``compat``
+    settings given), until it is ready."""
     settings = pipeline.model_copy(
         update={
             "api": pipeline.api.model_copy(update={"port": free_port()}),
-            "compat": CompatSettings(seeds=seeds, ws_port=free_port()),
+            "compat": CompatSettings(seeds=seeds, ws_port=free_port(), **compat),
         }
     )
     process = ApiProcess(settings, log)

@@ -45,7 +45,23 @@ class Example:
 def load(seed: str) -> list[Example]:
     document = yaml.safe_load((HERE / f"seed_{seed}.yaml").read_text())
     assert document["seed"] == seed, f"seed_{seed}.yaml names seed {document['seed']}"
-    return [Example(seed, item["id"], item) for item in document["examples"]]
+    examples = [Example(seed, item["id"], item) for item in document["examples"]]
+    for example in examples:
+        missing = REQUIRED - example.data.keys()
+        assert not missing, f"seed_{seed}.yaml, {example.id}: no {sorted(missing)}"
+    return examples
+
+
+REQUIRED = {
+    "lines",
+    "example",
+    "substituted",
+    "seed_answer",
+    "with_profile",
+    "without_profile",
+}
+"""What every example states: where and what the seed wrote, what was substituted, the seed's
+answer (or that it states none), and the two answers checked."""
 
 
 SEEDS = ("000", "001", "002", "003", "004")

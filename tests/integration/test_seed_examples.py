@@ -15,7 +15,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -121,33 +121,29 @@ async def clients(apis: Apis) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.As
 # -- the values substituted for the seeds' placeholders ----------------------------------------
 
 
-@dataclass
-class Values:
-    """``${name}`` values of one run of one example: fresh ids, tokens, times."""
-
-    run: str = field(default_factory=lambda: uuid.uuid4().hex[:8].upper())
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    def plain(self) -> dict[str, str]:
-        minute = self.now.replace(second=0, microsecond=0)
-        esp32 = f"test-device-{self.run.lower()}"
-        return {
-            "now": self.now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "hex8": uuid.uuid4().hex[:8],
-            "equipment_id": f"RADAR-L{self.run}-001",
-            "esp32": esp32,
-            "jwt": _jwt(esp32, JWT_SECRET),
-            "jwt_other_secret": _jwt(esp32, "another-secret-than-the-services-own-0001"),
-            "admin_token": DEV_ADMIN_TOKEN,
-            "read_token": READ_TOKEN,
-            "point_id": str(uuid.uuid4()),
-            "register_id": str(uuid.uuid4()),
-            "device_id": str(uuid.uuid4()),
-            "device_token": f"recorder-{uuid.uuid4().hex}",
-            "start_ts": minute.isoformat(),
-            "end_ts": (minute + timedelta(minutes=1)).isoformat(),
-        }
+def fresh_values() -> dict[str, str]:
+    """``${name}`` values of one run of one example: fresh ids and tokens, times of now (the
+    seeds' ``new Date()``; the API's timestamp window is the real clock's)."""
+    run = uuid.uuid4().hex[:8].upper()
+    now = datetime.now(UTC)
+    minute = now.replace(second=0, microsecond=0)
+    esp32 = f"test-device-{run.lower()}"
+    return {
+        "now": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "hex8": uuid.uuid4().hex[:8],
+        "equipment_id": f"RADAR-L{run}-001",
+        "esp32": esp32,
+        "jwt": _jwt(esp32, JWT_SECRET),
+        "jwt_other_secret": _jwt(esp32, "another-secret-than-the-services-own-0001"),
+        "admin_token": DEV_ADMIN_TOKEN,
+        "read_token": READ_TOKEN,
+        "point_id": str(uuid.uuid4()),
+        "register_id": str(uuid.uuid4()),
+        "device_id": str(uuid.uuid4()),
+        "device_token": f"recorder-{uuid.uuid4().hex}",
+        "start_ts": minute.isoformat(),
+        "end_ts": (minute + timedelta(minutes=1)).isoformat(),
+    }
 
 
 def _jwt(device_id: str, secret: str) -> str:
@@ -160,20 +156,16 @@ async def resolved(
 ) -> dict[str, str]:
     """The example's values, with what they need done first: its devices registered (and
     known to both APIs), seed 004's device created, seed 003's request made."""
-    values = Values()
-    plain = values.plain()
-    wanted = example.placeholders()
-    if "esp32_key" in wanted:
-        wanted.add("esp32")
+    plain = fresh_values()
     registered = render(example.data.get("registered", []), plain)
     tokens = await ensure_registered(on, registered)
     for client in (on, off):
         await known_to(client, tokens)
-    if "esp32" in wanted and plain["esp32"] in tokens:
+    if plain["esp32"] in tokens:  # seed 002's x-api-key: the device's own key
         plain["esp32_key"] = tokens[plain["esp32"]]
     if example.data.get("device") == "created":
         await create_recorder(on, off, plain)
-    if "request_id" in wanted:
+    if "request_id" in example.placeholders():
         plain["request_id"] = await upload_request_id(on)
     return plain
 

@@ -12,7 +12,11 @@ Each app has its own registry (tests and benchmarks build several apps in one pr
 * ``fleet_api_requests_in_flight``: requests being served now;
 * ``fleet_api_producer_queue_depth``: records in the librdkafka queue, not yet acked;
 * ``fleet_api_live_clients``: WebSocket clients of the live feed connected now;
-* ``fleet_api_live_clients_dropped_total``: live-feed clients closed for being too slow (4008).
+* ``fleet_api_live_clients_dropped_total``: live-feed clients closed for being too slow (4008);
+* ``fleet_api_frames_stored_total{source}``: image frames stored (``upload``: seed 003's
+  multipart upload, ``rtsp``: captured from a stream), counted once each frame is in the blob
+  store, recorded in Postgres and announced on ``fleet.media.v1`` (a request refused or failed
+  before that counts none).
 """
 
 from __future__ import annotations
@@ -73,6 +77,17 @@ class ApiMetrics:
             "Live-feed clients closed for falling too far behind",
             registry=registry,
         )
+        self.frames_stored = Counter(
+            "fleet_api_frames_stored",
+            "Image frames stored, recorded and announced",
+            ["source"],
+            registry=registry,
+        )
+
+    def count_frames(self, source: str, frames: int) -> None:
+        """``frames`` image frames of ``source`` (``upload``, ``rtsp``) are stored."""
+        if frames:
+            self.frames_stored.labels(source).inc(frames)
 
     def watch_producer(self, queue_length: Callable[[], int]) -> None:
         """Read the producer's queue depth at every scrape."""

@@ -95,9 +95,12 @@ def import_devices(
     """Register the devices of FILE in chunks (one insert and one publish each).
 
     Columns / keys: those of the admin API's create body (device_id, token_plain, name,
-    profile, tags, metadata, inactivity_timeout_s, is_enabled, point_id, register_id); in CSV,
-    tags are separated by ';' and metadata is a JSON object. Devices already registered are
-    left as they are (existing); a bad row is reported and skipped (failed, exit 1)."""
+    profile, tags, metadata, inactivity_timeout_s, is_enabled, point_id, register_id), or,
+    instead of token_plain, token_sha256: the hex SHA-256 of the device's token as another
+    registry stored it (seed 004's token_hash), so the device keeps its token (no line in
+    --tokens-out). In CSV, tags are separated by ';' and metadata is a JSON object. Devices
+    already registered are left as they are (existing); a bad row is reported and skipped
+    (failed, exit 1)."""
     if fmt not in ("auto", "csv", "jsonl"):
         raise typer.BadParameter("--format must be csv, jsonl or auto")
     try:

@@ -9,7 +9,7 @@ are cancelled, and marked failed, when the app stops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, cast
@@ -55,6 +55,9 @@ class Media:
     blob: BlobStore
     store: MediaStore
     announcer: Announcer
+    count_frames: Callable[[str, int], None]
+    """Called with the source (``upload``, ``rtsp``) and the number of frames once they are
+    stored, recorded and announced (``ApiMetrics.count_frames``)."""
 
     @property
     def storage(self) -> str:

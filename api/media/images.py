@@ -107,6 +107,7 @@ async def ingest_upload(
     except (DatabaseUnavailable, KafkaUnavailable) as exc:
         await _give_up(media, request.request_id, exc)
         raise media.unavailable(exc) from exc
+    media.count_frames("upload", len(upload.frames))
     await media.seen(request.device_id, now)
     found = await media.store.get_request(request.request_id)
     if found is None:  # pragma: no cover - deleted by an operator in between

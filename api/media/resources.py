@@ -31,6 +31,7 @@ async def media_resources(app: FastAPI, settings: Settings) -> AsyncIterator[Med
         blob=blob,
         store=MediaStore(app.state.pg_pool),
         announcer=Announcer(app.state.producer, settings.topics.media),
+        count_frames=app.state.metrics.count_frames,
     )
     captures = CaptureManager(media)
     app.state.media = media

@@ -201,6 +201,7 @@ class CaptureManager:
             await self.media.announcer.announce(
                 [frame_event(frame, job.meta, "rtsp", now) for frame in frames]
             )
+            self.media.count_frames("rtsp", len(frames))
             await self.media.seen(job.camera_id, now)
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)

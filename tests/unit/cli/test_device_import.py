@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from api.device_import import ImportItem
 from cli.device_import import (
@@ -22,6 +23,7 @@ from cli.device_import import (
     import_chunk,
     read_rows,
 )
+from cli.devices_commands import devices_app
 from connectors.registry import DeviceRegistry
 from schemas.devices import hash_token
 from tests.unit.registry_fakes import MemoryPublisher, MemoryStore
@@ -184,3 +186,12 @@ def test_a_hash_repeating_another_rows_plain_token_fails_naming_token_sha256() -
     (batch,) = list(chunks(rows, 100, tally))
     assert [new.device_id for new, _ in batch] == ["a"]
     assert tally.failures == ["line 3: token_sha256: repeats line 2"]
+
+
+def test_the_import_help_names_both_token_fields() -> None:
+    """An operator migrating seed 004's registry learns from ``--help`` that hashes import."""
+    result = CliRunner().invoke(devices_app, ["import", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "token_plain" in text
+    assert "token_sha256: the hex SHA-256 of the device's token" in text

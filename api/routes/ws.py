@@ -42,6 +42,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
 from api.auth import API_KEY_HEADER, DeviceLookup, is_admin_token
+from api.compat_auth import CompatAuth
 from api.live import LiveFeed, QueueLimits, Reshape, Subscriber
 from api.metrics import ApiMetrics
 from schemas.seed_payloads import seed002_live_reading
@@ -80,17 +81,23 @@ async def live(websocket: WebSocket) -> None:
 
 async def seed002_live(websocket: WebSocket) -> None:
     """Seed 002's WebSocket (its own port, any path): the same feed, readings as the seed's
-    ``EnrichedSensorReading`` (``timestamp``, ``device_metadata``)."""
-    await serve_live(websocket, reshape=seed002_live_reading)
+    ``EnrichedSensorReading`` (``timestamp``, ``device_metadata``). Like the seed routes' "none"
+    mode, a client without credentials is served from ``FLEET_COMPAT__TRUSTED_NETWORKS``."""
+    await serve_live(websocket, reshape=seed002_live_reading, anonymous_from_trusted=True)
 
 
-async def serve_live(websocket: WebSocket, reshape: Reshape | None) -> None:
+async def serve_live(
+    websocket: WebSocket, reshape: Reshape | None, *, anonymous_from_trusted: bool = False
+) -> None:
     """One live client, from its credentials to its close; ``reshape``: its readings' shape."""
     settings = cast(Settings, websocket.app.state.settings)
     feed = cast(LiveFeed, websocket.app.state.live_feed)
     await websocket.accept()
     try:
-        device = _principal(websocket, settings)
+        if anonymous_from_trusted and _token(websocket) is None and _trusted_peer(websocket):
+            device = None  # every device, as the seed's feed served everyone who reached it
+        else:
+            device = _principal(websocket, settings)
     except Refused as refused:
         await websocket.close(refused.code, refused.reason)
         return
@@ -145,6 +152,14 @@ def _principal(websocket: WebSocket, settings: Settings) -> str | None:
     if found is None or not found.is_enabled:
         raise Refused(UNAUTHORIZED, "the token is not valid")
     return found.device_id
+
+
+def _trusted_peer(websocket: WebSocket) -> bool:
+    """Whether the TCP peer is in a trusted network (seed profiles' "none" mode)."""
+    compat = cast(CompatAuth | None, getattr(websocket.app.state, "compat_auth", None))
+    if compat is None:
+        return False
+    return compat.trusted(websocket.client.host if websocket.client is not None else None)
 
 
 def _token(websocket: WebSocket) -> str | None:

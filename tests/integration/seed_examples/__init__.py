@@ -6,8 +6,9 @@ parts in the seed's order, a file part written ``@name`` as curl's ``-F``), what
 (``substituted``: always host and port; ids, tokens, times where the seed has a placeholder),
 the seed's stated answer (``seed_answer``), and the answers checked with every profile on
 (``with_profile``) and with none (``without_profile``). ``${name}`` marks a substituted value;
-``tests/integration/test_seed_examples.py`` resolves it. An example the seed documents but
-fleetstream cannot serve as written says why in ``cannot_work_as_documented``.
+``tests/integration/test_seed_examples.py`` resolves it. Every example is served as written;
+seed 002's WebSocket test is also run the way a client outside the trusted networks must
+(``with_a_token``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 from fastapi import WebSocket
 
+from api.compat_auth import CompatAuth
 from api.live import LiveFeed
 from api.media.rtsp import capture_limit
 from api.routes import health, ws
@@ -269,12 +270,52 @@ async def test_the_seed002_port_and_ws_get_the_same_reading_in_their_own_shapes(
     assert "device_metadata" not in ours[0] and "timestamp" not in ours[0]
 
 
-async def test_the_seed002_port_keeps_our_credentials() -> None:
-    """Seed 002 documents no WebSocket credentials: the port asks for ours (docs/compat.md)."""
+async def test_the_seed002_port_asks_our_credentials_outside_the_trusted_networks() -> None:
+    """Seed 002's clients send none: served from the trusted networks only (docs/compat.md)."""
     app = app_with(LiveFeed("unused:9092", CURATED, STATUS), queue_max=10)
+    app.state.compat_auth = CompatAuth(
+        CompatSettings(seeds="002", trusted_networks="127.0.0.0/8"),
+        cast(Any, None), lambda: None,
+    )  # fmt: skip
+    for peer in (None, "10.20.0.7"):  # no peer address, an untrusted one
+        anonymous = StandInSocket(app, [SUBSCRIBE], reads=True)
+        anonymous.query_params = {}
+        anonymous.client = None if peer is None else SimpleNamespace(host=peer)
+        await asyncio.wait_for(ws.seed002_live(cast(WebSocket, anonymous)), 5)
+        assert anonymous.closed is not None and anonymous.closed[0] == ws.UNAUTHORIZED
+
+
+async def test_the_seed002_port_serves_a_trusted_client_without_credentials() -> None:
+    feed = LiveFeed("unused:9092", CURATED, STATUS)
+    app = app_with(feed, queue_max=10)
+    app.state.compat_auth = CompatAuth(
+        CompatSettings(seeds="002", trusted_networks="127.0.0.0/8"),
+        cast(Any, None), lambda: None,
+    )  # fmt: skip
     anonymous = StandInSocket(app, [SUBSCRIBE], reads=True)
     anonymous.query_params = {}
-    await asyncio.wait_for(ws.seed002_live(cast(WebSocket, anonymous)), 5)
+    anonymous.client = SimpleNamespace(host="127.0.0.1")
+    serving = asyncio.create_task(ws.seed002_live(cast(WebSocket, anonymous)))
+
+    async def watching_everything() -> bool:
+        return [s.device for s in feed._subscribers] == [None]
+
+    await wait_until(watching_everything, timeout_s=5, what="a subscriber of every device")
+    serving.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    assert anonymous.closed is None
+
+
+async def test_ws_keeps_our_credentials_even_from_a_trusted_network() -> None:
+    app = app_with(LiveFeed("unused:9092", CURATED, STATUS), queue_max=10)
+    app.state.compat_auth = CompatAuth(
+        CompatSettings(seeds="002", trusted_networks="127.0.0.0/8"),
+        cast(Any, None), lambda: None,
+    )  # fmt: skip
+    anonymous = StandInSocket(app, [SUBSCRIBE], reads=True)
+    anonymous.query_params = {}
+    anonymous.client = SimpleNamespace(host="127.0.0.1")
+    await asyncio.wait_for(ws.live(cast(WebSocket, anonymous)), 5)
     assert anonymous.closed is not None and anonymous.closed[0] == ws.UNAUTHORIZED
 
 

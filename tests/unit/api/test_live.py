@@ -99,6 +99,7 @@ class StandInSocket:
     def __init__(self, app: Any, incoming: list[str], *, reads: bool) -> None:
         self.app = app
         self.query_params = {"token": DEV_ADMIN_TOKEN}
+        self.client: Any = None  # the TCP peer (host, port), as Starlette has it
         self.headers: dict[str, str] = {}
         self.reads = reads
         self.sent: list[dict[str, Any]] = []

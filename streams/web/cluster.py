@@ -38,6 +38,7 @@ from connectors.kafka.errors import KafkaUnavailable
 from connectors.postgres.alerts import AlertQuery, AlertRow, AlertStore
 from connectors.postgres.latest import recent_readings
 from connectors.postgres.pool import create_pool
+from schemas.settings import CompatSettings
 from streams.context import WorkerContext
 from streams.metrics import METRICS, Key
 from streams.tables import DEVICE_STATUS as STATUS_TABLE
@@ -244,6 +245,7 @@ class Operator:
             "lag_error": lag_error,
             "workers": [_worker_row(worker) for worker in workers],
             "mqtt_fronts": fronts,
+            "compat": compat_summary(self.settings.compat),
         }
 
     async def _lag_rows(
@@ -462,6 +464,15 @@ def _throughput(
             }
         )
     return rows
+
+
+def compat_summary(compat: CompatSettings) -> dict[str, Any]:
+    """The seed profiles on, and where their routes serve callers without credentials (the
+    API and the MQTT front read the same settings: what they log at start-up)."""
+    return {
+        "seeds": sorted(compat.profiles()),
+        "trusted_networks": [str(network) for network in compat.networks()],
+    }
 
 
 def _worker_row(worker: Mapping[str, Any]) -> dict[str, Any]:

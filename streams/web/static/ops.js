@@ -192,6 +192,14 @@
         cell(row, partitions(item.partitions));
         cell(row, item.devices ? item.devices.online + " / " + item.devices.offline : "–");
       });
+      const compat = data.compat || {seeds: []};
+      const compatLine = document.getElementById("compat");
+      compatLine.hidden = !compat.seeds.length;
+      compatLine.textContent = compat.seeds.length
+        ? "Seed profiles on: " + compat.seeds.join(", ") + (compat.trusted_networks.length
+          ? "; their routes serve callers without credentials from " + compat.trusted_networks.join(", ")
+          : "; no trusted networks, so no route serves callers without credentials")
+        : "";
       fill("fronts", data.mqtt_fronts || [], function (row, item) {
         row.dataset.front = item.url;
         cell(row, item.url);

@@ -1,4 +1,5 @@
-"""The operator views' rows for the MQTT fronts: each front's own /health answer, or why not."""
+"""The operator views' rows for the MQTT fronts (each front's own /health answer, or why not)
+and the seed profiles the overview names."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
+from schemas.settings import CompatSettings
+from streams.web.cluster import compat_summary
 from streams.web.fronts import front_rows
 from tests.support import free_port
 
@@ -49,3 +52,9 @@ async def test_each_url_gets_its_front_s_answer_or_the_reason_in_the_order_given
     assert rows[1] == {"url": front, "status": "loading", "pid": 42, "connections": 3}
     not_a_front = {"url": other, "status": "unreachable", "error": "not a front's health answer"}
     assert rows[2] == not_a_front
+
+
+def test_the_overview_names_the_seed_profiles_on_and_their_trusted_networks() -> None:
+    assert compat_summary(CompatSettings()) == {"seeds": [], "trusted_networks": []}
+    on = CompatSettings(seeds="3,001", trusted_networks="10.20.0.0/16")
+    assert compat_summary(on) == {"seeds": ["001", "003"], "trusted_networks": ["10.20.0.0/16"]}

@@ -5,14 +5,15 @@ payload here, checks the seed's own rules, and turns it into the canonical readi
 (:class:`schemas.readings.Reading`), which then passes the same validator as ``/v1/readings``.
 This module is the one place that knows the seeds' shapes:
 
-* **seed 001** (equipment telemetry): ``{"equipment_id": "RADAR-LOC-001", "temperature": 85.5,
+* **seed 001** (equipment telemetry): ``{"equipment_id": "RADAR-LOC-001", "temperature"?: 85.5,
   "vibration"?: 0.45, "pressure"?: 3.2, "humidity"?: 65.0, "voltage"?: 220.0, "timestamp"?: ...}``;
   batches are ``{"readings": [...]}`` of 1-100. Its rules: ``equipment_id`` is
   ``TYPE-LOCATION-NNN`` (compared upper-cased, stored upper-cased), ``temperature`` -50..200 °C,
-  ``timestamp`` without a zone is UTC. The seed's text names no measurement but ``temperature``
-  (its validation range), so ``vibration`` and ``pressure`` are optional like the other
-  measurements (docs/compat.md, seed 001). The reading goes under ``sensors.equipment``; ``voltage``
-  (which the equipment sensor has no field for yet) is kept in ``metadata.voltage``.
+  ``timestamp`` without a zone is UTC. The seed's text requires no measurement (it gives
+  ``temperature`` a range, not a duty), so every measurement is optional and a reading needs one
+  of them, the canonical ``equipment`` rule (docs/compat.md, seed 001). The reading goes under
+  ``sensors.equipment``; ``voltage`` (which the equipment sensor has no field for yet) is kept in
+  ``metadata.voltage``.
 * **seed 002** (ESP32): the canonical reading itself (``sensors.ld2410/pir/mq134``).
 * **seed 000** (LoRaWAN via ChirpStack's HTTP integration): an uplink event; ``deviceInfo.devEui``
   (upper-cased) is the device id, ``deduplicationId`` the event id (so ChirpStack's retries
@@ -64,7 +65,7 @@ class EquipmentReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Seed 001's ``SensorReading``."""
 
     equipment_id: Annotated[str, Meta(min_length=3, max_length=50, pattern=EQUIPMENT_ID_PATTERN)]
-    temperature: Annotated[float, Meta(ge=TEMPERATURE_MIN_C, le=TEMPERATURE_MAX_C)]
+    temperature: Annotated[float, Meta(ge=TEMPERATURE_MIN_C, le=TEMPERATURE_MAX_C)] | None = None
     vibration: NonNegative | None = None
     pressure: NonNegative | None = None
     humidity: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None

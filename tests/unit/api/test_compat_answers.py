@@ -165,6 +165,26 @@ async def test_seed001_vibration_and_pressure_are_optional() -> None:
     assert sensors == {"equipment": {"temperature": 85.5, "humidity": 65.0}}
 
 
+@pytest.mark.parametrize(
+    ("without", "status"),
+    [
+        (("temperature", "vibration", "pressure"), 201),  # humidity alone is a measurement
+        (("temperature", "vibration", "pressure", "humidity"), 422),  # no measurement at all
+    ],
+)
+async def test_seed001_temperature_is_optional_but_a_reading_measures_something(
+    without: tuple[str, ...], status: int
+) -> None:
+    body = _equipment("PUMP-A1-001")
+    for field in without:
+        del body[field]
+    async with _client(_settings(), FakeProducer()) as client:
+        response = await client.post(
+            "/api/v1/sensors/ingest", json=body, headers={"X-API-Key": TOKEN_EQ}
+        )
+    assert response.status_code == status, response.text
+
+
 class RecordingPool:
     """``fetch`` of the latest queries: records the device id asked for, finds nothing."""
 

@@ -210,7 +210,7 @@ def _report(kills: list[Kill], answers: list[Answer]) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.timeout(600)
 async def test_losing_a_broker_twice_under_load_loses_and_doubles_nothing(
     cluster: Cluster, processes: Processes, db: asyncpg.Connection

@@ -14,7 +14,7 @@ test: venv lint  ## set up everything, then lint, unit (today and 400 days ahead
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/unit -q
 	$(RUN) python -m tests.future
-	$(RUN) pytest tests/integration -q -m "not slow"
+	$(RUN) pytest tests/integration -q -m "not slow and not cluster"
 
 test-slow: venv  ## the fleet-size tests (minutes each); CI runs them after `make test`
 	$(RUN) fleetstream setup
@@ -40,7 +40,7 @@ unit: venv
 
 integration: venv
 	$(RUN) fleetstream setup
-	$(RUN) pytest tests/integration -q -m "not slow"
+	$(RUN) pytest tests/integration -q -m "not slow and not cluster"
 
 soak: venv  ## the hostile fleet for 15 minutes, the MQTT front with 1,000 registrations
 	$(RUN) fleetstream setup

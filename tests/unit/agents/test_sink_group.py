@@ -1,0 +1,40 @@
+"""The sink group's assignment callback: it looks for retention gaps, and raises nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from agents.sink_group import SinkGroup
+from schemas.settings import Settings
+
+
+class BrokersAway:
+    """A consumer whose broker calls fail, as while a killed broker is being fenced."""
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> Any:
+        raise KafkaException(KafkaError(KafkaError._DESTROY_BROKER, "broker handle destroyed"))
+
+
+class OneGap:
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> Any:
+        return [TopicPartition("t", 0, 5), TopicPartition("t", 1, -1001)]
+
+    def get_watermark_offsets(self, where: TopicPartition, timeout: float) -> tuple[int, int]:
+        return (9, 20)
+
+
+def test_an_assignment_while_brokers_are_away_reports_no_gap_and_raises_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    group = SinkGroup(Settings(), "redis", ["t"], batch_max=10)
+    assert group._gaps_of(BrokersAway(), [TopicPartition("t", 0)]) == []  # type: ignore[arg-type]
+    assert "retention gaps not checked" in caplog.text
+
+
+def test_a_committed_offset_below_the_log_start_is_a_gap() -> None:
+    group = SinkGroup(Settings(), "redis", ["t"], batch_max=10)
+    (gap,) = group._gaps_of(OneGap(), [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert (gap.topic, gap.partition) == ("t", 0)

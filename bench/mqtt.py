@@ -334,15 +334,7 @@ def _publish_all(
                 raise BenchError(f"a publisher did not connect: {line!r} {_stderr(proc)}")
         for proc in procs:
             _say(proc, "GO")
-        summaries = []
-        for proc in procs:
-            line = _read_line(proc, time_limit_s + 30)
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                raise BenchError(f"a publisher failed: {line!r} {_stderr(proc)}") from exc
-            rusage = _reap(proc)
-            summaries.append(Published(**data, cpu_s=rusage))
+        summaries = collect_summaries(procs, time_limit_s)
         return summaries
     finally:
         for proc in procs:
@@ -518,3 +510,18 @@ def publisher_main() -> None:
 
 if __name__ == "__main__":
     publisher_main()
+
+
+def collect_summaries(
+    procs: Sequence[subprocess.Popen[str]], time_limit_s: float
+) -> list[Published]:
+    """Each publisher's JSON summary line and the CPU it used, once it is done."""
+    summaries = []
+    for proc in procs:
+        line = _read_line(proc, time_limit_s + 30)
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise BenchError(f"a publisher failed: {line!r} {_stderr(proc)}") from exc
+        summaries.append(Published(**data, cpu_s=_reap(proc)))
+    return summaries

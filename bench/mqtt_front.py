@@ -36,7 +36,7 @@ from bench import fleet_devices
 from bench.context import Context, fresh_topics, wait_run_stored
 from bench.cpu import CpuMeter
 from bench.data import new_fleet
-from bench.mqtt import TOPIC, Published, _payloads, _read_line, _reap, _say, _stderr
+from bench.mqtt import TOPIC, Published, _payloads, _read_line, _say, _stderr, collect_summaries
 from bench.procs import BenchError, Started, bench_settings, services
 from bench.stats import Result, summarize
 from schemas.settings import Settings
@@ -219,15 +219,7 @@ def _publish_all(
         go_at = time.time()
         for proc in procs:
             _say(proc, "GO")
-        summaries = []
-        for proc in procs:
-            line = _read_line(proc, time_limit_s + 30)
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                raise BenchError(f"a publisher failed: {line!r} {_stderr(proc)}") from exc
-            summaries.append(Published(**data, cpu_s=_reap(proc)))
-        return summaries, go_at
+        return collect_summaries(procs, time_limit_s), go_at
     finally:
         for proc in procs:
             if proc.poll() is None:

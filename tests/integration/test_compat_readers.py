@@ -2,9 +2,6 @@
 channel and seed 001's ``sensor_data_queue`` fed by a worker's Redis sink with those profiles on,
 the ``sensor_data``/``sensor_readings`` views over readings the pipeline stored, and a seed 004
 registry imported with its token hashes.
-
-These tests migrate a database of their own: the views' migration must not move the shared
-test database ahead of branches that do not have it yet.
 """
 
 from __future__ import annotations
@@ -24,53 +21,22 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.app import create_app
-from cli.stack import manager
-from connectors.postgres import migrate
 from connectors.redis.seed_feeds import SEED001_QUEUE, SEED002_CHANNEL, SeedFeeds
 from connectors.redis.wire import RedisPipe
 from connectors.redis.writer import connect_commands
 from schemas.devices import hash_token
-from schemas.settings import CompatSettings, Settings, get_settings
+from schemas.settings import CompatSettings, Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN, ADMIN_DEVICES, Fleet
 from tests.integration.mqtt_tools import FrontDevice
-from tests.integration.processes import ServiceProcess, WorkerProcess, run_cli
+from tests.integration.processes import FrontProcess, WorkerProcess, run_cli
 from tests.support import free_port, wait_until
 
-DATABASE = "fleetstream_test_compat"
 QUEUE_MAX = 40
 """The queue's bound in these tests: fewer than the readings posted, so trimming shows."""
 TIMEOUT_S = 120.0
 MQTT_TOPIC = "neurobuild/sensors/{}/data"
 """Seed 002's topic."""
-
-
-class FrontProcess(ServiceProcess):
-    command = "mqtt-front"
-
-
-@pytest.fixture(scope="module")
-def stack_settings() -> Settings:
-    base = get_settings()
-    settings = base.model_copy(
-        update={
-            "environment": "test",
-            "postgres": base.postgres.model_copy(update={"database": DATABASE}),
-        }
-    )
-    manager.up(settings, progress=lambda line: print(f"stack: {line}"))
-    asyncio.run(_create_database(base, DATABASE))
-    migrate.upgrade(settings.postgres.dsn())
-    return settings
-
-
-async def _create_database(settings: Settings, name: str) -> None:
-    conn = await asyncpg.connect(settings.postgres.dsn())
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

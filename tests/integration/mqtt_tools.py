@@ -15,7 +15,7 @@ import subprocess
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli.stack import manager
 from schemas.settings import Settings
 from tests.integration.processes import ServiceProcess
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 SEED_TOPIC = "neurobuild/sensors/{}/data"
 
@@ -406,3 +406,22 @@ def clash_probes(
 
 STALLED = Probe("CONNECT never completed", b"\x10\x30\x00\x04MQ", b"", "connect-timeout")
 """48 bytes announced, 4 sent: the front must close it by its CONNECT deadline (10 s)."""
+
+
+async def once_admitted(
+    make: Callable[[], FrontDevice], what: str, timeout_s: float = 30.0
+) -> FrontDevice:
+    """A client from ``make``, connected once the front admits it (its registry copy follows
+    the topic, so a device just registered may be refused for a moment)."""
+    clients: list[FrontDevice] = []
+
+    async def accepted() -> bool:
+        client = make()
+        if await asyncio.to_thread(client.connect) == 0:
+            clients.append(client)
+            return True
+        client.close()
+        return False
+
+    await wait_until(accepted, timeout_s=timeout_s, what=what)
+    return clients[0]

@@ -28,7 +28,7 @@ from schemas.devices import hash_token
 from schemas.settings import CompatSettings, Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN, ADMIN_DEVICES, Fleet
-from tests.integration.mqtt_tools import FrontDevice
+from tests.integration.mqtt_tools import FrontDevice, once_admitted
 from tests.integration.processes import FrontProcess, WorkerProcess, run_cli
 from tests.support import free_port, wait_until
 
@@ -390,15 +390,6 @@ async def _front_healthy(settings: Settings) -> bool:
 
 async def connected(settings: Settings, device_id: str, token: str) -> FrontDevice:
     """A connected client of the device, once the front's registry copy has it."""
-    clients: list[FrontDevice] = []
-
-    async def accepted() -> bool:
-        client = FrontDevice(settings, device_id, token)
-        if await asyncio.to_thread(client.connect) == 0:
-            clients.append(client)
-            return True
-        client.close()
-        return False
-
-    await wait_until(accepted, timeout_s=30, what=f"the front to know {device_id}")
-    return clients[0]
+    return await once_admitted(
+        lambda: FrontDevice(settings, device_id, token), f"the front to know {device_id}"
+    )

@@ -24,7 +24,7 @@ from schemas.settings import Settings
 from tests import clock
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN, Fleet
-from tests.integration.mqtt_tools import FrontDevice
+from tests.integration.mqtt_tools import FrontDevice, once_admitted
 from tests.integration.processes import FrontProcess, WorkerProcess
 from tests.support import free_port, wait_until
 
@@ -63,18 +63,11 @@ async def front(front_settings: Settings, tmp_path: Path) -> AsyncIterator[Front
 
 async def connected(settings: Settings, device_id: str, token: str, **kw: Any) -> FrontDevice:
     """A connected client of the device, once the front's registry copy has it."""
-    clients: list[FrontDevice] = []
-
-    async def accepted() -> bool:
-        client = FrontDevice(settings, device_id, token, **kw)
-        if await asyncio.to_thread(client.connect) == 0:
-            clients.append(client)
-            return True
-        client.close()
-        return False
-
-    await wait_until(accepted, timeout_s=15, what=f"the front to know {device_id}")
-    return clients[0]
+    return await once_admitted(
+        lambda: FrontDevice(settings, device_id, token, **kw),
+        f"the front to know {device_id}",
+        timeout_s=15,
+    )
 
 
 def _body(device_id: str) -> dict[str, Any]:

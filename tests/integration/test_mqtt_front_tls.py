@@ -24,7 +24,7 @@ from tests import clock
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
 from tests.integration.kafka_tools import raw_events, read_all
-from tests.integration.mqtt_tools import FrontDevice
+from tests.integration.mqtt_tools import FrontDevice, once_admitted
 from tests.integration.processes import FrontProcess
 from tests.support import free_port, wait_until
 
@@ -117,22 +117,15 @@ async def test_a_device_publishes_over_tls_and_plain_mqtt_finds_no_listener(
     ca = Path(tls_front.mqtt_front.tls_certfile)
     event_id = str(uuid.uuid4())
     body = reading(device_id) | {"timestamp": clock.now().isoformat(), "event_id": event_id}
-    clients: list[TlsDevice] = []
-
-    async def accepted() -> bool:  # once the front's registry copy has the device
-        client = TlsDevice(tls_front, device_id, fleet.tokens[device_id], ca)
-        if await asyncio.to_thread(client.connect) == 0:
-            clients.append(client)
-            return True
-        client.close()
-        return False
-
-    await wait_until(accepted, timeout_s=30, what=f"a TLS connection of {device_id}")
+    client = await once_admitted(
+        lambda: TlsDevice(tls_front, device_id, fleet.tokens[device_id], ca),
+        f"a TLS connection of {device_id}",
+    )
     try:
         payload = json.dumps(body).encode()
-        assert await asyncio.to_thread(clients[0].publish, TOPIC.format(device_id), payload) == 0
+        assert await asyncio.to_thread(client.publish, TOPIC.format(device_id), payload) == 0
     finally:
-        clients[0].close()
+        client.close()
     # PUBACKed means on the raw topic
     records = read_all(tls_front.kafka.bootstrap_servers, tls_front.topics.raw, 1, timeout_s=30)
     events: list[RawEvent] = [event for record in records for event in raw_events(record)]

@@ -90,7 +90,7 @@ class DeviceState:
 
 def register(ctx: WorkerContext) -> None:
     status = DeviceStatus(ctx)
-    rollups = Rollups(ctx)
+    rollups = Rollups(ctx, status.write_held)
     step = DeviceState(ctx, status, rollups)
     settings = ctx.settings.stream
 

@@ -44,9 +44,8 @@ import asyncio
 import logging
 import math
 import sys
-import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -56,6 +55,7 @@ import msgspec
 from agents.changelog import Quarantine, TableRows
 from agents.curated import ITEMS_PER_TURN, TABLE_WRITE_ITEMS, Batch, Item, Turns, new_items
 from agents.deadletters import dead_letter
+from agents.held_rows import SLOTS, slot_of
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
@@ -85,8 +85,7 @@ TABLE = tables.ROLLUPS
 WINDOW_S = ROLLUP_WINDOW_S
 DRAIN_CHECK_S = 0.1
 """While the worker stops or rebalances: how often pending rows are written (all of them)."""
-PUBLISH_SLOTS = 5
-"""Ticks per publish interval; each writes the devices of one slot (a fifth of the fleet)."""
+PUBLISH_SLOTS = SLOTS
 ROLLUP_BATCH_MAX = 20_000
 """Rollup records per upsert batch (they are small; Postgres keeps the newest per window)."""
 _SLACK_S = ROLLUP_SLACK_S
@@ -335,12 +334,6 @@ def _bounds(start: int) -> tuple[datetime, datetime]:
     return bounds
 
 
-def slot_of(device_id: str, slots: int) -> int:
-    """The tick (of ``slots`` per interval) at which the device is published: stable across
-    processes and restarts (``hash()`` of a str is not)."""
-    return zlib.crc32(device_id.encode()) % slots
-
-
 @dataclass(slots=True)
 class _Device:
     """A device applied since it was last written: its state, and what to write it with."""
@@ -361,6 +354,8 @@ class Due:
     """(event of the device's partition, new state) per device written."""
     acked: list[Any]
     """Events every device of which is written once this tick's rows are."""
+    slot: int | None
+    """The slot this tick writes (None: every slot), for the rows others hold (status)."""
 
 
 class PendingRollups:
@@ -427,16 +422,16 @@ class PendingRollups:
         acked: list[Any] = []
         while self._batches and self._batches[0][0] <= self._ticks - self.slots:
             acked += self._batches.popleft()[1]
-        return self._write(due, acked)
+        return self._write(due, acked, slot)
 
     def flush(self) -> Due:
         """Every device and every batch now: when the worker stops or its partitions are being
         reassigned, Faust waits for the batches it handed out to be acked."""
         acked = [event for _, events in self._batches for event in events]
         self._batches.clear()
-        return self._write(list(self._devices), acked)
+        return self._write(list(self._devices), acked, None)
 
-    def _write(self, device_ids: list[str], acked: list[Any]) -> Due:
+    def _write(self, device_ids: list[str], acked: list[Any], slot: int | None) -> Due:
         """The rollups and rows of ``device_ids``, which stop being pending."""
         rollups: list[Rollup] = []
         rows: list[tuple[Any, RollupState]] = []
@@ -445,16 +440,26 @@ class PendingRollups:
             del self._by_slot[device.slot][device_id]
             rollups += rollups_of(device_id, device.touched)
             rows.append((device.event, device.state))
-        return Due(rollups, rows, acked)
+        return Due(rollups, rows, acked, slot)
 
     def __len__(self) -> int:
         """Devices applied and not written yet."""
         return len(self._devices)
 
 
+WriteHeld = Callable[[int | None], Awaitable[None]]
+"""Writes the rows another table holds for a slot (None: all): ``DeviceStatus.write_held``."""
+
+
+async def _nothing_held(slot: int | None) -> None:
+    return None
+
+
 class Rollups:
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, write_held: WriteHeld = _nothing_held) -> None:
         settings = ctx.settings
+        self.write_held = write_held
+        """Called by every tick before it acks: the status rows of the same devices."""
         self.ctx = ctx
         self.topic = settings.topics.readings_1m
         self.table = ctx.app.Table(
@@ -516,22 +521,26 @@ class Rollups:
         async with self._lock:
             due = self.pending.flush() if everything else self.pending.tick()
             letters = self.quarantine.take()
-            if not (due.rollups or due.rows or due.acked or letters):
-                return
-            turn = Turns(ITEMS_PER_TURN)
-            outputs = Outputs()
-            outputs.extend(self.deadletter_topic, letters)
-            records = [Record(rollup.device_id.encode(), encode(rollup)) for rollup in due.rollups]
-            outputs.extend(self.topic, records)
-            await turn.took(len(due.rollups))
-            await self.ctx.publish(outputs)
-            rows = TableRows(self.table)  # after the rollup records: see agents.changelog
-            for event, state in due.rows:
-                rows.add(event, state.device_id.encode(), encode(state))
-                await turn.took(TABLE_WRITE_ITEMS)
-            await rows.write(self.ctx.publish)
+            if due.rollups or due.rows or letters:
+                await self._publish_and_write(due, letters)
+            await self.write_held(due.slot)
             for event in due.acked:
                 await self._stream.ack(event)
+
+    async def _publish_and_write(self, due: Due, letters: list[Record]) -> None:
+        """The tick's rollup records, then its rows (``agents.changelog``)."""
+        turn = Turns(ITEMS_PER_TURN)
+        outputs = Outputs()
+        outputs.extend(self.deadletter_topic, letters)
+        records = [Record(rollup.device_id.encode(), encode(rollup)) for rollup in due.rollups]
+        outputs.extend(self.topic, records)
+        await turn.took(len(due.rollups))
+        await self.ctx.publish(outputs)
+        rows = TableRows(self.table)  # after the rollup records: see agents.changelog
+        for event, state in due.rows:
+            rows.add(event, state.device_id.encode(), encode(state))
+            await turn.took(TABLE_WRITE_ITEMS)
+        await rows.write(self.ctx.publish)
 
 
 async def _open_store(ctx: WorkerContext) -> RollupStore:

@@ -3,7 +3,11 @@
 The ``device-state`` agent (``agents.device_state``) hands every batch of ``fleet.curated.v1``
 it read to :meth:`DeviceStatus.apply`, which, per device, updates one
 :class:`~schemas.status.DeviceState` (first/last seen, last event id, reading count, last value
-per sensor field) with one table write per device per batch. A timer on every worker marks the
+per sensor field). A state whose device came online is written at once, after its transition;
+the others are held in memory (``agents.held_rows``) and written by the rollups' tick of the
+device's slot, once per ``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S``, before that tick acks the
+batches (decision 40): the table, and so the views, can be that much behind on ``last_seen``
+and counts, never on ``online``. A timer on every worker marks the
 devices of its active partitions offline once they were silent for their inactivity timeout
 (the registry's ``inactivity_timeout_s``, else ``FLEET_STREAM__INACTIVITY_TIMEOUT_S``); their
 next recent reading brings them back online.
@@ -19,7 +23,8 @@ Exactly-once transitions on at-least-once delivery:
    broker) on the compacted ``fleet.device-status.v1``;
 2. then the new state, holding that ``seq``, is written to the table: its changelog record is
    produced and acked first, then the local store is updated (``agents.changelog``);
-3. then the batch's events are acked (once the rollups of the same batch are written too).
+3. then the batch's events are acked, by the rollups' tick that has written the rollups and
+   the held states of every device in the batch.
 
 A crash before 2 leaves the old ``seq`` in the table, so the replayed batch (or the timer)
 publishes the same transition with the same ``seq`` again; consumers apply a ``seq`` only once
@@ -60,6 +65,7 @@ from agents.curated import (
     Turns,
     new_items,
 )
+from agents.held_rows import HeldRows
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from schemas.status import (
@@ -285,6 +291,8 @@ class DeviceStatus:
             max_values=settings.stream.status_max_values,
         )
         self.deadlines = Deadlines()
+        self.held: HeldRows[DeviceState] = HeldRows()
+        """States applied since their row was written: written by the rollups' ticks."""
         self.deadletter_topic = settings.topics.deadletter
         self.quarantine = Quarantine(self.table, ctx.clock)
         self.lock = asyncio.Lock()
@@ -294,12 +302,18 @@ class DeviceStatus:
         return None if device is None else device.inactivity_timeout_s
 
     def state(self, device_id: str) -> DeviceState | None:
+        """The device's state: held (applied, not written yet), else the table's row."""
+        held = self.held.get(device_id)
+        if held is not None:
+            return held
         key = device_id.encode()
         return self.quarantine.decode(key, self.table.get(key), decode_device_state)
 
     async def apply(self, events: list[Any], batch: Batch, now: datetime, turn: Turns) -> None:
-        """The batch's new readings into the table (``agents.device_state`` read the batch; it is
-        acked once the rollups of the same batch are written too, by ``Rollups.apply``)."""
+        """The batch's new readings into the states of its devices (``agents.device_state``
+        read the batch). A state whose device came online is written now, after its transition;
+        the others are held for the rollups' tick of their slot (``agents.held_rows``), which
+        acks the batch once the rollups and the states of all its devices are written."""
         writes: list[tuple[Any, DeviceState]] = []
         async with self.lock:
             outputs = Outputs()
@@ -311,13 +325,25 @@ class DeviceStatus:
                     continue
                 state, change = self.tracker.apply(state, device_id, items, now)
                 state.positions = applied
-                writes.append((events[entry.message_index], state))
+                event = events[entry.message_index]
                 if change is not None:
                     outputs.add(self.status_topic, _record(change))
+                    self.held.release(device_id)
+                    writes.append((event, state))
+                else:
+                    self.held.hold(device_id, event, state)
+                    self.deadlines.note(state, self.tracker.timeout_for(device_id))
                 await turn.took(len(items))
             outputs.extend(self.deadletter_topic, self.quarantine.take())
             await self.ctx.publish(outputs)
             await self._write(writes, turn)
+
+    async def write_held(self, slot: int | None) -> None:
+        """Write the held states of ``slot`` (None: all): the rollups' tick, before it acks."""
+        async with self.lock:
+            held = self.held.take(slot)
+            if held:
+                await self._write(held, Turns(ITEMS_PER_TURN))
 
     async def forget_deleted(self) -> None:
         """Timer body: drop the state of devices deleted from the registry (those of our active
@@ -337,7 +363,7 @@ class DeviceStatus:
                 device_id
                 for device_id in deleted
                 if partition_for(device_id, self.partitions) in active
-                and self.table.get(device_id.encode()) is not None
+                and (self.table.get(device_id.encode()) is not None or self.held.get(device_id))
                 and cache.get(device_id) is None  # not registered again meanwhile
             ]
             if not gone:
@@ -348,6 +374,7 @@ class DeviceStatus:
             rows = TableRows(self.table)
             for device_id in gone:
                 rows.add(self._partition_event(device_id), device_id.encode(), None)
+                self.held.release(device_id)
                 self.deadlines.forget(device_id)
             await rows.write(self.ctx.publish)
         log.info("dropped the status of %d deleted devices", len(gone))
@@ -377,6 +404,7 @@ class DeviceStatus:
                     self.deadlines.note(state, self.tracker.timeout_for(device_id))
                     continue
                 outputs.add(self.status_topic, _record(change))
+                self.held.release(device_id)
                 writes.append(state)
             outputs.extend(self.deadletter_topic, self.quarantine.take())
             await self.ctx.publish(outputs)

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import math
 import os
 import shlex
 import statistics
@@ -60,7 +61,9 @@ SIZES = (2_000, 20_000, 100_000)
 RATE = 20_000
 ROUNDS = 5
 SECONDS = 5
-"""Virtual seconds per size and round: at 100,000 devices and 20,000/s each device sends once."""
+"""Virtual seconds per size and round at least (at 100,000 devices and 20,000/s each device
+sends once in 5 s); a round lasts one whole rollup publish interval if that is longer, so it
+holds every slot's tick (:func:`round_seconds`)."""
 WARM_UP_S = int(os.environ.get("FLEET_COST_WARM_UP_S", "480"))
 """Virtual seconds of warm-up at one reading per device a minute: the rollup rows fill up with
 the windows the default grace period (300 s) keeps open."""
@@ -69,6 +72,13 @@ REDIS_SAMPLE = 2_000
 PAGE = 4096
 
 Progress = Callable[[str], None]
+
+
+def round_seconds(settings: Settings, seconds: int | None) -> int:
+    """``seconds`` if given, else one rollup publish interval (at least ``SECONDS``)."""
+    if seconds is not None:
+        return seconds
+    return max(SECONDS, math.ceil(settings.stream.rollup_publish_interval_s))
 
 
 def rss_bytes() -> int:
@@ -124,11 +134,12 @@ async def measure(
     *,
     rate: int = RATE,
     rounds: int = ROUNDS,
-    seconds: int = SECONDS,
+    seconds: int | None = None,
     producer: Producer | None = None,
     scratch: str = "",
     progress: Progress = print,
 ) -> FleetCost:
+    seconds = round_seconds(settings, seconds)
     tune_gc(settings.gc_gen0_threshold)  # the collector as the worker runs it
     api_cache = _cache_bytes(max(sizes))  # first: later fleets would reuse its freed memory
     sims: list[FleetSim] = []
@@ -301,7 +312,7 @@ def run(
     *,
     rate: int = RATE,
     rounds: int = ROUNDS,
-    seconds: int = SECONDS,
+    seconds: int | None = None,
     kafka: bool = True,
     progress: Progress = print,
 ) -> FleetCost:
@@ -334,7 +345,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--rate", type=int, default=RATE)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--seconds", type=int, default=SECONDS)
+    parser.add_argument("--seconds", type=int, help="per size and round (one publish interval)")
     parser.add_argument("--no-kafka", action="store_true", help="count outputs, produce none")
     parser.add_argument("--record", action="store_true", help="write its block to RESULTS.md")
     args = parser.parse_args()

@@ -458,9 +458,11 @@ class StreamSettings(_Section):
         default=5.0,
         gt=0,
         description="each device's touched windows are published (one record per field and "
-        "window) and its rollup row written once per interval, devices spread over it: "
-        "readings_1m is this much behind at most, and the records per second follow the "
-        "fleet, not the reading rate",
+        "window), and its rollup row and status row written, once per interval, devices "
+        "spread over it: readings_1m and the status table's last_seen and counts are this "
+        "much behind at most (online/offline transitions are not held), the records per "
+        "second follow the fleet, not the reading rate, and a batch is acked after at most "
+        "this long (decision 40)",
     )
     rollup_grace_s: int = Field(
         default=300, ge=0, description="late readings update their window this long after it"

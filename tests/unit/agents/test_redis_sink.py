@@ -140,3 +140,26 @@ async def test_other_tasks_run_while_a_long_batch_is_merged() -> None:
     await waiting
     assert order == ["other agent", "merged"]  # it ran during the merge, not after it
     assert len(batch.devices["esp32-a"].items) == 12
+
+
+async def test_a_device_s_fields_are_its_sensors_values_as_the_curated_reading_encoded_them() -> (
+    None
+):
+    sensors = {"lab_probe": {"n": 1.25, "b": False, "neg": -3}, "pir": {"motion_detected": True}}
+    event = raw_event(reading("esp32-generic", 1, sensors=sensors))
+    item = encode_curated(validate_event(event, now=NOW, unknown_sensors="generic"))
+    batch, _ = await merge(
+        [message("curated", curated_envelope([item]))],
+        readings_topic="curated",
+        deadletter_topic="dead",
+        now=NOW,
+    )
+    status = batch.devices["esp32-generic"].status
+    fields = {name: value for name, value in status.items() if name.startswith("v:")}
+    assert {name: msgspec.json.decode(value) for name, value in fields.items()} == {
+        "v:lab_probe.n": 1.25,
+        "v:lab_probe.b": False,
+        "v:lab_probe.neg": -3,
+        "v:pir.motion_detected": True,
+    }
+    assert all(isinstance(value, bytes) for value in fields.values())

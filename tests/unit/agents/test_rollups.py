@@ -12,7 +12,8 @@ import pytest
 
 from agents import rollups as rollups_module
 from agents.curated import Item
-from agents.rollups import Due, PendingRollups, RollupTracker, slot_of
+from agents.held_rows import slot_of
+from agents.rollups import PendingRollups, RollupTracker
 from connectors.postgres.rollups import newest
 from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
 
@@ -186,7 +187,10 @@ def test_a_flush_writes_every_pending_device_and_acks_every_batch_at_once() -> N
     assert set(first) | set(flushed) == set(DEVICES)
     assert set(flushed) >= set(DEVICES[:10]), "b's devices are written again by the flush"
     assert len(rollups) == 0
-    assert rollups.tick() == Due([], [], [])
+    after = rollups.tick()
+    assert (after.rollups, after.rows, after.acked) == ([], [], [])
+    assert after.slot is not None, "a tick names its slot; only a flush writes them all"
+    assert due.slot is None
 
 
 @pytest.mark.parametrize("value", [1.7e308, -1.7e308])

@@ -37,6 +37,15 @@ log = logging.getLogger(__name__)
 
 MAX_POLL_INTERVAL_MS = 3_600_000
 """A sink waiting out an outage does not poll; an hour before the group gives up on it."""
+POLL_WATCHDOG_S = 300.0
+"""A poll (seconds long at most, plus the assignment callback's 10 s broker calls per
+partition) that has not returned in this long lost its thread: an exception escaping a
+librdkafka callback has killed one without failing the future the sink awaits. The worker then
+stops, to be restarted, rather than wait for good (``PollLost``)."""
+
+
+class PollLost(RuntimeError):
+    """The sink's poll never returned: its thread died or hangs."""
 
 
 @dataclass(slots=True)
@@ -149,6 +158,7 @@ class SinkGroup:
         self._linger_s = linger_s
         self.in_hand: list[SinkMessage] = []
         """The batch being handled: what a crash would leave unfinished."""
+        self.poll_watchdog_s = POLL_WATCHDOG_S
 
     async def run(self, handle: Handler, on_gap: GapHandler | None = None) -> None:
         consumer = Consumer(self._config)
@@ -158,10 +168,11 @@ class SinkGroup:
         )
         polling: asyncio.Future[list[Message]] | None = None
         loop = asyncio.get_running_loop()
+        lost = False
         try:
             while True:
                 polling = loop.run_in_executor(None, self.take, consumer)
-                consumed = await polling
+                consumed = await self._watched(polling)
                 polling = None
                 gaps, found[:] = list(found), []
                 for gap in gaps:
@@ -175,10 +186,22 @@ class SinkGroup:
                 await handle(messages)
                 self._store(consumer, messages)
                 self.in_hand = []
+        except PollLost:
+            lost = True  # its thread is gone or stuck: neither wait for it nor close under it
+            raise
         finally:
-            if polling is not None:  # never close the consumer while a thread polls it
-                await asyncio.wait([polling])
-            await asyncio.to_thread(consumer.close)
+            if not lost:
+                if polling is not None:  # never close the consumer while a thread polls it
+                    await asyncio.wait([polling])
+                await asyncio.to_thread(consumer.close)
+
+    async def _watched(self, polling: asyncio.Future[list[Message]]) -> list[Message]:
+        try:
+            return await asyncio.wait_for(asyncio.shield(polling), self.poll_watchdog_s)
+        except TimeoutError:
+            raise PollLost(
+                f"sink {self.name}: a poll has not returned in {self.poll_watchdog_s:.0f} s"
+            ) from None
 
     def take(self, consumer: Consumer) -> list[Message]:
         """The next batch (blocks: runs in a thread)."""

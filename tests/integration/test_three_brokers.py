@@ -30,8 +30,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin._config import ConfigResource
 
+from agents.sink_group import group_id
 from connectors.kafka.admin import ensure_topics
 from schemas.settings import Settings
 from streams.topology import topic_specs
@@ -263,7 +265,7 @@ async def test_losing_a_broker_twice_under_load_loses_and_doubles_nothing(
     print(_report(kills, answers))
     await asyncio.to_thread(_assert_every_topic_replicated, cluster)
     _assert_failures_only_during_elections(answers, kills, steady_from)
-    await _assert_stored_exactly_once(db, answers, processes)
+    await _assert_stored_exactly_once(cluster, db, answers, processes)
 
 
 async def _known_everywhere(fleet: Fleet, other: httpx.AsyncClient, devices: list[str]) -> None:
@@ -331,16 +333,51 @@ def _assert_failures_only_during_elections(
     )
 
 
+def _group_lags(cluster: Cluster, settings: Settings) -> str:
+    """Where the pipeline stands, for a failure message: each group's lag per partition."""
+    groups = {
+        settings.worker.app_id: settings.topics.raw,
+        group_id(settings, "sink-postgres"): settings.topics.curated,
+    }
+    lines = []
+    probe = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "lag-probe"})
+    try:
+        for group, topic in groups.items():
+            wanted = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            future = cluster.admin().list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, wanted)]
+            )[group]
+            committed = {tp.partition: tp.offset for tp in future.result(10).topic_partitions}
+            lags = [
+                probe.get_watermark_offsets(tp, timeout=10)[1] - max(committed[tp.partition], 0)
+                for tp in wanted
+            ]
+            lines.append(f"{group} on {topic}: lag by partition {lags}")
+    except KafkaException as exc:
+        lines.append(f"lags not read: {exc}")
+    finally:
+        probe.close()
+    return "\n".join(lines)
+
+
 async def _assert_stored_exactly_once(
-    db: asyncpg.Connection, answers: list[Answer], processes: Processes
+    cluster: Cluster, db: asyncpg.Connection, answers: list[Answer], processes: Processes
 ) -> None:
     acked = [a.event_id for a in answers if a.acked]
     assert len(acked) > 2 * WARM_UP_ACKS, "too little was acked to test anything"
 
-    async def all_stored() -> bool:
-        return len(await _stored(db, acked)) == len(acked)
+    missing = len(acked)
 
-    await wait_until(all_stored, timeout_s=180, what=processes.logs)
+    async def all_stored() -> bool:
+        nonlocal missing
+        missing = len(acked) - len(await _stored(db, acked))
+        return missing == 0
+
+    def described() -> str:
+        lags = _group_lags(cluster, processes.apis[0])
+        return f"{missing} of {len(acked)} acked readings to be stored\n{lags}\n{processes.logs()}"
+
+    await wait_until(all_stored, timeout_s=180, what=described)
     stored = await _stored(db, [a.event_id for a in answers])
     doubled = {event_id: n for event_id, n in stored.items() if n > 1}
     assert doubled == {}

@@ -1,13 +1,15 @@
-"""The sink group's assignment callback: it looks for retention gaps, and raises nothing."""
+"""The sink group's assignment callback (it looks for retention gaps, and raises nothing) and
+its watchdog on a poll that never returns."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from agents.sink_group import SinkGroup
+from agents.sink_group import PollLost, SinkGroup
 from schemas.settings import Settings
 
 
@@ -38,3 +40,31 @@ def test_a_committed_offset_below_the_log_start_is_a_gap() -> None:
     group = SinkGroup(Settings(), "redis", ["t"], batch_max=10)
     (gap,) = group._gaps_of(OneGap(), [TopicPartition("t", 0), TopicPartition("t", 1)])  # type: ignore[arg-type]
     assert (gap.topic, gap.partition) == ("t", 0)
+
+
+class LostPoll(SinkGroup):
+    """A poll whose thread never comes back (as one killed inside a librdkafka callback)."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings(), "redis", ["t"], batch_max=10)
+        self.release = threading.Event()
+        self.handled: list[Any] = []
+
+    def take(self, consumer: Any) -> list[Any]:
+        self.release.wait(30)
+        return []
+
+
+async def test_a_poll_that_never_returns_stops_the_sink_instead_of_waiting_for_good() -> None:
+    group = LostPoll()
+    group.poll_watchdog_s = 0.2
+
+    async def handle(messages: list[Any]) -> None:
+        group.handled.append(messages)
+
+    try:
+        with pytest.raises(PollLost, match="has not returned"):
+            await group.run(handle)
+    finally:
+        group.release.set()  # let the executor thread end with the test
+    assert group.handled == []

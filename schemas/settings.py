@@ -455,7 +455,7 @@ class StreamSettings(_Section):
         default="deadletter", description="sensor types the catalogue lacks"
     )
     rollup_publish_interval_s: float = Field(
-        default=5.0,
+        default=30.0,
         gt=0,
         description="each device's touched windows are published (one record per field and "
         "window), and its rollup row and status row written, once per interval, devices "

@@ -35,6 +35,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.integration)
 
 
+TEST_STATE_INTERVAL_S = 5.0
+"""Rollups and held status rows written every 5 s rather than the product's 30: tests wait for
+rollups, table rows and acks, and would only wait longer (decision 40)."""
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> Settings:
     base = get_settings()
@@ -42,6 +47,9 @@ def stack_settings() -> Settings:
         update={
             "environment": "test",
             "postgres": base.postgres.model_copy(update={"database": TEST_DATABASE}),
+            "stream": base.stream.model_copy(
+                update={"rollup_publish_interval_s": TEST_STATE_INTERVAL_S}
+            ),
         }
     )
     manager.up(settings, progress=lambda line: print(f"stack: {line}"))

@@ -20,17 +20,19 @@ def settings() -> Settings:
 
 async def test_a_virtual_second_feeds_every_agent_and_registered_devices_are_enriched() -> None:
     sim = FleetSim(settings(), 40, 80, now=now() - timedelta(minutes=10))
-    for _ in range(10):  # two ticks of every rollup slot: every device written
+    interval = round(sim.settings.stream.rollup_publish_interval_s)
+    for second in range(2 * interval):  # two ticks of every rollup slot: every device written
         assert await sim.second() > 0
+        if second == interval // 5 - 1:  # one slot's tick, a fifth of the interval
+            assert 0 < len(sim.rollups.table.data) < 40, "ticks follow the rollups' schedule"
     topics = sim.settings.topics
     records = sim.ctx.published.records
-    assert sim.readings == 800
-    assert records[topics.readings] == 800
+    assert sim.readings == records[topics.readings] == 80 * 2 * interval
     assert len(sim.status.table.data) == len(sim.rollups.table.data) == 40
     assert records[topics.readings_1m] > 0
     assert all(sim.cpu[phase] > 0 for phase in PHASES if phase != "status timer")
     state = sim.status.state(sim.fleet.devices[0])
-    assert state is not None and state.online and state.count == 20
+    assert state is not None and state.online and state.count == 2 * 2 * interval
     assert sim.last_redis_commands > 0
     enricher = sim.validation.enricher
     assert enricher is not None and enricher.enrichment(sim.fleet.devices[0]) is not None

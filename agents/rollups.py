@@ -4,7 +4,7 @@ The ``device-state`` agent (``agents.device_state``) hands every batch of ``flee
 it read to :meth:`Rollups.apply`, which adds each new reading (repeats are dropped by position,
 ``agents.curated``) to the window of its timestamp, in the device's row of a Faust Table. It
 publishes a device's touched windows (their whole aggregates, one record per field and window)
-to ``fleet.readings-1m.v1`` once per ``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S`` (5 s), then
+to ``fleet.readings-1m.v1`` once per ``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S`` (30 s), then
 writes the device's row, and acks a batch once every device in it was written
 (:class:`PendingRollups`).
 

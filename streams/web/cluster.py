@@ -48,6 +48,7 @@ from streams.web.fronts import front_rows
 from streams.web.lag import LagReader, PartitionLag
 from streams.web.letters import LetterFollower, LetterIndex
 from streams.web.rates import RateWindow
+from streams.web.trends import Reading, Trends, merge
 from streams.web.trust import WorkerTrust
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Operator:
         self.rates: RateWindow[Key] = RateWindow(RATE_WINDOW_S)
         self.trust = WorkerTrust.parse(ctx.settings.worker.trusted_urls)
         self.letters = LetterIndex()
+        self.trends = Trends(ctx.settings.topics.readings, ctx.settings.topics.deadletter)
         self.follower: LetterFollower | None = None
         self.started_at = datetime.now(UTC)
         self._lag_reader: LagReader | None = None
@@ -87,6 +89,45 @@ class Operator:
 
     def sample(self) -> None:
         self.rates.sample(time.monotonic(), METRICS.totals())
+
+    async def sample_trend(self) -> None:
+        """One point of this worker's trends (``streams.web.trends``)."""
+        try:
+            lag: int | None = sum(row.lag for row in await self.lag())
+        except KafkaUnavailable:
+            lag = None
+        local = devices.local_devices(self.app, self.settings.topics.curated, None, {})
+        histogram = METRICS.reading_to_row
+        self.trends.sample(
+            Reading(
+                wall=time.time(),
+                monotonic=time.monotonic(),
+                totals=METRICS.totals(),
+                latency_bounds=histogram.bounds,
+                latency_counts=histogram.counts(),
+                lag=lag,
+                devices=None
+                if local is None
+                else {"online": local.online, "offline": local.offline},
+            )
+        )
+
+    async def trend_points(self) -> dict[str, Any]:
+        """Every worker's trend points merged per slot; workers that did not answer listed."""
+        errors: dict[str, str] = {}
+
+        async def ask(url: str) -> list[dict[str, Any]]:
+            if url == self.url:
+                return self.trends.points()
+            try:
+                answer: dict[str, Any] = await self._get(url, "/ops/api/trends", {"local": "1"})
+            except (NotTrusted, aiohttp.ClientError, TimeoutError, RemoteError) as exc:
+                errors[url] = f"{type(exc).__name__}: {exc}"
+                return []
+            return list(answer["points"])
+
+        answers = await asyncio.gather(*(ask(url) for url in sorted(self.members())))
+        return {"points": merge(answers), "errors": errors, "started_at": self.started_at}
 
     async def close(self) -> None:
         if self.follower is not None:

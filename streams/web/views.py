@@ -172,7 +172,8 @@ def answers(handler: Handler) -> Handler:
 def register_views(app: faust.App, op: Operator) -> None:  # noqa: C901 - one view per route
     pages = Pages()
     server = cast(Any, app.web)  # the aiohttp driver (faust.web.drivers.aiohttp.Web)
-    server.web_app.middlewares.append(auth.auth_middleware(lambda: op.admin_token))
+    open_paths = frozenset({"/metrics"} if op.settings.metrics.access == "open" else ())
+    server.web_app.middlewares.append(auth.auth_middleware(lambda: op.admin_token, open_paths))
     server.add_static("/ops/static/", STATIC)
 
     def shell(name: str, **data: str) -> web.Response:

@@ -20,7 +20,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from cli.stack import installer
 from connectors.kafka.partitioner import partition_for
 from schemas.envelopes import encode_item, raw_envelope
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, MetricsSettings, Settings
 from tests.factories import device_ids, raw_event
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import produce
@@ -65,7 +65,10 @@ def ops_worker(pipeline: Settings, tmp_path: Path) -> Iterator[tuple[Settings, W
     settings = core_settings(pipeline)
     worker = settings.worker.model_copy(update={"web_enabled": True, "web_port": free_port()})
     front = settings.mqtt_front.model_copy(update={"port": free_port(), "health_port": free_port()})
-    settings = settings.model_copy(update={"worker": worker, "mqtt_front": front})
+    metrics = MetricsSettings(access="token")  # the views' test checks the token rule too
+    settings = settings.model_copy(
+        update={"worker": worker, "mqtt_front": front, "metrics": metrics}
+    )
     front_process = FrontProcess(settings, tmp_path / "front.log")
     front_process.start()
     process = WorkerProcess(settings, tmp_path / "worker.log")
@@ -337,10 +340,14 @@ async def test_operator_views_in_a_browser(
         'fleet_dead_letters_total{stage="validate"}',
         'fleet_sink_write_seconds_count{sink="postgres"}',
         'fleet_table_keys{table="device-status"}',
+        "fleet_worker_ready 1.0",
+        'fleet_devices{state="online"}',
+        "fleet_reading_to_row_seconds_count",
         f'fleet_consumer_lag{{group="{settings.worker.app_id}",partition="0",'
         f'topic="{settings.topics.raw}"}}',
     ):
         assert line in body, line
+    assert "_created" not in body
 
 
 async def test_any_worker_answers_for_the_app_and_routes_a_device_to_its_owner(

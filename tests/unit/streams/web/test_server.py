@@ -14,19 +14,29 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from agents.registry import build_worker_app
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, MetricsSettings, Settings
 from streams.web import auth
 from streams.web.lag import LagReader, PartitionLag
 from tests.support import isolated
 
 
+@pytest.fixture(params=["token"])
+def metrics_access(request: pytest.FixtureRequest) -> str:
+    """FLEET_METRICS__ACCESS of the server (``token`` unless a test asks for ``open``)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+async def server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metrics_access: str
+) -> AsyncIterator[str]:
     # /metrics reports consumer lag read from the broker; this test is about the web server.
     lag_row = PartitionLag("unit", "fleet.raw.v1", 0, 5, 7, 2)
     monkeypatch.setattr(LagReader, "__init__", lambda self, *args: None)
     monkeypatch.setattr(LagReader, "read", lambda self: [lag_row])
     settings = isolated(Settings(), "unit", tmp_path, web_enabled=True)
+    metrics = MetricsSettings(access=metrics_access)
+    settings = settings.model_copy(update={"metrics": metrics})
     app, _ = build_worker_app(settings)
     web_app: Any = app.web.web_app  # type: ignore[attr-defined]
     test_server = TestServer(web_app, host="127.0.0.1")
@@ -98,3 +108,15 @@ async def test_the_bearer_token_opens_everything_and_device_ids_are_checked(serv
         # the stub's lag, not a broker's
         assert 'fleet_consumer_lag{group="unit",partition="0",topic="fleet.raw.v1"} 2.0' in text
         assert "fleet_consumer_lag_up 1.0" in text
+        assert "fleet_worker_ready 0.0" in text  # no assignment in this test: not ready
+        assert "_created" not in text
+
+
+@pytest.mark.parametrize("metrics_access", ["open"], indirect=True)
+async def test_open_metrics_need_no_token_and_the_rest_still_does(server: str) -> None:
+    async with ClientSession() as client:
+        metrics = await client.get(f"{server}/metrics")
+        assert metrics.status == 200
+        assert "fleet_consumer_lag_up 1.0" in await metrics.text()
+        assert (await client.get(f"{server}/ops/api/overview")).status == 401
+        assert (await client.get(f"{server}/metricsx")).status == 401

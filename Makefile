@@ -26,7 +26,8 @@ test-cluster: venv  ## three brokers killed under load (~4 min); not in CI until
 
 screenshots: venv  ## photograph the operator views into docs/screenshots (on purpose, not every test run)
 	$(RUN) fleetstream setup
-	FLEET_SCREENSHOTS_DIR=docs/screenshots $(RUN) pytest tests/integration/test_operator_views.py -q -k browser
+	FLEET_SCREENSHOTS_DIR=docs/screenshots $(RUN) pytest tests/integration/test_operator_views.py \
+		tests/integration/test_operator_actions.py -q -k browser
 
 lint: venv
 	$(RUN) ruff check .

@@ -17,7 +17,7 @@ from agents.registry import build_worker_app
 from schemas.settings import DEV_ADMIN_TOKEN, MetricsSettings, Settings
 from streams.web import auth
 from streams.web.lag import LagReader, PartitionLag
-from tests.support import isolated
+from tests.support import free_port, isolated
 
 
 @pytest.fixture(params=["token"])
@@ -34,7 +34,8 @@ async def server(
     lag_row = PartitionLag("unit", "fleet.raw.v1", 0, 5, 7, 2)
     monkeypatch.setattr(LagReader, "__init__", lambda self, *args: None)
     monkeypatch.setattr(LagReader, "read", lambda self: [lag_row])
-    settings = isolated(Settings(), "unit", tmp_path, web_enabled=True)
+    nothing_there = f"http://127.0.0.1:{free_port()}"  # the admin API, for the actions
+    settings = isolated(Settings(), "unit", tmp_path, web_enabled=True, admin_api_url=nothing_there)
     metrics = MetricsSettings(access=metrics_access)
     settings = settings.model_copy(update={"metrics": metrics})
     app, _ = build_worker_app(settings)
@@ -120,3 +121,51 @@ async def test_open_metrics_need_no_token_and_the_rest_still_does(server: str) -
         assert "fleet_consumer_lag_up 1.0" in await metrics.text()
         assert (await client.get(f"{server}/ops/api/overview")).status == 401
         assert (await client.get(f"{server}/metricsx")).status == 401
+
+
+async def test_the_new_endpoints_check_their_input_before_doing_anything(server: str) -> None:
+    headers = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    async with ClientSession(headers=headers) as client:
+
+        async def field_of(answer: Any) -> str:
+            assert answer.status == 422
+            return str((await answer.json(content_type=None))["errors"][0]["field"])
+
+        assert await field_of(await client.get(f"{server}/ops/api/deadletters?since=noon")) == (
+            "since"
+        )
+        no_zone = await client.get(f"{server}/ops/api/deadletters?until=2026-11-28T12:00:00")
+        assert await field_of(no_zone) == "until"
+        history = f"{server}/ops/api/alerts/history"
+        assert await field_of(await client.get(f"{history}?state=open")) == "state"
+        assert await field_of(await client.get(f"{history}?limit=0")) == "limit"
+        assert await field_of(await client.get(f"{history}?device_id=a%20b")) == "device_id"
+        toggle = await client.post(f"{server}/ops/api/devices/esp-1/enabled", json={"enabled": 1})
+        assert await field_of(toggle) == "enabled"
+        bulk = await client.post(f"{server}/ops/api/deadletters/replay/bulk", json={})
+        assert await field_of(bulk) == "expected"
+
+
+async def test_a_bulk_replay_needs_the_count_its_preview_saw(server: str) -> None:
+    headers = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    async with ClientSession(headers=headers) as client:
+        preview = await client.post(
+            f"{server}/ops/api/deadletters/replay/preview", json={"stage": "validate"}
+        )
+        assert preview.status == 200
+        assert (await preview.json())["count"] == 0
+        stale = await client.post(
+            f"{server}/ops/api/deadletters/replay/bulk", json={"stage": "validate", "expected": 2}
+        )
+        assert stale.status == 409
+        assert (await stale.json(content_type=None))["count"] == 0
+        trends = await client.get(f"{server}/ops/api/trends?local=1")
+        assert (await trends.json()) == {"points": []}
+
+
+async def test_an_action_without_the_admin_api_is_503(server: str) -> None:
+    headers = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    async with ClientSession(headers=headers) as client:
+        answer = await client.post(f"{server}/ops/api/flows/f-1/enabled", json={"enabled": False})
+        assert answer.status == 503
+        assert (await answer.json(content_type=None))["title"] == "Admin API unreachable"

@@ -71,11 +71,12 @@ class BatchHistogram(Collector):
         self._lock = threading.Lock()
 
     def observe_many(self, values: Sequence[float]) -> None:
-        bins = Tally(bisect_left(self.bounds, value) for value in values)
+        bounds, bins = self.bounds, [0] * len(self._counts)
+        for value in values:
+            bins[bisect_left(bounds, value)] += 1
         total = sum(values)
         with self._lock:
-            for index, count in bins.items():
-                self._counts[index] += count
+            self._counts = [mine + new for mine, new in zip(self._counts, bins, strict=True)]
             self._sum += total
 
     def counts(self) -> list[int]:

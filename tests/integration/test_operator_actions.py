@@ -124,7 +124,7 @@ async def test_trends_letters_devices_flows_and_alert_history_in_a_browser(
 
             async def flowing() -> bool:
                 points = (await client.get("/ops/api/trends")).json()["points"]
-                return any(
+                return len(points) >= 3 and any(
                     point["readings_in_per_s"] > 0 and point["latency_p99_s"] is not None
                     for point in points
                 )
@@ -165,6 +165,7 @@ async def test_trends_letters_devices_flows_and_alert_history_in_a_browser(
         assert len(await page.query_selector_all("#bulk-sample tbody tr")) == 3
         await page.click("#bulk-confirm")
         await until_text(page, "#bulk-result", "replayed 3 letters (3 readings)", worker)
+        await until_text(page, "#letters-note", "3 letters match", worker)  # still listed
         await screenshot(page, "deadletters-bulk")
 
         async def stored() -> bool:
@@ -191,6 +192,7 @@ async def test_trends_letters_devices_flows_and_alert_history_in_a_browser(
 
         page.on("dialog", accept)
         await page.goto(f"{base}/ops/devices/{target}")
+        await shown(page, '#toggle-enabled:text-is("disable")', "the registry entry", worker)
         await page.click("#rotate-token")
 
         async def token_shown() -> bool:

@@ -1,7 +1,7 @@
 """The operator views in a real browser (Debian's chromium through Playwright) on a worker of
 the real stack, with readings flowing: login, overview, devices, a device, dead letters with
-replay, flows and alerts with acknowledge. Screenshots of every page go to docs/screenshots/
-(or ``FLEET_SCREENSHOTS_DIR``)."""
+replay, flows and alerts with acknowledge. ``make screenshots`` photographs every page into
+docs/screenshots/ (``FLEET_SCREENSHOTS_DIR``); other runs take no pictures."""
 
 from __future__ import annotations
 
@@ -39,11 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(
-    os.environ.get("FLEET_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="fleet-screenshots-")
-)
-"""Where the pages are photographed: a temporary folder, unless ``make screenshots`` points
-this at docs/screenshots (a test run never rewrites the committed pictures)."""
+SCREENSHOTS_DIR = os.environ.get("FLEET_SCREENSHOTS_DIR")
+"""Where ``make screenshots`` has the pages photographed (docs/screenshots); unset, a test run
+takes no pictures (and never rewrites the committed ones)."""
 START_S = 120.0
 """A fresh worker joins its group, recovers its tables and reads the registries first."""
 SEEN_S = 60.0
@@ -54,7 +52,8 @@ def chromium() -> Path:
     """Debian's chromium, installed with apt-get like the stack's packages when missing."""
     requirement = installer.executable(CHROMIUM, "chromium")
     installer.ensure([requirement], PROJECT_ROOT / ".stack" / "logs" / "apt.log", print)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if SCREENSHOTS_DIR:
+        Path(SCREENSHOTS_DIR).mkdir(parents=True, exist_ok=True)
     return CHROMIUM
 
 
@@ -112,7 +111,8 @@ async def shown(page: Page, selector: str, what: str, worker: WorkerProcess) -> 
 
 
 async def screenshot(page: Page, name: str) -> None:
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    if SCREENSHOTS_DIR:
+        await page.screenshot(path=str(Path(SCREENSHOTS_DIR) / f"{name}.png"), full_page=True)
 
 
 def number(text: str) -> float:

@@ -409,7 +409,10 @@
         run.push(x(p.at).toFixed(1) + "," + y(p[one.key]).toFixed(1));
       });
       runs.filter(function (r) { return r.length; }).forEach(function (r) {
-        if (r.length === 1) r.push(r[0]);
+        if (r.length === 1) {  /* a lone sample: a dot, which a one-point line would not show */
+          const xy = r[0].split(",");
+          svg.appendChild(svgElement("circle", {cx: xy[0], cy: xy[1], r: 2.5, fill: COLORS[index]}));
+        }
         svg.appendChild(svgElement("polyline", {
           points: r.join(" "), fill: "none", stroke: COLORS[index], "stroke-width": 1.6,
           "data-series": one.key,

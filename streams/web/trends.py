@@ -64,10 +64,12 @@ class Trends:
         self._deadletter = deadletter_topic
         self._points: deque[TrendPoint] = deque(maxlen=keep)
         self._previous: Reading | None = None
+        self._devices: dict[str, int] | None = None
 
     def sample(self, now: Reading) -> TrendPoint | None:
         """Add the point since the previous reading (none for the first reading)."""
         before, self._previous = self._previous, now
+        self._devices = None if now.devices is None else dict(now.devices)
         if before is None or now.monotonic <= before.monotonic:
             return None
         elapsed = now.monotonic - before.monotonic
@@ -98,11 +100,9 @@ class Trends:
         return [asdict(point) for point in self._points]
 
     def latest_devices(self) -> dict[str, int] | None:
-        """Devices per state at the newest sample (``None`` before one or while not ready)."""
-        point = self._points[-1] if self._points else None
-        if point is None or point.devices_online is None or point.devices_offline is None:
-            return None
-        return {"online": point.devices_online, "offline": point.devices_offline}
+        """Devices per state at the newest reading, the first one included (``None`` before
+        one, or when the table was not ready then)."""
+        return None if self._devices is None else dict(self._devices)
 
 
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[float, float]]:

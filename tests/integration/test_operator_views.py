@@ -148,6 +148,25 @@ async def wait_flow_loaded(worker: WorkerProcess, flow_id: str) -> None:
     )
 
 
+async def metrics_with_devices(base: str, worker: WorkerProcess) -> str:
+    """The worker's /metrics (admin token) once it counts devices per state (from its first
+    trend sample, every 10 s)."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+        async def scrape() -> str:
+            answer = await client.get(
+                "/metrics", headers={"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+            )
+            assert answer.status_code == 200
+            return answer.text
+
+        async def devices_counted() -> bool:
+            return 'fleet_devices{state="online"}' in await scrape()
+
+        await wait_until(devices_counted, timeout_s=SEEN_S, what=lambda: worker.log_tail())
+        return await scrape()
+
+
 async def test_operator_views_in_a_browser(
     ops_worker: tuple[Settings, WorkerProcess],
     fleet: Fleet,
@@ -329,12 +348,7 @@ async def test_operator_views_in_a_browser(
     assert sent > 0
 
     # The worker's Prometheus metrics, with the admin token.
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        metrics = await client.get(
-            "/metrics", headers={"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
-        )
-    assert metrics.status_code == 200
-    body = metrics.text
+    body = await metrics_with_devices(base, worker)
     for line in (
         f'fleet_agent_events_total{{agent="validate",topic="{settings.topics.raw}"}}',
         'fleet_dead_letters_total{stage="validate"}',

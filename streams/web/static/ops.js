@@ -113,18 +113,25 @@
     banner.hidden = !message;
   }
 
+  /* Runs load now and every ms; calling the returned function reloads at once (a new filter).
+     A run started later supersedes one still in flight, whose timer it replaces, so an older
+     answer never schedules a second refresh loop. */
   function every(ms, load) {
     let timer = null;
+    let latest = 0;
     async function run() {
       clearTimeout(timer);
+      const mine = ++latest;
       try {
         await load();
-        problem("");
-        text("refreshed", new Date().toLocaleTimeString());
+        if (mine === latest) {
+          problem("");
+          text("refreshed", new Date().toLocaleTimeString());
+        }
       } catch (error) {
-        if (error.status !== 401) problem("Could not refresh: " + error.message);
+        if (error.status !== 401 && mine === latest) problem("Could not refresh: " + error.message);
       }
-      timer = setTimeout(run, ms);
+      if (mine === latest) timer = setTimeout(run, ms);
     }
     run();
     return run;

@@ -39,7 +39,10 @@ LETTERS: Key = ("produced", "validate", "fleet.deadletter.v1")
 
 def test_a_point_holds_the_rates_and_latency_since_the_previous_sample() -> None:
     buffer = trends()
-    assert buffer.sample(reading(0, {OUT: 100, LETTERS: 0}, [5, 0, 0, 0])) is None
+    assert buffer.latest_devices() is None
+    first = reading(0, {OUT: 100, LETTERS: 0}, [5, 0, 0, 0], devices={"online": 2, "offline": 0})
+    assert buffer.sample(first) is None
+    assert buffer.latest_devices() == {"online": 2, "offline": 0}  # before any point
     totals = {OUT: 300, LETTERS: 20, ("dead_letters", "validate", ""): 20.0}
     point = buffer.sample(
         reading(10, totals, [95, 8, 2, 0], lag=42, devices={"online": 3, "offline": 1})

@@ -5,12 +5,12 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-slow test-cluster screenshots lint unit integration soak setup venv stack-down bench clean
+.PHONY: run test test-slow test-cluster screenshots lint tools unit integration soak setup venv stack-down bench clean
 
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
 
-test: venv lint  ## set up everything, then lint, unit (today and 400 days ahead) and integration
+test: venv lint tools  ## set up everything, then lint, unit (today and 400 days ahead) and integration
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/unit -q
 	$(RUN) python -m tests.future
@@ -26,7 +26,8 @@ test-cluster: venv  ## three brokers killed under load (~4 min); not in CI until
 
 screenshots: venv  ## photograph the operator views into docs/screenshots (on purpose, not every test run)
 	$(RUN) fleetstream setup
-	FLEET_SCREENSHOTS_DIR=docs/screenshots $(RUN) pytest tests/integration/test_operator_views.py -q -k browser
+	FLEET_SCREENSHOTS_DIR=docs/screenshots $(RUN) pytest tests/integration/test_operator_views.py \
+		tests/integration/test_operator_actions.py -q -k browser
 
 lint: venv
 	$(RUN) ruff check .
@@ -34,7 +35,10 @@ lint: venv
 	$(RUN) mypy
 	$(RUN) lint-imports  # the layer rule: schemas <- connectors <- streams <- agents | api <- cli
 
-unit: venv
+tools: venv  ## programs the unit tests need besides the stack: promtool (Debian's prometheus)
+	$(RUN) python -m cli.stack.dev_tools
+
+unit: venv tools
 	$(RUN) pytest tests/unit -q
 	$(RUN) python -m tests.future
 

@@ -11,7 +11,7 @@ another device's reading.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -30,7 +30,7 @@ from schemas.envelopes import CuratedRead, CuratedReader
 from schemas.errors import ValidationFailure
 from schemas.settings import Settings
 from streams.context import WorkerContext
-from streams.metrics import timed
+from streams.metrics import METRICS, WorkerMetrics, timed
 from streams.outputs import Outputs
 from streams.retry import retry_until_done
 
@@ -82,6 +82,31 @@ def _check_zoned(text: str, field: str) -> None:
         return
     message = "expected an RFC 3339 date-time with a zone"
     raise ValidationFailure.single((field,), message, "datetime")
+
+
+def observe_ages(
+    stamps: Sequence[str],
+    refused: Set[int],
+    committed_at: datetime,
+    metrics: WorkerMetrics = METRICS,
+) -> None:
+    """Each committed row's age at ``committed_at``, from its reading's ``ts`` (a device clock
+    ahead of ours counts as 0), into ``fleet_reading_to_row_seconds`` in one go. Runs for every
+    row: plain floats, no helper calls (~0.5 µs a row)."""
+    now = committed_at.timestamp()
+    parse = datetime.fromisoformat
+    ages = []
+    for index, text in enumerate(stamps):
+        if refused and index in refused:
+            continue
+        try:
+            instant = parse(text)
+        except ValueError:
+            continue
+        if instant.tzinfo is not None:
+            age = now - instant.timestamp()
+            ages.append(age if age > 0.0 else 0.0)
+    metrics.reading_to_row.observe_many(ages)
 
 
 class RowWriter(Protocol):
@@ -146,6 +171,8 @@ class _Rows:
     origins: list[tuple[KafkaMessage, CuratedRead[_CuratedRow], int]] = field(default_factory=list)
     """Where each line came from: its message, and its item in that message's read."""
     latest: LatestReceived = field(default_factory=LatestReceived)
+    stamps: list[str] = field(default_factory=list)
+    """Each line's reading ``ts`` as text, for the reading → row latency."""
 
 
 class ReadingsSink:
@@ -180,6 +207,7 @@ class ReadingsSink:
         for index, error in refused:
             message, read, n = rows.origins[index]
             letters.add(self._deadletter, self._refused(message, read, n, error, now))
+        observe_ages(rows.stamps, {index for index, _ in refused}, datetime.now(UTC))
         await self._update_last_seen(rows.latest)
         return letters
 
@@ -194,7 +222,7 @@ class ReadingsSink:
         deadletter = self._deadletter
         letters.extend(deadletter, item_letters(STAGE, message, read.failures, now))
         # Runs for every reading: locals instead of attribute look-ups.
-        lines, origins, latest = rows.lines, rows.origins, rows.latest
+        lines, origins, latest, stamps = rows.lines, rows.origins, rows.latest, rows.stamps
         for n, curated in enumerate(read.items):
             try:
                 line = line_of(curated)
@@ -208,6 +236,7 @@ class ReadingsSink:
             lines.append(line)
             origins.append((message, read, n))
             latest.add(curated.device_id, curated.received_at)
+            stamps.append(curated.ts)
 
     def _refused(
         self,

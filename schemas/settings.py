@@ -378,6 +378,16 @@ class AuthSettings(_Section):
     )
 
 
+class MetricsSettings(_Section):
+    """Who may read ``/metrics`` of every process: the API, the workers and the MQTT fronts."""
+
+    access: Literal["open", "token"] = Field(
+        default="open",
+        description="open: anyone who reaches the port (bind to loopback or a private network); "
+        "token: only requests with Authorization: Bearer <FLEET_AUTH__ADMIN_TOKEN> (401 otherwise)",
+    )
+
+
 class WorkerSettings(_Section):
     app_id: str = Field(default="fleetstream", description="Faust app id = consumer group")
     web_enabled: bool = Field(
@@ -395,6 +405,12 @@ class WorkerSettings(_Section):
         "scheme://host[:port] entries; host a name, *.domain, an IP ([v6] in brackets) or a "
         "CIDR; port a number or * (any); matched as advertised, no DNS lookup. Other workers "
         "are shown as not trusted and not called; the worker's own URL is always trusted",
+    )
+    admin_api_url: str = Field(
+        default="",
+        description="the admin API the operator views' actions go through (device enable, "
+        "disable and token rotation; flow enable, disable and dry-run), with the admin token; "
+        "empty: http://127.0.0.1:<FLEET_API__PORT>",
     )
     datadir: Path = Field(
         default=PROJECT_ROOT / ".stack" / "faust",
@@ -744,6 +760,7 @@ class Settings(BaseSettings):
     live: LiveSettings = LiveSettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
+    metrics: MetricsSettings = MetricsSettings()
     worker: WorkerSettings = WorkerSettings()
     stream: StreamSettings = StreamSettings()
     generic: GenericSettings = GenericSettings()

@@ -8,7 +8,9 @@ Agents need (almost) no code for it:
 * sink groups (``agents.sink_group``) wrap their handler with :func:`metered_handler`;
 * ``WorkerContext.publish`` counts the records produced per agent and topic,
   ``retry_until_done`` the retried attempts, ``dead_letter()`` the letters per stage;
-* sinks wrap their store with :func:`timed`: every write attempt to Postgres or Redis is timed.
+* sinks wrap their store with :func:`timed`: every write attempt to Postgres or Redis is timed;
+* the Postgres sink observes each committed row's age, from its reading's ``ts`` to the commit
+  (``fleet_reading_to_row_seconds``, a :class:`BatchHistogram`: one lock per batch).
 
 The running agent's name travels in a context variable (:data:`AGENT`) set by those wrappers, so
 retries and publishes are counted under the agent that made them. Counting happens once per
@@ -20,14 +22,26 @@ read :meth:`WorkerMetrics.totals` to compute rates; ``/metrics`` exposes :attr:`
 
 from __future__ import annotations
 
+import threading
 import time
+from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 T = TypeVar("T")
 
@@ -35,11 +49,51 @@ AGENT: ContextVar[str] = ContextVar("fleet_agent", default="other")
 """The agent (or sink) the running task belongs to."""
 
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+END_TO_END = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+"""Buckets of the reading → row latency: sub-second when all is well, minutes after an outage."""
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 Key = tuple[str, str, str]
 """``(kind, label, label)`` of :meth:`WorkerMetrics.totals`: ``("events", agent, topic)``,
 ``("produced", agent, topic)``, ``("dead_letters", stage, "")``, ``("retries", agent, "")``."""
+
+
+class BatchHistogram(Collector):
+    """A label-less histogram filled a batch at a time: :meth:`observe_many` bins a batch's
+    values with ``bisect`` under one lock (prometheus_client's ``observe`` costs a lock and a
+    bucket scan per value, too much per reading). Exposed as an ordinary histogram."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = tuple(buckets)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound (+Inf)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        bounds, bins = self.bounds, [0] * len(self._counts)
+        for value in values:
+            bins[bisect_left(bounds, value)] += 1
+        total = sum(values)
+        with self._lock:
+            self._counts = [mine + new for mine, new in zip(self._counts, bins, strict=True)]
+            self._sum += total
+
+    def counts(self) -> list[int]:
+        """A copy of the counts per bucket (not cumulative; the last one above every bound)."""
+        with self._lock:
+            return list(self._counts)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, running = [], 0
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), counts, strict=True):
+            running += count
+            cumulative.append((bound, float(running)))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], cumulative, total)
+        yield family
 
 
 class WorkerMetrics:
@@ -91,6 +145,12 @@ class WorkerMetrics:
             ["agent"],
             registry=r,
         )
+        self.reading_to_row = BatchHistogram(
+            "fleet_reading_to_row_seconds",
+            "from a reading's timestamp (ts) to its row committed in Postgres",
+            END_TO_END,
+        )
+        r.register(self.reading_to_row)
         self._waiting: dict[str, str] = {}
         self._totals: Tally[Key] = Tally()
 

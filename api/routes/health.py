@@ -18,13 +18,14 @@ from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ProducerDep, SettingsDep
 from api.devices import registry_readiness
 from api.media.context import Media
 from api.metrics import ApiMetrics
+from api.problems import problem
 from connectors.kafka.producer import EventProducer
+from connectors.prometheus import UNAUTHORIZED_DETAIL, render, scrape_allowed
 from connectors.redis.idempotency import IdempotencyStore
 
 router = APIRouter(tags=["health"])
@@ -129,7 +130,12 @@ async def readiness(app: FastAPI, producer: EventProducer) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process (text exposition format)."""
-    registry = cast(ApiMetrics, request.app.state.metrics).registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    """Prometheus metrics of this process (text exposition format), as
+    ``FLEET_METRICS__ACCESS`` lets (:mod:`connectors.prometheus`)."""
+    if not scrape_allowed(settings, request.headers.get("Authorization")):
+        return problem(
+            401, "Unauthorized", UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": "Bearer"}
+        )
+    body, content_type = render(cast(ApiMetrics, request.app.state.metrics).registry)
+    return Response(body, media_type=content_type)

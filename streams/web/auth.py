@@ -9,8 +9,10 @@ a state-changing request authenticated by the cookie must be JSON (a cross-site 
 send that without CORS, which we never allow).
 
 Everything on the server needs this, Faust's own pages and the flows views included, except the
-login page and the static files. A browser asking for a page is redirected to the login form;
-any other request gets 401 problem+json with ``WWW-Authenticate: Bearer``.
+login page and the static files (and ``/metrics`` when ``FLEET_METRICS__ACCESS`` is ``open``:
+one rule for every process's metrics, :mod:`connectors.prometheus`). A browser asking for a
+page is redirected to the login form; any other request gets 401 problem+json with
+``WWW-Authenticate: Bearer``.
 """
 
 from __future__ import annotations
@@ -81,12 +83,15 @@ def problem(status: int, title: str, detail: str, **extra: object) -> web.Respon
     )
 
 
-def auth_middleware(admin_token: Callable[[], str]) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """The aiohttp middleware guarding every route (see the module docstring)."""
+def auth_middleware(
+    admin_token: Callable[[], str], open_paths: frozenset[str] = frozenset()
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The aiohttp middleware guarding every route (see the module docstring) but
+    ``open_paths`` (``/metrics`` with ``FLEET_METRICS__ACCESS=open``)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(PUBLIC_PREFIXES):
+        if request.path.startswith(PUBLIC_PREFIXES) or request.path in open_paths:
             return await handler(request)
         token = admin_token()
         presented = bearer_token(request.headers)

@@ -43,11 +43,13 @@ from streams.context import WorkerContext
 from streams.metrics import METRICS, Key
 from streams.tables import DEVICE_STATUS as STATUS_TABLE
 from streams.web import devices
+from streams.web.admin_api import AdminApi
 from streams.web.device_pages import DeviceFilter, device_page
 from streams.web.fronts import front_rows
 from streams.web.lag import LagReader, PartitionLag
-from streams.web.letters import LetterFollower, LetterIndex
+from streams.web.letters import LetterFilter, LetterFollower, LetterIndex
 from streams.web.rates import RateWindow
+from streams.web.trends import Reading, Trends, merge
 from streams.web.trust import WorkerTrust
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ FAN_OUT_TIMEOUT_S = 3.0
 LAG_MAX_AGE_S = 3.0
 RATE_SAMPLE_S = 2.0
 RATE_WINDOW_S = 10.0
+PREVIEW_SAMPLE = 5
+"""Letters shown in a bulk replay's preview."""
 
 
 class Operator:
@@ -67,6 +71,8 @@ class Operator:
         self.rates: RateWindow[Key] = RateWindow(RATE_WINDOW_S)
         self.trust = WorkerTrust.parse(ctx.settings.worker.trusted_urls)
         self.letters = LetterIndex()
+        self.admin_api = AdminApi(ctx.settings)
+        self.trends = Trends(ctx.settings.topics.readings, ctx.settings.topics.deadletter)
         self.follower: LetterFollower | None = None
         self.started_at = datetime.now(UTC)
         self._lag_reader: LagReader | None = None
@@ -88,6 +94,45 @@ class Operator:
     def sample(self) -> None:
         self.rates.sample(time.monotonic(), METRICS.totals())
 
+    async def sample_trend(self) -> None:
+        """One point of this worker's trends (``streams.web.trends``)."""
+        try:
+            lag: int | None = sum(row.lag for row in await self.lag())
+        except KafkaUnavailable:
+            lag = None
+        local = devices.local_devices(self.app, self.settings.topics.curated, None, {})
+        histogram = METRICS.reading_to_row
+        self.trends.sample(
+            Reading(
+                wall=time.time(),
+                monotonic=time.monotonic(),
+                totals=METRICS.totals(),
+                latency_bounds=histogram.bounds,
+                latency_counts=histogram.counts(),
+                lag=lag,
+                devices=None
+                if local is None
+                else {"online": local.online, "offline": local.offline},
+            )
+        )
+
+    async def trend_points(self) -> dict[str, Any]:
+        """Every worker's trend points merged per slot; workers that did not answer listed."""
+        errors: dict[str, str] = {}
+
+        async def ask(url: str) -> list[dict[str, Any]]:
+            if url == self.url:
+                return self.trends.points()
+            try:
+                answer: dict[str, Any] = await self._get(url, "/ops/api/trends", {"local": "1"})
+            except (NotTrusted, aiohttp.ClientError, TimeoutError, RemoteError) as exc:
+                errors[url] = f"{type(exc).__name__}: {exc}"
+                return []
+            return list(answer["points"])
+
+        answers = await asyncio.gather(*(ask(url) for url in sorted(self.members())))
+        return {"points": merge(answers), "errors": errors, "started_at": self.started_at}
+
     async def close(self) -> None:
         if self.follower is not None:
             await asyncio.to_thread(self.follower.stop)
@@ -95,6 +140,7 @@ class Operator:
             await self._http.close()
         if self._pool is not None:
             await self._pool.close()
+        await self.admin_api.close()
 
     @property
     def admin_token(self) -> str:
@@ -353,12 +399,48 @@ class Operator:
 
     # -- dead letters, flows, alerts ---------------------------------------------------------
 
-    def dead_letters(self, limit: int, stage: str | None, device_id: str | None) -> dict[str, Any]:
+    def dead_letters(self, limit: int, wanted: LetterFilter) -> dict[str, Any]:
+        matching = self.letters.matching(wanted)
         return {
-            "items": [asdict(view) for view in self.letters.latest(limit, stage, device_id)],
+            "items": [asdict(view) for view in matching[:limit]],
+            "matching": len(matching),
             "last_hour": self.letters.per_stage(time.time()),
             "caught_up": self.follower is not None and self.follower.caught_up.is_set(),
         }
+
+    def replay_preview(self, wanted: LetterFilter) -> dict[str, Any]:
+        """What a bulk replay of ``wanted`` would touch: how many letters, and a few of them."""
+        matching = self.letters.matching(wanted)
+        return {
+            "count": len(matching),
+            "sample": [asdict(view) for view in matching[:PREVIEW_SAMPLE]],
+            "scope": f"the newest {self.letters.keep} letters this worker follows",
+        }
+
+    async def replay_many(self, wanted: LetterFilter, expected: int) -> tuple[int, dict[str, Any]]:
+        """Replay every letter ``wanted`` admits, if they are still the ``expected`` many the
+        preview counted (409 otherwise: look again). Each letter goes as :meth:`replay` sends
+        one; letters that cannot be replayed are listed with why, the others still go."""
+        matching = self.letters.matching(wanted)
+        if len(matching) != expected:
+            return 409, {
+                "title": "The letters changed",
+                "detail": f"{len(matching)} letters match now, the preview counted {expected}",
+                "count": len(matching),
+            }
+        replayed, skipped, readings = 0, [], 0
+        for view in sorted(matching, key=lambda v: (v.failed_at, v.partition, v.offset)):
+            status, answer = await self.replay(view.partition, view.offset)
+            if status == 200:
+                replayed += 1
+                readings += answer["readings"]
+            else:
+                where = f"{view.partition}/{view.offset}"
+                skipped.append({"position": where, "why": answer["detail"]})
+        log.info(
+            "bulk replay: %d letters, %d readings, %d skipped", replayed, readings, len(skipped)
+        )
+        return 200, {"letters": replayed, "readings": readings, "skipped": skipped}
 
     async def replay(self, partition: int, offset: int) -> tuple[int, dict[str, Any]]:
         """Replay the letter at ``partition``/``offset`` (the CLI's replay, for one letter)."""
@@ -422,8 +504,10 @@ class Operator:
                 row["version"] = max(row["version"], flow["version"])
         return {"items": sorted(merged.values(), key=lambda f: f["flow_id"]), "errors": errors}
 
-    async def alerts(self) -> dict[str, Any]:
-        page = await AlertStore(await self.pool()).list(AlertQuery(state="active", limit=200))
+    async def alerts(self, query: AlertQuery | None = None) -> dict[str, Any]:
+        """Open alerts, or the history ``query`` asks for (newest first)."""
+        wanted = query or AlertQuery(state="active", limit=200)
+        page = await AlertStore(await self.pool()).list(wanted)
         return {"items": [_alert_json(row) for row in page.items], "total": page.total}
 
     async def acknowledge(self, alert_id: str, by: str) -> dict[str, Any]:

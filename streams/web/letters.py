@@ -106,11 +106,33 @@ def summarize(letter: DeadLetter, partition: int, offset: int) -> LetterView:
     )
 
 
+@dataclass(frozen=True)
+class LetterFilter:
+    """Which letters a page or a bulk replay means: every given field must match; ``reason``
+    is a case-insensitive part of the reason, ``since``/``until`` bound ``failed_at``."""
+
+    stage: str | None = None
+    device_id: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def admits(self, view: LetterView) -> bool:
+        return (
+            (self.stage is None or view.stage == self.stage)
+            and (self.device_id is None or view.device_id == self.device_id)
+            and (self.reason is None or self.reason.casefold() in view.reason.casefold())
+            and (self.since is None or view.failed_at >= self.since)
+            and (self.until is None or view.failed_at < self.until)
+        )
+
+
 class LetterIndex:
     """The newest letters and the per-minute counts per stage; written by the follower thread,
     read by the views (one lock)."""
 
     def __init__(self, keep: int = KEEP, window_s: int = WINDOW_S) -> None:
+        self.keep = keep
         self._latest: deque[LetterView] = deque(maxlen=keep)
         self._minutes: dict[int, Tally[str]] = {}
         self._window_s = window_s
@@ -130,16 +152,14 @@ class LetterIndex:
         self, limit: int, stage: str | None = None, device_id: str | None = None
     ) -> list[LetterView]:
         """Newest first, optionally only one stage or device."""
+        return self.matching(LetterFilter(stage=stage, device_id=device_id), limit)
+
+    def matching(self, wanted: LetterFilter, limit: int | None = None) -> list[LetterView]:
+        """The letters ``wanted`` admits, newest first (at most ``limit``)."""
         with self._lock:
-            views = list(self._latest)
-        views = [
-            view
-            for view in views
-            if (stage is None or view.stage == stage)
-            and (device_id is None or view.device_id == device_id)
-        ]
+            views = [view for view in self._latest if wanted.admits(view)]
         views.sort(key=lambda view: (view.failed_at, view.partition, view.offset), reverse=True)
-        return views[:limit]
+        return views if limit is None else views[:limit]
 
     def per_stage(self, now: float) -> dict[str, int]:
         """Letters per stage that failed within the window before ``now`` (whole minutes)."""

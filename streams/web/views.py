@@ -6,16 +6,26 @@ read the same. All of it sits behind ``streams.web.auth`` (admin token or login 
 
 | path | what |
 | --- | --- |
-| ``/ops/``, ``/ops/devices``, ``/ops/devices/{id}``, ``/ops/deadletters``, ``/ops/flows`` | pages |
+| ``/ops/``, ``/ops/trends``, ``/ops/devices``, ``/ops/devices/{id}`` | pages |
+| ``/ops/deadletters``, ``/ops/flows``, ``/ops/alerts`` (history) | pages |
 | ``/ops/login`` (GET, POST), ``/ops/logout`` (POST) | the login form, the session cookie |
 | ``/ops/api/overview`` | rates, lag, dead letters, devices, alerts, workers (of all workers) |
 | ``/ops/api/worker`` | this worker alone (what the others ask it) |
 | ``/ops/api/devices?q=&status=&tag=&profile=&after=&limit=`` | one page of the device list |
 | ``/ops/api/devices/{id}`` | one device |
 | ``/ops/api/devices/{id}/state`` | the status-table entry, routed to the owning worker |
-| ``/ops/api/deadletters``, ``/ops/api/deadletters/replay`` (POST) | letters, replay one |
-| ``/ops/api/flows``, ``/ops/api/alerts``, ``/ops/api/alerts/{id}/ack`` (POST) | flows, alerts |
+| ``/ops/api/trends`` (``?local=1``: this worker's) | the last hour (``streams.web.trends``) |
+| ``/ops/api/deadletters?stage=&device_id=&reason=&since=&until=`` | letters, filtered |
+| ``/ops/api/deadletters/replay`` (POST) | replay one |
+| ``/ops/api/deadletters/replay/preview``, ``.../replay/bulk`` (POST) | bulk replay, previewed |
+| ``/ops/api/devices/{id}/enabled``, ``.../rotate-token`` (POST) | device actions (admin API) |
+| ``/ops/api/flows``, ``/ops/api/flows/registry`` | flows in force, every flow |
+| ``/ops/api/flows/{id}/enabled``, ``.../dry-run`` (POST) | flow actions (admin API) |
+| ``/ops/api/alerts``, ``/ops/api/alerts/history``, ``/ops/api/alerts/{id}/ack`` (POST) | alerts |
 | ``/metrics`` | Prometheus (``streams.web.exposition``) |
+
+Device and flow actions are the admin API's (:mod:`streams.web.admin_api`), called with the
+admin token; nothing here changes a device or a flow itself.
 
 Acknowledging an alert here is the API's acknowledgement (``POST /api/v1/alerts/{id}/ack``,
 the canonical route, :mod:`api.routes.alerts`) for the page: the same
@@ -27,7 +37,8 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from string import Template
 from typing import Any, cast
@@ -38,19 +49,23 @@ from aiohttp import web
 from faust.web import View
 
 from connectors.kafka.errors import KafkaUnavailable
-from connectors.postgres.alerts import AlertNotFound, InvalidAcknowledger
+from connectors.postgres.alerts import AlertNotFound, AlertQuery, InvalidAcknowledger
 from connectors.postgres.errors import DatabaseUnavailable
 from schemas.readings import DEVICE_ID_PATTERN
 from streams.web import auth
+from streams.web.admin_api import AdminApiUnreachable
 from streams.web.cluster import ROUTED_HEADER, Operator
 from streams.web.device_pages import DeviceFilter, FilterError
 from streams.web.exposition import exposition
+from streams.web.letters import LetterFilter
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 TEMPLATES = HERE / "templates"
 PAGES = {
     "overview": "Overview",
+    "trends": "Trends",
+    "alerts": "Alert history",
     "devices": "Devices",
     "device": "Device",
     "deadletters": "Dead letters",
@@ -143,6 +158,85 @@ def _int_field(body: dict[str, Any], name: str) -> int:
     return value
 
 
+def _time_field(source: Mapping[str, Any], name: str) -> datetime | None:
+    value = source.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise _Invalid(name, "expected an ISO 8601 date-time with a zone")
+    return moment
+
+
+def _text_field(source: Mapping[str, Any], name: str, longest: int = 200) -> str | None:
+    value = source.get(name)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > longest:
+        raise _Invalid(name, f"expected text of at most {longest} characters")
+    return value
+
+
+def _letter_filter(source: Mapping[str, Any]) -> LetterFilter:
+    """The dead-letter filter of a query string or a JSON body (the same fields)."""
+    device = _text_field(source, "device_id")
+    return LetterFilter(
+        stage=_text_field(source, "stage"),
+        device_id=_device_id(device) if device else None,
+        reason=_text_field(source, "reason"),
+        since=_time_field(source, "since"),
+        until=_time_field(source, "until"),
+    )
+
+
+_ALERT_STATES = ("active", "cleared")
+
+
+def _alert_query(query: Mapping[str, str]) -> AlertQuery:
+    state = query.get("state") or None
+    if state is not None and state not in _ALERT_STATES:
+        raise _Invalid("state", "expected active or cleared")
+    acknowledged = query.get("acknowledged") or None
+    if acknowledged is not None and acknowledged not in ("yes", "no"):
+        raise _Invalid("acknowledged", "expected yes or no")
+    limit, offset = query.get("limit", "100"), query.get("offset", "0")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise _Invalid("limit", "expected 1 to 500")
+    if not offset.isdigit():
+        raise _Invalid("offset", "expected an integer >= 0")
+    device = query.get("device_id") or None
+    return AlertQuery(
+        device_id=_device_id(device) if device else None,
+        rule_id=_text_field(query, "rule_id"),
+        state=state,  # type: ignore[arg-type]  # checked above
+        severity=_text_field(query, "severity"),
+        acknowledged=None if acknowledged is None else acknowledged == "yes",
+        since=_time_field(query, "since"),
+        until=_time_field(query, "until"),
+        limit=int(limit),
+        offset=int(offset),
+    )
+
+
+def _enabled_field(body: Mapping[str, Any]) -> bool:
+    value = body.get("enabled")
+    if not isinstance(value, bool):
+        raise _Invalid("enabled", "expected true or false")
+    return value
+
+
+def passed_on(status: int, body: Any) -> web.Response:
+    """The admin API's answer as it came (problem+json for an error)."""
+    response = json_response(body, status)
+    if status >= 400:
+        response.content_type = "application/problem+json"
+    response.headers["Cache-Control"] = "no-store"  # a rotated token is shown once
+    return response
+
+
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
@@ -162,6 +256,8 @@ def answers(handler: Handler) -> Handler:
             return auth.problem(503, "Service unavailable", str(exc))
         except KafkaUnavailable as exc:
             return auth.problem(503, "Kafka unavailable", str(exc))
+        except AdminApiUnreachable as exc:
+            return auth.problem(503, "Admin API unreachable", str(exc))
         except OSError as exc:  # Postgres or another worker cannot be reached
             return auth.problem(503, "Service unavailable", f"{type(exc).__name__}: {exc}")
 
@@ -172,7 +268,8 @@ def answers(handler: Handler) -> Handler:
 def register_views(app: faust.App, op: Operator) -> None:  # noqa: C901 - one view per route
     pages = Pages()
     server = cast(Any, app.web)  # the aiohttp driver (faust.web.drivers.aiohttp.Web)
-    server.web_app.middlewares.append(auth.auth_middleware(lambda: op.admin_token))
+    open_paths = frozenset({"/metrics"} if op.settings.metrics.access == "open" else ())
+    server.web_app.middlewares.append(auth.auth_middleware(lambda: op.admin_token, open_paths))
     server.add_static("/ops/static/", STATIC)
 
     def shell(name: str, **data: str) -> web.Response:
@@ -203,6 +300,16 @@ def register_views(app: faust.App, op: Operator) -> None:  # noqa: C901 - one vi
     class OpsDeadLetters(View):
         async def get(self, request: web.Request) -> web.StreamResponse:
             return shell("deadletters")
+
+    @app.page("/ops/trends", name="ops-trends")
+    class OpsTrends(View):
+        async def get(self, request: web.Request) -> web.StreamResponse:
+            return shell("trends")
+
+    @app.page("/ops/alerts", name="ops-alerts")
+    class OpsAlerts(View):
+        async def get(self, request: web.Request) -> web.StreamResponse:
+            return shell("alerts")
 
     @app.page("/ops/flows", name="ops-flows")
     class OpsFlows(View):
@@ -274,14 +381,26 @@ def register_views(app: faust.App, op: Operator) -> None:  # noqa: C901 - one vi
             limit = query.get("limit", "100")
             if not limit.isdigit() or not 1 <= int(limit) <= 200:
                 raise _Invalid("limit", "expected 1 to 200")
-            device = query.get("device_id")
-            return json_response(
-                op.dead_letters(
-                    int(limit),
-                    query.get("stage") or None,
-                    _device_id(device) if device else None,
+            return json_response(op.dead_letters(int(limit), _letter_filter(query)))
+
+    @app.page("/ops/api/deadletters/replay/preview", name="ops-api-deadletters-preview")
+    class OpsApiReplayPreview(View):
+        @answers
+        async def post(self, request: web.Request) -> web.StreamResponse:
+            return json_response(op.replay_preview(_letter_filter(await _read_json(request))))
+
+    @app.page("/ops/api/deadletters/replay/bulk", name="ops-api-deadletters-bulk")
+    class OpsApiReplayBulk(View):
+        @answers
+        async def post(self, request: web.Request) -> web.StreamResponse:
+            body = await _read_json(request)
+            wanted = _letter_filter(body)
+            status, answer = await op.replay_many(wanted, _int_field(body, "expected"))
+            if status != 200:
+                return auth.problem(
+                    status, answer["title"], answer["detail"], count=answer["count"]
                 )
-            )
+            return json_response(answer)
 
     @app.page("/ops/api/deadletters/replay", name="ops-api-deadletters-replay")
     class OpsApiReplay(View):
@@ -300,6 +419,52 @@ def register_views(app: faust.App, op: Operator) -> None:  # noqa: C901 - one vi
         @answers
         async def get(self, request: web.Request) -> web.StreamResponse:
             return json_response(await op.flows())
+
+    @app.page("/ops/api/trends", name="ops-api-trends")
+    class OpsApiTrends(View):
+        @answers
+        async def get(self, request: web.Request) -> web.StreamResponse:
+            if request.query.get("local") == "1":
+                return json_response({"points": op.trends.points()})
+            return json_response(await op.trend_points())
+
+    @app.page("/ops/api/devices/{device_id}/enabled", name="ops-api-device-enabled")
+    class OpsApiDeviceEnabled(View):
+        @answers
+        async def post(self, request: web.Request, device_id: str) -> web.StreamResponse:
+            enabled = _enabled_field(await _read_json(request))
+            return passed_on(*await op.admin_api.set_device_enabled(_device_id(device_id), enabled))
+
+    @app.page("/ops/api/devices/{device_id}/rotate-token", name="ops-api-device-rotate")
+    class OpsApiDeviceRotate(View):
+        @answers
+        async def post(self, request: web.Request, device_id: str) -> web.StreamResponse:
+            return passed_on(*await op.admin_api.rotate_token(_device_id(device_id)))
+
+    @app.page("/ops/api/flows/registry", name="ops-api-flows-registry")
+    class OpsApiFlowRegistry(View):
+        @answers
+        async def get(self, request: web.Request) -> web.StreamResponse:
+            return passed_on(*await op.admin_api.flows())
+
+    @app.page("/ops/api/flows/{flow_id}/enabled", name="ops-api-flow-enabled")
+    class OpsApiFlowEnabled(View):
+        @answers
+        async def post(self, request: web.Request, flow_id: str) -> web.StreamResponse:
+            enabled = _enabled_field(await _read_json(request))
+            return passed_on(*await op.admin_api.set_flow_enabled(flow_id, enabled))
+
+    @app.page("/ops/api/flows/{flow_id}/dry-run", name="ops-api-flow-dry-run")
+    class OpsApiFlowDryRun(View):
+        @answers
+        async def post(self, request: web.Request, flow_id: str) -> web.StreamResponse:
+            return passed_on(*await op.admin_api.dry_run(flow_id, await _read_json(request)))
+
+    @app.page("/ops/api/alerts/history", name="ops-api-alert-history")
+    class OpsApiAlertHistory(View):
+        @answers
+        async def get(self, request: web.Request) -> web.StreamResponse:
+            return json_response(await op.alerts(_alert_query(request.query)))
 
     @app.page("/ops/api/alerts", name="ops-api-alerts")
     class OpsApiAlerts(View):

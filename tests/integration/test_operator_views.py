@@ -1,7 +1,7 @@
 """The operator views in a real browser (Debian's chromium through Playwright) on a worker of
 the real stack, with readings flowing: login, overview, devices, a device, dead letters with
-replay, flows and alerts with acknowledge. Screenshots of every page go to docs/screenshots/
-(or ``FLEET_SCREENSHOTS_DIR``)."""
+replay, flows and alerts with acknowledge. ``make screenshots`` photographs every page into
+docs/screenshots/ (``FLEET_SCREENSHOTS_DIR``); other runs take no pictures."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from cli.stack import installer
 from connectors.kafka.partitioner import partition_for
 from schemas.envelopes import encode_item, raw_envelope
-from schemas.settings import DEV_ADMIN_TOKEN, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, MetricsSettings, Settings
 from tests.factories import device_ids, raw_event
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import produce
@@ -39,11 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(
-    os.environ.get("FLEET_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="fleet-screenshots-")
-)
-"""Where the pages are photographed: a temporary folder, unless ``make screenshots`` points
-this at docs/screenshots (a test run never rewrites the committed pictures)."""
+SCREENSHOTS_DIR = os.environ.get("FLEET_SCREENSHOTS_DIR")
+"""Where ``make screenshots`` has the pages photographed (docs/screenshots); unset, a test run
+takes no pictures (and never rewrites the committed ones)."""
 START_S = 120.0
 """A fresh worker joins its group, recovers its tables and reads the registries first."""
 SEEN_S = 60.0
@@ -54,7 +52,8 @@ def chromium() -> Path:
     """Debian's chromium, installed with apt-get like the stack's packages when missing."""
     requirement = installer.executable(CHROMIUM, "chromium")
     installer.ensure([requirement], PROJECT_ROOT / ".stack" / "logs" / "apt.log", print)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if SCREENSHOTS_DIR:
+        Path(SCREENSHOTS_DIR).mkdir(parents=True, exist_ok=True)
     return CHROMIUM
 
 
@@ -65,7 +64,10 @@ def ops_worker(pipeline: Settings, tmp_path: Path) -> Iterator[tuple[Settings, W
     settings = core_settings(pipeline)
     worker = settings.worker.model_copy(update={"web_enabled": True, "web_port": free_port()})
     front = settings.mqtt_front.model_copy(update={"port": free_port(), "health_port": free_port()})
-    settings = settings.model_copy(update={"worker": worker, "mqtt_front": front})
+    metrics = MetricsSettings(access="token")  # the views' test checks the token rule too
+    settings = settings.model_copy(
+        update={"worker": worker, "mqtt_front": front, "metrics": metrics}
+    )
     front_process = FrontProcess(settings, tmp_path / "front.log")
     front_process.start()
     process = WorkerProcess(settings, tmp_path / "worker.log")
@@ -109,7 +111,8 @@ async def shown(page: Page, selector: str, what: str, worker: WorkerProcess) -> 
 
 
 async def screenshot(page: Page, name: str) -> None:
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    if SCREENSHOTS_DIR:
+        await page.screenshot(path=str(Path(SCREENSHOTS_DIR) / f"{name}.png"), full_page=True)
 
 
 def number(text: str) -> float:
@@ -143,6 +146,25 @@ async def wait_flow_loaded(worker: WorkerProcess, flow_id: str) -> None:
     await wait_until(
         loaded, timeout_s=START_S, what=lambda: f"{flow_id} loaded\n{worker.log_tail()}"
     )
+
+
+async def metrics_with_devices(base: str, worker: WorkerProcess) -> str:
+    """The worker's /metrics (admin token) once it counts devices per state (from its first
+    trend sample, every 10 s)."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+        async def scrape() -> str:
+            answer = await client.get(
+                "/metrics", headers={"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+            )
+            assert answer.status_code == 200
+            return answer.text
+
+        async def devices_counted() -> bool:
+            return 'fleet_devices{state="online"}' in await scrape()
+
+        await wait_until(devices_counted, timeout_s=SEEN_S, what=lambda: worker.log_tail())
+        return await scrape()
 
 
 async def test_operator_views_in_a_browser(
@@ -326,21 +348,20 @@ async def test_operator_views_in_a_browser(
     assert sent > 0
 
     # The worker's Prometheus metrics, with the admin token.
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        metrics = await client.get(
-            "/metrics", headers={"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
-        )
-    assert metrics.status_code == 200
-    body = metrics.text
+    body = await metrics_with_devices(base, worker)
     for line in (
         f'fleet_agent_events_total{{agent="validate",topic="{settings.topics.raw}"}}',
         'fleet_dead_letters_total{stage="validate"}',
         'fleet_sink_write_seconds_count{sink="postgres"}',
         'fleet_table_keys{table="device-status"}',
+        "fleet_worker_ready 1.0",
+        'fleet_devices{state="online"}',
+        "fleet_reading_to_row_seconds_count",
         f'fleet_consumer_lag{{group="{settings.worker.app_id}",partition="0",'
         f'topic="{settings.topics.raw}"}}',
     ):
         assert line in body, line
+    assert "_created" not in body
 
 
 async def test_any_worker_answers_for_the_app_and_routes_a_device_to_its_owner(

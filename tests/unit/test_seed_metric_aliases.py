@@ -70,7 +70,9 @@ async def exported() -> dict[str, set[str]]:
         return [PartitionLag("fleet-worker", "fleet.raw.v1", 0, 5, 7, 2)]
 
     not_ready = SimpleNamespace(rebalancing=True, tables=SimpleNamespace(recovery=None))
-    per_scrape, _ = await exposition(cast(Any, SimpleNamespace(app=not_ready, lag=lag)))
+    trends = SimpleNamespace(latest_devices=lambda: {"online": 1, "offline": 0})
+    operator = SimpleNamespace(app=not_ready, lag=lag, trends=trends)
+    per_scrape, _ = await exposition(cast(Any, operator))
     texts = [
         generate_latest(api.registry),
         generate_latest(front.registry),

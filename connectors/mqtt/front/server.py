@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import generate_latest
 
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.device_cache import DeviceCache
@@ -33,6 +32,7 @@ from connectors.mqtt.front.ingest import (
 )
 from connectors.mqtt.front.metrics import FrontMetrics
 from connectors.mqtt.messages import TopicMatcher
+from connectors.prometheus import UNAUTHORIZED_DETAIL, render, scrape_allowed
 from schemas.settings import MqttFrontSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,13 @@ class Front:
                 status=200 if caught_up else 503,
             )
 
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(
-                body=generate_latest(self.metrics.registry), content_type="text/plain"
-            )
+        async def metrics(request: web.Request) -> web.Response:
+            if not scrape_allowed(self.settings, request.headers.get("Authorization")):
+                raise web.HTTPUnauthorized(
+                    text=UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": "Bearer"}
+                )
+            body, content_type = render(self.metrics.registry)
+            return web.Response(body=body, headers={"Content-Type": content_type})
 
         app.router.add_get("/health", health)
         app.router.add_get("/metrics", metrics)

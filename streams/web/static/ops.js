@@ -113,18 +113,25 @@
     banner.hidden = !message;
   }
 
+  /* Runs load now and every ms; calling the returned function reloads at once (a new filter).
+     A run started later supersedes one still in flight, whose timer it replaces, so an older
+     answer never schedules a second refresh loop. */
   function every(ms, load) {
     let timer = null;
+    let latest = 0;
     async function run() {
       clearTimeout(timer);
+      const mine = ++latest;
       try {
         await load();
-        problem("");
-        text("refreshed", new Date().toLocaleTimeString());
+        if (mine === latest) {
+          problem("");
+          text("refreshed", new Date().toLocaleTimeString());
+        }
       } catch (error) {
-        if (error.status !== 401) problem("Could not refresh: " + error.message);
+        if (error.status !== 401 && mine === latest) problem("Could not refresh: " + error.message);
       }
-      timer = setTimeout(run, ms);
+      if (mine === latest) timer = setTimeout(run, ms);
     }
     run();
     return run;
@@ -272,7 +279,32 @@
 
   pages.device = function () {
     const deviceId = body.dataset.deviceId;
-    every(5000, async function () {
+    const path = "/ops/api/devices/" + encodeURIComponent(deviceId);
+    const toggle = document.getElementById("toggle-enabled");
+    const actions = {enabled: null};
+    toggle.addEventListener("click", async function () {
+      toggle.disabled = true;
+      try {
+        const answer = await post(path + "/enabled", {enabled: !actions.enabled});
+        text("action-result", answer.is_enabled ? "enabled" : "disabled");
+        await reload();
+      } catch (error) {
+        text("action-result", "not changed: " + error.message);
+        toggle.disabled = false;
+      }
+    });
+    document.getElementById("rotate-token").addEventListener("click", async function () {
+      if (!window.confirm("Give " + deviceId + " a new token? The old one stops working within seconds.")) return;
+      try {
+        const answer = await post(path + "/rotate-token", {});
+        text("new-token-value", answer.token);
+        document.getElementById("new-token").hidden = false;
+        text("action-result", "token rotated");
+      } catch (error) {
+        text("action-result", "not rotated: " + error.message);
+      }
+    });
+    const reload = every(5000, async function () {
       const data = await api("/ops/api/devices/" + encodeURIComponent(deviceId));
       const state = data.state || {};
       if (data.state_status === 200) {
@@ -295,6 +327,9 @@
         describe("state", [["status", state.status || "unknown", "device-status"]]);
       }
       const registry = data.registry;
+      actions.enabled = registry ? registry.enabled : null;
+      toggle.disabled = !registry;
+      toggle.textContent = registry && !registry.enabled ? "enable" : "disable";
       describe("registry", registry ? [
         ["name", registry.name], ["profile", registry.profile], ["tags", registry.tags.join(", ")],
         ["enabled", registry.enabled ? "yes" : "no"], ["registered", when(registry.created_at)],
@@ -329,10 +364,126 @@
     });
   };
 
+  const SVG = "http://www.w3.org/2000/svg";
+  const COLORS = ["#1f6feb", "#b42318", "#1a7f37", "#9a6700"];
+
+  function svgElement(name, attributes) {
+    const element = document.createElementNS(SVG, name);
+    Object.keys(attributes).forEach(function (key) { element.setAttribute(key, attributes[key]); });
+    return element;
+  }
+
+  function axisNumber(value) {
+    if (value >= 1e6) return (value / 1e6).toFixed(1) + "M";
+    if (value >= 1e3) return (value / 1e3).toFixed(1) + "k";
+    return value >= 10 ? value.toFixed(0) : value.toFixed(2);
+  }
+
+  /* One chart: the last hour of points, one line per series, drawn as SVG in the page. */
+  function chart(figure, points, series, newest) {
+    const width = 600, height = 180, left = 44, bottom = 18, top = 8;
+    const start = newest - 3600;
+    let top_value = 0;
+    series.forEach(function (one) {
+      points.forEach(function (p) { if (p[one.key] != null) top_value = Math.max(top_value, p[one.key]); });
+    });
+    top_value = top_value > 0 ? top_value * 1.1 : 1;
+    const x = function (at) { return left + (width - left - 4) * (at - start) / 3600; };
+    const y = function (value) { return top + (height - top - bottom) * (1 - value / top_value); };
+    const svg = svgElement("svg", {viewBox: "0 0 " + width + " " + height, role: "img"});
+    svg.appendChild(svgElement("line", {x1: left, y1: y(0), x2: width - 4, y2: y(0), stroke: "#d9dee5"}));
+    svg.appendChild(svgElement("line", {x1: left, y1: top, x2: left, y2: y(0), stroke: "#d9dee5"}));
+    [[top_value / 1.1, y(top_value / 1.1)], [0, y(0)]].forEach(function (tick) {
+      const label = svgElement("text", {x: left - 4, y: tick[1] + 4, "text-anchor": "end", "font-size": 10, fill: "#5f6b7a"});
+      label.textContent = axisNumber(tick[0]);
+      svg.appendChild(label);
+    });
+    [["−60 min", left, "start"], ["−30 min", x(start + 1800), "middle"], ["now", width - 4, "end"]].forEach(function (tick) {
+      const label = svgElement("text", {x: tick[1], y: height - 4, "text-anchor": tick[2], "font-size": 10, fill: "#5f6b7a"});
+      label.textContent = tick[0];
+      svg.appendChild(label);
+    });
+    const legend = document.createElement("div");
+    legend.className = "legend";
+    series.forEach(function (one, index) {
+      let run = [];
+      const runs = [run];
+      points.forEach(function (p) {
+        if (p[one.key] == null || p.at < start) {
+          if (run.length) { run = []; runs.push(run); }
+          return;
+        }
+        run.push(x(p.at).toFixed(1) + "," + y(p[one.key]).toFixed(1));
+      });
+      runs.filter(function (r) { return r.length; }).forEach(function (r) {
+        if (r.length === 1) {  /* a lone sample: a dot, which a one-point line would not show */
+          const xy = r[0].split(",");
+          svg.appendChild(svgElement("circle", {cx: xy[0], cy: xy[1], r: 2.5, fill: COLORS[index]}));
+        }
+        svg.appendChild(svgElement("polyline", {
+          points: r.join(" "), fill: "none", stroke: COLORS[index], "stroke-width": 1.6,
+          "data-series": one.key,
+        }));
+      });
+      const last = points.length ? points[points.length - 1][one.key] : null;
+      const item = document.createElement("span");
+      item.textContent = "■ " + one.label + " " + (last == null ? "–" : axisNumber(last)) + "  ";
+      item.style.color = COLORS[index];  /* CSSOM, which the page's CSP allows */
+      legend.appendChild(item);
+    });
+    const caption = document.createElement("figcaption");
+    caption.textContent = figure.dataset.title;
+    figure.replaceChildren(caption, svg, legend);
+  }
+
+  pages.trends = function () {
+    every(10000, async function () {
+      const data = await api("/ops/api/trends");
+      const points = data.points;
+      const newest = points.length ? points[points.length - 1].at : Date.now() / 1000;
+      chart(document.getElementById("chart-readings"), points, [
+        {key: "readings_in_per_s", label: "in /s"}, {key: "readings_out_per_s", label: "out /s"}], newest);
+      chart(document.getElementById("chart-lag"), points, [{key: "lag", label: "records"}], newest);
+      chart(document.getElementById("chart-letters"), points, [{key: "dead_letters_per_s", label: "letters /s"}], newest);
+      chart(document.getElementById("chart-latency"), points, [
+        {key: "latency_p50_s", label: "p50 s"}, {key: "latency_p99_s", label: "p99 s"}], newest);
+      chart(document.getElementById("chart-devices"), points, [
+        {key: "devices_online", label: "online"}, {key: "devices_offline", label: "offline"}], newest);
+      const errors = Object.keys(data.errors || {});
+      text("trends-workers", points.length + " samples; this worker's history since " + when(data.started_at)
+        + (errors.length ? "; no answer from " + errors.join(", ") : ""));
+    });
+  };
+
+  function isoOf(localValue) {
+    return localValue ? new Date(localValue).toISOString() : "";
+  }
+
+  function filterOf(ids) {
+    const wanted = {};
+    ids.forEach(function (id) {
+      const field = document.getElementById(id);
+      const value = field.type === "datetime-local" ? isoOf(field.value) : field.value.trim();
+      if (value) wanted[id] = value;
+    });
+    return wanted;
+  }
+
+  const LETTER_FILTER = ["stage", "device_id", "reason", "since", "until"];
+
   pages.deadletters = function () {
     const results = {};
-    every(5000, async function () {
-      const data = await api("/ops/api/deadletters?limit=100");
+    let preview = null;
+    const params = new URLSearchParams(location.search);
+    LETTER_FILTER.forEach(function (id) {
+      const field = document.getElementById(id);
+      if (params.get(id) && field.type !== "datetime-local") field.value = params.get(id);
+    });
+    const reload = every(5000, async function () {
+      const wanted = new URLSearchParams(filterOf(LETTER_FILTER));
+      wanted.set("limit", "100");
+      const data = await api("/ops/api/deadletters?" + wanted.toString());
+      text("letters-note", data.matching + " letters match" + (data.caught_up ? "" : " (still reading the topic)"));
       const stages = data.last_hour;
       fill("letter-stages", Object.keys(stages).sort().map(function (s) { return [s, stages[s]]; }),
         function (row, item) {
@@ -373,10 +524,110 @@
         row.appendChild(td);
       });
     });
+    const bulk = document.getElementById("bulk");
+    document.getElementById("letter-filter").addEventListener("submit", function (event) {
+      event.preventDefault();
+      bulk.hidden = true;
+      reload();
+    });
+    document.getElementById("bulk-preview").addEventListener("click", async function () {
+      text("bulk-result", "");
+      try {
+        const wanted = filterOf(LETTER_FILTER);
+        const answer = await post("/ops/api/deadletters/replay/preview", wanted);
+        preview = {wanted: wanted, count: answer.count};
+        text("bulk-summary", answer.count + " letters match (" + answer.scope + "); the first of them:");
+        fill("bulk-sample", answer.sample, function (row, item) {
+          cell(row, when(item.failed_at));
+          cell(row, item.stage);
+          cell(row, item.device_id);
+          cell(row, item.reason);
+        });
+        document.getElementById("bulk-confirm").disabled = answer.count === 0;
+        bulk.hidden = false;
+      } catch (error) {
+        problem("No preview: " + error.message);
+      }
+    });
+    document.getElementById("bulk-cancel").addEventListener("click", function () {
+      bulk.hidden = true;
+      preview = null;
+    });
+    document.getElementById("bulk-confirm").addEventListener("click", async function () {
+      if (!preview) return;
+      const button = document.getElementById("bulk-confirm");
+      button.disabled = true;
+      text("bulk-result", "replaying " + preview.count + " letters…");
+      try {
+        const answer = await post("/ops/api/deadletters/replay/bulk",
+          Object.assign({expected: preview.count}, preview.wanted));
+        text("bulk-result", "replayed " + answer.letters + " letters (" + answer.readings + " readings)"
+          + (answer.skipped.length ? ", " + answer.skipped.length + " skipped: " + answer.skipped.map(function (s) { return s.position + " " + s.why; }).join("; ") : ""));
+        preview = null;
+      } catch (error) {
+        text("bulk-result", "not replayed: " + error.message);
+        button.disabled = false;
+      }
+    });
   };
 
   pages.flows = function () {
     const by = document.getElementById("ack-by");
+    const choice = document.getElementById("dry-run-flow");
+    async function loadRegistry() {
+      const registry = await api("/ops/api/flows/registry");
+      fill("flow-registry", registry.items, function (row, item) {
+        row.dataset.flowId = item.flow_id;
+        cell(row, item.flow_id);
+        cell(row, item.version, "num");
+        cell(row, item.definition && item.definition.name);
+        cell(row, item.enabled ? "yes" : "no", "enabled");
+        const td = document.createElement("td");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "toggle";
+        button.textContent = item.enabled ? "disable" : "enable";
+        button.addEventListener("click", async function () {
+          button.disabled = true;
+          try {
+            await post("/ops/api/flows/" + encodeURIComponent(item.flow_id) + "/enabled", {enabled: !item.enabled});
+            await loadRegistry();
+          } catch (error) {
+            problem("Not changed: " + error.message);
+            button.disabled = false;
+          }
+        });
+        td.appendChild(button);
+        row.appendChild(td);
+      });
+      const chosen = choice.value;
+      choice.replaceChildren.apply(choice, registry.items.map(function (item) {
+        const option = document.createElement("option");
+        option.value = item.flow_id;
+        option.textContent = item.flow_id;
+        return option;
+      }));
+      if (chosen) choice.value = chosen;
+    }
+    document.getElementById("dry-run").addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const out = document.getElementById("dry-run-result");
+      let reading;
+      try {
+        reading = JSON.parse(document.getElementById("dry-run-reading").value);
+      } catch (error) {
+        out.textContent = "The reading is not JSON: " + error.message;
+        return;
+      }
+      out.textContent = "running…";
+      try {
+        const answer = await post("/ops/api/flows/" + encodeURIComponent(choice.value) + "/dry-run", {reading: reading});
+        out.textContent = JSON.stringify(answer, null, 2);
+      } catch (error) {
+        out.textContent = "Dry run refused: " + error.message
+          + (error.detail && error.detail.errors ? "\n" + JSON.stringify(error.detail.errors, null, 2) : "");
+      }
+    });
     const reload = every(5000, async function () {
       const flows = await api("/ops/api/flows");
       fill("flows", flows.items, function (row, item) {
@@ -421,6 +672,56 @@
         }
         row.appendChild(td);
       });
+      try {
+        await loadRegistry();
+        text("registry-note", "");
+      } catch (error) {
+        if (error.status === 401) throw error;
+        text("registry-note", "No flow registry from the admin API: " + error.message);
+      }
+    });
+  };
+
+  const ALERT_FILTER = ["state", "device_id", "rule_id", "severity", "acknowledged", "since", "until"];
+  const ALERT_PAGE = 50;
+
+  pages.alerts = function () {
+    let offset = 0;
+    let total = 0;
+    const reload = every(10000, async function () {
+      const wanted = new URLSearchParams(filterOf(ALERT_FILTER));
+      wanted.set("limit", String(ALERT_PAGE));
+      wanted.set("offset", String(offset));
+      const data = await api("/ops/api/alerts/history?" + wanted.toString());
+      total = data.total;
+      text("alerts-note", total + " alerts match" + (total ? "; " + (offset + 1) + "–" + (offset + data.items.length) + " shown" : ""));
+      document.getElementById("newer").disabled = offset === 0;
+      document.getElementById("older").disabled = offset + ALERT_PAGE >= total;
+      fill("alert-history", data.items, function (row, item) {
+        row.dataset.alertId = item.alert_id;
+        cell(row, when(item.fired_at));
+        cell(row, item.device_id);
+        cell(row, item.rule_id);
+        cell(row, item.severity, "severity " + item.severity);
+        cell(row, item.state, "state");
+        cell(row, when(item.cleared_at));
+        cell(row, item.value, "num");
+        cell(row, item.message);
+        cell(row, item.acknowledged_by ? item.acknowledged_by + ", " + when(item.acknowledged_at) : "no", "acknowledged");
+      });
+    });
+    document.getElementById("alert-filter").addEventListener("submit", function (event) {
+      event.preventDefault();
+      offset = 0;
+      reload();
+    });
+    document.getElementById("newer").addEventListener("click", function () {
+      offset = Math.max(0, offset - ALERT_PAGE);
+      reload();
+    });
+    document.getElementById("older").addEventListener("click", function () {
+      offset += ALERT_PAGE;
+      reload();
     });
   };
 

@@ -22,6 +22,7 @@ from schemas.errors import ValidationFailure
 from schemas.events import curate, decode_dead_letter, encode_curated
 from schemas.settings import Settings, WorkerSettings
 from schemas.validation import validate_reading_obj
+from streams.metrics import WorkerMetrics
 from tests import clock
 from tests.factories import raw_event, reading
 
@@ -216,3 +217,22 @@ def test_a_sink_without_a_linger_fills_its_batch_for_a_whole_window() -> None:
     consumer = FakeConsumer(ready=20)
     assert len(group.take(cast(Consumer, consumer))) == 8
     assert consumer.calls == [(8, 0.5)]
+
+
+def test_each_committed_rows_age_is_observed_refused_ones_not() -> None:
+    metrics = WorkerMetrics()
+    committed = datetime(2026, 11, 28, 12, 0, 10, tzinfo=UTC)
+    stamps = [
+        "2026-11-28T12:00:09.800000Z",  # 0.2 s
+        "2026-11-28T12:00:00+00:00",  # 10 s
+        "2026-11-28T12:00:05Z",  # refused by Postgres: not counted
+        "2026-11-28T12:00:30Z",  # a device clock ahead: 0
+        "not a time",  # cannot be: no age
+    ]
+    postgres_sink.observe_ages(stamps, {2}, committed, metrics)
+    histogram = metrics.reading_to_row
+    counts = histogram.counts()
+    assert sum(counts) == 3
+    assert counts[histogram.bounds.index(0.05)] == 1  # the clock ahead
+    assert counts[histogram.bounds.index(0.25)] == 1
+    assert counts[histogram.bounds.index(10.0)] == 1

@@ -19,7 +19,7 @@ from connectors.redis.idempotency import Claim, IdempotencyUnavailable
 from schemas.devices import Device, encode_device, hash_token
 from schemas.envelopes import decode_raw_record
 from schemas.events import RawEvent
-from schemas.settings import RateLimit, Settings
+from schemas.settings import DEV_ADMIN_TOKEN, MetricsSettings, RateLimit, Settings
 from tests import clock
 from tests.factories import reading
 from tests.unit.api.test_readings import FakeProducer
@@ -553,3 +553,19 @@ async def test_service_info_and_openapi_document_every_route(client: httpx.Async
         assert path in paths
     body = paths["/v1/readings"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "application/x-ndjson"}
+
+
+async def test_metrics_with_the_token_rule_want_the_admin_token(producer: FakeProducer) -> None:
+    settings = _settings().model_copy(update={"metrics": MetricsSettings(access="token")})
+    async with _client(settings, producer) as http:
+        refused = await http.get("/metrics")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "FLEET_METRICS__ACCESS" in refused.json()["detail"]
+        wrong = await http.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        admin = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+        scraped = await http.get("/metrics", headers=admin)
+        assert scraped.status_code == 200
+        assert "fleet_api_requests_total" in scraped.text
+        assert "_created" not in scraped.text

@@ -14,7 +14,7 @@ from streams.web import auth
 from streams.web.device_pages import DeviceFilter
 from streams.web.devices import scan
 from streams.web.lag import in_app, lag_of
-from streams.web.letters import LetterIndex, preview, summarize
+from streams.web.letters import LetterFilter, LetterIndex, LetterView, preview, summarize
 from streams.web.rates import RateWindow
 from tests.factories import raw_event
 
@@ -139,3 +139,44 @@ def test_lag_counts_from_the_first_offset_when_nothing_was_committed() -> None:
     assert lag_of(50, 0, 47) == 0
     assert in_app("fleet", "fleet") and in_app("fleet.sink-redis", "fleet")
     assert not in_app("fleetstream", "fleet") and not in_app("other.fleet", "fleet")
+
+
+def test_a_letter_filter_admits_only_what_every_field_allows() -> None:
+    noon = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+    def view(offset: int, stage: str, device: str, reason: str, minutes: int) -> LetterView:
+        return LetterView(
+            partition=0,
+            offset=offset,
+            failed_at=noon + timedelta(minutes=minutes),
+            stage=stage,
+            reason=reason,
+            device_id=device,
+            event_id=None,
+            errors=[],
+            error_type="",
+            source="raw/0/0",
+            item=None,
+            original_bytes=1,
+            original_truncated=False,
+            preview="",
+            replayed=0,
+        )
+
+    index = LetterIndex()
+    for letter in (
+        view(1, "validate", "esp-1", "device is disabled", 0),
+        view(2, "validate", "esp-2", "device is disabled", 5),
+        view(3, "sink.postgres", "esp-1", "value out of range", 10),
+        view(4, "validate", "esp-1", "unknown sensor", 20),
+    ):
+        index.add(letter)
+
+    def offsets(wanted: LetterFilter) -> list[int]:
+        return [letter.offset for letter in index.matching(wanted)]
+
+    assert offsets(LetterFilter()) == [4, 3, 2, 1]
+    assert offsets(LetterFilter(stage="validate", device_id="esp-1")) == [4, 1]
+    assert offsets(LetterFilter(reason="DISABLED")) == [2, 1]
+    window = LetterFilter(since=noon + timedelta(minutes=5), until=noon + timedelta(minutes=20))
+    assert offsets(window) == [3, 2]

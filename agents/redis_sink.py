@@ -39,10 +39,10 @@ from connectors.redis.writer import (
     RedisWriter,
     connect_commands,
 )
+from schemas.contract_wire import decode_status
 from schemas.envelopes import CuratedReader
 from schemas.errors import ValidationFailure
 from schemas.settings import Settings
-from schemas.status import decode_status_change
 from streams.context import WorkerContext
 from streams.metrics import timed
 from streams.outputs import Outputs
@@ -147,7 +147,7 @@ async def merge(
             elif message.value is None and message.key:
                 batch.deleted.append(message.key.decode(errors="replace"))  # a status tombstone
             else:
-                change = decode_status_change(message.value or b"")
+                change = decode_status(message.value or b"")
                 batch.changes.append((change, message.value or b""))
         except (ValidationFailure, msgspec.ValidationError, msgspec.DecodeError) as exc:
             letters.add(deadletter_topic, dead_letter(STAGE, message, exc, now))

@@ -62,6 +62,7 @@ from agents.curated import (
 )
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
+from schemas.contract_wire import encode_status
 from schemas.status import (
     STATUS_MAX_VALUES,
     DeviceState,
@@ -461,7 +462,7 @@ def _items(table: Any) -> Iterable[tuple[bytes, bytes]]:
 
 
 def _record(change: StatusChange) -> Record:
-    return Record(change.device_id.encode(), encode(change))
+    return Record(change.device_id.encode(), encode_status(change))
 
 
 def _store_url(store: str) -> str:

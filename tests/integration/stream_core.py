@@ -11,8 +11,9 @@ import redis.asyncio as aioredis
 
 from connectors.redis.keys import RedisKeys
 from schemas.avro_codec import decode, parsed_schema
+from schemas.contract_wire import decode_status
 from schemas.settings import Settings
-from schemas.status import StatusChange, decode_status_change
+from schemas.status import StatusChange
 from tests.integration.kafka_tools import read_to_end
 
 
@@ -51,7 +52,7 @@ def transitions(settings: Settings) -> dict[str, list[StatusChange]]:
     """Every record now on the device-status topic, per device, in order."""
     by_device: dict[str, list[StatusChange]] = defaultdict(list)
     for value in read_to_end(settings.kafka.bootstrap_servers, settings.topics.device_status):
-        change = decode_status_change(value)
+        change = decode_status(value)
         by_device[change.device_id].append(change)
     return by_device
 

@@ -148,7 +148,7 @@ async def merge(
                 batch.deleted.append(message.key.decode(errors="replace"))  # a status tombstone
             else:
                 change = decode_status(message.value or b"")
-                batch.changes.append((change, message.value or b""))
+                batch.changes.append((change, _json.encode(change)))  # pub/sub: JSON
         except (ValidationFailure, msgspec.ValidationError, msgspec.DecodeError) as exc:
             letters.add(deadletter_topic, dead_letter(STAGE, message, exc, now))
     for device in merging.values():

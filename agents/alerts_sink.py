@@ -19,7 +19,8 @@ from agents.deadletters import KafkaMessage, dead_letter
 from connectors.postgres.alerts import AlertStore
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
-from schemas.flows import AlertEvent, decode_alert_event
+from schemas.contract_wire import decode_alert
+from schemas.flows import AlertEvent
 from streams.context import WorkerContext, guarded
 from streams.metrics import timed
 from streams.outputs import Outputs
@@ -40,7 +41,7 @@ def read_alerts(
     letters = Outputs()
     for message in messages:
         try:
-            event = decode_alert_event(message.value or b"")
+            event = decode_alert(message.value or b"")
             uuid.UUID(event.alert_id)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             letters.add(deadletter_topic, dead_letter(STAGE, message, exc, now))

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from connectors.kafka.producer import Record
+from schemas.contract_wire import encode_dead_letter
 from schemas.envelopes import ItemFailure
-from schemas.events import dead_letter_for, encode_dead_letter
+from schemas.events import dead_letter_for
 from streams.metrics import METRICS
 
 

@@ -27,9 +27,10 @@ import msgspec
 
 from agents.deadletters import KafkaMessage, dead_letter, item_letters
 from connectors.kafka.producer import Record
+from schemas.contract_wire import encode_alert
 from schemas.envelopes import CuratedRead, CuratedReader, Position
 from schemas.errors import ValidationFailure
-from schemas.flows import Outbound, encode
+from schemas.flows import Outbound
 from streams.flow_engine import alerts
 from streams.flow_engine.catalog import FlowSet
 from streams.flow_engine.engine import CompiledFlow, ReadingView, RunResult
@@ -202,7 +203,9 @@ class FlowRunner:
             event.severity,
         )
         result.alerts.append(event)
-        result.outputs.add(self.alerts_topic, Record(reading.device_id.encode(), encode(event)))
+        result.outputs.add(
+            self.alerts_topic, Record(reading.device_id.encode(), encode_alert(event))
+        )
 
     def _view(self, reading: FlowReading) -> ReadingView:
         device = {

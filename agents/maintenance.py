@@ -1,4 +1,4 @@
-"""Maintenance timer: keeps the day partitions of ``readings`` ready ahead of the data.
+"""Maintenance timer: day partitions of ``readings`` ready ahead of the data, old data removed.
 
 The sink never creates partitions (a request with readings spread over a thousand days must not
 make the database create a thousand tables); rows of a day without a partition land in
@@ -9,8 +9,13 @@ land in their day partitions. Partitions of other days (late data) are made by a
 ``fleetstream db partitions --from ... --to ...``, which moves their rows out of the DEFAULT
 partition.
 
-A failure (Postgres down) is logged and tried again at the next tick: it never stops the worker,
-and the only cost of a late partition is rows waiting in the DEFAULT partition.
+The same timer applies retention (``connectors.postgres.retention``, docs/retention.md): old
+day partitions dropped, old rollups, cleared alerts and media rows deleted, media blobs with
+their rows; "now" is the worker's clock.
+
+A failure (Postgres or the blob store down) is logged and tried again at the next tick: it never
+stops the worker; the cost of a late partition is rows waiting in the DEFAULT partition, that of
+a late retention pass data kept one interval longer.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
+from connectors.blob.factory import blob_store
+from connectors.postgres import retention
 from connectors.postgres.pool import create_pool
 from connectors.postgres.readings import ensure_day_partitions, partition_window
+from schemas.clock import Clock
+from schemas.errors import FleetError
 from schemas.settings import Settings
 from streams.context import WorkerContext
 
@@ -61,8 +70,40 @@ class PartitionKeeper:
         return self._pool
 
 
+class RetentionKeeper:
+    """Applies retention once per call; opens its pool and blob store per pass (hourly)."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+
+    async def run(self) -> retention.RetentionReport | None:
+        """One pass; None when it failed (logged; the next tick tries again)."""
+        cuts = retention.cutoffs(self._settings.postgres, self._clock())
+        if cuts == retention.Cutoffs(None, None, None, None):
+            return retention.RetentionReport()
+        blobs = blob_store(self._settings.blob)
+        try:
+            pool = await create_pool(self._settings.postgres.dsn(), min_size=0, max_size=1)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("retention pass skipped, Postgres is away: %s", exc)
+            return None
+        try:
+            await blobs.open()
+            report = await retention.apply(pool, blobs, cuts)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, FleetError) as exc:
+            log.warning("retention pass stopped (the next tick goes on): %s", exc)
+            return None
+        finally:
+            await blobs.close()
+            await pool.close()
+        log.info("retention: %s", "; ".join(report.lines()))
+        return report
+
+
 def register(ctx: WorkerContext) -> None:
     keeper = PartitionKeeper(ctx.settings)
+    retention_keeper = RetentionKeeper(ctx.settings, ctx.clock)
     interval = ctx.settings.worker.maintenance_interval_s
 
     async def partitions_at_start() -> None:
@@ -70,6 +111,7 @@ def register(ctx: WorkerContext) -> None:
 
     async def partitions_on_timer() -> None:
         await keeper.run()
+        await retention_keeper.run()
 
     ctx.app.task(partitions_at_start)
     ctx.app.timer(interval, on_leader=True, name="maintenance-partitions")(partitions_on_timer)

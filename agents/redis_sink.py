@@ -39,10 +39,10 @@ from connectors.redis.writer import (
     RedisWriter,
     connect_commands,
 )
+from schemas.contract_wire import decode_status
 from schemas.envelopes import CuratedReader
 from schemas.errors import ValidationFailure
 from schemas.settings import Settings
-from schemas.status import decode_status_change
 from streams.context import WorkerContext
 from streams.metrics import timed
 from streams.outputs import Outputs
@@ -64,6 +64,7 @@ class _Reading(msgspec.Struct, frozen=True, gc=False):
 
 
 _reader = CuratedReader(_Reading)
+_json = msgspec.json.Encoder()
 _sensor_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _NOT_SCALAR = frozenset(b"{[n")
 """First bytes of an encoded value that is an object, an array or null: not a field's value."""
@@ -150,8 +151,8 @@ async def merge(
             elif message.value is None and message.key:
                 batch.deleted.append(message.key.decode(errors="replace"))  # a status tombstone
             else:
-                change = decode_status_change(message.value or b"")
-                batch.changes.append((change, message.value or b""))
+                change = decode_status(message.value or b"")
+                batch.changes.append((change, _json.encode(change)))  # pub/sub: JSON
         except (ValidationFailure, msgspec.ValidationError, msgspec.DecodeError) as exc:
             letters.add(deadletter_topic, dead_letter(STAGE, message, exc, now))
     for device in merging.values():

@@ -61,6 +61,7 @@ from connectors.kafka.producer import Record
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.pool import create_pool
 from connectors.postgres.rollups import RollupStore
+from schemas.contract_wire import decode_rollup_record, encode_rollup
 from schemas.envelopes import Position
 from schemas.status import (
     ROLLUP_MAX_FIELDS,
@@ -69,7 +70,6 @@ from schemas.status import (
     ROLLUP_WINDOW_S,
     Rollup,
     RollupState,
-    decode_rollup,
     encode,
 )
 from streams import tables
@@ -532,7 +532,7 @@ class Rollups:
         turn = Turns(ITEMS_PER_TURN)
         outputs = Outputs()
         outputs.extend(self.deadletter_topic, letters)
-        records = [Record(rollup.device_id.encode(), encode(rollup)) for rollup in due.rollups]
+        records = [Record(r.device_id.encode(), encode_rollup(r)) for r in due.rollups]
         outputs.extend(self.topic, records)
         await turn.took(len(due.rollups))
         await self.ctx.publish(outputs)
@@ -597,7 +597,7 @@ async def _upsert(ctx: WorkerContext, store: RollupStore, messages: list[SinkMes
     letters = Outputs()
     for message in messages:
         try:
-            rollups.append(decode_rollup(message.value or b""))
+            rollups.append(decode_rollup_record(message.value or b""))
         except ValueError as exc:  # msgspec's errors are ValueErrors
             letter = dead_letter("sink.rollups", message, exc, now)
             letters.add(ctx.settings.topics.deadletter, letter)

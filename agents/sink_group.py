@@ -27,7 +27,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from agents.isolation import isolate, partition_poison
 from connectors.kafka.producer import Record
-from schemas.events import DeadLetter, encode_dead_letter
+from schemas.contract_wire import encode_dead_letter
+from schemas.events import DeadLetter
 from schemas.settings import Settings
 from streams.context import WorkerContext, stop_worker
 from streams.metrics import METRICS, metered_handler

@@ -68,6 +68,7 @@ from agents.curated import (
 from agents.held_rows import HeldRows
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
+from schemas.contract_wire import encode_status
 from schemas.status import (
     STATUS_MAX_VALUES,
     DeviceState,
@@ -489,7 +490,7 @@ def _items(table: Any) -> Iterable[tuple[bytes, bytes]]:
 
 
 def _record(change: StatusChange) -> Record:
-    return Record(change.device_id.encode(), encode(change))
+    return Record(change.device_id.encode(), encode_status(change))
 
 
 def _store_url(store: str) -> str:

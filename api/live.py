@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from schemas.contract_wire import decode_status
 from schemas.envelopes import decode_curated_items
 from schemas.errors import ValidationFailure
 
@@ -50,7 +51,7 @@ STATUS_RECHECK_S = 10.0
 
 
 class _Summary(msgspec.Struct):
-    """What filtering needs of a curated reading or a status record."""
+    """What filtering needs of a curated reading."""
 
     device_id: str = ""
     sensors: dict[str, msgspec.Raw] = {}
@@ -243,12 +244,12 @@ class LiveFeed:
                     subscriber.offer(message)
 
     def _status_record(self, key: bytes | None, value: bytes) -> None:
-        try:
-            summary = _summary.decode(value)
-            text = value.decode()
+        try:  # the topic's values are Avro or JSON; clients get the JSON contract
+            change = decode_status(value)
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
-        device_id = summary.device_id or (key or b"").decode(errors="replace")
+        text = msgspec.json.encode(change).decode()
+        device_id = change.device_id or (key or b"").decode(errors="replace")
         message = '{"type":"device-status","data":' + text + "}"
         for subscriber in list(self._subscribers):
             if subscriber.keeping_up() and subscriber.wants(device_id, None):

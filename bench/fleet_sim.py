@@ -41,10 +41,10 @@ from connectors.redis.keys import RedisKeys
 from connectors.redis.wire import pack
 from connectors.redis.writer import RedisBatch, RedisWriter
 from schemas.avro_codec import AvroEncoder
+from schemas.contract_wire import decode_rollup_record
 from schemas.devices import Device, encode_device, hash_token
 from schemas.envelopes import raw_envelope
 from schemas.settings import Settings
-from schemas.status import decode_rollup
 from streams.outputs import Outputs
 
 ENVELOPE_ITEMS = 100
@@ -188,7 +188,7 @@ class _Context:
         for topic, batch in outputs.by_topic.items():
             if topic == self.settings.topics.readings_1m:  # what the rollups sink decodes
                 for record in batch:
-                    decode_rollup(record.value or b"")
+                    decode_rollup_record(record.value or b"")
             records[topic] = records.get(topic, 0) + len(batch)
             sizes[topic] = sizes.get(topic, 0) + sum(len(r.value or b"") for r in batch)
             if producer is None:

@@ -11,6 +11,8 @@ fleetstream flows create|update|list|show|enable|disable|delete|load-examples|re
 fleetstream deadletters list|replay
 fleetstream simulate        a simulated device fleet over HTTP and MQTT, checked in Postgres
 fleetstream docs config [--write]   docs/configuration.md from the settings object
+fleetstream schemas generate [--check]   the readings Avro schema's sensors from the catalogue
+fleetstream retention apply [--dry-run] [--yes]   remove stored data past its retention
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import typer
 from cli import runner
 from cli.bench_commands import bench_app
 from cli.config_docs import docs_app
+from cli.contracts_commands import register as register_contracts_commands
 from cli.deadletters_commands import deadletters_app
 from cli.devices_commands import devices_app
 from cli.flows_commands import flows_app
@@ -41,6 +44,7 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(flows_app, name="flows")
 app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(docs_app, name="docs")
+register_contracts_commands(app)
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")
 db_app.command("partitions")(partitions)

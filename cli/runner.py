@@ -76,8 +76,10 @@ def run_worker(settings: Settings) -> None:
     from faust import Worker
 
     from agents.registry import build_worker_app
+    from connectors.schema_registry import install_contracts
     from streams.crashes import CrashLedger
 
+    install_contracts(settings)  # a SchemaRegistryError names the registry and stops the worker
     crashes = CrashLedger(settings.kafka.bootstrap_servers, settings.topics.crashes)
     with operator_errors():
         crashes.load()

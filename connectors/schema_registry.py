@@ -19,6 +19,7 @@ from typing import Any, Final
 import httpx
 
 from schemas.avro_codec import CONTRACTS, AvroEncoder, Contract, schema_json
+from schemas.contract_wire import WIRE
 from schemas.errors import FleetError
 from schemas.settings import Settings, TopicSettings
 
@@ -29,6 +30,7 @@ __all__ = [
     "client_for",
     "contract_topics",
     "encoder_for",
+    "install_contracts",
     "register_contracts",
     "subject_for",
 ]
@@ -101,6 +103,23 @@ class SchemaRegistryClient:
         """The schema text registered under ``schema_id``."""
         return str(self._call("GET", f"/schemas/ids/{schema_id}")["schema"])
 
+    def versions(self, subject: str) -> list[int]:
+        """The versions ``subject`` holds (empty: no such subject)."""
+        try:
+            return [int(v) for v in self._call("GET", f"/subjects/{subject}/versions")]
+        except SchemaRegistryError as exc:
+            if exc.status == 404:
+                return []
+            raise
+
+    def delete_subject(self, subject: str) -> bool:
+        """Delete ``subject`` and its versions for good; False if it did not exist."""
+        if not self.versions(subject):
+            return False
+        self._call("DELETE", f"/subjects/{subject}")
+        self._call("DELETE", f"/subjects/{subject}?permanent=true")
+        return True
+
     def set_compatibility(self, subject: str, level: str = COMPATIBILITY) -> None:
         self._call("PUT", f"/config/{subject}", {"compatibility": level})
 
@@ -150,18 +169,43 @@ def client_for(settings: Settings) -> SchemaRegistryClient:
 
 
 def register_contracts(settings: Settings) -> dict[str, int]:
-    """Set BACKWARD on every contract's subject and register the current schema (setup).
+    """Set BACKWARD on every Avro contract's subject and register its current schema (setup);
+    empty the subject of a topic kept in JSON (``FLEET_SCHEMA_REGISTRY__JSON_CONTRACTS``), so no
+    registry-aware consumer reads its JSON as Avro.
 
-    Returns subject -> schema id. A schema the subject's level refuses raises
-    SchemaRegistryError naming the subject.
+    Returns subject -> schema id (Avro subjects only). A schema the subject's level refuses
+    raises SchemaRegistryError naming the subject.
     """
     client = client_for(settings)
     ids: dict[str, int] = {}
     for contract, topic in contract_topics(settings.topics).items():
         subject = subject_for(topic)
+        if contract in settings.schema_registry.json_contracts:
+            client.delete_subject(subject)
+            continue
         client.set_compatibility(subject)
         ids[subject] = client.register(subject, schema_json(contract))
     return ids
+
+
+def install_contracts(settings: Settings) -> dict[Contract, int]:
+    """Make this process write its analytics topics as the settings say (``schemas.
+    contract_wire``): register-or-find the id of every Avro contract but readings (whose
+    encoder ``encoder_for`` gives), retire the subject of each topic kept in JSON, and read
+    unknown schema ids from the registry. Returns contract -> schema id of the Avro ones.
+    Raises SchemaRegistryError when the registry cannot be reached."""
+    client = client_for(settings)
+    encoders: dict[Contract, AvroEncoder] = {}
+    for contract, topic in contract_topics(settings.topics).items():
+        subject = subject_for(topic)
+        if contract == "readings":
+            continue
+        if contract in settings.schema_registry.json_contracts:
+            client.delete_subject(subject)
+            continue
+        encoders[contract] = AvroEncoder(contract, client.register(subject, schema_json(contract)))
+    WIRE.install(encoders, client.schema)
+    return {contract: encoder.schema_id for contract, encoder in encoders.items()}
 
 
 def encoder_for(settings: Settings, contract: Contract) -> AvroEncoder:

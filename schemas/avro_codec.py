@@ -18,7 +18,7 @@ topic (default name)       contract           turn a value into a datum with
 =========================  =================  ===============================================
 ``fleet.readings.v1``      ``readings``       :func:`reading_datum` (``CuratedReading``)
 ``fleet.device-status.v1`` ``device-status``  :func:`status_datum` (``StatusChange``)
-``fleet.alerts.v1``        ``alerts``         :func:`alert_datum` (keyword arguments)
+``fleet.alerts.v1``        ``alerts``         ``contract_wire.alert_event_datum`` (``AlertEvent``)
 ``fleet.readings-1m.v1``   ``readings-1m``    :func:`rollup_datum` (``Rollup``)
 ``fleet.deadletter.v1``    ``deadletter``     :func:`dead_letter_datum` (``DeadLetter``)
 =========================  =================  ===============================================
@@ -39,8 +39,17 @@ from typing import Any, Final, Literal
 import fastavro
 import msgspec
 
+from schemas.avro_sensors import (
+    NULL,
+    SOME,
+    KnownSensors,
+    optional_string,
+    sensors_schema,
+    sensors_writer,
+    string_bytes,
+)
 from schemas.avro_writer import AvroWriter, compile_writer, long_bytes
-from schemas.catalogue import Equipment, Ld2410, Mq134, Pir, sensor_types
+from schemas.catalogue import sensor_types
 from schemas.events import CuratedReading, DeadLetter
 from schemas.readings import Sensors
 from schemas.status import Rollup, StatusChange
@@ -54,7 +63,6 @@ __all__ = [
     "Contract",
     "FramingError",
     "ReadingsEncoder",
-    "alert_datum",
     "dead_letter_datum",
     "decode",
     "framed_schema_id",
@@ -192,11 +200,10 @@ def decode(value: bytes, writer_schema: Any, reader_schema: Any | None = None) -
 
 
 _NAMESPACE: Final = "dev.fleetstream.v1"
-_SENSOR_RECORDS: Final = {
-    "ld2410": f"{_NAMESPACE}.Ld2410",
-    "pir": f"{_NAMESPACE}.Pir",
-    "mq134": f"{_NAMESPACE}.Mq134",
-    "equipment": f"{_NAMESPACE}.Equipment",
+_SENSOR_RECORDS: Final = {  # sensor type -> the full name of its record (catalogue structs)
+    field["name"]: f"{_NAMESPACE}.{field['type'][1]['name']}"
+    for field in sensors_schema()["fields"]
+    if isinstance(field["type"], list) and field["type"][1]["type"] == "record"
 }
 _CATALOGUE_SENSORS: Final = frozenset(sensor_types())
 _sensors_decoder = msgspec.json.Decoder(dict[str, dict[str, Any]])
@@ -306,135 +313,28 @@ def dead_letter_datum(letter: DeadLetter) -> Datum:
     return datum
 
 
-def alert_datum(
-    *,
-    alert_id: str,
-    rule_id: str,
-    rule_version: int,
-    device_id: str,
-    severity: Literal["info", "warning", "critical"],
-    state: Literal["fired", "cleared"],
-    fired_at: datetime,
-    cleared_at: datetime | None = None,
-    field: str | None = None,
-    value: float | None = None,
-    threshold: float | None = None,
-    event_id: str | None = None,
-    message: str | None = None,
-) -> Datum:
-    """The ``alerts`` datum (see ``avro/alerts.avsc`` for what each field means)."""
-    return {
-        "alert_id": alert_id,
-        "rule_id": rule_id,
-        "rule_version": rule_version,
-        "device_id": device_id,
-        "severity": severity,
-        "state": state,
-        "fired_at": fired_at,
-        "cleared_at": cleared_at,
-        "field": field,
-        "value": value,
-        "threshold": threshold,
-        "event_id": event_id,
-        "message": message,
-        "schema_version": 1,
-    }
-
-
 # --- the readings hot path -----------------------------------------------------------------
 #
 # Building a datum (dicts and branch tuples) and walking it cost more than writing the bytes:
-# the writer below reads the curated reading's attributes and its sensors decoded into the
-# structs that mirror the schema's records, in schema order. Its bytes must be fastavro's; the
-# unit tests compare them on generated readings and edge values.
+# the writer below reads the curated reading's attributes, and its sensors through the writer
+# the catalogue generates (``schemas.avro_sensors``). Its bytes must be fastavro's; the unit
+# tests compare them on generated readings and edge values.
 
 
-# gc=False: decoded per reading, scalars only, never in a cycle; untracked they make the
-# garbage collector run less often (the sensors decode took twice as long with it).
-class _Ld2410(msgspec.Struct, frozen=True, gc=False):
-    presence: bool
-    moving_target: bool | None = None
-    stationary_target: bool | None = None
-    distance_cm: int | None = None
-    moving_energy: int | None = None
-    stationary_energy: int | None = None
-    detection_distance_cm: int | None = None
-
-
-class _Pir(msgspec.Struct, frozen=True, gc=False):
-    motion_detected: bool
-
-
-class _Mq134(msgspec.Struct, frozen=True, gc=False):
-    gas_concentration: float
-    raw_value: int | None = None
-
-
-class _Equipment(msgspec.Struct, frozen=True, gc=False):
-    temperature: float | None = None
-    vibration: float | None = None
-    pressure: float | None = None
-    humidity: float | None = None
-    rpm: float | None = None
-    power_kw: float | None = None
-
-
-_Unset = msgspec.UnsetType
-
-
-class _KnownSensors(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    """Sensors of catalogue types only. ``null`` for a sensor is refused (not read as absent):
-    the datum path fails on it, so the general path must see it."""
-
-    ld2410: _Ld2410 | _Unset = msgspec.UNSET
-    pir: _Pir | _Unset = msgspec.UNSET
-    mq134: _Mq134 | _Unset = msgspec.UNSET
-    equipment: _Equipment | _Unset = msgspec.UNSET
-    generic: dict[str, bool | float] | _Unset = msgspec.UNSET
-
-
-_known_sensors_decoder = msgspec.json.Decoder(_KnownSensors)
-
-
-def _validated_sensors_type() -> type:
-    """The validator's ``Sensors`` struct, if the writer reads it as it reads _KnownSensors
-    (same sensors, same fields; equipment's in the same order); else a type nothing has."""
-    same = Sensors.__struct_fields__ == _KnownSensors.__struct_fields__
-    for ours, theirs in ((_Ld2410, Ld2410), (_Pir, Pir), (_Mq134, Mq134)):
-        same = same and set(ours.__struct_fields__) <= set(theirs.__struct_fields__)
-    same = same and _Equipment.__struct_fields__ == Equipment.__struct_fields__
-    return Sensors if same else _KnownSensors
-
-
-_VALIDATED_SENSORS: Final = _validated_sensors_type()
-_UNSET: Final = msgspec.UNSET
 _pack_double: Final = struct.Struct("<d").pack
 _SOURCES: Final = {
     symbol: long_bytes(index)
     for index, symbol in enumerate(_schema_dict("readings")["fields"][5]["type"]["symbols"])
 }
 # ["null", X] unions: branch 0 is null (one 0 byte), branch 1 (2 zigzagged) prefixes a value.
-_NULL: Final = b"\x00"
-_SOME: Final = b"\x02"
+_NULL: Final = NULL
+_SOME: Final = SOME
 _SMALL_LONGS: Final = tuple(long_bytes(n) for n in range(64))  # index n: the long n
-_OPTIONAL_BOOLEAN: Final = {None: _NULL, True: b"\x02\x01", False: b"\x02\x00"}  # 02: branch 1
-_BOOLEAN: Final = {True: b"\x01", False: b"\x00"}
 _BRANCH_0_BOOLEAN: Final = {True: b"\x00\x01", False: b"\x00\x00"}  # a union's first branch
-_OPTIONAL_SMALL_INT: Final = {None: _NULL} | {n: _SOME + long_bytes(n) for n in range(-64, 4096)}
-
-
-def _optional_int(value: int | None) -> bytes:
-    encoded = _OPTIONAL_SMALL_INT.get(value)
-    return encoded if encoded is not None else _SOME + long_bytes(value)  # type: ignore[arg-type]
-
-
-def _string(text: str) -> bytes:
-    encoded = text.encode()
-    return long_bytes(len(encoded)) + encoded
-
-
-def _optional_string(text: str | None) -> bytes:
-    return _NULL if text is None else _SOME + _string(text)
+_string: Final = string_bytes
+_optional_string: Final = optional_string
+_sensors_bytes: Final = sensors_writer()
+_known_sensors_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(KnownSensors)
 
 
 class _TimestampBytes:
@@ -481,7 +381,7 @@ class _ReadingWriter:
         """The prefix and the record; None if its sensors need the general path.
 
         ``sensors``: the validator's struct ``reading.sensors`` was encoded from, if known."""
-        if type(sensors) is not _VALIDATED_SENSORS:
+        if type(sensors) is not Sensors:
             try:
                 sensors = _known_sensors_decoder.decode(reading.sensors)
             except (msgspec.ValidationError, msgspec.DecodeError):
@@ -539,78 +439,6 @@ def _registry_fields(key: DeviceKey) -> bytes:
     return b"".join(
         (_optional_string(device_name), _optional_string(profile), location, _strings_bytes(tags))
     )
-
-
-def _sensors_bytes(sensors: Any) -> bytes:
-    """``_KnownSensors`` (absent: UNSET) or the validator's ``Sensors`` (absent: None)."""
-    ld2410, pir, mq134, equipment = sensors.ld2410, sensors.pir, sensors.mq134, sensors.equipment
-    generic, unset = sensors.generic, _UNSET
-    return b"".join(
-        (
-            _NULL if ld2410 is None or ld2410 is unset else _ld2410_bytes(ld2410),
-            _NULL if pir is None or pir is unset else _OPTIONAL_BOOLEAN[pir.motion_detected],
-            _NULL if mq134 is None or mq134 is unset else _mq134_bytes(mq134),
-            _NULL if equipment is None or equipment is unset else _equipment_bytes(equipment),
-            _NULL if generic is None or generic is unset else _SOME + _measures_bytes(generic),
-            _NULL,  # "other": sensor types outside the catalogue take the general path
-        )
-    )
-
-
-def _ld2410_bytes(ld2410: _Ld2410) -> bytes:
-    small = _OPTIONAL_SMALL_INT  # .get(): None for a value to encode
-    distance, moving, stationary = (
-        ld2410.distance_cm,
-        ld2410.moving_energy,
-        ld2410.stationary_energy,
-    )
-    detection = ld2410.detection_distance_cm
-    return b"".join(
-        (
-            _SOME,
-            _BOOLEAN[ld2410.presence],
-            _OPTIONAL_BOOLEAN[ld2410.moving_target],
-            _OPTIONAL_BOOLEAN[ld2410.stationary_target],
-            small.get(distance) or _optional_int(distance),
-            small.get(moving) or _optional_int(moving),
-            small.get(stationary) or _optional_int(stationary),
-            small.get(detection) or _optional_int(detection),
-        )
-    )
-
-
-def _mq134_bytes(mq134: _Mq134) -> bytes:
-    raw_value = mq134.raw_value
-    optional_raw = _OPTIONAL_SMALL_INT.get(raw_value) or _optional_int(raw_value)
-    return _SOME + _pack_double(mq134.gas_concentration) + optional_raw
-
-
-# Machines send all six measures: one pack for union branch 1 of the sensor and of each field.
-_PACK_FULL_EQUIPMENT: Final = struct.Struct("<BBdBdBdBdBdBd").pack
-
-
-def _equipment_bytes(equipment: _Equipment) -> bytes:
-    measures = msgspec.structs.astuple(equipment)  # _Equipment keeps the schema's order
-    if None not in measures:
-        t, v, p, h, r, w = measures
-        return _PACK_FULL_EQUIPMENT(2, 2, t, 2, v, 2, p, 2, h, 2, r, 2, w)
-    optional = [_NULL if measure is None else _SOME + _pack_double(measure) for measure in measures]
-    return _SOME + b"".join(optional)
-
-
-def _measures_bytes(values: dict[str, bool | float]) -> bytes:
-    """A map of ``["boolean", "double"]``."""
-    if not values:
-        return _NULL
-    parts = [long_bytes(len(values))]
-    for name, value in values.items():
-        parts.append(_string(name))
-        if value is True or value is False:
-            parts.append(_BRANCH_0_BOOLEAN[value])
-        else:
-            parts.append(b"\x02" + _pack_double(value))
-    parts.append(_NULL)
-    return b"".join(parts)
 
 
 def _metadata_bytes(metadata: dict[str, Any]) -> bytes:

@@ -2,7 +2,10 @@
 
 Adding a sensor type is one struct and one :class:`SensorType` entry in :data:`CATALOGUE`; the
 reading contract (``schemas.readings.Sensors``), the validator, the curated topic, the status
-table's last values and the rollups all follow from it, with no edit in ``agents/``.
+table's last values and the rollups all follow from it, with no edit in ``agents/``. The
+``sensors`` part of the readings Avro schema and its writer are derived from it too
+(``schemas.avro_sensors``): run ``fleetstream schemas generate`` and commit
+``schemas/avro/readings.avsc`` (a new ``history/`` version when it changed).
 
 Every struct is frozen, rejects unknown fields (a typo must not silently drop data) and omits
 ``None``/default fields when encoded. Every numeric bound is finite, so ``inf``/``NaN`` never
@@ -72,19 +75,35 @@ class Ld2410(Contract, frozen=True):
     ``*_energy`` is the radar's unitless signal strength, 0-100.
     """
 
-    presence: bool
-    moving_target: bool | None = None
-    stationary_target: bool | None = None
-    distance_cm: CentiMeters | None = None
-    moving_energy: Percent | None = None
-    stationary_energy: Percent | None = None
-    detection_distance_cm: CentiMeters | None = None
+    presence: Annotated[bool, Meta(description="Someone is present.")]
+    moving_target: Annotated[bool, Meta(description="A moving target is detected.")] | None = None
+    stationary_target: (
+        Annotated[bool, Meta(description="A stationary target is detected.")] | None
+    ) = None
+    distance_cm: (
+        Annotated[CentiMeters, Meta(description="Distance to the target, centimetres, 0-800.")]
+        | None
+    ) = None
+    moving_energy: (
+        Annotated[Percent, Meta(description="Moving target signal strength, unitless 0-100.")]
+        | None
+    ) = None
+    stationary_energy: (
+        Annotated[Percent, Meta(description="Stationary target signal strength, unitless 0-100.")]
+        | None
+    ) = None
+    detection_distance_cm: (
+        Annotated[
+            CentiMeters, Meta(description="Configured detection distance, centimetres, 0-800.")
+        ]
+        | None
+    ) = None
 
 
 class Pir(Contract, frozen=True):
     """Passive infrared motion sensor, digital output (seed 002)."""
 
-    motion_detected: bool
+    motion_detected: Annotated[bool, Meta(description="Motion was detected.")]
 
 
 class Mq134(Contract, frozen=True):
@@ -95,8 +114,12 @@ class Mq134(Contract, frozen=True):
     ``"ppm"``; being a default it is omitted when encoded.
     """
 
-    gas_concentration: Annotated[float, Meta(ge=0.0, le=10_000.0)]
-    raw_value: Annotated[int, Meta(ge=0, le=4095)] | None = None
+    gas_concentration: Annotated[
+        float, Meta(ge=0.0, le=10_000.0, description="Gas concentration, ppm, 0-10000.")
+    ]
+    raw_value: (
+        Annotated[int, Meta(ge=0, le=4095, description="12-bit ADC count, 0-4095.")] | None
+    ) = None
     unit: Literal["ppm"] = "ppm"
 
 
@@ -108,12 +131,25 @@ class Equipment(Contract, frozen=True):
     revolutions per minute (0..100000), ``power_kw`` kilowatts (>= 0, finite).
     """
 
-    temperature: Annotated[float, Meta(ge=-50.0, le=200.0)] | None = None
-    vibration: Annotated[float, Meta(ge=0.0, le=1000.0)] | None = None
-    pressure: Annotated[float, Meta(ge=0.0, le=1000.0)] | None = None
-    humidity: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
-    rpm: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
-    power_kw: Annotated[float, Meta(ge=0.0, le=FMAX)] | None = None
+    temperature: (
+        Annotated[float, Meta(ge=-50.0, le=200.0, description="Degrees Celsius, -50..200.")] | None
+    ) = None
+    vibration: (
+        Annotated[float, Meta(ge=0.0, le=1000.0, description="mm/s RMS, 0..1000.")] | None
+    ) = None
+    pressure: Annotated[float, Meta(ge=0.0, le=1000.0, description="bar, 0..1000.")] | None = None
+    humidity: (
+        Annotated[float, Meta(ge=0.0, le=100.0, description="% relative humidity, 0..100.")] | None
+    ) = None
+    rpm: (
+        Annotated[
+            float, Meta(ge=0.0, le=100_000.0, description="Revolutions per minute, 0..100000.")
+        ]
+        | None
+    ) = None
+    power_kw: (
+        Annotated[float, Meta(ge=0.0, le=FMAX, description="Kilowatts, >= 0, finite.")] | None
+    ) = None
 
     def __post_init__(self) -> None:
         # msgspec reports ValueErrors raised here with the field path.
@@ -165,15 +201,33 @@ class SensorType:
     summary: str
     source: str
     """Where the type comes from (a seed document, or ``fleetstream`` for our own)."""
+    doc: str
+    """What the type is, for analytics: the doc of its record (or map) in the readings Avro
+    schema. Field docs are each field's ``Meta(description=...)``: unit and range."""
 
 
 CATALOGUE: Final[tuple[SensorType, ...]] = (
-    SensorType("ld2410", Ld2410, "mmWave presence radar: presence, distance, energy", "seed 002"),
-    SensorType("pir", Pir, "passive infrared motion sensor", "seed 002"),
-    SensorType("mq134", Mq134, "gas concentration (ppm) and raw ADC value", "seed 002"),
-    SensorType("equipment", Equipment, "industrial machine telemetry", "seed 001"),
-    SensorType("generic", GenericValues, "any named numbers or booleans", "fleetstream"),
-)
+    SensorType(
+        "ld2410", Ld2410, "mmWave presence radar: presence, distance, energy", "seed 002",
+        "HLK-LD2410 24 GHz mmWave presence radar.",
+    ),
+    SensorType(
+        "pir", Pir, "passive infrared motion sensor", "seed 002",
+        "Passive infrared motion sensor.",
+    ),
+    SensorType(
+        "mq134", Mq134, "gas concentration (ppm) and raw ADC value", "seed 002",
+        "MQ-series gas sensor read through the ESP32 ADC.",
+    ),
+    SensorType(
+        "equipment", Equipment, "industrial machine telemetry", "seed 001",
+        "Industrial machine telemetry; at least one field is present.",
+    ),
+    SensorType(
+        "generic", GenericValues, "any named numbers or booleans", "fleetstream",
+        "The catalogue's generic sensor: 1-32 named finite numbers or booleans.",
+    ),
+)  # fmt: skip
 
 
 def sensor_types() -> list[str]:

@@ -141,6 +141,27 @@ class PostgresSettings(_Section):
         description="the sink moves devices.last_seen_at only by more than this "
         "(one row update per device and batch otherwise)",
     )
+    retention_days: int = Field(
+        default=90,
+        ge=0,
+        description="day partitions of readings wholly older than this many days are dropped "
+        "by the maintenance timer and `fleetstream retention apply` (0: kept forever)",
+    )
+    rollup_retention_days: int = Field(
+        default=730, ge=0, description="readings_1m rows whose window is older (0: kept forever)"
+    )
+    alert_retention_days: int = Field(
+        default=365,
+        ge=0,
+        description="cleared alerts older than this many days are deleted; open ones are kept "
+        "(0: kept forever)",
+    )
+    media_retention_days: int = Field(
+        default=90,
+        ge=0,
+        description="audio chunks and finished media requests (their frames) older than this "
+        "are deleted, blobs first (0: kept forever)",
+    )
 
     def dsn(self, database: str | None = None) -> str:
         """A libpq/asyncpg URL; the password is in it, so never log the result."""
@@ -436,7 +457,9 @@ class WorkerSettings(_Section):
         default=30.0, gt=0, description="cap of the retry backoff during an outage"
     )
     maintenance_interval_s: float = Field(
-        default=3600.0, gt=0, description="how often the maintenance timer makes partitions"
+        default=3600.0,
+        gt=0,
+        description="how often the maintenance timer makes partitions and applies retention",
     )
 
 
@@ -544,6 +567,12 @@ class SchemaRegistrySettings(_Section):
         description="Confluent-compatible schema registry API (Apicurio's ccompat v7 locally)",
     )
     timeout_s: float = Field(default=5.0, gt=0, description="per registry HTTP request")
+    json_contracts: list[Literal["device-status", "alerts", "readings-1m", "deadletter"]] = Field(
+        default=[],
+        description="analytics topics that keep JSON values for one more release (by contract "
+        'name, e.g. ["alerts"]); their registry subject is emptied, every other one is Avro '
+        "(docs/topics-and-contracts.md, Transition)",
+    )
 
 
 DEV_S3_SECRET_KEY = "dev-s3-secret-change-me"  # noqa: S105 - documented dev default

@@ -57,7 +57,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def _env_value(value: object) -> str:
-    if isinstance(value, BaseModel | dict):  # nested settings travel as JSON
+    if isinstance(value, BaseModel | dict | list):  # nested settings and lists travel as JSON
         return json.dumps(to_jsonable_python(value))
     if isinstance(value, SecretStr):
         return value.get_secret_value()

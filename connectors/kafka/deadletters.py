@@ -23,9 +23,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.range_reader import partition_ends, read_range, tool_consumer
+from schemas.contract_wire import decode_dead_letter
 from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, decode_raw_record, encode_item
 from schemas.envelopes import raw_envelope as build_raw_envelope
-from schemas.events import DeadLetter, RawEvent, curated_decoder, dead_letter_decoder
+from schemas.events import DeadLetter, RawEvent, curated_decoder
 
 
 def _reader(bootstrap_servers: str) -> Consumer:
@@ -40,7 +41,7 @@ def read_letters(bootstrap_servers: str, topic: str, stall_s: float = 30.0) -> I
         ends = partition_ends(consumer, topic)
         for message in read_range(consumer, topic, {}, ends, stall_s=stall_s):
             try:
-                yield dead_letter_decoder.decode(message.value() or b"")
+                yield decode_dead_letter(message.value() or b"")
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
     finally:
@@ -67,7 +68,7 @@ def read_letter_at(
             if message.offset() != offset:  # compacted away: the next record came instead
                 return None
             try:
-                return dead_letter_decoder.decode(message.value() or b"")
+                return decode_dead_letter(message.value() or b"")
             except (msgspec.DecodeError, msgspec.ValidationError):
                 return None
         raise KafkaUnavailable(f"could not read {topic}/{partition}/{offset} in {timeout_s:.0f} s")

@@ -24,6 +24,7 @@ from datetime import datetime
 import msgspec
 
 from connectors.kafka.producer import Record
+from schemas import contract_wire as wire
 from schemas.catalogue import GenericLimits
 from schemas.envelopes import encode_item
 from schemas.errors import FieldError, ValidationFailure
@@ -31,7 +32,6 @@ from schemas.events import (
     MQTT_NAMESPACE,
     RawEvent,
     dead_letter_for,
-    encode_dead_letter,
     event_id_for,
 )
 from schemas.readings import Reading
@@ -134,4 +134,4 @@ def dead_letter_record(
         original=payload,
         failed_at=failed_at,
     )
-    return Record(device_id.encode() if device_id else None, encode_dead_letter(letter))
+    return Record(device_id.encode() if device_id else None, wire.encode_dead_letter(letter))

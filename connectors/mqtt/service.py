@@ -10,6 +10,7 @@ from connectors.kafka.producer import EventProducer, edge_producer_config
 from connectors.mqtt.bridge import MqttBridge
 from connectors.mqtt.credential_sync import CredentialSync
 from connectors.mqtt.credentials import ensure_bridge_user
+from connectors.schema_registry import install_contracts
 from schemas.errors import FleetError
 from schemas.settings import Settings
 
@@ -22,6 +23,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, sync_credentials: bo
         await asyncio.to_thread(ensure_bridge_user, settings.mqtt)
     except FleetError as exc:
         log.warning("could not update the bridge's broker user as admin: %s", exc)
+    await asyncio.to_thread(install_contracts, settings)  # dead letters in their topic's format
     client_id = f"fleetstream-mqtt-{settings.mqtt.client_id}"
     producer = EventProducer(edge_producer_config(settings, client_id))
     await producer.start()

@@ -25,12 +25,12 @@ from confluent_kafka import TopicPartition
 
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.range_reader import read_range, tool_consumer
+from schemas.contract_wire import decode_status
 from schemas.devices import Device
 from schemas.status import (
     DeviceState,
     StatusChange,
     decode_device_state,
-    decode_status_change,
     state_is_online,
 )
 from streams.tables import DEVICE_STATUS as TABLE
@@ -175,7 +175,7 @@ def transitions(
         for message in read_range(consumer, topic, start, {partition: high}, stall_s=10.0):
             if message.key() == key and message.value() is not None:
                 with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                    found.append(decode_status_change(message.value() or b""))
+                    found.append(decode_status(message.value() or b""))
         found.sort(key=lambda change: change.seq, reverse=True)
         return found[:limit]
     finally:

@@ -23,8 +23,9 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from schemas.contract_wire import decode_dead_letter
 from schemas.envelopes import decode_raw_record
-from schemas.events import DeadLetter, dead_letter_decoder
+from schemas.events import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class LetterFollower:
 
     def _add(self, value: bytes, partition: int, offset: int) -> None:
         try:
-            letter = dead_letter_decoder.decode(value)
+            letter = decode_dead_letter(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
             log.warning(
                 "dead-letter follower: %s/%d/%d is no dead letter", self.topic, partition, offset

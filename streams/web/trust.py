@@ -139,6 +139,10 @@ def _entry(text: str) -> TrustedEntry:
     return TrustedEntry(scheme, name=name, subdomains=subdomains, port=port)
 
 
+RECOVERING = "recovering: the table's partitions are being assigned or restored"
+"""Why a routed table request is refused while the worker's tables are not served yet."""
+
+
 def trusted_router(trust: WorkerTrust) -> type[Router]:
     """Faust's router (``Router=``), forwarding a routed web request (``@app.table_route``,
     Faust's ``/table`` views) only to a worker whose URL ``trust`` lets through; to any other
@@ -148,8 +152,11 @@ def trusted_router(trust: WorkerTrust) -> type[Router]:
         async def route_req(self, table_name: str, key: Any, web: Any, request: Any) -> Any:
             try:
                 destination = self.key_store(table_name, key)
-            except KeyError as exc:
-                raise ServiceUnavailable() from exc
+            except (KeyError, TypeError) as exc:
+                # KeyError: no worker owns the key's partition yet; TypeError: aiokafka has no
+                # metadata of the changelog yet (a worker starting). Either way the table is
+                # not served yet: 503 like the views' own "recovering", never a 500.
+                raise ServiceUnavailable(RECOVERING) from exc
             self._check(str(destination))
             return await super().route_req(table_name, key, web, request)
 

@@ -11,8 +11,9 @@ import redis.asyncio as aioredis
 
 from connectors.redis.keys import RedisKeys
 from schemas.avro_codec import decode, parsed_schema
+from schemas.contract_wire import decode_status
 from schemas.settings import Settings
-from schemas.status import StatusChange, decode_status_change
+from schemas.status import StatusChange
 from tests.integration.kafka_tools import read_to_end
 
 
@@ -51,9 +52,40 @@ def transitions(settings: Settings) -> dict[str, list[StatusChange]]:
     """Every record now on the device-status topic, per device, in order."""
     by_device: dict[str, list[StatusChange]] = defaultdict(list)
     for value in read_to_end(settings.kafka.bootstrap_servers, settings.topics.device_status):
-        change = decode_status_change(value)
+        change = decode_status(value)
         by_device[change.device_id].append(change)
     return by_device
+
+
+def transition_problems(changes: list[StatusChange]) -> list[str]:
+    """What breaks the status topic's promise in one device's transitions, in published order.
+
+    Delivery is at-least-once, so the promise is per device: every new ``seq`` is the last one
+    plus 1 (no gap, no reorder), odd ones online and even ones offline; a ``seq`` published
+    again is the same transition (``online``, ``reason``, ``timeout_s``), so consumers keep one
+    per ``(device_id, seq)``. A republished transition carries the redo's ``changed_at`` and
+    ``last_seen`` (the worker's clock when it decided again), which is why those two are not
+    compared."""
+    problems: list[str] = []
+    first: dict[int, StatusChange] = {}
+    last = 0
+    for index, change in enumerate(changes):
+        seen = first.get(change.seq)
+        if seen is not None:
+            if _meaning(seen) != _meaning(change):
+                problems.append(f"#{index}: seq {change.seq} is {change}, and was {seen}")
+            continue
+        if change.seq != last + 1:
+            problems.append(f"#{index}: seq {change.seq} follows seq {last}")
+        if change.online != (change.seq % 2 == 1):
+            problems.append(f"#{index}: seq {change.seq} with online={change.online}")
+        first[change.seq] = change
+        last = max(last, change.seq)
+    return problems
+
+
+def _meaning(change: StatusChange) -> tuple[object, ...]:
+    return (change.device_id, change.seq, change.online, change.reason, change.timeout_s)
 
 
 def curated_records(settings: Settings, devices: list[str]) -> list[dict[str, Any]]:

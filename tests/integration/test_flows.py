@@ -24,8 +24,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.kafka.admin import TopicSpec, delete_topics, ensure_topics
-from schemas.events import decode_dead_letter
-from schemas.flows import AlertEvent, decode_alert_event
+from schemas.contract_wire import decode_alert, decode_dead_letter
+from schemas.flows import AlertEvent
 from schemas.settings import Settings
 from streams.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from tests.clock import base_time
@@ -71,7 +71,7 @@ def gas(device_id: str, ppm: float, second: int) -> dict[str, Any]:
 
 def alert_events(settings: Settings, device_id: str) -> list[AlertEvent]:
     values = read_to_end(settings.kafka.bootstrap_servers, settings.topics.alerts)
-    events = [decode_alert_event(value) for value in values]
+    events = [decode_alert(value) for value in values]
     return [event for event in events if event.device_id == device_id]
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from schemas.events import decode_dead_letter
+from schemas.contract_wire import decode_dead_letter
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import ADMIN

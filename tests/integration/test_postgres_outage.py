@@ -16,7 +16,7 @@ import pytest
 from agents import postgres_sink
 from agents.sink_group import group_id
 from cli.stack import manager
-from schemas.events import decode_dead_letter
+from schemas.contract_wire import decode_dead_letter
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import asyncpg
 
+from schemas.contract_wire import decode_dead_letter
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
@@ -142,11 +142,11 @@ async def test_invalid_raw_events_become_dead_letters_with_reason_and_original_b
         [(device.encode(), not_json), (device.encode(), bad_payload)],
     )
 
-    letters = [json.loads(v) for v in read_all(bootstrap, pipeline.topics.deadletter, 2)]
+    letters = [decode_dead_letter(v) for v in read_all(bootstrap, pipeline.topics.deadletter, 2)]
     assert len(letters) == 2, worker.log_tail()
-    by_original = {base64.b64decode(letter["original"]): letter for letter in letters}
+    by_original = {letter.original: letter for letter in letters}
     assert set(by_original) == {not_json, bad_payload}
-    assert all(letter["stage"] == "validate" for letter in letters)
-    assert "sensors.ld2410.presence" in by_original[bad_payload]["reason"]
-    assert by_original[not_json]["reason"]
+    assert all(letter.stage == "validate" for letter in letters)
+    assert "sensors.ld2410.presence" in by_original[bad_payload].reason
+    assert by_original[not_json].reason
     assert end_offsets(bootstrap, pipeline.topics.readings, pipeline.kafka.partitions) == 0

@@ -33,6 +33,7 @@ from connectors.mqtt.front.ingest import (
 from connectors.mqtt.front.metrics import FrontMetrics
 from connectors.mqtt.messages import TopicMatcher
 from connectors.prometheus import UNAUTHORIZED_DETAIL, render, scrape_allowed
+from connectors.schema_registry import install_contracts
 from schemas.settings import MqttFrontSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def anonymous_publishers(settings: Settings, limiter: Limiter | None) -> Anonymo
 async def serve(settings: Settings, stop: asyncio.Event, limiter: Limiter | None = None) -> None:
     """Serve devices until ``stop`` is set; ``limiter`` charges seed 002's anonymous
     publishers (without one they are not served)."""
+    await asyncio.to_thread(install_contracts, settings)  # dead letters in their topic's format
     front_settings = settings.mqtt_front
     client_id = f"fleetstream-mqtt-front-{front_settings.port}"
     producer = EventProducer(edge_producer_config(settings, client_id))

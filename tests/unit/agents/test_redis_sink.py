@@ -11,6 +11,8 @@ from agents.curated import Turns
 from agents.redis_sink import merge, sink_group
 from agents.sink_group import SinkGroup, SinkMessage, next_offsets
 from connectors.redis.status import status_from_hash
+from schemas.avro_codec import AvroEncoder
+from schemas.contract_wire import WIRE, encode_status
 from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated
 from schemas.settings import RedisSettings, Settings
@@ -163,3 +165,18 @@ async def test_a_device_s_fields_are_its_sensors_values_as_the_curated_reading_e
         "v:pir.motion_detected": True,
     }
     assert all(isinstance(value, bytes) for value in fields.values())
+
+
+async def test_an_avro_status_record_is_applied_and_published_as_its_json() -> None:
+    """Pub/sub subscribers get the StatusChange JSON whatever the topic's format."""
+    change = status_change("esp32-a", 3, NOW)
+    WIRE.install({"device-status": AvroEncoder("device-status", 21)}, None)
+    try:
+        value = encode_status(change)
+    finally:
+        WIRE.reset()
+    assert value[:1] == b"\x00"
+    batch, letters = await merge(
+        [message("status", value)], readings_topic="curated", deadletter_topic="dead", now=NOW
+    )
+    assert batch.changes == [(change, encode(change))] and not letters.by_topic

@@ -50,7 +50,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 import msgspec
@@ -135,29 +135,33 @@ class StatusTracker:
         timeout_s = self.timeout_for(device_id)
         if state.online or (now - state.last_seen).total_seconds() >= timeout_s:
             return state, None  # already online, or only old readings: no transition
-        return state, self._transition(state, now, online=True, timeout_s=timeout_s)
+        at = first.received_at  # the first reading after the silence: the same on every replay
+        return state, self._transition(state, at, at, online=True, timeout_s=timeout_s)
 
     def expire(self, state: DeviceState, now: datetime) -> StatusChange | None:
         """The offline transition of a device silent for its timeout (``state`` updated)."""
         timeout_s = self.timeout_for(state.device_id)
         if not state.online or (now - state.last_seen).total_seconds() < timeout_s:
             return None
-        return self._transition(state, now, online=False, timeout_s=timeout_s)
+        overdue = state.last_seen + timedelta(seconds=timeout_s)
+        return self._transition(state, overdue, state.last_seen, online=False, timeout_s=timeout_s)
 
     @staticmethod
     def _transition(
-        state: DeviceState, now: datetime, *, online: bool, timeout_s: int
+        state: DeviceState, at: datetime, last_seen: datetime, *, online: bool, timeout_s: int
     ) -> StatusChange:
+        """The next ``seq``, stamped from the readings, not from the clock that found it: a
+        transition published again after a crash is the same record (decision 42)."""
         state.seq += 1
         state.online = online
-        state.changed_at = now
+        state.changed_at = at
         return StatusChange(
             device_id=state.device_id,
             seq=state.seq,
             online=online,
             reason="reading" if online else "timeout",
-            changed_at=now,
-            last_seen=state.last_seen,
+            changed_at=at,
+            last_seen=last_seen,
             timeout_s=timeout_s,
         )
 

@@ -62,17 +62,15 @@ def transition_problems(changes: list[StatusChange]) -> list[str]:
 
     Delivery is at-least-once, so the promise is per device: every new ``seq`` is the last one
     plus 1 (no gap, no reorder), odd ones online and even ones offline; a ``seq`` published
-    again is the same transition (``online``, ``reason``, ``timeout_s``), so consumers keep one
-    per ``(device_id, seq)``. A republished transition carries the redo's ``changed_at`` and
-    ``last_seen`` (the worker's clock when it decided again), which is why those two are not
-    compared."""
+    again is the same record, stamps included (decision 42), so consumers keep one per
+    ``(device_id, seq)``."""
     problems: list[str] = []
     first: dict[int, StatusChange] = {}
     last = 0
     for index, change in enumerate(changes):
         seen = first.get(change.seq)
         if seen is not None:
-            if _meaning(seen) != _meaning(change):
+            if seen != change:
                 problems.append(f"#{index}: seq {change.seq} is {change}, and was {seen}")
             continue
         if change.seq != last + 1:
@@ -82,10 +80,6 @@ def transition_problems(changes: list[StatusChange]) -> list[str]:
         first[change.seq] = change
         last = max(last, change.seq)
     return problems
-
-
-def _meaning(change: StatusChange) -> tuple[object, ...]:
-    return (change.device_id, change.seq, change.online, change.reason, change.timeout_s)
 
 
 def curated_records(settings: Settings, devices: list[str]) -> list[dict[str, Any]]:

@@ -28,9 +28,14 @@ def change(seq: int, *, online: bool | None = None, later_s: int = 0) -> StatusC
 
 def test_in_order_transitions_and_repeats_of_the_same_one_keep_the_promise() -> None:
     assert transition_problems([change(1), change(2), change(3)]) == []
-    # a redo after a crash: the same transitions again, stamped by the redo's clock
-    repeated = [change(1), change(2), change(1, later_s=5), change(2, later_s=5), change(3)]
+    # a redo after a crash: the same transitions again, the same records
+    repeated = [change(1), change(2), change(1), change(2), change(3)]
     assert transition_problems(repeated) == []
+
+
+def test_a_repeat_stamped_differently_fails() -> None:
+    (problem,) = transition_problems([change(1), change(1, later_s=5)])
+    assert problem.startswith("#1: seq 1 is")
 
 
 def test_a_gap_fails() -> None:

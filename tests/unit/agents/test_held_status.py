@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from agents.curated import Batch, Turns, read_batch_yielding
+from agents.curated import Batch, Item, Turns, read_batch_yielding
 from agents.held_rows import HeldRows, slot_of
 from agents.rollups import Rollups
 from agents.sink_group import SinkMessage
-from agents.status import DeviceStatus
+from agents.status import DeviceStatus, StatusTracker
 from schemas.envelopes import curated_envelope
 from schemas.events import encode_curated
 from schemas.settings import Settings
@@ -155,3 +155,27 @@ async def test_a_tick_writes_the_held_rows_of_its_slot_before_it_acks() -> None:
     assert order[:-1] == [f"held {t % 5}" for t in range(1, 6)]
     await rollups.tick(everything=True)
     assert order[-1] == "held None"
+
+
+def test_transitions_are_stamped_from_the_readings_so_a_redo_publishes_the_same_records() -> None:
+    """A crash before the row is written makes a later run decide the same transition again,
+    with another clock: its record must not differ (consumers dedupe on (device_id, seq))."""
+
+    def item(received_s: int) -> Item:
+        at = NOW + timedelta(seconds=received_s)
+        return Item(f"e{received_s}", DEVICE, at, at, {})
+
+    tracker = StatusTracker(default_timeout_s=60)
+    records = []
+    for clock_s in (10, 40):  # the first run, and the redo 30 s later
+        _, online = tracker.apply(
+            None, DEVICE, [item(1), item(5)], NOW + timedelta(seconds=clock_s)
+        )
+        assert online is not None
+        state, _ = tracker.apply(None, DEVICE, [item(1), item(5)], NOW)
+        offline = tracker.expire(state, NOW + timedelta(seconds=clock_s + 100))
+        records.append((online, offline))
+    assert records[0] == records[1]
+    online, offline = records[0]
+    assert online.changed_at == online.last_seen == NOW + timedelta(seconds=1)
+    assert offline is not None and offline.changed_at == NOW + timedelta(seconds=65)

@@ -85,6 +85,9 @@ def api() -> None:
         log_config=log_config(settings.log_level),  # JSON lines with the request id
         access_log=False,  # the API logs each request itself (api/observability.py)
         proxy_headers=False,  # the client is the TCP peer (FLEET_COMPAT__TRUSTED_NETWORKS)
+        # HTTPS when given a certificate (docs/security.md); None keeps plain HTTP.
+        ssl_certfile=settings.api.tls_certfile or None,
+        ssl_keyfile=settings.api.tls_keyfile or None,
     )
 
 

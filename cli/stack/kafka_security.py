@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from cli.stack.certs import Pki
 from connectors.kafka.security import security_config
 from schemas.settings import KafkaSettings, Settings
+from streams.topology import topic_specs
 
 ADMIN: Final = "admin"
 PRINCIPALS: Final[tuple[str, ...]] = (ADMIN, "api", "worker", "bridge", "analytics")
@@ -128,12 +129,20 @@ _LITERAL, _PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
 _READ = (AclOperation.READ, AclOperation.DESCRIBE)
 _WRITE = (AclOperation.WRITE, AclOperation.DESCRIBE)
 _Grant = tuple[ResourceType, str, ResourcePatternType, AclOperation]
+#: Our readers that are only assigned partitions still name a throwaway group
+#: (``fleetstream-<purpose>-<uuid>``: registry caches, the live feed, tools), which librdkafka
+#: looks up; DESCRIBE on that prefix lets it, and joins no group of the worker's.
+_READER_GROUPS: Final[list[_Grant]] = [
+    (ResourceType.GROUP, "fleetstream-", ResourcePatternType.PREFIXED, AclOperation.DESCRIBE),
+    (ResourceType.GROUP, "fleetstream-", ResourcePatternType.PREFIXED, AclOperation.READ),
+]
 
 
 def acl_bindings(settings: Settings) -> list[AclBinding]:
     """What each principal but the super user may do (nothing else is allowed)."""
     t, app = settings.topics, settings.worker.app_id
     registries = (t.devices, t.flows)
+    project = tuple(spec.name for spec in topic_specs(settings))
     worker_writes = (t.curated, t.readings, t.readings_1m, t.deadletter, t.alerts)
     grants: dict[str, list[_Grant]] = {
         # Ingest and media events; the admin API publishes registry changes and reads them
@@ -141,16 +150,20 @@ def acl_bindings(settings: Settings) -> list[AclBinding]:
         "api": [
             *_topics((t.raw, t.media, *registries), _WRITE),
             *_topics((*registries, t.curated, t.device_status), _READ),
+            *_READER_GROUPS,
         ],
         # Only the worker writes its changelogs (the app id's prefix) and joins its groups.
         "worker": [
-            *_topics((t.raw, t.curated, *registries, t.crashes, t.deadletter, t.media), _READ),
+            # It reads every project topic (sinks, alerts, the operator views) ...
+            *_topics(project, (*_READ, AclOperation.DESCRIBE_CONFIGS)),
+            # ... and writes all but the edges' (raw, media) and the registries.
             *_topics((*worker_writes, t.device_status, t.crashes), _WRITE),
             (_TOPIC, f"{app}-", _PREFIXED, AclOperation.ALL),
             (_GROUP, app, _PREFIXED, AclOperation.ALL),
             (ResourceType.TRANSACTIONAL_ID, app, _PREFIXED, AclOperation.ALL),
+            *_READER_GROUPS,
         ],
-        "bridge": [*_topics((t.raw,), _WRITE), *_topics(registries, _READ)],
+        "bridge": [*_topics((t.raw,), _WRITE), *_topics(registries, _READ), *_READER_GROUPS],
         "analytics": [
             *_topics((t.readings, t.readings_1m, t.alerts), _READ),
             (_GROUP, "analytics", _PREFIXED, AclOperation.READ),

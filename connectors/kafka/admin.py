@@ -20,6 +20,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from connectors.kafka.errors import KafkaUnavailable, TopicMismatch
 from connectors.kafka.security import client_config
+from schemas.settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,11 @@ class TopicSpec:
 
 
 def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec],
+    timeout_s: float = 30.0,
+    *,
+    kafka: KafkaSettings | None = None,
 ) -> list[str]:
     """Create the missing topics and wait until they are served; return the names created.
 
@@ -39,9 +44,10 @@ def ensure_topics(
     with the 1 MiB default would refuse every large dead letter forever). One with fewer
     partitions than its spec raises :class:`TopicMismatch`: adding partitions moves keys to other
     partitions, which breaks per-device ordering, so that is an operator's decision, not a side
-    effect of startup.
+    effect of startup. ``kafka``: whose security settings to connect with (default: this
+    process's).
     """
-    admin = AdminClient(client_config(bootstrap_servers))
+    admin = AdminClient(client_config(bootstrap_servers, kafka))
     existing = _partition_counts(admin, timeout_s)
     wanted = list(specs)
     for spec in wanted:
@@ -69,7 +75,7 @@ def ensure_topics(
                 raise KafkaUnavailable(f"could not create topic {name}: {exc}") from exc
         else:
             created.append(name)
-    _wait_until_serving(bootstrap_servers, missing, timeout_s)
+    _wait_until_serving(bootstrap_servers, missing, timeout_s, kafka)
     return sorted(created)
 
 
@@ -120,13 +126,15 @@ def delete_app_topics(bootstrap_servers: str, app_id: str, timeout_s: float = 30
     return sorted(names)
 
 
-def _wait_until_serving(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float) -> None:
+def _wait_until_serving(
+    bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float, kafka: KafkaSettings | None
+) -> None:
     """Wait until the leader of every partition of the new topics answers an offsets request.
 
     Metadata lists a leader a moment before that broker serves the partition; until then
     producers and offset look-ups get NOT_LEADER_FOR_PARTITION.
     """
-    probe = Consumer(client_config(bootstrap_servers, **{"group.id": "fleetstream-admin"}))
+    probe = Consumer(client_config(bootstrap_servers, kafka, **{"group.id": "fleetstream-admin"}))
     deadline = time.monotonic() + timeout_s
     pending = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
     try:

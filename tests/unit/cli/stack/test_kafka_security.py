@@ -105,6 +105,10 @@ def test_acls_give_each_principal_only_what_it_needs(tmp_path: Path) -> None:
     assert not _can(bindings, "analytics", read, topics.raw)
     assert not _can(bindings, "analytics", write, topics.raw)
     # Nobody but the worker writes a changelog; the super user needs no ACL.
-    writers = {b.principal for b in bindings if b.name.startswith(f"{app}-")}
+    writers = {
+        b.principal
+        for b in bindings
+        if b.restype == ResourceType.TOPIC and b.name.startswith(f"{app}-")
+    }
     assert writers == {"User:worker"}
     assert not [b for b in bindings if b.principal == "User:admin"]

@@ -9,8 +9,8 @@ from faust.auth import SASLCredentials
 from pydantic import SecretStr
 
 from cli.stack.certs import Pki
-from schemas.settings import KafkaSettings
-from streams.app import broker_credentials
+from schemas.settings import KafkaSettings, WorkerSettings
+from streams.app import broker_credentials, web_ssl_context
 
 
 def test_plain_mode_has_no_credentials() -> None:
@@ -36,3 +36,15 @@ def test_sasl_ssl_gives_scram_credentials_and_a_verifying_context(tmp_path: Path
     assert context is not None
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
+
+
+def test_the_web_server_serves_https_only_with_a_certificate(tmp_path: Path) -> None:
+    pki = Pki.of_home(tmp_path)
+    pki.ensure(lambda _line: None, names=("worker",))
+    assert web_ssl_context(WorkerSettings()) is None
+    worker = WorkerSettings(
+        web_tls_certfile=str(pki.cert("worker")), web_tls_keyfile=str(pki.key("worker"))
+    )
+    context = web_ssl_context(worker)
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_NONE  # a server: browsers show no certificate

@@ -7,6 +7,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from cli.stack.certs import SERVERS, Pki
 
 
@@ -78,3 +80,25 @@ def test_rotate_with_a_new_ca_invalidates_the_old_one(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode != 0
+
+
+def test_the_rotate_command_issues_new_certificates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.stack_commands import stack_app
+    from schemas.settings import get_settings
+
+    pki = Pki.of_home(tmp_path)
+    pki.ensure(lambda _line: None)
+    old = pki.cert("api").read_bytes()
+    monkeypatch.setenv("FLEET_STACK__HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(stack_app, ["certs", "rotate"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "new certificates for kafka, api, worker, mqtt-front" in result.output
+    assert pki.cert("api").read_bytes() != old

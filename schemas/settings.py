@@ -289,6 +289,12 @@ class MqttFrontSettings(_Section):
         default="", description="PEM certificate (chain) of the TLS listener; with tls_keyfile"
     )
     tls_keyfile: str = Field(default="", description="PEM private key of tls_certfile")
+    tls_client_cafile: str = Field(
+        default="",
+        description="PEM CA of device certificates: on the TLS listener a device may then "
+        "show one (CN = its device id) instead of a token, accepted while the registry has "
+        "the device enabled",
+    )
     health_port: int = Field(default=9105, description="/health and /metrics of the front")
     receive_maximum: int = Field(
         default=64, ge=1, le=65535, description="QoS 1 publishes in flight per connection"

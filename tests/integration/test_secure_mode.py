@@ -22,6 +22,7 @@ from confluent_kafka.cimpl import NewTopic
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
+from cli.stack.certs import Pki
 from cli.stack.kafka_security import principal_kafka
 from connectors.kafka.security import client_config
 from connectors.schema_registry import client_for
@@ -29,7 +30,7 @@ from schemas.avro_codec import decode, framed_schema_id
 from schemas.settings import Settings
 from tests import clock
 from tests.factories import device_ids, reading
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import ADMIN, ADMIN_DEVICES, Fleet
 from tests.integration.mqtt_tools import FrontDevice, once_admitted
 from tests.integration.processes import ApiProcess, FrontProcess, ServiceProcess, WorkerProcess
 from tests.integration.secure_tools import (
@@ -48,6 +49,7 @@ pytestmark = pytest.mark.secure
 
 TOPIC = "neurobuild/sensors/{}/data"
 DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
+NOT_AUTHORIZED = 0x87  # MQTT 5 CONNACK: a disabled device
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +120,41 @@ async def test_https_and_mqtt_over_tls_reach_postgres_and_the_analytics_reader(
             process.stop()
 
 
+async def test_a_device_certificate_stands_for_its_token_until_the_device_is_disabled(
+    secure: Settings, tmp_path: Path
+) -> None:
+    (device,) = device_ids(1, "cert")
+    pki = Pki.of_home(secure.stack.home)
+    pki.issue(device)  # CN = the device id, signed by the stack's CA
+    api = _api(secure, tmp_path)
+    front = _front(secure, tmp_path, client_ca=str(pki.ca_cert))
+    for process in (api, front):
+        process.start()
+    try:
+        async with _https_client(api, secure) as client:
+            await _wait_ready(client, "/health/ready", api)
+            fleet = Fleet(client)
+            await fleet.enroll([device])
+            await _publish_with_certificate(front, device, pki)
+            disabled = await client.patch(
+                f"{ADMIN_DEVICES}/{device}", json={"is_enabled": False}, headers=ADMIN
+            )
+            assert disabled.status_code == 200, disabled.text
+
+            async def revoked() -> bool:
+                attempt = _CertDevice(front.settings, device, pki)
+                try:
+                    answer = await asyncio.to_thread(attempt.connect)
+                finally:
+                    attempt.close()
+                return answer is not None and answer.value == NOT_AUTHORIZED
+
+            await wait_until(revoked, timeout_s=30, what="the certificate refused once disabled")
+    finally:
+        for process in (api, front):
+            process.stop()
+
+
 # -- the hops ---------------------------------------------------------------------------------
 
 
@@ -142,7 +179,7 @@ def _api(secure: Settings, tmp_path: Path) -> _Api:
     return _Api(settings.model_copy(update={"api": api}), tmp_path / "api.log")
 
 
-def _front(secure: Settings, tmp_path: Path) -> _Front:
+def _front(secure: Settings, tmp_path: Path, client_ca: str = "") -> _Front:
     cert, key = with_certificate(secure, "mqtt-front")
     settings = as_principal(secure, "bridge")
     front = settings.mqtt_front.model_copy(
@@ -153,6 +190,7 @@ def _front(secure: Settings, tmp_path: Path) -> _Front:
             "health_port": free_port(),
             "tls_certfile": cert,
             "tls_keyfile": key,
+            "tls_client_cafile": client_ca,
         }
     )
     return _Front(settings.model_copy(update={"mqtt_front": front}), tmp_path / "front.log")
@@ -223,6 +261,31 @@ async def _publish_over_tls(front: _Front, fleet: Fleet, device: str) -> str:
     finally:
         client.close()
     return event_id
+
+
+class _CertDevice(_TlsDevice):
+    """A device that shows its certificate instead of a token (no username, no password)."""
+
+    def __init__(self, settings: Settings, device: str, pki: Pki) -> None:
+        context = ssl.create_default_context(cafile=str(pki.ca_cert))
+        context.load_cert_chain(pki.cert(device), pki.key(device))
+        super().__init__(settings, device, "", context)
+        self.client.username_pw_set(None, None)
+
+
+async def _publish_with_certificate(front: _Front, device: str, pki: Pki) -> None:
+    health = f"http://127.0.0.1:{front.settings.mqtt_front.health_port}/health"
+    async with httpx.AsyncClient() as http:
+        await _wait_ready(http, health, front)
+    client = await once_admitted(
+        lambda: _CertDevice(front.settings, device, pki), f"{device} with its certificate"
+    )
+    try:
+        body = reading(device) | {"timestamp": clock.now().isoformat()}
+        payload = json.dumps(body).encode()
+        assert await asyncio.to_thread(client.publish, TOPIC.format(device), payload) == 0
+    finally:
+        client.close()
 
 
 async def _wait_rows(db: asyncpg.Connection, events: dict[str, str], worker: WorkerProcess) -> None:

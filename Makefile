@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-slow test-cluster screenshots lint tools unit integration soak setup venv stack-down bench clean
+.PHONY: run test test-slow test-secure test-cluster screenshots lint tools unit integration soak setup venv stack-down bench clean
 
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
@@ -14,11 +14,15 @@ test: venv lint tools  ## set up everything, then lint, unit (today and 400 days
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/unit -q
 	$(RUN) python -m tests.future
-	$(RUN) pytest tests/integration -q -m "not slow and not cluster"
+	$(RUN) pytest tests/integration -q -m "not slow and not cluster and not secure"
 
 test-slow: venv  ## the fleet-size tests (minutes each); CI runs them after `make test`
 	$(RUN) fleetstream setup
-	$(RUN) pytest tests/integration -q -m "slow and not cluster"
+	$(RUN) pytest tests/integration -q -m "slow and not cluster and not secure"
+
+test-secure: venv  ## secure mode end to end on a broker of its own (TLS, SASL, ACLs; ~3 min); CI runs it after test-slow
+	$(RUN) fleetstream setup
+	$(RUN) pytest tests/integration -q -m secure
 
 test-cluster: venv  ## three brokers killed under load (~4 min); not in CI until its worker stall is fixed
 	$(RUN) fleetstream setup
@@ -44,7 +48,7 @@ unit: venv tools
 
 integration: venv
 	$(RUN) fleetstream setup
-	$(RUN) pytest tests/integration -q -m "not slow and not cluster"
+	$(RUN) pytest tests/integration -q -m "not slow and not cluster and not secure"
 
 soak: venv  ## the hostile fleet for 15 minutes, the MQTT front with 1,000 registrations
 	$(RUN) fleetstream setup

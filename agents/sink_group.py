@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from agents.isolation import isolate, partition_poison
 from connectors.kafka.producer import Record
+from connectors.kafka.security import client_config
 from schemas.contract_wire import encode_dead_letter
 from schemas.events import DeadLetter
 from schemas.settings import Settings
@@ -95,7 +96,7 @@ def group_id(settings: Settings, name: str) -> str:
 def consumer_config(settings: Settings, name: str) -> dict[str, Any]:
     kafka = settings.kafka
     return {
-        "bootstrap.servers": kafka.bootstrap_servers,
+        **client_config(kafka.bootstrap_servers, kafka),
         "group.id": group_id(settings, name),
         "client.id": f"{settings.worker.app_id}-{name}",
         "enable.auto.commit": True,

@@ -19,6 +19,7 @@ from api.devices import registry_resources
 from api.dry_runs import DryRunner
 from api.edge import Edge
 from api.flows import flow_resources
+from api.hsts import StrictTransportSecurity
 from api.live import LiveFeed
 from api.media.resources import media_resources
 from api.metrics import ApiMetrics
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         max_in_flight=settings.api.max_concurrent_requests,
         retry_after_s=settings.api.retry_after_s,
     )
+    if settings.api.tls_certfile:  # outermost: every answer over HTTPS carries it
+        app.add_middleware(StrictTransportSecurity, max_age_s=settings.api.hsts_max_age_s)
     app.include_router(readings.router)
     app.include_router(seeds.router)
     app.include_router(health.router)

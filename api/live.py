@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from connectors.kafka.security import client_config
 from schemas.contract_wire import decode_status
 from schemas.envelopes import decode_curated_items
 from schemas.errors import ValidationFailure
@@ -260,7 +261,7 @@ class LiveFeed:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self._bootstrap,
+                **client_config(self._bootstrap),
                 "group.id": f"fleetstream-live-{uuid.uuid4()}",  # never joins: assigned only
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,

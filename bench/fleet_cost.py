@@ -51,6 +51,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from bench.data import new_fleet
 from bench.fleet_sim import PHASES, FleetSim, registered
+from connectors.kafka.security import client_config
 from connectors.redis.keys import RedisKeys
 from connectors.redis.writer import RedisWriter
 from schemas.settings import Settings, get_settings
@@ -197,7 +198,7 @@ _kept: list[object] = []
 @contextmanager
 def scratch_topic(settings: Settings) -> Iterator[tuple[Producer, str]]:
     """A producer with the worker's settings and a topic it writes every output to."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient(client_config(settings.kafka.bootstrap_servers, settings.kafka))
     topic = f"bench.fleet-cost.{uuid.uuid4().hex[:10]}"
     admin.create_topics([NewTopic(topic, settings.kafka.partitions, 1)])[topic].result(30)
     try:

@@ -41,6 +41,7 @@ from agents.redis_sink import _reader as redis_reader
 from bench.avro_encode import curated_mix
 from bench.data import encoded_items, group_envelopes, new_fleet, readings
 from bench.stats import Result
+from connectors.kafka.security import client_config
 from schemas.avro_codec import AvroEncoder
 from schemas.envelopes import curated_envelope, decode_raw_record, raw_envelope
 from schemas.events import CuratedReading, encode_curated
@@ -101,7 +102,7 @@ def each(call: Callable[[Any], object], values: Sequence[Any]) -> Callable[[], N
 @contextmanager
 def scratch_topic(settings: Settings) -> Iterator[str]:
     """A topic for the produce step (the broker does not create topics on its own)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient(client_config(settings.kafka.bootstrap_servers, settings.kafka))
     topic = f"bench.floor.{uuid.uuid4().hex[:10]}"
     admin.create_topics([NewTopic(topic, settings.kafka.partitions, 1)])[topic].result(30)
     try:

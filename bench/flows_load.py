@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka.registry import RegistryPublisher
+from connectors.kafka.security import client_config
 from schemas.flows import FlowDocument, decode_definition, encode
 from schemas.settings import Settings
 from streams.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
@@ -78,7 +79,9 @@ def wait_committed(settings: Settings, timeout_s: float) -> float | None:
     """When (epoch s) the worker group had committed ``fleet.curated.v1`` to its end."""
     topic = settings.topics.curated
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": settings.worker.app_id}
+        client_config(
+            settings.kafka.bootstrap_servers, settings.kafka, **{"group.id": settings.worker.app_id}
+        )
     )
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)

@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.data import Envelope
 from connectors.kafka.partitioner import partition_for
+from connectors.kafka.security import client_config
 from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, raw_envelope
 
 Progress = Callable[[str], None]
@@ -18,7 +19,7 @@ _HEADERS = [(FORMAT_HEADER, RAW_FORMAT.encode())]
 def fast_producer(bootstrap: str) -> Producer:
     """An idempotent acks=all producer tuned for bulk loading (as the edge's, lz4)."""
     config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 20,
@@ -113,7 +114,7 @@ class Watermarks:
 
     def __init__(self, bootstrap: str) -> None:
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": "fleet-bench-watermarks"}
+            client_config(bootstrap, **{"group.id": "fleet-bench-watermarks"})
         )
         self._partitions: dict[str, list[int]] = {}
 

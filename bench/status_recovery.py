@@ -22,6 +22,7 @@ from bench.context import fresh_topics
 from bench.procs import bench_settings, services
 from connectors.kafka.admin import TopicSpec, ensure_topics
 from connectors.kafka.partitioner import partition_for
+from connectors.kafka.security import client_config
 from schemas.settings import Settings, get_settings
 from schemas.status import DeviceState, encode
 
@@ -53,7 +54,7 @@ def _fill(settings: Settings, topic: str, count: int) -> None:
         topic, kafka.partitions, kafka.replication_factor, {"cleanup.policy": "compact"}
     )
     ensure_topics(kafka.bootstrap_servers, [spec])
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 20})
+    producer = Producer(client_config(kafka.bootstrap_servers, kafka, **{"linger.ms": 20}))
     for state in _states(count):
         key = state.device_id.encode()
         producer.produce(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import runner
+from cli import runner, secure_mode
 from cli.bench_commands import bench_app
 from cli.config_docs import docs_app
 from cli.contracts_commands import register as register_contracts_commands
@@ -58,17 +58,18 @@ app.command("simulate")(simulate)
 @app.command()
 def run() -> None:
     """Set everything up, then run the API and the worker until Ctrl-C."""
-    settings = get_settings()
+    plain = get_settings()
     with runner.operator_errors():
+        settings = secure_mode.as_admin(plain)  # FLEET_STACK__SECURE: the CLI is the super user
         runner.prepare(settings)
-    raise typer.Exit(runner.run_services(settings))
+    raise typer.Exit(runner.run_services(plain))
 
 
 @app.command()
 def setup() -> None:
     """Start the local stack, apply migrations and create topics, then exit."""
     with runner.operator_errors():
-        runner.prepare(get_settings())
+        runner.prepare(secure_mode.as_admin(get_settings()))
 
 
 @app.command()
@@ -89,6 +90,9 @@ def api() -> None:
         log_config=log_config(settings.log_level),  # JSON lines with the request id
         access_log=False,  # the API logs each request itself (api/observability.py)
         proxy_headers=False,  # the client is the TCP peer (FLEET_COMPAT__TRUSTED_NETWORKS)
+        # HTTPS when given a certificate (docs/security.md); None keeps plain HTTP.
+        ssl_certfile=settings.api.tls_certfile or None,
+        ssl_keyfile=settings.api.tls_keyfile or None,
     )
 
 

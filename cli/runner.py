@@ -6,8 +6,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+from cli import secure_mode
 
 # operator_errors is re-exported: the other command modules and cli.main import it from here.
 from cli.console import operator_errors as operator_errors
@@ -102,7 +104,7 @@ def run_services(settings: Settings) -> int:
     # action, this process would die at once and leave its children running.
     signal.signal(signal.SIGTERM, _terminated)
     commands = {name: [sys.executable, "-m", "cli.main", name] for name in SERVICES}
-    supervisor = Supervisor(commands, spawn=_spawn, say=say)
+    supervisor = Supervisor(commands, spawn=_spawner(settings), say=say)
     try:
         supervisor.start()
         _announce(settings)
@@ -119,15 +121,22 @@ def run_services(settings: Settings) -> int:
     return 1 if failed else 0
 
 
-def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv)  # noqa: S603 - our own CLI, fixed arguments
+def _spawner(settings: Settings) -> Callable[[Sequence[str]], subprocess.Popen[bytes]]:
+    """Starts a child (its command is the last argument) with its own principal and
+    certificate in secure mode (``cli.secure_mode``), else with our environment."""
+
+    def spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        env = secure_mode.child_env(settings, argv[-1])
+        return subprocess.Popen(argv, env=env)  # noqa: S603 - our own CLI, fixed arguments
+
+    return spawn
 
 
 def _announce(settings: Settings) -> None:
-    api = settings.api
-    say(f"API        http://{api.host}:{api.port}  (docs: /docs, health: /health/ready)")
+    api, scheme = settings.api, "https" if secure_mode.applies(settings) else "http"
+    say(f"API        {scheme}://{api.host}:{api.port}  (docs: /docs, health: /health/ready)")
     if settings.worker.web_enabled:
-        web = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+        web = f"{scheme}://{settings.worker.web_host}:{settings.worker.web_port}"
         say(f"operator   {web}/ops/  (admin token; Prometheus: {web}/metrics)")
     front, mqtt = settings.mqtt_front, settings.mqtt
     say(f"MQTT       mqtt://{front.host}:{front.port}  topics {mqtt.topics} (device_id + token)")

@@ -9,9 +9,12 @@ from typing import Annotated
 import typer
 
 from cli.stack import manager
+from cli.stack.certs import Pki
 from schemas.settings import get_settings
 
 stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Postgres, Redis, Mosquitto.")
+certs_app = typer.Typer(no_args_is_help=True, help="The secure mode's local CA and certificates.")
+stack_app.add_typer(certs_app, name="certs")
 
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="kafka, postgres, redis, mosquitto (default: all)")
@@ -65,3 +68,16 @@ def logs(
     """The last lines of a service's log."""
     with _clear_errors():
         typer.echo(manager.tail(get_settings(), service, lines))
+
+
+@certs_app.command()
+def rotate(
+    new_ca: Annotated[
+        bool, typer.Option("--ca", help="also a new CA (every client must get the new ca.pem)")
+    ] = False,
+) -> None:
+    """New server certificates (same CA unless --ca); a restart serves the new one."""
+    with _clear_errors():
+        home = get_settings().stack.home
+        issued = Pki.of_home(home).rotate(_say, new_ca=new_ca)
+    typer.echo(f"new certificates for {', '.join(issued)} under {Pki.of_home(home).root}")

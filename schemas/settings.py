@@ -86,6 +86,38 @@ class KafkaSettings(_Section):
         description="worker consumer session: how fast a dead worker's partitions move",
     )
     heartbeat_interval_s: float = Field(default=2.0, gt=0, description="worker heartbeat")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="how every Kafka client connects (docs/security.md); SASL_SSL in secure mode",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism of the SASL_* protocols"
+    )
+    sasl_username: str = Field(default="", description="SASL user (the Kafka principal)")
+    sasl_password: SecretStr = Field(default=SecretStr(""), description="SASL password")
+    ssl_cafile: str = Field(
+        default="", description="PEM CA that signed the brokers' certificates (empty: system CAs)"
+    )
+    ssl_certfile: str = Field(
+        default="", description="PEM client certificate for mutual TLS (optional)"
+    )
+    ssl_keyfile: str = Field(default="", description="PEM private key of ssl_certfile")
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"FLEET_KAFKA__SECURITY_PROTOCOL is {self.security_protocol}: set "
+                "FLEET_KAFKA__SASL_USERNAME and FLEET_KAFKA__SASL_PASSWORD"
+            )
+        return self
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the connection to the brokers is TLS."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
 
 
 class TopicSettings(_Section):
@@ -278,6 +310,12 @@ class MqttFrontSettings(_Section):
         default="", description="PEM certificate (chain) of the TLS listener; with tls_keyfile"
     )
     tls_keyfile: str = Field(default="", description="PEM private key of tls_certfile")
+    tls_client_cafile: str = Field(
+        default="",
+        description="PEM CA of device certificates: on the TLS listener a device may then "
+        "show one (CN = its device id) instead of a token, accepted while the registry has "
+        "the device enabled",
+    )
     health_port: int = Field(default=9105, description="/health and /metrics of the front")
     receive_maximum: int = Field(
         default=64, ge=1, le=65535, description="QoS 1 publishes in flight per connection"
@@ -345,6 +383,20 @@ class RateLimit(_Section):
 class ApiSettings(_Section):
     host: str = Field(default="127.0.0.1", description="address the API binds")
     port: int = Field(default=8000, description="port the API listens on")
+    tls_certfile: str = Field(
+        default="", description="PEM certificate (chain): the API serves HTTPS (and HSTS) with it"
+    )
+    tls_keyfile: str = Field(default="", description="PEM private key of tls_certfile")
+    hsts_max_age_s: int = Field(
+        default=31_536_000, ge=0, description="Strict-Transport-Security max-age over HTTPS"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("FLEET_API__TLS_CERTFILE and FLEET_API__TLS_KEYFILE go together")
+        return self
+
     max_batch_items: int = Field(default=1000, ge=1, description="readings per request")
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="below the broker's 1 MiB message limit"
@@ -418,6 +470,10 @@ class WorkerSettings(_Section):
     web_port: int = Field(
         default=6066, description="its port (give each worker on one machine its own)"
     )
+    web_tls_certfile: str = Field(
+        default="", description="PEM certificate (chain): the web server serves HTTPS with it"
+    )
+    web_tls_keyfile: str = Field(default="", description="PEM private key of web_tls_certfile")
     trusted_urls: str = Field(
         default="http://127.0.0.1:*,http://localhost:*,http://[::1]:*",
         description="the only worker URLs sent the admin token: the operator views ask the "
@@ -742,6 +798,11 @@ class StackSettings(_Section):
         default=9093, description="KRaft controller listener of broker 1; broker n: this + 2(n-1)"
     )
     kafka_heap: str = Field(default="1g", description="-Xmx of each broker")
+    secure: bool = Field(
+        default=False,
+        description="secure mode: a local CA, Kafka on SASL_SSL (SCRAM-SHA-512) with ACLs, TLS "
+        "on the controllers (docs/security.md); its own Kafka data, apart from plain mode's",
+    )
     postgres_os_user: str = Field(
         default="fleetstream", description="unprivileged OS user that runs Postgres under root"
     )
@@ -775,6 +836,11 @@ class Settings(BaseSettings):
         description="production refuses the development secrets and unauthenticated ingest",
     )
     log_level: str = Field(default="INFO", description="log level of API, worker and bridge")
+    allow_plaintext: bool = Field(
+        default=False,
+        description="production only: allow plain-text Kafka and device MQTT (e.g. on a private "
+        "network whose links are encrypted below us); refused otherwise",
+    )
     gc_gen0_threshold: int = Field(
         default=200_000,
         ge=0,
@@ -838,6 +904,7 @@ class Settings(BaseSettings):
         ):
             raise ValueError("FLEET_BLOB__S3_SECRET_KEY is empty or the development default")
         self._check_row_bounds()
+        self._check_transport()
         return self
 
     def _check_row_bounds(self) -> None:
@@ -863,6 +930,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"FLEET_STREAM__ROLLUP_MAX_WINDOWS is {stream.rollup_max_windows}; the grace "
                 f"period and the edge's clock skew keep up to {needed} windows open"
+            )
+
+    def _check_transport(self) -> None:
+        """Production refuses clear-text hops to Kafka and from devices over MQTT."""
+        if self.environment != "production" or self.allow_plaintext:
+            return
+        if not self.kafka.encrypted:
+            raise ValueError(
+                f"FLEET_KAFKA__SECURITY_PROTOCOL is {self.kafka.security_protocol}: production "
+                "needs SSL or SASL_SSL (or FLEET_ALLOW_PLAINTEXT=true)"
+            )
+        front = self.mqtt_front
+        if front.plain:
+            raise ValueError(
+                "FLEET_MQTT_FRONT__PLAIN is true: production serves MQTT over TLS only (set "
+                "FLEET_MQTT_FRONT__TLS_CERTFILE/KEYFILE and PLAIN=false, or FLEET_ALLOW_PLAINTEXT)"
             )
 
     def _check_auth(self) -> None:

@@ -7,9 +7,14 @@ settings side by side.
 
 from __future__ import annotations
 
-import faust
+import ssl
 
-from schemas.settings import Settings
+import faust
+from faust.auth import SASLCredentials, SSLCredentials
+from faust.types.auth import CredentialsT
+
+from connectors.kafka.security import ssl_context
+from schemas.settings import KafkaSettings, Settings, WorkerSettings
 from streams.faust_compat import buffer_changelog_writes, limit_fetch_wait
 from streams.topology import DEADLETTER_MAX_BYTES
 from streams.web.trust import WorkerTrust, trusted_router
@@ -17,6 +22,36 @@ from streams.web.trust import WorkerTrust, trusted_router
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap_servers.split(",") if server]
+
+
+def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
+    """Faust's ``broker_credentials`` (aiokafka) from the security settings; None for
+    PLAINTEXT. The confluent-kafka clients take the same settings (connectors/kafka/security)."""
+    protocol = kafka.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(kafka) if kafka.encrypted else None
+    if protocol == "SSL":
+        return SSLCredentials(context)
+    return SASLCredentials(
+        username=kafka.sasl_username,
+        password=kafka.sasl_password.get_secret_value(),
+        ssl_context=context,
+        mechanism=kafka.sasl_mechanism,
+    )
+
+
+def _web_scheme(worker: WorkerSettings) -> str:
+    return "https" if worker.web_tls_certfile else "http"
+
+
+def web_ssl_context(worker: WorkerSettings) -> ssl.SSLContext | None:
+    """The web server's TLS context when it has a certificate (HTTPS), else None (HTTP)."""
+    if not worker.web_tls_certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(worker.web_tls_certfile, worker.web_tls_keyfile or None)
+    return context
 
 
 COMMIT_EVERY_DISABLED = 2**62
@@ -31,6 +66,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         worker.app_id,
         broker=broker_urls(kafka.bootstrap_servers),
+        broker_credentials=broker_credentials(kafka),
         store="memory://",
         autodiscover=False,
         datadir=str(worker.datadir),
@@ -60,6 +96,8 @@ def create_app(settings: Settings) -> faust.App:
         web_bind=worker.web_host,
         web_port=worker.web_port,
         web_host=worker.web_host,
+        web_ssl_context=web_ssl_context(worker),
+        canonical_url=f"{_web_scheme(worker)}://{worker.web_host}:{worker.web_port}",
         # Routed web requests carry the admin token: only to the workers the operator trusts.
         Router=trusted_router(WorkerTrust.parse(worker.trusted_urls)),
     )

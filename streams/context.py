@@ -135,4 +135,5 @@ def output_producer_config(settings: Settings) -> ProducerConfig:
         delivery_timeout_ms=int(kafka.producer_request_timeout_s * 1000),
         linger_ms=5,
         queue_max_messages=1_000_000,
+        kafka=kafka,
     )

@@ -25,6 +25,7 @@ import msgspec
 from confluent_kafka import Producer
 
 from connectors.kafka.range_reader import partition_ends, read_range, tool_consumer
+from connectors.kafka.security import client_config
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class CrashLedger:
         """Count one more crash for each of ``records`` (blocking, at most RECORD_TIMEOUT_S):
         called by a worker about to exit."""
         text = short_traceback(error)
-        producer = Producer({"bootstrap.servers": self.bootstrap_servers, "acks": "all"})
+        producer = Producer(client_config(self.bootstrap_servers, acks="all"))
         for record in records:
             key = ledger_key(agent, record)
             crash = Crash(agent, record.topic, record.partition, record.offset, 0, text)

@@ -25,6 +25,7 @@ from bench.baselines.rows import COLUMNS, Row, row_of
 from schemas.errors import ValidationFailure
 from schemas.events import dead_letter_for, encode_curated, encode_dead_letter
 from schemas.settings import Settings, TopicSettings, get_settings
+from streams.app import broker_credentials
 from tests.pipeline_helpers import process_raw
 
 VALIDATE_BATCH_MAX = 500
@@ -92,6 +93,7 @@ def build_app(settings: Settings) -> Any:
     app = faust.App(
         worker.app_id,
         broker=[f"kafka://{s.strip()}" for s in kafka.bootstrap_servers.split(",") if s],
+        broker_credentials=broker_credentials(kafka),
         store="memory://",
         autodiscover=False,
         datadir=str(worker.datadir),

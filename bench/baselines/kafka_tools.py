@@ -22,6 +22,7 @@ from bench.procs import BenchError
 from bench.stats import Percentiles, Result
 from cli.stack.kafka import JARS
 from cli.stack.maven import copy_dependencies
+from connectors.kafka.security import client_config
 from schemas.settings import Settings
 
 Progress = Callable[[str], None]
@@ -81,7 +82,7 @@ def run(settings: Settings, kafka_pid: int, records: int, progress: Progress) ->
     classpath = tools_classpath(settings, progress)
     bootstrap = settings.kafka.bootstrap_servers
     topic = f"bench.kafka-perf.{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     admin.create_topics([NewTopic(topic, settings.kafka.partitions, 1)])[topic].result(30)
     try:
         progress(f"Kafka ProducerPerformance: {records:,} records of {RECORD_SIZE} B…")

@@ -30,6 +30,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, insert
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from connectors.kafka.security import client_config
 from schemas.settings import get_settings
 
 IN_FLIGHT = 10
@@ -160,7 +161,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     service = Service(engine, table, redis, args.queue)
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **client_config(settings.kafka.bootstrap_servers, settings.kafka),
             "group.id": args.group,
             "auto.offset.reset": "earliest",
         }

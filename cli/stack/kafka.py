@@ -9,6 +9,10 @@ Files: ``<home>/kafka/lib`` (jars + version marker, shared by every node),
 ``<home>/<node>/config/server.properties`` (rendered from infra/kafka/server.properties.template),
 ``<home>/<node>/data`` (log.dirs, formatted once), ``<home>/<first node>/cluster-id``. The one-node
 and the three-node layouts keep their data apart: switching between them starts an empty cluster.
+
+Secure mode (``FLEET_STACK__SECURE``, ``cli/stack/kafka_security.py``) adds SASL_SSL listeners,
+TLS between the nodes, SCRAM principals and ACLs; it keeps its data in ``data-secure`` (the
+principals are written at format time), so switching modes starts an empty cluster too.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from string import Template
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from cli.stack import installer, probes, process
+from cli.stack import installer, kafka_security, probes, process
+from cli.stack.certs import Pki
 from cli.stack.errors import StackError
 from cli.stack.installer import Requirement
 from cli.stack.maven import Jars
@@ -147,7 +152,7 @@ class Kafka(Service):
 
     @property
     def data(self) -> Path:
-        return self.dir / "data"
+        return self.dir / ("data-secure" if self.settings.stack.secure else "data")
 
     @property
     def properties(self) -> Path:
@@ -176,6 +181,8 @@ class Kafka(Service):
 
     def prepare(self, progress: Progress) -> LaunchSpec:
         self.fetch_jars(progress)
+        if self.settings.stack.secure:
+            Pki.of_home(self.settings.stack.home).ensure(progress)
         self.write_properties()
         self.format_storage(progress)
         heap = f"-Xmx{self.settings.stack.kafka_heap}"
@@ -209,6 +216,11 @@ class Kafka(Service):
             replication_factor=replication,
             min_insync=min(self.settings.kafka.min_insync_replicas, replication),
         )
+        if self.settings.stack.secure:
+            text += kafka_security.broker_properties(
+                self.settings, self.node.broker_port, self.node.controller_port
+            )
+        self.properties.parent.chmod(0o700)  # secure mode: it holds the admin's password
         self.properties.write_text(text, encoding="utf-8")
 
     def format_storage(self, progress: Progress) -> None:
@@ -235,6 +247,8 @@ class Kafka(Service):
             str(self.properties),
             "-g",
         ]
+        if self.settings.stack.secure:
+            argv += kafka_security.scram_format_args(self.settings.stack.home)
         result = process.run(argv, cwd=self.dir, timeout_s=300)
         if result.returncode != 0:
             tail = "\n".join(result.stdout.splitlines()[-30:])
@@ -247,10 +261,25 @@ class Kafka(Service):
             return False
         # log_level 0: librdkafka must not print connection errors into the caller's terminal.
         try:
-            AdminClient({"bootstrap.servers": self.address, "log_level": 0}).list_topics(timeout=2)
+            self._admin().list_topics(timeout=2)
         except KafkaException:
             return False
         return True
+
+    def after_healthy(self, progress: Progress) -> None:
+        """Secure mode: grant each principal its ACLs (idempotent; the first node does it)."""
+        if not self.settings.stack.secure or self.node.node_id != 1:
+            return
+        admin = self._admin()
+        bindings = kafka_security.acl_bindings(self.settings)
+        for future in admin.create_acls(bindings).values():
+            future.result(timeout=30)
+        progress(f"{self.name}: {len(bindings)} ACLs in place")
+
+    def _admin(self) -> AdminClient:
+        # log_level 0: librdkafka must not print connection errors into the caller's terminal.
+        config: dict[str, str | int] = {"bootstrap.servers": self.address, "log_level": 0}
+        return AdminClient({**config, **kafka_security.admin_config(self.settings)})
 
     def _java(self) -> str:
         return shutil.which("java") or "java"

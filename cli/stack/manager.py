@@ -19,6 +19,7 @@ from typing import Final
 
 from cli.stack import installer, probes, process
 from cli.stack.apicurio import Apicurio
+from cli.stack.certs import Pki
 from cli.stack.errors import StackError
 from cli.stack.kafka import kafka_services
 from cli.stack.mosquitto import Mosquitto
@@ -106,6 +107,8 @@ def up(
     chosen = _build(settings, services)
     paths = StackPaths(settings.stack.home)
     paths.ensure()
+    if settings.stack.secure:
+        Pki.of_home(settings.stack.home).ensure(progress)
     needs = [req for svc in chosen for req in svc.requirements()]
     installer.ensure(needs, paths.logs_dir / "apt.log", progress)
     starting = [_start(svc, settings.stack.startup_timeout_s, progress) for svc in chosen]

@@ -19,6 +19,8 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 from confluent_kafka.cimpl import NewTopic
 
 from connectors.kafka.errors import KafkaUnavailable, TopicMismatch
+from connectors.kafka.security import client_config
+from schemas.settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,11 @@ class TopicSpec:
 
 
 def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec],
+    timeout_s: float = 30.0,
+    *,
+    kafka: KafkaSettings | None = None,
 ) -> list[str]:
     """Create the missing topics and wait until they are served; return the names created.
 
@@ -38,9 +44,10 @@ def ensure_topics(
     with the 1 MiB default would refuse every large dead letter forever). One with fewer
     partitions than its spec raises :class:`TopicMismatch`: adding partitions moves keys to other
     partitions, which breaks per-device ordering, so that is an operator's decision, not a side
-    effect of startup.
+    effect of startup. ``kafka``: whose security settings to connect with (default: this
+    process's).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(client_config(bootstrap_servers, kafka))
     existing = _partition_counts(admin, timeout_s)
     wanted = list(specs)
     for spec in wanted:
@@ -68,7 +75,7 @@ def ensure_topics(
                 raise KafkaUnavailable(f"could not create topic {name}: {exc}") from exc
         else:
             created.append(name)
-    _wait_until_serving(bootstrap_servers, missing, timeout_s)
+    _wait_until_serving(bootstrap_servers, missing, timeout_s, kafka)
     return sorted(created)
 
 
@@ -99,7 +106,7 @@ def _fix_configs(admin: AdminClient, specs: list[TopicSpec], timeout_s: float) -
 
 def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
     """Delete topics (tests clean up their uuid topics with this); missing ones are ignored."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(client_config(bootstrap_servers))
     for name, future in admin.delete_topics(list(names), operation_timeout=timeout_s).items():
         try:
             future.result()
@@ -112,20 +119,22 @@ def delete_app_topics(bootstrap_servers: str, app_id: str, timeout_s: float = 30
     """Delete the topics Faust keeps for app ``app_id`` (table changelogs, the assignor's
     leader topic): tests and benchmarks run throwaway apps, and a broker holding thousands of
     leftover partitions gets slow. Returns the names deleted."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(client_config(bootstrap_servers))
     names = [name for name in _partition_counts(admin, timeout_s) if name.startswith(f"{app_id}-")]
     if names:
         delete_topics(bootstrap_servers, names, timeout_s)
     return sorted(names)
 
 
-def _wait_until_serving(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float) -> None:
+def _wait_until_serving(
+    bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float, kafka: KafkaSettings | None
+) -> None:
     """Wait until the leader of every partition of the new topics answers an offsets request.
 
     Metadata lists a leader a moment before that broker serves the partition; until then
     producers and offset look-ups get NOT_LEADER_FOR_PARTITION.
     """
-    probe = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "fleetstream-admin"})
+    probe = Consumer(client_config(bootstrap_servers, kafka, **{"group.id": "fleetstream-admin"}))
     deadline = time.monotonic() + timeout_s
     pending = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
     try:

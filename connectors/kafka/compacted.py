@@ -35,6 +35,7 @@ from confluent_kafka import (
 )
 
 from connectors.kafka.errors import KafkaUnavailable
+from connectors.kafka.security import client_config
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class CompactedReader:
         self.catch_up: CatchUp | None = None
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **client_config(bootstrap_servers),
                 # Never joins or commits: the id is only there because librdkafka wants one.
                 "group.id": f"fleetstream-registry-reader-{uuid.uuid4()}",
                 "enable.auto.commit": False,

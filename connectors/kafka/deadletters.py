@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.range_reader import partition_ends, read_range, tool_consumer
+from connectors.kafka.security import client_config
 from schemas.contract_wire import decode_dead_letter
 from schemas.envelopes import FORMAT_HEADER, RAW_FORMAT, decode_raw_record, encode_item
 from schemas.envelopes import raw_envelope as build_raw_envelope
@@ -131,7 +132,7 @@ def produce_replays(
     """Put ``events`` on the raw ``topic`` as envelopes on their partitions; return the records."""
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client_config(bootstrap_servers),
             "acks": "all",
             "enable.idempotence": True,
             "message.max.bytes": envelope_max_bytes * 2,

@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.kafka.errors import KafkaRefused, KafkaUnavailable, ProducerBackpressure
-from schemas.settings import Settings
+from connectors.kafka.security import client_config
+from schemas.settings import KafkaSettings, Settings
 
 
 class Record(NamedTuple):
@@ -42,10 +43,12 @@ class ProducerConfig:
     queue_max_messages: int = 100_000
     client_id: str = "fleetstream-api"
     message_max_bytes: int = 4 * 1024 * 1024
+    #: Whose security settings to connect with (None: this process's settings).
+    kafka: KafkaSettings | None = None
 
     def librdkafka(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.bootstrap_servers,
+            **client_config(self.bootstrap_servers, self.kafka),
             "client.id": self.client_id,
             "acks": "all",
             "enable.idempotence": True,
@@ -72,6 +75,7 @@ def edge_producer_config(settings: Settings, client_id: str) -> ProducerConfig:
         linger_ms=kafka.linger_ms,
         queue_max_messages=kafka.queue_max_messages,
         client_id=client_id,
+        kafka=kafka,
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from connectors.kafka.errors import KafkaUnavailable
+from connectors.kafka.security import client_config
 
 BATCH = 1000
 """Records per ``consume`` call."""
@@ -25,7 +26,7 @@ def tool_consumer(bootstrap_servers: str, purpose: str) -> Consumer:
     """A consumer that is assigned partitions and never joins a group or commits."""
     return Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client_config(bootstrap_servers),
             "group.id": f"fleetstream-{purpose}-{uuid.uuid4()}",  # librdkafka wants one anyway
             "enable.auto.commit": False,
             "enable.partition.eof": True,

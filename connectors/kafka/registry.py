@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.kafka.errors import KafkaUnavailable
+from connectors.kafka.security import client_config
 
 RegistryRecord = tuple[str, bytes | None]
 """``(id, document)``; a ``None`` document is a tombstone."""
@@ -33,7 +34,7 @@ class RegistryPublisher:
         self._timeout_s = delivery_timeout_ms / 1000
         self._producer = Producer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **client_config(bootstrap_servers),
                 "client.id": "fleetstream-registry",
                 "acks": "all",
                 "enable.idempotence": True,

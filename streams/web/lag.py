@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported by admin
 
 from connectors.kafka.errors import KafkaUnavailable
+from connectors.kafka.security import client_config
 
 TIMEOUT_S = 5.0
 
@@ -46,7 +47,7 @@ class LagReader:
     def __init__(self, bootstrap_servers: str, app_id: str) -> None:
         self.app_id = app_id
         self._admin = AdminClient(
-            {"bootstrap.servers": bootstrap_servers, "client.id": f"{app_id}-lag-{uuid.uuid4()}"}
+            client_config(bootstrap_servers, **{"client.id": f"{app_id}-lag-{uuid.uuid4()}"})
         )
 
     def read(self) -> list[PartitionLag]:

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from connectors.kafka.security import client_config
 from schemas.contract_wire import decode_dead_letter
 from schemas.envelopes import decode_raw_record
 from schemas.events import DeadLetter
@@ -194,7 +195,7 @@ class LetterFollower:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self._bootstrap,
+                **client_config(self._bootstrap),
                 "group.id": f"fleetstream-ops-deadletters-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,

@@ -108,7 +108,9 @@ class Connection:
             self._refuse(exc.reason, f"{exc}")
             return False
         self.protocol = connect.protocol
-        outcome = self.ingest.admit(connect, peer=_peer_host(self.writer))
+        outcome = self.ingest.admit(
+            connect, peer=_peer_host(self.writer), certified=certificate_name(self.writer)
+        )
         if isinstance(outcome, int):
             self._refuse(outcome, f"user {connect.username!r} client {connect.client_id!r}")
             return False
@@ -260,3 +262,16 @@ def _peer_host(writer: asyncio.StreamWriter) -> str | None:
     """The TCP peer's address (anonymous publishers are admitted by it)."""
     peer = writer.get_extra_info("peername")
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+def certificate_name(writer: asyncio.StreamWriter) -> str | None:
+    """The CN of the client certificate the TLS handshake verified (None: none shown, or a
+    plain connection). Only a certificate of the configured device CA gets this far."""
+    peer = writer.get_extra_info("peercert")
+    if not peer:
+        return None
+    for rdn in peer.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None

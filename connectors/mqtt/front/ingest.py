@@ -117,10 +117,15 @@ class Ingest:
     limits: GenericLimits
     anonymous: Anonymous | None = None
 
-    def admit(self, connect: Connect, peer: str | None = None) -> Admitted | int:
-        """The device a CONNECT from ``peer`` authenticates, or the MQTT 5 reason to refuse it."""
+    def admit(
+        self, connect: Connect, peer: str | None = None, certified: str | None = None
+    ) -> Admitted | int:
+        """The device a CONNECT from ``peer`` authenticates, or the MQTT 5 reason to refuse it.
+        ``certified``: the device id (CN) of a client certificate the TLS handshake verified."""
         if not self.registry.caught_up:
             return UNAVAILABLE
+        if certified is not None:
+            return self._admit_certified(connect, certified)
         if not connect.username and connect.password is None and self.anonymous is not None:
             if not self.anonymous.trusts(peer) or connect.client_id.startswith(RESERVED_PREFIX):
                 return BAD_CREDENTIALS
@@ -134,6 +139,24 @@ class Ingest:
             return NOT_AUTHORIZED
         client_id = connect.client_id or device.device_id
         if client_id != device.device_id or client_id.startswith(RESERVED_PREFIX):
+            return BAD_CLIENT_ID
+        return Admitted(device, client_id)
+
+    def _admit_certified(self, connect: Connect, device_id: str) -> Admitted | int:
+        """A device certificate stands for the token while the registry has the device enabled
+        (disabling or deleting the device revokes the certificate too); a username or token
+        given as well must be that device's."""
+        device = self.registry.get(device_id)
+        if device is None or connect.username not in (None, "", device_id):
+            return BAD_CREDENTIALS
+        if connect.password is not None:
+            holder = self.registry.identify(connect.password.decode("utf-8", "replace"))
+            if holder is None or holder.device_id != device_id:
+                return BAD_CREDENTIALS
+        if not device.is_enabled:
+            return NOT_AUTHORIZED
+        client_id = connect.client_id or device.device_id
+        if client_id != device.device_id:
             return BAD_CLIENT_ID
         return Admitted(device, client_id)
 

@@ -126,7 +126,9 @@ async def listen(front: Front) -> dict[str, asyncio.Server]:
             front.handle, settings.host, settings.port, reuse_port=True
         )
     if settings.tls:
-        context = tls_context(Path(settings.tls_certfile), Path(settings.tls_keyfile))
+        context = tls_context(
+            Path(settings.tls_certfile), Path(settings.tls_keyfile), settings.tls_client_cafile
+        )
         servers[listeners(settings)[-1]] = await asyncio.start_server(
             front.handle, settings.host, settings.tls_port, ssl=context, reuse_port=True,
             ssl_handshake_timeout=HANDSHAKE_S,
@@ -134,11 +136,16 @@ async def listen(front: Front) -> dict[str, asyncio.Server]:
     return servers
 
 
-def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
-    """A server context of TLS 1.2 and later with Python's default ciphers."""
+def tls_context(certfile: Path, keyfile: Path, client_cafile: str = "") -> ssl.SSLContext:
+    """A server context of TLS 1.2 and later with Python's default ciphers; with
+    ``client_cafile``, it asks devices for a certificate of that CA (optional: devices with
+    tokens connect as before; a certificate that does not verify fails the handshake)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certfile, keyfile)
+    if client_cafile:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cafile=client_cafile)
     return context
 
 

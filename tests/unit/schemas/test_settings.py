@@ -43,6 +43,7 @@ def test_production_refuses_the_default_password(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("FLEET_MQTT__ADMIN_PASSWORD", "a-real-broker-admin-password")
     monkeypatch.setenv("FLEET_MQTT__BRIDGE_PASSWORD", "a-real-bridge-password")
     monkeypatch.setenv("FLEET_MQTT__FLOWS_PASSWORD", "a-real-flows-password")
+    monkeypatch.setenv("FLEET_ALLOW_PLAINTEXT", "true")  # transport: test_settings_security
     assert Settings().environment == "production"
 
 

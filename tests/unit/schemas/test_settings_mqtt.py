@@ -14,6 +14,7 @@ def _production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEET_MQTT__ADMIN_PASSWORD", "a-real-broker-admin-password")
     monkeypatch.setenv("FLEET_MQTT__BRIDGE_PASSWORD", "a-real-bridge-password")
     monkeypatch.setenv("FLEET_MQTT__FLOWS_PASSWORD", "a-real-flows-password")
+    monkeypatch.setenv("FLEET_ALLOW_PLAINTEXT", "true")  # transport: test_settings_security
 
 
 @pytest.mark.parametrize("name", ["ADMIN_PASSWORD", "BRIDGE_PASSWORD", "FLOWS_PASSWORD"])

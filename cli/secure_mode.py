@@ -1,0 +1,73 @@
+"""``FLEET_STACK__SECURE=true`` for the processes ``fleetstream`` starts: who connects as whom.
+
+The stack's broker then takes only SASL_SSL clients with one of its SCRAM principals
+(``cli/stack/kafka_security.py``). The ``fleetstream`` command itself (setup, topics, the admin
+commands) connects as the super user ``admin``; ``fleetstream run`` gives each child its own
+principal and the local CA's certificate: the API (principal ``api``) serves HTTPS, the worker
+(``worker``) serves its web views over HTTPS, the MQTT front (``bridge``) adds its TLS listener.
+Kafka security set explicitly (``FLEET_KAFKA__SECURITY_PROTOCOL`` other than PLAINTEXT) is
+left as given: that is a deployment's own broker, not the local stack's.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from cli.console import say
+from cli.stack.certs import Pki
+from cli.stack.kafka_security import ADMIN, MECHANISM, passwords
+from schemas.settings import Settings, get_settings
+
+#: The principal and the certificate of each child of ``fleetstream run``.
+CHILDREN: Final[dict[str, tuple[str, str, str]]] = {
+    # child: (principal, certificate variable prefix, certificate name)
+    "api": ("api", "FLEET_API__TLS_", "api"),
+    "worker": ("worker", "FLEET_WORKER__WEB_TLS_", "worker"),
+    "mqtt-front": ("bridge", "FLEET_MQTT_FRONT__TLS_", "mqtt-front"),
+}
+
+
+def applies(settings: Settings) -> bool:
+    return settings.stack.secure and settings.kafka.security_protocol == "PLAINTEXT"
+
+
+def kafka_env(settings: Settings, principal: str) -> dict[str, str]:
+    """FLEET_KAFKA__* variables connecting as ``principal`` to the secure local stack."""
+    home = settings.stack.home
+    return {
+        "FLEET_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "FLEET_KAFKA__SASL_MECHANISM": MECHANISM,
+        "FLEET_KAFKA__SASL_USERNAME": principal,
+        "FLEET_KAFKA__SASL_PASSWORD": passwords(home)[principal],
+        "FLEET_KAFKA__SSL_CAFILE": str(Pki.of_home(home).ca_cert),
+    }
+
+
+def child_env(settings: Settings, child: str) -> dict[str, str] | None:
+    """The environment of ``fleetstream run``'s child ``child`` (None: inherit ours)."""
+    if not applies(settings) or child not in CHILDREN:
+        return None
+    principal, prefix, cert = CHILDREN[child]
+    pki = Pki.of_home(settings.stack.home)
+    return {
+        **os.environ,
+        **kafka_env(settings, principal),
+        f"{prefix}CERTFILE": str(pki.cert(cert)),
+        f"{prefix}KEYFILE": str(pki.key(cert)),
+    }
+
+
+def as_admin(settings: Settings) -> Settings:
+    """In secure mode, this process's settings connecting as the super user (the CA and the
+    passwords made first if need be); otherwise ``settings`` unchanged.
+
+    The variables go into this process's environment, so every Kafka client it builds
+    (``connectors.kafka.security.client_config``) and the stack's health checks agree.
+    """
+    if not applies(settings):
+        return settings
+    Pki.of_home(settings.stack.home).ensure(say)
+    os.environ.update(kafka_env(settings, ADMIN))
+    get_settings.cache_clear()
+    return get_settings()

@@ -5,57 +5,95 @@ fleetstream setup          stack up + migrations + topics, then exit (used by ma
 fleetstream stack up|down|status|logs
 fleetstream api | worker | mqtt   one service in the foreground
 fleetstream db upgrade|downgrade|current|partitions
-fleetstream topics create
-fleetstream devices create|list|show|disable|enable|rotate|delete|resync
+fleetstream topics create|list|describe
+fleetstream tail TOPIC      decoded records (Avro through the registry, JSON), a range or following
+fleetstream lag             consumer groups: committed vs end offset per partition
+fleetstream devices create|list|show|disable|enable|rotate|delete|resync|import
 fleetstream flows create|update|list|show|enable|disable|delete|load-examples|resync
+fleetstream flows apply|validate|dry-run   flows as files kept in git
+fleetstream alerts list|ack
 fleetstream deadletters list|replay
+fleetstream --version, --install-completion, --show-completion
 fleetstream simulate        a simulated device fleet over HTTP and MQTT, checked in Postgres
 fleetstream docs config [--write]   docs/configuration.md from the settings object
 """
 
 from __future__ import annotations
 
+from importlib.metadata import version as installed_version
+from typing import Annotated
+
 import typer
 
 from cli import runner
+from cli.alerts_commands import alerts_app
 from cli.bench_commands import bench_app
 from cli.config_docs import docs_app
+from cli.console import say
 from cli.deadletters_commands import deadletters_app
 from cli.devices_commands import devices_app
 from cli.flows_commands import flows_app
+from cli.lag_command import lag
 from cli.mqtt_command import mqtt, mqtt_front
 from cli.partitions_command import partitions
+from cli.progress import activity
 from cli.simulator.command import simulate
 from cli.stack_commands import stack_app
+from cli.tail_command import tail
+from cli.topics_commands import topics_app
 from schemas.settings import get_settings
 from streams.runtime import tune_gc
 
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
     help="Kafka-first ingest and stream processing for device fleets.",
 )
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"fleetstream {installed_version('fleetstream')}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Kafka-first ingest and stream processing for device fleets."""
+
+
 app.add_typer(stack_app, name="stack")
 app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
 app.add_typer(flows_app, name="flows")
 app.add_typer(deadletters_app, name="deadletters")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(topics_app, name="topics")
 app.add_typer(docs_app, name="docs")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations (Alembic).")
 app.add_typer(db_app, name="db")
 db_app.command("partitions")(partitions)
-topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the project.")
-app.add_typer(topics_app, name="topics")
 app.command("mqtt")(mqtt)
 app.command("mqtt-front")(mqtt_front)
 app.command("simulate")(simulate)
+app.command("tail")(tail)
+app.command("lag")(lag)
 
 
 @app.command()
 def run() -> None:
     """Set everything up, then run the API and the worker until Ctrl-C."""
     settings = get_settings()
-    with runner.operator_errors():
+    with runner.operator_errors(), activity("setting up"):
         runner.prepare(settings)
     raise typer.Exit(runner.run_services(settings))
 
@@ -63,8 +101,9 @@ def run() -> None:
 @app.command()
 def setup() -> None:
     """Start the local stack, apply migrations and create topics, then exit."""
-    with runner.operator_errors():
+    with runner.operator_errors(), activity("setting up") as shown:
         runner.prepare(get_settings())
+        say(f"set up in {shown.elapsed_s:.1f} s")
 
 
 @app.command()
@@ -119,13 +158,6 @@ def db_current() -> None:
     from connectors.postgres import migrate
 
     migrate.current(get_settings().postgres.dsn())
-
-
-@topics_app.command("create")
-def topics_create() -> None:
-    """Create missing project topics with their partition counts and configs."""
-    with runner.operator_errors():
-        runner.create_topics(get_settings())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cli.console import say
+from cli.progress import activity
 from cli.stack import manager
 from schemas.settings import get_settings
 
@@ -16,10 +18,6 @@ stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Postgres, Redis
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="kafka, postgres, redis, mosquitto (default: all)")
 ]
-
-
-def _say(message: str) -> None:
-    typer.secho(f"stack: {message}", fg=typer.colors.CYAN, err=True)
 
 
 @contextmanager
@@ -35,15 +33,16 @@ def _clear_errors() -> Iterator[None]:
 @stack_app.command()
 def up(services: ServicesArg = None) -> None:
     """Start (or keep) the services and wait until each answers."""
-    with _clear_errors():
-        manager.up(get_settings(), services=services, progress=_say)
+    with _clear_errors(), activity("stack up") as shown:
+        manager.up(get_settings(), services=services, progress=say)
+        say(f"stack is up ({shown.elapsed_s:.1f} s)")
 
 
 @stack_app.command()
 def down(services: ServicesArg = None) -> None:
     """Stop the services this stack started (by their pids); data is kept."""
-    with _clear_errors():
-        manager.down(get_settings(), services=services, progress=_say)
+    with _clear_errors(), activity("stack down"):
+        manager.down(get_settings(), services=services, progress=say)
 
 
 @stack_app.command()

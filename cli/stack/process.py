@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -184,6 +186,13 @@ def start_detached(
     return child
 
 
+StepLines = Callable[[str], None]
+step_lines: ContextVar[StepLines | None] = ContextVar("step_lines", default=None)
+"""Where the output lines of a long one-shot command (``run(..., stream=True)``: apt-get, Maven)
+go while it runs: the command's progress line (:mod:`cli.progress`) sets it, so every service's
+preparation shows its step lines without a callback passed through each of them."""
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -192,27 +201,59 @@ def run(
     env: Mapping[str, str] | None = None,
     input_text: str | None = None,
     timeout_s: float = 120.0,
+    stream: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a one-shot command to completion, capturing its output (stdout and stderr merged)."""
+    """Run a one-shot command to completion, capturing its output (stdout and stderr merged);
+    with ``stream``, each line also goes to :data:`step_lines` as it is printed. Killed after
+    ``timeout_s`` (StackError)."""
+    sink = step_lines.get() if stream else None
     try:
-        return subprocess.run(  # noqa: S603 -- argv is built by the stack, never by a shell
+        with subprocess.Popen(  # noqa: S603 -- argv is built by the stack, never by a shell
             list(argv),
-            input=input_text,
+            stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             cwd=cwd,
             env=_child_env(run_as, env),
-            timeout=timeout_s,
-            check=False,
             user=run_as.uid if run_as else None,
             group=run_as.gid if run_as else None,
             extra_groups=[] if run_as else None,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise StackError(f"`{' '.join(argv)}` did not finish within {timeout_s:.0f} s") from exc
+        ) as child:
+            output = _collect(child, input_text, timeout_s, sink)
     except OSError as exc:
         raise StackError(f"cannot run `{' '.join(argv)}`: {exc}") from exc
+    if output is None:
+        raise StackError(f"`{' '.join(argv)}` did not finish within {timeout_s:.0f} s")
+    return subprocess.CompletedProcess(list(argv), child.returncode, output, None)
+
+
+def _collect(
+    child: subprocess.Popen[str], input_text: str | None, timeout_s: float, sink: StepLines | None
+) -> str | None:
+    """The child's output, each line handed to ``sink`` as it comes; None when it was killed
+    for taking longer than ``timeout_s``."""
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        child.kill()
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.start()
+    try:
+        if input_text is not None and child.stdin is not None:
+            child.stdin.write(input_text)
+            child.stdin.close()
+        lines = []
+        for line in child.stdout or ():
+            lines.append(line)
+            if sink is not None:
+                sink(line.rstrip("\n"))
+        child.wait()
+    finally:
+        timer.cancel()
+    return None if expired.is_set() else "".join(lines)
 
 
 def _child_env(run_as: RunAs | None, env: Mapping[str, str] | None) -> dict[str, str] | None:

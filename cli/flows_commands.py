@@ -21,7 +21,7 @@ import typer
 import yaml
 
 from api.dry_runs import DryRunner, DryRunTimeout, EvaluatorFailed, sample_of
-from cli.console import confirm, fail
+from cli.console import fail
 from cli.flow_files import (
     Change,
     FlowFile,
@@ -200,10 +200,8 @@ def apply(
         )
         doing = [change for change in changes if change.action != "unchanged"]
         _print_plan(changes, as_json)
-        if doing:
-            destructive = [c.describe() for c in doing if c.action in ("delete", "disable")]
-            if destructive or not yes:
-                confirm("apply this plan", [c.describe() for c in doing], yes=yes)
+        if doing and not yes:  # the plan above is what it touches
+            typer.confirm("apply this plan?", abort=True, err=True)
         for change in doing:
             await _apply(registry, change)
             if not as_json:

@@ -29,7 +29,7 @@ from cli import runner
 from cli.alerts_commands import alerts_app
 from cli.bench_commands import bench_app
 from cli.config_docs import docs_app
-from cli.console import say
+from cli.console import confirm, say
 from cli.deadletters_commands import deadletters_app
 from cli.devices_commands import devices_app
 from cli.flows_commands import flows_app
@@ -145,11 +145,21 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: str) -> None:
-    """Revert migrations down to REVISION (e.g. base)."""
+def db_downgrade(
+    revision: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Revert migrations down to REVISION (e.g. base): drops what the later ones created."""
     from connectors.postgres import migrate
 
-    migrate.downgrade(get_settings().postgres.dsn(), revision)
+    postgres = get_settings().postgres
+    where = f"database {postgres.database} on {postgres.host}:{postgres.port}"
+    confirm(
+        f"revert migrations down to {revision}",
+        [f"{where}: the tables, columns and rows of every migration after {revision}"],
+        yes=yes,
+    )
+    migrate.downgrade(postgres.dsn(), revision)
 
 
 @db_app.command("current")

@@ -22,7 +22,7 @@ from confluent_kafka import Message, TopicPartition
 # A public name, re-exported by confluent_kafka.admin without __all__ (mypy strict refuses that).
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
-from cli.console import fail, operator_errors
+from cli.console import fail, operator_errors, say
 from connectors.kafka.inspection import Inspector
 from connectors.kafka.range_reader import read_following, read_range, tool_consumer
 from connectors.kafka.record_decoder import Decoded, RecordDecoder
@@ -74,15 +74,19 @@ def tail(
 def _print(
     messages: Iterator[Message], decoder: RecordDecoder, device: str | None, limit: int
 ) -> None:
-    shown = 0
-    for message in messages:
-        record = _record(message, decoder.decode(message.value()), device)
-        if record is None:
-            continue
-        typer.echo(json.dumps(record, default=_jsonable, ensure_ascii=False))
-        shown += 1
-        if shown == limit:
-            return
+    shown = read = 0
+    try:
+        for message in messages:
+            read += 1
+            record = _record(message, decoder.decode(message.value()), device)
+            if record is None:
+                continue
+            typer.echo(json.dumps(record, default=_jsonable, ensure_ascii=False))
+            shown += 1
+            if shown == limit:
+                return
+    finally:  # on stderr: stdout stays JSON lines
+        say(f"{shown:,} records shown of {read:,} read" + (" (--limit)" if shown == limit else ""))
 
 
 def _range(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
+
+from connectors.postgres import migrate
 from schemas.settings import Settings
 from tests.integration.processes import PROJECT_ROOT
 from tests.support import settings_env
@@ -45,3 +52,28 @@ def json_out(result: subprocess.CompletedProcess[str]) -> Any:
 
 def json_lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+async def _admin(settings: Settings, statement: str) -> None:
+    conn = await asyncpg.connect(settings.postgres.dsn())
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def own_database_of(settings: Settings) -> Iterator[Settings]:
+    """``settings`` on a database of its own, migrated, dropped afterwards: for commands that
+    act on every row (``flows apply --prune``, ``db downgrade``), which must not reach rows
+    other tests keep in the shared test database."""
+    name = f"fleetstream_cli_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(settings, f'CREATE DATABASE "{name}"'))
+    own = settings.model_copy(
+        update={"postgres": settings.postgres.model_copy(update={"database": name})}
+    )
+    try:
+        migrate.upgrade(own.postgres.dsn())
+        yield own
+    finally:
+        asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

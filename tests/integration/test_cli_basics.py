@@ -3,6 +3,7 @@ destructive command that shows what it will touch and asks before it does it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,12 +11,14 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import asyncpg
+
 from schemas.envelopes import single_item_envelope
 from schemas.events import DeadLetter, encode_dead_letter
 from schemas.settings import Settings
 from tests import clock
 from tests.factories import raw_event, reading
-from tests.integration.cli_tools import fleetstream
+from tests.integration.cli_tools import fleetstream, own_database_of
 from tests.integration.kafka_tools import end_offsets, produce, raw_events, read_to_end
 from tests.integration.processes import PROJECT_ROOT
 
@@ -95,3 +98,24 @@ def test_replaying_every_dead_letter_shows_the_count_and_asks_first(pipeline: Se
     assert sorted(event.device_id for event in replayed) == sorted(
         [f"esp32-{n:03d}" for n in range(7)] + ["esp32-003"]
     )
+
+
+async def _revision(settings: Settings) -> str | None:
+    conn = await asyncpg.connect(settings.postgres.dsn())
+    try:
+        if await conn.fetchval("SELECT to_regclass('alembic_version')") is None:
+            return None
+        return await conn.fetchval("SELECT version_num FROM alembic_version")  # type: ignore[no-any-return]
+    finally:
+        await conn.close()
+
+
+def test_a_database_downgrade_says_what_it_drops_and_asks_first(pipeline: Settings) -> None:
+    with own_database_of(pipeline) as settings:
+        head = asyncio.run(_revision(settings))
+        assert head is not None
+        declined = fleetstream(settings, "db", "downgrade", "base", code=1)
+        assert f"database {settings.postgres.database} on" in declined.stderr
+        assert asyncio.run(_revision(settings)) == head
+        fleetstream(settings, "db", "downgrade", "base", "--yes")
+        assert asyncio.run(_revision(settings)) is None

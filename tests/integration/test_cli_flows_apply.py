@@ -6,44 +6,24 @@ own: flows other tests store in the shared test database are none of its busines
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import yaml
 
-from connectors.postgres import migrate
 from schemas.settings import Settings
 from streams.flow_engine.examples import GAS_ABOVE_500, PRESENCE_AFTER_HOURS
 from tests.factories import reading
-from tests.integration.cli_tools import fleetstream, json_out
-
-
-async def _admin(settings: Settings, statement: str) -> None:
-    conn = await asyncpg.connect(settings.postgres.dsn())
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+from tests.integration.cli_tools import fleetstream, json_out, own_database_of
 
 
 @pytest.fixture
 def own_database(pipeline: Settings) -> Iterator[Settings]:
-    name = f"fleetstream_cli_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(pipeline, f'CREATE DATABASE "{name}"'))
-    settings = pipeline.model_copy(
-        update={"postgres": pipeline.postgres.model_copy(update={"database": name})}
-    )
-    try:
-        migrate.upgrade(settings.postgres.dsn())
+    with own_database_of(pipeline) as settings:
         yield settings
-    finally:
-        asyncio.run(_admin(pipeline, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _gas(threshold: float) -> dict[str, Any]:

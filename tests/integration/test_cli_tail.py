@@ -22,7 +22,7 @@ from tests.integration.cli_tools import fleetstream, json_lines
 from tests.integration.processes import PROJECT_ROOT
 from tests.support import settings_env
 
-AVRO_RECORDS = 30_000
+AVRO_RECORDS = 100_000
 DEVICES = 1000
 PROBE_SCHEMA: dict[str, Any] = {
     "type": "record",
@@ -62,7 +62,7 @@ def _produce(bootstrap: str, topic: str, records: list[tuple[str, bytes, int, in
     assert producer.flush(60) == 0
 
 
-def _fill(settings: Settings) -> tuple[str, int]:
+def _fill(settings: Settings, count: int = AVRO_RECORDS) -> tuple[str, int]:
     """The test's topic, filled: Avro records n = 0.. on partition n % 3, then 10 JSON records
     and one text record on partition 0. Returns the topic and the Avro schema id."""
     topic = settings.topics.readings
@@ -78,9 +78,9 @@ def _fill(settings: Settings) -> tuple[str, int]:
             n % 3,
             _ms(BASE) + n,
         )
-        for n in range(AVRO_RECORDS)
+        for n in range(count)
     ]
-    later = _ms(BASE) + AVRO_RECORDS + 1000
+    later = _ms(BASE) + count + 1000
     plain = [
         ("json-dev", json.dumps({"device_id": "json-dev", "i": i}).encode(), 0, later + i)
         for i in range(10)
@@ -109,7 +109,15 @@ def test_tail_decodes_avro_by_schema_id_and_json_and_filters_by_device_and_range
     text = json_lines(fleetstream(pipeline, "tail", topic, "--partition", "0", "--from", "end"))
     assert text == []  # from the end of a bounded read: nothing
     last = json_lines(
-        fleetstream(pipeline, "tail", topic, "--partition", "0", "--from", str(10_000 + 10))
+        fleetstream(
+            pipeline,
+            "tail",
+            topic,
+            "--partition",
+            "0",
+            "--from",
+            str(len(range(0, AVRO_RECORDS, 3)) + 10),
+        )
     )
     assert last[-1]["format"] == "text" and last[-1]["value"] == "hello"
 
@@ -117,7 +125,7 @@ def test_tail_decodes_avro_by_schema_id_and_json_and_filters_by_device_and_range
 
 
 def test_tail_reads_a_range_of_offsets_or_times(pipeline: Settings) -> None:
-    topic, _ = _fill(pipeline)
+    topic, _ = _fill(pipeline, 6_000)
 
     offsets = json_lines(
         fleetstream(pipeline, "tail", topic, "--partition", "1", "--from", "10", "--to", "20")

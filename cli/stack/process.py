@@ -8,9 +8,9 @@ so a pid reused by an unrelated process is left alone.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
@@ -213,7 +213,6 @@ def run(
             stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
             cwd=cwd,
             env=_child_env(run_as, env),
             user=run_as.uid if run_as else None,
@@ -229,31 +228,48 @@ def run(
 
 
 def _collect(
-    child: subprocess.Popen[str], input_text: str | None, timeout_s: float, sink: StepLines | None
+    child: subprocess.Popen[bytes], input_text: str | None, timeout_s: float, sink: StepLines | None
 ) -> str | None:
     """The child's output, each line handed to ``sink`` as it comes; None when it was killed
-    for taking longer than ``timeout_s``."""
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        child.kill()
-
-    timer = threading.Timer(timeout_s, expire)
-    timer.start()
+    for taking longer than ``timeout_s``. Waits with relative timeouts only (``select``), never
+    on a timer thread: those sleep until a clock time, which faketime's shifted clock (the unit
+    tests' second run) never reaches."""
+    if input_text is not None and child.stdin is not None:
+        child.stdin.write(input_text.encode())
+        child.stdin.close()
+    stdout = child.stdout
+    if stdout is None:
+        raise ValueError("the child's output is read through a pipe")
+    deadline = time.monotonic() + timeout_s
+    output, partial = bytearray(), b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                continue
+            chunk = os.read(stdout.fileno(), 65536)
+            if not chunk:
+                break
+            output += chunk
+            partial = _hand_lines(partial + chunk, sink)
+    if sink is not None and partial:
+        sink(partial.decode("utf-8", errors="replace"))
     try:
-        if input_text is not None and child.stdin is not None:
-            child.stdin.write(input_text)
-            child.stdin.close()
-        lines = []
-        for line in child.stdout or ():
-            lines.append(line)
-            if sink is not None:
-                sink(line.rstrip("\n"))
+        child.wait(timeout=max(deadline - time.monotonic(), 0.0))
+    except subprocess.TimeoutExpired:
+        child.kill()
         child.wait()
-    finally:
-        timer.cancel()
-    return None if expired.is_set() else "".join(lines)
+        return None
+    return output.decode("utf-8", errors="replace")
+
+
+def _hand_lines(data: bytes, sink: StepLines | None) -> bytes:
+    """Give ``sink`` every complete line of ``data``; return the incomplete rest."""
+    *lines, rest = data.split(b"\n")
+    if sink is not None:
+        for line in lines:
+            sink(line.decode("utf-8", errors="replace").rstrip("\r"))
+    return rest
 
 
 def _child_env(run_as: RunAs | None, env: Mapping[str, str] | None) -> dict[str, str] | None:

@@ -4,6 +4,7 @@ started), and one-shot commands (``sh``, ``sleep``) with their output and time l
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,8 +135,12 @@ def test_a_streamed_command_hands_each_line_to_the_step_lines_as_it_prints() -> 
     assert quiet.stdout == "not streamed\n"
 
 
+FOREVER = [sys.executable, "-c", "import threading; print('started'); threading.Event().wait()"]
+"""A child that waits without end and reads no clock (faketime shifts the clocks of children)."""
+
+
 def test_a_command_that_outlives_its_timeout_is_killed() -> None:
     with pytest.raises(StackError, match="did not finish within"):
-        process.run(["sh", "-c", "echo started; exec sleep 30"], timeout_s=0.5, stream=True)
+        process.run(FOREVER, timeout_s=0.5, stream=True)
     with pytest.raises(StackError, match="did not finish within"):
-        process.run(["sleep", "30"], timeout_s=0.5)
+        process.run(FOREVER, timeout_s=0.5)

@@ -26,12 +26,16 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Final, cast
+from datetime import datetime
+from typing import Annotated, Any, Final, cast
 
 import msgspec
 from fastapi import Depends, Request
 
-from streams.flow_engine.dry_run import HEADER, READY, DryRun, Reply
+from schemas.devices import Device
+from schemas.events import encoder
+from schemas.readings import Reading
+from streams.flow_engine.dry_run import HEADER, READY, DryRun, Reply, Sample
 
 EVALUATOR: Final = (sys.executable, "-m", "streams.flow_engine.dry_run")
 START_TIMEOUT_S: Final = 30.0
@@ -171,6 +175,32 @@ class DryRunner:
         idle, self._idle = self._idle, []
         for evaluator in idle:
             await evaluator.stop()
+
+
+def sample_of(reading: Reading, device: Device | None, now: datetime) -> Sample:
+    """``reading`` enriched as the worker would with its registered ``device`` (None: not
+    registered): name, profile, tags, location, time zone. ``now`` stands in for a reading
+    without a timestamp. The API's dry-run route and ``fleetstream flows dry-run`` both use it."""
+    metadata: dict[str, Any] = {} if device is None else dict(device.metadata)
+    location = metadata.get("location")
+    zone = metadata.get("timezone")
+    if not isinstance(zone, str) and isinstance(location, dict):
+        zone = location.get("timezone")
+    return Sample(
+        event_id=reading.event_id or "dry-run",
+        device_id=reading.device_id,
+        ts=reading.timestamp or now,
+        sensors=msgspec.json.decode(encoder.encode(reading.sensors)),
+        metadata=None if reading.metadata is None else dict(reading.metadata),
+        device={
+            "id": reading.device_id,
+            "name": None if device is None else device.name,
+            "profile": None if device is None else device.profile,
+            "tags": [] if device is None else list(device.tags),
+            "location": location,
+            "timezone": zone if isinstance(zone, str) and zone else "UTC",
+        },
+    )
 
 
 def get_dry_runner(request: Request) -> DryRunner:

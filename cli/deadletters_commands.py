@@ -9,7 +9,9 @@ after the operator fixed what was wrong (registered the device, changed a policy
 catalogue). Every replayed reading carries ``replayed`` + 1; a reading already replayed
 ``FLEET_STREAM__MAX_REPLAYS`` times is not replayed (and the validate agent dead-letters one
 that was), so a replay loop cannot happen. ``--dry-run`` shows what would be replayed.
-Replayed readings keep their event ids: the sinks store each once.
+Without any filter every letter is replayed: the command first says how many the topic holds
+and asks (``--yes`` does not ask). Replayed readings keep their event ids: the sinks store each
+once.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
+from cli.console import confirm, say
+from cli.progress import activity
 from cli.runner import operator_errors
 from connectors.kafka import deadletters as dlq
 from connectors.kafka.deadletters import replayable
+from connectors.kafka.inspection import Inspector
 from schemas.events import DeadLetter, RawEvent
 from schemas.settings import Settings, get_settings
 
@@ -160,16 +165,21 @@ def replay(
     since: SinceOpt = None,
     until: UntilOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, do not produce")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="replay all without asking")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
-    """Put the readings of the matching dead letters back on the raw topic."""
+    """Put the readings of the matching dead letters back on the raw topic (without a filter:
+    every letter, after showing how many and asking, unless --yes)."""
     settings = get_settings()
     filters = Filters(device, stage, reason, since, until)
+    if filters == Filters() and not dry_run:
+        _confirm_all(settings, yes)
     events: list[RawEvent] = []
     skipped: dict[str, int] = defaultdict(int)
     letters = readings = records = 0
-    with operator_errors():
+    with operator_errors(), activity("reading dead letters", unit="letters") as shown:
         for letter in read_letters(settings):
+            shown.advance()
             if not filters.match(letter):
                 continue
             letters += 1
@@ -179,7 +189,9 @@ def replay(
             events += found
             if len(events) >= REPLAY_CHUNK:  # memory stays bounded however many letters match
                 readings, records = _replay_chunk(settings, events, dry_run, readings, records)
+                shown.describe(f"{readings:,} readings replayed")
         readings, records = _replay_chunk(settings, events, dry_run, readings, records)
+        say(shown.summary("dead letters read"))
     report = {
         "letters": letters,
         "readings": readings,
@@ -194,3 +206,20 @@ def replay(
     typer.echo(f"{verb} {readings} readings from {letters} matching dead letters")
     for why, count in skipped.items():
         typer.echo(f"  skipped {count}: {why}")
+
+
+def _confirm_all(settings: Settings, yes: bool) -> None:
+    """No filter replays every letter: say how many the topic holds, and ask."""
+    topic = settings.topics.deadletter
+    with operator_errors():
+        [state] = Inspector(settings.kafka.bootstrap_servers).topics([topic], configs=False)
+    touched = [
+        f"{topic} partition {p.partition}: {p.records:,} letters (offsets {p.start}-{p.end})"
+        for p in state.partitions
+        if p.records
+    ]
+    confirm(
+        f"replay all {state.records:,} dead letters (no filter) onto {settings.topics.raw}",
+        touched,
+        yes=yes,
+    )

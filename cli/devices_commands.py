@@ -20,12 +20,11 @@ from typing import Annotated, Any, TextIO, TypeVar
 
 import msgspec
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from api.device_models import IMPORT_MAX_DEVICES
 from cli.console import fail, say
 from cli.device_import import Row, Tally, TokenFile, chunks, file_format, import_chunk, read_rows
+from cli.progress import activity
 from cli.registries import DEVICES, document_view, print_json
 from connectors.postgres.devices import DeviceQuery
 from connectors.registry import DeviceRegistry, ImportNotPublished, ImportResult
@@ -202,21 +201,11 @@ def _input(file: str) -> Iterator[TextIO]:
 
 def _run_import(rows: Iterable[Row], tokens: TokenFile, chunk_size: int) -> Tally:
     tally = Tally()
-    console = Console(stderr=True)
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.completed:,.0f} rows"),
-        TextColumn("{task.fields[rate]:,.0f} rows/s"),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("", total=None, rate=0.0)
+    with activity("importing devices", unit="rows") as shown:
 
         def show() -> None:
-            elapsed = progress.tasks[0].elapsed or 0.0
-            rate = tally.rows / elapsed if elapsed else 0.0
-            progress.update(task, completed=tally.rows, rate=rate, description=_counts(tally))
+            shown.count_to(tally.rows)
+            shown.describe(_counts(tally))
 
         async def run(registry: DeviceRegistry) -> None:
             # The next chunk is read and checked in a thread while this one is registered:
@@ -241,7 +230,7 @@ def _run_import(rows: Iterable[Row], tokens: TokenFile, chunk_size: int) -> Tall
             show()
 
         DEVICES.run(run)
-        tally.elapsed_s = progress.tasks[0].elapsed or 0.0
+        tally.elapsed_s = shown.elapsed_s
     return tally
 
 

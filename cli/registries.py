@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 import typer
 
-from cli.console import fail, operator_errors
+from cli.console import confirm, fail, operator_errors
 from connectors.kafka.compacted import DocumentIndex, read_to_end
 from connectors.kafka.device_cache import DeviceIndex
 from connectors.kafka.flow_cache import FlowIndex
@@ -60,8 +60,7 @@ class RegistryCommands(Generic[R]):
 
     def delete(self, record_id: str, *, yes: bool) -> None:
         """The ``delete`` command: asks first unless ``yes``."""
-        if not yes:
-            typer.confirm(f"delete {self.noun} {record_id}?", abort=True)
+        confirm(f"delete {self.noun} {record_id}", [f"{self.noun} {record_id}"], yes=yes)
         self.run(lambda registry: registry.delete(record_id))
         typer.echo(f"deleted {record_id}")
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cli.console import say
+from cli.progress import activity
 from cli.stack import manager
 from cli.stack.certs import Pki
 from schemas.settings import get_settings
@@ -19,10 +21,6 @@ stack_app.add_typer(certs_app, name="certs")
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="kafka, postgres, redis, mosquitto (default: all)")
 ]
-
-
-def _say(message: str) -> None:
-    typer.secho(f"stack: {message}", fg=typer.colors.CYAN, err=True)
 
 
 @contextmanager
@@ -38,15 +36,16 @@ def _clear_errors() -> Iterator[None]:
 @stack_app.command()
 def up(services: ServicesArg = None) -> None:
     """Start (or keep) the services and wait until each answers."""
-    with _clear_errors():
-        manager.up(get_settings(), services=services, progress=_say)
+    with _clear_errors(), activity("stack up") as shown:
+        manager.up(get_settings(), services=services, progress=say)
+        say(f"stack is up ({shown.elapsed_s:.1f} s)")
 
 
 @stack_app.command()
 def down(services: ServicesArg = None) -> None:
     """Stop the services this stack started (by their pids); data is kept."""
-    with _clear_errors():
-        manager.down(get_settings(), services=services, progress=_say)
+    with _clear_errors(), activity("stack down"):
+        manager.down(get_settings(), services=services, progress=say)
 
 
 @stack_app.command()
@@ -79,5 +78,5 @@ def rotate(
     """New server certificates (same CA unless --ca); a restart serves the new one."""
     with _clear_errors():
         home = get_settings().stack.home
-        issued = Pki.of_home(home).rotate(_say, new_ca=new_ca)
+        issued = Pki.of_home(home).rotate(say, new_ca=new_ca)
     typer.echo(f"new certificates for {', '.join(issued)} under {Pki.of_home(home).root}")

@@ -22,13 +22,18 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from api.auth import require_admin
 from api.deps import SettingsDep
-from api.dry_runs import DryRunnerDep, DryRunsBusy, DryRunTimeout, EvaluatorFailed
+from api.dry_runs import (
+    DryRunnerDep,
+    DryRunsBusy,
+    DryRunTimeout,
+    EvaluatorFailed,
+    sample_of,
+)
 from api.flows import FlowRegistryDep
 from api.problems import ProblemError
 from api.registry_problems import not_found, registry_errors
 from connectors.egress import EgressPolicy, kafka_target_refusal, literal_url_refusal
 from schemas.errors import FieldError, ValidationFailure, one_line
-from schemas.events import encoder
 from schemas.flows import (
     FLOW_ID_PATTERN,
     FlowDefinition,
@@ -231,29 +236,10 @@ def _reading(value: Any, settings: Settings) -> Any:
 
 
 def _sample(request: Request, reading: Any) -> Sample:
-    """The reading enriched as the worker would: name, profile, tags, location, time zone."""
+    """The reading enriched as the worker would, from this process's device cache."""
     cache = getattr(request.app.state, "device_cache", None)
     device = None if cache is None else cache.get(reading.device_id)
-    metadata = {} if device is None else dict(device.metadata)
-    location = metadata.get("location")
-    zone = metadata.get("timezone")
-    if not isinstance(zone, str) and isinstance(location, dict):
-        zone = location.get("timezone")
-    return Sample(
-        event_id=reading.event_id or "dry-run",
-        device_id=reading.device_id,
-        ts=reading.timestamp or datetime.now(UTC),
-        sensors=msgspec.json.decode(encoder.encode(reading.sensors)),
-        metadata=None if reading.metadata is None else dict(reading.metadata),
-        device={
-            "id": reading.device_id,
-            "name": None if device is None else device.name,
-            "profile": None if device is None else device.profile,
-            "tags": [] if device is None else list(device.tags),
-            "location": location,
-            "timezone": zone if isinstance(zone, str) and zone else "UTC",
-        },
-    )
+    return sample_of(reading, device, datetime.now(UTC))
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from cli.console import fail
 from cli.simulator.plan import Plan, PlanError
-from cli.simulator.progress import Progress
+from cli.simulator.progress import run_with_progress
 from cli.simulator.registration import RegistrationError
 from cli.simulator.simulation import Simulation, TargetError
 from cli.simulator.tally import Summary
@@ -82,22 +82,7 @@ def simulate(
 async def _run(simulation: Simulation, *, quiet: bool) -> Summary:
     if quiet:
         return await simulation.arun()
-    progress = Progress(simulation.tally, Console(stderr=True))
-    drawing = asyncio.create_task(progress.run())
-
-    async def follow_stage() -> None:
-        while not drawing.done():
-            progress.stage = simulation.stage
-            await asyncio.sleep(0.25)
-
-    following = asyncio.create_task(follow_stage())
-    try:
-        return await simulation.arun()
-    finally:
-        progress.stage = simulation.stage
-        progress.stop()
-        await drawing
-        following.cancel()
+    return await run_with_progress(simulation)
 
 
 def summary_table(summary: Summary) -> Table:

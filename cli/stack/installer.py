@@ -99,7 +99,9 @@ def ensure(requirements: Iterable[Requirement], log: Path, progress: Progress) -
 
 def _apt(args: list[str], log: Path) -> None:
     argv = ["apt-get", *args]
-    result = process.run(argv, env={"DEBIAN_FRONTEND": "noninteractive"}, timeout_s=1800)
+    result = process.run(
+        argv, env={"DEBIAN_FRONTEND": "noninteractive"}, timeout_s=1800, stream=True
+    )
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(argv)}\n{result.stdout}\n")

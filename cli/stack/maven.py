@@ -22,9 +22,10 @@ TIMEOUT_S = 1800.0
 
 
 def mvn(pom: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run Maven in batch mode, quietly, on ``pom`` (from its folder)."""
-    argv = [shutil.which("mvn") or "mvn", "-B", "-q", "-f", str(pom), *args]
-    return process.run(argv, cwd=pom.parent, timeout_s=TIMEOUT_S)
+    """Run Maven in batch mode on ``pom`` (from its folder); its lines (downloads, build steps)
+    are the progress line's step lines while it works."""
+    argv = [shutil.which("mvn") or "mvn", "-B", "-f", str(pom), *args]
+    return process.run(argv, cwd=pom.parent, timeout_s=TIMEOUT_S, stream=True)
 
 
 def output_tail(result: subprocess.CompletedProcess[str]) -> str:

@@ -8,10 +8,12 @@ so a pid reused by an unrelated process is left alone.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -184,6 +186,13 @@ def start_detached(
     return child
 
 
+StepLines = Callable[[str], None]
+step_lines: ContextVar[StepLines | None] = ContextVar("step_lines", default=None)
+"""Where the output lines of a long one-shot command (``run(..., stream=True)``: apt-get, Maven)
+go while it runs: the command's progress line (:mod:`cli.progress`) sets it, so every service's
+preparation shows its step lines without a callback passed through each of them."""
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -192,27 +201,75 @@ def run(
     env: Mapping[str, str] | None = None,
     input_text: str | None = None,
     timeout_s: float = 120.0,
+    stream: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a one-shot command to completion, capturing its output (stdout and stderr merged)."""
+    """Run a one-shot command to completion, capturing its output (stdout and stderr merged);
+    with ``stream``, each line also goes to :data:`step_lines` as it is printed. Killed after
+    ``timeout_s`` (StackError)."""
+    sink = step_lines.get() if stream else None
     try:
-        return subprocess.run(  # noqa: S603 -- argv is built by the stack, never by a shell
+        with subprocess.Popen(  # noqa: S603 -- argv is built by the stack, never by a shell
             list(argv),
-            input=input_text,
+            stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
             cwd=cwd,
             env=_child_env(run_as, env),
-            timeout=timeout_s,
-            check=False,
             user=run_as.uid if run_as else None,
             group=run_as.gid if run_as else None,
             extra_groups=[] if run_as else None,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise StackError(f"`{' '.join(argv)}` did not finish within {timeout_s:.0f} s") from exc
+        ) as child:
+            output = _collect(child, input_text, timeout_s, sink)
     except OSError as exc:
         raise StackError(f"cannot run `{' '.join(argv)}`: {exc}") from exc
+    if output is None:
+        raise StackError(f"`{' '.join(argv)}` did not finish within {timeout_s:.0f} s")
+    return subprocess.CompletedProcess(list(argv), child.returncode, output, None)
+
+
+def _collect(
+    child: subprocess.Popen[bytes], input_text: str | None, timeout_s: float, sink: StepLines | None
+) -> str | None:
+    """The child's output, each line handed to ``sink`` as it comes; None when it was killed
+    for taking longer than ``timeout_s``. Waits with relative timeouts only (``select``), never
+    on a timer thread: those sleep until a clock time, which faketime's shifted clock (the unit
+    tests' second run) never reaches."""
+    if input_text is not None and child.stdin is not None:
+        child.stdin.write(input_text.encode())
+        child.stdin.close()
+    stdout = child.stdout
+    if stdout is None:
+        raise ValueError("the child's output is read through a pipe")
+    deadline = time.monotonic() + timeout_s
+    output, partial = bytearray(), b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                continue
+            chunk = os.read(stdout.fileno(), 65536)
+            if not chunk:
+                break
+            output += chunk
+            partial = _hand_lines(partial + chunk, sink)
+    if sink is not None and partial:
+        sink(partial.decode("utf-8", errors="replace"))
+    try:
+        child.wait(timeout=max(deadline - time.monotonic(), 0.0))
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        return None
+    return output.decode("utf-8", errors="replace")
+
+
+def _hand_lines(data: bytes, sink: StepLines | None) -> bytes:
+    """Give ``sink`` every complete line of ``data``; return the incomplete rest."""
+    *lines, rest = data.split(b"\n")
+    if sink is not None:
+        for line in lines:
+            sink(line.decode("utf-8", errors="replace").rstrip("\r"))
+    return rest
 
 
 def _child_env(run_as: RunAs | None, env: Mapping[str, str] | None) -> dict[str, str] | None:

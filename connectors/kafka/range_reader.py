@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.kafka.errors import KafkaUnavailable
 from connectors.kafka.security import client_config
@@ -98,3 +98,18 @@ def _at_end(
         pending.discard(partition)
         return True
     return False
+
+
+def read_following(
+    consumer: Consumer, topic: str, starts: Mapping[int, int], poll_s: float = 0.5
+) -> Iterator[Message]:
+    """Every record of ``topic`` from ``starts`` on, waiting for new ones without end: the
+    caller stops (a count, Ctrl-C). Errors other than end-of-partition raise KafkaUnavailable."""
+    consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
+    while True:
+        for message in consumer.consume(BATCH, timeout=poll_s):
+            error = message.error()
+            if error is None:
+                yield message
+            elif error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaUnavailable(f"reading {topic}: {error.str()}")

@@ -1,11 +1,16 @@
-"""Pid files, stale detection and command-line matching of the local stack (no process started)."""
+"""Pid files, stale detection and command-line matching of the local stack (no service
+started), and one-shot commands (``sh``, ``sleep``) with their output and time limit."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+import pytest
+
 from cli.stack import process
+from cli.stack.errors import StackError
 from cli.stack.process import ProcessSignature
 
 
@@ -115,3 +120,27 @@ def test_wait_until_polls_until_true_or_deadline() -> None:
     calls = iter([False, False, True])
     assert process.wait_until(lambda: next(calls), timeout_s=5, interval_s=0.01)
     assert not process.wait_until(lambda: False, timeout_s=0.05, interval_s=0.01)
+
+
+def test_a_streamed_command_hands_each_line_to_the_step_lines_as_it_prints() -> None:
+    seen: list[str] = []
+    token = process.step_lines.set(seen.append)
+    try:
+        result = process.run(["sh", "-c", "echo one; echo two >&2; echo three"], stream=True)
+        quiet = process.run(["sh", "-c", "echo not streamed"])
+    finally:
+        process.step_lines.reset(token)
+    assert seen == ["one", "two", "three"]
+    assert result.returncode == 0 and result.stdout == "one\ntwo\nthree\n"
+    assert quiet.stdout == "not streamed\n"
+
+
+FOREVER = [sys.executable, "-c", "import threading; print('started'); threading.Event().wait()"]
+"""A child that waits without end and reads no clock (faketime shifts the clocks of children)."""
+
+
+def test_a_command_that_outlives_its_timeout_is_killed() -> None:
+    with pytest.raises(StackError, match="did not finish within"):
+        process.run(FOREVER, timeout_s=0.5, stream=True)
+    with pytest.raises(StackError, match="did not finish within"):
+        process.run(FOREVER, timeout_s=0.5)

@@ -162,8 +162,11 @@ class SinkGroup:
         """The batch being handled: what a crash would leave unfinished."""
         self.poll_watchdog_s = POLL_WATCHDOG_S
 
+    def new_consumer(self) -> Consumer:
+        return Consumer(self._config)
+
     async def run(self, handle: Handler, on_gap: GapHandler | None = None) -> None:
-        consumer = Consumer(self._config)
+        consumer = self.new_consumer()
         found: list[Gap] = []
         consumer.subscribe(
             self._topics, on_assign=lambda c, parts: found.extend(self._gaps_of(c, parts))

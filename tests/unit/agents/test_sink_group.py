@@ -42,8 +42,22 @@ def test_a_committed_offset_below_the_log_start_is_a_gap() -> None:
     assert (gap.topic, gap.partition) == ("t", 0)
 
 
+class Unconnected:
+    """A consumer that talks to no broker (a real one, never closed, would leave librdkafka
+    threads behind the test)."""
+
+    def subscribe(self, topics: list[str], on_assign: Any = None) -> None:
+        return None
+
+    def close(self) -> None:
+        raise AssertionError("a consumer whose poll is lost is not closed under it")
+
+
 class LostPoll(SinkGroup):
     """A poll whose thread never comes back (as one killed inside a librdkafka callback)."""
+
+    def new_consumer(self) -> Any:
+        return Unconnected()
 
     def __init__(self) -> None:
         super().__init__(Settings(), "redis", ["t"], batch_max=10)
@@ -51,7 +65,7 @@ class LostPoll(SinkGroup):
         self.handled: list[Any] = []
 
     def take(self, consumer: Any) -> list[Any]:
-        self.release.wait(30)
+        self.release.wait()
         return []
 
 

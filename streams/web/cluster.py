@@ -100,7 +100,7 @@ class Operator:
             lag: int | None = sum(row.lag for row in await self.lag())
         except KafkaUnavailable:
             lag = None
-        local = devices.local_devices(self.app, self.settings.topics.curated, None, {})
+        local = await devices.local_counts(self.app, self.settings.topics.curated)
         histogram = METRICS.reading_to_row
         self.trends.sample(
             Reading(

@@ -13,6 +13,7 @@ latest transition of every device.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 from collections.abc import Iterable, Mapping
@@ -145,6 +146,29 @@ def local_devices(
     active = frozenset(assigned(app).get(curated_topic, []))
     partitions = table.changelog_topic.partitions or app.conf.topic_partitions
     return scan(list(table.items()), partitions, active, wanted, registry)
+
+
+COUNT_CHUNK = 5_000
+"""Rows counted between two turns of the event loop (~5 ms): a timer counting a 100,000-device
+table at once held the worker's loop for ~100 ms."""
+
+
+async def local_counts(app: faust.App, curated_topic: str) -> LocalDevices | None:
+    """Online and offline devices of this worker's part of the table, counted a chunk of rows
+    per turn of the event loop (for timers; a request's page uses :func:`local_devices`)."""
+    if not table_ready(app):
+        return None
+    table = cast(Any, app.tables[TABLE])
+    active = frozenset(assigned(app).get(curated_topic, []))
+    partitions = table.changelog_topic.partitions or app.conf.topic_partitions
+    rows = list(table.items())
+    counted = LocalDevices()
+    for start in range(0, len(rows), COUNT_CHUNK):
+        chunk = scan(rows[start : start + COUNT_CHUNK], partitions, active, None, {})
+        counted.online += chunk.online
+        counted.offline += chunk.offline
+        await asyncio.sleep(0)
+    return counted
 
 
 def local_state(app: faust.App, device_id: str) -> DeviceState | None:

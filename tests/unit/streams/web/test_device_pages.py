@@ -7,17 +7,20 @@ with a state as "never seen", or a filter applied on one side only makes it fail
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from connectors.kafka.partitioner import partition_for
 from schemas.devices import Device
 from schemas.status import DeviceState, encode
+from streams.tables import DEVICE_STATUS
 from streams.web.device_pages import DeviceFilter, FilterError, device_page
-from streams.web.devices import scan
+from streams.web.devices import COUNT_CHUNK, local_counts, scan
 from tests.clock import FROZEN_AT
 
 PARTITIONS = 8
@@ -144,3 +147,54 @@ def test_a_bad_filter_names_its_field(query: dict[str, str], field: str) -> None
 def test_a_filter_survives_the_trip_through_the_query_string() -> None:
     wanted = DeviceFilter(search="a", status="never seen", tag="t", after="x", limit=7)
     assert DeviceFilter.from_query(wanted.as_query()) == wanted
+
+
+class _CountingApp:
+    """What ``local_counts`` reads of a Faust app: a ready table and this worker's partitions."""
+
+    def __init__(self, fleet: Fleet, active: frozenset[int]) -> None:
+
+        ready = asyncio.Event()
+        ready.set()
+        table = SimpleNamespace(
+            items=lambda: iter(fleet.items),
+            changelog_topic=SimpleNamespace(partitions=PARTITIONS, get_topic_name=lambda: "cl"),
+        )
+        self.rebalancing = False
+        self.conf = SimpleNamespace(topic_partitions=PARTITIONS)
+        self.tables = _Tables({DEVICE_STATUS: table}, recovery=SimpleNamespace(
+            in_recovery=False, completed=ready))  # fmt: skip
+        parts = [SimpleNamespace(topic="curated", partition=p) for p in sorted(active)]
+        self.assignor = SimpleNamespace(assigned_actives=lambda: parts)
+
+
+class _Tables(dict[str, Any]):
+    def __init__(self, tables: dict[str, Any], recovery: Any) -> None:
+        super().__init__(tables)
+        self.recovery = recovery
+
+
+async def test_a_timer_counts_a_large_table_a_chunk_per_turn_of_the_event_loop() -> None:
+    fleet = Fleet(3 * COUNT_CHUNK)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    try:
+        counts = []
+        for active in WORKERS:
+            before = turns
+            local = await local_counts(cast(Any, _CountingApp(fleet, active)), "curated")
+            assert local is not None
+            counts.append((local.online, local.offline))
+            assert turns - before >= 2, "other tasks ran while the table was counted"
+    finally:
+        other.cancel()
+    online = sum(fleet.online.values())
+    assert tuple(map(sum, zip(*counts, strict=True))) == (online, len(fleet.online) - online)

@@ -19,27 +19,32 @@ from cli.stack import manager, process
 from cli.stack.kafka import JARS, Kafka, kafka_services
 from cli.stack.probes import tcp_open
 from schemas.settings import Settings
-from tests.support import free_port
 
 BROKERS = 3
 BROKER_HEAP = "384m"
 
 
-def _free_controller_base(taken: set[int]) -> int:
-    """A port p with p, p+2 and p+4 free (node n's controller listens at p + 2(n-1))."""
-    rng = random.Random()
+PORTS_FROM, PORTS_TO = 20_000, 32_000
+"""Below Linux's ephemeral range (32768-60999): a port picked there could be taken as the source
+port of any outgoing connection between the pick and the bind, or while a killed broker is
+down (seen once: a controller failed to bind at start)."""
+
+
+def _free_ports(rng: random.Random) -> tuple[list[int], int]:
+    """Broker ports, and a base p with p, p+2 and p+4 free (node n's controller listens at
+    p + 2(n-1)), all different and none listened on."""
     while True:
-        base = rng.randrange(20_000, 40_000)
-        ports = {base + 2 * n for n in range(BROKERS)}
-        if not ports & taken and not any(tcp_open(port) for port in ports):
-            return base
+        brokers = [rng.randrange(PORTS_FROM, PORTS_TO) for _ in range(BROKERS)]
+        base = rng.randrange(PORTS_FROM, PORTS_TO - 2 * BROKERS)
+        ports = [*brokers, *(base + 2 * n for n in range(BROKERS))]
+        if len(set(ports)) == len(ports) and not any(tcp_open(port) for port in ports):
+            return brokers, base
 
 
 def cluster_settings(stack_settings: Settings, home: Path) -> Settings:
     """``stack_settings`` with a three-broker cluster on free ports under ``home``:
     replication factor 3 and ``min.insync.replicas`` 2, as the broker count derives them."""
-    broker_ports = [free_port() for _ in range(BROKERS)]
-    controller_base = _free_controller_base(set(broker_ports))
+    broker_ports, controller_base = _free_ports(random.Random())
     bootstrap = ",".join(f"127.0.0.1:{port}" for port in broker_ports)
     kafka = stack_settings.kafka.model_copy(
         update={"bootstrap_servers": bootstrap, "replication_factor": 3, "min_insync_replicas": 2}

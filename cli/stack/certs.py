@@ -29,7 +29,7 @@ from cli.stack.errors import StackError
 from cli.stack.service import Progress
 
 #: One server certificate per service that serves TLS in secure mode.
-SERVERS: Final[tuple[str, ...]] = ("kafka", "api", "worker", "mqtt-front")
+SERVERS: Final[tuple[str, ...]] = ("kafka", "api", "worker", "mqtt-front", "postgres", "redis")
 CA_DAYS: Final = 3650
 SERVER_DAYS: Final = 825
 RSA_BITS: Final = 2048

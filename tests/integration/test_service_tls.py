@@ -1,0 +1,146 @@
+"""TLS to Postgres and Redis (``make test-secure``): a Postgres and a Redis of the test's own,
+started by the stack code in secure mode (``cli/stack/service_tls.py``) on free ports under a
+temporary stack home with its own CA, and the project's clients configured as secure mode
+configures them (``cli/secure_mode.services_env``). The shared stack's services are never
+touched; these two are stopped by their pids afterwards."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.exceptions
+
+from cli import secure_mode
+from cli.stack import manager, probes
+from cli.stack.certs import Pki
+from cli.stack.postgres import FALLBACK_ROOT, Postgres
+from connectors.postgres.pool import connect, create_pool
+from connectors.redis.clients import async_client, writer_pipe
+from schemas.settings import PostgresSettings, Settings
+from tests.support import free_port
+
+pytestmark = pytest.mark.secure
+
+SERVICES = ["postgres", "redis"]
+
+
+@pytest.fixture(scope="module")
+def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Secure-mode settings (clients on verify-full and Redis TLS) of a running TLS-only
+    Postgres and Redis; both stopped and their files removed afterwards."""
+    home = tmp_path_factory.mktemp("tls-stack")
+    base = Settings()
+    settings = base.model_copy(
+        update={
+            "stack": base.stack.model_copy(update={"home": home, "secure": True}),
+            "postgres": base.postgres.model_copy(update={"port": free_port()}),
+            "redis": base.redis.model_copy(update={"port": free_port()}),
+        }
+    )
+    say = lambda line: print(f"tls stack: {line}")  # noqa: E731
+    cluster = Postgres(settings).cluster_dir
+    try:
+        manager.up(settings, SERVICES, progress=say)
+        yield _as_secure_mode_configures(settings)
+    finally:
+        manager.down(settings, SERVICES, progress=say)
+        if cluster.parent == FALLBACK_ROOT:
+            shutil.rmtree(cluster, ignore_errors=True)
+
+
+def _as_secure_mode_configures(settings: Settings) -> Settings:
+    env = secure_mode.services_env(settings)
+    postgres = settings.postgres.model_copy(
+        update={
+            "sslmode": env["FLEET_POSTGRES__SSLMODE"],
+            "ssl_rootcert": env["FLEET_POSTGRES__SSL_ROOTCERT"],
+        }
+    )
+    redis = settings.redis.model_copy(
+        update={
+            "tls": env["FLEET_REDIS__TLS"] == "true",
+            "tls_cafile": env["FLEET_REDIS__TLS_CAFILE"],
+        }
+    )
+    return settings.model_copy(update={"postgres": postgres, "redis": redis})
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CA that signed neither server."""
+    pki = Pki(tmp_path_factory.mktemp("other-ca") / "pki")
+    pki.ensure(lambda _: None, names=())
+    return str(pki.ca_cert)
+
+
+def _postgres(settings: Settings, **update: object) -> PostgresSettings:
+    return settings.postgres.model_copy(update=update)
+
+
+async def test_the_pool_reads_and_writes_over_verified_tls(tls_stack: Settings) -> None:
+    assert tls_stack.postgres.sslmode == "verify-full"
+    pool = await create_pool(tls_stack.postgres, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            table = f"tls_{uuid.uuid4().hex[:8]}"
+            await conn.execute(f"CREATE TEMP TABLE {table} (v text)")
+            await conn.execute(f"INSERT INTO {table} VALUES ($1)", "over tls")  # noqa: S608
+            assert await conn.fetchval(f"SELECT v FROM {table}") == "over tls"  # noqa: S608
+            encrypted = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            assert await conn.fetchval(encrypted) is True
+    finally:
+        await pool.close()
+
+
+async def test_postgres_refuses_another_ca_and_clear_text(
+    tls_stack: Settings, other_ca: str
+) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect(_postgres(tls_stack, ssl_rootcert=other_ca))
+    with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError, match="no encryption"):
+        await connect(_postgres(tls_stack, sslmode="disable"))
+    # require encrypts without checking whose certificate it is: another CA does not matter.
+    unverified = await connect(_postgres(tls_stack, sslmode="require", ssl_rootcert=other_ca))
+    await unverified.close()
+
+
+@pytest.fixture
+async def redis_client(tls_stack: Settings) -> AsyncIterator[redis.asyncio.Redis]:
+    client = async_client(tls_stack.redis, socket_timeout=10, socket_connect_timeout=10)
+    yield client
+    await client.aclose()
+
+
+async def test_redis_clients_read_and_write_over_verified_tls(
+    tls_stack: Settings, redis_client: redis.asyncio.Redis
+) -> None:
+    assert tls_stack.redis.tls
+    key = f"tls:{uuid.uuid4().hex}"
+    await redis_client.set(key, "over tls")
+    assert await redis_client.get(key) == b"over tls"
+    pipe = writer_pipe(tls_stack.redis)
+    try:
+        replies = await pipe.execute([("SET", key, "from the sink"), ("GET", key)])
+    finally:
+        await pipe.close()
+    assert replies[1] == b"from the sink"
+
+
+async def test_redis_refuses_another_ca_and_clear_text(tls_stack: Settings, other_ca: str) -> None:
+    port = tls_stack.redis.port
+    wrong = async_client(tls_stack.redis.model_copy(update={"tls_cafile": other_ca}))
+    with pytest.raises(redis.exceptions.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        await wrong.ping()
+    await wrong.aclose()
+    plain = async_client(tls_stack.redis.model_copy(update={"tls": False}), socket_timeout=10)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await plain.ping()
+    await plain.aclose()
+    assert not probes.redis_ping(port, timeout_s=5)
+    assert probes.redis_ping(port, timeout_s=5, tls_cafile=Path(tls_stack.redis.tls_cafile))

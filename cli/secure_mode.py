@@ -8,9 +8,10 @@ principal and the local CA's certificate: the API (principal ``api``) serves HTT
 Kafka security set explicitly (``FLEET_KAFKA__SECURITY_PROTOCOL`` other than PLAINTEXT) is
 left as given: that is a deployment's own broker, not the local stack's.
 
-The stack's Postgres and Redis then serve TLS only (``cli/stack/service_tls.py``): the command
-and every child connect with ``sslmode=verify-full`` and Redis TLS, trusting the local CA
-(:func:`services_env`), unless those settings were given explicitly.
+The stack's Postgres, Redis and S3Proxy then serve TLS only (``cli/stack/service_tls.py``,
+``cli/stack/s3proxy.py``): the command and every child connect with ``sslmode=verify-full``,
+Redis TLS and the ``https://`` S3 endpoint, trusting the local CA (:func:`services_env`),
+unless those settings were given explicitly.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def kafka_env(settings: Settings, principal: str) -> dict[str, str]:
 
 
 def services_env(settings: Settings) -> dict[str, str]:
-    """FLEET_POSTGRES__* and FLEET_REDIS__* variables for the secure local stack's TLS-only
-    Postgres and Redis (those set already, e.g. another CA, are kept); {} in plain mode."""
+    """FLEET_POSTGRES__*, FLEET_REDIS__* and FLEET_BLOB__S3_* variables for the secure local
+    stack's TLS-only Postgres, Redis and S3Proxy (those set already, e.g. another CA, are
+    kept); {} in plain mode."""
     if not settings.stack.secure:
         return {}
     ca = str(Pki.of_home(settings.stack.home).ca_cert)
@@ -59,6 +61,10 @@ def services_env(settings: Settings) -> dict[str, str]:
         env |= {"FLEET_POSTGRES__SSLMODE": "verify-full", "FLEET_POSTGRES__SSL_ROOTCERT": ca}
     if not settings.redis.tls:
         env |= {"FLEET_REDIS__TLS": "true", "FLEET_REDIS__TLS_CAFILE": ca}
+    endpoint = settings.blob.s3_endpoint
+    if endpoint.startswith("http://") and not settings.blob.s3_cafile:
+        https = "https://" + endpoint.removeprefix("http://")
+        env |= {"FLEET_BLOB__S3_ENDPOINT": https, "FLEET_BLOB__S3_CAFILE": ca}
     return env
 
 

@@ -1,8 +1,9 @@
-"""TLS to Postgres and Redis (``make test-secure``): a Postgres and a Redis of the test's own,
-started by the stack code in secure mode (``cli/stack/service_tls.py``) on free ports under a
-temporary stack home with its own CA, and the project's clients configured as secure mode
-configures them (``cli/secure_mode.services_env``). The shared stack's services are never
-touched; these two are stopped by their pids afterwards."""
+"""TLS to Postgres, Redis and the S3 server (``make test-secure``): a Postgres, a Redis and an
+S3Proxy of the test's own, started by the stack code in secure mode (``cli/stack/
+service_tls.py``, ``cli/stack/s3proxy.py``) on free ports under a temporary stack home with
+its own CA, and the project's clients configured as secure mode configures them
+(``cli/secure_mode.services_env``). The shared stack's services are never touched (only
+S3Proxy's jars are copied, to skip Maven); these are stopped by their pids afterwards."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from cli import secure_mode
 from cli.stack import manager, probes
 from cli.stack.certs import Pki
 from cli.stack.postgres import FALLBACK_ROOT, Postgres
+from cli.stack.s3proxy import JARS as S3PROXY_JARS
+from connectors.blob.s3 import S3BlobStore
 from connectors.postgres.pool import connect, create_pool
 from connectors.redis.clients import async_client, writer_pipe
 from schemas.settings import PostgresSettings, Settings
@@ -27,7 +30,7 @@ from tests.support import free_port
 
 pytestmark = pytest.mark.secure
 
-SERVICES = ["postgres", "redis"]
+SERVICES = ["postgres", "redis", "s3proxy"]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +44,14 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             "stack": base.stack.model_copy(update={"home": home, "secure": True}),
             "postgres": base.postgres.model_copy(update={"port": free_port()}),
             "redis": base.redis.model_copy(update={"port": free_port()}),
+            "blob": base.blob.model_copy(
+                update={"backend": "s3", "s3_endpoint": f"http://127.0.0.1:{free_port()}"}
+            ),
         }
     )
+    shared_lib = base.stack.home / "s3proxy" / "lib"
+    if S3PROXY_JARS.ready(shared_lib, base.stack.s3proxy_version):
+        shutil.copytree(shared_lib, home / "s3proxy" / "lib")
     say = lambda line: print(f"tls stack: {line}")  # noqa: E731
     cluster = Postgres(settings).cluster_dir
     try:
@@ -55,20 +64,19 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 
 def _as_secure_mode_configures(settings: Settings) -> Settings:
-    env = secure_mode.services_env(settings)
-    postgres = settings.postgres.model_copy(
-        update={
-            "sslmode": env["FLEET_POSTGRES__SSLMODE"],
-            "ssl_rootcert": env["FLEET_POSTGRES__SSL_ROOTCERT"],
-        }
-    )
-    redis = settings.redis.model_copy(
-        update={
-            "tls": env["FLEET_REDIS__TLS"] == "true",
-            "tls_cafile": env["FLEET_REDIS__TLS_CAFILE"],
-        }
-    )
-    return settings.model_copy(update={"postgres": postgres, "redis": redis})
+    """``settings`` with the variables secure mode gives every process."""
+    sections: dict[str, dict[str, str]] = {}
+    for name, value in secure_mode.services_env(settings).items():
+        section, field = name.removeprefix("FLEET_").lower().split("__")
+        sections.setdefault(section, {})[field] = value
+    assert set(sections) == {"postgres", "redis", "blob"}, sections
+    update = {
+        section: type(getattr(settings, section)).model_validate(
+            {**getattr(settings, section).model_dump(), **fields}
+        )
+        for section, fields in sections.items()
+    }
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +152,36 @@ async def test_redis_refuses_another_ca_and_clear_text(tls_stack: Settings, othe
     await plain.aclose()
     assert not probes.redis_ping(port, timeout_s=5)
     assert probes.redis_ping(port, timeout_s=5, tls_cafile=Path(tls_stack.redis.tls_cafile))
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_the_s3_store_writes_and_reads_over_verified_tls(tls_stack: Settings) -> None:
+    assert tls_stack.blob.s3_endpoint.startswith("https://")
+    store = S3BlobStore(tls_stack.blob)
+    await store.open()
+    try:
+        key = f"tls/{uuid.uuid4().hex}"
+        stored = await store.put(key, _chunks(b"over ", b"tls"), max_bytes=100)
+        assert stored.size == 8
+        assert b"".join([chunk async for chunk in store.get(key)]) == b"over tls"
+        await store.delete(key)
+    finally:
+        await store.close()
+
+
+async def test_the_s3_server_refuses_another_ca_and_clear_text(
+    tls_stack: Settings, other_ca: str
+) -> None:
+    blob = tls_stack.blob
+    plain = blob.model_copy(update={"s3_endpoint": blob.s3_endpoint.replace("https", "http")})
+    for refused in (blob.model_copy(update={"s3_cafile": other_ca}), plain):
+        store = S3BlobStore(refused)
+        await store.open()
+        try:
+            assert not await store.ping(), refused.s3_endpoint
+        finally:
+            await store.close()

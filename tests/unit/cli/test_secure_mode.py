@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from cli import secure_mode
 from cli.stack.kafka_security import passwords
 from schemas.settings import (
+    BlobSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
@@ -53,8 +54,9 @@ def test_explicit_kafka_security_is_a_deployment_of_its_own(tmp_path: Path) -> N
     )
     postgres = PostgresSettings(sslmode="require")
     redis = RedisSettings(tls=True)
+    blob = BlobSettings(s3_endpoint="https://s3.example")
     settings = _settings(tmp_path).model_copy(
-        update={"kafka": kafka, "postgres": postgres, "redis": redis}
+        update={"kafka": kafka, "postgres": postgres, "redis": redis, "blob": blob}
     )
     assert secure_mode.child_env(settings, "worker") is None
     assert secure_mode.services_env(settings) == {}
@@ -69,6 +71,8 @@ def test_secure_mode_gives_postgres_and_redis_tls_with_the_local_ca(tmp_path: Pa
         "FLEET_POSTGRES__SSL_ROOTCERT": ca,
         "FLEET_REDIS__TLS": "true",
         "FLEET_REDIS__TLS_CAFILE": ca,
+        "FLEET_BLOB__S3_ENDPOINT": "https://127.0.0.1:9000",
+        "FLEET_BLOB__S3_CAFILE": ca,
     }
     assert secure_mode.services_env(settings) == expected
     for child in ("api", "worker", "mqtt-front"):
@@ -101,4 +105,5 @@ def test_the_command_itself_connects_over_tls_in_secure_mode(
     assert admin.postgres.sslmode == "verify-full"
     assert admin.postgres.ssl_rootcert == str(tmp_path / "pki" / "ca.pem")
     assert admin.redis.tls is True
+    assert admin.blob.s3_endpoint.startswith("https://")
     assert admin.kafka.sasl_username == "admin"

@@ -8,10 +8,10 @@ principal and the local CA's certificate: the API (principal ``api``) serves HTT
 Kafka security set explicitly (``FLEET_KAFKA__SECURITY_PROTOCOL`` other than PLAINTEXT) is
 left as given: that is a deployment's own broker, not the local stack's.
 
-The stack's Postgres, Redis and S3Proxy then serve TLS only (``cli/stack/service_tls.py``,
-``cli/stack/s3proxy.py``): the command and every child connect with ``sslmode=verify-full``,
-Redis TLS and the ``https://`` S3 endpoint, trusting the local CA (:func:`services_env`),
-unless those settings were given explicitly.
+The stack's Postgres, Redis, S3Proxy and Apicurio then serve TLS only
+(``cli/stack/service_tls.py``, ``s3proxy.py``, ``apicurio.py``): the command and every child
+connect with ``sslmode=verify-full``, Redis TLS and the ``https://`` S3 and registry
+addresses, trusting the local CA (:func:`services_env`), unless those were given explicitly.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def kafka_env(settings: Settings, principal: str) -> dict[str, str]:
 
 
 def services_env(settings: Settings) -> dict[str, str]:
-    """FLEET_POSTGRES__*, FLEET_REDIS__* and FLEET_BLOB__S3_* variables for the secure local
-    stack's TLS-only Postgres, Redis and S3Proxy (those set already, e.g. another CA, are
-    kept); {} in plain mode."""
+    """FLEET_POSTGRES__*, FLEET_REDIS__*, FLEET_BLOB__S3_* and FLEET_SCHEMA_REGISTRY__*
+    variables for the secure local stack's TLS-only Postgres, Redis, S3Proxy and Apicurio
+    (those set already, e.g. another CA, are kept); {} in plain mode."""
     if not settings.stack.secure:
         return {}
     ca = str(Pki.of_home(settings.stack.home).ca_cert)
@@ -63,9 +63,15 @@ def services_env(settings: Settings) -> dict[str, str]:
         env |= {"FLEET_REDIS__TLS": "true", "FLEET_REDIS__TLS_CAFILE": ca}
     endpoint = settings.blob.s3_endpoint
     if endpoint.startswith("http://") and not settings.blob.s3_cafile:
-        https = "https://" + endpoint.removeprefix("http://")
-        env |= {"FLEET_BLOB__S3_ENDPOINT": https, "FLEET_BLOB__S3_CAFILE": ca}
+        env |= {"FLEET_BLOB__S3_ENDPOINT": _https(endpoint), "FLEET_BLOB__S3_CAFILE": ca}
+    registry = settings.schema_registry.url
+    if registry.startswith("http://") and not settings.schema_registry.cafile:
+        env |= {"FLEET_SCHEMA_REGISTRY__URL": _https(registry), "FLEET_SCHEMA_REGISTRY__CAFILE": ca}
     return env
+
+
+def _https(url: str) -> str:
+    return "https://" + url.removeprefix("http://")
 
 
 def child_env(settings: Settings, child: str) -> dict[str, str] | None:

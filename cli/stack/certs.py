@@ -37,6 +37,7 @@ SERVERS: Final[tuple[str, ...]] = (
     "postgres",
     "redis",
     "s3proxy",
+    "apicurio",
 )
 CA_DAYS: Final = 3650
 SERVER_DAYS: Final = 825

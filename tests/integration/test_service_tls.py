@@ -1,9 +1,10 @@
-"""TLS to Postgres, Redis and the S3 server (``make test-secure``): a Postgres, a Redis and an
-S3Proxy of the test's own, started by the stack code in secure mode (``cli/stack/
-service_tls.py``, ``cli/stack/s3proxy.py``) on free ports under a temporary stack home with
-its own CA, and the project's clients configured as secure mode configures them
-(``cli/secure_mode.services_env``). The shared stack's services are never touched (only
-S3Proxy's jars are copied, to skip Maven); these are stopped by their pids afterwards."""
+"""TLS to Postgres, Redis, the S3 server and the schema registry (``make test-secure``): a
+Postgres, a Redis, an S3Proxy and an Apicurio of the test's own, started by the stack code in
+secure mode (``cli/stack/service_tls.py``, ``s3proxy.py``, ``apicurio.py``) on free ports under
+a temporary stack home with its own CA, and the project's clients configured as secure mode
+configures them (``cli/secure_mode.services_env``). The shared stack's services are never
+touched (only S3Proxy's jars and Apicurio's build are copied, to skip Maven); these are
+stopped by their pids afterwards."""
 
 from __future__ import annotations
 
@@ -19,18 +20,20 @@ import redis.exceptions
 
 from cli import secure_mode
 from cli.stack import manager, probes
+from cli.stack.apicurio import Apicurio
 from cli.stack.certs import Pki
 from cli.stack.postgres import FALLBACK_ROOT, Postgres
 from cli.stack.s3proxy import JARS as S3PROXY_JARS
 from connectors.blob.s3 import S3BlobStore
 from connectors.postgres.pool import connect, create_pool
 from connectors.redis.clients import async_client, writer_pipe
+from connectors.schema_registry import SchemaRegistryError, client_for
 from schemas.settings import PostgresSettings, Settings
 from tests.support import free_port
 
 pytestmark = pytest.mark.secure
 
-SERVICES = ["postgres", "redis", "s3proxy"]
+SERVICES = ["postgres", "redis", "s3proxy", "apicurio"]
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +50,17 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             "blob": base.blob.model_copy(
                 update={"backend": "s3", "s3_endpoint": f"http://127.0.0.1:{free_port()}"}
             ),
+            "schema_registry": base.schema_registry.model_copy(
+                update={"url": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"}
+            ),
         }
     )
     shared_lib = base.stack.home / "s3proxy" / "lib"
     if S3PROXY_JARS.ready(shared_lib, base.stack.s3proxy_version):
         shutil.copytree(shared_lib, home / "s3proxy" / "lib")
+    shared_build = Apicurio(base).build_dir
+    if shared_build.is_dir():
+        shutil.copytree(shared_build, home / "apicurio" / "build")
     say = lambda line: print(f"tls stack: {line}")  # noqa: E731
     cluster = Postgres(settings).cluster_dir
     try:
@@ -69,7 +78,7 @@ def _as_secure_mode_configures(settings: Settings) -> Settings:
     for name, value in secure_mode.services_env(settings).items():
         section, field = name.removeprefix("FLEET_").lower().split("__")
         sections.setdefault(section, {})[field] = value
-    assert set(sections) == {"postgres", "redis", "blob"}, sections
+    assert set(sections) == {"postgres", "redis", "blob", "schema_registry"}, sections
     update = {
         section: type(getattr(settings, section)).model_validate(
             {**getattr(settings, section).model_dump(), **fields}
@@ -185,3 +194,21 @@ async def test_the_s3_server_refuses_another_ca_and_clear_text(
             assert not await store.ping(), refused.s3_endpoint
         finally:
             await store.close()
+
+
+def test_the_registry_client_works_over_verified_tls(tls_stack: Settings) -> None:
+    assert tls_stack.schema_registry.url.startswith("https://")
+    subject = f"tls-{uuid.uuid4().hex}-value"
+    schema = '{"type": "record", "name": "Tls", "fields": [{"name": "v", "type": "string"}]}'
+    client = client_for(tls_stack)
+    schema_id = client.register(subject, schema)
+    assert client.lookup(subject, schema) == schema_id
+
+
+def test_the_registry_refuses_another_ca_and_clear_text(tls_stack: Settings, other_ca: str) -> None:
+    registry = tls_stack.schema_registry
+    plain = registry.model_copy(update={"url": registry.url.replace("https", "http", 1)})
+    for refused in (registry.model_copy(update={"cafile": other_ca}), plain):
+        client = client_for(tls_stack.model_copy(update={"schema_registry": refused}))
+        with pytest.raises(SchemaRegistryError, match="cannot be reached"):
+            client.versions("anything-value")

@@ -15,6 +15,7 @@ from schemas.settings import (
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
+    SchemaRegistrySettings,
     Settings,
     StackSettings,
     get_settings,
@@ -55,8 +56,15 @@ def test_explicit_kafka_security_is_a_deployment_of_its_own(tmp_path: Path) -> N
     postgres = PostgresSettings(sslmode="require")
     redis = RedisSettings(tls=True)
     blob = BlobSettings(s3_endpoint="https://s3.example")
+    registry = SchemaRegistrySettings(url="https://registry.example")
     settings = _settings(tmp_path).model_copy(
-        update={"kafka": kafka, "postgres": postgres, "redis": redis, "blob": blob}
+        update={
+            "kafka": kafka,
+            "postgres": postgres,
+            "redis": redis,
+            "blob": blob,
+            "schema_registry": registry,
+        }
     )
     assert secure_mode.child_env(settings, "worker") is None
     assert secure_mode.services_env(settings) == {}
@@ -73,6 +81,8 @@ def test_secure_mode_gives_postgres_and_redis_tls_with_the_local_ca(tmp_path: Pa
         "FLEET_REDIS__TLS_CAFILE": ca,
         "FLEET_BLOB__S3_ENDPOINT": "https://127.0.0.1:9000",
         "FLEET_BLOB__S3_CAFILE": ca,
+        "FLEET_SCHEMA_REGISTRY__URL": "https://127.0.0.1:8081/apis/ccompat/v7",
+        "FLEET_SCHEMA_REGISTRY__CAFILE": ca,
     }
     assert secure_mode.services_env(settings) == expected
     for child in ("api", "worker", "mqtt-front"):
@@ -106,4 +116,5 @@ def test_the_command_itself_connects_over_tls_in_secure_mode(
     assert admin.postgres.ssl_rootcert == str(tmp_path / "pki" / "ca.pem")
     assert admin.redis.tls is True
     assert admin.blob.s3_endpoint.startswith("https://")
+    assert admin.schema_registry.url.startswith("https://")
     assert admin.kafka.sasl_username == "admin"

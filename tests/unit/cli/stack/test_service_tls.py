@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli.stack import service_tls
+from cli.stack.apicurio import Apicurio
 from cli.stack.certs import Pki
 from cli.stack.redis import Redis
 from schemas.settings import RedisSettings, Settings, StackSettings
@@ -65,3 +66,17 @@ def test_secure_redis_serves_tls_on_its_port_and_closes_clear_text(tmp_path: Pat
     assert _value(argv, "--tls-key-file") == str(pki.key("redis"))
     assert _value(argv, "--tls-ca-cert-file") == str(pki.ca_cert)
     assert _value(argv, "--tls-auth-clients") == "no"
+
+
+def test_apicurio_serves_https_only_in_secure_mode(tmp_path: Path) -> None:
+    secure = Apicurio(Settings(stack=StackSettings(home=tmp_path, secure=True)))
+    flags = dict(flag.removeprefix("-D").split("=", 1) for flag in secure._tls_flags(8443))
+    pki = Pki.of_home(tmp_path)
+    assert flags == {
+        "quarkus.http.ssl-port": "8443",
+        "quarkus.http.ssl.certificate.files": str(pki.cert("apicurio")),
+        "quarkus.http.ssl.certificate.key-files": str(pki.key("apicurio")),
+        "quarkus.http.insecure-requests": "disabled",
+    }
+    plain = Apicurio(Settings(stack=StackSettings(home=tmp_path)))
+    assert plain._tls_flags(8081) == ()

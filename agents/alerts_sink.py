@@ -81,7 +81,7 @@ def register(ctx: WorkerContext) -> None:
     async def sink_alerts(stream: Any) -> None:
         pg = settings.postgres
         pool = await retry_until_done(
-            lambda: create_pool(pg.dsn(), min_size=0, max_size=2),
+            lambda: create_pool(pg, min_size=0, max_size=2),
             what="connecting to Postgres (alerts sink)",
             is_retriable=lambda exc: True,
             backoff_max_s=settings.worker.retry_backoff_max_s,

@@ -66,7 +66,7 @@ class PartitionKeeper:
     async def _open(self) -> asyncpg.Pool:
         if self._pool is None:
             pg = self._settings.postgres
-            self._pool = await create_pool(pg.dsn(), min_size=0, max_size=1)
+            self._pool = await create_pool(pg, min_size=0, max_size=1)
         return self._pool
 
 
@@ -84,7 +84,7 @@ class RetentionKeeper:
             return retention.RetentionReport()
         blobs = blob_store(self._settings.blob)
         try:
-            pool = await create_pool(self._settings.postgres.dsn(), min_size=0, max_size=1)
+            pool = await create_pool(self._settings.postgres, min_size=0, max_size=1)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("retention pass skipped, Postgres is away: %s", exc)
             return None

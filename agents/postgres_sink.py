@@ -297,7 +297,7 @@ class ReadingsSink:
 async def _open_pool(settings: Settings) -> asyncpg.Pool:
     pg = settings.postgres
     return await retry_until_done(
-        lambda: create_pool(pg.dsn(), min_size=pg.pool_min_size, max_size=pg.pool_max_size),
+        lambda: create_pool(pg, min_size=pg.pool_min_size, max_size=pg.pool_max_size),
         what="connecting to Postgres",
         is_retriable=is_retriable,
         backoff_max_s=settings.worker.retry_backoff_max_s,

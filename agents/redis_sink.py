@@ -29,15 +29,14 @@ import msgspec
 from agents.curated import ITEMS_PER_TURN, Turns
 from agents.deadletters import dead_letter, item_letters
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
+from connectors.redis.clients import writer_pipe
 from connectors.redis.errors import is_retriable
 from connectors.redis.keys import VALUE_PREFIX, RedisKeys
 from connectors.redis.seed_feeds import queue_name, seed_feeds
-from connectors.redis.wire import RedisPipe
 from connectors.redis.writer import (
     DeviceReadings,
     RedisBatch,
     RedisWriter,
-    connect_commands,
 )
 from schemas.contract_wire import decode_status
 from schemas.envelopes import CuratedReader
@@ -206,9 +205,7 @@ def register(ctx: WorkerContext) -> None:
         nonlocal writer
         if writer is None:
             redis_settings = settings.redis
-            pipe = RedisPipe(
-                redis_settings.host, redis_settings.port, connect_commands(redis_settings.db)
-            )
+            pipe = writer_pipe(redis_settings)
             writer = RedisWriter(
                 pipe,
                 RedisKeys(redis_settings.prefix),

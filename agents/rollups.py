@@ -546,7 +546,7 @@ class Rollups:
 async def _open_store(ctx: WorkerContext) -> RollupStore:
     pg = ctx.settings.postgres
     pool = await retry_until_done(
-        lambda: create_pool(pg.dsn(), min_size=pg.pool_min_size, max_size=pg.pool_max_size),
+        lambda: create_pool(pg, min_size=pg.pool_min_size, max_size=pg.pool_max_size),
         what="connecting to Postgres",
         is_retriable=is_retriable,
         backoff_max_s=ctx.settings.worker.retry_backoff_max_s,

@@ -29,6 +29,7 @@ from api.problems import install_problem_handlers
 from api.routes import admin_devices, alerts, flows, health, media, readings, seeds, status, ws
 from connectors.kafka.batcher import BatcherLimits, EnvelopeBatcher
 from connectors.kafka.producer import EventProducer, edge_producer_config
+from connectors.redis.clients import async_client
 from connectors.redis.idempotency import IdempotencyStore
 from connectors.redis.keys import RedisKeys
 from connectors.redis.status import StatusReader
@@ -126,14 +127,7 @@ def _idempotency(settings: Settings) -> IdempotencyStore:
 
 
 def _redis(settings: Settings) -> Redis:
-    redis = settings.redis
-    return Redis(
-        host=redis.host,
-        port=redis.port,
-        db=redis.db,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
-    )
+    return async_client(settings.redis, socket_timeout=1.0, socket_connect_timeout=1.0)
 
 
 def _batcher(settings: Settings, producer: EventProducer) -> EnvelopeBatcher:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def registry_resources(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     postgres, kafka = settings.postgres, settings.kafka
-    pool = await create_pool(postgres.dsn(), min_size=0, max_size=postgres.pool_max_size)
+    pool = await create_pool(postgres, min_size=0, max_size=postgres.pool_max_size)
     publisher = RegistryPublisher(
         kafka.bootstrap_servers,
         settings.topics.devices,

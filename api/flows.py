@@ -25,7 +25,7 @@ from streams.flow_engine.engine import check_definition
 @asynccontextmanager
 async def flow_resources(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     postgres, kafka = settings.postgres, settings.kafka
-    pool = await create_pool(postgres.dsn(), min_size=0, max_size=min(postgres.pool_max_size, 4))
+    pool = await create_pool(postgres, min_size=0, max_size=min(postgres.pool_max_size, 4))
     publisher = RegistryPublisher(
         kafka.bootstrap_servers,
         settings.topics.flows,

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from bench.kafka import Watermarks
 from bench.procs import BenchError, Started, stack_pids
+from connectors.postgres.pool import connect
+from connectors.redis.clients import async_client
 from schemas.settings import RedisSettings, Settings
 
 Progress = Callable[[str], None]
@@ -164,7 +165,7 @@ async def wait_run_stored(
         for process in watched:
             process.check_alive()
 
-    db = await asyncpg.connect(settings.postgres.dsn())
+    db = await connect(settings.postgres)
     watermarks = Watermarks(settings.kafka.bootstrap_servers)
     try:
         return await wait_stored(
@@ -186,7 +187,7 @@ async def wait_run_stored(
 
 async def delete_run(settings: Settings, devices: Sequence[str]) -> None:
     """:func:`delete_run_data` on a connection of its own."""
-    db = await asyncpg.connect(settings.postgres.dsn())
+    db = await connect(settings.postgres)
     try:
         await delete_run_data(db, settings.redis, devices)
     finally:
@@ -216,7 +217,7 @@ async def delete_device_keys(redis: RedisSettings, devices: Sequence[str]) -> in
 
     keys = RedisKeys(redis.prefix)
     names = [key for device in devices for key in (keys.latest(device), keys.status(device))]
-    client = aioredis.Redis(host=redis.host, port=redis.port, db=redis.db)
+    client = async_client(redis)
     try:
         removed = 0
         for start in range(0, len(names), _UNLINK_CHUNK):

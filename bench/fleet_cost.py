@@ -42,9 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import asyncpg
 import msgspec
-import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -52,6 +50,8 @@ from confluent_kafka.cimpl import NewTopic
 from bench.data import new_fleet
 from bench.fleet_sim import PHASES, FleetSim, registered
 from connectors.kafka.security import client_config
+from connectors.postgres.pool import connect
+from connectors.redis.clients import sync_client
 from connectors.redis.keys import RedisKeys
 from connectors.redis.writer import RedisWriter
 from schemas.settings import Settings, get_settings
@@ -216,7 +216,7 @@ def redis_bytes_per_device(settings: Settings, sim: FleetSim) -> float:
     names = [
         name for device in batch.devices for name in (keys.status(device), keys.latest(device))
     ]
-    client = redis.Redis(host=settings.redis.host, port=settings.redis.port, db=settings.redis.db)
+    client = sync_client(settings.redis)
     try:
         pipe = client.pipeline(transaction=False)
         for command in commands:
@@ -235,7 +235,7 @@ async def postgres_bytes_per_device(settings: Settings, devices: int) -> float:
     only, dropped with it) filled with ``devices`` rows as the registry inserts them."""
     fleet = new_fleet(devices)
     index = registered(fleet, datetime.now(UTC))
-    db = await asyncpg.connect(settings.postgres.dsn())
+    db = await connect(settings.postgres)
     try:
         await db.execute("CREATE TEMP TABLE bench_devices (LIKE devices INCLUDING ALL)")
         rows = [

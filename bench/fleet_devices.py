@@ -22,7 +22,7 @@ async def _registry(settings: Settings, broker_passwords: bool) -> AsyncIterator
     from connectors.postgres.pool import create_pool
     from connectors.registry import DeviceRegistry
 
-    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=2)
+    pool = await create_pool(settings.postgres, min_size=0, max_size=2)
     publisher = RegistryPublisher(
         settings.kafka.bootstrap_servers,
         settings.topics.devices,
@@ -62,7 +62,7 @@ async def remove(
         for device_id in devices:
             with suppress(DeviceNotFound):
                 await registry.delete(device_id)
-    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=1)
+    pool = await create_pool(settings.postgres, min_size=0, max_size=1)
     try:
         async with pool.acquire() as db:
             await delete_run_data(db, settings.redis, devices)

@@ -30,6 +30,7 @@ from bench.ingest import wait_ready
 from bench.kafka import Watermarks
 from bench.procs import Started, bench_settings, services
 from bench.stats import Percentiles, Result, summarize
+from connectors.postgres.pool import connect
 from schemas.settings import Settings
 
 BATCH = 50
@@ -200,7 +201,7 @@ async def _measure(
     base = f"http://{settings.api.host}:{settings.api.port}"
     begun = time.monotonic()
     await wait_ready(base, started[0])
-    db = await asyncpg.connect(settings.postgres.dsn())
+    db = await connect(settings.postgres)
     watermarks = Watermarks(settings.kafka.bootstrap_servers)
     try:
         async with httpx.AsyncClient(timeout=30) as client:

@@ -13,6 +13,8 @@ import asyncpg
 import confluent_kafka
 import redis
 
+from connectors.postgres.pool import connect
+from connectors.redis.clients import sync_client
 from schemas.settings import Settings
 
 
@@ -39,7 +41,7 @@ def versions(settings: Settings, *, quix: bool) -> dict[str, str]:
 
 def _postgres_version(settings: Settings) -> str:
     async def ask() -> str:
-        db = await asyncpg.connect(settings.postgres.dsn())
+        db = await connect(settings.postgres)
         try:
             return str(await db.fetchval("SHOW server_version"))
         finally:
@@ -52,7 +54,7 @@ def _postgres_version(settings: Settings) -> str:
 
 
 def _redis_version(settings: Settings) -> str:
-    client = redis.Redis(host=settings.redis.host, port=settings.redis.port)
+    client = sync_client(settings.redis)
     try:
         return str(client.info("server").get("redis_version", "unknown"))
     except redis.RedisError:

@@ -34,7 +34,7 @@ def run(action: Callable[[AlertStore], Awaitable[T]]) -> T:
     """``action`` on the alert store; operator errors print one line and exit 1."""
 
     async def opened() -> T:
-        pool = await create_pool(get_settings().postgres.dsn(), min_size=0, max_size=2)
+        pool = await create_pool(get_settings().postgres, min_size=0, max_size=2)
         try:
             return await action(AlertStore(pool))
         finally:

@@ -99,7 +99,7 @@ async def _retention(settings: Settings, clock: Clock, *, dry_run: bool) -> list
     from connectors.postgres.pool import create_pool
 
     cuts = retention.cutoffs(settings.postgres, clock())
-    pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=1)
+    pool = await create_pool(settings.postgres, min_size=0, max_size=1)
     try:
         if dry_run:
             return (await retention.plan(pool, cuts)).lines()

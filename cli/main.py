@@ -150,7 +150,7 @@ def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION."""
     from connectors.postgres import migrate
 
-    migrate.upgrade(get_settings().postgres.dsn(), revision)
+    migrate.upgrade(get_settings().postgres, revision)
 
 
 @db_app.command("downgrade")
@@ -168,7 +168,7 @@ def db_downgrade(
         [f"{where}: the tables, columns and rows of every migration after {revision}"],
         yes=yes,
     )
-    migrate.downgrade(postgres.dsn(), revision)
+    migrate.downgrade(postgres, revision)
 
 
 @db_app.command("current")
@@ -176,7 +176,7 @@ def db_current() -> None:
     """Show the applied revision."""
     from connectors.postgres import migrate
 
-    migrate.current(get_settings().postgres.dsn())
+    migrate.current(get_settings().postgres)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from schemas.settings import get_settings
+from schemas.settings import PostgresSettings, get_settings
 
 
 def partitions(
@@ -39,18 +39,18 @@ def partitions(
         raise typer.BadParameter("--to is before --from")
     if (end - start).days + 1 > MAX_PARTITION_DAYS:
         raise typer.BadParameter(f"at most {MAX_PARTITION_DAYS} days at once")
-    created = asyncio.run(_create(settings.postgres.dsn(), start, end))
+    created = asyncio.run(_create(settings.postgres, start, end))
     if created:
         typer.echo(f"created {len(created)} partitions: {', '.join(map(str, created))}")
     else:
         typer.echo(f"every day from {start} to {end} already has its partition")
 
 
-async def _create(dsn: str, start: date, end: date) -> list[date]:
+async def _create(postgres: PostgresSettings, start: date, end: date) -> list[date]:
     from connectors.postgres.pool import create_pool
     from connectors.postgres.readings import ensure_day_partitions
 
-    pool = await create_pool(dsn, min_size=0, max_size=1)
+    pool = await create_pool(postgres, min_size=0, max_size=1)
     try:
         return await ensure_day_partitions(pool, start, end)
     finally:

@@ -90,7 +90,7 @@ class RegistryCommands(Generic[R]):
             typer.echo(self.describe(report))
 
     async def _with_registry(self, settings: Settings, action: Callable[[R], Awaitable[T]]) -> T:
-        pool = await create_pool(settings.postgres.dsn(), min_size=0, max_size=2)
+        pool = await create_pool(settings.postgres, min_size=0, max_size=2)
         publisher = RegistryPublisher(
             settings.kafka.bootstrap_servers,
             self.topic(settings),

@@ -37,7 +37,7 @@ def prepare(settings: Settings) -> None:
 
     manager.up(settings, progress=say)
     say("applying database migrations")
-    migrate.upgrade(settings.postgres.dsn())
+    migrate.upgrade(settings.postgres)
     create_topics(settings)
     register_schemas(settings)
     resync_devices(settings)

@@ -7,6 +7,11 @@ principal and the local CA's certificate: the API (principal ``api``) serves HTT
 (``worker``) serves its web views over HTTPS, the MQTT front (``bridge``) adds its TLS listener.
 Kafka security set explicitly (``FLEET_KAFKA__SECURITY_PROTOCOL`` other than PLAINTEXT) is
 left as given: that is a deployment's own broker, not the local stack's.
+
+The stack's Postgres, Redis, S3Proxy and Apicurio then serve TLS only
+(``cli/stack/service_tls.py``, ``s3proxy.py``, ``apicurio.py``): the command and every child
+connect with ``sslmode=verify-full``, Redis TLS and the ``https://`` S3 and registry
+addresses, trusting the local CA (:func:`services_env`), unless those were given explicitly.
 """
 
 from __future__ import annotations
@@ -44,6 +49,31 @@ def kafka_env(settings: Settings, principal: str) -> dict[str, str]:
     }
 
 
+def services_env(settings: Settings) -> dict[str, str]:
+    """FLEET_POSTGRES__*, FLEET_REDIS__*, FLEET_BLOB__S3_* and FLEET_SCHEMA_REGISTRY__*
+    variables for the secure local stack's TLS-only Postgres, Redis, S3Proxy and Apicurio
+    (those set already, e.g. another CA, are kept); {} in plain mode."""
+    if not settings.stack.secure:
+        return {}
+    ca = str(Pki.of_home(settings.stack.home).ca_cert)
+    env: dict[str, str] = {}
+    if settings.postgres.sslmode == "disable":
+        env |= {"FLEET_POSTGRES__SSLMODE": "verify-full", "FLEET_POSTGRES__SSL_ROOTCERT": ca}
+    if not settings.redis.tls:
+        env |= {"FLEET_REDIS__TLS": "true", "FLEET_REDIS__TLS_CAFILE": ca}
+    endpoint = settings.blob.s3_endpoint
+    if endpoint.startswith("http://") and not settings.blob.s3_cafile:
+        env |= {"FLEET_BLOB__S3_ENDPOINT": _https(endpoint), "FLEET_BLOB__S3_CAFILE": ca}
+    registry = settings.schema_registry.url
+    if registry.startswith("http://") and not settings.schema_registry.cafile:
+        env |= {"FLEET_SCHEMA_REGISTRY__URL": _https(registry), "FLEET_SCHEMA_REGISTRY__CAFILE": ca}
+    return env
+
+
+def _https(url: str) -> str:
+    return "https://" + url.removeprefix("http://")
+
+
 def child_env(settings: Settings, child: str) -> dict[str, str] | None:
     """The environment of ``fleetstream run``'s child ``child`` (None: inherit ours)."""
     if not applies(settings) or child not in CHILDREN:
@@ -52,6 +82,7 @@ def child_env(settings: Settings, child: str) -> dict[str, str] | None:
     pki = Pki.of_home(settings.stack.home)
     return {
         **os.environ,
+        **services_env(settings),
         **kafka_env(settings, principal),
         f"{prefix}CERTFILE": str(pki.cert(cert)),
         f"{prefix}KEYFILE": str(pki.key(cert)),
@@ -60,14 +91,19 @@ def child_env(settings: Settings, child: str) -> dict[str, str] | None:
 
 def as_admin(settings: Settings) -> Settings:
     """In secure mode, this process's settings connecting as the super user (the CA and the
-    passwords made first if need be); otherwise ``settings`` unchanged.
+    passwords made first if need be) and over TLS to Postgres and Redis; otherwise
+    ``settings`` unchanged.
 
-    The variables go into this process's environment, so every Kafka client it builds
-    (``connectors.kafka.security.client_config``) and the stack's health checks agree.
+    The variables go into this process's environment, so every client it builds
+    (``connectors.kafka.security.client_config``, ``connectors.tls``), the children that
+    inherit it and the stack's health checks agree.
     """
-    if not applies(settings):
+    env = services_env(settings)
+    if not env and not applies(settings):
         return settings
     Pki.of_home(settings.stack.home).ensure(say)
-    os.environ.update(kafka_env(settings, ADMIN))
+    if applies(settings):
+        env |= kafka_env(settings, ADMIN)
+    os.environ.update(env)
     get_settings.cache_clear()
     return get_settings()

@@ -12,12 +12,14 @@ know, and stops with :class:`SchemaRegistryError` when the registry cannot be re
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 
+from connectors.tls import registry_verify
 from schemas.avro_codec import CONTRACTS, AvroEncoder, Contract, schema_json
 from schemas.contract_wire import WIRE
 from schemas.errors import FleetError
@@ -69,6 +71,8 @@ class SchemaRegistryClient:
 
     url: str
     timeout_s: float = 5.0
+    verify: ssl.SSLContext | bool = True
+    """httpx's certificate check (``connectors.tls.registry_verify``)."""
 
     def register(self, subject: str, schema: str) -> int:
         """Register ``schema`` under ``subject`` (idempotent) and return its global id.
@@ -138,7 +142,12 @@ class SchemaRegistryClient:
         headers = {"Content-Type": _CONTENT_TYPE, "Accept": _CONTENT_TYPE}
         try:
             response = httpx.request(
-                method, url, content=content, headers=headers, timeout=self.timeout_s
+                method,
+                url,
+                content=content,
+                headers=headers,
+                timeout=self.timeout_s,
+                verify=self.verify,
             )
         except httpx.HTTPError as exc:
             raise SchemaRegistryError(
@@ -165,7 +174,7 @@ def _apicurio_error(response: httpx.Response) -> bool:
 
 def client_for(settings: Settings) -> SchemaRegistryClient:
     registry = settings.schema_registry
-    return SchemaRegistryClient(registry.url, registry.timeout_s)
+    return SchemaRegistryClient(registry.url, registry.timeout_s, registry_verify(registry))
 
 
 def register_contracts(settings: Settings) -> dict[str, int]:

@@ -194,6 +194,17 @@ class PostgresSettings(_Section):
         description="audio chunks and finished media requests (their frames) older than this "
         "are deleted, blobs first (0: kept forever)",
     )
+    sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = Field(
+        default="disable",
+        description="TLS to Postgres, as libpq's sslmode: disable (clear text), require "
+        "(encrypted, server not verified), verify-ca (its certificate is signed by "
+        "ssl_rootcert), verify-full (that and its name is the host)",
+    )
+    ssl_rootcert: str = Field(
+        default="",
+        description="PEM file of the CA that signed Postgres's certificate (verify-ca, "
+        "verify-full); empty: the system's CAs",
+    )
 
     def dsn(self, database: str | None = None) -> str:
         """A libpq/asyncpg URL; the password is in it, so never log the result."""
@@ -223,6 +234,14 @@ class RedisSettings(_Section):
         gt=0,
         description="the Redis sink gathers readings this long (or state_batch_max envelopes) "
         "per write: its commands are per device, so its cost follows devices, not readings",
+    )
+    tls: bool = Field(
+        default=False,
+        description="connect to Redis over TLS (its certificate and name are checked)",
+    )
+    tls_cafile: str = Field(
+        default="",
+        description="PEM file of the CA that signed Redis's certificate (empty: the system's CAs)",
     )
 
     @property
@@ -623,6 +642,11 @@ class SchemaRegistrySettings(_Section):
         description="Confluent-compatible schema registry API (Apicurio's ccompat v7 locally)",
     )
     timeout_s: float = Field(default=5.0, gt=0, description="per registry HTTP request")
+    cafile: str = Field(
+        default="",
+        description="PEM file of the CA that signed the registry's certificate, for an https "
+        "URL (empty: the system's CAs)",
+    )
     json_contracts: list[Literal["device-status", "alerts", "readings-1m", "deadletter"]] = Field(
         default=[],
         description="analytics topics that keep JSON values for one more release (by contract "
@@ -646,6 +670,11 @@ class BlobSettings(_Section):
     )
     s3_endpoint: str = Field(
         default="http://127.0.0.1:9000", description="S3 API URL (the local stack's S3Proxy)"
+    )
+    s3_cafile: str = Field(
+        default="",
+        description="PEM file of the CA that signed the S3 server's certificate, for an https "
+        "endpoint (empty: the system's CAs)",
     )
     s3_region: str = Field(default="us-east-1", description="S3 region")
     s3_bucket: str = Field(default="fleet-media", description="created at start when missing")

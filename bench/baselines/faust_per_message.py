@@ -22,6 +22,7 @@ import asyncpg
 import faust
 
 from bench.baselines.rows import COLUMNS, Row, row_of
+from connectors.tls import postgres_ssl
 from schemas.errors import ValidationFailure
 from schemas.events import dead_letter_for, encode_curated, encode_dead_letter
 from schemas.settings import Settings, TopicSettings, get_settings
@@ -127,7 +128,7 @@ def build_app(settings: Settings) -> Any:
     @app.agent(raw_bytes_topic(topics.readings), name="sink-postgres")
     async def sink(stream: Any) -> None:
         pg = settings.postgres
-        pool = await asyncpg.create_pool(pg.dsn(), min_size=1, max_size=2)
+        pool = await asyncpg.create_pool(pg.dsn(), min_size=1, max_size=2, ssl=postgres_ssl(pg))
         store = Store(pool)
         try:
             async for events in stream.noack_take(SINK_BATCH_MAX, within=BATCH_WITHIN_S):

@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-import redis.asyncio as aioredis
 from confluent_kafka import Consumer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, insert
@@ -31,6 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from connectors.kafka.security import client_config
+from connectors.redis.clients import async_client
 from schemas.settings import get_settings
 
 IN_FLIGHT = 10
@@ -157,7 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     table = sensor_table(args.table)
     async with engine.begin() as conn:
         await conn.run_sync(table.metadata.create_all)
-    redis = aioredis.Redis(host=settings.redis.host, port=settings.redis.port, db=settings.redis.db)
+    redis = async_client(settings.redis)
     service = Service(engine, table, redis, args.queue)
     consumer = Consumer(
         {

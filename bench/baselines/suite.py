@@ -22,15 +22,14 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-import asyncpg
-import redis
-
 from bench.context import Context, delete_run, fresh_topics, one_line, wait_run_stored
 from bench.cpu import CpuMeter, wait_with_cpu
 from bench.data import Fleet, encoded_items, invalid_count, new_fleet, readings
 from bench.kafka import produce_per_message
 from bench.procs import BenchError, bench_settings, start, stop
 from bench.stats import Result
+from connectors.postgres.pool import connect
+from connectors.redis.clients import sync_client
 from schemas.settings import Settings
 from tests.support import settings_env
 
@@ -246,7 +245,7 @@ def run_seed001(ctx: Context, settings: Settings, count: int) -> Result:
         seconds, cpu, outcome = _run_to_exit(ctx, "seed001", argv, settings_env(settings))
     finally:
         asyncio.run(_drop_table(settings, table))
-        client = redis.Redis(host=settings.redis.host, port=settings.redis.port)
+        client = sync_client(settings.redis)
         client.delete(queue)
         client.close()
     return Result(
@@ -264,7 +263,7 @@ def run_seed001(ctx: Context, settings: Settings, count: int) -> Result:
 
 
 async def _drop_table(settings: Settings, table: str) -> None:
-    db = await asyncpg.connect(settings.postgres.dsn())
+    db = await connect(settings.postgres)
     try:
         await db.execute(f'DROP TABLE IF EXISTS "{table}"')
     finally:

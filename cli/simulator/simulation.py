@@ -204,7 +204,7 @@ class Simulation:
     async def _check(self) -> StorageCheck:
         self.stage = "checking"
         return await check_storage(
-            self.settings.postgres.dsn(),
+            self.settings.postgres,
             self.tally.acked_readings,
             timeout_s=self.plan.check_timeout_s,
         )

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from cli.simulator.tally import Acked, StorageCheck
+from connectors.postgres.pool import connect
+from schemas.settings import PostgresSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ JOIN unnest($1::text[], $2::uuid[]) AS k(device_id, event_id)
 
 
 async def check_storage(
-    dsn: str, acked: Sequence[Acked], *, timeout_s: float, poll_s: float = 1.0
+    postgres: PostgresSettings, acked: Sequence[Acked], *, timeout_s: float, poll_s: float = 1.0
 ) -> StorageCheck:
     """Look for every reading of ``acked`` until all are found or ``timeout_s`` has passed."""
     pending = {(reading.device_id, reading.event_id): reading.sent_at for reading in acked}
@@ -42,7 +44,7 @@ async def check_storage(
     try:
         while True:
             try:
-                conn = conn or await asyncpg.connect(dsn)
+                conn = conn or await connect(postgres)
                 await _collect(conn, pending, latencies)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Postgres restarting is not a missing reading: ask again until the wait ends.

@@ -6,7 +6,8 @@ comments): it installs our build of the one missing piece (``config-index-deploy
 ``~/.m2``, then runs quarkus-maven-plugin on the registry's jars. Files:
 ``<home>/apicurio/build`` (the runner jar, its ``lib/`` and a marker of what it was built from)
 and ``<home>/apicurio/data`` (H2 database files: schema ids survive restarts). It listens on
-127.0.0.1 at the port of ``FLEET_SCHEMA_REGISTRY__URL``. The stack also installs ``kcat``
+127.0.0.1 at the port of ``FLEET_SCHEMA_REGISTRY__URL``; in secure mode it serves HTTPS only
+there, with the local CA's ``apicurio`` certificate. The stack also installs ``kcat``
 with it: the Kafka client the README's consumer examples use.
 """
 
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import ssl
 from pathlib import Path
 
 import httpx
 
 from cli.stack import installer, probes
+from cli.stack.certs import Pki
 from cli.stack.errors import StackError
 from cli.stack.installer import Requirement
 from cli.stack.maven import mvn, output_tail
@@ -94,6 +97,7 @@ class Apicurio(Service):
             f"-Xmx{self.settings.stack.apicurio_heap}",
             f"-Dquarkus.http.host={LOCALHOST}",
             f"-Dquarkus.http.port={port}",
+            *self._tls_flags(port),
             "-jar",
             str(self.runner),
         )
@@ -103,6 +107,23 @@ class Apicurio(Service):
             "QUARKUS_PROFILE": "prod",
         }
         return LaunchSpec(argv=argv, cwd=self.dir, env=env)
+
+    def _tls_flags(self, port: int) -> tuple[str, ...]:
+        """Secure mode: HTTPS only on ``port`` with the local CA's ``apicurio`` certificate
+        (read at start: a rotated one is served after a restart)."""
+        if not self.settings.stack.secure:
+            return ()
+        pki = self._pki
+        return (
+            f"-Dquarkus.http.ssl-port={port}",
+            f"-Dquarkus.http.ssl.certificate.files={pki.cert('apicurio')}",
+            f"-Dquarkus.http.ssl.certificate.key-files={pki.key('apicurio')}",
+            "-Dquarkus.http.insecure-requests=disabled",
+        )
+
+    @property
+    def _pki(self) -> Pki:
+        return Pki.of_home(self.settings.stack.home)
 
     def build(self, progress: Progress) -> None:
         """Build the runner jar with Maven unless it was built from the current infra files."""
@@ -131,9 +152,11 @@ class Apicurio(Service):
             )
 
     def healthy(self) -> bool:
-        base = f"http://{LOCALHOST}:{self.ports[0]}"
+        secure = self.settings.stack.secure
+        base = f"{'https' if secure else 'http'}://{LOCALHOST}:{self.ports[0]}"
+        verify = ssl.create_default_context(cafile=self._pki.ca_cert) if secure else True
         try:
-            with httpx.Client(timeout=2.0) as client:
+            with httpx.Client(timeout=2.0, verify=verify) as client:
                 ready = client.get(f"{base}/health/ready")
                 subjects = client.get(f"{base}/apis/ccompat/v7/subjects")
         except httpx.HTTPError:

@@ -29,7 +29,16 @@ from cli.stack.errors import StackError
 from cli.stack.service import Progress
 
 #: One server certificate per service that serves TLS in secure mode.
-SERVERS: Final[tuple[str, ...]] = ("kafka", "api", "worker", "mqtt-front")
+SERVERS: Final[tuple[str, ...]] = (
+    "kafka",
+    "api",
+    "worker",
+    "mqtt-front",
+    "postgres",
+    "redis",
+    "s3proxy",
+    "apicurio",
+)
 CA_DAYS: Final = 3650
 SERVER_DAYS: Final = 825
 RSA_BITS: Final = 2048
@@ -128,6 +137,27 @@ class Pki:
         _write_private(
             self.keystore(name),
             key.read_text(encoding="ascii") + self.cert(name).read_text(encoding="ascii"),
+        )
+
+    def pkcs12(self, name: str, path: Path, password: str) -> None:
+        """``name``'s key and certificate as a PKCS#12 keystore at ``path`` (0600), for Java
+        servers that take no PEM files (S3Proxy)."""
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        _openssl(
+            "pkcs12",
+            "-export",
+            "-inkey",
+            str(self.key(name)),
+            "-in",
+            str(self.cert(name)),
+            "-name",
+            name,
+            "-out",
+            str(path),
+            "-passout",
+            f"pass:{password}",
         )
 
     def _make_ca(self) -> None:

@@ -4,7 +4,8 @@ Files: ``<home>/postgres/data`` (initdb'd once, mode 0700), ``<home>/postgres/ru
 socket, not /var/run/postgresql); see ``Postgres.cluster_dir`` for checkouts the Postgres user
 cannot reach. Postgres refuses to run as root, so under root it runs as
 ``settings.stack.postgres_os_user`` (created if missing). Local socket logins are trusted (only
-that user can reach the socket folder); TCP logins on 127.0.0.1 need a SCRAM password.
+that user can reach the socket folder); TCP logins on 127.0.0.1 need a SCRAM password, and in
+secure mode TLS as well (``cli/stack/service_tls.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import re
 import signal
 from pathlib import Path
 
-from cli.stack import process, users
+from cli.stack import process, service_tls, users
+from cli.stack.certs import Pki
 from cli.stack.errors import StackError
 from cli.stack.installer import Requirement
 from cli.stack.process import ProcessSignature, RunAs
@@ -148,11 +150,19 @@ class Postgres(Service):
             f"port={port}",
             f"unix_socket_directories={self.socket_dir}",
             *SERVER_SETTINGS,
+            *self._tls_options(run_as),
         )
         argv = [str(self.bindir() / "postgres"), "-D", str(self.data)]
         for option in options:
             argv += ["-c", option]
         return LaunchSpec(argv=tuple(argv), cwd=self.cluster_dir, run_as=run_as)
+
+    def _tls_options(self, run_as: RunAs | None) -> tuple[str, ...]:
+        """Secure mode: TLS only (``cli/stack/service_tls.py``); plain mode: none."""
+        if not self.settings.stack.secure:
+            return ()
+        pki = Pki.of_home(self.settings.stack.home)
+        return service_tls.postgres_options(pki, self.cluster_dir / "tls", run_as)
 
     def _make_dirs(self, run_as: RunAs | None, progress: Progress) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import ssl
+from pathlib import Path
 from urllib.parse import urlsplit
 
 LOCALHOST = "127.0.0.1"
@@ -39,22 +41,40 @@ def tcp_open(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def _exchange(port: int, request: bytes, expect_len: int, host: str, timeout_s: float) -> bytes:
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        sock.sendall(request)
-        answer = b""
-        while len(answer) < expect_len:
-            chunk = sock.recv(expect_len - len(answer))
-            if not chunk:
-                break
-            answer += chunk
-        return answer
+def _exchange(
+    port: int,
+    request: bytes,
+    expect_len: int,
+    host: str,
+    timeout_s: float,
+    tls: ssl.SSLContext | None = None,
+) -> bytes:
+    with socket.create_connection((host, port), timeout=timeout_s) as plain:
+        if tls is None:
+            return _ask(plain, request, expect_len)
+        with tls.wrap_socket(plain, server_hostname=host) as encrypted:
+            return _ask(encrypted, request, expect_len)
 
 
-def redis_ping(port: int, host: str = LOCALHOST, timeout_s: float = 1.0) -> bool:
-    """True when Redis answers PING with +PONG (not while it is still loading its data)."""
+def _ask(sock: socket.socket, request: bytes, expect_len: int) -> bytes:
+    sock.sendall(request)
+    answer = b""
+    while len(answer) < expect_len:
+        chunk = sock.recv(expect_len - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def redis_ping(
+    port: int, host: str = LOCALHOST, timeout_s: float = 1.0, tls_cafile: Path | None = None
+) -> bool:
+    """True when Redis answers PING with +PONG (not while it is still loading its data); over
+    TLS, trusting ``tls_cafile``, when it is given."""
+    tls = ssl.create_default_context(cafile=tls_cafile) if tls_cafile is not None else None
     try:
-        return _exchange(port, b"PING\r\n", 7, host, timeout_s) == b"+PONG\r\n"
+        return _exchange(port, b"PING\r\n", 7, host, timeout_s, tls) == b"+PONG\r\n"
     except OSError:
         return False
 

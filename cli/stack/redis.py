@@ -1,10 +1,12 @@
-"""Redis: one server with an append-only file under ``<home>/redis``."""
+"""Redis: one server with an append-only file under ``<home>/redis``; in secure mode its port
+serves TLS only (``cli/stack/service_tls.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cli.stack import installer, probes
+from cli.stack import installer, probes, service_tls
+from cli.stack.certs import Pki
 from cli.stack.installer import Requirement
 from cli.stack.process import ProcessSignature
 from cli.stack.service import LaunchSpec, Progress, Service
@@ -35,7 +37,7 @@ class Redis(Service):
         argv = (
             str(REDIS_SERVER),
             "--bind", "127.0.0.1",
-            "--port", str(self.settings.redis.port),
+            *self._port_arguments(),
             "--dir", str(self.dir),
             "--appendonly", "yes",
             "--daemonize", "no",
@@ -45,5 +47,17 @@ class Redis(Service):
         )  # fmt: skip
         return LaunchSpec(argv=argv, cwd=self.dir)
 
+    def _port_arguments(self) -> tuple[str, ...]:
+        if self.settings.stack.secure:
+            return service_tls.redis_arguments(self._pki, self.settings.redis.port)
+        return ("--port", str(self.settings.redis.port))
+
+    @property
+    def _pki(self) -> Pki:
+        return Pki.of_home(self.settings.stack.home)
+
     def healthy(self) -> bool:
-        return probes.redis_ping(self.settings.redis.port)
+        port = self.settings.redis.port
+        if self.settings.stack.secure:
+            return probes.redis_ping(port, tls_cafile=self._pki.ca_cert)
+        return probes.redis_ping(port)

@@ -5,7 +5,9 @@ jars like Kafka (``infra/s3proxy/pom.xml``, copied to ``<home>/s3proxy/lib``). F
 ``<home>/s3proxy/config/s3proxy.properties`` (rendered every start: endpoint on 127.0.0.1 at the
 port of ``FLEET_BLOB__S3_ENDPOINT``, AWS v2/v4 signatures with the identity and credential of
 ``FLEET_BLOB__S3_ACCESS_KEY``/``__S3_SECRET_KEY``; mode 0600, it holds the secret) and
-``<home>/s3proxy/data`` (one folder per bucket). ``after_healthy`` creates the bucket.
+``<home>/s3proxy/data`` (one folder per bucket). ``after_healthy`` creates the bucket. In
+secure mode it serves HTTPS only on that port, with the local CA's ``s3proxy`` certificate
+(a PKCS#12 keystore made at each start beside the properties, whose password they hold).
 
 Like apicurio brings kcat, this service also brings ``ffmpeg``: the API captures RTSP frames
 with it (``api/media/rtsp.py``), so ``stack up``/``setup`` installs it on a fresh machine.
@@ -14,6 +16,7 @@ with it (``api/media/rtsp.py``), so ``stack up``/``setup`` installs it on a fres
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cli.stack import installer, probes
+from cli.stack.certs import Pki
 from cli.stack.installer import Requirement
 from cli.stack.maven import Jars
 from cli.stack.paths import INFRA_DIR
@@ -46,10 +50,20 @@ JARS = Jars(
 JVM_FLAGS = ("-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 
 
-def render_properties(blob: BlobSettings, port: int, data_dir: Path) -> str:
-    """S3Proxy's configuration: filesystem provider, 127.0.0.1 only, signed requests only."""
+def render_properties(
+    blob: BlobSettings, port: int, data_dir: Path, keystore: tuple[Path, str] | None = None
+) -> str:
+    """S3Proxy's configuration: filesystem provider, 127.0.0.1 only, signed requests only;
+    with a ``keystore`` (path, password), HTTPS only on ``port`` (secure mode)."""
+    endpoint = {"s3proxy.endpoint": f"http://{LOCALHOST}:{port}"}
+    if keystore is not None:
+        endpoint = {
+            "s3proxy.secure-endpoint": f"https://{LOCALHOST}:{port}",
+            "s3proxy.keystore-path": str(keystore[0]),
+            "s3proxy.keystore-password": keystore[1],
+        }
     lines = {
-        "s3proxy.endpoint": f"http://{LOCALHOST}:{port}",
+        **endpoint,
         "s3proxy.authorization": "aws-v2-or-v4",
         "s3proxy.identity": blob.s3_access_key,
         "s3proxy.credential": blob.s3_secret_key.get_secret_value(),
@@ -121,10 +135,23 @@ class S3Proxy(Service):
 
     def write_properties(self) -> None:
         self.properties.parent.mkdir(parents=True, exist_ok=True)
-        text = render_properties(self.settings.blob, self.ports[0], self.data)
+        text = render_properties(self.settings.blob, self.ports[0], self.data, self._keystore())
         fd = os.open(self.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
+
+    def _keystore(self) -> tuple[Path, str] | None:
+        """Secure mode: a fresh keystore of the CA's ``s3proxy`` certificate (made at each
+        start, so a rotated certificate is served after a restart) and its password."""
+        if not self.settings.stack.secure:
+            return None
+        path, password = self.properties.parent / "s3proxy.p12", secrets.token_urlsafe(24)
+        self._pki.pkcs12("s3proxy", path, password)
+        return path, password
+
+    @property
+    def _pki(self) -> Pki:
+        return Pki.of_home(self.settings.stack.home)
 
     def healthy(self) -> bool:
         if not probes.tcp_open(self.ports[0]):
@@ -147,9 +174,11 @@ class S3Proxy(Service):
     def _client(self) -> Any:  # botocore's S3 client is generated at run time
         blob = self.settings.blob
         session = botocore.session.get_session()
+        scheme = "https" if self.settings.stack.secure else "http"
         return session.create_client(
             "s3",
-            endpoint_url=f"http://{LOCALHOST}:{self.ports[0]}",
+            endpoint_url=f"{scheme}://{LOCALHOST}:{self.ports[0]}",
+            verify=str(self._pki.ca_cert) if self.settings.stack.secure else None,
             region_name=blob.s3_region,
             aws_access_key_id=blob.s3_access_key,
             aws_secret_access_key=blob.s3_secret_key.get_secret_value(),

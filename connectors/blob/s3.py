@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connectors.blob.base import BlobStore, Digest, StoredBlob, check_key
 from connectors.blob.errors import BlobNotFound, BlobStoreUnavailable
+from connectors.tls import s3_verify
 from schemas.settings import BlobSettings
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class S3BlobStore(BlobStore):
                 aws_access_key_id=s.s3_access_key,
                 aws_secret_access_key=s.s3_secret_key.get_secret_value(),
                 config=config,
+                verify=s3_verify(s),
             )
         )
         self._stack = stack

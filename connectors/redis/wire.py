@@ -16,6 +16,7 @@ left unread (cancellation, a broken socket), and the next call reconnects and re
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 
 import hiredis
@@ -78,11 +79,20 @@ def first_error(replies: Sequence[object]) -> redis.exceptions.RedisError | None
 
 
 class RedisPipe:
-    """One connection to ``host:port``, opened on first use and after any failure."""
+    """One connection to ``host:port`` (over TLS with ``tls``), opened on first use and after
+    any failure."""
 
-    def __init__(self, host: str, port: int, on_connect: Sequence[Command] = ()) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_connect: Sequence[Command] = (),
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._host = host
         self._port = port
+        self._tls = tls
         self._on_connect = list(on_connect)
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
@@ -104,7 +114,7 @@ class RedisPipe:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            streams = await asyncio.open_connection(self._host, self._port)
+            streams = await asyncio.open_connection(self._host, self._port, ssl=self._tls)
         except OSError as exc:
             raise redis.exceptions.ConnectionError(f"connecting to Redis: {exc}") from exc
         if self._on_connect:

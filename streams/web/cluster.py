@@ -162,7 +162,7 @@ class Operator:
         async with self._pool_lock:
             if self._pool is None:
                 pg = self.settings.postgres
-                self._pool = await create_pool(pg.dsn(), min_size=0, max_size=2)
+                self._pool = await create_pool(pg, min_size=0, max_size=2)
             return self._pool
 
     # -- this worker -------------------------------------------------------------------------

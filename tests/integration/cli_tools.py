@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import asyncpg
-
 from connectors.postgres import migrate
+from connectors.postgres.pool import connect
 from schemas.settings import Settings
 from tests.integration.processes import PROJECT_ROOT
 from tests.support import settings_env
@@ -55,7 +54,7 @@ def json_lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
 
 
 async def _admin(settings: Settings, statement: str) -> None:
-    conn = await asyncpg.connect(settings.postgres.dsn())
+    conn = await connect(settings.postgres)
     try:
         await conn.execute(statement)
     finally:
@@ -73,7 +72,7 @@ def own_database_of(settings: Settings) -> Iterator[Settings]:
         update={"postgres": settings.postgres.model_copy(update={"database": name})}
     )
     try:
-        migrate.upgrade(own.postgres.dsn())
+        migrate.upgrade(own.postgres)
         yield own
     finally:
         asyncio.run(_admin(settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -19,6 +19,7 @@ from api.app import create_app
 from cli.stack import manager
 from connectors.kafka.admin import delete_app_topics, delete_topics, ensure_topics
 from connectors.postgres import migrate
+from connectors.postgres.pool import connect
 from schemas.settings import EgressSettings, Settings, get_settings
 from streams.topology import topic_specs
 from tests.integration.fleet import Fleet
@@ -54,12 +55,12 @@ def stack_settings() -> Settings:
     )
     manager.up(settings, progress=lambda line: print(f"stack: {line}"))
     asyncio.run(_create_database(base, TEST_DATABASE))
-    migrate.upgrade(settings.postgres.dsn())
+    migrate.upgrade(settings.postgres)
     return settings
 
 
 async def _create_database(settings: Settings, name: str) -> None:
-    conn = await asyncpg.connect(settings.postgres.dsn())
+    conn = await connect(settings.postgres)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
@@ -126,6 +127,6 @@ def fleet(api_client: httpx.AsyncClient) -> Fleet:
 
 @pytest.fixture
 async def db(stack_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(stack_settings.postgres.dsn())
+    conn = await connect(stack_settings.postgres)
     yield conn
     await conn.close()

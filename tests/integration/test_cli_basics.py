@@ -11,8 +11,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-import asyncpg
-
+from connectors.postgres.pool import connect
 from schemas.envelopes import single_item_envelope
 from schemas.events import DeadLetter, encode_dead_letter
 from schemas.settings import Settings
@@ -101,7 +100,7 @@ def test_replaying_every_dead_letter_shows_the_count_and_asks_first(pipeline: Se
 
 
 async def _revision(settings: Settings) -> str | None:
-    conn = await asyncpg.connect(settings.postgres.dsn())
+    conn = await connect(settings.postgres)
     try:
         if await conn.fetchval("SELECT to_regclass('alembic_version')") is None:
             return None

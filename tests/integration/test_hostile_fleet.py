@@ -36,6 +36,7 @@ import httpx
 import pytest
 
 from cli.stack import manager
+from connectors.postgres.pool import connect
 from schemas.settings import MqttSettings, Settings
 from tests import clock
 from tests.factories import device_ids, reading
@@ -370,7 +371,7 @@ async def test_a_hostile_fleet_and_failing_services_lose_no_accepted_reading(
         assert ledger.server_errors == [], ledger.server_errors[:5]
         assert done, "the chaos actor did nothing"
         _front_held(probing, kills, ledger, log)
-        db = await asyncpg.connect(settings.postgres.dsn())
+        db = await connect(settings.postgres)
         try:
             await _every_accepted_stored_once(db, ledger, [*good_http, *good_mqtt], log)
         finally:
@@ -438,7 +439,7 @@ async def _own_system(pipeline: Settings) -> Settings:
     resyncs the registries from its database: the shared test database holds every other
     test's flows), ports of its own for the API and the MQTT front."""
     name = f"hostile_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pipeline.postgres.dsn())
+    admin = await connect(pipeline.postgres)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -454,7 +455,7 @@ async def _own_system(pipeline: Settings) -> Settings:
 
 
 async def _drop_database(stack_settings: Settings, name: str) -> None:
-    admin = await asyncpg.connect(stack_settings.postgres.dsn())
+    admin = await connect(stack_settings.postgres)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

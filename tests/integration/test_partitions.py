@@ -31,7 +31,7 @@ async def _exists(db: asyncpg.Connection, day: date) -> bool:
 
 @pytest.fixture
 async def pool(stack_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(stack_settings.postgres.dsn(), min_size=0, max_size=2)
+    pool = await create_pool(stack_settings.postgres, min_size=0, max_size=2)
     yield pool
     await pool.close()
 

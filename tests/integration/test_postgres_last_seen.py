@@ -21,7 +21,7 @@ RESOLUTION = timedelta(seconds=5)
 
 @pytest.fixture
 async def pool(stack_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(stack_settings.postgres.dsn())
+    pool = await create_pool(stack_settings.postgres)
     yield pool
     await pool.close()
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import asyncpg
 import pytest
 
 from agents import postgres_sink
 from agents.sink_group import group_id
 from cli.stack import manager
+from connectors.postgres.pool import connect
 from schemas.contract_wire import decode_dead_letter
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
@@ -70,7 +70,7 @@ async def test_sink_waits_for_postgres_without_committing_and_then_stores_every_
     finally:
         manager.up(stack_settings, services=["postgres"], progress=print)
 
-    db = await asyncpg.connect(stack_settings.postgres.dsn())
+    db = await connect(stack_settings.postgres)
     try:
 
         async def all_stored() -> bool:

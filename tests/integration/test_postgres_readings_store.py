@@ -39,7 +39,7 @@ def rows(device: str, count: int) -> list[bytes]:
 
 @pytest.fixture
 async def store(stack_settings: Settings) -> AsyncIterator[ReadingStore]:
-    store = ReadingStore(await create_pool(stack_settings.postgres.dsn()))
+    store = ReadingStore(await create_pool(stack_settings.postgres))
     yield store
     await store.close()
 

@@ -50,7 +50,7 @@ def own_db(stack_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
             "blob": BlobSettings(backend="filesystem", root=tmp_path / "blobs"),
         }
     )
-    migrate.upgrade(settings.postgres.dsn())
+    migrate.upgrade(settings.postgres)
     yield settings
     _run(_execute(admin, f'DROP DATABASE "{name}" WITH (FORCE)'))
 

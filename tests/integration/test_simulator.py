@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
@@ -21,6 +20,7 @@ from cli.simulator.plan import Plan
 from cli.simulator.progress import progress_line
 from cli.simulator.simulation import Simulation
 from cli.simulator.tally import Summary
+from connectors.postgres.pool import connect
 from schemas.settings import Settings
 from tests.integration.test_run_command import alive, api_ready, children_of, start_run
 from tests.support import free_port, wait_until
@@ -50,7 +50,7 @@ async def database(pipeline: Settings) -> AsyncIterator[Settings]:
 async def _admin(settings: Settings, statement: str) -> None:
     """One statement on a connection of its own (the stack's Postgres may have restarted
     while the test ran)."""
-    conn = await asyncpg.connect(settings.postgres.dsn())
+    conn = await connect(settings.postgres)
     try:
         await conn.execute(statement)
     finally:

@@ -14,6 +14,7 @@ import asyncpg
 
 from agents import postgres_sink
 from agents.sink_group import group_id
+from connectors.postgres.pool import connect
 from schemas.settings import Settings
 from tests.factories import device_ids, reading
 from tests.integration.fleet import Fleet
@@ -55,7 +56,7 @@ async def test_sigkill_while_the_sink_waits_on_its_write_redelivers_the_batch(
 
     await wait_until(warmed_up, timeout_s=90, what=lambda: f"first row\n{first.log_tail()}")
 
-    locker = await asyncpg.connect(stack_settings.postgres.dsn())
+    locker = await connect(stack_settings.postgres)
     lock = locker.transaction()
     await lock.start()
     await locker.execute("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE")

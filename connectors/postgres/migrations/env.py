@@ -1,7 +1,8 @@
 """Alembic environment: runs migrations over asyncpg (the driver the services already use).
 
-The URL is passed in by ``connectors.postgres.migrate`` through the config's main option; this
-file never reads the environment.
+The URL is passed in by ``connectors.postgres.migrate`` through the config's main option and
+asyncpg's TLS argument through ``config.attributes["connect_args"]``; this file never reads the
+environment.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ async def _run_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("connectors.postgres.migrate must set sqlalchemy.url")
-    engine = create_async_engine(url)
+    engine = create_async_engine(
+        url, connect_args=context.config.attributes.get("connect_args", {})
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from cli import secure_mode
 from cli.stack.kafka_security import passwords
-from schemas.settings import KafkaSettings, Settings, StackSettings
+from schemas.settings import (
+    BlobSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedisSettings,
+    SchemaRegistrySettings,
+    Settings,
+    StackSettings,
+    get_settings,
+)
 
 
 def _settings(home: Path, *, secure: bool = True) -> Settings:
@@ -42,6 +53,68 @@ def test_explicit_kafka_security_is_a_deployment_of_its_own(tmp_path: Path) -> N
     kafka = KafkaSettings(
         security_protocol="SASL_SSL", sasl_username="svc", sasl_password=SecretStr("pw")
     )
-    settings = _settings(tmp_path).model_copy(update={"kafka": kafka})
+    postgres = PostgresSettings(sslmode="require")
+    redis = RedisSettings(tls=True)
+    blob = BlobSettings(s3_endpoint="https://s3.example")
+    registry = SchemaRegistrySettings(url="https://registry.example")
+    settings = _settings(tmp_path).model_copy(
+        update={
+            "kafka": kafka,
+            "postgres": postgres,
+            "redis": redis,
+            "blob": blob,
+            "schema_registry": registry,
+        }
+    )
     assert secure_mode.child_env(settings, "worker") is None
+    assert secure_mode.services_env(settings) == {}
     assert secure_mode.as_admin(settings) is settings
+
+
+def test_secure_mode_gives_postgres_and_redis_tls_with_the_local_ca(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    ca = str(tmp_path / "pki" / "ca.pem")
+    expected = {
+        "FLEET_POSTGRES__SSLMODE": "verify-full",
+        "FLEET_POSTGRES__SSL_ROOTCERT": ca,
+        "FLEET_REDIS__TLS": "true",
+        "FLEET_REDIS__TLS_CAFILE": ca,
+        "FLEET_BLOB__S3_ENDPOINT": "https://127.0.0.1:9000",
+        "FLEET_BLOB__S3_CAFILE": ca,
+        "FLEET_SCHEMA_REGISTRY__URL": "https://127.0.0.1:8081/apis/ccompat/v7",
+        "FLEET_SCHEMA_REGISTRY__CAFILE": ca,
+    }
+    assert secure_mode.services_env(settings) == expected
+    for child in ("api", "worker", "mqtt-front"):
+        env = secure_mode.child_env(settings, child)
+        assert env is not None
+        assert {key: env[key] for key in expected} == expected
+    assert secure_mode.services_env(_settings(tmp_path, secure=False)) == {}
+
+
+def test_a_postgres_or_redis_tls_setting_given_explicitly_is_kept(tmp_path: Path) -> None:
+    own_ca = {"postgres": PostgresSettings(sslmode="verify-ca", ssl_rootcert="/other/ca.pem")}
+    settings = _settings(tmp_path).model_copy(update=own_ca)
+    env = secure_mode.services_env(settings)
+    assert "FLEET_POSTGRES__SSLMODE" not in env
+    assert "FLEET_POSTGRES__SSL_ROOTCERT" not in env
+    assert env["FLEET_REDIS__TLS"] == "true"
+
+
+def test_the_command_itself_connects_over_tls_in_secure_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # as_admin writes the environment
+    monkeypatch.setenv("FLEET_STACK__HOME", str(tmp_path))
+    monkeypatch.setenv("FLEET_STACK__SECURE", "true")
+    get_settings.cache_clear()
+    try:
+        admin = secure_mode.as_admin(get_settings())
+    finally:
+        get_settings.cache_clear()
+    assert admin.postgres.sslmode == "verify-full"
+    assert admin.postgres.ssl_rootcert == str(tmp_path / "pki" / "ca.pem")
+    assert admin.redis.tls is True
+    assert admin.blob.s3_endpoint.startswith("https://")
+    assert admin.schema_registry.url.startswith("https://")
+    assert admin.kafka.sasl_username == "admin"

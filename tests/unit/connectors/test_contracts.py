@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncpg
+from pydantic import SecretStr
 
 from connectors.kafka.producer import ProducerConfig
 from connectors.postgres.errors import is_retriable
 from connectors.postgres.migrate import alembic_config
 from connectors.postgres.readings import _inserted_count
+from schemas.settings import PostgresSettings
 
 
 def test_producer_waits_for_all_replicas_and_is_idempotent() -> None:
@@ -29,8 +31,12 @@ def test_outages_are_retriable_and_data_errors_are_not() -> None:
 
 
 def test_migrations_use_asyncpg_and_keep_percent_signs() -> None:
-    config = alembic_config("postgresql://u:p%40ss@h:5432/db")
+    postgres = PostgresSettings(
+        host="h", port=5432, user="u", password=SecretStr("p%40ss"), database="db"
+    )
+    config = alembic_config(postgres)
     assert config.get_main_option("sqlalchemy.url") == "postgresql+asyncpg://u:p%40ss@h:5432/db"
+    assert config.attributes["connect_args"] == {"ssl": False}
 
 
 def test_insert_count_is_read_from_the_command_tag() -> None:

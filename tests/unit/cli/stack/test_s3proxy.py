@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import stat
+import subprocess
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from cli.stack import probes, s3proxy
+from cli.stack.certs import Pki
 from cli.stack.s3proxy import S3Proxy
 from schemas.settings import BlobSettings, Settings, StackSettings
 
@@ -51,3 +54,24 @@ def test_jars_count_only_with_the_marker_of_their_version(tmp_path: Path) -> Non
     (tmp_path / s3proxy.JARS.marker).write_text("3.0.0\n")
     assert s3proxy.JARS.ready(tmp_path, "3.0.0")
     assert not s3proxy.JARS.ready(tmp_path, "3.1.0")
+
+
+def test_secure_mode_serves_https_only_from_a_private_keystore(tmp_path: Path) -> None:
+    settings = Settings(
+        stack=StackSettings(home=tmp_path, secure=True),
+        blob=BlobSettings(s3_endpoint="https://127.0.0.1:9100"),
+    )
+    Pki.of_home(tmp_path).ensure(lambda _: None, names=("s3proxy",))
+    service = S3Proxy(settings)
+    service.write_properties()
+    props = _props(service.properties.read_text(encoding="utf-8"))
+    assert "s3proxy.endpoint" not in props
+    assert props["s3proxy.secure-endpoint"] == "https://127.0.0.1:9100"
+    keystore = Path(props["s3proxy.keystore-path"])
+    assert stat.S_IMODE(keystore.stat().st_mode) == 0o600
+    listing = subprocess.run(  # noqa: S603 - fixed arguments
+        ["openssl", "pkcs12", "-in", str(keystore), "-nokeys", "-passin",  # noqa: S607
+         f"pass:{props['s3proxy.keystore-password']}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert re.search(r"subject=.*CN ?= ?s3proxy", listing), listing

@@ -90,6 +90,9 @@ class HttpPool:
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             _close(conn)
             raise HttpBroken(str(exc) or type(exc).__name__) from exc
+        except asyncio.CancelledError:  # the run ends mid-request: the connection is not reused
+            _close(conn)
+            raise
         if answer.headers.get("connection", "").lower() == "close":
             _close(conn)
         else:

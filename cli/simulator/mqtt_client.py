@@ -116,11 +116,15 @@ class MqttClient:
             reader, writer = await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
         except OSError:
             return NO_ANSWER
-        writer.write(
-            connect_packet(self.client_id, self._password, clean_start=self._sessions == 0,
-                           endpoint=self.endpoint)
-        )  # fmt: skip
-        reason = await self._connack(reader)
+        try:
+            writer.write(
+                connect_packet(self.client_id, self._password, clean_start=self._sessions == 0,
+                               endpoint=self.endpoint)
+            )  # fmt: skip
+            reason = await self._connack(reader)
+        except BaseException:  # cancelled (the run ends) or a packet it cannot read: not leaked
+            writer.close()
+            raise
         if reason != SUCCESS:
             writer.close()
             return reason

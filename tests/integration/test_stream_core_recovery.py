@@ -159,6 +159,18 @@ async def _rounded(db: asyncpg.Connection, devices: list[str]) -> dict[Any, Any]
     return recomputed
 
 
+async def _assert_rollups_catch_up(db: asyncpg.Connection, devices: list[str]) -> None:
+    """The stored rollups equal the recomputation once the last readings' are published (with
+    their interval, so up to that much later)."""
+
+    async def caught_up() -> bool:
+        return await stored_rollups(db, devices) == await _rounded(db, devices)
+
+    with contextlib.suppress(AssertionError):  # the assertion below shows the difference
+        await wait_until(caught_up, timeout_s=TIMEOUT_S, what="rollups")
+    assert_same_rollups(await stored_rollups(db, devices), await recomputed_rollups(db, devices))
+
+
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
 async def test_after_sigkill_and_restart_table_and_sinks_agree(
     fleet: Fleet,
@@ -238,13 +250,7 @@ async def test_after_sigkill_and_restart_table_and_sinks_agree(
         all_offline, timeout_s=TIMEOUT_S, what=lambda: f"offline: {seen}\n{second.log_tail()}"
     )
     await _assert_transitions_kept_their_promise(pipeline, devices)
-
-    async def rollups_caught_up() -> bool:  # the last round's, published with its interval
-        return await stored_rollups(db, devices) == await _rounded(db, devices)
-
-    with contextlib.suppress(AssertionError):  # the assertion below shows the difference
-        await wait_until(rollups_caught_up, timeout_s=TIMEOUT_S, what="rollups")
-    assert_same_rollups(await stored_rollups(db, devices), await recomputed_rollups(db, devices))
+    await _assert_rollups_catch_up(db, devices)
     await redis.aclose()
 
 

@@ -62,3 +62,21 @@ def status_change(device_id: str, seq: int, at: datetime, *, timeout_s: int = 60
         last_seen=at,
         timeout_s=timeout_s,
     )
+
+
+def gas_alert_rule(name: str, device_id: str) -> dict[str, Any]:
+    """A flow of one alert node: critical when ``device_id``'s gas concentration passes 500."""
+    return {
+        "name": name,
+        "match": {"devices": [device_id], "sensors": ["mq134"]},
+        "nodes": [
+            {
+                "id": "high",
+                "type": "alert",
+                "condition": "sensors.mq134.gas_concentration > 500.0",
+                "value": "sensors.mq134.gas_concentration",
+                "severity": "critical",
+                "message": "gas ${value} ppm on ${device.id}",
+            }
+        ],
+    }

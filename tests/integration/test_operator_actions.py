@@ -16,7 +16,7 @@ from playwright.async_api import BrowserContext, Dialog, Page
 
 from schemas.envelopes import encode_item, raw_envelope
 from schemas.settings import DEV_ADMIN_TOKEN, MetricsSettings, Settings
-from tests.factories import device_ids, raw_event
+from tests.factories import device_ids, gas_alert_rule, raw_event
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import produce
 from tests.integration.processes import ApiProcess, WorkerProcess
@@ -212,20 +212,7 @@ async def test_trends_letters_devices_flows_and_alert_history_in_a_browser(
 
         # Flows: disabled and enabled in the registry table; a dry run shows its trace.
         flow_id = f"act-gas-{alerting[-12:]}"
-        rule = {
-            "name": "Gas above 500 (operator actions test)",
-            "match": {"devices": [alerting], "sensors": ["mq134"]},
-            "nodes": [
-                {
-                    "id": "high",
-                    "type": "alert",
-                    "condition": "sensors.mq134.gas_concentration > 500.0",
-                    "value": "sensors.mq134.gas_concentration",
-                    "severity": "critical",
-                    "message": "gas ${value} ppm on ${device.id}",
-                }
-            ],
-        }
+        rule = gas_alert_rule("Gas above 500 (operator actions test)", alerting)
         created = await fleet.client.post(
             f"{API}/flows", json={"flow_id": flow_id, "definition": rule}, headers=ADMIN
         )

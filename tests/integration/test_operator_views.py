@@ -21,7 +21,7 @@ from cli.stack import installer
 from connectors.kafka.partitioner import partition_for
 from schemas.envelopes import encode_item, raw_envelope
 from schemas.settings import DEV_ADMIN_TOKEN, MetricsSettings, Settings
-from tests.factories import device_ids, raw_event
+from tests.factories import device_ids, gas_alert_rule, raw_event
 from tests.integration.fleet import ADMIN, Fleet
 from tests.integration.kafka_tools import produce
 from tests.integration.processes import PROJECT_ROOT, FrontProcess, WorkerProcess
@@ -179,20 +179,7 @@ async def test_operator_views_in_a_browser(
     online, quiet, alerting = ids[:3], ids[3], ids[4]
     await fleet.enroll([*online, quiet, alerting])
     flow_id = f"ops-gas-{alerting[-12:]}"
-    rule = {
-        "name": "Gas above 500 (operator views test)",
-        "match": {"devices": [alerting], "sensors": ["mq134"]},
-        "nodes": [
-            {
-                "id": "high",
-                "type": "alert",
-                "condition": "sensors.mq134.gas_concentration > 500.0",
-                "value": "sensors.mq134.gas_concentration",
-                "severity": "critical",
-                "message": "gas ${value} ppm on ${device.id}",
-            }
-        ],
-    }
+    rule = gas_alert_rule("Gas above 500 (operator views test)", alerting)
     created = await fleet.client.post(
         "/api/v1/admin/flows", json={"flow_id": flow_id, "definition": rule}, headers=ADMIN
     )

@@ -3,14 +3,13 @@
 The ``device-state`` agent (``agents.device_state``) hands every batch of ``fleet.curated.v1``
 it read to :meth:`DeviceStatus.apply`, which, per device, updates one
 :class:`~schemas.status.DeviceState` (first/last seen, last event id, reading count, last value
-per sensor field). A state whose device came online is written at once, after its transition;
-the others are held in memory (``agents.held_rows``) and written by the rollups' tick of the
-device's slot, once per ``FLEET_STREAM__ROLLUP_PUBLISH_INTERVAL_S``, before that tick acks the
-batches (decision 40): the table, and so the views, can be that much behind on ``last_seen``
-and counts, never on ``online``. A timer on every worker marks the
-devices of its active partitions offline once they were silent for their inactivity timeout
-(the registry's ``inactivity_timeout_s``, else ``FLEET_STREAM__INACTIVITY_TIMEOUT_S``); their
-next recent reading brings them back online.
+per sensor field), one table write per device per batch. With
+``FLEET_STREAM__HOLD_STATUS_ROWS`` (off by default, decision 40) only a state whose device came
+online is written at once; the others are held in memory (``agents.held_rows``) and written by
+the rollups' tick of the device's slot, before that tick acks the batches. A timer on every
+worker marks the devices of its active partitions offline once they were silent for their
+inactivity timeout (the registry's ``inactivity_timeout_s``, else
+``FLEET_STREAM__INACTIVITY_TIMEOUT_S``); their next recent reading brings them back online.
 
 A device keeps the last values of at most ``FLEET_STREAM__STATUS_MAX_VALUES`` fields: past it,
 the least recently updated are dropped (and counted in ``values_dropped``), so a device
@@ -297,7 +296,9 @@ class DeviceStatus:
         )
         self.deadlines = Deadlines()
         self.held: HeldRows[DeviceState] = HeldRows()
-        """States applied since their row was written: written by the rollups' ticks."""
+        """States applied since their row was written: written by the rollups' ticks (only
+        with ``FLEET_STREAM__HOLD_STATUS_ROWS``; otherwise every state is written per batch)."""
+        self.hold_rows = settings.stream.hold_status_rows
         self.deadletter_topic = settings.topics.deadletter
         self.quarantine = Quarantine(self.table, ctx.clock)
         self.lock = asyncio.Lock()
@@ -331,8 +332,9 @@ class DeviceStatus:
                 state, change = self.tracker.apply(state, device_id, items, now)
                 state.positions = applied
                 event = events[entry.message_index]
-                if change is not None:
-                    outputs.add(self.status_topic, _record(change))
+                if change is not None or not self.hold_rows:
+                    if change is not None:
+                        outputs.add(self.status_topic, _record(change))
                     self.held.release(device_id)
                     writes.append((event, state))
                 else:

@@ -110,8 +110,26 @@ async def _batch(offset: int, ctx: _Context) -> tuple[list[Any], Batch]:
     return [_Event(message)], batch
 
 
-async def test_a_state_without_transition_is_held_until_its_slot_is_written() -> None:
+def _holding() -> Settings:
+    base = Settings()
+    return base.model_copy(
+        update={"stream": base.stream.model_copy(update={"hold_status_rows": True})}
+    )
+
+
+async def test_by_default_every_state_is_written_with_its_batch() -> None:
     ctx = _Context()
+    status = DeviceStatus(cast(Any, ctx))
+    for offset in (1, 2):
+        ctx.now += timedelta(seconds=1)
+        events, batch = await _batch(offset, ctx)
+        await status.apply(events, batch, ctx.now, Turns(10**9))
+    assert len(ctx.records("device-status-changelog")) == 2
+    assert len(status.held) == 0
+
+
+async def test_a_state_without_transition_is_held_until_its_slot_is_written() -> None:
+    ctx = _Context(settings=_holding())
     status = DeviceStatus(cast(Any, ctx))
     events, batch = await _batch(1, ctx)
     await status.apply(events, batch, ctx.now, Turns(10**9))

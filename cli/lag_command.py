@@ -1,7 +1,8 @@
 """``fleetstream lag``: how far each consumer group is behind, per partition.
 
 Lag is the end offset minus the group's committed offset (what a restarted consumer would read
-again); a partition the group never committed on shows ``-`` and counts its whole end. Without
+again); a partition the group never committed on shows ``-`` and counts from its first retained
+offset. Without
 ``--group`` every group the cluster knows is shown, which includes Faust's worker group
 (``FLEET_WORKER__APP_ID``) and the sink groups (``<app id>.sink-postgres``, ...).
 """
@@ -40,6 +41,7 @@ def lag(
                     "topic": row.topic,
                     "partition": row.partition,
                     "committed": row.committed,
+                    "start": row.start,
                     "end": row.end,
                     "lag": row.lag,
                 }

@@ -74,19 +74,26 @@ class PartitionLag:
     partition: int
     committed: int | None
     """None: the group has no offset for the partition (it would start per its reset policy)."""
+    start: int
     end: int
 
     @property
     def lag(self) -> int:
-        return self.end - (self.committed or 0)
+        """Records the group has yet to finish: from its committed offset, or from the first
+        retained one when it never committed here or retention deleted past its offset."""
+        done = self.start if self.committed is None else max(self.committed, self.start)
+        return max(0, self.end - done)
 
 
 class Inspector:
     """One admin client, closed with the object (librdkafka frees it when collected)."""
 
-    def __init__(self, bootstrap_servers: str, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, bootstrap_servers: str, timeout_s: float = 15.0, client_id: str | None = None
+    ) -> None:
         self.timeout_s = timeout_s
-        self._admin = AdminClient(client_config(bootstrap_servers))
+        extra = {} if client_id is None else {"client.id": client_id}
+        self._admin = AdminClient(client_config(bootstrap_servers, **extra))
 
     def topic_names(self, *, internal: bool = False) -> list[str]:
         metadata = self._call(lambda: self._admin.list_topics(timeout=self.timeout_s))
@@ -145,20 +152,37 @@ class Inspector:
         return sorted(group.group_id for group in listing.valid)
 
     def lag(self, groups: Iterable[str], topics: Iterable[str] | None = None) -> list[PartitionLag]:
-        """Committed against end offset for every partition each group has committed on (only
-        ``topics`` when given)."""
+        """Every partition of every topic each group has committed on (only ``topics`` when
+        given), including the partitions of such a topic the group never committed on."""
         only = None if topics is None else set(topics)
-        committed: dict[tuple[str, str, int], int | None] = {}
+        committed: dict[str, dict[tuple[str, int], int | None]] = {}
         for group in groups:
-            for part in self._committed(group):
-                if only is None or part.topic in only:
-                    offset = part.offset if part.offset >= 0 else None
-                    committed[(group, part.topic, part.partition)] = offset
-        parts = sorted({(topic, p) for _, topic, p in committed})
-        ends = self.offsets([TopicPartition(t, p) for t, p in parts], LATEST)
+            committed[group] = {
+                (part.topic, part.partition): part.offset if part.offset >= 0 else None
+                for part in self._committed(group)
+                if only is None or part.topic in only
+            }
+        topics_of = {group: {topic for topic, _ in done} for group, done in committed.items()}
+        layout = self._partitions(set().union(*topics_of.values()))
+        parts = [TopicPartition(topic, p) for topic, p in layout]
+        starts, ends = self.offsets(parts, EARLIEST), self.offsets(parts, LATEST)
         return [
-            PartitionLag(group, topic, p, offset, ends[(topic, p)])
-            for (group, topic, p), offset in sorted(committed.items())
+            PartitionLag(group, topic, p, done.get((topic, p)), starts[topic, p], ends[topic, p])
+            for group, done in sorted(committed.items())
+            for topic, p in layout
+            if topic in topics_of[group]
+        ]
+
+    def _partitions(self, topics: Iterable[str]) -> list[tuple[str, int]]:
+        """(topic, partition) of each of ``topics`` still there (one may be deleted meanwhile)."""
+        if not topics:
+            return []
+        metadata = self._call(lambda: self._admin.list_topics(timeout=self.timeout_s))
+        return [
+            (topic, p)
+            for topic in sorted(topics)
+            if (found := metadata.topics.get(topic)) is not None and found.error is None
+            for p in sorted(found.partitions)
         ]
 
     def _committed(self, group: str) -> list[TopicPartition]:

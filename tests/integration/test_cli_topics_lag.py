@@ -59,25 +59,21 @@ def test_lag_is_end_minus_committed_per_group_and_partition(pipeline: Settings) 
         committer.close()
 
     rows = json_out(fleetstream(pipeline, "lag", "--group", group, "--json"))
+    committed = {0: 5, 1: ends[1]}  # partition 2: never committed, counts from its start (0)
     assert rows == [
         {
             "group": group,
             "topic": topic,
-            "partition": 0,
-            "committed": 5,
-            "end": ends[0],
-            "lag": ends[0] - 5,
-        },
-        {
-            "group": group,
-            "topic": topic,
-            "partition": 1,
-            "committed": ends[1],
-            "end": ends[1],
-            "lag": 0,
-        },
+            "partition": p,
+            "committed": committed.get(p),
+            "start": 0,
+            "end": ends[p],
+            "lag": ends[p] - committed.get(p, 0),
+        }
+        for p in range(len(ends))
     ]
+    assert len(rows) == 3 and rows[1]["lag"] == 0
     table = fleetstream(pipeline, "lag", "--group", group).stdout
-    assert table.splitlines()[-1] == f"{group}: lag {ends[0] - 5:,}"
+    assert table.splitlines()[-1] == f"{group}: lag {ends[0] - 5 + ends[2]:,}"
     other = json_out(fleetstream(pipeline, "lag", "-g", group, "--topic", "elsewhere", "--json"))
     assert other == []

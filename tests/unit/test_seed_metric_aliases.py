@@ -67,7 +67,7 @@ async def exported() -> dict[str, set[str]]:
     worker = cast(WorkerMetrics, _touched(WorkerMetrics()))
 
     async def lag() -> list[PartitionLag]:
-        return [PartitionLag("fleet-worker", "fleet.raw.v1", 0, 5, 7, 2)]
+        return [PartitionLag("fleet-worker", "fleet.raw.v1", 0, 5, 0, 7)]
 
     not_ready = SimpleNamespace(rebalancing=True, tables=SimpleNamespace(recovery=None))
     trends = SimpleNamespace(latest_devices=lambda: {"online": 1, "offline": 0})

@@ -31,7 +31,7 @@ async def server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metrics_access: str
 ) -> AsyncIterator[str]:
     # /metrics reports consumer lag read from the broker; this test is about the web server.
-    lag_row = PartitionLag("unit", "fleet.raw.v1", 0, 5, 7, 2)
+    lag_row = PartitionLag("unit", "fleet.raw.v1", 0, 5, 0, 7)
     monkeypatch.setattr(LagReader, "__init__", lambda self, *args: None)
     monkeypatch.setattr(LagReader, "read", lambda self: [lag_row])
     nothing_there = f"http://127.0.0.1:{free_port()}"  # the admin API, for the actions

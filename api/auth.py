@@ -75,7 +75,7 @@ def is_admin_token(token: str, settings: Settings) -> bool:
     return hmac.compare_digest(_digest(token), _digest(expected))
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     """Dependency of every admin route: 401 unless the admin bearer token is presented."""
     token = bearer_token(request)
     if token is None or not is_admin_token(token, _settings(request)):

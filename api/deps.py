@@ -1,4 +1,9 @@
-"""Dependencies shared by the routes, as ``Annotated`` aliases."""
+"""Dependencies shared by the routes, as ``Annotated`` aliases.
+
+Every dependency is ``async def``, even one that only reads ``app.state``: FastAPI runs a plain
+``def`` dependency in a worker thread, a thread hop on every request (a unit test checks every
+route).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ from connectors.kafka.producer import EventProducer
 from schemas.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_producer(request: Request) -> EventProducer:
+async def get_producer(request: Request) -> EventProducer:
     return cast(EventProducer, request.app.state.producer)
 
 

@@ -71,7 +71,7 @@ async def registry_readiness(app: FastAPI) -> dict[str, bool]:
     return checks
 
 
-def get_registry(request: Request) -> DeviceRegistry:
+async def get_registry(request: Request) -> DeviceRegistry:
     return cast(DeviceRegistry, request.app.state.device_registry)
 
 

@@ -203,7 +203,7 @@ def sample_of(reading: Reading, device: Device | None, now: datetime) -> Sample:
     )
 
 
-def get_dry_runner(request: Request) -> DryRunner:
+async def get_dry_runner(request: Request) -> DryRunner:
     return cast(DryRunner, request.app.state.dry_runner)
 
 

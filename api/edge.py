@@ -194,8 +194,12 @@ def require_own_readings(principal: Device | None, device_ids: Sequence[str]) ->
     raise ProblemError(403, "Forbidden", "a device may only write its own device_id", errors=errors)
 
 
-def get_edge(request: Request) -> Edge:
+def edge_of(request: Request) -> Edge:
     return cast(Edge, request.app.state.edge)
+
+
+async def get_edge(request: Request) -> Edge:
+    return edge_of(request)
 
 
 async def ingest_device(request: Request, principal: DeviceAuthDep) -> Device | None:
@@ -204,7 +208,7 @@ async def ingest_device(request: Request, principal: DeviceAuthDep) -> Device | 
     on a seed route is charged per device it names, once the body names them."""
     if principal is None or isinstance(principal, TrustedCaller):
         return principal
-    edge = get_edge(request)
+    edge = edge_of(request)
     wait_s = edge.limiter.acquire(principal.device_id, principal.profile)
     if wait_s is not None:
         edge.metrics.rate_limited.inc()

@@ -40,11 +40,11 @@ async def flow_resources(app: FastAPI, settings: Settings) -> AsyncIterator[None
         await pool.close()
 
 
-def get_flow_registry(request: Request) -> FlowRegistry:
+async def get_flow_registry(request: Request) -> FlowRegistry:
     return cast(FlowRegistry, request.app.state.flow_registry)
 
 
-def get_alert_store(request: Request) -> AlertStore:
+async def get_alert_store(request: Request) -> AlertStore:
     return cast(AlertStore, request.app.state.alert_store)
 
 

@@ -89,7 +89,7 @@ class Media:
         )
 
 
-def get_media(request: Request) -> Media:
+async def get_media(request: Request) -> Media:
     return cast(Media, request.app.state.media)
 
 

@@ -43,7 +43,7 @@ async def media_resources(app: FastAPI, settings: Settings) -> AsyncIterator[Med
         await blob.close()
 
 
-def get_captures(request: Request) -> CaptureManager:
+async def get_captures(request: Request) -> CaptureManager:
     return cast(CaptureManager, request.app.state.captures)
 
 

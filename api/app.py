@@ -73,6 +73,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         summary="Kafka-first ingest for device fleets",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's OpenTelemetry hooks look for a configured provider on every request; the
+        # API's telemetry is its Prometheus metrics and JSON logs (docs/api.md).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = ApiMetrics()
     app.state.settings = settings
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         metrics=metrics,
         max_in_flight=settings.api.max_concurrent_requests,
         retry_after_s=settings.api.retry_after_s,
+        access_log=settings.api.access_log,
     )
     if settings.api.tls_certfile:  # outermost: every answer over HTTPS carries it
         app.add_middleware(StrictTransportSecurity, max_age_s=settings.api.hsts_max_age_s)

@@ -6,8 +6,8 @@ a reading too large for a Kafka record (413), check the ``Idempotency-Key`` agai
 (a key reused with another body → 422), hand the items to the envelope batcher and answer once
 Kafka acked them (2xx), or 503/429 when it did not.
 
-Rate limits come before any of that, as a dependency (:data:`IngestDeviceDep`), so a device
-over its limit costs no body parsing.
+Rate limits come before any of that (:func:`ingest_request`), so a device over its limit costs
+no body parsing.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Annotated, Any, cast
 
 import msgspec
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 
-from api.auth import DeviceAuthDep, principal_scope
+from api.auth import DeviceAuthDep, device_principal, principal_scope
 from api.compat_auth import CompatAuth, TrustedCaller
 from api.ingest import raw_items
 from api.limits import RateLimiter, retry_after_header
@@ -219,6 +220,42 @@ async def ingest_device(request: Request, principal: DeviceAuthDep) -> Device | 
             headers={"Retry-After": retry_after_header(wait_s)},
         )
     return principal
+
+
+async def ingest_request(request: Request) -> tuple[Edge, Device | None, str | None]:
+    """The edge, the calling device (after its rate limit) and the ``Idempotency-Key`` of an
+    ingest request. Called by the ingest routes rather than declared as FastAPI dependencies
+    and parameters: resolving those was a third of a one-reading request's CPU."""
+    principal = await ingest_device(request, await device_principal(request))
+    return edge_of(request), principal, idempotency_key_of(request)
+
+
+IDEMPOTENCY_KEY_MAX = 200
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": "idempotency-key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX, "title": "Idempotency-Key"},
+    "description": "makes a retried request map onto the same events; reusing it with another "
+    "body is refused (422)",
+}
+"""The header in the OpenAPI document of the routes that read it (``ingest_request``)."""
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header; one too long is the 422 FastAPI gives a parameter."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("header", "idempotency-key"),
+                    "msg": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+                    "type": "string_too_long",
+                }
+            ]
+        )
+    return key
 
 
 EdgeDep = Annotated[Edge, Depends(get_edge)]

@@ -7,7 +7,9 @@
 * Bound: beyond ``FLEET_API__MAX_CONCURRENT_REQUESTS`` requests in flight the process answers
   503 + ``Retry-After`` at once instead of queueing without end; ``/health*`` and ``/metrics``
   are never refused (probes must see the process alive).
-* One JSON access log line per request: method, route, status, duration, request id.
+* JSON access log lines (method, route, status, duration, request id): for the answers
+  ``FLEET_API__ACCESS_LOG`` names (``problems``: 4xx and 5xx, by default; ``all``; ``off``).
+  Every request is counted in the metrics either way.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from api.metrics import ApiMetrics
 
@@ -33,6 +35,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _EXEMPT = ("/health", "/metrics")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name; any other is ``other`` (a client cannot add label values)."""
+
+AccessLog = Literal["all", "problems", "off"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -46,13 +52,24 @@ def current_request_id() -> str | None:
 
 class EdgeMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: ApiMetrics, max_in_flight: int, retry_after_s: int
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ApiMetrics,
+        max_in_flight: int,
+        retry_after_s: int,
+        access_log: AccessLog = "problems",
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_in_flight = max_in_flight
         self.retry_after = str(retry_after_s).encode()
         self.in_flight = 0
+        self.log_from = {"all": 0, "problems": 400, "off": 1000}[access_log]
+        """The lowest status written to the access log."""
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        """(route, method, status) -> its request counter and latency histogram: ``labels()``
+        takes a lock and builds its key on every call."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,24 +127,37 @@ class EdgeMiddleware:
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        method = scope["method"]
-        metrics = self.metrics
-        metrics.requests.labels(route, method, str(status)).inc()
-        metrics.latency.labels(route, method).observe(elapsed)
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        requests, latency = self._series_of(route, method, status)
+        requests.inc()
+        latency.observe(elapsed)
         if status in (401, 403):
-            metrics.auth_failures.labels(str(status)).inc()
-        access_log.info(
-            "%s %s %s",
-            method,
-            route,
-            status,
-            extra={
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": elapsed * 1e3,
-            },
-        )
+            self.metrics.auth_failures.labels(str(status)).inc()
+        if status >= self.log_from:
+            access_log.info(
+                "%s %s %s",
+                method,
+                route,
+                status,
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": elapsed * 1e3,
+                },
+            )
+
+    def _series_of(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        key = (route, method, status)
+        found = self._series.get(key)
+        if found is None:
+            metrics = self.metrics
+            found = (
+                metrics.requests.labels(route, method, str(status)),
+                metrics.latency.labels(route, method),
+            )
+            self._series[key] = found
+        return found
 
 
 def _request_id(scope: Scope) -> str:
@@ -137,7 +167,7 @@ def _request_id(scope: Scope) -> str:
             if _VALID_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
 
 
 class JsonFormatter(logging.Formatter):

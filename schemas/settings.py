@@ -424,6 +424,12 @@ class ApiSettings(_Section):
     max_concurrent_requests: int = Field(
         default=256, ge=1, description="requests in flight per process; beyond → 503"
     )
+    access_log: Literal["all", "problems", "off"] = Field(
+        default="problems",
+        description="JSON access lines: every request, only 4xx/5xx answers, or none "
+        "(a line per request was a tenth of a one-reading request's CPU; the metrics count "
+        "every request either way)",
+    )
     dry_run_timeout_s: float = Field(
         default=1.0,
         gt=0,

@@ -8,12 +8,10 @@ never has to work out which half of a batch went in. The answer lists each item'
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from api.bodies import body_kind, read_body, read_ndjson
-from api.edge import EdgeDep, IngestDeviceDep
+from api.edge import IDEMPOTENCY_KEY_PARAMETER, ingest_request
 from api.openapi import json_body, ref
 from api.responses import INGEST_PROBLEMS, Accepted, json_response
 from schemas.validation import decode_items, decode_readings_with_raw
@@ -40,33 +38,20 @@ _BODY = json_body(
     },
 )
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        max_length=200,
-        description="makes a retried request map onto the same events; reusing it with "
-        "another body is refused (422)",
-    ),
-]
-
 
 @router.post(
     ROUTE,
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=INGEST_PROBLEMS,
-    openapi_extra=_BODY,
+    openapi_extra={**_BODY, "parameters": [IDEMPOTENCY_KEY_PARAMETER]},
 )
-async def post_readings(
-    request: Request,
-    edge: EdgeDep,
-    principal: IngestDeviceDep,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def post_readings(request: Request) -> Response:
     """Accept one reading, a JSON array or NDJSON lines; answer once Kafka holds all of them.
 
     Authenticate with ``X-API-Key: <device token>`` or ``Authorization: Bearer <token>``; every
     reading must carry the device's own ``device_id``."""
+    edge, principal, idempotency_key = await ingest_request(request)
     api = edge.settings.api
     kind = body_kind(request, ndjson=True)
     window = edge.window()

@@ -26,12 +26,11 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from api.auth import authenticate_device, bearer_token, is_admin_token
 from api.bodies import body_kind, read_body
-from api.edge import Edge, EdgeDep, IngestDeviceDep
+from api.edge import IDEMPOTENCY_KEY_PARAMETER, Edge, EdgeDep, IngestDeviceDep, ingest_request
 from api.openapi import json_body, ref
 from api.problems import ProblemError
 from api.responses import INGEST_PROBLEMS, SeedBatchResponse, SeedReadingResponse, problems
 from api.responses import json_response as respond
-from api.routes.readings import IdempotencyKey
 from connectors.postgres.latest import latest_per_sensor, recent_readings
 from schemas.devices import Device
 from schemas.errors import FieldError, Loc, ValidationFailure
@@ -162,12 +161,8 @@ async def _body(edge: Edge, request: Request) -> bytes:
 def _keyed(route: SeedRoute[P]) -> Endpoint:
     """The endpoint of a route that takes an ``Idempotency-Key``."""
 
-    async def endpoint(
-        request: Request,
-        edge: EdgeDep,
-        principal: IngestDeviceDep,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response:
+    async def endpoint(request: Request) -> Response:
+        edge, principal, idempotency_key = await ingest_request(request)
         payload = route.parse(await _body(edge, request))
         return await _ingest(route, edge, principal, payload, idempotency_key)
 
@@ -380,6 +375,14 @@ ROUTES: tuple[SeedRoute[Any], ...] = (
 )
 """The seed ingest routes (seed 001, 002, 000), registered in this order."""
 
+
+def _openapi_extra(route: SeedRoute[Any]) -> dict[str, Any]:
+    """The route's body, and the ``Idempotency-Key`` header where its endpoint reads one."""
+    if route.handler is _keyed:
+        return {**route.body, "parameters": [IDEMPOTENCY_KEY_PARAMETER]}
+    return route.body
+
+
 for _route in ROUTES:
     router.add_api_route(
         _route.path,
@@ -389,7 +392,7 @@ for _route in ROUTES:
         status_code=_route.status_code,
         response_model=_route.response_model,
         responses=INGEST_PROBLEMS,
-        openapi_extra=_route.body,
+        openapi_extra=_openapi_extra(_route),
     )
 
 

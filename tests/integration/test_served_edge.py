@@ -111,16 +111,25 @@ async def test_request_ids_json_logs_and_metrics(
     )
     assert response.status_code == 202, response.text
     assert response.headers["x-request-id"] == f"trace-{device}"
+    refused = await fleet.client.post(
+        "/v1/readings", json=reading(device, 2), headers={"X-Request-ID": f"refused-{device}"}
+    )
+    assert refused.status_code == 401
 
-    def logged() -> list[dict[str, object]]:
+    def logged(request_id: str) -> list[dict[str, object]]:
         lines = api.log_tail(400).splitlines()
         entries = [json.loads(line) for line in lines if line.startswith("{")]
-        return [e for e in entries if e.get("request_id") == f"trace-{device}"]
+        return [e for e in entries if e.get("request_id") == request_id]
 
     async def access_logged() -> bool:
-        return any(e.get("route") == "/v1/readings" and e.get("status") == 202 for e in logged())
+        """Problems are access-logged by default (FLEET_API__ACCESS_LOG=problems), 2xx not."""
+        return any(
+            e.get("route") == "/v1/readings" and e.get("status") == 401
+            for e in logged(f"refused-{device}")
+        )
 
     await wait_until(access_logged, timeout_s=10, what=lambda: api.log_tail())
+    assert not [e for e in logged(f"trace-{device}") if e.get("status") == 202]
     metrics = (await fleet.client.get("/metrics")).text
     assert 'fleet_api_requests_total{method="POST",route="/v1/readings",status="202"}' in metrics
     assert "fleet_api_producer_queue_depth" in metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -325,6 +326,25 @@ async def test_a_key_reused_with_another_body_is_422_and_a_retry_maps_onto_the_s
     assert len(_events(producer)) == 2  # the conflicting body was not sent
 
 
+async def test_a_key_over_200_characters_is_422_naming_the_header_on_every_keyed_route(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    key = {"Idempotency-Key": "k" * 201}
+    answers = [
+        await client.post("/v1/readings", json=reading("esp32-a", 1), headers={**A, **key}),
+        await client.post(
+            "/api/v1/sensors/ingest", json=_equipment("esp32-a"), headers={**A, **key}
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 422
+        assert [e["field"] for e in answer.json()["errors"]] == ["header.idempotency-key"]
+    assert _events(producer) == []
+    ok = {"Idempotency-Key": "k" * 200}
+    longest = await client.post("/v1/readings", json=reading("esp32-a"), headers={**A, **ok})
+    assert longest.is_success
+
+
 async def test_an_unreachable_idempotency_store_is_503_only_for_requests_with_a_key(
     client: httpx.AsyncClient, idempotency: MemoryIdempotency, producer: FakeProducer
 ) -> None:
@@ -393,6 +413,29 @@ async def test_metrics_count_requests_by_route_and_status_and_auth_failures(
     assert 'fleet_api_readings_accepted_total{route="/v1/readings"} 1.0' in text
     assert "fleet_api_request_duration_seconds_bucket" in text
     assert "fleet_api_producer_queue_depth" in text
+
+
+async def test_a_request_with_a_made_up_method_is_counted_as_other(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.request("BREW", "/v1/readings")
+    text = (await client.get("/metrics")).text
+    assert 'fleet_api_requests_total{method="other",route="/v1/readings",status="405"} 1.0' in text
+    assert "BREW" not in text
+
+
+@pytest.mark.parametrize(
+    ("mode", "logged"), [("problems", [401]), ("all", [202, 401]), ("off", [])]
+)
+async def test_the_access_log_writes_the_answers_its_setting_names(
+    producer: FakeProducer, caplog: pytest.LogCaptureFixture, mode: str, logged: list[int]
+) -> None:
+    caplog.set_level(logging.INFO, logger="fleetstream.access")
+    async with _client(_settings(access_log=mode), producer) as client:
+        assert (await client.post("/v1/readings", json=reading("esp32-a"), headers=A)).is_success
+        assert (await client.post("/v1/readings", json=reading("esp32-a"))).status_code == 401
+    access = [r for r in caplog.records if r.name == "fleetstream.access"]
+    assert [r.__dict__["status"] for r in access] == logged
 
 
 # ---- seed routes ------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from fastapi import APIRouter, Request, Response, status
 
 from api.bodies import body_kind, read_body, read_ndjson
 from api.edge import IDEMPOTENCY_KEY_PARAMETER, ingest_request
+from api.lean_route import LeanRoute
 from api.openapi import json_body, ref
 from api.responses import INGEST_PROBLEMS, Accepted, json_response
 from schemas.validation import decode_items, decode_readings_with_raw
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], route_class=LeanRoute)
 ROUTE = "/v1/readings"
 
 _EXAMPLE = {

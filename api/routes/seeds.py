@@ -27,6 +27,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from api.auth import authenticate_device, bearer_token, is_admin_token
 from api.bodies import body_kind, read_body
 from api.edge import IDEMPOTENCY_KEY_PARAMETER, Edge, EdgeDep, IngestDeviceDep, ingest_request
+from api.lean_route import LeanRoute
 from api.openapi import json_body, ref
 from api.problems import ProblemError
 from api.responses import INGEST_PROBLEMS, SeedBatchResponse, SeedReadingResponse, problems
@@ -393,6 +394,7 @@ for _route in ROUTES:
         response_model=_route.response_model,
         responses=INGEST_PROBLEMS,
         openapi_extra=_openapi_extra(_route),
+        route_class_override=LeanRoute if _route.handler is _keyed else None,
     )
 
 

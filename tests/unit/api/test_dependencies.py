@@ -10,10 +10,13 @@ import inspect
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import pytest
+from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from api.app import create_app
+from api.lean_route import LeanRoute
 from schemas.settings import Settings
 
 
@@ -47,3 +50,31 @@ def test_no_route_depends_on_a_plain_function() -> None:
     )
     assert len(routes) == operations + 1  # the websocket route is not in OpenAPI
     assert sync == []
+
+
+def test_a_lean_route_refuses_an_endpoint_that_expects_fastapi_to_fill_parameters() -> None:
+    async def wants_a_header(request: Request, x_key: str | None = None) -> Response:
+        return Response()
+
+    async def takes_the_request(request: Request) -> Response:
+        return Response(status_code=204)
+
+    with pytest.raises(TypeError, match="takes \\(request\\) only"):
+        LeanRoute("/x", wants_a_header, methods=["POST"])
+    assert LeanRoute("/x", takes_the_request, methods=["POST"]).path == "/x"
+
+
+async def test_the_ingest_routes_are_lean_and_still_documented() -> None:
+    app = create_app(Settings())
+    lean = {route.path for route in _api_routes(app.routes) if isinstance(route, LeanRoute)}
+    assert lean == {
+        "/v1/readings",
+        "/api/v1/sensors/ingest",
+        "/api/v1/sensors/ingest/batch",
+        "/api/v1/sensor-data",
+        "/api/v1/sensor-data/batch",
+    }
+    documented = app.openapi()["paths"]
+    for path in lean:
+        parameters = documented[path]["post"]["parameters"]
+        assert [p["name"] for p in parameters] == ["idempotency-key"]

@@ -58,6 +58,9 @@ class Connection:
             receive_maximum
         )
         self._closing = False
+        self._read_since: float | None = None
+        """When the read of the next packet began (None while a packet is handled)."""
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def serve(self, sessions: dict[str, Connection]) -> None:
         """Until the client leaves, breaks the protocol, or is disconnected."""
@@ -148,16 +151,38 @@ class Connection:
         return props
 
     async def _packets(self) -> None:
-        while not self._closing:
-            timeout = self.keepalive_s * 1.5 if self.keepalive_s else None
-            try:
-                async with asyncio.timeout(timeout):  # unlike wait_for, no task per packet
-                    kind, flags, body = await self._read()
-            except TimeoutError:
-                self._disconnect(KEEP_ALIVE_TIMEOUT)
-                return
-            if not await self._handle(kind, flags, body):
-                return
+        limit = self.keepalive_s * 1.5 if self.keepalive_s else None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as idle:
+                if limit:
+                    self._watchdog = loop.call_later(limit, self._watch_idle, idle, limit)
+                try:
+                    while not self._closing:
+                        self._read_since = loop.time()
+                        kind, flags, body = await self._read()
+                        self._read_since = None
+                        if not await self._handle(kind, flags, body):
+                            return
+                finally:
+                    if self._watchdog is not None:
+                        self._watchdog.cancel()
+        except TimeoutError:
+            if not idle.expired():
+                raise
+            self._disconnect(KEEP_ALIVE_TIMEOUT)
+
+    def _watch_idle(self, idle: asyncio.Timeout, limit: float) -> None:
+        """The keep-alive check: one timer a keep-alive period, not one a packet. A client
+        silent for ``limit`` seconds of waiting for its next packet times out (time spent
+        waiting for Kafka to make room does not count)."""
+        loop = asyncio.get_running_loop()
+        since = self._read_since
+        if since is not None and loop.time() - since >= limit:
+            idle.reschedule(loop.time())  # ends the read with TimeoutError
+            return
+        next_check = (since if since is not None else loop.time()) + limit
+        self._watchdog = loop.call_at(next_check, self._watch_idle, idle, limit)
 
     async def _handle(self, kind: int, flags: int, body: bytes) -> bool:
         """One packet; False when the client left."""
@@ -200,17 +225,38 @@ class Connection:
         self.metrics.taken(done, None)
 
     async def _ack_in_order(self) -> None:
-        while (entry := await self._acks.get()) is not None:
+        """PUBACK each publish, in order, once Kafka took it. The PUBACKs that are ready
+        together go out in one write (a send a PUBACK was a system call a message)."""
+        ready: list[bytes] = []
+        while True:
+            try:
+                entry = self._acks.get_nowait()
+            except asyncio.QueueEmpty:
+                self._write_acks(ready)
+                entry = await self._acks.get()
+            if entry is None:
+                self._write_acks(ready)
+                return
             packet_id, taking = entry
+            if not taking.done():
+                self._write_acks(ready)  # what is ready goes out before waiting for more
             try:
                 reason = await taking
             except KafkaTrouble:
                 if self.protocol != packets.MQTT_5:  # no negative PUBACK: make it resend
+                    self._write_acks(ready)
                     self.writer.close()
                     return
                 reason = UNSPECIFIED
-            self.writer.write(packets.puback(self.protocol, packet_id, reason))
-            self._acks.task_done()
+            ready.append(packets.puback(self.protocol, packet_id, reason))
+
+    def _write_acks(self, ready: list[bytes]) -> None:
+        """Write the PUBACKs of ``ready`` and mark them done (``leave`` waits for that)."""
+        if ready:
+            self.writer.write(b"".join(ready))
+            for _ in ready:
+                self._acks.task_done()
+            ready.clear()
 
     async def _read(self, limit: int | None = None) -> tuple[int, int, bytes]:
         """One packet: type, flags, body; ``limit`` bounds its size (the connection's own
@@ -241,10 +287,13 @@ class Connection:
         self, acker: asyncio.Task[None] | None, sessions: dict[str, Connection]
     ) -> None:
         if acker is not None:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._acks.put_nowait(None)  # PUBACK what Kafka takes of what is in flight
+            # PUBACK what Kafka takes of what is in flight. The end mark waits for room when
+            # the queue is full (put_nowait would drop it, and the acker would wait out the
+            # whole timeout for a mark that never comes).
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(acker, CONNECT_TIMEOUT_S)
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await self._acks.put(None)
+                    await acker
             acker.cancel()
         if self.admitted is not None:
             if sessions.get(self.admitted.client_id) is self:

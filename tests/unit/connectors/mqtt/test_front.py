@@ -89,11 +89,11 @@ def _string(raw: bytes) -> bytes:
 
 def _connect(
     *, name: bytes = b"MQTT", level: int = 5, client_id: str = "dev-1", user: str = "dev-1",
-    token: str = TOKENS["dev-1"],
+    token: str = TOKENS["dev-1"], keepalive_s: int = 30,
 ) -> bytes:  # fmt: skip
     props = b"\x00" if level == 5 else b""
     body = (
-        _string(name) + bytes([level, 0xC2]) + struct.pack(">H", 30) + props
+        _string(name) + bytes([level, 0xC2]) + struct.pack(">H", keepalive_s) + props
         + _string(client_id.encode()) + _string(user.encode()) + _string(token.encode())
     )  # fmt: skip
     return packets.packet(PacketType.CONNECT, body)

@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-slow test-secure test-cluster screenshots lint tools unit integration soak setup venv stack-down bench clean
+.PHONY: run test test-slow test-secure test-cluster screenshots lint tools unit integration soak setup venv stack-down bench bench-secure clean
 
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
@@ -58,6 +58,10 @@ soak: venv  ## the hostile fleet for 15 minutes, the MQTT front with 1,000 regis
 bench: venv  ## every benchmark scenario and baseline (< 30 min on 2 cores) → bench/RESULTS.md
 	$(RUN) fleetstream setup
 	$(RUN) fleetstream bench all
+
+bench-secure: venv  ## the cost of secure mode: ingest and pipeline, plain and secure stacks of its own (~10 min)
+	$(RUN) fleetstream setup
+	$(RUN) fleetstream bench secure
 
 setup: venv
 	$(RUN) fleetstream setup

@@ -73,6 +73,9 @@ class Plan:
     fleet_cost: bool = False
     """``bench.fleet_cost``: worker CPU per reading at 2k, 20k and 100k registered devices."""
     fleet_cost_rounds: int = 3
+    secure_rounds: int = 0
+    """With N > 0: ``bench.secure``, N rounds each of a plain and a secure stack of its own."""
+    secure_seconds: int = 10
 
 
 def all_plan() -> Plan:
@@ -180,6 +183,8 @@ def _steps(
     if 1 in plan.pipeline_workers and plan.profile != "never":
         steps.append(("profile of one worker", lambda: _profile_if_needed(plan, ctx, results)))
     steps += _mqtt_steps(plan, ctx)
+    if plan.secure_rounds:
+        steps.append(("secure mode against plain", lambda: _secure(plan, ctx, texts)))
     if plan.latency:
         steps.append(
             (
@@ -247,6 +252,13 @@ def _fleet_cost(plan: Plan, ctx: Context, texts: dict[str, list[str]]) -> list[R
 
     cost = fleet_cost.run(ctx.base, rounds=plan.fleet_cost_rounds, progress=ctx.progress)
     texts["fleet-cost"] = fleet_cost.report(cost)
+    return []
+
+
+def _secure(plan: Plan, ctx: Context, texts: dict[str, list[str]]) -> list[Result]:
+    from bench import secure
+
+    texts["secure"] = secure.run(ctx, rounds=plan.secure_rounds, seconds=plan.secure_seconds)
     return []
 
 

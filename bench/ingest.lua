@@ -1,6 +1,8 @@
 -- wrk script of `fleetstream bench ingest`: POST pre-generated JSON bodies (one per line of the
 -- file given after `--`), count 202s and every other status, print one FLEETBENCH json line.
+-- A line `<token>\t<body>` sends the device's token in X-API-Key (bench/secure.py).
 local bodies = {}
+local tokens = {}
 local next_body = 0
 accepted = 0
 other = 0
@@ -13,6 +15,11 @@ end
 function init(args)
   for line in io.lines(args[1]) do
     if #line > 0 then
+      local tab = string.find(line, "\t", 1, true)
+      if tab then
+        tokens[#bodies + 1] = string.sub(line, 1, tab - 1)
+        line = string.sub(line, tab + 1)
+      end
       bodies[#bodies + 1] = line
     end
   end
@@ -23,6 +30,11 @@ end
 
 function request()
   next_body = next_body % #bodies + 1
+  local token = tokens[next_body]
+  if token then
+    local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = token}
+    return wrk.format(nil, nil, headers, bodies[next_body])
+  end
   return wrk.format(nil, nil, nil, bodies[next_body])
 end
 

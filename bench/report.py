@@ -33,6 +33,8 @@ SCENARIO_TITLES = {
     "worker → rows in Postgres",
     "fleet-cost": "fleet-cost: one worker's CPU per reading at 2,000, 20,000 and 100,000 "
     "registered devices (agents in process, virtual clock)",
+    "secure": "secure: the same ingest (device tokens) and pipeline on a plain and a secure "
+    "stack of the run's own (TLS, SASL_SSL, ACLs), alternating",
 }
 CPU_ORDER = ("api", "worker", "app", "kafka", "postgres", "redis", "load", "other")
 

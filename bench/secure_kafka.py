@@ -30,9 +30,9 @@ from confluent_kafka import Consumer, Producer
 
 from bench.cpu import CpuMeter
 from bench.data import encoded_items, group_envelopes, new_fleet, readings
-from cli.stack import manager, process
-from cli.stack.kafka import JARS, kafka_services
-from cli.stack.kafka_security import principal_kafka
+from cli.stack import process
+from cli.stack.kafka import kafka_services
+from cli.stack.private import private_stack
 from connectors.kafka.admin import TopicSpec, ensure_topics
 from connectors.kafka.security import client_config
 from schemas.envelopes import raw_envelope
@@ -60,46 +60,20 @@ class Round:
     broker_cpu_s: float
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def broker(name: str, base: Settings, *, secure: bool) -> Iterator[Broker]:
     home = Path(tempfile.mkdtemp(prefix=f"fleet-bench-{name}-"))
-    port, controller = _free_port(), _free_port()
-    settings = base.model_copy(
-        update={
-            "kafka": base.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{port}"}),
-            "stack": base.stack.model_copy(
-                update={
-                    "home": home,
-                    "secure": secure,
-                    "kafka_brokers": 1,
-                    "kafka_controller_port": controller,
-                    "kafka_heap": HEAP,
-                }
-            ),
-        }
-    )
-    shared = base.stack.home / "kafka" / "lib"
-    if JARS.ready(shared, settings.stack.kafka_version):
-        shutil.copytree(shared, home / "kafka" / "lib")
     say = lambda line: print(f"{name}: {line}", file=sys.stderr)  # noqa: E731
     try:
-        manager.up(settings, ["kafka"], progress=say)
-        node = kafka_services(settings)[0]
-        pid = process.live_pid(node.pid_file, node.signature)
-        if pid is None:
-            raise RuntimeError(f"{name}: the broker is not running")
-        client = principal_kafka(settings, "admin") if secure else settings.kafka
-        yield Broker(name, settings, client, pid)
+        with private_stack(
+            base, home, ["kafka"], secure=secure, progress=say, kafka_heap=HEAP
+        ) as settings:
+            node = kafka_services(settings)[0]
+            pid = process.live_pid(node.pid_file, node.signature)
+            if pid is None:
+                raise RuntimeError(f"{name}: the broker is not running")
+            yield Broker(name, settings, settings.kafka, pid)
     finally:
-        manager.down(settings, ["kafka"], progress=say)
         shutil.rmtree(home, ignore_errors=True)
 
 

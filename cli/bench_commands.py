@@ -139,6 +139,18 @@ def latency(
 
 
 @bench_app.command()
+def secure(
+    rounds: Annotated[int, typer.Option(min=1, max=5, help="rounds of each mode")] = 2,
+    seconds: Annotated[int, typer.Option(min=3, max=60, help="ingest per round")] = 10,
+) -> None:
+    """Ingest and pipeline on a plain and a secure stack of its own, alternating: the cost of
+    secure mode (TLS, SASL_SSL, ACLs) as secure ÷ plain."""
+    from bench.harness import Plan
+
+    _run(Plan(secure_rounds=rounds, secure_seconds=seconds))
+
+
+@bench_app.command()
 def floor() -> None:
     """The library calls every stored reading needs, in µs (``bench.floor``; ``all`` adds the
     budget they leave beside the pipeline run)."""

@@ -62,6 +62,7 @@ def _show_version(wanted: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     _version: Annotated[
         bool,
         typer.Option(
@@ -73,6 +74,7 @@ def main(
     ] = False,
 ) -> None:
     """Kafka-first ingest and stream processing for device fleets."""
+    secure_mode.for_command(ctx.invoked_subcommand)  # FLEET_STACK__SECURE: admin commands as admin
 
 
 app.add_typer(stack_app, name="stack")

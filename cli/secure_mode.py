@@ -2,9 +2,11 @@
 
 The stack's broker then takes only SASL_SSL clients with one of its SCRAM principals
 (``cli/stack/kafka_security.py``). The ``fleetstream`` command itself (setup, topics, the admin
-commands) connects as the super user ``admin``; ``fleetstream run`` gives each child its own
-principal and the local CA's certificate: the API (principal ``api``) serves HTTPS, the worker
-(``worker``) serves its web views over HTTPS, the MQTT front (``bridge``) adds its TLS listener.
+commands: every command but the services, switched in the app's callback by
+:func:`for_command`) connects as the super user ``admin``; ``fleetstream run`` gives each child
+its own principal and the local CA's certificate: the API (principal ``api``) serves HTTPS, the
+worker (``worker``) serves its web views over HTTPS, the MQTT front (``bridge``) adds its TLS
+listener.
 Kafka security set explicitly (``FLEET_KAFKA__SECURITY_PROTOCOL`` other than PLAINTEXT) is
 left as given: that is a deployment's own broker, not the local stack's.
 
@@ -23,6 +25,12 @@ from cli.console import say
 from cli.stack.certs import Pki
 from cli.stack.kafka_security import ADMIN, MECHANISM, passwords
 from schemas.settings import Settings, get_settings
+
+#: Commands that run one of fleetstream's services: they connect as the principal their
+#: environment names (``fleetstream run`` gives each child its own), never as the super user.
+SERVICE_COMMANDS: Final = frozenset({"api", "worker", "mqtt", "mqtt-front"})
+#: ``run`` switches itself, after keeping the settings its children are given their own from.
+SELF_SWITCHING: Final = frozenset({"run"})
 
 #: The principal and the certificate of each child of ``fleetstream run``.
 CHILDREN: Final[dict[str, tuple[str, str, str]]] = {
@@ -87,6 +95,15 @@ def child_env(settings: Settings, child: str) -> dict[str, str] | None:
         f"{prefix}CERTFILE": str(pki.cert(cert)),
         f"{prefix}KEYFILE": str(pki.key(cert)),
     }
+
+
+def for_command(name: str | None) -> None:
+    """Before ``fleetstream <name>`` runs (the app's callback): every command but the services
+    and ``run`` connects as the super user in secure mode (:func:`as_admin`), so an admin
+    command cannot forget to."""
+    if name is None or name in SERVICE_COMMANDS | SELF_SWITCHING:
+        return
+    as_admin(get_settings())
 
 
 def as_admin(settings: Settings) -> Settings:

@@ -17,6 +17,8 @@ from schemas.settings import get_settings
 stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Postgres, Redis, Mosquitto.")
 certs_app = typer.Typer(no_args_is_help=True, help="The secure mode's local CA and certificates.")
 stack_app.add_typer(certs_app, name="certs")
+credentials_app = typer.Typer(no_args_is_help=True, help="The secure mode's Kafka passwords.")
+stack_app.add_typer(credentials_app, name="credentials")
 
 ServicesArg = Annotated[
     list[str] | None, typer.Argument(help="kafka, postgres, redis, mosquitto (default: all)")
@@ -80,3 +82,19 @@ def rotate(
         home = get_settings().stack.home
         issued = Pki.of_home(home).rotate(say, new_ca=new_ca)
     typer.echo(f"new certificates for {', '.join(issued)} under {Pki.of_home(home).root}")
+
+
+@credentials_app.command("rotate")
+def rotate_credentials(
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(help="a principal to rotate, repeatable (default: all but admin)"),
+    ] = None,
+) -> None:
+    """New SCRAM passwords on the running broker and in pki/kafka-users.json; restart the
+    processes that use them (open connections stay up, new ones need the new password)."""
+    from cli.stack import scram
+
+    with _clear_errors():
+        rotated = scram.rotate(get_settings(), principal or scram.DEFAULT, say)
+    typer.echo(f"new passwords for {', '.join(rotated)}")

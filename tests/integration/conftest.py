@@ -59,6 +59,16 @@ def stack_settings() -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def secure_stack(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """Secure mode's services of the secure tests' own, shared by them (``secure_tools``)."""
+    from tests.integration.secure_tools import start_secure_stack
+
+    yield from start_secure_stack(stack_settings, tmp_path_factory.mktemp("secure-stack"))
+
+
 async def _create_database(settings: Settings, name: str) -> None:
     conn = await connect(settings.postgres)
     try:

@@ -1,12 +1,13 @@
-"""A secure-mode Kafka broker of a test's own: started by the stack code (``cli/stack``, the
-same configuration as ``FLEET_STACK__SECURE=true fleetstream stack up kafka``) on free ports
-under a temporary stack home, with its own CA, SCRAM principals and ACLs; stopped by its pid
-afterwards. The shared stack's broker is never touched (only its jars are copied, to skip
-Maven); Postgres, Redis and the schema registry stay the shared stack's."""
+"""A secure-mode stack of the tests' own: Kafka, Postgres, Redis, S3Proxy and Apicurio started
+by the stack code (``cli/stack/private.py``: the same configuration as
+``FLEET_STACK__SECURE=true fleetstream stack up``) on free ports under a temporary stack home,
+with its own CA, SCRAM principals and ACLs, TLS only; stopped by their pids afterwards. The
+shared stack's services are never touched (only its jars and builds are copied, to skip Maven).
+One stack serves every secure test (the session fixture ``secure_stack``), and the helpers
+here probe its hops."""
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -21,52 +22,30 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from cli.stack import manager
 from cli.stack.certs import Pki
-from cli.stack.kafka import JARS, kafka_services
+from cli.stack.kafka import kafka_services
 from cli.stack.kafka_security import principal_kafka
+from cli.stack.private import private_stack
 from connectors.kafka.admin import ensure_topics
 from connectors.kafka.security import client_config
+from connectors.postgres import migrate
 from schemas.settings import Settings
 from streams.topology import topic_specs
-from tests.support import free_port
 
 BROKER_HEAP = "384m"
+SERVICES = ("kafka", "postgres", "redis", "s3proxy", "apicurio")
 
 
-def secure_settings(stack_settings: Settings, home: Path) -> Settings:
-    """``stack_settings`` with one secure broker on free ports under ``home``."""
-    broker_port = free_port()
-    controller_port = free_port()
-    while controller_port == broker_port:
-        controller_port = free_port()
-    kafka = stack_settings.kafka.model_copy(
-        update={"bootstrap_servers": f"127.0.0.1:{broker_port}"}
-    )
-    stack = stack_settings.stack.model_copy(
-        update={
-            "home": home,
-            "secure": True,
-            "kafka_brokers": 1,
-            "kafka_controller_port": controller_port,
-            "kafka_heap": BROKER_HEAP,
-        }
-    )
-    return stack_settings.model_copy(update={"kafka": kafka, "stack": stack})
-
-
-def start_secure_broker(stack_settings: Settings, home: Path) -> Iterator[Settings]:
-    """A running secure broker (settings as the stack's super user sees it); stopped after."""
-    settings = secure_settings(stack_settings, home)
-    shared_lib = stack_settings.stack.home / "kafka" / "lib"
-    if JARS.ready(shared_lib, settings.stack.kafka_version):
-        shutil.copytree(shared_lib, home / "kafka" / "lib")
-    say = lambda line: print(f"secure broker: {line}")  # noqa: E731
-    try:
-        manager.up(settings, ["kafka"], progress=say)
+def start_secure_stack(stack_settings: Settings, home: Path) -> Iterator[Settings]:
+    """Secure mode's Kafka (SASL_SSL, ACLs), Postgres, Redis, S3Proxy and Apicurio (TLS only)
+    of the tests' own under ``home``, the database migrated; settings as the stack's super user
+    sees them (clients on verify-full, Redis TLS, https). Stopped by their pids afterwards."""
+    say = lambda line: print(f"secure stack: {line}")  # noqa: E731
+    with private_stack(
+        stack_settings, home, SERVICES, secure=True, progress=say, kafka_heap=BROKER_HEAP
+    ) as settings:
+        migrate.upgrade(settings.postgres)
         yield settings
-    finally:
-        manager.down(settings, ["kafka"], progress=say)
 
 
 def prepare_pipeline(settings: Settings) -> None:

@@ -1,6 +1,7 @@
-"""Secure mode end to end (``make test-secure``): a broker of the test's own on SASL_SSL with
-SCRAM principals and ACLs, the API over HTTPS, the MQTT front over TLS, the worker and an
-analytics reader, each with its own principal; and the refusals at each hop."""
+"""Secure mode end to end (``make test-secure``): a stack of the tests' own (a broker on SASL_SSL
+with SCRAM principals and ACLs; Postgres, Redis and the schema registry on TLS only), the API
+over HTTPS, the MQTT front over TLS, the worker and an analytics reader, each with its own
+principal; and the refusals at each hop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import json
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -25,6 +26,7 @@ from pydantic import SecretStr
 from cli.stack.certs import Pki
 from cli.stack.kafka_security import principal_kafka
 from connectors.kafka.security import client_config
+from connectors.postgres.pool import connect
 from connectors.schema_registry import client_for
 from schemas.avro_codec import decode, framed_schema_id
 from schemas.settings import Settings
@@ -40,7 +42,6 @@ from tests.integration.secure_tools import (
     kafka_errors,
     prepare_pipeline,
     produce_error,
-    start_secure_broker,
     with_certificate,
 )
 from tests.support import free_port, isolated, wait_until
@@ -52,17 +53,10 @@ DENIED = KafkaError.TOPIC_AUTHORIZATION_FAILED
 NOT_AUTHORIZED = 0x87  # MQTT 5 CONNACK: a disabled device
 
 
-@pytest.fixture(scope="module")
-def secure_broker(
-    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Settings]:
-    yield from start_secure_broker(stack_settings, tmp_path_factory.mktemp("secure-stack"))
-
-
 @pytest.fixture
-def secure(secure_broker: Settings, tmp_path: Path) -> Settings:
-    """Fresh uuid topics and app id on the secure broker, their ACLs granted, topics made."""
-    settings = isolated(secure_broker, "secure", tmp_path / "faust", sink_batch_max=200)
+def secure(secure_stack: Settings, tmp_path: Path) -> Settings:
+    """Fresh uuid topics and app id on the secure stack, their ACLs granted, topics made."""
+    settings = isolated(secure_stack, "secure", tmp_path / "faust", sink_batch_max=200)
     settings = settings.model_copy(
         update={"kafka": settings.kafka.model_copy(update={"partitions": 2})}
     )
@@ -95,8 +89,16 @@ def test_kafka_refuses_strangers_and_keeps_each_principal_to_its_part(secure: Se
     assert fetch_error(secure, "worker", changelog) is None
 
 
+@pytest.fixture
+async def secure_db(secure: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the secure stack's Postgres (verify-full), where the worker writes."""
+    conn = await connect(secure.postgres)
+    yield conn
+    await conn.close()
+
+
 async def test_https_and_mqtt_over_tls_reach_postgres_and_the_analytics_reader(
-    secure: Settings, db: asyncpg.Connection, tmp_path: Path
+    secure: Settings, secure_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     http_device, mqtt_device = device_ids(2, "secure")
     api = _api(secure, tmp_path)
@@ -112,7 +114,8 @@ async def test_https_and_mqtt_over_tls_reach_postgres_and_the_analytics_reader(
             await fleet.enroll([http_device, mqtt_device])
             http_event = await _post_over_https(client, fleet, http_device)
         mqtt_event = await _publish_over_tls(front, fleet, mqtt_device)
-        await _wait_rows(db, {http_event: http_device, mqtt_event: mqtt_device}, worker)
+        assert secure.postgres.sslmode == "verify-full" and secure.redis.tls
+        await _wait_rows(secure_db, {http_event: http_device, mqtt_event: mqtt_device}, worker)
         seen = await asyncio.to_thread(_analytics_devices, secure, {http_device, mqtt_device})
         assert seen == {http_device, mqtt_device}
     finally:

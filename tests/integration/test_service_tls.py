@@ -1,91 +1,36 @@
-"""TLS to Postgres, Redis, the S3 server and the schema registry (``make test-secure``): a
-Postgres, a Redis, an S3Proxy and an Apicurio of the test's own, started by the stack code in
-secure mode (``cli/stack/service_tls.py``, ``s3proxy.py``, ``apicurio.py``) on free ports under
-a temporary stack home with its own CA, and the project's clients configured as secure mode
-configures them (``cli/secure_mode.services_env``). The shared stack's services are never
-touched (only S3Proxy's jars and Apicurio's build are copied, to skip Maven); these are
-stopped by their pids afterwards."""
+"""TLS to Postgres, Redis, the S3 server and the schema registry (``make test-secure``): the
+Postgres, Redis, S3Proxy and Apicurio of the secure tests' own stack, started by the stack code
+in secure mode (``cli/stack/service_tls.py``, ``s3proxy.py``, ``apicurio.py``) on free ports
+under a temporary stack home with its own CA (``tests/integration/secure_tools.py``), and the
+project's clients configured as secure mode configures them (``cli/secure_mode.services_env``)."""
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.exceptions
 
-from cli import secure_mode
-from cli.stack import manager, probes
-from cli.stack.apicurio import Apicurio
+from cli.stack import probes
 from cli.stack.certs import Pki
-from cli.stack.postgres import FALLBACK_ROOT, Postgres
-from cli.stack.s3proxy import JARS as S3PROXY_JARS
 from connectors.blob.s3 import S3BlobStore
 from connectors.postgres.pool import connect, create_pool
 from connectors.redis.clients import async_client, writer_pipe
 from connectors.schema_registry import SchemaRegistryError, client_for
 from schemas.settings import PostgresSettings, Settings
-from tests.support import free_port
 
 pytestmark = pytest.mark.secure
 
-SERVICES = ["postgres", "redis", "s3proxy", "apicurio"]
-
 
 @pytest.fixture(scope="module")
-def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Secure-mode settings (clients on verify-full and Redis TLS) of a running TLS-only
-    Postgres and Redis; both stopped and their files removed afterwards."""
-    home = tmp_path_factory.mktemp("tls-stack")
-    base = Settings()
-    settings = base.model_copy(
-        update={
-            "stack": base.stack.model_copy(update={"home": home, "secure": True}),
-            "postgres": base.postgres.model_copy(update={"port": free_port()}),
-            "redis": base.redis.model_copy(update={"port": free_port()}),
-            "blob": base.blob.model_copy(
-                update={"backend": "s3", "s3_endpoint": f"http://127.0.0.1:{free_port()}"}
-            ),
-            "schema_registry": base.schema_registry.model_copy(
-                update={"url": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"}
-            ),
-        }
-    )
-    shared_lib = base.stack.home / "s3proxy" / "lib"
-    if S3PROXY_JARS.ready(shared_lib, base.stack.s3proxy_version):
-        shutil.copytree(shared_lib, home / "s3proxy" / "lib")
-    shared_build = Apicurio(base).build_dir
-    if shared_build.is_dir():
-        shutil.copytree(shared_build, home / "apicurio" / "build")
-    say = lambda line: print(f"tls stack: {line}")  # noqa: E731
-    cluster = Postgres(settings).cluster_dir
-    try:
-        manager.up(settings, SERVICES, progress=say)
-        yield _as_secure_mode_configures(settings)
-    finally:
-        manager.down(settings, SERVICES, progress=say)
-        if cluster.parent == FALLBACK_ROOT:
-            shutil.rmtree(cluster, ignore_errors=True)
-
-
-def _as_secure_mode_configures(settings: Settings) -> Settings:
-    """``settings`` with the variables secure mode gives every process."""
-    sections: dict[str, dict[str, str]] = {}
-    for name, value in secure_mode.services_env(settings).items():
-        section, field = name.removeprefix("FLEET_").lower().split("__")
-        sections.setdefault(section, {})[field] = value
-    assert set(sections) == {"postgres", "redis", "blob", "schema_registry"}, sections
-    update = {
-        section: type(getattr(settings, section)).model_validate(
-            {**getattr(settings, section).model_dump(), **fields}
-        )
-        for section, fields in sections.items()
-    }
-    return settings.model_copy(update=update)
+def tls_stack(secure_stack: Settings) -> Settings:
+    """The secure stack's settings (clients on verify-full, Redis TLS, https to S3Proxy and
+    Apicurio), as secure mode configures every process (``cli/secure_mode.services_env``)."""
+    return secure_stack
 
 
 @pytest.fixture(scope="module")

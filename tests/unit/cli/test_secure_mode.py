@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from cli import secure_mode
+from cli.stack.certs import Pki
 from cli.stack.kafka_security import passwords
 from schemas.settings import (
     BlobSettings,
@@ -118,3 +119,55 @@ def test_the_command_itself_connects_over_tls_in_secure_mode(
     assert admin.blob.s3_endpoint.startswith("https://")
     assert admin.schema_registry.url.startswith("https://")
     assert admin.kafka.sasl_username == "admin"
+
+
+def _command_names() -> list[str]:
+    import typer.main
+    from typer.core import TyperGroup
+
+    from cli.main import app
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    return sorted(group.commands)
+
+
+def test_every_command_but_the_services_and_run_switches_to_the_super_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app's callback switches before any command runs, so an admin command added later
+    cannot forget to; the services keep the principal their environment names."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    switched: list[bool] = []
+    monkeypatch.setattr(secure_mode, "as_admin", lambda settings: switched.append(True))
+    names = _command_names()
+    assert set(names) >= secure_mode.SERVICE_COMMANDS | secure_mode.SELF_SWITCHING
+    assert {"devices", "flows", "topics", "tail", "lag", "deadletters", "setup"} <= set(names)
+    for name in names:
+        switched.clear()
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        own_principal = name in secure_mode.SERVICE_COMMANDS | secure_mode.SELF_SWITCHING
+        assert switched == ([] if own_principal else [True]), name
+
+
+def test_an_admin_command_in_secure_mode_connects_as_admin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # for_command writes the environment
+    monkeypatch.setenv("FLEET_STACK__SECURE", "true")
+    monkeypatch.setenv("FLEET_STACK__HOME", str(tmp_path))
+    monkeypatch.setattr(Pki, "ensure", lambda self, progress: None)
+    get_settings.cache_clear()
+    try:
+        secure_mode.for_command("api")
+        assert get_settings().kafka.security_protocol == "PLAINTEXT"
+        secure_mode.for_command("devices")
+        kafka = get_settings().kafka
+        assert (kafka.security_protocol, kafka.sasl_username) == ("SASL_SSL", "admin")
+        assert kafka.sasl_password.get_secret_value() == passwords(tmp_path)["admin"]
+    finally:
+        get_settings.cache_clear()

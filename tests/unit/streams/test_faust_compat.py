@@ -9,7 +9,7 @@ import faust
 import pytest
 from faust.streams import current_event
 
-from streams.faust_compat import writing_as
+from streams.faust_compat import seek_to_committed_or_start, writing_as
 from tests.support import event_in
 
 
@@ -61,3 +61,67 @@ async def test_the_worker_app_buffers_changelog_writes_and_fetches_without_long_
     finally:
         await consumer.stop()
         thread.thread_loop.close()  # the consumer thread's own loop, made but never run
+
+
+class SeekingConsumer:
+    """What :func:`seek_to_committed_or_start` uses of an aiokafka consumer, recording seeks.
+
+    Like aiokafka's, ``seek_to_committed`` moves only partitions committed past offset 0."""
+
+    def __init__(self, committed: dict[str, int | None], positions: dict[str, int]) -> None:
+        self.committed = committed
+        self.positions = positions
+
+    async def seek_to_committed(self) -> dict[str, int | None]:
+        for tp, offset in self.committed.items():
+            if offset and offset > 0:
+                self.positions[tp] = offset
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *tps: str) -> None:
+        for tp in tps:
+            self.positions[tp] = 0
+
+
+async def test_partitions_without_a_committed_offset_are_read_again_from_their_start() -> None:
+    """Records fetched past the committed offset and dropped by Faust in a rebalance are read
+    again: where something was committed from there, where nothing was from the start."""
+    consumer = SeekingConsumer(
+        committed={"raw-0": 120, "raw-1": None, "raw-2": 0},
+        positions={"raw-0": 130, "raw-1": 1, "raw-2": 7},
+    )
+    committed = await seek_to_committed_or_start(consumer)
+    assert consumer.positions == {"raw-0": 120, "raw-1": 0, "raw-2": 0}
+    assert committed == {"raw-0": 120, "raw-1": None, "raw-2": 0}
+
+
+async def test_the_worker_app_seeks_through_the_replaying_seek(tmp_path: Path) -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from schemas.settings import Settings
+    from streams.app import create_app
+
+    base = Settings()
+    worker = base.worker.model_copy(update={"datadir": tmp_path})
+    app = create_app(base.model_copy(update={"worker": worker}))
+    thread = cast(Any, app.consumer)._thread
+    assert isinstance(thread, AIOKafkaConsumerThread)
+    calls: list[Any] = []
+
+    async def call_thread(fun: Any, *args: Any) -> Any:
+        calls.append((fun, args))
+        return {}
+
+    thread.call_thread = call_thread  # type: ignore[method-assign]
+    thread._ensure_consumer = lambda: "the aiokafka consumer"  # type: ignore[method-assign]
+    await thread.seek_to_committed()
+    assert calls == [(seek_to_committed_or_start, ("the aiokafka consumer",))]
+    thread.thread_loop.close()  # the consumer thread's own loop, made but never run
+
+
+async def test_an_app_reading_from_the_latest_offset_is_refused(tmp_path: Path) -> None:
+    from streams.faust_compat import replay_uncommitted_after_rebalance
+
+    app = faust.App("latest", datadir=str(tmp_path), consumer_auto_offset_reset="latest")
+    with pytest.raises(ValueError, match="consumer_auto_offset_reset"):
+        replay_uncommitted_after_rebalance(app)

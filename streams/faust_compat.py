@@ -12,7 +12,7 @@ the key (envelopes are partition-aligned, so any event of that partition will do
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,9 +74,12 @@ def limit_fetch_wait(app: faust.App, max_wait_ms: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create_limited  # type: ignore[method-assign]
 
 
-async def seek_to_committed_or_start(consumer: Any) -> dict[Any, int | None]:
+async def seek_to_committed_or_start(
+    consumer: Any, positioned_elsewhere: Collection[str] = ()
+) -> dict[Any, int | None]:
     """Seek every assigned partition of an aiokafka ``consumer`` to its committed offset, and
-    those with nothing committed (no offset, or 0) to their first record.
+    those with nothing committed (no offset, or 0) to their first record, except partitions of
+    the ``positioned_elsewhere`` topics (table changelogs: table recovery seeks them itself).
 
     Faust drops the records it fetched but did not hand to an agent whenever a rebalance
     starts or ends (a generation change, a paused partition, a getmany while the flow is
@@ -87,7 +90,11 @@ async def seek_to_committed_or_start(consumer: Any) -> dict[Any, int | None]:
     a partition to its start reads them again; like any redelivery, what was already handled
     is handled again, and the sinks are idempotent on the event id."""
     committed: dict[Any, int | None] = await consumer.seek_to_committed()
-    uncommitted = [tp for tp, offset in committed.items() if offset is None or offset <= 0]
+    uncommitted = [
+        tp
+        for tp, offset in committed.items()
+        if (offset is None or offset <= 0) and tp.topic not in positioned_elsewhere
+    ]
     if uncommitted:
         await consumer.seek_to_beginning(*uncommitted)
     return committed
@@ -105,7 +112,9 @@ def replay_uncommitted_after_rebalance(app: faust.App) -> None:
         return
 
     async def seek_to_committed(self: AIOKafkaConsumerThread) -> Any:
-        return await self.call_thread(seek_to_committed_or_start, self._ensure_consumer())
+        changelogs = frozenset(self.app.tables.changelog_topics)
+        consumer = self._ensure_consumer()
+        return await self.call_thread(seek_to_committed_or_start, consumer, changelogs)
 
     seek_to_committed.replays_uncommitted = True  # type: ignore[attr-defined]
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import faust
 import pytest
+from aiokafka import TopicPartition as TP
 from faust.streams import current_event
 
 from streams.faust_compat import seek_to_committed_or_start, writing_as
@@ -68,31 +69,36 @@ class SeekingConsumer:
 
     Like aiokafka's, ``seek_to_committed`` moves only partitions committed past offset 0."""
 
-    def __init__(self, committed: dict[str, int | None], positions: dict[str, int]) -> None:
+    def __init__(self, committed: dict[TP, int | None], positions: dict[TP, int]) -> None:
         self.committed = committed
         self.positions = positions
 
-    async def seek_to_committed(self) -> dict[str, int | None]:
+    async def seek_to_committed(self) -> dict[TP, int | None]:
         for tp, offset in self.committed.items():
             if offset and offset > 0:
                 self.positions[tp] = offset
         return dict(self.committed)
 
-    async def seek_to_beginning(self, *tps: str) -> None:
+    async def seek_to_beginning(self, *tps: TP) -> None:
         for tp in tps:
             self.positions[tp] = 0
 
 
+RAW_0, RAW_1, RAW_2 = TP("raw", 0), TP("raw", 1), TP("raw", 2)
+STATUS_CHANGELOG = TP("status-changelog", 0)
+
+
 async def test_partitions_without_a_committed_offset_are_read_again_from_their_start() -> None:
     """Records fetched past the committed offset and dropped by Faust in a rebalance are read
-    again: where something was committed from there, where nothing was from the start."""
+    again: where something was committed from there, where nothing was from the start; a
+    changelog partition stays where table recovery put it."""
     consumer = SeekingConsumer(
-        committed={"raw-0": 120, "raw-1": None, "raw-2": 0},
-        positions={"raw-0": 130, "raw-1": 1, "raw-2": 7},
+        committed={RAW_0: 120, RAW_1: None, RAW_2: 0, STATUS_CHANGELOG: None},
+        positions={RAW_0: 130, RAW_1: 1, RAW_2: 7, STATUS_CHANGELOG: 40},
     )
-    committed = await seek_to_committed_or_start(consumer)
-    assert consumer.positions == {"raw-0": 120, "raw-1": 0, "raw-2": 0}
-    assert committed == {"raw-0": 120, "raw-1": None, "raw-2": 0}
+    committed = await seek_to_committed_or_start(consumer, {"status-changelog"})
+    assert consumer.positions == {RAW_0: 120, RAW_1: 0, RAW_2: 0, STATUS_CHANGELOG: 40}
+    assert committed == {RAW_0: 120, RAW_1: None, RAW_2: 0, STATUS_CHANGELOG: None}
 
 
 async def test_the_worker_app_seeks_through_the_replaying_seek(tmp_path: Path) -> None:
@@ -114,9 +120,13 @@ async def test_the_worker_app_seeks_through_the_replaying_seek(tmp_path: Path) -
 
     thread.call_thread = call_thread  # type: ignore[method-assign]
     thread._ensure_consumer = lambda: "the aiokafka consumer"  # type: ignore[method-assign]
-    await thread.seek_to_committed()
-    assert calls == [(seek_to_committed_or_start, ("the aiokafka consumer",))]
-    thread.thread_loop.close()  # the consumer thread's own loop, made but never run
+    app.Table("status", partitions=4)
+    try:
+        await thread.seek_to_committed()
+    finally:
+        thread.thread_loop.close()  # the consumer thread's own loop, made but never run
+    changelogs = frozenset({f"{app.conf.id}-status-changelog"})
+    assert calls == [(seek_to_committed_or_start, ("the aiokafka consumer", changelogs))]
 
 
 async def test_an_app_reading_from_the_latest_offset_is_refused(tmp_path: Path) -> None:

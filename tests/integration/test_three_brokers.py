@@ -353,8 +353,8 @@ def _group_lags(cluster: Cluster, settings: Settings) -> str:
                 for tp in wanted
             ]
             lines.append(f"{group} on {topic}: lag by partition {lags}")
-    except KafkaException as exc:
-        lines.append(f"lags not read: {exc}")
+    except (KafkaException, TimeoutError) as exc:
+        lines.append(f"lags not read: {exc!r}")
     finally:
         probe.close()
     return "\n".join(lines)
@@ -415,14 +415,19 @@ def _positions(cluster: Cluster, topic: str, event_ids: list[str]) -> dict[str, 
 def _read_whole(cluster: Cluster, topic: str) -> Iterator[tuple[int, int, bytes]]:
     """Every record of ``topic`` (up to its end when called): partition, offset, value."""
     probe = Consumer(
-        {"bootstrap.servers": cluster.bootstrap, "group.id": "missing-probe", "log_level": 0}
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": "missing-probe",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
     )
     try:
         for partition in range(PARTITIONS):
             low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             probe.assign([TopicPartition(topic, partition, low)])
             position = low
-            while position < high and (batch := probe.consume(500, 10)):
+            while position < high and (batch := probe.consume(500, 2)):
                 for message in batch:
                     if message.error() is None:
                         position = (message.offset() or 0) + 1

@@ -87,16 +87,18 @@ async def seek_to_committed_or_start(
     aiokafka's ``seek_to_committed`` does not move a partition without a committed offset
     (aio-libs/aiokafka#1003), so on a partition whose group has committed nothing yet those
     records would be skipped for good: readings the edge acked, never validated. Seeking such
-    a partition to its start reads them again; like any redelivery, what was already handled
-    is handled again, and the sinks are idempotent on the event id."""
+    a partition to offset 0 reads them again (where retention deleted offset 0, that fetch is
+    out of range and the consumer resets to the earliest offset, its policy); no broker call is
+    awaited, so the seek adds nothing to the time Faust's rebalance waits. Like any redelivery,
+    what was already handled is handled again; the sinks are idempotent on the event id."""
     committed: dict[Any, int | None] = await consumer.seek_to_committed()
     uncommitted = [
         tp
         for tp, offset in committed.items()
         if (offset is None or offset <= 0) and tp.topic not in positioned_elsewhere
     ]
-    if uncommitted:
-        await consumer.seek_to_beginning(*uncommitted)
+    for tp in uncommitted:
+        consumer.seek(tp, 0)
     return committed
 
 

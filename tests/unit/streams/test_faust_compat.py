@@ -79,9 +79,8 @@ class SeekingConsumer:
                 self.positions[tp] = offset
         return dict(self.committed)
 
-    async def seek_to_beginning(self, *tps: TP) -> None:
-        for tp in tps:
-            self.positions[tp] = 0
+    def seek(self, tp: TP, offset: int) -> None:
+        self.positions[tp] = offset
 
 
 RAW_0, RAW_1, RAW_2 = TP("raw", 0), TP("raw", 1), TP("raw", 2)

@@ -15,7 +15,11 @@ from faust.types.auth import CredentialsT
 
 from connectors.kafka.security import ssl_context
 from schemas.settings import KafkaSettings, Settings, WorkerSettings
-from streams.faust_compat import buffer_changelog_writes, limit_fetch_wait
+from streams.faust_compat import (
+    buffer_changelog_writes,
+    limit_fetch_wait,
+    replay_uncommitted_after_rebalance,
+)
 from streams.topology import DEADLETTER_MAX_BYTES
 from streams.web.trust import WorkerTrust, trusted_router
 
@@ -103,4 +107,5 @@ def create_app(settings: Settings) -> faust.App:
     )
     buffer_changelog_writes(app, CHANGELOG_BUFFER_MAX)
     limit_fetch_wait(app, kafka.fetch_max_wait_ms)
+    replay_uncommitted_after_rebalance(app)
     return app

@@ -12,7 +12,7 @@ the key (envelopes are partition-aligned, so any event of that partition will do
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,6 +72,54 @@ def limit_fetch_wait(app: faust.App, max_wait_ms: int) -> None:
 
     create_limited.fetch_wait_limited = True  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._create_worker_consumer = create_limited  # type: ignore[method-assign]
+
+
+async def seek_to_committed_or_start(
+    consumer: Any, positioned_elsewhere: Collection[str] = ()
+) -> dict[Any, int | None]:
+    """Seek every assigned partition of an aiokafka ``consumer`` to its committed offset, and
+    those with nothing committed (no offset, or 0) to their first record, except partitions of
+    the ``positioned_elsewhere`` topics (table changelogs: table recovery seeks them itself).
+
+    Faust drops the records it fetched but did not hand to an agent whenever a rebalance
+    starts or ends (a generation change, a paused partition, a getmany while the flow is
+    stopped), and counts on seeking back to the committed offsets to read them again.
+    aiokafka's ``seek_to_committed`` does not move a partition without a committed offset
+    (aio-libs/aiokafka#1003), so on a partition whose group has committed nothing yet those
+    records would be skipped for good: readings the edge acked, never validated. Seeking such
+    a partition to offset 0 reads them again (where retention deleted offset 0, that fetch is
+    out of range and the consumer resets to the earliest offset, its policy); no broker call is
+    awaited, so the seek adds nothing to the time Faust's rebalance waits. Like any redelivery,
+    what was already handled is handled again; the sinks are idempotent on the event id."""
+    committed: dict[Any, int | None] = await consumer.seek_to_committed()
+    uncommitted = [
+        tp
+        for tp, offset in committed.items()
+        if (offset is None or offset <= 0) and tp.topic not in positioned_elsewhere
+    ]
+    for tp in uncommitted:
+        consumer.seek(tp, 0)
+    return committed
+
+
+def replay_uncommitted_after_rebalance(app: faust.App) -> None:
+    """Make ``app``'s consumer seek partitions without a committed offset to their start where
+    Faust seeks to committed offsets (:func:`seek_to_committed_or_start`).
+
+    Only for apps that read from the earliest offset (``consumer_auto_offset_reset``): that is
+    where such a partition starts anyway, so the seek only restores what Faust dropped."""
+    if app.conf.consumer_auto_offset_reset != "earliest":
+        raise ValueError("replaying uncommitted partitions needs consumer_auto_offset_reset")
+    if getattr(AIOKafkaConsumerThread.seek_to_committed, "replays_uncommitted", False):
+        return
+
+    async def seek_to_committed(self: AIOKafkaConsumerThread) -> Any:
+        changelogs = frozenset(self.app.tables.changelog_topics)
+        consumer = self._ensure_consumer()
+        return await self.call_thread(seek_to_committed_or_start, consumer, changelogs)
+
+    seek_to_committed.replays_uncommitted = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
 
 
 def store_locally(table: Any, event: Any, key: bytes, value: bytes | None) -> None:

@@ -353,8 +353,8 @@ def _group_lags(cluster: Cluster, settings: Settings) -> str:
                 for tp in wanted
             ]
             lines.append(f"{group} on {topic}: lag by partition {lags}")
-    except KafkaException as exc:
-        lines.append(f"lags not read: {exc}")
+    except (KafkaException, TimeoutError) as exc:
+        lines.append(f"lags not read: {exc!r}")
     finally:
         probe.close()
     return "\n".join(lines)
@@ -366,18 +366,71 @@ async def _assert_stored_exactly_once(
     acked = [a.event_id for a in answers if a.acked]
     assert len(acked) > 2 * WARM_UP_ACKS, "too little was acked to test anything"
 
-    missing = len(acked)
+    missing = list(acked)
 
     async def all_stored() -> bool:
         nonlocal missing
-        missing = len(acked) - len(await _stored(db, acked))
-        return missing == 0
+        stored = await _stored(db, acked)
+        missing = [event_id for event_id in acked if event_id not in stored]
+        return not missing
 
     def described() -> str:
-        lags = _group_lags(cluster, processes.apis[0])
-        return f"{missing} of {len(acked)} acked readings to be stored\n{lags}\n{processes.logs()}"
+        settings = processes.apis[0]
+        return (
+            f"{len(missing)} of {len(acked)} acked readings to be stored\n"
+            f"{_where_missing(cluster, settings, missing[:MISSING_TRACED])}\n"
+            f"{_group_lags(cluster, settings)}\n{processes.logs()}"
+        )
 
     await wait_until(all_stored, timeout_s=180, what=described)
     stored = await _stored(db, [a.event_id for a in answers])
     doubled = {event_id: n for event_id, n in stored.items() if n > 1}
     assert doubled == {}
+
+
+MISSING_TRACED = 20
+"""Missing readings looked for on the topics in a failure message (each read whole)."""
+
+
+def _where_missing(cluster: Cluster, settings: Settings, event_ids: list[str]) -> str:
+    """Which stage lost each of ``event_ids``: its position on the raw topic and on the
+    curated topic, or that it is not there (a failure message: the lags alone cannot tell a
+    stalled consumer from a record it skipped)."""
+    lines = []
+    for topic in (settings.topics.raw, settings.topics.curated):
+        found = _positions(cluster, topic, event_ids)
+        where = ", ".join(f"{event_id} at {found.get(event_id, 'none')}" for event_id in event_ids)
+        lines.append(f"on {topic} (partition, offset): {where}")
+    return "\n".join(lines)
+
+
+def _positions(cluster: Cluster, topic: str, event_ids: list[str]) -> dict[str, tuple[int, int]]:
+    wanted = [(event_id.encode(), event_id) for event_id in event_ids]
+    found: dict[str, tuple[int, int]] = {}
+    for partition, offset, value in _read_whole(cluster, topic):
+        found.update({event_id: (partition, offset) for key, event_id in wanted if key in value})
+    return found
+
+
+def _read_whole(cluster: Cluster, topic: str) -> Iterator[tuple[int, int, bytes]]:
+    """Every record of ``topic`` (up to its end when called): partition, offset, value."""
+    probe = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": "missing-probe",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    try:
+        for partition in range(PARTITIONS):
+            low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            probe.assign([TopicPartition(topic, partition, low)])
+            position = low
+            while position < high and (batch := probe.consume(500, 2)):
+                for message in batch:
+                    if message.error() is None:
+                        position = (message.offset() or 0) + 1
+                        yield partition, position - 1, message.value() or b""
+    finally:
+        probe.close()

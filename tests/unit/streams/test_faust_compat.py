@@ -7,9 +7,10 @@ from typing import Any, cast
 
 import faust
 import pytest
+from aiokafka import TopicPartition as TP
 from faust.streams import current_event
 
-from streams.faust_compat import writing_as
+from streams.faust_compat import seek_to_committed_or_start, writing_as
 from tests.support import event_in
 
 
@@ -61,3 +62,75 @@ async def test_the_worker_app_buffers_changelog_writes_and_fetches_without_long_
     finally:
         await consumer.stop()
         thread.thread_loop.close()  # the consumer thread's own loop, made but never run
+
+
+class SeekingConsumer:
+    """What :func:`seek_to_committed_or_start` uses of an aiokafka consumer, recording seeks.
+
+    Like aiokafka's, ``seek_to_committed`` moves only partitions committed past offset 0."""
+
+    def __init__(self, committed: dict[TP, int | None], positions: dict[TP, int]) -> None:
+        self.committed = committed
+        self.positions = positions
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        for tp, offset in self.committed.items():
+            if offset and offset > 0:
+                self.positions[tp] = offset
+        return dict(self.committed)
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.positions[tp] = offset
+
+
+RAW_0, RAW_1, RAW_2 = TP("raw", 0), TP("raw", 1), TP("raw", 2)
+STATUS_CHANGELOG = TP("status-changelog", 0)
+
+
+async def test_partitions_without_a_committed_offset_are_read_again_from_their_start() -> None:
+    """Records fetched past the committed offset and dropped by Faust in a rebalance are read
+    again: where something was committed from there, where nothing was from the start; a
+    changelog partition stays where table recovery put it."""
+    consumer = SeekingConsumer(
+        committed={RAW_0: 120, RAW_1: None, RAW_2: 0, STATUS_CHANGELOG: None},
+        positions={RAW_0: 130, RAW_1: 1, RAW_2: 7, STATUS_CHANGELOG: 40},
+    )
+    committed = await seek_to_committed_or_start(consumer, {"status-changelog"})
+    assert consumer.positions == {RAW_0: 120, RAW_1: 0, RAW_2: 0, STATUS_CHANGELOG: 40}
+    assert committed == {RAW_0: 120, RAW_1: None, RAW_2: 0, STATUS_CHANGELOG: None}
+
+
+async def test_the_worker_app_seeks_through_the_replaying_seek(tmp_path: Path) -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from schemas.settings import Settings
+    from streams.app import create_app
+
+    base = Settings()
+    worker = base.worker.model_copy(update={"datadir": tmp_path})
+    app = create_app(base.model_copy(update={"worker": worker}))
+    thread = cast(Any, app.consumer)._thread
+    assert isinstance(thread, AIOKafkaConsumerThread)
+    calls: list[Any] = []
+
+    async def call_thread(fun: Any, *args: Any) -> Any:
+        calls.append((fun, args))
+        return {}
+
+    thread.call_thread = call_thread  # type: ignore[method-assign]
+    thread._ensure_consumer = lambda: "the aiokafka consumer"  # type: ignore[method-assign]
+    app.Table("status", partitions=4)
+    try:
+        await thread.seek_to_committed()
+    finally:
+        thread.thread_loop.close()  # the consumer thread's own loop, made but never run
+    changelogs = frozenset({f"{app.conf.id}-status-changelog"})
+    assert calls == [(seek_to_committed_or_start, ("the aiokafka consumer", changelogs))]
+
+
+async def test_an_app_reading_from_the_latest_offset_is_refused(tmp_path: Path) -> None:
+    from streams.faust_compat import replay_uncommitted_after_rebalance
+
+    app = faust.App("latest", datadir=str(tmp_path), consumer_auto_offset_reset="latest")
+    with pytest.raises(ValueError, match="consumer_auto_offset_reset"):
+        replay_uncommitted_after_rebalance(app)

@@ -54,6 +54,7 @@ from schemas.events import (
     RawEvent,
     UnknownSensors,
     decode_curated,
+    decode_raw_event,
     encode_curated,
     validate_event_with_sensors,
 )
@@ -122,31 +123,66 @@ class Validation:
         assert self.core is not None  # noqa: S101 - run() checked it
         now_us = (now - _EPOCH) // _MICROSECOND
         results = self.core.validate([m.value for m in messages], now_us, self._enrichment_json)
-        for message, curated in zip(messages, results, strict=True):
-            if curated is None or not self._add_curated(message, curated, batch):
+        for message, items in zip(messages, results, strict=True):
+            events = None if items is None else self._left_items(items)
+            if items is None or events is None:
                 self._one_record(message, now, batch)
+            else:
+                self._add_items(message, items, events, now, batch)
 
-    def _add_curated(
-        self, message: KafkaMessage, curated: list[tuple[str, bytes]], batch: _Batch
-    ) -> bool:
-        """Adds a record's curated readings; False (nothing added) if one does not encode for
-        ``fleet.readings.v1``: the reference then writes that reading's dead letter."""
-        try:
-            values = [self._readings_value(value) for _, value in curated]
-        except Exception:  # noqa: BLE001 - the reference names what went wrong
-            return False
-        raw_partition, raw_offset = message.partition, message.offset
-        for index, ((device_id, value), readings_value) in enumerate(
-            zip(curated, values, strict=True)
-        ):
-            batch.readings.append(Record(device_id.encode(), readings_value))
-            partition = self._partitions.get(device_id)
-            if partition is None:
-                partition = self._partition_of(device_id)
-            entry = batch.curated[partition]
-            entry.items.append(value)
-            entry.positions.append((raw_partition, raw_offset, index))
-        return True
+    @staticmethod
+    def _left_items(items: list[tuple[str, bytes] | bytes]) -> dict[int, RawEvent] | None:
+        """The items the core left, decoded; None if one is not a raw event (the reference
+        then takes the whole record: it numbers the items that decode)."""
+        events: dict[int, RawEvent] = {}
+        for index, item in enumerate(items):
+            if isinstance(item, bytes):
+                try:
+                    events[index] = decode_raw_event(item)
+                except ValidationFailure:
+                    return None
+        return events
+
+    def _add_items(
+        self,
+        message: KafkaMessage,
+        items: list[tuple[str, bytes] | bytes],
+        events: dict[int, RawEvent],
+        now: datetime,
+        batch: _Batch,
+    ) -> None:
+        """The record's readings: curated by the core, or by the reference (``_curate``)
+        when the core left them or their ``fleet.readings.v1`` value does not encode."""
+        raw_position = (message.partition, message.offset)
+        for index, item in enumerate(items):
+            if isinstance(item, tuple):
+                device_id, value = item
+                try:
+                    readings_value = self._readings_value(value)
+                except Exception:  # noqa: BLE001 - the reference names what went wrong
+                    events[index] = _raw_events(message)[index]
+                else:
+                    self._add(batch, device_id, value, readings_value, (*raw_position, index))
+                    continue
+            event = events[index]
+            try:
+                value, readings_value = self._curate(event, now)
+            except Exception as exc:  # noqa: BLE001 - a dead letter, whatever went wrong
+                letter = self._letter(message, event, single_item_envelope(event), exc, now)
+                batch.outputs.add(self.topics.deadletter, letter)
+                continue
+            self._add(batch, event.device_id, value, readings_value, (*raw_position, index))
+
+    def _add(
+        self, batch: _Batch, device_id: str, value: bytes, readings_value: bytes, at: Position
+    ) -> None:
+        batch.readings.append(Record(device_id.encode(), readings_value))
+        partition = self._partitions.get(device_id)
+        if partition is None:
+            partition = self._partition_of(device_id)
+        entry = batch.curated[partition]
+        entry.items.append(value)
+        entry.positions.append(at)
 
     def _readings_value(self, curated: bytes) -> bytes:
         encoder = self.readings_encoder
@@ -273,6 +309,13 @@ class _Curated:
 
     items: list[bytes] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
+
+
+def _raw_events(message: KafkaMessage) -> Sequence[RawEvent]:
+    """The raw events of an envelope every item of which decodes (the core checked)."""
+    return decode_raw_record(
+        message.value, record_id="", record_time=_EPOCH, format_header=None
+    ).events
 
 
 def _header(headers: Any, name: str) -> bytes | None:

@@ -25,8 +25,9 @@ class Core:
         values: Sequence[bytes | None],
         now_us: int,
         enrich: Callable[[str], bytes | None],
-    ) -> list[list[tuple[str, bytes]] | None]:
-        """Per record: its curated readings as (device_id, JSON), or None: the reference's."""
+    ) -> list[list[tuple[str, bytes] | bytes] | None]:
+        """Per record, per item: its curated reading as (device_id, JSON), or the item's bytes
+        to leave it to the reference; None leaves the whole record to the reference."""
 
 def format_float(value: float) -> str:
     """A finite float as the curated JSON writes it (msgspec's notation)."""

@@ -34,6 +34,9 @@ pub struct Core {
     pub sensor_name_max: usize,
 }
 
+/// Where an item is in its record: (start, end) byte offsets.
+pub type Span = (usize, usize);
+
 /// A curated reading without its enrichment: `head` is its JSON up to `metadata`.
 pub struct Item {
     pub device_id: String,
@@ -87,14 +90,11 @@ fn is_uuid(id: &str) -> bool {
 }
 
 impl Core {
-    /// The record's curated items, or `None` to leave the record to the reference.
-    pub fn record(&self, value: &[u8], now_us: i64) -> Option<Vec<Item>> {
-        if !value.starts_with(&self.raw_prefix) {
-            return None;
-        }
-        let Value::Object(envelope) = json::parse(value)? else { return None };
-        let Some(Value::Array(items)) = get(&envelope, "items") else { return None };
-        items.iter().map(|item| self.item(item, now_us)).collect()
+    /// Per item of the record: its curated reading (`None` leaves the item to the reference)
+    /// and its byte range; `None` leaves the whole record to the reference.
+    pub fn record(&self, value: &[u8], now_us: i64) -> Option<Vec<(Option<Item>, Span)>> {
+        let items = json::parse_envelope(value, &self.raw_prefix)?;
+        Some(items.into_iter().map(|(item, span)| (self.item(&item, now_us), span)).collect())
     }
 
     fn item(&self, item: &Value, now_us: i64) -> Option<Item> {

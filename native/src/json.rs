@@ -9,18 +9,52 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Str(String),
-    Array(Vec<Value>),
+    /// Arrays are read through, not kept: no field the fast path takes holds one.
+    Array,
     Object(Vec<(String, Value)>),
 }
 
 const MAX_DEPTH: usize = 32;
 
-pub fn parse(input: &[u8]) -> Option<Value> {
+/// The items of a JSON object that starts with `prefix` (`{"format":"...","items":[`), each
+/// with its byte range in `input`; `None` unless the whole object is valid JSON as the reader
+/// takes it, with no second `format` or `items` key.
+pub fn parse_envelope(input: &[u8], prefix: &[u8]) -> Option<Vec<(Value, (usize, usize))>> {
     let text = std::str::from_utf8(input).ok()?;
-    let mut reader = Reader { bytes: text.as_bytes(), at: 0 };
-    let value = reader.value(0)?;
+    let mut reader = Reader { bytes: text.as_bytes(), at: prefix.len() };
+    if !input.starts_with(prefix) {
+        return None;
+    }
+    let mut items = Vec::new();
     reader.skip_space();
-    (reader.at == reader.bytes.len()).then_some(value)
+    if reader.eat(b']').is_none() {
+        loop {
+            reader.skip_space();
+            let start = reader.at;
+            let value = reader.value(1)?;
+            items.push((value, (start, reader.at)));
+            reader.skip_space();
+            if reader.eat(b',').is_none() {
+                reader.eat(b']')?;
+                break;
+            }
+        }
+    }
+    reader.skip_space();
+    while reader.eat(b',').is_some() {
+        reader.skip_space();
+        let key = reader.string()?;
+        if key == "format" || key == "items" {
+            return None;
+        }
+        reader.skip_space();
+        reader.eat(b':')?;
+        reader.value(1)?;
+        reader.skip_space();
+    }
+    reader.eat(b'}')?;
+    reader.skip_space();
+    (reader.at == reader.bytes.len()).then_some(items)
 }
 
 struct Reader<'a> {
@@ -90,17 +124,16 @@ impl Reader<'_> {
 
     fn array(&mut self, depth: usize) -> Option<Value> {
         self.at += 1;
-        let mut items = Vec::new();
         self.skip_space();
         if self.eat(b']').is_some() {
-            return Some(Value::Array(items));
+            return Some(Value::Array);
         }
         loop {
-            items.push(self.value(depth + 1)?);
+            self.value(depth + 1)?;
             self.skip_space();
             if self.eat(b',').is_none() {
                 self.eat(b']')?;
-                return Some(Value::Array(items));
+                return Some(Value::Array);
             }
         }
     }

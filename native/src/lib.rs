@@ -25,7 +25,6 @@ type FieldSpec = (String, String, bool, Option<f64>, Option<f64>, Vec<String>, O
 type SensorSpec = (String, String, bool, bool, Vec<FieldSpec>, Option<GenericSpec>);
 /// (min fields, max fields, longest name).
 type GenericSpec = (usize, usize, usize);
-type Curated<'py> = Vec<(Bound<'py, PyString>, Bound<'py, PyBytes>)>;
 
 fn field(spec: FieldSpec) -> PyResult<Field> {
     let (name, kind, required, ge, le, literals, default) = spec;
@@ -92,43 +91,64 @@ impl Core {
         Ok(Core { inner })
     }
 
-    /// Per record of `values`: its curated readings as (device_id, JSON) pairs, or `None` to
-    /// leave the record to the reference. `enrich(device_id)` gives the device's enrichment
-    /// fields as JSON (`"device_name":...,"tags":[...]`), or `None` to leave every record of
-    /// that device to the reference; it is called once per device per batch.
+    /// Per record of `values`: per item, its curated reading as a (device_id, JSON) pair, or
+    /// the item's bytes to leave it to the reference; `None` leaves the whole record to it.
+    /// `enrich(device_id)` gives the device's enrichment fields as JSON
+    /// (`"device_name":...,"tags":[...]`), or `None` to leave the device's items to the
+    /// reference; it is called once per device per batch.
     fn validate<'py>(
         &self,
         py: Python<'py>,
         values: Vec<Option<Bound<'py, PyBytes>>>,
         now_us: i64,
         enrich: Bound<'py, PyAny>,
-    ) -> PyResult<Vec<Option<Curated<'py>>>> {
+    ) -> PyResult<Vec<Option<Vec<Bound<'py, PyAny>>>>> {
         let mut enrichments: HashMap<String, Option<Bound<'py, PyBytes>>> = HashMap::new();
         let mut results = Vec::with_capacity(values.len());
         for value in values {
-            let items = value.and_then(|value| self.inner.record(value.as_bytes(), now_us));
-            let Some(items) = items else {
+            let Some(value) = value else {
                 results.push(None);
                 continue;
             };
-            let mut curated = Vec::with_capacity(items.len());
-            for item in &items {
-                let enrichment = match enrichments.get(&item.device_id) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let found = enrich.call1((item.device_id.as_str(),))?;
-                        let found = found.cast_into::<PyBytes>().ok();
-                        enrichments.insert(item.device_id.clone(), found.clone());
-                        found
-                    }
+            let bytes = value.as_bytes();
+            let Some(items) = self.inner.record(bytes, now_us) else {
+                results.push(None);
+                continue;
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (item, (start, end)) in items {
+                let enrichment = match &item {
+                    Some(item) => self.enrichment(&enrich, &mut enrichments, &item.device_id)?,
+                    None => None,
                 };
-                let Some(enrichment) = enrichment else { break };
-                let bytes = item.finish(enrichment.as_bytes(), now_us);
-                curated.push((PyString::new(py, &item.device_id), PyBytes::new(py, &bytes)));
+                out.push(match (item, enrichment) {
+                    (Some(item), Some(enrichment)) => {
+                        let json = item.finish(enrichment.as_bytes(), now_us);
+                        let device_id = PyString::new(py, &item.device_id);
+                        (device_id, PyBytes::new(py, &json)).into_pyobject(py)?.into_any()
+                    }
+                    _ => PyBytes::new(py, &bytes[start..end]).into_any(),
+                });
             }
-            results.push((curated.len() == items.len()).then_some(curated));
+            results.push(Some(out));
         }
         Ok(results)
+    }
+}
+
+impl Core {
+    fn enrichment<'py>(
+        &self,
+        enrich: &Bound<'py, PyAny>,
+        known: &mut HashMap<String, Option<Bound<'py, PyBytes>>>,
+        device_id: &str,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if let Some(found) = known.get(device_id) {
+            return Ok(found.clone());
+        }
+        let found = enrich.call1((device_id,))?.cast_into::<PyBytes>().ok();
+        known.insert(device_id.to_owned(), found.clone());
+        Ok(found)
     }
 }
 

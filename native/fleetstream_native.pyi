@@ -29,5 +29,6 @@ class Core:
         """Per record, per item: its curated reading as (device_id, JSON), or the item's bytes
         to leave it to the reference; None leaves the whole record to the reference."""
 
-def format_float(value: float) -> str:
-    """A finite float as the curated JSON writes it (msgspec's notation)."""
+def format_float(value: float) -> str | None:
+    """A finite float as the curated JSON writes it (msgspec's notation); None for a value
+    halfway between two shortest forms (the core leaves such readings to the reference)."""

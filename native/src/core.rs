@@ -3,6 +3,8 @@
 //! in another format, one bad item, a policy refusal) is left whole to the reference, which
 //! stays the only writer of dead letters: their reasons cannot drift.
 
+use std::borrow::Cow;
+
 use crate::json::{self, write_str, Value};
 use crate::sensors::{self, Limits, Rules, SensorType};
 use crate::{float, time};
@@ -46,8 +48,9 @@ pub struct Item {
 }
 
 impl Item {
-    /// The whole curated JSON, with the enrichment fields (`"device_name":...,"tags":[...]`).
-    pub fn finish(&self, enrichment: &[u8], now_us: i64) -> Vec<u8> {
+    /// The whole curated JSON, with the enrichment fields (`"device_name":...,"tags":[...]`);
+    /// `None` leaves the item to the reference (a lag the float writer refuses).
+    pub fn finish(&self, enrichment: &[u8], now_us: i64) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(self.head.len() + enrichment.len() + 96);
         out.extend_from_slice(&self.head);
         out.push(b',');
@@ -55,21 +58,21 @@ impl Item {
         out.extend_from_slice(b",\"processed_at\":");
         time::write(&mut out, now_us);
         out.extend_from_slice(b",\"lag_ms\":");
-        float::write(&mut out, (now_us - self.received_us) as f64 / 1e6 * 1000.0);
+        float::write(&mut out, (now_us - self.received_us) as f64 / 1e6 * 1000.0).then_some(())?;
         out.extend_from_slice(b",\"replayed\":");
         out.extend_from_slice(self.replayed.to_string().as_bytes());
         out.push(b'}');
-        out
+        Some(out)
     }
 }
 
-fn get<'v>(pairs: &'v [(String, Value)], name: &str) -> Option<&'v Value> {
+fn get<'v, 'a>(pairs: &'v [(Cow<'a, str>, Value<'a>)], name: &str) -> Option<&'v Value<'a>> {
     pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value)
 }
 
-fn text(value: Option<&Value>) -> Option<&str> {
+fn text<'v>(value: Option<&'v Value<'_>>) -> Option<&'v str> {
     match value {
-        Some(Value::Str(text)) => Some(text),
+        Some(Value::Str(text)) => Some(text.as_ref()),
         _ => None,
     }
 }
@@ -97,7 +100,7 @@ impl Core {
         Some(items.into_iter().map(|(item, span)| (self.item(&item, now_us), span)).collect())
     }
 
-    fn item(&self, item: &Value, now_us: i64) -> Option<Item> {
+    fn item(&self, item: &Value<'_>, now_us: i64) -> Option<Item> {
         let Value::Object(fields) = item else { return None };
         let event_id = text(get(fields, "event_id")).filter(|id| is_uuid(id))?;
         let device_id = text(get(fields, "device_id")).filter(|id| is_device_id(id))?;
@@ -116,7 +119,7 @@ impl Core {
             _ => return None,
         };
         let Value::Object(reading) = get(fields, "payload")? else { return None };
-        if reading.iter().any(|(key, _)| !READING_FIELDS.contains(&key.as_str())) {
+        if reading.iter().any(|(key, _)| !READING_FIELDS.contains(&key.as_ref())) {
             return None;
         }
         if text(get(reading, "device_id"))? != device_id {
@@ -148,7 +151,7 @@ impl Core {
     }
 
     /// `Some(None)`: no timestamp; `None`: refused.
-    fn timestamp(&self, value: Option<&Value>, now_us: i64) -> Option<Option<i64>> {
+    fn timestamp(&self, value: Option<&Value<'_>>, now_us: i64) -> Option<Option<i64>> {
         match value {
             None | Some(Value::Null) => Some(None),
             Some(Value::Str(text)) => {
@@ -159,7 +162,7 @@ impl Core {
         }
     }
 
-    fn sensors_json(&self, value: &Value, out: &mut Vec<u8>) -> Option<()> {
+    fn sensors_json(&self, value: &Value<'_>, out: &mut Vec<u8>) -> Option<()> {
         let Value::Object(pairs) = value else { return None };
         if pairs.is_empty() || pairs.iter().any(|(_, v)| matches!(v, Value::Null)) {
             return None;
@@ -194,7 +197,7 @@ impl Core {
     /// Known sensor types only, in catalogue order (the reference's `Sensors` struct).
     fn write_sensors<'a>(
         &self,
-        present: impl Iterator<Item = (&'a SensorType, &'a Value)>,
+        present: impl Iterator<Item = (&'a SensorType, &'a Value<'a>)>,
         out: &mut Vec<u8>,
     ) -> Option<()> {
         out.push(b'{');
@@ -214,7 +217,7 @@ impl Core {
         Some(())
     }
 
-    fn metadata_json(&self, value: Option<&Value>, out: &mut Vec<u8>) -> Option<()> {
+    fn metadata_json(&self, value: Option<&Value<'_>>, out: &mut Vec<u8>) -> Option<()> {
         let pairs = match value {
             None | Some(Value::Null) => {
                 out.extend_from_slice(b"null");
@@ -241,7 +244,7 @@ impl Core {
             match value {
                 Value::Str(text) if text.chars().count() <= rules.text_max => write_str(out, text),
                 Value::Int(number) => out.extend_from_slice(number.to_string().as_bytes()),
-                Value::Float(number) => float::write(out, *number),
+                Value::Float(number) => float::write(out, *number).then_some(())?,
                 Value::Bool(flag) => out.extend_from_slice(if *flag { b"true" } else { b"false" }),
                 _ => return None,
             }

@@ -3,15 +3,18 @@
 //! are not finite, control characters in any string, nesting deeper than `MAX_DEPTH`. A refusal
 //! is not an error: the caller hands the record to the Python reference, which says why.
 
-pub enum Value {
+use std::borrow::Cow;
+
+/// Strings borrow from the input unless they hold escapes.
+pub enum Value<'a> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(Cow<'a, str>),
     /// Arrays are read through, not kept: no field the fast path takes holds one.
     Array,
-    Object(Vec<(String, Value)>),
+    Object(Vec<(Cow<'a, str>, Value<'a>)>),
 }
 
 const MAX_DEPTH: usize = 32;
@@ -19,9 +22,12 @@ const MAX_DEPTH: usize = 32;
 /// The items of a JSON object that starts with `prefix` (`{"format":"...","items":[`), each
 /// with its byte range in `input`; `None` unless the whole object is valid JSON as the reader
 /// takes it, with no second `format` or `items` key.
-pub fn parse_envelope(input: &[u8], prefix: &[u8]) -> Option<Vec<(Value, (usize, usize))>> {
+pub fn parse_envelope<'a>(
+    input: &'a [u8],
+    prefix: &[u8],
+) -> Option<Vec<(Value<'a>, (usize, usize))>> {
     let text = std::str::from_utf8(input).ok()?;
-    let mut reader = Reader { bytes: text.as_bytes(), at: prefix.len() };
+    let mut reader = Reader { text, bytes: text.as_bytes(), at: prefix.len() };
     if !input.starts_with(prefix) {
         return None;
     }
@@ -58,11 +64,12 @@ pub fn parse_envelope(input: &[u8], prefix: &[u8]) -> Option<Vec<(Value, (usize,
 }
 
 struct Reader<'a> {
+    text: &'a str,
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn skip_space(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
@@ -73,7 +80,7 @@ impl Reader<'_> {
         (self.bytes.get(self.at) == Some(&byte)).then(|| self.at += 1)
     }
 
-    fn literal(&mut self, word: &[u8], value: Value) -> Option<Value> {
+    fn literal(&mut self, word: &[u8], value: Value<'a>) -> Option<Value<'a>> {
         let end = self.at + word.len();
         (self.bytes.get(self.at..end) == Some(word)).then(|| {
             self.at = end;
@@ -81,7 +88,7 @@ impl Reader<'_> {
         })
     }
 
-    fn value(&mut self, depth: usize) -> Option<Value> {
+    fn value(&mut self, depth: usize) -> Option<Value<'a>> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -97,9 +104,9 @@ impl Reader<'_> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Option<Value> {
+    fn object(&mut self, depth: usize) -> Option<Value<'a>> {
         self.at += 1;
-        let mut pairs: Vec<(String, Value)> = Vec::new();
+        let mut pairs: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
         self.skip_space();
         if self.eat(b'}').is_some() {
             return Some(Value::Object(pairs));
@@ -122,7 +129,7 @@ impl Reader<'_> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Option<Value> {
+    fn array(&mut self, depth: usize) -> Option<Value<'a>> {
         self.at += 1;
         self.skip_space();
         if self.eat(b']').is_some() {
@@ -138,33 +145,37 @@ impl Reader<'_> {
         }
     }
 
-    fn string(&mut self) -> Option<String> {
+    fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
-        let mut out = String::new();
-        let mut start = self.at;
+        let start = self.at;
+        let mut owned: Option<String> = None;
+        let mut run = start;
         loop {
             match *self.bytes.get(self.at)? {
-                b'"' => {
-                    out.push_str(self.text(start)?);
-                    self.at += 1;
-                    break;
-                }
+                b'"' => break,
                 b'\\' => {
-                    out.push_str(self.text(start)?);
+                    let out = owned.get_or_insert_with(String::new);
+                    out.push_str(&self.text[run..self.at]);
                     self.at += 1;
-                    out.push(self.escape()?);
-                    start = self.at;
+                    let escaped = self.escape()?;
+                    owned.as_mut()?.push(escaped);
+                    run = self.at;
                 }
                 0x00..=0x1f | 0x7f => return None,
                 _ => self.at += 1,
             }
         }
-        // C1 controls (U+0080-U+009F) are refused like C0 ones.
-        (!out.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c))).then_some(out)
-    }
-
-    fn text(&self, start: usize) -> Option<&str> {
-        std::str::from_utf8(&self.bytes[start..self.at]).ok()
+        let text = match owned {
+            Some(mut out) => {
+                out.push_str(&self.text[run..self.at]);
+                Cow::Owned(out)
+            }
+            None => Cow::Borrowed(&self.text[start..self.at]),
+        };
+        self.at += 1;
+        // C1 controls (U+0080-U+009F, UTF-8 C2 80..C2 9F) are refused like C0 ones.
+        let c1 = text.as_bytes().windows(2).any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]));
+        (!c1).then_some(text)
     }
 
     fn escape(&mut self) -> Option<char> {
@@ -193,7 +204,7 @@ impl Reader<'_> {
     }
 
     fn hex4(&mut self) -> Option<u32> {
-        let digits = std::str::from_utf8(self.bytes.get(self.at..self.at + 4)?).ok()?;
+        let digits = self.text.get(self.at..self.at + 4)?;
         if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -201,7 +212,7 @@ impl Reader<'_> {
         u32::from_str_radix(digits, 16).ok()
     }
 
-    fn number(&mut self) -> Option<Value> {
+    fn number(&mut self) -> Option<Value<'a>> {
         let start = self.at;
         self.eat(b'-');
         match *self.bytes.get(self.at)? {
@@ -222,7 +233,7 @@ impl Reader<'_> {
             }
             self.required_digits()?;
         }
-        let token = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
+        let token = &self.text[start..self.at];
         if integral {
             return token.parse::<i64>().ok().map(Value::Int);
         }

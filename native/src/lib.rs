@@ -121,9 +121,12 @@ impl Core {
                     Some(item) => self.enrichment(&enrich, &mut enrichments, &item.device_id)?,
                     None => None,
                 };
-                out.push(match (item, enrichment) {
-                    (Some(item), Some(enrichment)) => {
-                        let json = item.finish(enrichment.as_bytes(), now_us);
+                let curated = match (&item, enrichment) {
+                    (Some(item), Some(enrichment)) => item.finish(enrichment.as_bytes(), now_us),
+                    _ => None,
+                };
+                out.push(match (item, curated) {
+                    (Some(item), Some(json)) => {
                         let device_id = PyString::new(py, &item.device_id);
                         (device_id, PyBytes::new(py, &json)).into_pyobject(py)?.into_any()
                     }
@@ -152,15 +155,15 @@ impl Core {
     }
 }
 
-/// A float as the curated JSON writes it (msgspec's notation), for tests.
+/// A float as the curated JSON writes it (msgspec's notation), for tests; `None` for a value
+/// the core leaves to the reference (halfway between two shortest forms).
 #[pyfunction]
-fn format_float(value: f64) -> PyResult<String> {
+fn format_float(value: f64) -> PyResult<Option<String>> {
     if !value.is_finite() {
         return Err(pyo3::exceptions::PyValueError::new_err("not a finite float"));
     }
     let mut out = Vec::new();
-    float::write(&mut out, value);
-    Ok(String::from_utf8(out).expect("ASCII"))
+    Ok(float::write(&mut out, value).then(|| String::from_utf8(out).expect("ASCII")))
 }
 
 #[pymodule]

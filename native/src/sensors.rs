@@ -5,6 +5,8 @@
 //! (`None`): the caller then leaves the record to the reference.
 
 use crate::float;
+use std::borrow::Cow;
+
 use crate::json::{write_str, Value};
 
 /// Integers beyond this are left to the reference (bounds are compared as f64).
@@ -65,7 +67,7 @@ pub fn is_sensor_name(name: &str, max: usize) -> bool {
 
 impl Rules {
     /// Checks `value` and writes its JSON; the count of fields the generic rules read.
-    pub fn write(&self, value: &Value, out: &mut Vec<u8>) -> Option<usize> {
+    pub fn write(&self, value: &Value<'_>, out: &mut Vec<u8>) -> Option<usize> {
         let Value::Object(pairs) = value else { return None };
         match self {
             Rules::Struct { fields, at_least_one } => {
@@ -80,7 +82,7 @@ impl Rules {
 fn write_struct(
     fields: &[Field],
     at_least_one: bool,
-    pairs: &[(String, Value)],
+    pairs: &[(Cow<'_, str>, Value<'_>)],
     out: &mut Vec<u8>,
 ) -> Option<()> {
     if pairs.iter().any(|(key, _)| !fields.iter().any(|f| f.name == *key)) {
@@ -118,7 +120,7 @@ fn write_struct(
 
 impl Field {
     /// Writes the value; `Some(false)` when it equals the default (to be omitted).
-    fn write_value(&self, value: &Value, out: &mut Vec<u8>) -> Option<bool> {
+    fn write_value(&self, value: &Value<'_>, out: &mut Vec<u8>) -> Option<bool> {
         match (&self.kind, value) {
             (Kind::Bool, Value::Bool(flag)) => {
                 out.extend_from_slice(if *flag { b"true" } else { b"false" });
@@ -130,13 +132,13 @@ impl Field {
             (Kind::Float, _) => {
                 let number = as_float(value)?;
                 self.in_range(number)?;
-                float::write(out, number);
+                float::write(out, number).then_some(())?;
             }
             (Kind::Literal(allowed), Value::Str(text)) => {
-                if !allowed.contains(text) {
+                if !allowed.iter().any(|a| a == text) {
                     return None;
                 }
-                if self.default.as_ref() == Some(text) {
+                if self.default.as_deref() == Some(text.as_ref()) {
                     return Some(false);
                 }
                 write_str(out, text);
@@ -158,7 +160,7 @@ fn exact(number: i64) -> Option<f64> {
 }
 
 /// A JSON number as the float msgspec makes of it (integers within 2^53 only).
-pub fn as_float(value: &Value) -> Option<f64> {
+pub fn as_float(value: &Value<'_>) -> Option<f64> {
     match value {
         Value::Float(number) => Some(*number),
         Value::Int(number) => exact(*number),
@@ -166,7 +168,11 @@ pub fn as_float(value: &Value) -> Option<f64> {
     }
 }
 
-fn write_generic(rules: &GenericRules, pairs: &[(String, Value)], out: &mut Vec<u8>) -> Option<usize> {
+fn write_generic(
+    rules: &GenericRules,
+    pairs: &[(Cow<'_, str>, Value<'_>)],
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     if pairs.len() < rules.min_fields || pairs.len() > rules.max_fields {
         return None;
     }
@@ -182,7 +188,7 @@ fn write_generic(rules: &GenericRules, pairs: &[(String, Value)], out: &mut Vec<
         out.push(b':');
         match value {
             Value::Bool(flag) => out.extend_from_slice(if *flag { b"true" } else { b"false" }),
-            _ => float::write(out, as_float(value)?),
+            _ => float::write(out, as_float(value)?).then_some(())?,
         }
     }
     out.push(b'}');
@@ -190,7 +196,7 @@ fn write_generic(rules: &GenericRules, pairs: &[(String, Value)], out: &mut Vec<
 }
 
 /// The `FLEET_GENERIC__*` check of one sensor read by the generic rules.
-pub fn within_limits(pairs: &Value, limits: &Limits, total: &mut usize) -> Option<()> {
+pub fn within_limits(pairs: &Value<'_>, limits: &Limits, total: &mut usize) -> Option<()> {
     let Value::Object(pairs) = pairs else { return None };
     if pairs.len() > limits.fields_per_sensor {
         return None;

@@ -4,6 +4,8 @@
 //! space, lower case, more digits) are refused, so the reference takes them. Written: as
 //! msgspec writes a UTC datetime (`.ffffff` only when the microseconds are not zero, `Z`).
 
+use std::io::Write;
+
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 pub fn parse(text: &str) -> Option<i64> {
@@ -109,10 +111,10 @@ pub fn write(out: &mut Vec<u8>, micros: i64) {
     let seconds = rest / 1_000_000;
     let fraction = rest % 1_000_000;
     let (hour, minute, second) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
-    let text = if fraction == 0 {
-        format!("\"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z\"")
+    let written = if fraction == 0 {
+        write!(out, "\"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z\"")
     } else {
-        format!("\"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:06}Z\"")
+        write!(out, "\"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:06}Z\"")
     };
-    out.extend_from_slice(text.as_bytes());
+    written.expect("writing to a Vec");
 }

@@ -4,8 +4,12 @@ PYTHON ?= python3
 # uv manages the venv from uv.lock; it is installed from PyPI when the machine lacks it.
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
+# The compiled stream core (native/) is built by `uv sync` with the Rust toolchain rustup puts in
+# ~/.cargo/bin (Rust >= 1.82; Debian's rustc is too old): first on PATH, so it wins.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+RUST_MIN := 1.82
 
-.PHONY: run test test-slow test-secure test-cluster screenshots lint tools unit integration soak setup venv stack-down bench bench-secure clean
+.PHONY: rust run test test-slow test-secure test-cluster screenshots lint tools unit integration soak setup venv stack-down bench bench-secure clean
 
 run: venv  ## set up venv + local stack, run API and worker in the foreground
 	$(RUN) fleetstream run
@@ -71,11 +75,20 @@ stack-down: venv
 
 venv: .venv/.synced
 
-.venv/.synced: pyproject.toml uv.lock
+.venv/.synced: pyproject.toml uv.lock native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
 		|| $(PYTHON) -m pip install --quiet 'uv>=0.5'
+	@$(MAKE) --no-print-directory rust
 	$(UV) sync --frozen
 	@touch $@
+
+rust:  ## check for the Rust toolchain that builds native/ (the compiled stream core)
+	@command -v cargo >/dev/null 2>&1 && command -v rustc >/dev/null 2>&1 || { \
+		echo "error: Rust is missing: native/ (the compiled stream core) needs Rust >= $(RUST_MIN)." >&2; \
+		echo "Install it with rustup (https://rustup.rs), which puts cargo in ~/.cargo/bin." >&2; exit 1; }
+	@printf '%s\n' "$(RUST_MIN)" "$$(rustc --version | cut -d' ' -f2)" | sort -V -C || { \
+		echo "error: $$(rustc --version) is too old: native/ needs Rust >= $(RUST_MIN) (rustup update)." >&2; \
+		exit 1; }
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

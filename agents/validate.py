@@ -27,8 +27,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from agents.deadletters import KafkaMessage, dead_letter
 from agents.enrichment import Enricher
@@ -38,6 +38,7 @@ from connectors.kafka.producer import Record
 from connectors.schema_registry import encoder_for
 from schemas.avro_codec import ReadingsEncoder
 from schemas.catalogue import GenericLimits
+from schemas.compiled_core import compiled_core, enrichment_json
 from schemas.envelopes import (
     CURATED_FORMAT,
     FORMAT_HEADER,
@@ -49,8 +50,11 @@ from schemas.envelopes import (
 from schemas.errors import ValidationFailure
 from schemas.events import (
     CuratedReading,
+    Enrichment,
     RawEvent,
     UnknownSensors,
+    decode_curated,
+    decode_raw_event,
     encode_curated,
     validate_event_with_sensors,
 )
@@ -59,11 +63,16 @@ from schemas.validation import DEFAULT_GENERIC_LIMITS
 from streams.context import WorkerContext, guarded, stop_worker
 from streams.outputs import Outputs
 
+if TYPE_CHECKING:
+    from fleetstream_native import Core
+
 log = logging.getLogger(__name__)
 
 STAGE = "validate"
 SHUTDOWN_DRAIN_S = 5.0
 _PARTITIONS_KEPT = 200_000  # a bound, not an LRU: fleets are smaller than this
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _CURATED_HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, CURATED_FORMAT.encode())]
 
 
@@ -82,14 +91,25 @@ class Validation:
     max_replays: int = 1
     readings_encoder: Callable[[CuratedReading], bytes] = encode_curated
     """``fleet.readings.v1`` values: the worker passes the Avro encoder (schemas.avro_codec)."""
+    core: Core | None = None
+    """The compiled core (``FLEET_STREAM__CORE=compiled``, ``schemas.compiled_core``): it
+    curates every record it can take whole; the others take the Python path below, the
+    reference, which also writes every dead letter."""
     _partitions: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     """device_id -> curated partition (``partition_for`` keys its own cache by a tuple)."""
+    _enrichments: dict[str, tuple[Enrichment | None, bytes]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """device_id -> (enrichment, its JSON for the compiled core)."""
 
     def run(self, messages: Sequence[KafkaMessage], now: datetime) -> Outputs:
         outputs = Outputs()
         batch = _Batch(outputs, [], defaultdict(_Curated))
-        for message in messages:
-            self._one_record(message, now, batch)
+        if self.core is None:
+            for message in messages:
+                self._one_record(message, now, batch)
+        else:
+            self._compiled(messages, now, batch)
         outputs.extend(self.topics.readings, batch.readings)
         for partition, curated in batch.curated.items():
             items, positions = curated.items, curated.positions
@@ -97,6 +117,97 @@ class Validation:
                 value = curated_envelope(items[run], positions[run])
                 outputs.add(self.topics.curated, Record(None, value, partition, _CURATED_HEADERS))
         return outputs
+
+    def _compiled(self, messages: Sequence[KafkaMessage], now: datetime, batch: _Batch) -> None:
+        """The batch through the compiled core; what it leaves, through the reference."""
+        assert self.core is not None  # noqa: S101 - run() checked it
+        now_us = (now - _EPOCH) // _MICROSECOND
+        results = self.core.validate([m.value for m in messages], now_us, self._enrichment_json)
+        for message, items in zip(messages, results, strict=True):
+            events = None if items is None else self._left_items(items)
+            if items is None or events is None:
+                self._one_record(message, now, batch)
+            else:
+                self._add_items(message, items, events, now, batch)
+
+    @staticmethod
+    def _left_items(items: list[tuple[str, bytes] | bytes]) -> dict[int, RawEvent] | None:
+        """The items the core left, decoded; None if one is not a raw event (the reference
+        then takes the whole record: it numbers the items that decode)."""
+        events: dict[int, RawEvent] = {}
+        for index, item in enumerate(items):
+            if isinstance(item, bytes):
+                try:
+                    events[index] = decode_raw_event(item)
+                except ValidationFailure:
+                    return None
+        return events
+
+    def _add_items(
+        self,
+        message: KafkaMessage,
+        items: list[tuple[str, bytes] | bytes],
+        events: dict[int, RawEvent],
+        now: datetime,
+        batch: _Batch,
+    ) -> None:
+        """The record's readings: curated by the core, or by the reference (``_curate``)
+        when the core left them or their ``fleet.readings.v1`` value does not encode."""
+        raw_position = (message.partition, message.offset)
+        for index, item in enumerate(items):
+            if isinstance(item, tuple):
+                device_id, value = item
+                try:
+                    readings_value = self._readings_value(value)
+                except Exception:  # noqa: BLE001 - the reference names what went wrong
+                    events[index] = _raw_events(message)[index]
+                else:
+                    self._add(batch, device_id, value, readings_value, (*raw_position, index))
+                    continue
+            event = events[index]
+            try:
+                value, readings_value = self._curate(event, now)
+            except Exception as exc:  # noqa: BLE001 - a dead letter, whatever went wrong
+                letter = self._letter(message, event, single_item_envelope(event), exc, now)
+                batch.outputs.add(self.topics.deadletter, letter)
+                continue
+            self._add(batch, event.device_id, value, readings_value, (*raw_position, index))
+
+    def _add(
+        self, batch: _Batch, device_id: str, value: bytes, readings_value: bytes, at: Position
+    ) -> None:
+        batch.readings.append(Record(device_id.encode(), readings_value))
+        partition = self._partitions.get(device_id)
+        if partition is None:
+            partition = self._partition_of(device_id)
+        entry = batch.curated[partition]
+        entry.items.append(value)
+        entry.positions.append(at)
+
+    def _readings_value(self, curated: bytes) -> bytes:
+        encoder = self.readings_encoder
+        if encoder is encode_curated:
+            return curated
+        reading = decode_curated(curated)
+        if isinstance(encoder, ReadingsEncoder):
+            return encoder.with_sensors(reading, None)
+        return encoder(reading)
+
+    def _enrichment_json(self, device_id: str) -> bytes | None:
+        """The device's enrichment as the compiled core splices it; None when the policy
+        refuses the device (the reference writes the dead letter)."""
+        try:
+            enrichment = None if self.enricher is None else self.enricher.enrichment(device_id)
+        except Exception:  # noqa: BLE001 - a refusal, or a crash the reference reports
+            return None
+        cached = self._enrichments.get(device_id)
+        if cached is not None and cached[0] is enrichment:
+            return cached[1]
+        if len(self._enrichments) >= _PARTITIONS_KEPT:
+            self._enrichments.clear()
+        encoded = enrichment_json(enrichment)
+        self._enrichments[device_id] = (enrichment, encoded)
+        return encoded
 
     def _one_record(self, message: KafkaMessage, now: datetime, batch: _Batch) -> None:
         record = decode_raw_record(
@@ -200,6 +311,13 @@ class _Curated:
     positions: list[Position] = field(default_factory=list)
 
 
+def _raw_events(message: KafkaMessage) -> Sequence[RawEvent]:
+    """The raw events of an envelope every item of which decodes (the core checked)."""
+    return decode_raw_record(
+        message.value, record_id="", record_time=_EPOCH, format_header=None
+    ).events
+
+
 def _header(headers: Any, name: str) -> bytes | None:
     """A header's value from Faust's headers (a mapping or a list of pairs)."""
     if not headers:
@@ -258,6 +376,7 @@ def register(ctx: WorkerContext) -> None:
             generic_limits=ctx.settings.generic.limits(),
             max_replays=stream_settings.max_replays,
             readings_encoder=readings.readings(),
+            core=_core(ctx),
         )
         acks = InOrderAcks(
             stream.ack, functools.partial(stop_worker, "validate"), worker.validate_in_flight
@@ -274,6 +393,18 @@ def register(ctx: WorkerContext) -> None:
             await acks.close()
 
     ctx.app.agent(ctx.topics.raw, name="validate")(guarded("validate", validate, ctx.crashes))
+
+
+def _core(ctx: WorkerContext) -> Core | None:
+    """The compiled core when ``FLEET_STREAM__CORE=compiled``; None: the Python reference."""
+    stream = ctx.settings.stream
+    if stream.core != "compiled":
+        return None
+    return compiled_core(
+        unknown_sensors=stream.unknown_sensor_types,
+        limits=ctx.settings.generic.limits(),
+        max_replays=stream.max_replays,
+    )
 
 
 async def _wait_for_registry(

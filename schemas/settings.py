@@ -574,6 +574,12 @@ class StreamSettings(_Section):
     unknown_sensor_types: Literal["deadletter", "generic"] = Field(
         default="deadletter", description="sensor types the catalogue lacks"
     )
+    core: Literal["python", "compiled"] = Field(
+        default="python",
+        description="the validate step per batch: the Python reference, or the compiled core "
+        "(native/, Rust), which leaves every record it cannot take whole to the reference "
+        "(decision 44)",
+    )
     rollup_publish_interval_s: float = Field(
         default=30.0,
         gt=0,

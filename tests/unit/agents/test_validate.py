@@ -3,9 +3,11 @@ valid ones curated (on their device's partition), the rest dead-lettered with th
 
 from __future__ import annotations
 
+import functools
 import gc
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,7 @@ from agents.enrichment import Enricher
 from agents.validate import Validation, _runs
 from connectors.kafka.partitioner import partition_for
 from schemas.catalogue import GenericLimits
+from schemas.compiled_core import compiled_core
 from schemas.devices import Device
 from schemas.envelopes import (
     curated_envelope,
@@ -45,8 +48,39 @@ class Message:
     headers: Any = None
 
 
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def core(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test here runs with the Python reference and with the compiled core
+    (``FLEET_STREAM__CORE``): the same batches must give the same outputs."""
+    global _CORE
+    _CORE = request.param
+    _core({})  # built (msgspec.inspect leaves cycles behind) before any test looks for cycles
+    yield
+    _CORE = "python"
+
+
+_CORE = "python"
+
+
+def _core(options: dict[str, Any]) -> Any:
+    if _CORE == "python":
+        return None
+    return _compiled(
+        options.get("unknown_sensors", "deadletter"),
+        options.get("generic_limits", GenericLimits()),
+        options.get("max_replays", 1),
+    )
+
+
+@functools.cache
+def _compiled(unknown_sensors: Any, limits: GenericLimits, max_replays: int) -> Any:
+    return compiled_core(unknown_sensors=unknown_sensors, limits=limits, max_replays=max_replays)
+
+
 def run(*messages: Message) -> Any:
-    validation = Validation(TOPICS, curated_partitions=PARTITIONS, envelope_max_bytes=4096)
+    validation = Validation(
+        TOPICS, curated_partitions=PARTITIONS, envelope_max_bytes=4096, core=_core({})
+    )
     return validation.run(list(messages), clock.now())
 
 
@@ -137,7 +171,12 @@ def _validation(devices: dict[str, Device], **options: Any) -> Validation:
     policies = {"unknown": options.pop("unknown", "pass"), "disabled": "deadletter"}
     enricher = Enricher(_Devices(devices), **policies)
     return Validation(
-        TOPICS, curated_partitions=PARTITIONS, envelope_max_bytes=4096, enricher=enricher, **options
+        TOPICS,
+        curated_partitions=PARTITIONS,
+        envelope_max_bytes=4096,
+        enricher=enricher,
+        core=_core(options),
+        **options,
     )
 
 

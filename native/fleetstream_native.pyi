@@ -1,0 +1,34 @@
+"""fleetstream's compiled per-batch core (Rust, PyO3): see ``schemas.compiled_core``."""
+
+from collections.abc import Callable, Sequence
+
+FieldSpec = tuple[str, str, bool, float | None, float | None, list[str], str | None]
+SensorSpec = tuple[str, str, bool, bool, list[FieldSpec], tuple[int, int, int] | None]
+
+class Core:
+    """The validate step's compiled core, built once per worker from the catalogue."""
+
+    def __init__(
+        self,
+        *,
+        raw_prefix: bytes,
+        sensors: Sequence[SensorSpec],
+        unknown_types: tuple[int, int, int] | None,
+        limits: tuple[int, int, int],
+        max_replays: int,
+        metadata: tuple[int, int, int, int],
+        sources: Sequence[str],
+        sensor_name_max: int,
+    ) -> None: ...
+    def validate(
+        self,
+        values: Sequence[bytes | None],
+        now_us: int,
+        enrich: Callable[[str], bytes | None],
+    ) -> list[list[tuple[str, bytes] | bytes] | None]:
+        """Per record, per item: its curated reading as (device_id, JSON), or the item's bytes
+        to leave it to the reference; None leaves the whole record to the reference."""
+
+def format_float(value: float) -> str | None:
+    """A finite float as the curated JSON writes it (msgspec's notation); None for a value
+    halfway between two shortest forms (the core leaves such readings to the reference)."""

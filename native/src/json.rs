@@ -1,0 +1,268 @@
+//! A strict JSON reader for the fast path. It refuses (returns `None`) whatever the fast path
+//! does not take: invalid JSON or UTF-8, duplicate keys, integers outside i64, numbers that
+//! are not finite, control characters in any string, nesting deeper than `MAX_DEPTH`. A refusal
+//! is not an error: the caller hands the record to the Python reference, which says why.
+
+use std::borrow::Cow;
+
+/// Strings borrow from the input unless they hold escapes.
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    /// Arrays are read through, not kept: no field the fast path takes holds one.
+    Array,
+    Object(Vec<(Cow<'a, str>, Value<'a>)>),
+}
+
+const MAX_DEPTH: usize = 32;
+
+/// The items of a JSON object that starts with `prefix` (`{"format":"...","items":[`), each
+/// with its byte range in `input`; `None` unless the whole object is valid JSON as the reader
+/// takes it, with no second `format` or `items` key.
+pub fn parse_envelope<'a>(
+    input: &'a [u8],
+    prefix: &[u8],
+) -> Option<Vec<(Value<'a>, (usize, usize))>> {
+    let text = std::str::from_utf8(input).ok()?;
+    let mut reader = Reader { text, bytes: text.as_bytes(), at: prefix.len() };
+    if !input.starts_with(prefix) {
+        return None;
+    }
+    let mut items = Vec::new();
+    reader.skip_space();
+    if reader.eat(b']').is_none() {
+        loop {
+            reader.skip_space();
+            let start = reader.at;
+            let value = reader.value(1)?;
+            items.push((value, (start, reader.at)));
+            reader.skip_space();
+            if reader.eat(b',').is_none() {
+                reader.eat(b']')?;
+                break;
+            }
+        }
+    }
+    reader.skip_space();
+    while reader.eat(b',').is_some() {
+        reader.skip_space();
+        let key = reader.string()?;
+        if key == "format" || key == "items" {
+            return None;
+        }
+        reader.skip_space();
+        reader.eat(b':')?;
+        reader.value(1)?;
+        reader.skip_space();
+    }
+    reader.eat(b'}')?;
+    reader.skip_space();
+    (reader.at == reader.bytes.len()).then_some(items)
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.bytes.get(self.at) == Some(&byte)).then(|| self.at += 1)
+    }
+
+    fn literal(&mut self, word: &[u8], value: Value<'a>) -> Option<Value<'a>> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end) == Some(word)).then(|| {
+            self.at = end;
+            value
+        })
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value<'a>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_space();
+        match *self.bytes.get(self.at)? {
+            b'{' => self.object(depth),
+            b'[' => self.array(depth),
+            b'"' => self.string().map(Value::Str),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'n' => self.literal(b"null", Value::Null),
+            _ => self.number(),
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<Value<'a>> {
+        self.at += 1;
+        let mut pairs: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
+        self.skip_space();
+        if self.eat(b'}').is_some() {
+            return Some(Value::Object(pairs));
+        }
+        loop {
+            self.skip_space();
+            let key = self.string()?;
+            if pairs.iter().any(|(seen, _)| *seen == key) {
+                return None; // duplicate keys: leave the choice to the reference
+            }
+            self.skip_space();
+            self.eat(b':')?;
+            let value = self.value(depth + 1)?;
+            pairs.push((key, value));
+            self.skip_space();
+            if self.eat(b',').is_none() {
+                self.eat(b'}')?;
+                return Some(Value::Object(pairs));
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<Value<'a>> {
+        self.at += 1;
+        self.skip_space();
+        if self.eat(b']').is_some() {
+            return Some(Value::Array);
+        }
+        loop {
+            self.value(depth + 1)?;
+            self.skip_space();
+            if self.eat(b',').is_none() {
+                self.eat(b']')?;
+                return Some(Value::Array);
+            }
+        }
+    }
+
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let mut owned: Option<String> = None;
+        let mut run = start;
+        loop {
+            match *self.bytes.get(self.at)? {
+                b'"' => break,
+                b'\\' => {
+                    let out = owned.get_or_insert_with(String::new);
+                    out.push_str(&self.text[run..self.at]);
+                    self.at += 1;
+                    let escaped = self.escape()?;
+                    owned.as_mut()?.push(escaped);
+                    run = self.at;
+                }
+                0x00..=0x1f | 0x7f => return None,
+                _ => self.at += 1,
+            }
+        }
+        let text = match owned {
+            Some(mut out) => {
+                out.push_str(&self.text[run..self.at]);
+                Cow::Owned(out)
+            }
+            None => Cow::Borrowed(&self.text[start..self.at]),
+        };
+        self.at += 1;
+        // C1 controls (U+0080-U+009F, UTF-8 C2 80..C2 9F) are refused like C0 ones.
+        let c1 = text.as_bytes().windows(2).any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]));
+        (!c1).then_some(text)
+    }
+
+    fn escape(&mut self) -> Option<char> {
+        let byte = *self.bytes.get(self.at)?;
+        self.at += 1;
+        match byte {
+            b'"' => Some('"'),
+            b'\\' => Some('\\'),
+            b'/' => Some('/'),
+            b'u' => {
+                let unit = self.hex4()?;
+                if (0xD800..0xDC00).contains(&unit) {
+                    self.eat(b'\\')?;
+                    self.eat(b'u')?;
+                    let low = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                } else {
+                    char::from_u32(unit).filter(|c| !c.is_control())
+                }
+            }
+            _ => None, // \b \f \n \r \t are control characters: refused anyway
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.text.get(self.at..self.at + 4)?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        self.at += 4;
+        u32::from_str_radix(digits, 16).ok()
+    }
+
+    fn number(&mut self) -> Option<Value<'a>> {
+        let start = self.at;
+        self.eat(b'-');
+        match *self.bytes.get(self.at)? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let mut integral = true;
+        if self.eat(b'.').is_some() {
+            integral = false;
+            self.required_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.at) {
+            integral = false;
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.at) {
+                self.at += 1;
+            }
+            self.required_digits()?;
+        }
+        let token = &self.text[start..self.at];
+        if integral {
+            return token.parse::<i64>().ok().map(Value::Int);
+        }
+        let value: f64 = token.parse().ok()?;
+        value.is_finite().then_some(Value::Float(value))
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn required_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+}
+
+/// Appends `text` as a JSON string the way msgspec writes it: only `"` and `\` are escaped
+/// (the reader refuses control characters, so no other character needs it).
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for byte in text.bytes() {
+        if byte == b'"' || byte == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(byte);
+    }
+    out.push(b'"');
+}

@@ -65,6 +65,11 @@ _CORE = "python"
 def _core(options: dict[str, Any]) -> Any:
     if _CORE == "python":
         return None
+    return compiled_for(options)
+
+
+def compiled_for(options: dict[str, Any]) -> Any:
+    """The compiled core for the validate options of a test (built once per set of them)."""
     return _compiled(
         options.get("unknown_sensors", "deadletter"),
         options.get("generic_limits", GenericLimits()),

@@ -9,11 +9,9 @@ ordinary ones (a core that left everything would pass the comparison and do noth
 
 from __future__ import annotations
 
-import functools
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -26,12 +24,13 @@ from agents.enrichment import Enricher
 from agents.validate import Validation
 from schemas.avro_codec import ReadingsEncoder
 from schemas.catalogue import CATALOGUE, GenericLimits
-from schemas.compiled_core import compiled_core, enrichment_json
+from schemas.compiled_core import enrichment_json
 from schemas.devices import Device
 from schemas.envelopes import raw_envelope
 from schemas.events import Enrichment
 from schemas.settings import TopicSettings
 from tests import clock
+from tests.unit.agents.test_validate import Message, compiled_for
 
 fleetstream_native = pytest.importorskip("fleetstream_native")
 
@@ -40,17 +39,6 @@ NOW = clock.now()
 NOW_US = (NOW - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 PLUS_2 = timezone(timedelta(hours=2))
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@dataclass
-class Message:
-    value: bytes | None
-    key: bytes | None = None
-    topic: str = "fleet.raw.v1"
-    partition: int = 3
-    offset: int = 0
-    timestamp: float = field(default_factory=time.time)
-    headers: Any = None
 
 
 @dataclass
@@ -384,7 +372,7 @@ def raw_record(draw: st.DrawFn) -> bytes | None:
 
 def _compare(batch: Sequence[bytes | None], **options: Any) -> list[Any]:
     reference, compiled = _pair(**options)
-    messages = [Message(value, offset=n) for n, value in enumerate(batch)]
+    messages = [Message(value, partition=3, offset=n) for n, value in enumerate(batch)]
     expected = reference.run(messages, NOW)
     assert compiled.run(messages, NOW).by_topic == expected.by_topic
     return [len(expected.records(topic)) for topic in (TOPICS.readings, TOPICS.deadletter)]
@@ -446,16 +434,7 @@ def _valid_item(device: str, n: int, **payload: Any) -> bytes:
 
 
 def _core(**options: Any) -> Any:
-    return _built(
-        options.get("unknown_sensors", "deadletter"),
-        options.get("generic_limits", GenericLimits()),
-        options.get("max_replays", 1),
-    )
-
-
-@functools.cache
-def _built(unknown_sensors: Any, limits: GenericLimits, max_replays: int) -> Any:
-    return compiled_core(unknown_sensors=unknown_sensors, limits=limits, max_replays=max_replays)
+    return compiled_for(options)
 
 
 def _enrich(device_id: str) -> bytes:

@@ -6,7 +6,8 @@ tests and benchmarks can build apps with other settings side by side.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -35,6 +36,16 @@ from connectors.redis.keys import RedisKeys
 from connectors.redis.status import StatusReader
 from schemas.clock import Clock, utc_now
 from schemas.settings import Settings, get_settings
+from streams.runtime import tune_gc
+
+
+def served_app() -> FastAPI:
+    """The app ``fleetstream api`` serves, built in each of its processes: garbage collection
+    tuned for a process that allocates per request (``FLEET_GC_GEN0_THRESHOLD``), then
+    :func:`create_app` with the environment's settings."""
+    settings = get_settings()
+    tune_gc(settings.gc_gen0_threshold)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> FastAPI:
@@ -47,7 +58,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
         await producer.start()
         app.state.producer = producer
         app.state.batcher = _batcher(settings, producer)
-        metrics.watch_producer(producer.queue_length)
+        store_queue_depth = metrics.watch_producer(producer.queue_length)
+        sampler = _sample_every(QUEUE_SAMPLE_S, store_queue_depth) if store_queue_depth else None
         app.state.idempotency = _idempotency(settings)
         app.state.status_reader = StatusReader(_redis(settings), RedisKeys(settings.redis.prefix))
         app.state.live_feed = _live_feed(settings)
@@ -61,6 +73,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
             ):
                 yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
             await app.state.dry_runner.close()
             await app.state.live_feed.stop()
             await app.state.batcher.drain()
@@ -117,6 +131,19 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Fast
     app.include_router(media.router)
     install_openapi(app)
     return app
+
+
+QUEUE_SAMPLE_S = 1.0
+"""How often a process of several stores its producer queue depth for the shared metrics."""
+
+
+def _sample_every(period_s: float, sample: Callable[[], None]) -> asyncio.Task[None]:
+    async def sampling() -> None:
+        while True:
+            sample()
+            await asyncio.sleep(period_s)  # a schedule, not a wait for a condition
+
+    return asyncio.create_task(sampling(), name="producer-queue-sampler")
 
 
 def _live_feed(settings: Settings) -> LiveFeed:

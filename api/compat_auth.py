@@ -268,6 +268,7 @@ class CompatAuth:
             "Auth modes of the seed routes whose compatibility profile is on",
             ["route", "mode"],
             registry=registry,
+            multiprocess_mode="livemax",
         )
         if not self.routes:
             log.info("compat: no seed profile is on; seed routes take the device token only")

@@ -44,7 +44,6 @@ from cli.stack_commands import stack_app
 from cli.tail_command import tail
 from cli.topics_commands import topics_app
 from schemas.settings import get_settings
-from streams.runtime import tune_gc
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -116,26 +115,11 @@ def setup() -> None:
 
 @app.command()
 def api() -> None:
-    """Run the HTTP API in the foreground."""
-    import uvicorn  # imported here: keeps `fleetstream --help` fast
+    """Run the HTTP API in the foreground (FLEET_API__PROCESSES processes)."""
+    from cli.api_command import serve_api
 
-    from api.observability import log_config
-
-    settings = get_settings()
-    tune_gc(settings.gc_gen0_threshold)
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=settings.api.host,
-        port=settings.api.port,
-        log_level=settings.log_level.lower(),
-        log_config=log_config(settings.log_level),  # JSON lines with the request id
-        access_log=False,  # the API logs each request itself (api/observability.py)
-        proxy_headers=False,  # the client is the TCP peer (FLEET_COMPAT__TRUSTED_NETWORKS)
-        # HTTPS when given a certificate (docs/security.md); None keeps plain HTTP.
-        ssl_certfile=settings.api.tls_certfile or None,
-        ssl_keyfile=settings.api.tls_keyfile or None,
-    )
+    with runner.operator_errors():
+        serve_api(get_settings())
 
 
 @app.command()

@@ -424,6 +424,13 @@ class ApiSettings(_Section):
     max_concurrent_requests: int = Field(
         default=256, ge=1, description="requests in flight per process; beyond → 503"
     )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes sharing the port (uvicorn workers; one core each); "
+        "/metrics then sums them all",
+    )
     access_log: Literal["all", "problems", "off"] = Field(
         default="problems",
         description="JSON access lines: every request, only 4xx/5xx answers, or none "

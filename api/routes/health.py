@@ -131,11 +131,11 @@ async def readiness(app: FastAPI, producer: EventProducer) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request, settings: SettingsDep) -> Response:
-    """Prometheus metrics of this process (text exposition format), as
-    ``FLEET_METRICS__ACCESS`` lets (:mod:`connectors.prometheus`)."""
+    """Prometheus metrics of the API (text exposition format; every process's when it runs
+    several), as ``FLEET_METRICS__ACCESS`` lets (:mod:`connectors.prometheus`)."""
     if not scrape_allowed(settings, request.headers.get("Authorization")):
         return problem(
             401, "Unauthorized", UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": "Bearer"}
         )
-    body, content_type = render(cast(ApiMetrics, request.app.state.metrics).registry)
+    body, content_type = render(cast(ApiMetrics, request.app.state.metrics).exposition())
     return Response(body, media_type=content_type)

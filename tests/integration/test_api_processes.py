@@ -29,12 +29,8 @@ def api(pipeline: Settings, tmp_path: Path) -> Iterator[tuple[ApiProcess, str]]:
             "auth": pipeline.auth.model_copy(update={"allow_unauthenticated_ingest": True}),
         }
     )
-    process = ApiProcess(settings, tmp_path / "api.log")
-    process.start()
-    try:
+    with ApiProcess(settings, tmp_path / "api.log") as process:
         yield process, f"http://127.0.0.1:{settings.api.port}"
-    finally:
-        process.stop()
 
 
 def _workers_of(pid: int) -> int:

@@ -32,12 +32,8 @@ def served(pipeline: Settings, tmp_path: Path) -> Iterator[tuple[ApiProcess, str
         update={"port": free_port(), "rate_limit": RateLimit(per_s=0, burst=1)}
     )
     settings = pipeline.model_copy(update={"api": api})
-    process = ApiProcess(settings, tmp_path / "api.log")
-    process.start()
-    try:
+    with ApiProcess(settings, tmp_path / "api.log") as process:
         yield process, f"http://127.0.0.1:{settings.api.port}"
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -15,6 +15,11 @@ from typing import Any
 
 import fastavro
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+# Public names, re-exported by confluent_kafka.admin without __all__ (mypy strict refuses that).
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 
 from connectors.schema_registry import SchemaRegistryClient, subject_for
 from schemas.settings import Settings
@@ -62,10 +67,22 @@ def _produce(bootstrap: str, topic: str, records: list[tuple[str, bytes, int, in
     assert producer.flush(60) == 0
 
 
+def _keep_forever(bootstrap: str, topic: str) -> None:
+    """No time retention on the test's topic: its records carry fixed timestamps (January
+    2026), and the broker's retention check (every 5 minutes) would otherwise delete them
+    mid-test on any day more than a retention period later."""
+    entry = ConfigEntry("retention.ms", "-1", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
 def _fill(settings: Settings, count: int = AVRO_RECORDS) -> tuple[str, int]:
     """The test's topic, filled: Avro records n = 0.. on partition n % 3, then 10 JSON records
     and one text record on partition 0. Returns the topic and the Avro schema id."""
     topic = settings.topics.readings
+    _keep_forever(settings.kafka.bootstrap_servers, topic)
     registry = SchemaRegistryClient(settings.schema_registry.url)
     schema_id = registry.register(subject_for(topic), json.dumps(PROBE_SCHEMA))
     avro = [

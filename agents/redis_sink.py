@@ -30,6 +30,7 @@ from agents.curated import ITEMS_PER_TURN, Turns
 from agents.deadletters import dead_letter, item_letters
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
 from connectors.redis.clients import writer_pipe
+from connectors.redis.compiled import CompiledMerge
 from connectors.redis.errors import is_retriable
 from connectors.redis.keys import VALUE_PREFIX, RedisKeys
 from connectors.redis.seed_feeds import queue_name, seed_feeds
@@ -133,14 +134,22 @@ async def merge(
     deadletter_topic: str,
     now: datetime,
     turn: Turns | None = None,
+    compiled: CompiledMerge | None = None,
 ) -> tuple[RedisBatch, Outputs]:
     """The batch's writes, merged per device, and dead letters for what cannot be read.
 
+    With ``compiled``, the readings are merged and packed by the compiled core when it takes
+    them all (``connectors.redis.compiled``); otherwise, and for the status records, here.
     Gives the event loop a turn every ``ITEMS_PER_TURN`` items: a flush interval of readings
     merged at once would hold the worker's other agents up for tens of ms (decision 29)."""
     turn = Turns(ITEMS_PER_TURN) if turn is None else turn
     batch = RedisBatch()
     letters = Outputs()
+    if compiled is not None:
+        readings = [m.value for m in messages if m.topic == readings_topic]
+        batch.packed = compiled.merge(readings) if readings else None
+        if batch.packed is not None:
+            messages = [m for m in messages if m.topic != readings_topic]
     merging: dict[str, _Merging] = {}
     for message in messages:
         try:
@@ -200,9 +209,10 @@ def register(ctx: WorkerContext) -> None:
     topics = settings.topics
     group = sink_group(settings)
     writer: RedisWriter | None = None
+    compiled: CompiledMerge | None = None
 
     async def handle(messages: list[SinkMessage]) -> None:
-        nonlocal writer
+        nonlocal writer, compiled
         if writer is None:
             redis_settings = settings.redis
             pipe = writer_pipe(redis_settings)
@@ -213,15 +223,21 @@ def register(ctx: WorkerContext) -> None:
                 redis_settings.legacy_list_max,
                 seed_feeds(settings),
             )
+            if redis_settings.merge == "compiled" and writer.takes_packed:
+                compiled = CompiledMerge(redis_settings.prefix)
             writer = timed(writer, "redis")
         now = datetime.now(UTC)
         batch, letters = await merge(
-            messages, readings_topic=topics.curated, deadletter_topic=topics.deadletter, now=now
+            messages,
+            readings_topic=topics.curated,
+            deadletter_topic=topics.deadletter,
+            now=now,
+            compiled=compiled,
         )
         active = writer
         await retry_until_done(
             lambda: active.write(batch),
-            what=f"writing {len(batch.devices)} devices to Redis",
+            what=f"writing {batch.device_count} devices to Redis",
             is_retriable=is_retriable,
             backoff_max_s=settings.worker.retry_backoff_max_s,
         )

@@ -37,6 +37,7 @@ from agents.status import DeviceStatus
 from agents.validate import Validation
 from bench.data import Fleet, encoded_items, group_envelopes, new_fleet, readings
 from connectors.kafka.device_cache import DeviceIndex
+from connectors.redis.compiled import CompiledMerge
 from connectors.redis.keys import RedisKeys
 from connectors.redis.wire import pack
 from connectors.redis.writer import RedisBatch, RedisWriter
@@ -237,6 +238,8 @@ class FleetSim:
             readings_encoder=AvroEncoder("readings", 1).readings(),
         )
         self.writer = RedisWriter(cast(Any, None), RedisKeys("bench"))
+        compiled = settings.redis.merge == "compiled"
+        self.redis_merge = CompiledMerge("bench") if compiled else None
         self.postgres = ReadingsSink(_NoRows(), settings.topics.deadletter, 1.0, _no_last_seen)
         self.next_device = 0
         self.seconds = 0
@@ -338,9 +341,11 @@ class FleetSim:
             deadletter_topic=topics.deadletter,
             now=self.ctx.now,
             turn=Turns(10**9),
+            compiled=self.redis_merge,
         )
         commands = self.writer.commands(batch)
-        self.last_redis_commands = len(commands)
+        packed = batch.packed.commands if batch.packed is not None else 0
+        self.last_redis_commands = len(commands) + packed
         pack(commands)
         await self.ctx.publish(letters)
 

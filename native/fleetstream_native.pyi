@@ -32,3 +32,10 @@ class Core:
 def format_float(value: float) -> str | None:
     """A finite float as the curated JSON writes it (msgspec's notation); None for a value
     halfway between two shortest forms (the core leaves such readings to the reference)."""
+
+class RedisMerge:
+    """The Redis sink's merge: curated envelopes in, its device commands out, packed."""
+
+    def __init__(self, *, envelope_prefix: bytes, key_prefix: str) -> None: ...
+    def merge(self, values: Sequence[bytes | None]) -> tuple[bytes, int, int] | None:
+        """(packed commands, how many, devices), or None to leave the batch to the reference."""

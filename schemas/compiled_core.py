@@ -26,7 +26,7 @@ from schemas.catalogue import (
     GenericLimits,
     GenericValues,
 )
-from schemas.envelopes import RAW_FORMAT
+from schemas.envelopes import RAW_FORMAT, envelope_prefix
 from schemas.events import Enrichment, Source, UnknownSensors, encoder
 from schemas.readings import Metadata
 
@@ -61,7 +61,7 @@ def compiled_core(
         )
     unknown = _generic_spec(inspect.type_info(GenericValues))
     return fleetstream_native.Core(
-        raw_prefix=b'{"format":"' + RAW_FORMAT.encode() + b'","items":[',
+        raw_prefix=envelope_prefix(RAW_FORMAT),
         sensors=[_sensor_spec(sensor.name, sensor.schema) for sensor in CATALOGUE],
         unknown_types=unknown if unknown_sensors == "generic" else None,
         limits=(limits.fields_per_sensor, limits.fields_per_reading, limits.name_length),

@@ -50,6 +50,7 @@ from schemas.validation import decode_json, decode_reading
 
 __all__ = [
     "CURATED_FORMAT",
+    "CURATED_PREFIX",
     "FORMAT_HEADER",
     "RAW_FORMAT",
     "CuratedBatch",
@@ -63,6 +64,7 @@ __all__ = [
     "decode_curated_items",
     "decode_raw_record",
     "encode_item",
+    "envelope_prefix",
     "raw_envelope",
     "single_item_envelope",
 ]
@@ -71,8 +73,14 @@ FORMAT_HEADER: Final = "fleet-format"
 RAW_FORMAT: Final = "raw-envelope/2"
 CURATED_FORMAT: Final = "curated-envelope/1"
 
-_RAW_PREFIX: Final = b'{"format":"' + RAW_FORMAT.encode() + b'","items":['
-_CURATED_PREFIX: Final = b'{"format":"' + CURATED_FORMAT.encode() + b'","items":['
+
+def envelope_prefix(format_name: str) -> bytes:
+    """How an envelope of ``format_name`` as written here starts, up to its first item."""
+    return b'{"format":"' + format_name.encode() + b'","items":['
+
+
+_RAW_PREFIX: Final = envelope_prefix(RAW_FORMAT)
+CURATED_PREFIX: Final = envelope_prefix(CURATED_FORMAT)
 _SUFFIX: Final = b"]}"
 # A bare reading's derived event id: the same record always gets the same id.
 _RECORD_NAMESPACE: Final = uuid.UUID("0b6f6a1e-53f5-4c56-9d1e-7a0c3f1f6e2a")
@@ -116,7 +124,7 @@ Position = tuple[int, int, int]
 def curated_envelope(items: Iterable[bytes], positions: Sequence[Position] | None = None) -> bytes:
     """The ``fleet.curated.v1`` value holding encoded ``CuratedReading`` items (and their
     raw positions, one per item, when given)."""
-    body = _CURATED_PREFIX + b",".join(items)
+    body = CURATED_PREFIX + b",".join(items)
     if positions is None:
         return body + _SUFFIX
     return body + b'],"positions":' + encoder.encode(positions) + b"}"

@@ -235,6 +235,13 @@ class RedisSettings(_Section):
         description="the Redis sink gathers readings this long (or state_batch_max envelopes) "
         "per write: its commands are per device, so its cost follows devices, not readings",
     )
+    merge: Literal["compiled", "python"] = Field(
+        default="compiled",
+        description="the Redis sink's per-batch merge into commands: the compiled core "
+        "(native/), which writes the Python reference's commands byte for byte and leaves a "
+        "batch it cannot take whole to it, or the reference; with the legacy list or a seed "
+        "feed on, the reference",
+    )
     tls: bool = Field(
         default=False,
         description="connect to Redis over TLS (its certificate and name are checked)",

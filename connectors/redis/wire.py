@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import hiredis
 import redis.exceptions
@@ -56,6 +56,12 @@ PACK_CHUNK = 500
 def pack(commands: Sequence[Command]) -> bytes:
     # hiredis' stub types the command as a 1-tuple; any tuple of arguments is what it takes.
     return b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
+
+
+def packed_chunks(commands: Sequence[Command]) -> Iterator[bytes]:
+    """``commands`` packed ``PACK_CHUNK`` at a time, as they are written."""
+    for start in range(0, len(commands), PACK_CHUNK):
+        yield pack(commands[start : start + PACK_CHUNK])
 
 
 def new_reader() -> hiredis.Reader:
@@ -97,11 +103,16 @@ class RedisPipe:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
-        """The replies of ``commands``, sent in one write; raises the first error reply."""
+        """The replies of ``commands``; raises the first error reply."""
+        return await self.execute_packed(packed_chunks(commands), len(commands))
+
+    async def execute_packed(self, chunks: Iterable[bytes], count: int) -> list[object]:
+        """The replies of ``count`` commands already packed in ``chunks`` (the event loop gets a
+        turn between two chunks); raises the first error reply."""
         try:
             if self._streams is None:
                 self._streams = await self._connect()
-            replies = await self._exchange(self._streams, commands)
+            replies = await self._exchange(self._streams, chunks, count)
         except BaseException:
             await self.close()
             raise
@@ -119,7 +130,9 @@ class RedisPipe:
             raise redis.exceptions.ConnectionError(f"connecting to Redis: {exc}") from exc
         if self._on_connect:
             try:
-                await self._exchange(streams, self._on_connect)
+                await self._exchange(
+                    streams, packed_chunks(self._on_connect), len(self._on_connect)
+                )
             except BaseException:
                 streams[1].close()
                 raise
@@ -127,20 +140,22 @@ class RedisPipe:
 
     @staticmethod
     async def _exchange(
-        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter], commands: Sequence[Command]
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        chunks: Iterable[bytes],
+        count: int,
     ) -> list[object]:
         stream_in, stream_out = streams
-        for start in range(0, len(commands), PACK_CHUNK):
-            if start:
-                # Packing thousands of commands at once held the event loop for tens of ms.
-                await asyncio.sleep(0)
-            stream_out.write(pack(commands[start : start + PACK_CHUNK]))
+        for chunk in chunks:
+            stream_out.write(chunk)
+            # Packing thousands of commands at once held the event loop for tens of ms: a
+            # turn before the next chunk is packed.
+            await asyncio.sleep(0)
         await stream_out.drain()
         reader = new_reader()
         replies: list[object] = []
         while True:
-            take_replies(reader, replies, len(commands))
-            if len(replies) == len(commands):
+            take_replies(reader, replies, count)
+            if len(replies) == count:
                 break
             data = await stream_in.read(_READ_SIZE)
             if not data:

@@ -28,8 +28,9 @@ from itertools import chain
 
 import msgspec
 
+from connectors.redis.compiled import Packed
 from connectors.redis.keys import RedisKeys
-from connectors.redis.wire import Command, RedisPipe
+from connectors.redis.wire import Command, RedisPipe, packed_chunks
 from schemas.status import StatusChange
 
 APPLY_TRANSITION = """
@@ -70,6 +71,13 @@ class RedisBatch:
     """Transitions and their encoded records."""
     deleted: list[str] = field(default_factory=list)
     """Devices whose status was deleted (a tombstone on the status topic): their hashes go."""
+    packed: Packed | None = None
+    """The readings' device commands as the compiled merge packed them (``devices`` is then
+    empty): they go first, as the devices' commands would."""
+
+    @property
+    def device_count(self) -> int:
+        return len(self.devices) + (self.packed.devices if self.packed is not None else 0)
 
 
 ALL_CHANNEL_CHUNK = 500
@@ -100,9 +108,19 @@ class RedisWriter:
         self._legacy_max = legacy_max
         self._seed_feeds = seed_feeds
 
+    @property
+    def takes_packed(self) -> bool:
+        """Whether a batch's readings may come packed by the compiled merge: not when the
+        legacy list or a seed feed needs every reading as well."""
+        return not self._legacy_list and self._seed_feeds is None
+
     async def write(self, batch: RedisBatch) -> None:
         commands = self.commands(batch)
-        if commands:
+        packed = batch.packed
+        if packed is not None:
+            chunks = [packed.data, *packed_chunks(commands)]
+            await self._pipe.execute_packed(chunks, packed.commands + len(commands))
+        elif commands:
             await self._pipe.execute(commands)
 
     def commands(self, batch: RedisBatch) -> list[Command]:

@@ -37,7 +37,7 @@ pub struct Core {
 }
 
 /// Where an item is in its record: (start, end) byte offsets.
-pub type Span = (usize, usize);
+pub use crate::json::Span;
 
 /// A curated reading without its enrichment: `head` is its JSON up to `metadata`.
 pub struct Item {

@@ -63,6 +63,49 @@ pub fn parse_envelope<'a>(
     (reader.at == reader.bytes.len()).then_some(items)
 }
 
+/// The members of the JSON object at `start` of `text`, each key with its value's byte range
+/// (the value read through and checked as above), and where the object ends; `None` unless it
+/// is an object the reader takes.
+pub fn object_spans(text: &str, start: usize) -> Option<(Members<'_>, usize)> {
+    let mut reader = Reader { text, bytes: text.as_bytes(), at: start };
+    reader.skip_space();
+    reader.eat(b'{')?;
+    let mut members: Members<'_> = Vec::new();
+    reader.skip_space();
+    if reader.eat(b'}').is_some() {
+        return Some((members, reader.at));
+    }
+    loop {
+        reader.skip_space();
+        let key = reader.string()?;
+        if members.iter().any(|(seen, _)| *seen == key) {
+            return None;
+        }
+        reader.skip_space();
+        reader.eat(b':')?;
+        reader.skip_space();
+        let value_start = reader.at;
+        reader.value(2)?;
+        members.push((key, (value_start, reader.at)));
+        reader.skip_space();
+        if reader.eat(b',').is_none() {
+            reader.eat(b'}')?;
+            return Some((members, reader.at));
+        }
+    }
+}
+
+/// The JSON string at `start` of `text`, unescaped; `None` if there is none there.
+pub fn string_at(text: &str, start: usize) -> Option<Cow<'_, str>> {
+    Reader { text, bytes: text.as_bytes(), at: start }.string()
+}
+
+/// A byte range of the input.
+pub type Span = (usize, usize);
+
+/// An object's keys, each with its value's byte range.
+pub type Members<'a> = Vec<(Cow<'a, str>, Span)>;
+
 struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],

@@ -9,6 +9,7 @@
 mod core;
 mod float;
 mod json;
+mod redis;
 mod sensors;
 mod time;
 
@@ -155,6 +156,34 @@ impl Core {
     }
 }
 
+/// The Redis sink's merge of a batch of curated envelopes into its device commands, packed.
+#[pyclass(frozen)]
+struct RedisMerge {
+    inner: redis::Merge,
+}
+
+#[pymethods]
+impl RedisMerge {
+    #[new]
+    #[pyo3(signature = (*, envelope_prefix, key_prefix))]
+    fn new(envelope_prefix: Vec<u8>, key_prefix: String) -> Self {
+        RedisMerge { inner: redis::Merge { envelope_prefix, key_prefix } }
+    }
+
+    /// `(packed commands, how many, devices)` for the curated envelopes `values`, or `None`
+    /// to leave the batch to the Python reference.
+    fn merge<'py>(
+        &self,
+        py: Python<'py>,
+        values: Vec<Option<Bound<'py, PyBytes>>>,
+    ) -> Option<(Bound<'py, PyBytes>, usize, usize)> {
+        let values: Option<Vec<&[u8]>> =
+            values.iter().map(|v| v.as_ref().map(|b| b.as_bytes())).collect();
+        let packed = self.inner.merge(&values?)?;
+        Some((PyBytes::new(py, &packed.bytes), packed.commands, packed.devices))
+    }
+}
+
 /// A float as the curated JSON writes it (msgspec's notation), for tests; `None` for a value
 /// the core leaves to the reference (halfway between two shortest forms).
 #[pyfunction]
@@ -169,6 +198,7 @@ fn format_float(value: f64) -> PyResult<Option<String>> {
 #[pymodule]
 fn fleetstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Core>()?;
+    module.add_class::<RedisMerge>()?;
     module.add_function(wrap_pyfunction!(format_float, module)?)?;
     Ok(())
 }

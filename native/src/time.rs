@@ -46,7 +46,11 @@ pub fn parse(text: &str) -> Option<i64> {
                 return None;
             }
             let total = hours * 60 + minutes;
-            if *sign == b'-' { -total } else { total }
+            if *sign == b'-' {
+                -total
+            } else {
+                total
+            }
         }
         _ => return None,
     };
@@ -56,9 +60,9 @@ pub fn parse(text: &str) -> Option<i64> {
 }
 
 fn num(digits: &[u8]) -> Option<i64> {
-    digits.iter().try_fold(0_i64, |acc, d| {
-        d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
-    })
+    digits
+        .iter()
+        .try_fold(0_i64, |acc, d| d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0')))
 }
 
 fn is_leap(year: i64) -> bool {
@@ -106,15 +110,28 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// Appends `micros` (UTC, years 1..=9999) as a JSON string.
 pub fn write(out: &mut Vec<u8>, micros: i64) {
+    out.push(b'"');
+    write_bare(out, micros, b"Z");
+    out.push(b'"');
+}
+
+/// Appends `micros` (UTC, years 1..=9999) as Python's `datetime.isoformat()` writes an aware
+/// UTC datetime (`.ffffff` only when the microseconds are not zero, `+00:00`).
+pub fn write_isoformat(out: &mut Vec<u8>, micros: i64) {
+    write_bare(out, micros, b"+00:00");
+}
+
+fn write_bare(out: &mut Vec<u8>, micros: i64, zone: &[u8]) {
     let (days, rest) = (micros.div_euclid(MICROS_PER_DAY), micros.rem_euclid(MICROS_PER_DAY));
     let (year, month, day) = civil_from_days(days);
     let seconds = rest / 1_000_000;
     let fraction = rest % 1_000_000;
     let (hour, minute, second) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
     let written = if fraction == 0 {
-        write!(out, "\"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z\"")
+        write!(out, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}")
     } else {
-        write!(out, "\"{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:06}Z\"")
+        write!(out, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:06}")
     };
     written.expect("writing to a Vec");
+    out.extend_from_slice(zone);
 }

@@ -46,21 +46,8 @@ pub fn parse_envelope<'a>(
             }
         }
     }
-    reader.skip_space();
-    while reader.eat(b',').is_some() {
-        reader.skip_space();
-        let key = reader.string()?;
-        if key == "format" || key == "items" {
-            return None;
-        }
-        reader.skip_space();
-        reader.eat(b':')?;
-        reader.value(1)?;
-        reader.skip_space();
-    }
-    reader.eat(b'}')?;
-    reader.skip_space();
-    (reader.at == reader.bytes.len()).then_some(items)
+    reader.rest_of_envelope()?;
+    Some(items)
 }
 
 /// The members of the JSON object at `start` of `text`, each key with its value's byte range
@@ -68,31 +55,35 @@ pub fn parse_envelope<'a>(
 /// is an object the reader takes.
 pub fn object_spans(text: &str, start: usize) -> Option<(Members<'_>, usize)> {
     let mut reader = Reader { text, bytes: text.as_bytes(), at: start };
-    reader.skip_space();
-    reader.eat(b'{')?;
-    let mut members: Members<'_> = Vec::new();
-    reader.skip_space();
-    if reader.eat(b'}').is_some() {
-        return Some((members, reader.at));
+    let members = reader.members()?;
+    Some((members, reader.at))
+}
+
+/// The items of a JSON object that starts with `prefix` (`{"format":"...","items":[`), as
+/// [`object_spans`] reads them, each with its byte range; `None` unless every item is an object
+/// and the whole envelope is valid JSON as the reader takes it (as [`parse_envelope`]).
+pub fn envelope_objects<'a>(text: &'a str, prefix: &[u8]) -> Option<Vec<(Members<'a>, Span)>> {
+    if !text.as_bytes().starts_with(prefix) {
+        return None;
     }
-    loop {
-        reader.skip_space();
-        let key = reader.string()?;
-        if members.iter().any(|(seen, _)| *seen == key) {
-            return None;
-        }
-        reader.skip_space();
-        reader.eat(b':')?;
-        reader.skip_space();
-        let value_start = reader.at;
-        reader.value(2)?;
-        members.push((key, (value_start, reader.at)));
-        reader.skip_space();
-        if reader.eat(b',').is_none() {
-            reader.eat(b'}')?;
-            return Some((members, reader.at));
+    let mut reader = Reader { text, bytes: text.as_bytes(), at: prefix.len() };
+    let mut items = Vec::new();
+    reader.skip_space();
+    if reader.eat(b']').is_none() {
+        loop {
+            reader.skip_space();
+            let start = reader.at;
+            let members = reader.members()?;
+            items.push((members, (start, reader.at)));
+            reader.skip_space();
+            if reader.eat(b',').is_none() {
+                reader.eat(b']')?;
+                break;
+            }
         }
     }
+    reader.rest_of_envelope()?;
+    Some(items)
 }
 
 /// The JSON string at `start` of `text`, unescaped; `None` if there is none there.
@@ -113,6 +104,54 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// After an envelope's items: its other members (no second `format` or `items`), its end.
+    fn rest_of_envelope(&mut self) -> Option<()> {
+        self.skip_space();
+        while self.eat(b',').is_some() {
+            self.skip_space();
+            let key = self.string()?;
+            if key == "format" || key == "items" {
+                return None;
+            }
+            self.skip_space();
+            self.eat(b':')?;
+            self.value(1)?;
+            self.skip_space();
+        }
+        self.eat(b'}')?;
+        self.skip_space();
+        (self.at == self.bytes.len()).then_some(())
+    }
+
+    /// The object here: each key with its value's byte range (values checked as `value`).
+    fn members(&mut self) -> Option<Members<'a>> {
+        self.skip_space();
+        self.eat(b'{')?;
+        let mut members: Members<'a> = Vec::new();
+        self.skip_space();
+        if self.eat(b'}').is_some() {
+            return Some(members);
+        }
+        loop {
+            self.skip_space();
+            let key = self.string()?;
+            if members.iter().any(|(seen, _)| *seen == key) {
+                return None;
+            }
+            self.skip_space();
+            self.eat(b':')?;
+            self.skip_space();
+            let value_start = self.at;
+            self.value(2)?;
+            members.push((key, (value_start, self.at)));
+            self.skip_space();
+            if self.eat(b',').is_none() {
+                self.eat(b'}')?;
+                return Some(members);
+            }
+        }
+    }
+
     fn skip_space(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::json::{object_spans, string_at, Span};
+use crate::json::{envelope_objects, object_spans, string_at, Members, Span};
 use crate::time;
 
 /// Readings per message on the all-devices channel (`connectors.redis.writer`).
@@ -98,8 +98,8 @@ impl Merge {
         let mut by_id: HashMap<Cow<'_, str>, usize> = HashMap::new();
         for value in values {
             let text = std::str::from_utf8(value).ok()?;
-            for (_, span) in crate::json::parse_envelope(value, &self.envelope_prefix)? {
-                let reading = read(text, span)?;
+            for (members, span) in envelope_objects(text, &self.envelope_prefix)? {
+                let reading = read(text, &members, span)?;
                 let at = match by_id.get(&reading.device_id) {
                     Some(&at) => at,
                     None => {
@@ -198,14 +198,13 @@ impl Merge {
 }
 
 /// The fields the Redis sink reads of one curated item (`agents.redis_sink._Reading`).
-fn read(text: &str, (start, end): Span) -> Option<Reading<'_>> {
-    let (members, _) = object_spans(text, start)?;
+fn read<'a>(text: &'a str, members: &Members<'a>, (start, end): Span) -> Option<Reading<'a>> {
     let mut device_id = None;
     let mut event_id = None;
     let mut ts = None;
     let mut received_at = None;
     let mut sensors = None;
-    for (key, (from, _)) in &members {
+    for (key, (from, _)) in members {
         match key.as_ref() {
             "device_id" => device_id = Some(string_at(text, *from)?),
             "event_id" => event_id = Some(string_at(text, *from)?),
@@ -255,10 +254,28 @@ fn join(out: &mut Vec<u8>, items: &[&[u8]]) {
 
 /// One command in RESP, as `hiredis.pack_command` writes it.
 fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    out.push(b'*');
+    decimal(out, args.len());
     for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.push(b'$');
+        decimal(out, arg.len());
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// `number` in decimal, then CRLF.
+fn decimal(out: &mut Vec<u8>, mut number: usize) {
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }

@@ -67,8 +67,7 @@ class TableRows:
 
     def store(self) -> None:
         """Into the local store, once the changelog records are acked."""
-        for event, key, value in self.rows:
-            store_locally(self.table, event, key, value)
+        store_locally(self.table, self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)

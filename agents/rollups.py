@@ -53,7 +53,17 @@ from typing import Any, cast
 import msgspec
 
 from agents.changelog import Quarantine, TableRows
-from agents.curated import ITEMS_PER_TURN, TABLE_WRITE_ITEMS, Batch, Item, Turns, new_items
+from agents.curated import (
+    FIELD_NAMES,
+    ITEMS_PER_TURN,
+    TABLE_WRITE_ITEMS,
+    Batch,
+    Item,
+    Turns,
+    name_of,
+    names_of,
+    new_items,
+)
 from agents.deadletters import dead_letter
 from agents.held_rows import SLOTS, slot_of
 from agents.sink_group import SinkGroup, SinkMessage, start_sink
@@ -232,14 +242,14 @@ def _add(window: Window, sensors: dict[str, Any], max_fields: int) -> int:
     for sensor, values in sensors.items():
         if values.__class__ is not dict:
             continue
-        names = _FIELD_NAMES.get(sensor)
+        names = FIELD_NAMES.get(sensor)
         if names is None:
-            names = _names_of(sensor)
+            names = names_of(sensor)
         for field, value in values.items():
             kind = value.__class__
             if kind is not int and kind is not float:  # JSON numbers only: booleans are skipped
                 continue
-            name = names.get(field) or _name_of(names, sensor, field)
+            name = names.get(field) or name_of(names, sensor, field)
             aggregate = window.get(name)
             if aggregate is None:
                 if len(window) >= max_fields:
@@ -276,27 +286,6 @@ that does not decode would stop the device's rollups."""
 def _saturated(total: float) -> float:
     """Finite inputs, infinite sum: the largest float of its sign, so the row stays JSON."""
     return math.copysign(_FLOAT_MAX, total)
-
-
-_FIELD_NAMES: dict[str, dict[str, str]] = {}
-"""``"<sensor>.<field>"`` by sensor and field, built once: an f-string per field and reading
-would be a fifth of what adding a reading costs."""
-_NAMES_KEPT = 1000
-"""A bound, not an LRU: generic sensors name their own fields."""
-
-
-def _names_of(sensor: str) -> dict[str, str]:
-    if len(_FIELD_NAMES) >= _NAMES_KEPT:
-        _FIELD_NAMES.clear()
-    names = _FIELD_NAMES[sensor] = {}
-    return names
-
-
-def _name_of(names: dict[str, str], sensor: str, field: str) -> str:
-    if len(names) >= _NAMES_KEPT:
-        names.clear()
-    name = names[field] = f"{sensor}.{field}"
-    return name
 
 
 def _rollup(device_id: str, start: int, name: str, aggregate: list[Any]) -> Rollup:

@@ -131,9 +131,11 @@ class StatusTracker:
             state.last_values, last_values.flattened(), self.max_values
         )
         state.values_dropped += dropped
+        if state.online:
+            return state, None  # already online: no transition
         timeout_s = self.timeout_for(device_id)
-        if state.online or (now - state.last_seen).total_seconds() >= timeout_s:
-            return state, None  # already online, or only old readings: no transition
+        if (now - state.last_seen).total_seconds() >= timeout_s:
+            return state, None  # only old readings: no transition
         at = first.received_at  # the first reading after the silence: the same on every replay
         return state, self._transition(state, at, at, online=True, timeout_s=timeout_s)
 
@@ -169,8 +171,9 @@ def _merged(
     kept: dict[str, Any], updates: Iterable[tuple[str, Any]], most: int
 ) -> tuple[dict[str, Any], int]:
     """``kept`` (least recently updated first) with ``updates``, which move to the end, cut to
-    the ``most`` recently updated names; and how many names were cut."""
-    merged = dict(kept)
+    the ``most`` recently updated names; and how many names were cut. ``kept`` is updated in
+    place (it is the state's own, about to be replaced): no copy per device and batch."""
+    merged = kept
     for name, value in updates:
         merged.pop(name, None)
         merged[name] = value

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agents import rollups as rollups_module
+from agents import curated as curated_module
 from agents.curated import Item
 from agents.held_rows import slot_of
 from agents.rollups import PendingRollups, RollupTracker
@@ -48,8 +48,8 @@ def test_windows_hold_count_min_max_mean_per_field_and_skip_booleans() -> None:
 def test_fields_beyond_the_name_cache_bound_still_aggregate_under_their_own_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rollups_module, "_NAMES_KEPT", 2)
-    monkeypatch.setattr(rollups_module, "_FIELD_NAMES", {})
+    monkeypatch.setattr(curated_module, "NAMES_KEPT", 2)
+    curated_module.FIELD_NAMES.clear()  # the one cache the agents share, emptied in place
     sensors: dict[str, Any] = {
         sensor: {"a": 1, "b": 2.5, "c": 3, "flag": False} for sensor in ("s1", "s2", "s3")
     }

@@ -181,6 +181,12 @@ TARGETS = (
     ),
     Target("one worker ÷ Quix Streams", 1.5, "x", _ratio(ONE_WORKER, _rate("baselines", "Quix"))),
     Target(
+        "one worker ÷ Quix Streams (same job)",
+        1.5,
+        "x",
+        _ratio(_rate("pipeline", "same job: fleetstream"), _rate("pipeline", "same job: Quix")),
+    ),
+    Target(
         "one worker ÷ seed 001 design", 20, "x", _ratio(ONE_WORKER, _rate("baselines", "seed 001"))
     ),
     Target("latency p99 request → row at 5,000/s", 250, "ms", _p99, at_most=True),

@@ -94,7 +94,8 @@ class Reading:
     event_id: str
     ts: float
     received_at: float
-    sensors: dict[str, Any]
+    fields: list[tuple[str, Any]]
+    """``("sensor.field", value)`` of the reading (:func:`flattened`)."""
 
 
 def process(
@@ -143,7 +144,10 @@ def process(
         encoded = encode_curated(curated)
         sensors = _sensors.decode(curated.sensors)
         reading = Reading(
-            curated.event_id, curated.ts.timestamp(), curated.received_at.timestamp(), sensors
+            curated.event_id,
+            curated.ts.timestamp(),
+            curated.received_at.timestamp(),
+            flattened(sensors),
         )
         out.readings.append((curated.device_id.encode(), encoded))
         out.rows.append(copy_line(curated, sorted(sensors)))
@@ -187,7 +191,7 @@ def apply_status(
         state["last_seen"] = max(state["last_seen"], reading.received_at)
         state["first_seen"] = min(state["first_seen"], reading.received_at)
         state["last_ts"] = max(state["last_ts"], reading.ts)
-        for name, value in flattened(reading.sensors):
+        for name, value in reading.fields:
             values.pop(name, None)  # least recently updated first
             values[name] = value
     for name in list(values)[: max(len(values) - rules.max_values, 0)]:
@@ -240,7 +244,7 @@ def apply_rollups(
             state["late"] += 1
             continue
         state["newest"] = max(state["newest"], reading.received_at)
-        add_values(windows.setdefault(str(start), {}), reading.sensors)
+        add_values(windows.setdefault(str(start), {}), reading.fields)
         touched.add(str(start))
     rollups: list[Rollup] = []
     if touched and wall - state["published"] >= rules.publish_interval_s:
@@ -256,9 +260,9 @@ def apply_rollups(
     return state, rollups
 
 
-def add_values(window: dict[str, list[float]], sensors: dict[str, Any]) -> None:
+def add_values(window: dict[str, list[float]], fields: list[tuple[str, Any]]) -> None:
     """A reading's numeric fields into a window's aggregates [count, min, max, sum]."""
-    for name, value in flattened(sensors):
+    for name, value in fields:
         if value.__class__ is not int and value.__class__ is not float:
             continue  # numbers only: booleans are not rolled up
         aggregate = window.get(name)
@@ -303,7 +307,7 @@ def redis_fields(
         "last_event_id": status["last_event_id"],
     }
     for _, _, reading in readings:
-        for name, value in flattened(reading.sensors):
+        for name, value in reading.fields:
             fields[f"v:{name}"] = _json.encode(value)
     return DeviceFields(latest, fields, [encoded for _, encoded, _ in readings])
 

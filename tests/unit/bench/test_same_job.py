@@ -13,6 +13,7 @@ from bench.baselines.same_job import (
     Rules,
     apply_rollups,
     apply_status,
+    flattened,
     merge_devices,
     newest_rollups,
     process,
@@ -40,7 +41,7 @@ class DictState:
 
 
 def reading(event_id: str, ts: float, received: float, **sensors: Any) -> Reading:
-    return Reading(event_id, ts, received, sensors)
+    return Reading(event_id, ts, received, flattened(sensors))
 
 
 def test_status_counts_first_and_last_seen_and_goes_online_once() -> None:

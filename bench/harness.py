@@ -90,7 +90,7 @@ def all_plan() -> Plan:
         mqtt_front_readings=100_000,
         kafka_tools=True,
         per_message_baselines=True,
-        same_job_readings=500_000,
+        same_job_readings=200_000,
         floor=True,
         fleet_cost=True,
     )

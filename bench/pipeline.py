@@ -138,7 +138,7 @@ SAME_JOB_PREFIX = "same job: "
 
 
 def run_same_job(
-    ctx: Context, *, count: int = 500_000, time_limit_s: float = TIME_LIMIT_S
+    ctx: Context, *, count: int = 200_000, time_limit_s: float = TIME_LIMIT_S
 ) -> list[Result]:
     """One worker, then Quix Streams doing the same job (``bench.baselines.quix_same_job``), on
     the same preloaded envelopes with the same registered fleet; rows, rollups and Redis hashes
@@ -267,6 +267,9 @@ QUIX_SAME_JOB_NOTES = [
     "Lua script for transitions, no offline timer, no drop of repeats by raw position, no "
     "bounds on a state row's windows; Redis is written per checkpoint (5 s) where the worker "
     "writes every 0.5 s",
+    "its first rows reach Postgres at its first checkpoint, 5 s into its work: the steady rate "
+    "(first row → last) counts the readings of those 5 s in a window without them, a few per "
+    "cent in Quix's favour; CPU per reading has no such bias",
 ]
 
 

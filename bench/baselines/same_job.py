@@ -283,9 +283,9 @@ def rollup_of(device_id: str, start: int, name: str, aggregate: list[float]) -> 
         window_start=_time(start),
         window_end=_time(start + WINDOW_S),
         count=int(count),
-        min=low,
-        max=high,
-        sum=total,
+        min=float(low),  # the aggregates keep a reading's ints; Postgres takes float8 arrays
+        max=float(high),
+        sum=float(total),
         mean=total / count,
     )
 

@@ -97,6 +97,7 @@ def test_rollups_aggregate_per_window_and_field_and_publish_once_per_interval() 
         (start + 60, "s.v", 1, 7, 7, 7),
     ]
     assert published[0].mean == 4.5
+    assert {type(v) for r in published for v in (r.min, r.max, r.sum, r.mean)} == {float}
     assert state["touched"] == []
     state, published = apply_rollups(state, "d1", batch[:1], wall=1040.0, rules=rules)
     assert published == []  # touched again, but within the interval

@@ -62,8 +62,15 @@ def registered(fleet: Fleet, now: datetime) -> DeviceIndex:
     registry publishes on ``fleet.devices.v1``: a name, a profile, tags and a location each,
     so enrichment has something to add."""
     index = DeviceIndex()
-    for n, device_id in enumerate(fleet.devices):
-        device = Device(
+    for device in fleet_devices(fleet, now):
+        index.apply(device.device_id.encode(), encode_device(device))
+    return index
+
+
+def fleet_devices(fleet: Fleet, now: datetime) -> list[Device]:
+    """The registry entries of ``fleet``: a name, a profile, tags and a location each."""
+    return [
+        Device(
             device_id=device_id,
             token_hash=hash_token(f"token-{device_id}"),
             name=f"device {n}",
@@ -73,8 +80,8 @@ def registered(fleet: Fleet, now: datetime) -> DeviceIndex:
             created_at=now,
             updated_at=now,
         )
-        index.apply(device_id.encode(), encode_device(device))
-    return index
+        for n, device_id in enumerate(fleet.devices)
+    ]
 
 
 @dataclass

@@ -65,6 +65,9 @@ class Plan:
     kafka_records: int = 2_000_000
     faust_readings: int = 200_000
     quix_readings: int = 200_000
+    same_job_readings: int = 0
+    """With N > 0: one worker and Quix Streams doing the same job on N preloaded readings
+    (``bench.pipeline.run_same_job``), after the pipeline runs."""
     seed001_readings: int = 20_000
     profile: str = "auto"
     """py-spy on a worker: "auto" (when one worker misses its target), "always" or "never"."""
@@ -87,6 +90,7 @@ def all_plan() -> Plan:
         mqtt_front_readings=100_000,
         kafka_tools=True,
         per_message_baselines=True,
+        same_job_readings=200_000,
         floor=True,
         fleet_cost=True,
     )
@@ -123,7 +127,9 @@ def run(
             when=datetime.now(UTC),
             command=command,
             machine=read_machine(),
-            versions=versions(ctx.base, quix=plan.per_message_baselines),
+            versions=versions(
+                ctx.base, quix=plan.per_message_baselines or bool(plan.same_job_readings)
+            ),
             results=measured,
             notes=[*ctx.notes, *failures],
             texts=texts,
@@ -180,6 +186,13 @@ def _steps(
                     ],
                 )
             )
+    if plan.same_job_readings:
+        steps.append(
+            (
+                "pipeline, same job: one worker and Quix Streams",
+                lambda: pipeline.run_same_job(ctx, count=plan.same_job_readings),
+            )
+        )
     if 1 in plan.pipeline_workers and plan.profile != "never":
         steps.append(("profile of one worker", lambda: _profile_if_needed(plan, ctx, results)))
     steps += _mqtt_steps(plan, ctx)
@@ -268,14 +281,22 @@ def _floor(ctx: Context, results: list[Result]) -> list[Result]:
     ctx.progress(f"floor: timing the library calls of {FLOOR_READINGS:,} readings…")
     steps = floor.measure(FLOOR_READINGS, 3, ctx.base)
     one = next(
-        (r for r in results if r.scenario == "pipeline" and r.system.endswith("1 worker")), None
+        (r for r in results if r.scenario == "pipeline" and r.system == "fleetstream, 1 worker"),
+        None,
     )
     ctx.notes += floor.budget_lines(steps, one, read_machine().cores)
     return []
 
 
 def _profile_if_needed(plan: Plan, ctx: Context, results: list[Result]) -> list[Result]:
-    one = next((r for r in results if r.scenario == "pipeline" and "1 worker" in r.system), None)
+    one = next(
+        (
+            r
+            for r in results
+            if r.scenario == "pipeline" and r.system.startswith("fleetstream, 1 worker")
+        ),
+        None,
+    )
     if plan.profile == "auto" and one is not None and one.best_rate >= PIPELINE_TARGET:
         return []
     executable = profile.py_spy()

@@ -181,6 +181,12 @@ TARGETS = (
     ),
     Target("one worker ÷ Quix Streams", 1.5, "x", _ratio(ONE_WORKER, _rate("baselines", "Quix"))),
     Target(
+        "one worker ÷ Quix Streams (same job)",
+        1.5,
+        "x",
+        _ratio(_rate("pipeline", "same job: fleetstream"), _rate("pipeline", "same job: Quix")),
+    ),
+    Target(
         "one worker ÷ seed 001 design", 20, "x", _ratio(ONE_WORKER, _rate("baselines", "seed 001"))
     ),
     Target("latency p99 request → row at 5,000/s", 250, "ms", _p99, at_most=True),
@@ -198,6 +204,16 @@ def format_targets(results: Sequence[Result], run: str = "") -> list[str]:
         "| --- | ---: | ---: | ---: | :---: | --- |",
     ]
     lines += [target.row(results, run) for target in TARGETS]
+    ours, quix = (
+        find(results, "pipeline", "same job: fleetstream"),
+        find(results, "pipeline", "same job: Quix"),
+    )
+    if ours is not None and quix is not None and ours.cpu_s.get("worker") and quix.cpu_s.get("app"):
+        cpu = (quix.cpu_s["app"] / quix.readings) / (ours.cpu_s["worker"] / ours.readings)
+        lines.append(
+            f"| Quix Streams (same job) ÷ one worker, own CPU per reading (info) "
+            f"| {cpu:.2f} x | | | | {run} |"
+        )
     producer = find(results, "baselines", "Kafka ProducerPerformance")
     edge = _ingest_1000(results)
     if producer is not None and edge is not None:

@@ -82,6 +82,14 @@ def pipeline(
     flows: Annotated[
         int, typer.Option(min=0, max=100, help="also run with N flows on every device")
     ] = 0,
+    same_job: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=5_000_000,
+            help="also N readings through one worker and Quix Streams doing the same job",
+        ),
+    ] = 0,
 ) -> None:
     """Preloaded raw envelopes → worker(s) → rows in Postgres + dead letters."""
     from bench.harness import Plan
@@ -92,6 +100,7 @@ def pipeline(
             pipeline_readings=readings,
             profile=profile,
             pipeline_flows=flows,
+            same_job_readings=same_job,
         )
     )
 

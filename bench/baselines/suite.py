@@ -36,6 +36,8 @@ from tests.support import settings_env
 DEVICES = 2000
 QUIX_VERSION = "3.28.1"
 QUIX_VENV = Path(__file__).resolve().parents[1] / ".quix-venv"
+QUIX_VENV_REVISION = 2
+"""Raised when the packages of the Quix venv change (2: redis, for the same-job peer)."""
 REPO = Path(__file__).resolve().parents[2]
 TIME_LIMIT_S = 240.0
 
@@ -126,16 +128,18 @@ def ensure_quix_venv(ctx: Context) -> Path:
     Quix pins confluent-kafka and pydantic below our versions, hence its own virtualenv.
     """
     python = QUIX_VENV / "bin" / "python"
-    marker = QUIX_VENV / f".quixstreams-{QUIX_VERSION}"
+    marker = QUIX_VENV / f".quixstreams-{QUIX_VERSION}-{QUIX_VENV_REVISION}"
     if marker.exists():
         return python
     ctx.progress(f"baselines: creating {QUIX_VENV} with quixstreams {QUIX_VERSION} (once)…")
-    subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)  # noqa: S603
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)  # noqa: S603
     packages = [
         f"quixstreams=={QUIX_VERSION}",
         f"msgspec=={metadata.version('msgspec')}",
         f"uuid-utils=={metadata.version('uuid-utils')}",
         "psycopg[binary]>=3.2",
+        f"redis=={metadata.version('redis')}",
     ]
     done = subprocess.run(  # noqa: S603
         [str(python), "-m", "pip", "install", "--quiet", *packages],

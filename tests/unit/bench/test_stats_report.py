@@ -243,3 +243,29 @@ def test_results_md_shows_one_block_per_scenario_with_its_run() -> None:
     ]
     assert len(times) > 10
     assert times == sorted(times, reverse=True)
+
+
+def test_the_same_job_peer_has_a_rate_ratio_and_a_cpu_ratio() -> None:
+    results = [
+        Result("pipeline", "fleetstream, 1 worker", 1_000_000, 25.0, steady_rate=60_000),
+        Result(
+            "pipeline",
+            "same job: fleetstream, 1 worker",
+            200_000,
+            10.0,
+            steady_rate=30_000,
+            cpu_s={"worker": 10.0},
+        ),
+        Result(
+            "pipeline",
+            "same job: Quix Streams 3.28.1",
+            200_000,
+            20.0,
+            steady_rate=12_000,
+            cpu_s={"app": 25.0},
+        ),
+    ]
+    lines = "\n".join(format_targets(results))
+    # the same run's two rows, not the pipeline step's worker: 30,000 / 12,000
+    assert "| one worker ÷ Quix Streams (same job) | 2.5 x | 1.5 x | 1.67 | yes |" in lines
+    assert "| Quix Streams (same job) ÷ one worker, own CPU per reading (info) | 2.50 x |" in lines

@@ -182,7 +182,7 @@ TARGETS = (
     Target("one worker ÷ Quix Streams", 1.5, "x", _ratio(ONE_WORKER, _rate("baselines", "Quix"))),
     Target(
         "one worker ÷ Quix Streams (same job)",
-        1.5,
+        2,
         "x",
         _ratio(_rate("pipeline", "same job: fleetstream"), _rate("pipeline", "same job: Quix")),
     ),

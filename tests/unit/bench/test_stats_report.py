@@ -267,5 +267,5 @@ def test_the_same_job_peer_has_a_rate_ratio_and_a_cpu_ratio() -> None:
     ]
     lines = "\n".join(format_targets(results))
     # the same run's two rows, not the pipeline step's worker: 30,000 / 12,000
-    assert "| one worker ÷ Quix Streams (same job) | 2.5 x | 1.5 x | 1.67 | yes |" in lines
+    assert "| one worker ÷ Quix Streams (same job) | 2.5 x | 2 x | 1.25 | yes |" in lines
     assert "| Quix Streams (same job) ÷ one worker, own CPU per reading (info) | 2.50 x |" in lines

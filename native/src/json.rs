@@ -142,7 +142,7 @@ impl<'a> Reader<'a> {
             self.eat(b':')?;
             self.skip_space();
             let value_start = self.at;
-            self.value(2)?;
+            self.skip(2)?;
             members.push((key, (value_start, self.at)));
             self.skip_space();
             if self.eat(b',').is_none() {
@@ -186,6 +186,49 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads the value here through, checked as [`Reader::value`] checks it, without keeping
+    /// it (only an object's keys, to refuse a duplicate).
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_space();
+        match *self.bytes.get(self.at)? {
+            b'{' => self.skip_object(depth),
+            b'[' => self.array(depth).map(drop),
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"true", Value::Null).map(drop),
+            b'f' => self.literal(b"false", Value::Null).map(drop),
+            b'n' => self.literal(b"null", Value::Null).map(drop),
+            _ => self.number().map(drop),
+        }
+    }
+
+    fn skip_object(&mut self, depth: usize) -> Option<()> {
+        self.at += 1;
+        let mut keys: Vec<Cow<'a, str>> = Vec::new();
+        self.skip_space();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            self.skip_space();
+            let key = self.string()?;
+            if keys.contains(&key) {
+                return None; // duplicate keys: leave the choice to the reference
+            }
+            keys.push(key);
+            self.skip_space();
+            self.eat(b':')?;
+            self.skip(depth + 1)?;
+            self.skip_space();
+            if self.eat(b',').is_none() {
+                self.eat(b'}')?;
+                return Some(());
+            }
+        }
+    }
+
     fn object(&mut self, depth: usize) -> Option<Value<'a>> {
         self.at += 1;
         let mut pairs: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
@@ -218,7 +261,7 @@ impl<'a> Reader<'a> {
             return Some(Value::Array);
         }
         loop {
-            self.value(depth + 1)?;
+            self.skip(depth + 1)?;
             self.skip_space();
             if self.eat(b',').is_none() {
                 self.eat(b']')?;

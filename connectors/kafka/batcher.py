@@ -162,5 +162,7 @@ class EnvelopeBatcher:
 
 async def _all_of(waits: set[asyncio.Future[None]]) -> None:
     await asyncio.wait(waits)
-    for done in waits:
-        done.result()  # raises the first failure; every future's outcome is retrieved
+    failures = [done.exception() for done in waits]  # each retrieved (no "never retrieved")
+    for failure in failures:
+        if failure is not None:
+            raise failure

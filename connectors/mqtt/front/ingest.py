@@ -29,7 +29,7 @@ import asyncio
 import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -107,6 +107,29 @@ class Admitted:
     """As the client gave it, or assigned (the device id) when it gave none; the session key."""
 
 
+TOPICS_KEPT = 100_000
+"""Topics whose device :class:`RememberedTopics` keeps (then it starts again)."""
+
+
+class RememberedTopics(TopicMatcher):
+    """A matcher's answers kept by topic: a device publishes on one topic over and over, and
+    each publish asked the matcher twice (who may publish there, whose readings it holds)."""
+
+    def __init__(self, matcher: TopicMatcher) -> None:
+        self._matcher = matcher
+        self._known: dict[str, str | None] = {}
+
+    def device_id(self, topic: str) -> str | None:
+        try:
+            return self._known[topic]
+        except KeyError:
+            pass
+        if len(self._known) >= TOPICS_KEPT:  # a bound, not an LRU: topics are one per device
+            self._known.clear()
+        found = self._known[topic] = self._matcher.device_id(topic)
+        return found
+
+
 class KafkaTrouble(Exception):
     """Kafka did not take the reading: no PUBACK may say it did."""
 
@@ -122,6 +145,10 @@ class Ingest:
     max_bytes: int
     limits: GenericLimits
     anonymous: Anonymous | None = None
+    _topics: TopicMatcher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._topics = RememberedTopics(self.matcher)
 
     def admit(
         self, connect: Connect, peer: str | None = None, certified: str | None = None
@@ -194,7 +221,7 @@ class Ingest:
         (:func:`not_taken` says how to count it)."""
         if device is None:
             return self._anonymous(topic, payload, now)
-        if self.matcher.device_id(topic) != device.device_id:
+        if self._topics.device_id(topic) != device.device_id:
             return NOT_AUTHORIZED, None
         return self._take(device, topic, payload, now)
 
@@ -218,7 +245,7 @@ class Ingest:
             decoded = decode_message(
                 topic,
                 payload,
-                matcher=self.matcher,
+                matcher=self._topics,
                 received_at=now,
                 max_items=self.max_items,
                 max_bytes=self.max_bytes,

@@ -1,4 +1,4 @@
-"""PUBLISH parsing: the sliced fast path and the property reader agree."""
+"""PUBLISH parsing: the sliced fast path and the property reader agree; topics remembered."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import struct
 import pytest
 
 from connectors.mqtt.front import packets
+from connectors.mqtt.front.ingest import RememberedTopics
 from connectors.mqtt.front.packets import ProtocolError
+from connectors.mqtt.messages import TopicMatcher
 
 
 def _body(topic: bytes, packet_id: int | None, props: bytes | None, payload: bytes) -> bytes:
@@ -66,3 +68,25 @@ def test_malformed_publishes_are_protocol_errors(flags: int, body: bytes, protoc
 def test_a_topic_must_be_utf8_without_nul(raw: bytes) -> None:
     with pytest.raises(ProtocolError):
         packets.text(raw)
+
+
+class _Counting(TopicMatcher):
+    def __init__(self) -> None:
+        super().__init__(["neurobuild/sensors/+/data"])
+        self.asked = 0
+
+    def device_id(self, topic: str) -> str | None:
+        self.asked += 1
+        return super().device_id(topic)
+
+
+def test_remembered_topics_answer_as_the_matcher_and_ask_it_once_a_topic() -> None:
+    """Catches a cache that forgets a topic naming no device (asked again each publish) or
+    answers one topic with another's device."""
+    matcher = _Counting()
+    topics = RememberedTopics(matcher)
+    for _ in range(3):
+        assert topics.device_id("neurobuild/sensors/dev-1/data") == "dev-1"
+        assert topics.device_id("neurobuild/sensors/dev-2/data") == "dev-2"
+        assert topics.device_id("elsewhere/dev-1") is None
+    assert matcher.asked == 3

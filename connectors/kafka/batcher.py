@@ -78,7 +78,28 @@ class EnvelopeBatcher:
         """Produce ``(device_id, encoded item)`` pairs; return once all of them are acked."""
         if self._partitions is None:
             self._partitions = await self._producer.partition_count(self._topic)
-        partitions = self._partitions
+        waits = self._place(items, self._partitions)
+        if len(waits) == 1:  # one envelope (an MQTT message, a small request): no wait() set-up
+            # shielded: a cancelled submitter must not cancel the envelope others wait for
+            await asyncio.shield(next(iter(waits)))
+            return
+        await _all_of(waits)
+
+    def add(self, items: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
+        """Like :meth:`submit` without a task per call: the pairs are placed now, and the
+        future is done once all of them are acked (often an envelope's own future, shared with
+        every caller whose readings it holds: wait on it with ``asyncio.wait`` or ``shield``,
+        never cancel it)."""
+        if self._partitions is None:  # the broker not asked yet: the slow way, once
+            return asyncio.ensure_future(self.submit(items))
+        waits = self._place(items, self._partitions)
+        if len(waits) == 1:
+            return next(iter(waits))
+        return asyncio.ensure_future(_all_of(waits))
+
+    def _place(
+        self, items: Sequence[tuple[str, bytes]], partitions: int
+    ) -> set[asyncio.Future[None]]:
         waits: set[asyncio.Future[None]] = set()
         for device_id, item in items:
             envelope = self._envelope_for(partition_for(device_id, partitions), len(item))
@@ -86,13 +107,7 @@ class EnvelopeBatcher:
             envelope.size += len(item) + 1
             waits.add(envelope.done)
         self._schedule_flush()
-        if len(waits) == 1:  # one envelope (an MQTT message, a small request): no wait() set-up
-            # shielded: a cancelled submitter must not cancel the envelope others wait for
-            await asyncio.shield(next(iter(waits)))
-            return
-        await asyncio.wait(waits)
-        for done in waits:
-            done.result()  # raises the first failure; every future's outcome is retrieved
+        return waits
 
     async def drain(self) -> None:
         """Send what is waiting and wait for it (on shutdown)."""
@@ -143,3 +158,11 @@ class EnvelopeBatcher:
         else:
             for envelope in envelopes:
                 envelope.done.set_result(None)
+
+
+async def _all_of(waits: set[asyncio.Future[None]]) -> None:
+    await asyncio.wait(waits)
+    failures = [done.exception() for done in waits]  # each retrieved (no "never retrieved")
+    for failure in failures:
+        if failure is not None:
+            raise failure

@@ -1,15 +1,18 @@
 """One device's MQTT connection to the front: CONNECT, then PUBLISH until it leaves.
 
-QoS 1 publishes are taken concurrently (at most ``receive_maximum`` in flight) and PUBACKed in
-the order they came, each only after Kafka acked it (``Ingest.publish``); the specification
-asks for that order. When Kafka does not take a reading, an MQTT 5 client gets PUBACK 0x80 and
-an MQTT 3.1.1 client, which has no negative PUBACK, is disconnected without one, so it sends
-the message again when it reconnects. QoS 2 is refused. Subscriptions are refused per filter:
-devices publish here, they read elsewhere. A client that stays silent past 1.5 keep-alive
-periods, or whose device is disabled, rotated or deleted, is disconnected; a peer that has not
-sent a whole CONNECT within ``CONNECT_TIMEOUT_S`` is closed. A CONNECT of an MQTT level the
-front does not serve gets CONNACK 0x01 (3.1.1's form) before the close; any other malformed
-packet closes the connection (MQTT 5: after a DISCONNECT naming the reason).
+The read loop takes each PUBLISH as it comes (``Ingest.take``: decoded, checked and placed in
+an envelope at once, no task a message) and queues what Kafka must ack before the PUBACK; one
+acker per connection writes the PUBACKs in the order the publishes came, each only after Kafka
+acked its reading (the specification asks for that order), those ready together in one write.
+At most ``receive_maximum`` QoS 1 publishes wait for their PUBACK: the next one waits for
+room, and reading stops meanwhile. When Kafka does not take a reading, an MQTT 5 client gets
+PUBACK 0x80 and an MQTT 3.1.1 client, which has no negative PUBACK, is disconnected without
+one, so it sends the message again when it reconnects. QoS 2 is refused. Subscriptions are
+refused per filter: devices publish here, they read elsewhere. A client that stays silent past
+1.5 keep-alive periods, or whose device is disabled, rotated or deleted, is disconnected; a peer
+that has not sent a whole CONNECT within ``CONNECT_TIMEOUT_S`` is closed. A CONNECT of an MQTT
+level the front does not serve gets CONNACK 0x01 (3.1.1's form) before the close; any other
+malformed packet closes the connection (MQTT 5: after a DISCONNECT naming the reason).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from connectors.mqtt.front import packets
-from connectors.mqtt.front.ingest import UNSPECIFIED, Admitted, Ingest, KafkaTrouble
+from connectors.mqtt.front.ingest import SUCCESS, UNSPECIFIED, Admitted, Ingest, not_taken
 from connectors.mqtt.front.metrics import FrontMetrics
 from connectors.mqtt.front.packets import PacketType, ProtocolError
 
@@ -35,6 +40,12 @@ hold a megabyte per connection (a device's CONNECT is well under a kilobyte)."""
 QOS_NOT_SUPPORTED = 0x9B
 SESSION_TAKEN_OVER = 0x8E
 KEEP_ALIVE_TIMEOUT = 0x8D
+READ_BYTES = 64 * 1024
+"""What one read asks of the socket: every whole packet it brings is handled before the next."""
+
+Pending = tuple[int, int, asyncio.Future[None] | None, float]
+"""A QoS 1 publish waiting for its PUBACK: packet id, reason once taken, what Kafka must ack
+first (None: nothing), when it was read (``time.perf_counter``)."""
 
 
 class Connection:
@@ -54,13 +65,22 @@ class Connection:
         self.max_packet_bytes = max_packet_bytes
         self.protocol = packets.MQTT_311
         self.admitted: Admitted | None = None
-        self._acks: asyncio.Queue[tuple[int, asyncio.Future[int]] | None] = asyncio.Queue(
-            receive_maximum
-        )
+        self.receive_maximum = receive_maximum
+        self._pending: deque[Pending] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        """Set when the acker waits for a publish to be queued (or for the end)."""
+        self._room: asyncio.Future[None] | None = None
+        """Set when the read loop waits for PUBACKs to be written (receive maximum reached)."""
+        self._drained: asyncio.Future[None] | None = None
+        """Set when ``leave`` waits for every PUBACK to be written."""
+        self._ended = False
+        """No more publishes will be queued: the acker returns once the queue is empty."""
         self._closing = False
         self._read_since: float | None = None
         """When the read of the next packet began (None while a packet is handled)."""
         self._watchdog: asyncio.TimerHandle | None = None
+        self._topic_raw: bytes | None = None
+        self._topic = ""
 
     async def serve(self, sessions: dict[str, Connection]) -> None:
         """Until the client leaves, breaks the protocol, or is disconnected."""
@@ -74,10 +94,6 @@ class Connection:
             log.info("mqtt %s: %s", self._who(), exc)
             self.metrics.refused(f"protocol:{exc.reason:#x}")
             self._disconnect(exc.reason)
-        except KafkaTrouble as exc:
-            log.warning(
-                "mqtt %s: Kafka did not take a reading (%s); disconnecting", self._who(), exc
-            )
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
         finally:
@@ -87,8 +103,10 @@ class Connection:
         """Stop taking publishes, PUBACK those in flight as Kafka takes them (at most
         ``within_s``), then disconnect: the server is stopping."""
         self._closing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._acks.join(), within_s)
+        if self._pending:
+            self._drained = drained = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(drained, within_s)
         self.kick(reason)
 
     def kick(self, reason: int) -> None:
@@ -139,7 +157,7 @@ class Connection:
         if self.protocol != packets.MQTT_5 or self.admitted is None:
             return b""
         props = (
-            packets.property_bytes(0x21, self._acks.maxsize, 2)  # receive maximum
+            packets.property_bytes(0x21, self.receive_maximum, 2)  # receive maximum
             + packets.property_bytes(0x24, 1, 1)  # maximum QoS 1
             + packets.property_bytes(0x25, 0, 1)  # no retained messages
             + packets.property_bytes(0x28, 0, 1)  # no wildcard subscriptions
@@ -158,12 +176,7 @@ class Connection:
                 if limit:
                     self._watchdog = loop.call_later(limit, self._watch_idle, idle, limit)
                 try:
-                    while not self._closing:
-                        self._read_since = loop.time()
-                        kind, flags, body = await self._read()
-                        self._read_since = None
-                        if not await self._handle(kind, flags, body):
-                            return
+                    await self._read_loop(loop)
                 finally:
                     if self._watchdog is not None:
                         self._watchdog.cancel()
@@ -171,6 +184,73 @@ class Connection:
             if not idle.expired():
                 raise
             self._disconnect(KEEP_ALIVE_TIMEOUT)
+
+    async def _read_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read what the socket has, handle every whole packet in it, read again; until the
+        client leaves or the connection closes."""
+        buffer = b""
+        since = loop.time()  # when the wait for the next packet began
+        read = self.reader.read
+        while not self._closing:
+            self._read_since = since
+            chunk = await read(READ_BYTES)
+            self._read_since = None
+            if not chunk:
+                return  # the client went away (mid-packet or not)
+            buffer = buffer + chunk if buffer else chunk
+            used = await self._handle_all(buffer, loop)
+            if used < 0:
+                return
+            if used:
+                since = loop.time()
+                buffer = buffer[used:]
+
+    async def _handle_all(self, buffer: bytes, loop: asyncio.AbstractEventLoop) -> int:
+        """Handle the whole packets at the start of ``buffer``: the bytes they took (-1: the
+        client left, or the connection is closing)."""
+        at, size = 0, len(buffer)
+        while size - at >= 2:
+            start, end = self._bounds(buffer, at)
+            if start < 0 or end > size:
+                break  # the rest of this packet is still on its way
+            kind, body = buffer[at] >> 4, buffer[start:end]
+            if kind == PacketType.PUBLISH:
+                if len(self._pending) >= self.receive_maximum:
+                    await self._wait_for_room(loop)
+                    if self._closing:
+                        return -1
+                self._publish(buffer[at] & 0x0F, body)
+            elif not self._handle(kind, body):
+                return -1
+            at = end
+            if self._closing:
+                return -1
+        return at
+
+    def _bounds(self, buffer: bytes, at: int) -> tuple[int, int]:
+        """Where the body of the packet at ``at`` starts and ends (start -1: its header is not
+        all in yet). Its flags and size are checked as soon as the header is in: a packet over
+        the maximum is refused before its body is waited for."""
+        first, byte = buffer[at], buffer[at + 1]
+        length, start = byte & 0x7F, at + 2
+        if byte & 0x80:  # a longer remaining length (up to 4 bytes)
+            if at + 2 < len(buffer) and not buffer[at + 2] & 0x80:  # two bytes, most often
+                length, start = length | buffer[at + 2] << 7, at + 3
+            else:
+                length, start = _long_length(buffer, at)
+                if start < 0:
+                    return -1, -1
+        if first >> 4 != PacketType.PUBLISH:
+            packets.check_flags(first >> 4, first & 0x0F)
+        if length > self.max_packet_bytes:
+            raise ProtocolError(f"packet of {length} bytes; at most {self.max_packet_bytes}", 0x95)
+        return start, start + length
+
+    async def _wait_for_room(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until the acker wrote a PUBACK (the receive maximum was reached)."""
+        while len(self._pending) >= self.receive_maximum and not self._closing:
+            self._room = loop.create_future()
+            await self._room
 
     def _watch_idle(self, idle: asyncio.Timeout, limit: float) -> None:
         """The keep-alive check: one timer a keep-alive period, not one a packet. A client
@@ -184,11 +264,9 @@ class Connection:
         next_check = (since if since is not None else loop.time()) + limit
         self._watchdog = loop.call_at(next_check, self._watch_idle, idle, limit)
 
-    async def _handle(self, kind: int, flags: int, body: bytes) -> bool:
-        """One packet; False when the client left."""
-        if kind == PacketType.PUBLISH:
-            await self._publish(packets.parse_publish(flags, body, self.protocol))
-        elif kind == PacketType.PINGREQ:
+    def _handle(self, kind: int, body: bytes) -> bool:
+        """One packet other than PUBLISH; False when the client left."""
+        if kind == PacketType.PINGREQ:
             self.writer.write(packets.PINGRESP)
         elif kind == PacketType.SUBSCRIBE:
             sub = packets.parse_subscribe(body, self.protocol)
@@ -202,61 +280,109 @@ class Connection:
             raise ProtocolError(f"packet type {kind} is not served here", reason=0x82)
         return True
 
-    async def _publish(self, publish: packets.Publish) -> None:
+    def _publish(self, flags: int, body: bytes) -> None:
+        """Take one PUBLISH now; a QoS 1 one joins the PUBACK queue."""
         admitted = self.admitted
         assert admitted is not None  # noqa: S101 - _packets runs only after the handshake
-        if publish.qos == 2:
+        started = time.perf_counter()
+        topic_raw, payload, qos, packet_id, alias = packets.publish_parts(
+            flags, body, self.protocol
+        )
+        if qos == 2:
             raise ProtocolError("QoS 2 is not served (QoS 0 and 1 are)", QOS_NOT_SUPPORTED)
-        if publish.topic_alias is not None:
+        if alias is not None:
             raise ProtocolError("topic aliases are not served", reason=0x94)
+        if topic_raw != self._topic_raw:  # a device publishes on one topic: checked once
+            self._topic, self._topic_raw = packets.text(topic_raw), topic_raw
         if not self.ingest.still_allowed(admitted.device):
             raise ProtocolError("the device is disabled, rotated or deleted", reason=0x87)
-        started = time.perf_counter()
-        taking = asyncio.ensure_future(
-            self.ingest.publish(admitted.device, publish.topic, publish.payload, self.clock())
-        )
-        if publish.packet_id is None:  # QoS 0: nothing to answer
-            taking.add_done_callback(self._qos0_done)
+        reason, sending = self.ingest.take(admitted.device, self._topic, payload, self.clock())
+        if packet_id is None:  # QoS 0: nothing to answer
+            if sending is None:
+                self.metrics.outcome(reason)
+            else:
+                sending.add_done_callback(partial(self.metrics.sent, reason=reason))
             return
-        taking.add_done_callback(lambda done: self.metrics.taken(done, started))
-        await self._acks.put((publish.packet_id, taking))
-
-    def _qos0_done(self, done: asyncio.Future[int]) -> None:
-        self.metrics.taken(done, None)
+        self._pending.append((packet_id, reason, sending, started))
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set_result(None)
 
     async def _ack_in_order(self) -> None:
-        """PUBACK each publish, in order, once Kafka took it. The PUBACKs that are ready
-        together go out in one write (a send a PUBACK was a system call a message)."""
-        ready: list[bytes] = []
-        while True:
-            try:
-                entry = self._acks.get_nowait()
-            except asyncio.QueueEmpty:
-                self._write_acks(ready)
-                entry = await self._acks.get()
-            if entry is None:
-                self._write_acks(ready)
-                return
-            packet_id, taking = entry
-            if not taking.done():
-                self._write_acks(ready)  # what is ready goes out before waiting for more
-            try:
-                reason = await taking
-            except KafkaTrouble:
-                if self.protocol != packets.MQTT_5:  # no negative PUBACK: make it resend
-                    self._write_acks(ready)
-                    self.writer.close()
+        """PUBACK each QoS 1 publish, in order, once Kafka took it. The PUBACKs that are ready
+        together go out in one write (a send a PUBACK was a system call a message); publishes
+        that share an envelope are ready together."""
+        pending, loop = self._pending, asyncio.get_running_loop()
+        while self._ack_ready():
+            if not pending:
+                if self._ended:
                     return
-                reason = UNSPECIFIED
-            ready.append(packets.puback(self.protocol, packet_id, reason))
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            head = pending[0][2]
+            assert head is not None  # noqa: S101 - only an unsent future stops _ack_ready
+            await asyncio.wait((head,))  # never cancels the envelope others wait for
 
-    def _write_acks(self, ready: list[bytes]) -> None:
-        """Write the PUBACKs of ``ready`` and mark them done (``leave`` waits for that)."""
+    def _ack_ready(self) -> bool:
+        """PUBACK the publishes at the head of the queue that Kafka has answered, in one write;
+        False when a refusal of Kafka's ended the connection (MQTT 3.1.1)."""
+        pending, metrics = self._pending, self.metrics
+        ready, taken = bytearray(), list[float]()
+        while pending:
+            packet_id, reason, sending, started = pending[0]
+            if sending is not None:
+                if not sending.done():
+                    break
+                error = None if sending.cancelled() else sending.exception()
+                if sending.cancelled() or error is not None:
+                    metrics.not_taken("cancelled" if error is None else not_taken(error))
+                    if self.protocol != packets.MQTT_5:  # no negative PUBACK: make it resend
+                        self._give_up(error, ready, taken)
+                        return False
+                    reason = UNSPECIFIED
+            if reason == SUCCESS:
+                taken.append(started)
+                ready += _PUBACK_HEAD + packet_id.to_bytes(2, "big")
+            else:
+                if reason != UNSPECIFIED:
+                    metrics.outcome(reason)
+                ready += packets.puback(self.protocol, packet_id, reason)
+            pending.popleft()
+        self._write_acks(ready, taken)
+        return True
+
+    def _give_up(self, error: BaseException | None, ready: bytearray, taken: list[float]) -> None:
+        """Kafka did not take a reading of an MQTT 3.1.1 client: PUBACK what came before it,
+        then disconnect without a PUBACK, so the client sends the message again."""
+        log.warning("mqtt %s: Kafka did not take a reading (%s); disconnecting", self._who(), error)
+        self._closing = True
+        self._write_acks(ready, taken)
+        self.writer.close()
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        """The read loop may go on (there is room, or the connection is closing)."""
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set_result(None)
+
+    def _write_acks(self, ready: bytearray, taken: list[float]) -> None:
+        """Write the PUBACKs of ``ready``, count them, and wake who waits for room."""
         if ready:
-            self.writer.write(b"".join(ready))
-            for _ in ready:
-                self._acks.task_done()
+            self.writer.write(bytes(ready))
             ready.clear()
+        if taken:
+            self.metrics.accepted(taken, time.perf_counter())
+            taken.clear()
+        if len(self._pending) < self.receive_maximum:
+            self._wake_reader()
+        drained = self._drained
+        if drained is not None and not self._pending:
+            self._drained = None
+            drained.set_result(None)
 
     async def _read(self, limit: int | None = None) -> tuple[int, int, bytes]:
         """One packet: type, flags, body; ``limit`` bounds its size (the connection's own
@@ -286,15 +412,24 @@ class Connection:
     async def _close(
         self, acker: asyncio.Task[None] | None, sessions: dict[str, Connection]
     ) -> None:
+        self._ended = True
         if acker is not None:
-            # PUBACK what Kafka takes of what is in flight. The end mark waits for room when
-            # the queue is full (put_nowait would drop it, and the acker would wait out the
-            # whole timeout for a mark that never comes).
+            wake = self._wake
+            if wake is not None:  # the acker waits for a publish that will not come
+                self._wake = None
+                wake.set_result(None)
+            # PUBACK what Kafka takes of what is in flight (bounded)
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    await self._acks.put(None)
-                    await acker
+                await asyncio.wait_for(asyncio.shield(acker), CONNECT_TIMEOUT_S)
             acker.cancel()
+            with contextlib.suppress(BaseException):
+                await acker
+        for _, reason, sending, _ in self._pending:  # never PUBACKed: still counted
+            if sending is None:
+                self.metrics.outcome(reason)
+            else:
+                sending.add_done_callback(partial(self.metrics.sent, reason=reason))
+        self._pending.clear()
         if self.admitted is not None:
             if sessions.get(self.admitted.client_id) is self:
                 del sessions[self.admitted.client_id]
@@ -305,6 +440,25 @@ class Connection:
 
     def _who(self) -> str:
         return self.admitted.client_id if self.admitted else "(not connected)"
+
+
+_PUBACK_HEAD = bytes([PacketType.PUBACK << 4, 2])
+"""A success PUBACK is these two bytes and the packet id (both MQTT 3.1.1 and 5)."""
+
+
+def _long_length(buffer: bytes, at: int) -> tuple[int, int]:
+    """The remaining length of the packet at ``at`` whose length takes more than a byte, and
+    where its body starts (-1: the header is not all in the buffer yet)."""
+    length, shift = 0, 0
+    for index in range(at + 1, at + 5):
+        if index >= len(buffer):
+            return 0, -1
+        byte = buffer[index]
+        length += (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return length, index + 1
+        shift += 7
+    raise ProtocolError("remaining length longer than 4 bytes")
 
 
 def _peer_host(writer: asyncio.StreamWriter) -> str | None:

@@ -18,15 +18,18 @@ registered device there.
 
 Readings take the HTTP edge's path: the same decoder, event ids and envelope batcher, so a QoS 1
 PUBACK is sent only after Kafka acked the reading with ``acks=all``. A payload that fails is a
-dead letter (acked by Kafka before the PUBACK that says so).
+dead letter (acked by Kafka before the PUBACK that says so). :meth:`Ingest.take` does a
+publish's work at once and hands back what to wait for (the envelope's own future, shared by
+the readings it holds): a connection takes its publishes in its read loop, without a task each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -64,7 +67,10 @@ class Registry(Protocol):
 
 
 class Batcher(Protocol):
-    async def submit(self, items: Sequence[tuple[str, bytes]]) -> None: ...
+    """The envelope batcher (``EnvelopeBatcher``): ``add`` places the items at once; its
+    future is done when Kafka acked them (shared: never cancel it)."""
+
+    def add(self, items: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]: ...
 
 
 Produce = Callable[[str, Sequence[Record]], Awaitable[None]]
@@ -101,6 +107,29 @@ class Admitted:
     """As the client gave it, or assigned (the device id) when it gave none; the session key."""
 
 
+TOPICS_KEPT = 100_000
+"""Topics whose device :class:`RememberedTopics` keeps (then it starts again)."""
+
+
+class RememberedTopics(TopicMatcher):
+    """A matcher's answers kept by topic: a device publishes on one topic over and over, and
+    each publish asked the matcher twice (who may publish there, whose readings it holds)."""
+
+    def __init__(self, matcher: TopicMatcher) -> None:
+        self._matcher = matcher
+        self._known: dict[str, str | None] = {}
+
+    def device_id(self, topic: str) -> str | None:
+        try:
+            return self._known[topic]
+        except KeyError:
+            pass
+        if len(self._known) >= TOPICS_KEPT:  # a bound, not an LRU: topics are one per device
+            self._known.clear()
+        found = self._known[topic] = self._matcher.device_id(topic)
+        return found
+
+
 class KafkaTrouble(Exception):
     """Kafka did not take the reading: no PUBACK may say it did."""
 
@@ -116,6 +145,10 @@ class Ingest:
     max_bytes: int
     limits: GenericLimits
     anonymous: Anonymous | None = None
+    _topics: TopicMatcher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._topics = RememberedTopics(self.matcher)
 
     def admit(
         self, connect: Connect, peer: str | None = None, certified: str | None = None
@@ -175,29 +208,44 @@ class Ingest:
     ) -> int:
         """Take one PUBLISH; its MQTT 5 reason once Kafka acked what it became. Raises
         KafkaTrouble when Kafka did not take it."""
-        if device is None:
-            return await self._anonymous(topic, payload, now)
-        if self.matcher.device_id(topic) != device.device_id:
-            return NOT_AUTHORIZED
-        return await self._take(device, topic, payload, now)
+        reason, sending = self.take(device, topic, payload, now)
+        if sending is not None:
+            await self._kafka(asyncio.shield(sending))
+        return reason
 
-    async def _anonymous(self, topic: str, payload: bytes, now: datetime) -> int:
+    def take(
+        self, device: Device | None, topic: str, payload: bytes, now: datetime
+    ) -> tuple[int, asyncio.Future[None] | None]:
+        """Take one PUBLISH now: its MQTT 5 reason, and what Kafka must ack before that reason
+        may be told (None: nothing was sent). A failed future means Kafka did not take it
+        (:func:`not_taken` says how to count it)."""
+        if device is None:
+            return self._anonymous(topic, payload, now)
+        if self._topics.device_id(topic) != device.device_id:
+            return NOT_AUTHORIZED, None
+        return self._take(device, topic, payload, now)
+
+    def _anonymous(
+        self, topic: str, payload: bytes, now: datetime
+    ) -> tuple[int, asyncio.Future[None] | None]:
         """Seed 002's topic only, for a registered, enabled device, within its rate limit."""
         anonymous = self.anonymous
         device_id = anonymous.topics.device_id(topic) if anonymous is not None else None
         device = self.registry.get(device_id) if device_id else None
         if anonymous is None or device is None or not device.is_enabled:
-            return NOT_AUTHORIZED
+            return NOT_AUTHORIZED, None
         if anonymous.limiter.acquire(device.device_id, device.profile) is not None:
-            return QUOTA_EXCEEDED
-        return await self._take(device, topic, payload, now)
+            return QUOTA_EXCEEDED, None
+        return self._take(device, topic, payload, now)
 
-    async def _take(self, device: Device, topic: str, payload: bytes, now: datetime) -> int:
+    def _take(
+        self, device: Device, topic: str, payload: bytes, now: datetime
+    ) -> tuple[int, asyncio.Future[None]]:
         try:
             decoded = decode_message(
                 topic,
                 payload,
-                matcher=self.matcher,
+                matcher=self._topics,
                 received_at=now,
                 max_items=self.max_items,
                 max_bytes=self.max_bytes,
@@ -205,13 +253,20 @@ class Ingest:
             )
         except Exception as exc:  # noqa: BLE001 - a ValidationFailure, or a value nobody foresaw
             letter = dead_letter_record(topic, payload, exc, now, device.device_id)
-            await self._kafka(self.produce(self.deadletter_topic, [letter]))
-            return PAYLOAD_INVALID
-        await self._kafka(self.batcher.submit(decoded.items))
-        return SUCCESS
+            return PAYLOAD_INVALID, asyncio.ensure_future(
+                self.produce(self.deadletter_topic, [letter])
+            )
+        return SUCCESS, self.batcher.add(decoded.items)
 
     async def _kafka(self, sending: Awaitable[None]) -> None:
         try:
             await sending
         except (KafkaUnavailable, ProducerBackpressure) as exc:
             raise KafkaTrouble(str(exc)) from exc
+
+
+def not_taken(error: BaseException) -> str:
+    """The outcome a publish is counted under when Kafka's future failed with ``error``."""
+    if isinstance(error, KafkaTrouble | KafkaUnavailable | ProducerBackpressure):
+        return "kafka-unavailable"
+    return "error"

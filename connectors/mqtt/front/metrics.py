@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from connectors.mqtt.front.ingest import SUCCESS, KafkaTrouble
+from connectors.mqtt.front.ingest import SUCCESS, KafkaTrouble, not_taken
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -42,20 +42,42 @@ class FrontMetrics:
         self.refusals.labels(reason).inc()
 
     def taken(self, done: asyncio.Future[int], started: float | None) -> None:
-        if not done.cancelled() and done.exception() is None and done.result() == SUCCESS:
-            self._accepted.inc()
-            if started is not None:
-                self.puback_seconds.observe(time.perf_counter() - started)
-            return
+        """A publish whose outcome ``done`` holds (its reason, or why Kafka did not take it)."""
         if done.cancelled():
-            outcome = "cancelled"
-        elif isinstance(done.exception(), KafkaTrouble):
-            outcome = "kafka-unavailable"
-        elif done.exception() is not None:
-            outcome = "error"
+            self.not_taken("cancelled")
+        elif (error := done.exception()) is not None:
+            self.not_taken("kafka-unavailable" if isinstance(error, KafkaTrouble) else "error")
+        elif done.result() == SUCCESS and started is not None:
+            self.accepted([started], time.perf_counter())
         else:
-            outcome = f"refused:{done.result():#x}"
+            self.outcome(done.result())
+
+    def accepted(self, started: Sequence[float], now: float) -> None:
+        """Publishes Kafka took, PUBACKed at ``now`` (``time.perf_counter``), each read at
+        its ``started``."""
+        self._accepted.inc(len(started))
+        observe = self.puback_seconds.observe
+        for at in started:
+            observe(now - at)
+
+    def outcome(self, reason: int) -> None:
+        """A publish answered with ``reason`` without a Kafka failure (QoS 0 counted here)."""
+        if reason == SUCCESS:
+            self._accepted.inc()
+        else:
+            self.publishes.labels(f"refused:{reason:#x}").inc()
+
+    def not_taken(self, outcome: str) -> None:
         self.publishes.labels(outcome).inc()
+
+    def sent(self, done: asyncio.Future[None], reason: int) -> None:
+        """A publish that is not PUBACKed (QoS 0, or left in flight) once Kafka answered."""
+        if done.cancelled():
+            self.not_taken("cancelled")
+        elif (error := done.exception()) is not None:
+            self.not_taken(not_taken(error))
+        else:
+            self.outcome(reason)
 
     def snapshot(self) -> dict[str, Any]:
         """Totals since this front started, and the PUBACK latency's p50 and p99 (the upper

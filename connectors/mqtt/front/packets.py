@@ -130,14 +130,7 @@ class Reader:
         return self.take(self.two())
 
     def text(self) -> str:
-        raw = self.binary()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError("a string is not UTF-8") from exc
-        if "\x00" in text:
-            raise ProtocolError("a string holds U+0000")
-        return text
+        return text(self.binary())
 
     def rest(self) -> bytes:
         chunk = self.data[self.at :]
@@ -234,25 +227,65 @@ class Publish:
 
 
 def parse_publish(flags: int, body: bytes, protocol: int) -> Publish:
-    qos = (flags >> 1) & 0x03
-    if qos == 3:
-        raise ProtocolError("QoS 3 does not exist")
-    reader = Reader(body)
-    topic = reader.text()
-    packet_id = reader.two() if qos else None
-    if packet_id == 0:
-        raise ProtocolError("packet identifier 0")
-    props = reader.properties() if protocol == MQTT_5 else {}
-    alias = props.get(TOPIC_ALIAS)
+    topic, payload, qos, packet_id, alias = publish_parts(flags, body, protocol)
     return Publish(
-        topic=topic,
-        payload=reader.rest(),
+        topic=text(topic),
+        payload=payload,
         qos=qos,
         packet_id=packet_id,
         dup=bool(flags & 0x08),
         retain=bool(flags & 0x01),
-        topic_alias=alias if isinstance(alias, int) else None,
+        topic_alias=alias,
     )
+
+
+PublishParts = tuple[bytes, bytes, int, int | None, int | None]
+"""A PUBLISH's topic (its UTF-8 bytes, not yet checked: :func:`text`), payload, QoS, packet
+identifier (None at QoS 0) and topic alias."""
+
+
+def publish_parts(flags: int, body: bytes, protocol: int) -> PublishParts:
+    """A PUBLISH's fields without a :class:`Reader` or a dataclass (one call a message): an MQTT
+    5 PUBLISH without properties, what devices send, is read by slicing; one with properties
+    the :class:`Reader` reads."""
+    qos = (flags >> 1) & 0x03
+    if qos == 3:
+        raise ProtocolError("QoS 3 does not exist")
+    size = len(body)
+    at = 2 + (body[0] << 8 | body[1]) if size >= 2 else size + 1
+    if at > size:
+        raise ProtocolError("packet ends early")
+    topic = body[2:at]
+    packet_id = None
+    if qos:
+        if at + 2 > size:
+            raise ProtocolError("packet ends early")
+        packet_id = body[at] << 8 | body[at + 1]
+        if packet_id == 0:
+            raise ProtocolError("packet identifier 0")
+        at += 2
+    alias = None
+    if protocol == MQTT_5:
+        if at < size and body[at] == 0:  # no properties
+            at += 1
+        else:
+            reader = Reader(body)
+            reader.at = at
+            found = reader.properties().get(TOPIC_ALIAS)
+            alias = found if isinstance(found, int) else None
+            at = reader.at
+    return topic, body[at:], qos, packet_id, alias
+
+
+def text(raw: bytes) -> str:
+    """An MQTT UTF-8 string's text: UTF-8 without U+0000 [MQTT-1.5.4-1, MQTT-1.5.4-2]."""
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("a string is not UTF-8") from exc
+    if "\x00" in decoded:
+        raise ProtocolError("a string holds U+0000")
+    return decoded
 
 
 @dataclass(frozen=True)

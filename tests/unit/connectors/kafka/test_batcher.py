@@ -113,3 +113,29 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_envelope_of_the_other
     await staying
     ((record,),) = producer.calls
     assert len(event_ids(record)) == 2
+
+
+async def test_added_readings_share_their_envelope_s_future_until_the_broker_acks_it() -> None:
+    """``add`` (the MQTT front, no task a message) places the readings at once: those of one
+    partition wait on one future, done only once the broker acked their envelope."""
+    producer = GatedProducer()
+    batcher = EnvelopeBatcher(producer, "raw", 4, BatcherLimits(linger_s=0.001))
+    first, second = batcher.add([item("dev-a", 0)]), batcher.add([item("dev-a", 1)])
+    assert first is second
+    await producer.called.wait()
+    assert not first.done(), "done before the broker acked"
+    producer.gate.set()
+    await asyncio.wait((first,))
+    assert first.result() is None
+    ((record,),) = producer.calls
+    assert len(event_ids(record)) == 2
+
+
+async def test_an_add_spanning_envelopes_is_done_when_all_of_them_are_acked() -> None:
+    producer = GatedProducer()
+    producer.gate.set()
+    batcher = EnvelopeBatcher(producer, "raw", 4, BatcherLimits(linger_s=0.001, max_items=1))
+    both = batcher.add([item("dev-a", 0), item("dev-a", 1)])  # two envelopes of one item
+    await asyncio.wait((both,))
+    assert both.result() is None
+    assert sum(len(call) for call in producer.calls) == 2

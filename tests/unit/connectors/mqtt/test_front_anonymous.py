@@ -41,8 +41,11 @@ class _Batcher:
     def __init__(self) -> None:
         self.items: list[tuple[str, bytes]] = []
 
-    async def submit(self, items: Sequence[tuple[str, bytes]]) -> None:
+    def add(self, items: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
         self.items += items
+        taken = asyncio.get_running_loop().create_future()
+        taken.set_result(None)
+        return taken
 
 
 def _ingest(*, burst: int = 10, profile_on: bool = True) -> tuple[Ingest, _Batcher]:

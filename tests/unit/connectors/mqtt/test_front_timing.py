@@ -30,20 +30,29 @@ class _HeldBatcher:
     """Kafka that takes nothing until released."""
 
     def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.waiting = 0
-        self._arrived = asyncio.Condition()
+        self.held: list[asyncio.Future[None]] = []
+        self.released = False
+        self._added = asyncio.Event()
 
-    async def submit(self, items: Sequence[tuple[str, bytes]]) -> None:
-        async with self._arrived:
-            self.waiting += 1
-            self._arrived.notify_all()
-        await self.release.wait()
+    def add(self, items: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
+        taken = asyncio.get_running_loop().create_future()
+        if self.released:
+            taken.set_result(None)
+        self.held.append(taken)
+        self._added.set()
+        return taken
+
+    def release(self) -> None:
+        self.released = True
+        for taken in self.held:
+            if not taken.done():
+                taken.set_result(None)
 
     async def holding(self, count: int) -> None:
-        """Until ``count`` submissions wait here."""
-        async with self._arrived:
-            await self._arrived.wait_for(lambda: self.waiting >= count)
+        """Until ``count`` publishes were handed to Kafka."""
+        while len(self.held) < count:
+            self._added.clear()
+            await self._added.wait()
 
 
 class _Writes(_Writer):
@@ -100,13 +109,12 @@ async def test_a_client_that_pings_within_its_keep_alive_stays_past_it() -> None
 
 async def test_waiting_for_kafka_to_make_room_is_not_silence() -> None:
     reader, writer, batcher = asyncio.StreamReader(), _Writes(), _HeldBatcher()
-    # Four PUBACKs may wait (receive maximum 4) beside the one the acker holds: the sixth
-    # publish waits for room.
+    # Four PUBACKs may wait (receive maximum 4): the fifth publish waits for room.
     reader.feed_data(_connect(keepalive_s=1) + b"".join(_publish(n) for n in range(1, 7)))
     serving = asyncio.ensure_future(_connection(reader, writer, batcher).serve({}))
     await asyncio.sleep(2.0)  # waiting for room longer than the 1.5 s of silence allowed
     assert not serving.done() and not writer.closed
-    batcher.release.set()
+    batcher.release()
     await asyncio.wait_for(serving, 5)  # then silence: the keep-alive ends it
     sent = bytes(writer.sent)
     assert [sent.count(packets.puback(packets.MQTT_5, n, 0)) for n in range(1, 7)] == [1] * 6
@@ -117,9 +125,9 @@ async def test_a_connection_closing_with_a_full_queue_pubacks_what_kafka_takes_a
     reader, writer, batcher = asyncio.StreamReader(), _Writes(), _HeldBatcher()
     reader.feed_data(_connect() + b"".join(_publish(n) for n in range(1, 6)))
     serving = asyncio.ensure_future(_connection(reader, writer, batcher).serve({}))
-    await asyncio.wait_for(batcher.holding(5), 5)  # one with the acker, four in the queue
+    await asyncio.wait_for(batcher.holding(4), 5)  # the receive maximum; the fifth waits
     reader.feed_data(DISCONNECT)
-    batcher.release.set()
+    batcher.release()
     await asyncio.wait_for(serving, 2)  # not the 10 s allowed to in-flight PUBACKs
     sent = bytes(writer.sent)
     assert [sent.count(packets.puback(packets.MQTT_5, n, 0)) for n in range(1, 6)] == [1] * 5
@@ -130,7 +138,7 @@ async def test_pubacks_ready_together_go_out_in_one_write() -> None:
     reader.feed_data(_connect() + b"".join(_publish(n) for n in range(1, 5)))
     serving = asyncio.ensure_future(_connection(reader, writer, batcher).serve({}))
     await asyncio.wait_for(batcher.holding(4), 5)
-    batcher.release.set()
+    batcher.release()
     reader.feed_data(DISCONNECT)
     await asyncio.wait_for(serving, 5)
     acks = b"".join(packets.puback(packets.MQTT_5, n, 0) for n in range(1, 5))

@@ -30,7 +30,7 @@ from schemas.errors import ValidationFailure
 from schemas.events import dead_letter_for, encode_curated, encode_dead_letter
 from tests.pipeline_helpers import process_raw
 
-_STAGE = "readings_stage_quix"
+STAGE = "readings_stage_quix"
 
 
 class PostgresCopySink(BatchingSink):  # type: ignore[misc] # untyped in our venv
@@ -46,7 +46,7 @@ class PostgresCopySink(BatchingSink):  # type: ignore[misc] # untyped in our ven
         self._conn = psycopg.connect(self._dsn)
         with self._conn.cursor() as cur:
             cur.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} "
                 "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
         self._conn.commit()
@@ -60,11 +60,11 @@ class PostgresCopySink(BatchingSink):  # type: ignore[misc] # untyped in our ven
                 cur.execute("SELECT fleet_ensure_readings_partition(%s)", (day,))
                 self._days.add(day)
             columns = ", ".join(COLUMNS)
-            with cur.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
+            with cur.copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             cur.execute(
-                f"INSERT INTO readings ({columns}) SELECT {columns} FROM {_STAGE} "  # noqa: S608
+                f"INSERT INTO readings ({columns}) SELECT {columns} FROM {STAGE} "  # noqa: S608
                 "ON CONFLICT DO NOTHING"
             )
         self._conn.commit()

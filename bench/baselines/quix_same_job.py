@@ -39,6 +39,7 @@ from quixstreams.models.serializers import Serializer
 from quixstreams.sinks import BatchingSink, SinkBatch
 
 from agents.enrichment import Enricher
+from bench.baselines.quix_pipeline import STAGE, PostgresCopySink
 from bench.baselines.same_job import (
     Outputs,
     merge_devices,
@@ -53,7 +54,6 @@ _COLUMNS = "event_id, device_id, ts, received_at, source, sensor_types, sensors,
 _COPY = (
     f"COPY {{table}} ({_COLUMNS}) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
 )
-_STAGE = "readings_stage_quix"
 _UPSERT = """
 INSERT INTO readings_1m AS r
     (device_id, field, window_start, window_end, count, min, max, sum, mean)
@@ -69,25 +69,11 @@ _ALL_CHUNK = 500
 _json = msgspec.json.Encoder()
 
 
-class PostgresSink(BatchingSink):  # type: ignore[misc] # untyped in our venv
+class PostgresSink(PostgresCopySink):
     """Per checkpoint: the rows in one COPY (straight into ``readings``; through a staging
     table and ``ON CONFLICT DO NOTHING`` if one was already stored, as our sink), and the
-    rollups upserted (a higher count wins, as ours)."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__()
-        self._dsn = dsn
-        self._conn: Any = None
-        self.rows = 0
-
-    def setup(self) -> None:
-        self._conn = psycopg.connect(self._dsn)
-        with self._conn.cursor() as cur:
-            cur.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
-                "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-        self._conn.commit()
+    rollups upserted (a higher count wins, as ours). The connection and its staging table are
+    the per-message peer's (``quix_pipeline``)."""
 
     def write(self, batch: SinkBatch) -> None:
         outputs: list[Outputs] = [item.value for item in batch]
@@ -97,11 +83,11 @@ class PostgresSink(BatchingSink):  # type: ignore[misc] # untyped in our venv
             self._copy("readings", lines)
         except psycopg.errors.UniqueViolation:
             self._conn.rollback()
-            self._copy(_STAGE, lines)
+            self._copy(STAGE, lines)
             with self._conn.cursor() as cur:
                 columns = _COLUMNS
                 cur.execute(
-                    f"INSERT INTO readings ({columns}) SELECT {columns} FROM {_STAGE} "  # noqa: S608
+                    f"INSERT INTO readings ({columns}) SELECT {columns} FROM {STAGE} "  # noqa: S608
                     "ON CONFLICT DO NOTHING"
                 )
         if rollups:

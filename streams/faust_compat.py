@@ -11,6 +11,7 @@ the key (envelopes are partition-aligned, so any event of that partition will do
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,11 @@ from typing import Any
 
 import faust
 from faust import streams as _faust_streams
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types.tuples import ack_lock
+
+log = logging.getLogger(__name__)
 
 _current_event = _faust_streams._current_event
 
@@ -131,3 +136,96 @@ def store_locally(table: Any, event: Any, key: bytes, value: bytes | None) -> No
             table.data.pop(key, None)
         else:
             table.data[key] = value
+
+
+def log_offset_holes(app: faust.App) -> None:
+    """Warn when ``app``'s consumer counts records it never handed to an agent as handled.
+
+    When Faust sees a partition's next record at an offset past the one it read last plus
+    one, it adds the offsets in between to the acked ones (a "gap": meant for transaction
+    markers and compacted topics), so its next commit passes them. The project's topics have
+    neither (no transactions, no compaction of what agents read): a hole there is records
+    fetched and dropped without a seek back, and committing past them loses them. Faust's
+    behaviour is kept (a topic whose start retention deleted would otherwise never commit
+    again); the warning names the partition and offsets, so such a loss can be told from a
+    stalled consumer."""
+    if getattr(Consumer._add_gap, "holes_logged", False):
+        return
+    add_gap = Consumer._add_gap
+
+    async def add_gap_logged(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+        if self.app.topics.acks_enabled_for(tp.topic):
+            log.warning(
+                "offsets %d-%d of %s[%d] were never handed to an agent; Faust counts them as "
+                "handled (committed offset %s)",
+                offset_from,
+                offset_to - 1,
+                tp.topic,
+                tp.partition,
+                self._committed_offset.get(tp),
+            )
+        await add_gap(self, tp, offset_from, offset_to)
+
+    add_gap_logged.holes_logged = True  # type: ignore[attr-defined]
+    Consumer._add_gap = add_gap_logged  # type: ignore[method-assign]
+
+
+def log_rebalance_commits(app: faust.App) -> None:
+    """Log every offset ``app``'s consumer commits while a rebalance is under way.
+
+    Faust forgets a partition's committed offset when the partition is revoked, and commits
+    what its agents ack while it waits for them (``wait_empty``): from then until the new
+    assignment is read, its only guard against committing past a record nobody handled is
+    the order of the acks. These commits are few (one a second at most, while rebalancing),
+    and a record lost in a rebalance is found from them."""
+    if getattr(Consumer._commit_offsets, "rebalance_logged", False):
+        return
+    commit_offsets = Consumer._commit_offsets
+
+    async def commit_offsets_logged(self: Consumer, offsets: Any, *args: Any, **kw: Any) -> Any:
+        if self.app.rebalancing and offsets:
+            described = ", ".join(
+                f"{tp.topic}[{tp.partition}]={offset}" for tp, offset in sorted(offsets.items())
+            )
+            log.info("committing while rebalancing: %s", described)
+        return await commit_offsets(self, offsets, *args, **kw)
+
+    commit_offsets_logged.rebalance_logged = True  # type: ignore[attr-defined]
+    Consumer._commit_offsets = commit_offsets_logged  # type: ignore[method-assign]
+
+
+def refuse_stale_acks(app: faust.App) -> None:
+    """Let no ack of a record fetched before the latest rebalance move ``app``'s offsets.
+
+    Faust stamps each record with the consumer group generation it was fetched in. A record of
+    an older generation that reaches a stream after a rebalance ("stuck in the conductor",
+    Faust says) is skipped there, and acked, though no agent handled it: its offset would then
+    count towards the next commit, and the record would be lost to the worker that reads the
+    partition from there. Every record an agent took in the old generation was acked before
+    the rebalance went on (Faust waits for that, ``wait_empty``), so an ack of an older
+    generation is only ever such a skip. It is refused here: the record stops counting as in
+    flight, its offset is not committed, and it is read again from the committed offset."""
+    if getattr(Consumer.ack, "refuses_stale", False):
+        return
+    ack = Consumer.ack
+
+    def ack_current(self: Consumer, message: Any) -> bool:
+        generation = message.generation_id
+        if generation is None or generation == self.app.consumer_generation_id:
+            return ack(self, message)
+        with ack_lock:
+            message.acked = True
+            self._unacked_messages.discard(message)
+        log.warning(
+            "not committing %s[%d] offset %d: skipped by Faust after a rebalance (fetched in "
+            "generation %s, now %s); it is read again",
+            message.topic,
+            message.partition,
+            message.offset,
+            generation,
+            self.app.consumer_generation_id,
+        )
+        return False
+
+    ack_current.refuses_stale = True  # type: ignore[attr-defined]
+    Consumer.ack = ack_current  # type: ignore[method-assign]

@@ -134,3 +134,88 @@ async def test_an_app_reading_from_the_latest_offset_is_refused(tmp_path: Path) 
     app = faust.App("latest", datadir=str(tmp_path), consumer_auto_offset_reset="latest")
     with pytest.raises(ValueError, match="consumer_auto_offset_reset"):
         replay_uncommitted_after_rebalance(app)
+
+
+def _worker_app(tmp_path: Path) -> faust.App:
+    from schemas.settings import Settings
+    from streams.app import create_app
+
+    base = Settings()
+    worker = base.worker.model_copy(update={"datadir": tmp_path})
+    return create_app(base.model_copy(update={"worker": worker}))
+
+
+async def test_a_hole_in_an_agent_topic_is_counted_as_handled_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faust's "gap" (its next record past the last one read plus one) still counts the
+    offsets in between as handled, and the worker says which they were."""
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    cast(Any, app.topics)._acking_topics.add("raw")
+    try:
+        with caplog.at_level("WARNING", logger="streams.faust_compat"):
+            await consumer._add_gap(RAW_1, 8, 15)  # record 15 read right after record 7
+            await consumer._add_gap(STATUS_CHANGELOG, 3, 9)  # no agent reads it: no warning
+        assert sorted((i.begin, i.end) for i in consumer._gap[RAW_1]) == [(8, 16)]
+        assert [r.getMessage() for r in caplog.records] == [
+            "offsets 8-14 of raw[1] were never handed to an agent; Faust counts them as "
+            "handled (committed offset None)"
+        ]
+    finally:
+        cast(Any, app.consumer)._thread.thread_loop.close()
+
+
+async def test_commits_made_while_rebalancing_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    committed: list[dict[Any, int]] = []
+
+    async def commit(offsets: dict[Any, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    consumer._commit = commit
+    consumer.assignment = lambda: {RAW_0, RAW_1}
+    try:
+        with caplog.at_level("INFO", logger="streams.faust_compat"):
+            await consumer._commit_offsets({RAW_1: 40, RAW_0: 12})  # not rebalancing: quiet
+            app.rebalancing = True
+            await consumer._commit_offsets({RAW_1: 41, RAW_0: 13})
+        assert committed == [{RAW_1: 40, RAW_0: 12}, {RAW_1: 41, RAW_0: 13}]
+        assert [r.getMessage() for r in caplog.records] == [
+            "committing while rebalancing: raw[0]=13, raw[1]=41"
+        ]
+    finally:
+        consumer._thread.thread_loop.close()
+
+
+async def test_an_ack_of_a_record_fetched_before_the_last_rebalance_commits_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faust skips and acks a record of an older generation that reaches a stream after a
+    rebalance; no agent handled it, so its offset must not count towards a commit."""
+    from faust.types.tuples import Message
+
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    cast(Any, app.topics)._acking_topics.add("raw")
+    app.consumer_generation_id = 5
+    stale = Message("raw", 1, 40, 0.0, 0, None, None, b"{}", None, generation_id=4)
+    current = Message("raw", 1, 41, 0.0, 0, None, None, b"{}", None, generation_id=5)
+    for message in (stale, current):
+        consumer._unacked_messages.add(message)
+    try:
+        with caplog.at_level("WARNING", logger="streams.faust_compat"):
+            assert consumer.ack(stale) is False
+            assert consumer.ack(current) is True
+        assert list(consumer._acked[RAW_1]) == [41]
+        assert stale.acked and not consumer._unacked_messages
+        assert [r.getMessage() for r in caplog.records] == [
+            "not committing raw[1] offset 40: skipped by Faust after a rebalance (fetched in "
+            "generation 4, now 5); it is read again"
+        ]
+    finally:
+        consumer._thread.thread_loop.close()

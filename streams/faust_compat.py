@@ -195,37 +195,43 @@ def log_rebalance_commits(app: faust.App) -> None:
 
 
 def refuse_stale_acks(app: faust.App) -> None:
-    """Let no ack of a record fetched before the latest rebalance move ``app``'s offsets.
+    """Let no ack of a record Faust skipped without handing it to an agent move ``app``'s
+    offsets.
 
-    Faust stamps each record with the consumer group generation it was fetched in. A record of
-    an older generation that reaches a stream after a rebalance ("stuck in the conductor",
-    Faust says) is skipped there, and acked, though no agent handled it: its offset would then
-    count towards the next commit, and the record would be lost to the worker that reads the
-    partition from there. Every record an agent took in the old generation was acked before
-    the rebalance went on (Faust waits for that, ``wait_empty``), so an ack of an older
-    generation is only ever such a skip. It is refused here: the record stops counting as in
-    flight, its offset is not committed, and it is read again from the committed offset."""
+    Faust stamps each record with the consumer group generation it was fetched in. A stream
+    that gets a record of an older generation after a rebalance ("stuck in the conductor",
+    Faust says), or any record while the flow is stopped for a rebalance or a stop, skips it
+    and acks it, though no agent handled it: its offset would then count towards the next
+    commit, and the record would be lost to the worker that reads the partition from there.
+    Such acks are refused here (logged): the record stops counting as in flight, its offset is
+    not committed, and it is read again from the committed offset (the rebalance ends with a
+    seek there). Every record an agent took was tracked when the stream handed it out, and
+    Faust waits for those to be acked before a rebalance goes on (``wait_empty``), so an
+    agent's ack is never of an older generation, and never of an untracked record."""
     if getattr(Consumer.ack, "refuses_stale", False):
         return
     ack = Consumer.ack
 
-    def ack_current(self: Consumer, message: Any) -> bool:
+    def ack_handled(self: Consumer, message: Any) -> bool:
         generation = message.generation_id
-        if generation is None or generation == self.app.consumer_generation_id:
+        stale = generation is not None and generation != self.app.consumer_generation_id
+        skipped = not message.tracked and not self.app.flow_control.is_active()
+        if not (stale or skipped) or not self.app.topics.acks_enabled_for(message.topic):
             return ack(self, message)
         with ack_lock:
             message.acked = True
             self._unacked_messages.discard(message)
         log.warning(
-            "not committing %s[%d] offset %d: skipped by Faust after a rebalance (fetched in "
-            "generation %s, now %s); it is read again",
+            "not committing %s[%d] offset %d: skipped by Faust, never handed to an agent "
+            "(fetched in generation %s, now %s; flow %s); it is read again",
             message.topic,
             message.partition,
             message.offset,
             generation,
             self.app.consumer_generation_id,
+            "running" if self.app.flow_control.is_active() else "stopped",
         )
         return False
 
-    ack_current.refuses_stale = True  # type: ignore[attr-defined]
-    Consumer.ack = ack_current  # type: ignore[method-assign]
+    ack_handled.refuses_stale = True  # type: ignore[attr-defined]
+    Consumer.ack = ack_handled  # type: ignore[method-assign]

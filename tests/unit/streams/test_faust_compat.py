@@ -192,30 +192,45 @@ async def test_commits_made_while_rebalancing_are_logged(
         consumer._thread.thread_loop.close()
 
 
-async def test_an_ack_of_a_record_fetched_before_the_last_rebalance_commits_nothing(
+async def test_acks_of_records_faust_skipped_without_an_agent_commit_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Faust skips and acks a record of an older generation that reaches a stream after a
-    rebalance; no agent handled it, so its offset must not count towards a commit."""
+    rebalance, and any record a stream gets while the flow is stopped; no agent handled
+    those, so their offsets must not count towards a commit. A record a stream handed out
+    (tracked) is committed when acked, flow stopped or not."""
     from faust.types.tuples import Message
 
     app = _worker_app(tmp_path)
     consumer = cast(Any, app.consumer)
     cast(Any, app.topics)._acking_topics.add("raw")
     app.consumer_generation_id = 5
-    stale = Message("raw", 1, 40, 0.0, 0, None, None, b"{}", None, generation_id=4)
-    current = Message("raw", 1, 41, 0.0, 0, None, None, b"{}", None, generation_id=5)
-    for message in (stale, current):
-        consumer._unacked_messages.add(message)
+
+    def message(offset: int, generation: int, *, tracked: bool) -> Message:
+        made = Message("raw", 1, offset, 0.0, 0, None, None, b"{}", None, generation_id=generation)
+        made.tracked = tracked
+        consumer._unacked_messages.add(made)
+        return made
+
+    stale = message(40, 4, tracked=False)
+    handled = message(41, 5, tracked=True)
+    while_stopped = message(42, 5, tracked=False)
+    handled_while_stopped = message(43, 5, tracked=True)
     try:
+        app.flow_control.resume()
         with caplog.at_level("WARNING", logger="streams.faust_compat"):
             assert consumer.ack(stale) is False
-            assert consumer.ack(current) is True
-        assert list(consumer._acked[RAW_1]) == [41]
-        assert stale.acked and not consumer._unacked_messages
+            assert consumer.ack(handled) is True
+            app.flow_control.suspend()
+            assert consumer.ack(while_stopped) is False
+            assert consumer.ack(handled_while_stopped) is True
+        assert list(consumer._acked[RAW_1]) == [41, 43]
+        assert stale.acked and while_stopped.acked and not consumer._unacked_messages
         assert [r.getMessage() for r in caplog.records] == [
-            "not committing raw[1] offset 40: skipped by Faust after a rebalance (fetched in "
-            "generation 4, now 5); it is read again"
+            "not committing raw[1] offset 40: skipped by Faust, never handed to an agent "
+            "(fetched in generation 4, now 5; flow running); it is read again",
+            "not committing raw[1] offset 42: skipped by Faust, never handed to an agent "
+            "(fetched in generation 5, now 5; flow stopped); it is read again",
         ]
     finally:
         consumer._thread.thread_loop.close()

@@ -21,6 +21,7 @@ from streams.faust_compat import (
     log_offset_holes,
     log_rebalance_commits,
     refuse_stale_acks,
+    release_dropped_copies,
     replay_uncommitted_after_rebalance,
 )
 from streams.topology import DEADLETTER_MAX_BYTES
@@ -114,4 +115,5 @@ def create_app(settings: Settings) -> faust.App:
     log_offset_holes(app)
     log_rebalance_commits(app)
     refuse_stale_acks(app)
+    release_dropped_copies(app)
     return app

@@ -216,17 +216,19 @@ def refuse_stale_acks(app: faust.App) -> None:
         generation = message.generation_id
         stale = generation is not None and generation != self.app.consumer_generation_id
         skipped = not message.tracked and not self.app.flow_control.is_active()
-        if not (stale or skipped) or not self.app.topics.acks_enabled_for(message.topic):
+        dropped = getattr(message, "dropped", False)  # a copy of it dropped, never handled
+        if not (stale or skipped or dropped) or not self.app.topics.acks_enabled_for(message.topic):
             return ack(self, message)
         with ack_lock:
             message.acked = True
             self._unacked_messages.discard(message)
         log.warning(
-            "not committing %s[%d] offset %d: skipped by Faust, never handed to an agent "
+            "not committing %s[%d] offset %d: %s by Faust, never handed to an agent "
             "(fetched in generation %s, now %s; flow %s); it is read again",
             message.topic,
             message.partition,
             message.offset,
+            "dropped from a queue" if dropped else "skipped",
             generation,
             self.app.consumer_generation_id,
             "running" if self.app.flow_control.is_active() else "stopped",
@@ -235,3 +237,45 @@ def refuse_stale_acks(app: faust.App) -> None:
 
     ack_handled.refuses_stale = True  # type: ignore[attr-defined]
     Consumer.ack = ack_handled  # type: ignore[method-assign]
+
+
+def release_dropped_copies(app: faust.App) -> None:
+    """When Faust drops records from its agents' queues (``flow_control.clear``: a rebalance,
+    a stop), let the copies it dropped stop counting as in flight, and keep such records from
+    being committed.
+
+    Faust counts one reference per agent that reads a record's topic (``fleet.curated.v1``:
+    ``device-state`` and ``flows``) and commits the record once every reference is acked. A
+    copy dropped from a queue is never acked, so a record one agent had taken and the other
+    still had queued keeps a reference for good: Faust's ``wait_empty`` then waits for it as
+    long as anything still refers to it, and each agent keeps its last batch in hand while it
+    waits for the next, which never comes while the flow is stopped. The first worker of the
+    three-broker test waited so past the rebalance timeout (docs/scaling.md). Here each
+    dropped copy gives its reference back, and the record is marked: when the agents that
+    did take it have acked it, it no longer holds up ``wait_empty``, but its offset is not
+    committed (:func:`refuse_stale_acks`): the agent that never saw it reads it again after
+    the rebalance's seek, like everything dropped."""
+    flow_control = app.flow_control
+    if getattr(flow_control.clear, "releases_dropped", False):
+        return
+    clear = flow_control.clear
+
+    def clear_releasing() -> None:
+        consumer: Any = app.consumer
+        for queue in list(flow_control._queues):
+            for item in list(queue._queue):  # type: ignore[attr-defined]
+                message = getattr(item, "message", None)
+                if message is not None and hasattr(message, "refcount"):
+                    _release_dropped(consumer, message)
+        clear()
+
+    clear_releasing.releases_dropped = True  # type: ignore[attr-defined]
+    flow_control.clear = clear_releasing  # type: ignore[method-assign]
+
+
+def _release_dropped(consumer: Any, message: Any) -> None:
+    with ack_lock:
+        message.dropped = True
+        if not message.acked and message.decref() == 0:
+            message.acked = True  # every agent that took it has acked it: nothing to wait for
+            consumer._unacked_messages.discard(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, cast
 
@@ -232,5 +233,52 @@ async def test_acks_of_records_faust_skipped_without_an_agent_commit_nothing(
             "not committing raw[1] offset 42: skipped by Faust, never handed to an agent "
             "(fetched in generation 5, now 5; flow stopped); it is read again",
         ]
+    finally:
+        consumer._thread.thread_loop.close()
+
+
+class _Copy:
+    """What Faust queues for an agent: an event, here only its message."""
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+def _curated_record(consumer: Any, offset: int) -> Any:
+    """A record of a topic two agents read, handed to both (Faust's conductor increfs it once
+    per agent) and taken by the first one's stream (tracked)."""
+    from faust.types.tuples import ConsumerMessage
+
+    message = ConsumerMessage("curated", 3, offset, 0.0, 0, None, None, b"{}", None)
+    message.incref(2)
+    message.tracked = True
+    consumer._unacked_messages.add(message)
+    return message
+
+
+async def test_a_record_one_agent_took_and_the_other_lost_in_a_clear_does_not_hold_up_faust(
+    tmp_path: Path,
+) -> None:
+    """device-state took a curated record and acked it; flows still had its copy queued when
+    the rebalance cleared the queues. Faust's wait for in-flight records must end (the test
+    holds the record, as an agent holds its last batch), and the offset is not committed."""
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    cast(Any, app.topics)._acking_topics.add("curated")
+    flows_queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    acked_then_cleared = _curated_record(consumer, 54)
+    cleared_then_acked = _curated_record(consumer, 55)
+    try:
+        app.flow_control.resume()
+        assert acked_then_cleared.ack(consumer) is False  # device-state: one of two references
+        for message in (acked_then_cleared, cleared_then_acked):
+            flows_queue.put_nowait(_Copy(message))  # flows has not got to them yet
+        app.flow_control.suspend()
+        app.flow_control.clear()  # the rebalance drops flows' copies
+        assert flows_queue.empty()
+        assert cleared_then_acked.ack(consumer) is False  # device-state finishes it after
+        await asyncio.wait_for(consumer.wait_empty(), timeout=10)
+        assert not consumer._acked[TP("curated", 3)]  # neither offset is committed
+        assert acked_then_cleared.acked and cleared_then_acked.acked
     finally:
         consumer._thread.thread_loop.close()

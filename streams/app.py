@@ -18,6 +18,10 @@ from schemas.settings import KafkaSettings, Settings, WorkerSettings
 from streams.faust_compat import (
     buffer_changelog_writes,
     limit_fetch_wait,
+    log_offset_holes,
+    log_rebalance_commits,
+    refuse_stale_acks,
+    release_dropped_copies,
     replay_uncommitted_after_rebalance,
 )
 from streams.topology import DEADLETTER_MAX_BYTES
@@ -108,4 +112,8 @@ def create_app(settings: Settings) -> faust.App:
     buffer_changelog_writes(app, CHANGELOG_BUFFER_MAX)
     limit_fetch_wait(app, kafka.fetch_max_wait_ms)
     replay_uncommitted_after_rebalance(app)
+    log_offset_holes(app)
+    log_rebalance_commits(app)
+    refuse_stale_acks(app)
+    release_dropped_copies(app)
     return app

@@ -11,6 +11,7 @@ the key (envelopes are partition-aligned, so any event of that partition will do
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,11 @@ from typing import Any
 
 import faust
 from faust import streams as _faust_streams
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types.tuples import ack_lock
+
+log = logging.getLogger(__name__)
 
 _current_event = _faust_streams._current_event
 
@@ -138,3 +143,146 @@ def store_locally(table: Any, rows: Iterable[tuple[Any, bytes, bytes | None]]) -
                 data[key] = value
         finally:
             _current_event.reset(token)
+
+
+def log_offset_holes(app: faust.App) -> None:
+    """Warn when ``app``'s consumer counts records it never handed to an agent as handled.
+
+    When Faust sees a partition's next record at an offset past the one it read last plus
+    one, it adds the offsets in between to the acked ones (a "gap": meant for transaction
+    markers and compacted topics), so its next commit passes them. The project's topics have
+    neither (no transactions, no compaction of what agents read): a hole there is records
+    fetched and dropped without a seek back, and committing past them loses them. Faust's
+    behaviour is kept (a topic whose start retention deleted would otherwise never commit
+    again); the warning names the partition and offsets, so such a loss can be told from a
+    stalled consumer."""
+    if getattr(Consumer._add_gap, "holes_logged", False):
+        return
+    add_gap = Consumer._add_gap
+
+    async def add_gap_logged(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+        if self.app.topics.acks_enabled_for(tp.topic):
+            log.warning(
+                "offsets %d-%d of %s[%d] were never handed to an agent; Faust counts them as "
+                "handled (committed offset %s)",
+                offset_from,
+                offset_to - 1,
+                tp.topic,
+                tp.partition,
+                self._committed_offset.get(tp),
+            )
+        await add_gap(self, tp, offset_from, offset_to)
+
+    add_gap_logged.holes_logged = True  # type: ignore[attr-defined]
+    Consumer._add_gap = add_gap_logged  # type: ignore[method-assign]
+
+
+def log_rebalance_commits(app: faust.App) -> None:
+    """Log every offset ``app``'s consumer commits while a rebalance is under way.
+
+    Faust forgets a partition's committed offset when the partition is revoked, and commits
+    what its agents ack while it waits for them (``wait_empty``): from then until the new
+    assignment is read, its only guard against committing past a record nobody handled is
+    the order of the acks. These commits are few (one a second at most, while rebalancing),
+    and a record lost in a rebalance is found from them."""
+    if getattr(Consumer._commit_offsets, "rebalance_logged", False):
+        return
+    commit_offsets = Consumer._commit_offsets
+
+    async def commit_offsets_logged(self: Consumer, offsets: Any, *args: Any, **kw: Any) -> Any:
+        if self.app.rebalancing and offsets:
+            described = ", ".join(
+                f"{tp.topic}[{tp.partition}]={offset}" for tp, offset in sorted(offsets.items())
+            )
+            log.info("committing while rebalancing: %s", described)
+        return await commit_offsets(self, offsets, *args, **kw)
+
+    commit_offsets_logged.rebalance_logged = True  # type: ignore[attr-defined]
+    Consumer._commit_offsets = commit_offsets_logged  # type: ignore[method-assign]
+
+
+def refuse_stale_acks(app: faust.App) -> None:
+    """Let no ack of a record Faust skipped without handing it to an agent move ``app``'s
+    offsets.
+
+    Faust stamps each record with the consumer group generation it was fetched in. A stream
+    that gets a record of an older generation after a rebalance ("stuck in the conductor",
+    Faust says), or any record while the flow is stopped for a rebalance or a stop, skips it
+    and acks it, though no agent handled it: its offset would then count towards the next
+    commit, and the record would be lost to the worker that reads the partition from there.
+    Such acks are refused here (logged): the record stops counting as in flight, its offset is
+    not committed, and it is read again from the committed offset (the rebalance ends with a
+    seek there). Every record an agent took was tracked when the stream handed it out, and
+    Faust waits for those to be acked before a rebalance goes on (``wait_empty``), so an
+    agent's ack is never of an older generation, and never of an untracked record."""
+    if getattr(Consumer.ack, "refuses_stale", False):
+        return
+    ack = Consumer.ack
+
+    def ack_handled(self: Consumer, message: Any) -> bool:
+        generation = message.generation_id
+        stale = generation is not None and generation != self.app.consumer_generation_id
+        skipped = not message.tracked and not self.app.flow_control.is_active()
+        dropped = getattr(message, "dropped", False)  # a copy of it dropped, never handled
+        if not (stale or skipped or dropped) or not self.app.topics.acks_enabled_for(message.topic):
+            return ack(self, message)
+        with ack_lock:
+            message.acked = True
+            self._unacked_messages.discard(message)
+        log.warning(
+            "not committing %s[%d] offset %d: %s by Faust, never handed to an agent "
+            "(fetched in generation %s, now %s; flow %s); it is read again",
+            message.topic,
+            message.partition,
+            message.offset,
+            "dropped from a queue" if dropped else "skipped",
+            generation,
+            self.app.consumer_generation_id,
+            "running" if self.app.flow_control.is_active() else "stopped",
+        )
+        return False
+
+    ack_handled.refuses_stale = True  # type: ignore[attr-defined]
+    Consumer.ack = ack_handled  # type: ignore[method-assign]
+
+
+def release_dropped_copies(app: faust.App) -> None:
+    """When Faust drops records from its agents' queues (``flow_control.clear``: a rebalance,
+    a stop), let the copies it dropped stop counting as in flight, and keep such records from
+    being committed.
+
+    Faust counts one reference per agent that reads a record's topic (``fleet.curated.v1``:
+    ``device-state`` and ``flows``) and commits the record once every reference is acked. A
+    copy dropped from a queue is never acked, so a record one agent had taken and the other
+    still had queued keeps a reference for good: Faust's ``wait_empty`` then waits for it as
+    long as anything still refers to it, and each agent keeps its last batch in hand while it
+    waits for the next, which never comes while the flow is stopped. The first worker of the
+    three-broker test waited so past the rebalance timeout (docs/scaling.md). Here each
+    dropped copy gives its reference back, and the record is marked: when the agents that
+    did take it have acked it, it no longer holds up ``wait_empty``, but its offset is not
+    committed (:func:`refuse_stale_acks`): the agent that never saw it reads it again after
+    the rebalance's seek, like everything dropped."""
+    flow_control = app.flow_control
+    if getattr(flow_control.clear, "releases_dropped", False):
+        return
+    clear = flow_control.clear
+
+    def clear_releasing() -> None:
+        consumer: Any = app.consumer
+        for queue in list(flow_control._queues):
+            for item in list(queue._queue):  # type: ignore[attr-defined]
+                message = getattr(item, "message", None)
+                if message is not None and hasattr(message, "refcount"):
+                    _release_dropped(consumer, message)
+        clear()
+
+    clear_releasing.releases_dropped = True  # type: ignore[attr-defined]
+    flow_control.clear = clear_releasing  # type: ignore[method-assign]
+
+
+def _release_dropped(consumer: Any, message: Any) -> None:
+    with ack_lock:
+        message.dropped = True
+        if not message.acked and message.decref() == 0:
+            message.acked = True  # every agent that took it has acked it: nothing to wait for
+            consumer._unacked_messages.discard(message)

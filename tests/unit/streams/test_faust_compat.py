@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, cast
 
@@ -134,3 +135,150 @@ async def test_an_app_reading_from_the_latest_offset_is_refused(tmp_path: Path) 
     app = faust.App("latest", datadir=str(tmp_path), consumer_auto_offset_reset="latest")
     with pytest.raises(ValueError, match="consumer_auto_offset_reset"):
         replay_uncommitted_after_rebalance(app)
+
+
+def _worker_app(tmp_path: Path) -> faust.App:
+    from schemas.settings import Settings
+    from streams.app import create_app
+
+    base = Settings()
+    worker = base.worker.model_copy(update={"datadir": tmp_path})
+    return create_app(base.model_copy(update={"worker": worker}))
+
+
+async def test_a_hole_in_an_agent_topic_is_counted_as_handled_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faust's "gap" (its next record past the last one read plus one) still counts the
+    offsets in between as handled, and the worker says which they were."""
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    cast(Any, app.topics)._acking_topics.add("raw")
+    try:
+        with caplog.at_level("WARNING", logger="streams.faust_compat"):
+            await consumer._add_gap(RAW_1, 8, 15)  # record 15 read right after record 7
+            await consumer._add_gap(STATUS_CHANGELOG, 3, 9)  # no agent reads it: no warning
+        assert sorted((i.begin, i.end) for i in consumer._gap[RAW_1]) == [(8, 16)]
+        assert [r.getMessage() for r in caplog.records] == [
+            "offsets 8-14 of raw[1] were never handed to an agent; Faust counts them as "
+            "handled (committed offset None)"
+        ]
+    finally:
+        cast(Any, app.consumer)._thread.thread_loop.close()
+
+
+async def test_commits_made_while_rebalancing_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    committed: list[dict[Any, int]] = []
+
+    async def commit(offsets: dict[Any, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    consumer._commit = commit
+    consumer.assignment = lambda: {RAW_0, RAW_1}
+    try:
+        with caplog.at_level("INFO", logger="streams.faust_compat"):
+            await consumer._commit_offsets({RAW_1: 40, RAW_0: 12})  # not rebalancing: quiet
+            app.rebalancing = True
+            await consumer._commit_offsets({RAW_1: 41, RAW_0: 13})
+        assert committed == [{RAW_1: 40, RAW_0: 12}, {RAW_1: 41, RAW_0: 13}]
+        assert [r.getMessage() for r in caplog.records] == [
+            "committing while rebalancing: raw[0]=13, raw[1]=41"
+        ]
+    finally:
+        consumer._thread.thread_loop.close()
+
+
+async def test_acks_of_records_faust_skipped_without_an_agent_commit_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faust skips and acks a record of an older generation that reaches a stream after a
+    rebalance, and any record a stream gets while the flow is stopped; no agent handled
+    those, so their offsets must not count towards a commit. A record a stream handed out
+    (tracked) is committed when acked, flow stopped or not."""
+    from faust.types.tuples import Message
+
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    cast(Any, app.topics)._acking_topics.add("raw")
+    app.consumer_generation_id = 5
+
+    def message(offset: int, generation: int, *, tracked: bool) -> Message:
+        made = Message("raw", 1, offset, 0.0, 0, None, None, b"{}", None, generation_id=generation)
+        made.tracked = tracked
+        consumer._unacked_messages.add(made)
+        return made
+
+    stale = message(40, 4, tracked=False)
+    handled = message(41, 5, tracked=True)
+    while_stopped = message(42, 5, tracked=False)
+    handled_while_stopped = message(43, 5, tracked=True)
+    try:
+        app.flow_control.resume()
+        with caplog.at_level("WARNING", logger="streams.faust_compat"):
+            assert consumer.ack(stale) is False
+            assert consumer.ack(handled) is True
+            app.flow_control.suspend()
+            assert consumer.ack(while_stopped) is False
+            assert consumer.ack(handled_while_stopped) is True
+        assert list(consumer._acked[RAW_1]) == [41, 43]
+        assert stale.acked and while_stopped.acked and not consumer._unacked_messages
+        assert [r.getMessage() for r in caplog.records] == [
+            "not committing raw[1] offset 40: skipped by Faust, never handed to an agent "
+            "(fetched in generation 4, now 5; flow running); it is read again",
+            "not committing raw[1] offset 42: skipped by Faust, never handed to an agent "
+            "(fetched in generation 5, now 5; flow stopped); it is read again",
+        ]
+    finally:
+        consumer._thread.thread_loop.close()
+
+
+class _Copy:
+    """What Faust queues for an agent: an event, here only its message."""
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+def _curated_record(consumer: Any, offset: int) -> Any:
+    """A record of a topic two agents read, handed to both (Faust's conductor increfs it once
+    per agent) and taken by the first one's stream (tracked)."""
+    from faust.types.tuples import ConsumerMessage
+
+    message = ConsumerMessage("curated", 3, offset, 0.0, 0, None, None, b"{}", None)
+    message.incref(2)
+    message.tracked = True
+    consumer._unacked_messages.add(message)
+    return message
+
+
+async def test_a_record_one_agent_took_and_the_other_lost_in_a_clear_does_not_hold_up_faust(
+    tmp_path: Path,
+) -> None:
+    """device-state took a curated record and acked it; flows still had its copy queued when
+    the rebalance cleared the queues. Faust's wait for in-flight records must end (the test
+    holds the record, as an agent holds its last batch), and the offset is not committed."""
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    cast(Any, app.topics)._acking_topics.add("curated")
+    flows_queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    acked_then_cleared = _curated_record(consumer, 54)
+    cleared_then_acked = _curated_record(consumer, 55)
+    try:
+        app.flow_control.resume()
+        assert acked_then_cleared.ack(consumer) is False  # device-state: one of two references
+        for message in (acked_then_cleared, cleared_then_acked):
+            flows_queue.put_nowait(_Copy(message))  # flows has not got to them yet
+        app.flow_control.suspend()
+        app.flow_control.clear()  # the rebalance drops flows' copies
+        assert flows_queue.empty()
+        assert cleared_then_acked.ack(consumer) is False  # device-state finishes it after
+        await asyncio.wait_for(consumer.wait_empty(), timeout=10)
+        assert not consumer._acked[TP("curated", 3)]  # neither offset is committed
+        assert acked_then_cleared.acked and cleared_then_acked.acked
+    finally:
+        consumer._thread.thread_loop.close()

@@ -27,17 +27,27 @@ pub fn parse_envelope<'a>(
     prefix: &[u8],
 ) -> Option<Vec<(Value<'a>, (usize, usize))>> {
     let text = std::str::from_utf8(input).ok()?;
-    let mut reader = Reader { text, bytes: text.as_bytes(), at: prefix.len() };
-    if !input.starts_with(prefix) {
+    envelope(text, prefix, |reader| reader.value(1))
+}
+
+/// An envelope's items, each read by `item` (which sees the reader at the item), with its
+/// byte range; then the rest of the envelope, checked.
+fn envelope<'a, T>(
+    text: &'a str,
+    prefix: &[u8],
+    mut item: impl FnMut(&mut Reader<'a>) -> Option<T>,
+) -> Option<Vec<(T, Span)>> {
+    if !text.as_bytes().starts_with(prefix) {
         return None;
     }
+    let mut reader = Reader { text, bytes: text.as_bytes(), at: prefix.len() };
     let mut items = Vec::new();
     reader.skip_space();
     if reader.eat(b']').is_none() {
         loop {
             reader.skip_space();
             let start = reader.at;
-            let value = reader.value(1)?;
+            let value = item(&mut reader)?;
             items.push((value, (start, reader.at)));
             reader.skip_space();
             if reader.eat(b',').is_none() {
@@ -63,27 +73,7 @@ pub fn object_spans(text: &str, start: usize) -> Option<(Members<'_>, usize)> {
 /// [`object_spans`] reads them, each with its byte range; `None` unless every item is an object
 /// and the whole envelope is valid JSON as the reader takes it (as [`parse_envelope`]).
 pub fn envelope_objects<'a>(text: &'a str, prefix: &[u8]) -> Option<Vec<(Members<'a>, Span)>> {
-    if !text.as_bytes().starts_with(prefix) {
-        return None;
-    }
-    let mut reader = Reader { text, bytes: text.as_bytes(), at: prefix.len() };
-    let mut items = Vec::new();
-    reader.skip_space();
-    if reader.eat(b']').is_none() {
-        loop {
-            reader.skip_space();
-            let start = reader.at;
-            let members = reader.members()?;
-            items.push((members, (start, reader.at)));
-            reader.skip_space();
-            if reader.eat(b',').is_none() {
-                reader.eat(b']')?;
-                break;
-            }
-        }
-    }
-    reader.rest_of_envelope()?;
-    Some(items)
+    envelope(text, prefix, |reader| reader.members())
 }
 
 /// The JSON string at `start` of `text`, unescaped; `None` if there is none there.

@@ -20,7 +20,7 @@ test: venv lint tools  ## set up everything, then lint, unit (today and 400 days
 	$(RUN) python -m tests.future
 	$(RUN) pytest tests/integration -q -m "not slow and not cluster and not secure"
 
-test-slow: venv  ## the fleet-size tests (minutes each); CI runs them after `make test`
+test-slow: venv  ## the fleet-size tests and the MQTT front killed under load (minutes each); CI runs them after `make test`
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/integration -q -m "slow and not cluster and not secure"
 

@@ -155,6 +155,7 @@ async def test_a_disabled_device_is_refused_within_5_s_and_its_connection_closed
     assert reason is not None and reason.is_failure
 
 
+@pytest.mark.slow  # ~2 min: CI runs it with `make test-slow`
 async def test_kill_9_of_the_front_under_load_loses_no_pubacked_reading(
     fleet: Fleet, front_settings: Settings, worker: WorkerProcess, db: asyncpg.Connection,
     tmp_path: Path,

@@ -29,6 +29,7 @@ to under them; the settings refuse bounds that would let a row pass :data:`ROW_M
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -249,6 +250,18 @@ _status_decoder = msgspec.json.Decoder(StatusChange)
 _state_decoder = msgspec.json.Decoder(DeviceState)
 _rollup_decoder = msgspec.json.Decoder(Rollup)
 _rollup_state_decoder = msgspec.json.Decoder(RollupState)
+
+
+def newest_rollups(rollups: Sequence[Rollup]) -> list[Rollup]:
+    """One rollup per (device, field, window): the one with the highest count (one upsert may
+    not touch a row twice, and a higher count is the newer aggregate)."""
+    best: dict[tuple[str, str, datetime], Rollup] = {}
+    for rollup in rollups:
+        key = (rollup.device_id, rollup.field, rollup.window_start)
+        current = best.get(key)
+        if current is None or rollup.count > current.count:
+            best[key] = rollup
+    return list(best.values())
 
 
 def encode(value: StatusChange | DeviceState | Rollup | RollupState) -> bytes:

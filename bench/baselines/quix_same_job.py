@@ -43,12 +43,11 @@ from bench.baselines.quix_pipeline import STAGE, PostgresCopySink
 from bench.baselines.same_job import (
     Outputs,
     merge_devices,
-    newest_rollups,
     process,
 )
 from connectors.redis.keys import RedisKeys
 from schemas.devices import Device, decode_device
-from schemas.status import encode
+from schemas.status import encode, newest_rollups
 
 _COLUMNS = "event_id, device_id, ts, received_at, source, sensor_types, sensors, metadata"
 _COPY = (

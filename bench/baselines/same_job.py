@@ -348,16 +348,5 @@ def merge_devices(batch: Sequence[dict[str, DeviceFields]]) -> dict[str, DeviceF
     return merged
 
 
-def newest_rollups(rollups: Sequence[Rollup]) -> list[Rollup]:
-    """One rollup per (device, field, window), the highest count (one upsert may not touch a
-    row twice), as ``connectors.postgres.rollups.newest``."""
-    best: dict[tuple[str, str, datetime], Rollup] = {}
-    for rollup in rollups:
-        key = (rollup.device_id, rollup.field, rollup.window_start)
-        if key not in best or rollup.count > best[key].count:
-            best[key] = rollup
-    return list(best.values())
-
-
 def _time(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)

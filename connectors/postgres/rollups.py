@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from schemas.status import Rollup
+from schemas.status import Rollup, newest_rollups
 
 _UPSERT = """
 INSERT INTO readings_1m AS r
@@ -27,23 +27,12 @@ WHERE r.count < EXCLUDED.count
 """
 
 
-def newest(rollups: Sequence[Rollup]) -> list[Rollup]:
-    """One rollup per (device, field, window): the one with the highest count."""
-    best: dict[tuple[str, str, object], Rollup] = {}
-    for rollup in rollups:
-        key = (rollup.device_id, rollup.field, rollup.window_start)
-        current = best.get(key)
-        if current is None or rollup.count > current.count:
-            best[key] = rollup
-    return list(best.values())
-
-
 class RollupStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
     async def upsert(self, rollups: Sequence[Rollup]) -> None:
-        rows = newest(rollups)
+        rows = newest_rollups(rollups)
         if not rows:
             return
         columns = (

@@ -14,8 +14,14 @@ from agents import curated as curated_module
 from agents.curated import Item
 from agents.held_rows import slot_of
 from agents.rollups import PendingRollups, RollupTracker
-from connectors.postgres.rollups import newest
-from schemas.status import Rollup, RollupState, decode_rollup, decode_rollup_state, encode
+from schemas.status import (
+    Rollup,
+    RollupState,
+    decode_rollup,
+    decode_rollup_state,
+    encode,
+    newest_rollups,
+)
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -91,7 +97,7 @@ def test_upserts_keep_the_aggregate_with_the_highest_count() -> None:
     tracker = RollupTracker(grace_s=30)
     state, early = tracker.apply(None, "esp32-a", [item(1, 10)])
     state, late = tracker.apply(state, "esp32-a", [item(2, 50)])
-    (kept,) = newest([*late, *early])
+    (kept,) = newest_rollups([*late, *early])
     assert (kept.count, kept.max) == (2, 50)
 
 

@@ -15,13 +15,13 @@ from bench.baselines.same_job import (
     apply_status,
     flattened,
     merge_devices,
-    newest_rollups,
     process,
 )
 from bench.data import encoded_items, new_fleet, readings
 from bench.fleet_sim import fleet_devices
 from schemas.envelopes import raw_envelope
 from schemas.events import decode_dead_letter
+from schemas.status import newest_rollups
 
 NOW = datetime(2026, 12, 7, 12, 0, 30, tzinfo=UTC)
 T = NOW.timestamp()

@@ -17,7 +17,9 @@ from connectors.kafka.security import ssl_context
 from schemas.settings import KafkaSettings, Settings, WorkerSettings
 from streams.faust_compat import (
     buffer_changelog_writes,
+    keep_queued_records_on_resume,
     limit_fetch_wait,
+    log_commits_past_unacked,
     log_offset_holes,
     log_rebalance_commits,
     refuse_stale_acks,
@@ -113,7 +115,9 @@ def create_app(settings: Settings) -> faust.App:
     limit_fetch_wait(app, kafka.fetch_max_wait_ms)
     replay_uncommitted_after_rebalance(app)
     log_offset_holes(app)
+    log_commits_past_unacked(app)
     log_rebalance_commits(app)
     refuse_stale_acks(app)
     release_dropped_copies(app)
+    keep_queued_records_on_resume(app)
     return app

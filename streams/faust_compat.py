@@ -197,7 +197,8 @@ def log_commits_past_unacked(app: faust.App) -> None:
         offset = new_offset(self, tp)
         if not acked and offset is not None and committed is not None and offset > committed:
             log.warning(
-                "committing %s[%d] at %d, past offset %d, which no agent acked",
+                "committing %s[%d] at %d, past offset %d, which no agent has acked (lost "
+                "unless an agent still has it)",
                 tp.topic,
                 tp.partition,
                 offset,

@@ -150,4 +150,42 @@ async def test_records_handed_out_while_the_rebalance_seeks_are_not_lost(
     assert committed == [{RAW_0: 60}]
     assert set(range(48, 60)) <= set(handed_out)  # every committed record reached the agent
     assert "never handed to an agent" not in caplog.text  # no gap was counted
-    assert "which no agent acked" not in caplog.text
+    assert "which no agent has acked" not in caplog.text
+
+
+async def test_a_commit_past_an_offset_no_agent_acked_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faust commits past its committed offset once the next one is acked, whether or not the
+    record at the committed offset was: the worker names that record. Catches: a warning that
+    stays silent when Faust skips it, or that fires on an ordinary in-order commit."""
+    from faust.types.tuples import Message
+
+    app = _worker_app(tmp_path)
+    consumer = cast(Any, app.consumer)
+    cast(Any, app.topics)._acking_topics.add("raw")
+    app.consumer_generation_id = GENERATION
+    consumer._committed_offset[RAW_0] = 48
+    app.flow_control.resume()
+
+    def ack(offset: int) -> None:
+        made = Message("raw", 0, offset, 0.0, 0, None, None, b"{}", None, generation_id=GENERATION)
+        made.tracked = True
+        consumer._unacked_messages.add(made)
+        assert consumer.ack(made) is True
+
+    try:
+        with caplog.at_level("WARNING", logger="streams.faust_compat"):
+            for offset in (49, 50):
+                ack(offset)
+            assert consumer._new_offset(RAW_0) == 51  # Faust's own answer: past 48
+            consumer._committed_offset[RAW_0] = 51
+            for offset in (51, 52):
+                ack(offset)
+            assert consumer._new_offset(RAW_0) == 53
+    finally:
+        consumer._thread.thread_loop.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "committing raw[0] at 51, past offset 48, which no agent has acked (lost unless an "
+        "agent still has it)"
+    ]

@@ -146,16 +146,18 @@ def store_locally(table: Any, rows: Iterable[tuple[Any, bytes, bytes | None]]) -
 
 
 def log_offset_holes(app: faust.App) -> None:
-    """Warn when ``app``'s consumer counts records it never handed to an agent as handled.
+    """Warn when ``app``'s consumer counts records as handled that no agent acked.
 
     When Faust sees a partition's next record at an offset past the one it read last plus
     one, it adds the offsets in between to the acked ones (a "gap": meant for transaction
     markers and compacted topics), so its next commit passes them. The project's topics have
     neither (no transactions, no compaction of what agents read): a hole there is records
-    fetched and dropped without a seek back, and committing past them loses them. Faust's
-    behaviour is kept (a topic whose start retention deleted would otherwise never commit
-    again); the warning names the partition and offsets, so such a loss can be told from a
-    stalled consumer."""
+    fetched and dropped without a seek back, which committing past loses, or records handed
+    out just before a rebalance's seek to committed offsets (Faust then sets its read position
+    back to the committed offset while its fetch from before the seek goes on), which agents
+    still handle (``keep_queued_records_on_resume``). Faust's behaviour is kept (a topic whose
+    start retention deleted would otherwise never commit again); the warning names the
+    partition and offsets, so such a loss can be told from a stalled consumer."""
     if getattr(Consumer._add_gap, "holes_logged", False):
         return
     add_gap = Consumer._add_gap
@@ -163,8 +165,8 @@ def log_offset_holes(app: faust.App) -> None:
     async def add_gap_logged(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
         if self.app.topics.acks_enabled_for(tp.topic):
             log.warning(
-                "offsets %d-%d of %s[%d] were never handed to an agent; Faust counts them as "
-                "handled (committed offset %s)",
+                "offsets %d-%d of %s[%d] were skipped or handed out before a seek; Faust "
+                "counts them as handled (committed offset %s)",
                 offset_from,
                 offset_to - 1,
                 tp.topic,

@@ -38,7 +38,7 @@ from connectors.kafka.producer import Record
 from connectors.schema_registry import encoder_for
 from schemas.avro_codec import ReadingsEncoder
 from schemas.catalogue import GenericLimits
-from schemas.compiled_core import compiled_core, enrichment_json
+from schemas.compiled_core import compiled_core, enrichment_avro, enrichment_json
 from schemas.envelopes import (
     CURATED_FORMAT,
     FORMAT_HEADER,
@@ -74,6 +74,11 @@ _PARTITIONS_KEPT = 200_000  # a bound, not an LRU: fleets are smaller than this
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CURATED_HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, CURATED_FORMAT.encode())]
+_Spliced = tuple[bytes, bytes]
+"""A device's enrichment for the compiled core: its curated JSON fields, its Avro fields."""
+_CoreItem = tuple[str, bytes, bytes | None]
+"""A reading the compiled core curated: device_id, curated JSON, Avro value (None: not
+written, the Python encoder writes it)."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +102,10 @@ class Validation:
     reference, which also writes every dead letter."""
     _partitions: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     """device_id -> curated partition (``partition_for`` keys its own cache by a tuple)."""
-    _enrichments: dict[str, tuple[Enrichment | None, bytes]] = field(
+    _enrichments: dict[str, tuple[Enrichment | None, _Spliced]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    """device_id -> (enrichment, its JSON for the compiled core)."""
+    """device_id -> (enrichment, its JSON, and its Avro when the core writes Avro)."""
 
     def run(self, messages: Sequence[KafkaMessage], now: datetime) -> Outputs:
         outputs = Outputs()
@@ -122,7 +127,12 @@ class Validation:
         """The batch through the compiled core; what it leaves, through the reference."""
         assert self.core is not None  # noqa: S101 - run() checked it
         now_us = (now - _EPOCH) // _MICROSECOND
-        results = self.core.validate([m.value for m in messages], now_us, self._enrichment_json)
+        encoder = self.readings_encoder
+        if isinstance(encoder, ReadingsEncoder):  # the core writes the Avro records too
+            enrich, prefix = self._enrichment_both, encoder.prefix
+        else:
+            enrich, prefix = self._enrichment_json, None
+        results = self.core.validate([m.value for m in messages], now_us, enrich, prefix)
         for message, items in zip(messages, results, strict=True):
             events = None if items is None else self._left_items(items)
             if items is None or events is None:
@@ -131,7 +141,7 @@ class Validation:
                 self._add_items(message, items, events, now, batch)
 
     @staticmethod
-    def _left_items(items: list[tuple[str, bytes] | bytes]) -> dict[int, RawEvent] | None:
+    def _left_items(items: list[_CoreItem | bytes]) -> dict[int, RawEvent] | None:
         """The items the core left, decoded; None if one is not a raw event (the reference
         then takes the whole record: it numbers the items that decode)."""
         events: dict[int, RawEvent] = {}
@@ -146,7 +156,7 @@ class Validation:
     def _add_items(
         self,
         message: KafkaMessage,
-        items: list[tuple[str, bytes] | bytes],
+        items: list[_CoreItem | bytes],
         events: dict[int, RawEvent],
         now: datetime,
         batch: _Batch,
@@ -156,12 +166,14 @@ class Validation:
         raw_position = (message.partition, message.offset)
         for index, item in enumerate(items):
             if isinstance(item, tuple):
-                device_id, value = item
-                try:
-                    readings_value = self._readings_value(value)
-                except Exception:  # noqa: BLE001 - the reference names what went wrong
-                    events[index] = _raw_events(message)[index]
-                else:
+                device_id, value, readings_value = item
+                if readings_value is None:
+                    try:
+                        readings_value = self._readings_value(value)
+                    except Exception:  # noqa: BLE001 - the reference names what went wrong
+                        events[index] = _raw_events(message)[index]
+                        readings_value = None
+                if readings_value is not None:
                     self._add(batch, device_id, value, readings_value, (*raw_position, index))
                     continue
             event = events[index]
@@ -194,8 +206,14 @@ class Validation:
         return encoder(reading)
 
     def _enrichment_json(self, device_id: str) -> bytes | None:
-        """The device's enrichment as the compiled core splices it; None when the policy
-        refuses the device (the reference writes the dead letter)."""
+        """The device's enrichment as the compiled core splices it into the curated JSON;
+        None when the policy refuses the device (the reference writes the dead letter)."""
+        spliced = self._enrichment_both(device_id)
+        return None if spliced is None else spliced[0]
+
+    def _enrichment_both(self, device_id: str) -> _Spliced | None:
+        """The device's enrichment as the core splices it: into the curated JSON, and into
+        the ``fleet.readings.v1`` Avro record; None when the policy refuses the device."""
         try:
             enrichment = None if self.enricher is None else self.enricher.enrichment(device_id)
         except Exception:  # noqa: BLE001 - a refusal, or a crash the reference reports
@@ -205,9 +223,9 @@ class Validation:
             return cached[1]
         if len(self._enrichments) >= _PARTITIONS_KEPT:
             self._enrichments.clear()
-        encoded = enrichment_json(enrichment)
-        self._enrichments[device_id] = (enrichment, encoded)
-        return encoded
+        spliced = enrichment_json(enrichment), enrichment_avro(device_id, enrichment)
+        self._enrichments[device_id] = (enrichment, spliced)
+        return spliced
 
     def _one_record(self, message: KafkaMessage, now: datetime, batch: _Batch) -> None:
         record = decode_raw_record(

@@ -64,7 +64,7 @@ impl Item {
         out.extend_from_slice(b",\"lag_ms\":");
         float::write(&mut out, self.lag_ms(now_us)).then_some(())?;
         out.extend_from_slice(b",\"replayed\":");
-        out.extend_from_slice(self.replayed.to_string().as_bytes());
+        json::write_int(&mut out, self.replayed);
         out.push(b'}');
         Some(out)
     }
@@ -285,7 +285,7 @@ impl Core {
             out.push(b':');
             match value {
                 Value::Str(text) if text.chars().count() <= rules.text_max => write_str(out, text),
-                Value::Int(number) => out.extend_from_slice(number.to_string().as_bytes()),
+                Value::Int(number) => json::write_int(out, *number),
                 Value::Float(number) => float::write(out, *number).then_some(())?,
                 Value::Bool(flag) => out.extend_from_slice(if *flag { b"true" } else { b"false" }),
                 _ => return None,

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agents.deadletters import KafkaMessage, dead_letter
-from agents.enrichment import Enricher
+from agents.enrichment import Derived, Enricher
 from agents.pipelined import InOrderAcks
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
@@ -102,10 +102,18 @@ class Validation:
     reference, which also writes every dead letter."""
     _partitions: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     """device_id -> curated partition (``partition_for`` keys its own cache by a tuple)."""
-    _enrichments: dict[str, tuple[Enrichment | None, _Spliced]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    """device_id -> (enrichment, its JSON, and its Avro when the core writes Avro)."""
+    _spliced: Callable[[str], _Spliced] = field(init=False, repr=False, compare=False)
+    """device_id -> its enrichment as the compiled core splices it (JSON, Avro), kept per
+    registry document; raises for a device the policies refuse."""
+
+    def __post_init__(self) -> None:
+        enricher = self.enricher
+        spliced: Callable[[str], _Spliced]
+        if enricher is None:
+            spliced = functools.partial(_splice, enrichment=None)
+        else:
+            spliced = Derived(enricher, _splice)
+        object.__setattr__(self, "_spliced", spliced)
 
     def run(self, messages: Sequence[KafkaMessage], now: datetime) -> Outputs:
         outputs = Outputs()
@@ -128,11 +136,9 @@ class Validation:
         assert self.core is not None  # noqa: S101 - run() checked it
         now_us = (now - _EPOCH) // _MICROSECOND
         encoder = self.readings_encoder
-        if isinstance(encoder, ReadingsEncoder):  # the core writes the Avro records too
-            enrich, prefix = self._enrichment_both, encoder.prefix
-        else:
-            enrich, prefix = self._enrichment_json, None
-        results = self.core.validate([m.value for m in messages], now_us, enrich, prefix)
+        # With the Avro encoder the core writes the fleet.readings.v1 records too.
+        prefix = encoder.prefix if isinstance(encoder, ReadingsEncoder) else None
+        results = self.core.validate([m.value for m in messages], now_us, self._spliced, prefix)
         for message, items in zip(messages, results, strict=True):
             events = None if items is None else self._left_items(items)
             if items is None or events is None:
@@ -163,9 +169,12 @@ class Validation:
     ) -> None:
         """The record's readings: curated by the core, or by the reference (``_curate``)
         when the core left them or their ``fleet.readings.v1`` value does not encode."""
-        raw_position = (message.partition, message.offset)
+        raw_position = raw_partition, raw_offset = message.partition, message.offset
+        # The loop below runs for every reading: locals instead of attribute look-ups, and
+        # _add() inlined.
+        readings, curated, partitions = batch.readings, batch.curated, self._partitions
         for index, item in enumerate(items):
-            if isinstance(item, tuple):
+            if type(item) is tuple:
                 device_id, value, readings_value = item
                 if readings_value is None:
                     try:
@@ -174,7 +183,13 @@ class Validation:
                         events[index] = _raw_events(message)[index]
                         readings_value = None
                 if readings_value is not None:
-                    self._add(batch, device_id, value, readings_value, (*raw_position, index))
+                    readings.append(Record(device_id.encode(), readings_value))
+                    partition = partitions.get(device_id)
+                    if partition is None:
+                        partition = self._partition_of(device_id)
+                    entry = curated[partition]
+                    entry.items.append(value)
+                    entry.positions.append((raw_partition, raw_offset, index))
                     continue
             event = events[index]
             try:
@@ -204,28 +219,6 @@ class Validation:
         if isinstance(encoder, ReadingsEncoder):
             return encoder.with_sensors(reading, None)
         return encoder(reading)
-
-    def _enrichment_json(self, device_id: str) -> bytes | None:
-        """The device's enrichment as the compiled core splices it into the curated JSON;
-        None when the policy refuses the device (the reference writes the dead letter)."""
-        spliced = self._enrichment_both(device_id)
-        return None if spliced is None else spliced[0]
-
-    def _enrichment_both(self, device_id: str) -> _Spliced | None:
-        """The device's enrichment as the core splices it: into the curated JSON, and into
-        the ``fleet.readings.v1`` Avro record; None when the policy refuses the device."""
-        try:
-            enrichment = None if self.enricher is None else self.enricher.enrichment(device_id)
-        except Exception:  # noqa: BLE001 - a refusal, or a crash the reference reports
-            return None
-        cached = self._enrichments.get(device_id)
-        if cached is not None and cached[0] is enrichment:
-            return cached[1]
-        if len(self._enrichments) >= _PARTITIONS_KEPT:
-            self._enrichments.clear()
-        spliced = enrichment_json(enrichment), enrichment_avro(device_id, enrichment)
-        self._enrichments[device_id] = (enrichment, spliced)
-        return spliced
 
     def _one_record(self, message: KafkaMessage, now: datetime, batch: _Batch) -> None:
         record = decode_raw_record(
@@ -327,6 +320,12 @@ class _Curated:
 
     items: list[bytes] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
+
+
+def _splice(device_id: str, enrichment: Enrichment | None) -> _Spliced:
+    """A device's enrichment as the compiled core splices it into a curated reading's JSON
+    and into its ``fleet.readings.v1`` Avro record."""
+    return enrichment_json(enrichment), enrichment_avro(device_id, enrichment)
 
 
 def _raw_events(message: KafkaMessage) -> Sequence[RawEvent]:

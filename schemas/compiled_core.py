@@ -23,11 +23,9 @@ import sys
 from typing import TYPE_CHECKING, Any, Final, get_args
 
 import msgspec
-
 from msgspec import inspect
 
 from schemas.avro_codec import registry_bytes, schema_json
-
 from schemas.catalogue import (
     CATALOGUE,
     SENSOR_NAME_MAX,

@@ -16,6 +16,7 @@ mod time;
 
 use std::collections::HashMap;
 
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -129,8 +130,8 @@ impl Core {
     /// triple, or the item's bytes to leave it to the reference; `None` leaves the whole
     /// record to it. `enrich(device_id)` gives the device's enrichment fields as JSON
     /// (`"device_name":...,"tags":[...]`), or a pair of that and their Avro encoding (the
-    /// readings' fields `device_name` .. `tags`), or `None` to leave the device's items to the
-    /// reference; it is called once per device per batch. The Avro value (`avro_prefix`, the
+    /// readings' fields `device_name` .. `tags`), or `None` (or raises an `Exception`) to leave
+    /// the device's items to the reference; it is called once per device per batch. The Avro value (`avro_prefix`, the
     /// framing, then the record) is written when the core has a layout, the prefix is given
     /// and `enrich` gave the Avro fields; else it is `None` and Python writes it.
     #[pyo3(signature = (values, now_us, enrich, avro_prefix=None))]
@@ -204,7 +205,15 @@ impl Core {
         if let Some(found) = known.get(device_id) {
             return Ok(found.clone());
         }
-        let given = enrich.call1((device_id,))?;
+        let given = match enrich.call1((device_id,)) {
+            Ok(given) => given,
+            // A refusal (or a crash): the reference takes the device's items and says why.
+            Err(error) if error.is_instance_of::<PyException>(enrich.py()) => {
+                known.insert(device_id.to_owned(), None);
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         let found = if let Ok(json) = given.cast::<PyBytes>() {
             Some(Enrichment { json: json.clone(), avro: None })
         } else if let Ok((json, avro)) =

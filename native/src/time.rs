@@ -4,7 +4,6 @@
 //! space, lower case, more digits) are refused, so the reference takes them. Written: as
 //! msgspec writes a UTC datetime (`.ffffff` only when the microseconds are not zero, `Z`).
 
-
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 pub fn parse(text: &str) -> Option<i64> {

@@ -16,7 +16,8 @@ registry does not know, or of a disabled one, passes unenriched or becomes a dea
 from __future__ import annotations
 
 import logging
-from typing import Literal, Protocol
+from collections.abc import Callable
+from typing import Generic, Literal, Protocol, TypeVar
 
 from schemas.devices import Device
 from schemas.errors import ValidationFailure
@@ -25,6 +26,8 @@ from schemas.events import Enrichment
 log = logging.getLogger(__name__)
 
 Policy = Literal["pass", "deadletter"]
+T = TypeVar("T")
+_DERIVED_KEPT = 200_000  # a bound, not an LRU: fleets are smaller than this
 
 
 class DeviceSource(Protocol):
@@ -59,6 +62,31 @@ class Enricher:
         built = enrichment_of(device)
         self._built[device_id] = (device, built)
         return built
+
+
+class Derived(Generic[T]):
+    """``make(enrichment)`` of a device, kept per device document: called with a device_id
+    it gives what ``make`` made of the device's enrichment, made again only when the registry
+    holds another document for the device; a refused device raises as
+    :meth:`Enricher.enrichment` does. One registry look-up per call when kept (the compiled
+    core calls it once per device per batch)."""
+
+    def __init__(self, enricher: Enricher, make: Callable[[str, Enrichment | None], T]) -> None:
+        self._enricher = enricher
+        self._get = enricher._devices.get
+        self._make = make
+        self._kept: dict[str, tuple[Device | None, T]] = {}
+
+    def __call__(self, device_id: str) -> T:
+        device = self._get(device_id)
+        kept = self._kept.get(device_id)
+        if kept is not None and kept[0] is device:
+            return kept[1]  # the same document: the policies let it through last time
+        made = self._make(device_id, self._enricher.enrichment(device_id))
+        if len(self._kept) >= _DERIVED_KEPT:
+            self._kept.clear()
+        self._kept[device_id] = (device, made)
+        return made
 
 
 def enrichment_of(device: Device) -> Enrichment:

@@ -31,14 +31,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from agents.deadletters import KafkaMessage, dead_letter
-from agents.enrichment import Enricher
+from agents.enrichment import Derived, Enricher
 from agents.pipelined import InOrderAcks
 from connectors.kafka.partitioner import partition_for
 from connectors.kafka.producer import Record
 from connectors.schema_registry import encoder_for
 from schemas.avro_codec import ReadingsEncoder
 from schemas.catalogue import GenericLimits
-from schemas.compiled_core import compiled_core, enrichment_json
+from schemas.compiled_core import compiled_core, enrichment_avro, enrichment_json
 from schemas.envelopes import (
     CURATED_FORMAT,
     FORMAT_HEADER,
@@ -74,6 +74,11 @@ _PARTITIONS_KEPT = 200_000  # a bound, not an LRU: fleets are smaller than this
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CURATED_HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, CURATED_FORMAT.encode())]
+_Spliced = tuple[bytes, bytes]
+"""A device's enrichment for the compiled core: its curated JSON fields, its Avro fields."""
+_CoreItem = tuple[str, bytes, bytes | None]
+"""A reading the compiled core curated: device_id, curated JSON, Avro value (None: not
+written, the Python encoder writes it)."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +102,18 @@ class Validation:
     reference, which also writes every dead letter."""
     _partitions: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     """device_id -> curated partition (``partition_for`` keys its own cache by a tuple)."""
-    _enrichments: dict[str, tuple[Enrichment | None, bytes]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-    """device_id -> (enrichment, its JSON for the compiled core)."""
+    _spliced: Callable[[str], _Spliced] = field(init=False, repr=False, compare=False)
+    """device_id -> its enrichment as the compiled core splices it (JSON, Avro), kept per
+    registry document; raises for a device the policies refuse."""
+
+    def __post_init__(self) -> None:
+        enricher = self.enricher
+        spliced: Callable[[str], _Spliced]
+        if enricher is None:
+            spliced = functools.partial(_splice, enrichment=None)
+        else:
+            spliced = Derived(enricher, _splice)
+        object.__setattr__(self, "_spliced", spliced)
 
     def run(self, messages: Sequence[KafkaMessage], now: datetime) -> Outputs:
         outputs = Outputs()
@@ -122,7 +135,10 @@ class Validation:
         """The batch through the compiled core; what it leaves, through the reference."""
         assert self.core is not None  # noqa: S101 - run() checked it
         now_us = (now - _EPOCH) // _MICROSECOND
-        results = self.core.validate([m.value for m in messages], now_us, self._enrichment_json)
+        encoder = self.readings_encoder
+        # With the Avro encoder the core writes the fleet.readings.v1 records too.
+        prefix = encoder.prefix if isinstance(encoder, ReadingsEncoder) else None
+        results = self.core.validate([m.value for m in messages], now_us, self._spliced, prefix)
         for message, items in zip(messages, results, strict=True):
             events = None if items is None else self._left_items(items)
             if items is None or events is None:
@@ -131,7 +147,7 @@ class Validation:
                 self._add_items(message, items, events, now, batch)
 
     @staticmethod
-    def _left_items(items: list[tuple[str, bytes] | bytes]) -> dict[int, RawEvent] | None:
+    def _left_items(items: list[_CoreItem | bytes]) -> dict[int, RawEvent] | None:
         """The items the core left, decoded; None if one is not a raw event (the reference
         then takes the whole record: it numbers the items that decode)."""
         events: dict[int, RawEvent] = {}
@@ -146,23 +162,34 @@ class Validation:
     def _add_items(
         self,
         message: KafkaMessage,
-        items: list[tuple[str, bytes] | bytes],
+        items: list[_CoreItem | bytes],
         events: dict[int, RawEvent],
         now: datetime,
         batch: _Batch,
     ) -> None:
         """The record's readings: curated by the core, or by the reference (``_curate``)
         when the core left them or their ``fleet.readings.v1`` value does not encode."""
-        raw_position = (message.partition, message.offset)
+        raw_position = raw_partition, raw_offset = message.partition, message.offset
+        # The loop below runs for every reading: locals instead of attribute look-ups, and
+        # _add() inlined.
+        readings, curated, partitions = batch.readings, batch.curated, self._partitions
         for index, item in enumerate(items):
-            if isinstance(item, tuple):
-                device_id, value = item
-                try:
-                    readings_value = self._readings_value(value)
-                except Exception:  # noqa: BLE001 - the reference names what went wrong
-                    events[index] = _raw_events(message)[index]
-                else:
-                    self._add(batch, device_id, value, readings_value, (*raw_position, index))
+            if type(item) is tuple:
+                device_id, value, readings_value = item
+                if readings_value is None:
+                    try:
+                        readings_value = self._readings_value(value)
+                    except Exception:  # noqa: BLE001 - the reference names what went wrong
+                        events[index] = _raw_events(message)[index]
+                        readings_value = None
+                if readings_value is not None:
+                    readings.append(Record(device_id.encode(), readings_value))
+                    partition = partitions.get(device_id)
+                    if partition is None:
+                        partition = self._partition_of(device_id)
+                    entry = curated[partition]
+                    entry.items.append(value)
+                    entry.positions.append((raw_partition, raw_offset, index))
                     continue
             event = events[index]
             try:
@@ -192,22 +219,6 @@ class Validation:
         if isinstance(encoder, ReadingsEncoder):
             return encoder.with_sensors(reading, None)
         return encoder(reading)
-
-    def _enrichment_json(self, device_id: str) -> bytes | None:
-        """The device's enrichment as the compiled core splices it; None when the policy
-        refuses the device (the reference writes the dead letter)."""
-        try:
-            enrichment = None if self.enricher is None else self.enricher.enrichment(device_id)
-        except Exception:  # noqa: BLE001 - a refusal, or a crash the reference reports
-            return None
-        cached = self._enrichments.get(device_id)
-        if cached is not None and cached[0] is enrichment:
-            return cached[1]
-        if len(self._enrichments) >= _PARTITIONS_KEPT:
-            self._enrichments.clear()
-        encoded = enrichment_json(enrichment)
-        self._enrichments[device_id] = (enrichment, encoded)
-        return encoded
 
     def _one_record(self, message: KafkaMessage, now: datetime, batch: _Batch) -> None:
         record = decode_raw_record(
@@ -309,6 +320,12 @@ class _Curated:
 
     items: list[bytes] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
+
+
+def _splice(device_id: str, enrichment: Enrichment | None) -> _Spliced:
+    """A device's enrichment as the compiled core splices it into a curated reading's JSON
+    and into its ``fleet.readings.v1`` Avro record."""
+    return enrichment_json(enrichment), enrichment_avro(device_id, enrichment)
 
 
 def _raw_events(message: KafkaMessage) -> Sequence[RawEvent]:

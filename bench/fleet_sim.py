@@ -8,6 +8,9 @@ the Postgres rows are built but not copied, and every output record (curated env
 ``fleet.readings.v1``, changelogs, transitions, rollups) is produced through a librdkafka
 producer with the worker's settings to one scratch topic, or only counted when there is none.
 
+The validate step runs the Python reference, or the compiled core with
+``FLEET_STREAM__CORE=compiled`` (as the worker does).
+
 Time is virtual: one :meth:`FleetSim.second` is one second of the fleet sending ``rate``
 readings, every device in turn, and of the agents' time-driven work in that second (the
 device-state batches, the rollups' tick, the Redis flushes, the status timer every
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import Producer
 
@@ -42,11 +45,15 @@ from connectors.redis.keys import RedisKeys
 from connectors.redis.wire import pack
 from connectors.redis.writer import RedisBatch, RedisWriter
 from schemas.avro_codec import AvroEncoder
+from schemas.compiled_core import compiled_core
 from schemas.contract_wire import decode_rollup_record
 from schemas.devices import Device, encode_device, hash_token
 from schemas.envelopes import raw_envelope
 from schemas.settings import Settings
 from streams.outputs import Outputs
+
+if TYPE_CHECKING:
+    from fleetstream_native import Core
 
 ENVELOPE_ITEMS = 100
 """Readings per raw envelope (the edges group up to this many per partition)."""
@@ -243,6 +250,7 @@ class FleetSim:
             unknown_sensors=stream.unknown_sensor_types,
             max_replays=stream.max_replays,
             readings_encoder=AvroEncoder("readings", 1).readings(),
+            core=_validate_core(settings),
         )
         self.writer = RedisWriter(cast(Any, None), RedisKeys("bench"))
         compiled = settings.redis.merge == "compiled"
@@ -381,6 +389,18 @@ class FleetSim:
         self.cpu = dict.fromkeys(PHASES, 0.0)
         self.readings = 0
         self.ctx.published = Published()
+
+
+def _validate_core(settings: Settings) -> Core | None:
+    """The compiled validate core when ``FLEET_STREAM__CORE=compiled``, as the worker has it."""
+    stream = settings.stream
+    if stream.core != "compiled":
+        return None
+    return compiled_core(
+        unknown_sensors=stream.unknown_sensor_types,
+        limits=settings.generic.limits(),
+        max_replays=stream.max_replays,
+    )
 
 
 class _NoRows:

@@ -68,6 +68,7 @@ __all__ = [
     "framed_schema_id",
     "parsed_schema",
     "reading_datum",
+    "registry_bytes",
     "rollup_datum",
     "schema_json",
     "status_datum",
@@ -165,6 +166,11 @@ class ReadingsEncoder:
 
     def __call__(self, reading: CuratedReading) -> bytes:
         return self.with_sensors(reading, None)
+
+    @property
+    def prefix(self) -> bytes:
+        """The framing of every value (magic byte and schema id)."""
+        return self._prefix
 
     def with_sensors(self, reading: CuratedReading, sensors: object) -> bytes:
         """The value of ``reading``, given the validator's ``Sensors`` struct its sensors JSON
@@ -424,14 +430,16 @@ class _ReadingWriter:
         )
         encoded = self._devices.get(key)
         if encoded is None:
-            encoded = _string(key[0]), _registry_fields(key)
+            encoded = _string(key[0]), registry_bytes(key)
             if len(self._devices) >= _DEVICE_CACHE_LIMIT:  # a bound, not an LRU
                 self._devices.clear()
             self._devices[key] = encoded
         return encoded
 
 
-def _registry_fields(key: DeviceKey) -> bytes:
+def registry_bytes(key: DeviceKey) -> bytes:
+    """The fields ``device_name`` .. ``tags`` of a device's readings, from
+    ``(device_id, device_name, profile, location as JSON, tags)``."""
     _, device_name, profile, location_json, tags = key
     location = (
         _NULL if location_json is None else _SOME + long_bytes(len(location_json)) + location_json

@@ -9,15 +9,23 @@ it go to the Python reference, which stays the only judge of bad input.
 The core's contract (``Core.validate``): for each raw record either the curated readings the
 reference would write, byte for byte, or ``None`` and the record is left to the reference
 (``agents.validate.Validation``), which then also writes every dead letter.
+
+The core also writes each curated reading's ``fleet.readings.v1`` Avro record (the bytes of
+``schemas.avro_codec.ReadingsEncoder``) from the layout :func:`avro_layout` reads from
+``avro/readings.avsc``; a schema whose shape the core does not know gives no layout, and
+Python writes every record.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TYPE_CHECKING, Any, Final, get_args
 
+import msgspec
 from msgspec import inspect
 
+from schemas.avro_codec import registry_bytes, schema_json
 from schemas.catalogue import (
     CATALOGUE,
     SENSOR_NAME_MAX,
@@ -33,7 +41,7 @@ from schemas.readings import Metadata
 if TYPE_CHECKING:
     from fleetstream_native import Core
 
-__all__ = ["CoreUnavailable", "compiled_core", "enrichment_json"]
+__all__ = ["CoreUnavailable", "avro_layout", "compiled_core", "enrichment_avro", "enrichment_json"]
 
 # The rules the core's code knows by name, beyond the field types it reads.
 _AT_LEAST_ONE_FIELD: Final = Equipment.__post_init__
@@ -69,6 +77,7 @@ def compiled_core(
         metadata=_metadata_spec(),
         sources=list(get_args(Source)),
         sensor_name_max=SENSOR_NAME_MAX,
+        avro=avro_layout(),
     )
 
 
@@ -87,6 +96,104 @@ def enrichment_json(enrichment: Enrichment | None) -> bytes:
             encoder.encode(extra.tags),
         )
     )
+
+
+def enrichment_avro(device_id: str, enrichment: Enrichment | None) -> bytes:
+    """The readings' Avro fields ``device_name`` .. ``tags`` of the device's readings, as the
+    reference writes them from a curated reading (whose ``location`` went through its JSON)."""
+    extra = enrichment or Enrichment()
+    location = extra.location
+    location_json = None
+    if location is not None:
+        location_json = msgspec.json.encode(msgspec.json.decode(encoder.encode(location)))
+    key = (device_id, extra.device_name, extra.profile, location_json, tuple(extra.tags))
+    return registry_bytes(key)
+
+
+AvroLayout = tuple[list[str], list[tuple[str, list[tuple[str, str, bool]] | None]]]
+
+_TIMESTAMP: Final = {"type": "long", "logicalType": "timestamp-micros"}
+_READING_FIELDS: Final[list[tuple[str, Any]]] = [
+    ("schema_version", "int"),
+    ("event_id", {"type": "string", "logicalType": "uuid"}),
+    ("device_id", "string"),
+    ("ts", _TIMESTAMP),
+    ("received_at", _TIMESTAMP),
+    ("source", None),  # an enum: its symbols are read
+    ("sensors", None),  # from the catalogue: read below
+    ("metadata", ["null", {"type": "map", "values": ["boolean", "long", "double", "string"]}]),
+    ("device_name", ["null", "string"]),
+    ("profile", ["null", "string"]),
+    ("location", ["null", "string"]),
+    ("tags", {"type": "array", "items": "string"}),
+    ("processed_at", ["null", _TIMESTAMP]),
+    ("lag_ms", ["null", "double"]),
+    ("replayed", "int"),
+]
+_AVRO_KINDS: Final = {  # Avro type -> how the core writes it (an int is a long on the wire)
+    "boolean": "boolean",
+    "int": "long",
+    "long": "long",
+    "double": "double",
+    "string": "string",
+}
+_MEASURES: Final = {"type": "map", "values": ["boolean", "double"]}
+
+
+def avro_layout() -> AvroLayout | None:
+    """The readings schema as the core writes it: the ``source`` symbols and, per sensor
+    type, its record's fields (name, kind, optional) or None for a map of measures; None if
+    the schema is not of the shape the core writes."""
+    schema = json.loads(schema_json("readings"))
+    fields = schema["fields"]
+    if [field["name"] for field in fields] != [name for name, _ in _READING_FIELDS]:
+        return None
+    for field, (_, kind) in zip(fields, _READING_FIELDS, strict=True):
+        if kind is not None and _bare(field["type"]) != kind:
+            return None
+    source, sensors = fields[5]["type"], fields[6]["type"]
+    if not isinstance(source, dict) or source.get("type") != "enum":
+        return None
+    if not isinstance(sensors, dict) or sensors.get("type") != "record":
+        return None
+    *known, other = sensors["fields"]
+    if other["name"] != "other" or _bare(other["type"]) != {"type": "map", "values": _MEASURES}:
+        return None
+    layout = [_avro_sensor(field) for field in known]
+    if any(sensor is None for sensor in layout):
+        return None
+    return list(source["symbols"]), [sensor for sensor in layout if sensor is not None]
+
+
+def _avro_sensor(field: dict[str, Any]) -> tuple[str, list[tuple[str, str, bool]] | None] | None:
+    kind = _bare(field["type"])
+    if not (isinstance(kind, list) and len(kind) == 2 and kind[0] == "null"):
+        return None
+    if kind[1] == _MEASURES:
+        return (field["name"], None)
+    if not isinstance(kind[1], dict) or kind[1].get("type") != "record":
+        return None
+    members: list[tuple[str, str, bool]] = []
+    for member in kind[1]["fields"]:
+        member_kind = member["type"]
+        optional = isinstance(member_kind, list)
+        if optional:
+            if len(member_kind) != 2 or member_kind[0] != "null":
+                return None
+            member_kind = member_kind[1]
+        if not isinstance(member_kind, str) or member_kind not in _AVRO_KINDS:
+            return None
+        members.append((member["name"], _AVRO_KINDS[member_kind], optional))
+    return (field["name"], members)
+
+
+def _bare(kind: Any) -> Any:
+    """An Avro type without its docs (and names of records left as they are)."""
+    if isinstance(kind, list):
+        return [_bare(k) for k in kind]
+    if isinstance(kind, dict):
+        return {k: _bare(v) for k, v in kind.items() if k != "doc"}
+    return kind
 
 
 def _sensor_spec(name: str, schema: Any) -> SensorSpec:

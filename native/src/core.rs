@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use crate::json::{self, write_str, Value};
 use crate::sensors::{self, Limits, Rules, SensorType};
-use crate::{float, time};
+use crate::{avro, float, time};
 
 /// 2000-01-01T00:00:00Z: earlier timestamps are refused (`schemas.validation.MIN_TIMESTAMP`).
 const MIN_TIMESTAMP_US: i64 = 946_684_800_000_000;
@@ -34,6 +34,8 @@ pub struct Core {
     pub metadata: MetadataRules,
     pub sources: Vec<String>,
     pub sensor_name_max: usize,
+    /// The `fleet.readings.v1` Avro layout; `None`: the reference writes every record.
+    pub avro: Option<avro::Layout>,
 }
 
 /// Where an item is in its record: (start, end) byte offsets.
@@ -45,6 +47,8 @@ pub struct Item {
     pub head: Vec<u8>,
     received_us: i64,
     replayed: i64,
+    /// Its Avro record from `schema_version` to `metadata`; `None`: the reference writes it.
+    avro: Option<Vec<u8>>,
 }
 
 impl Item {
@@ -58,10 +62,30 @@ impl Item {
         out.extend_from_slice(b",\"processed_at\":");
         time::write(&mut out, now_us);
         out.extend_from_slice(b",\"lag_ms\":");
-        float::write(&mut out, (now_us - self.received_us) as f64 / 1e6 * 1000.0).then_some(())?;
+        float::write(&mut out, self.lag_ms(now_us)).then_some(())?;
         out.extend_from_slice(b",\"replayed\":");
-        out.extend_from_slice(self.replayed.to_string().as_bytes());
+        json::write_int(&mut out, self.replayed);
         out.push(b'}');
+        Some(out)
+    }
+
+    fn lag_ms(&self, now_us: i64) -> f64 {
+        (now_us - self.received_us) as f64 / 1e6 * 1000.0
+    }
+
+    /// Its framed `fleet.readings.v1` value, `registry` the Avro fields `device_name` ..
+    /// `tags`; only for an item `finish` wrote (the same lag).
+    pub fn finish_avro(&self, prefix: &[u8], registry: &[u8], now_us: i64) -> Option<Vec<u8>> {
+        let head = self.avro.as_ref()?;
+        let mut out = Vec::with_capacity(prefix.len() + head.len() + registry.len() + 24);
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(head);
+        out.extend_from_slice(registry);
+        out.push(2);
+        avro::long(&mut out, now_us);
+        out.push(2);
+        avro::double(&mut out, self.lag_ms(now_us));
+        avro::long(&mut out, self.replayed);
         Some(out)
     }
 }
@@ -133,7 +157,8 @@ impl Core {
         }
         let mut head = Vec::with_capacity(512);
         head.extend_from_slice(b"{\"schema_version\":1,\"event_id\":");
-        write_str(&mut head, &event_id.to_ascii_lowercase());
+        let event_id = event_id.to_ascii_lowercase();
+        write_str(&mut head, &event_id);
         head.extend_from_slice(b",\"device_id\":");
         write_str(&mut head, device_id);
         head.extend_from_slice(b",\"ts\":");
@@ -146,8 +171,25 @@ impl Core {
         self.sensors_json(get(reading, "sensors")?, &mut head)?;
         head.extend_from_slice(b",\"metadata\":");
         self.metadata_json(get(reading, "metadata"), &mut head)?;
+        let avro = self.avro.as_ref().and_then(|layout| {
+            let mut out = Vec::with_capacity(256);
+            avro::long(&mut out, 1); // schema_version
+            avro::string(&mut out, &event_id);
+            avro::string(&mut out, device_id);
+            avro::long(&mut out, ts);
+            avro::long(&mut out, received_us);
+            layout.source(&mut out, source)?;
+            let Some(Value::Object(sensors)) = get(reading, "sensors") else { return None };
+            layout.sensors(sensors, &mut out)?;
+            let metadata = match get(reading, "metadata") {
+                Some(Value::Object(pairs)) => Some(pairs.as_slice()),
+                _ => None,
+            };
+            avro::metadata(metadata, &mut out)?;
+            Some(out)
+        });
         let device_id = device_id.to_owned();
-        Some(Item { device_id, head, received_us, replayed })
+        Some(Item { device_id, head, received_us, replayed, avro })
     }
 
     /// `Some(None)`: no timestamp; `None`: refused.
@@ -243,7 +285,7 @@ impl Core {
             out.push(b':');
             match value {
                 Value::Str(text) if text.chars().count() <= rules.text_max => write_str(out, text),
-                Value::Int(number) => out.extend_from_slice(number.to_string().as_bytes()),
+                Value::Int(number) => json::write_int(out, *number),
                 Value::Float(number) => float::write(out, *number).then_some(())?,
                 Value::Bool(flag) => out.extend_from_slice(if *flag { b"true" } else { b"false" }),
                 _ => return None,

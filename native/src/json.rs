@@ -373,11 +373,34 @@ impl<'a> Reader<'a> {
 /// (the reader refuses control characters, so no other character needs it).
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    for byte in text.bytes() {
-        if byte == b'"' || byte == b'\\' {
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (at, byte) in bytes.iter().enumerate() {
+        if *byte == b'"' || *byte == b'\\' {
+            out.extend_from_slice(&bytes[run..at]);
             out.push(b'\\');
+            run = at;
         }
-        out.push(byte);
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+/// Appends `value` in decimal, as `to_string` writes it.
+pub fn write_int(out: &mut Vec<u8>, value: i64) {
+    let mut buffer = [0_u8; 20];
+    let mut at = buffer.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buffer[at..]);
 }

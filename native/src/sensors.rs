@@ -127,7 +127,7 @@ impl Field {
             }
             (Kind::Int, Value::Int(number)) => {
                 self.in_range(exact(*number)?)?;
-                out.extend_from_slice(number.to_string().as_bytes());
+                crate::json::write_int(out, *number);
             }
             (Kind::Float, _) => {
                 let number = as_float(value)?;

@@ -4,8 +4,6 @@
 //! space, lower case, more digits) are refused, so the reference takes them. Written: as
 //! msgspec writes a UTC datetime (`.ffffff` only when the microseconds are not zero, `Z`).
 
-use std::io::Write;
-
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 pub fn parse(text: &str) -> Option<i64> {
@@ -127,11 +125,29 @@ fn write_bare(out: &mut Vec<u8>, micros: i64, zone: &[u8]) {
     let seconds = rest / 1_000_000;
     let fraction = rest % 1_000_000;
     let (hour, minute, second) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
-    let written = if fraction == 0 {
-        write!(out, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}")
-    } else {
-        write!(out, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:06}")
-    };
-    written.expect("writing to a Vec");
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, month, 2);
+    out.push(b'-');
+    digits(out, day, 2);
+    out.push(b'T');
+    digits(out, hour, 2);
+    out.push(b':');
+    digits(out, minute, 2);
+    out.push(b':');
+    digits(out, second, 2);
+    if fraction != 0 {
+        out.push(b'.');
+        digits(out, fraction, 6);
+    }
     out.extend_from_slice(zone);
+}
+
+/// Appends `value` (0 ..= 10^width - 1) in `width` digits, zero-padded.
+fn digits(out: &mut Vec<u8>, value: i64, width: u32) {
+    let mut divisor = 10_i64.pow(width - 1);
+    while divisor > 0 {
+        out.push(b'0' + (value / divisor % 10) as u8);
+        divisor /= 10;
+    }
 }

@@ -2,9 +2,10 @@
 
 Both get the same generated raw records (valid, edge-of-range, malformed JSON, wrong types,
 unknown sensors, oversize, unicode, NaN/inf, missing fields, duplicate keys) and must give the
-same outputs byte for byte: curated envelopes, analytics records, dead letters. The core may
-leave any record to the reference; the tests below also check that it does not leave the
-ordinary ones (a core that left everything would pass the comparison and do nothing).
+same outputs byte for byte: curated envelopes, analytics records (JSON, and the Avro records the
+core writes itself), dead letters. The core may leave any record to the reference; the tests
+below also check that it does not leave the ordinary ones (a core that left everything would
+pass the comparison and do nothing).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from agents.enrichment import Enricher
 from agents.validate import Validation
 from schemas.avro_codec import ReadingsEncoder
 from schemas.catalogue import CATALOGUE, GenericLimits
-from schemas.compiled_core import enrichment_json
+from schemas.compiled_core import avro_layout, enrichment_avro, enrichment_json
 from schemas.devices import Device
 from schemas.envelopes import raw_envelope
-from schemas.events import Enrichment
+from schemas.events import Enrichment, decode_curated
 from schemas.settings import TopicSettings
 from tests import clock
 from tests.unit.agents.test_validate import Message, compiled_for
@@ -401,10 +402,19 @@ def test_the_compiled_core_writes_what_the_reference_writes(
     _compare(batch, **options)
 
 
-@settings(max_examples=40, deadline=None)
-@given(batch=st.lists(raw_record(), min_size=1, max_size=4))
-def test_the_compiled_core_matches_the_reference_in_avro_too(batch: list[bytes | None]) -> None:
-    _compare(batch, readings_encoder=ReadingsEncoder(b"\x00\x00\x00\x00\x07"))
+AVRO = ReadingsEncoder(b"\x00\x00\x00\x00\x07")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(raw_record(), min_size=1, max_size=4), options=POLICIES)
+def test_the_compiled_core_matches_the_reference_in_avro_too(
+    batch: list[bytes | None], options: dict[str, Any]
+) -> None:
+    """The core's own Avro records (every sensor type, optional fields absent or null,
+    metadata of every kind, enrichment with unicode and locations) are the reference
+    encoder's bytes. Catches a field written in the wrong order, a wrong union branch, an
+    int zigzagged wrongly, a lag computed differently from the JSON's."""
+    _compare(batch, readings_encoder=AVRO, **options)
 
 
 # --- the core takes ordinary records itself ----------------------------------------------------
@@ -482,6 +492,79 @@ def test_unknown_sensor_types_are_curated_by_the_core_only_under_the_generic_rul
     assert isinstance(curated, tuple)
     assert _compare([value], unknown_sensors="generic") == [1, 0]
     assert _compare([value]) == [0, 1]
+
+
+def _spliced(device_id: str) -> tuple[bytes, bytes]:
+    enrichment = Enrichment(device_name=device_id, location={"lat": 1.5}, tags=["é"])
+    return enrichment_json(enrichment), enrichment_avro(device_id, enrichment)
+
+
+def test_the_core_writes_the_avro_records_of_ordinary_readings_itself() -> None:
+    """Every ordinary reading comes back with its Avro value, the reference encoder's bytes of
+    its curated JSON. Catches a core that leaves the Avro to Python (the comparison above
+    would pass) and a layout that stopped matching ``avro/readings.avsc``."""
+    assert avro_layout() is not None
+    values = [
+        raw_envelope([_valid_item(f"esp32-{n % 3}", n, metadata={"k": n, "f": 0.5, "s": "ü"})])
+        for n in range(20)
+    ]
+    results = _core().validate(values, NOW_US, _spliced, AVRO.prefix)
+    items = [item for result in results for item in result or []]
+    assert len(items) == 20
+    for item in items:
+        assert isinstance(item, tuple)
+        _, curated, value = item
+        assert value is not None
+        assert value == AVRO(decode_curated(curated))
+
+
+def test_without_avro_fields_or_a_prefix_the_core_writes_no_avro() -> None:
+    """JSON-only enrichment, or no prefix: no Avro value (Python writes it). Catches a core
+    that writes a record without the registry's fields, or unframed."""
+    value = raw_envelope([_valid_item("esp32-a", 1)])
+    ((json_only,),) = _core().validate([value], NOW_US, _enrich, AVRO.prefix) or [[]]
+    ((no_prefix,),) = _core().validate([value], NOW_US, _spliced) or [[]]
+    assert isinstance(json_only, tuple) and json_only[2] is None
+    assert isinstance(no_prefix, tuple) and no_prefix[2] is None
+
+
+def test_sensor_types_outside_the_catalogue_leave_the_avro_record_to_python() -> None:
+    """Under the generic rules the core curates an unknown sensor type, but its Avro record
+    (the ``other`` map) is Python's. Catches a core that drops such sensors from the record."""
+    item = _valid_item("esp32-a", 1, sensors={"bme280": {"t": 21.5, "ok": True}})
+    core = _core(unknown_sensors="generic")
+    ((curated,),) = core.validate([raw_envelope([item])], NOW_US, _spliced, AVRO.prefix) or [[]]
+    assert isinstance(curated, tuple) and curated[2] is None
+    assert _compare([raw_envelope([item])], unknown_sensors="generic", readings_encoder=AVRO) == [
+        1,
+        0,
+    ]
+
+
+def test_a_registry_update_reaches_the_next_batch() -> None:
+    """The core's enrichment is kept per registry document: a device renamed (a new document)
+    is enriched anew in the next batch, by both paths alike. Catches a cache keyed by the
+    device id alone, which would keep the old name."""
+    devices = dict(DEVICES)
+    made = [
+        Validation(
+            TOPICS,
+            curated_partitions=4,
+            envelope_max_bytes=3000,
+            enricher=Enricher(_Devices(devices), unknown="pass", disabled="deadletter"),
+            core=_core() if compiled else None,
+            readings_encoder=AVRO,
+        )
+        for compiled in (False, True)
+    ]
+    message = Message(raw_envelope([_valid_item("esp32-a", 1)]), partition=3, offset=0)
+    before = [step.run([message], NOW).by_topic for step in made]
+    devices["esp32-a"] = _device("esp32-a", name="Renamed", profile="esp32")
+    after = [step.run([message], NOW).by_topic for step in made]
+    assert before[0] == before[1] and after[0] == after[1]
+    assert before[1] != after[1]
+    (record,) = after[1][TOPICS.readings]
+    assert b"Renamed" in (record.value or b"")
 
 
 def test_a_readings_value_that_does_not_encode_is_a_dead_letter_from_the_reference() -> None:

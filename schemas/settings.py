@@ -589,7 +589,7 @@ class StreamSettings(_Section):
         default="deadletter", description="sensor types the catalogue lacks"
     )
     core: Literal["python", "compiled"] = Field(
-        default="python",
+        default="compiled",
         description="the validate step per batch: the Python reference, or the compiled core "
         "(native/, Rust), which leaves every record it cannot take whole to the reference "
         "(decision 44)",

@@ -28,7 +28,7 @@ test-secure: venv  ## secure mode end to end on a broker of its own (TLS, SASL, 
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/integration -q -m secure
 
-test-cluster: venv  ## three brokers killed under load, and the coordinator killed mid-join (~10 min on a busy machine); not in CI yet (docs/development.md)
+test-cluster: venv  ## three brokers killed under load, and the coordinator killed mid-join (~7 min); CI runs them after test-secure
 	$(RUN) fleetstream setup
 	$(RUN) pytest tests/integration -q -m cluster
 

@@ -13,6 +13,7 @@ from faust.streams import current_event
 
 from streams.faust_compat import seek_to_committed_or_start, writing_as
 from tests.support import event_in
+from tests.unit.streams.worker_app import worker_app
 
 
 @pytest.fixture
@@ -137,21 +138,12 @@ async def test_an_app_reading_from_the_latest_offset_is_refused(tmp_path: Path) 
         replay_uncommitted_after_rebalance(app)
 
 
-def _worker_app(tmp_path: Path) -> faust.App:
-    from schemas.settings import Settings
-    from streams.app import create_app
-
-    base = Settings()
-    worker = base.worker.model_copy(update={"datadir": tmp_path})
-    return create_app(base.model_copy(update={"worker": worker}))
-
-
 async def test_a_hole_in_an_agent_topic_is_counted_as_handled_and_named(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Faust's "gap" (its next record past the last one read plus one) still counts the
     offsets in between as handled, and the worker says which they were."""
-    app = _worker_app(tmp_path)
+    app = worker_app(tmp_path)
     consumer = cast(Any, app.consumer)
     cast(Any, app.topics)._acking_topics.add("raw")
     try:
@@ -170,7 +162,7 @@ async def test_a_hole_in_an_agent_topic_is_counted_as_handled_and_named(
 async def test_commits_made_while_rebalancing_are_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = _worker_app(tmp_path)
+    app = worker_app(tmp_path)
     consumer = cast(Any, app.consumer)
     committed: list[dict[Any, int]] = []
 
@@ -202,7 +194,7 @@ async def test_acks_of_records_faust_skipped_without_an_agent_commit_nothing(
     (tracked) is committed when acked, flow stopped or not."""
     from faust.types.tuples import Message
 
-    app = _worker_app(tmp_path)
+    app = worker_app(tmp_path)
     consumer = cast(Any, app.consumer)
     cast(Any, app.topics)._acking_topics.add("raw")
     app.consumer_generation_id = 5
@@ -262,7 +254,7 @@ async def test_a_record_one_agent_took_and_the_other_lost_in_a_clear_does_not_ho
     """device-state took a curated record and acked it; flows still had its copy queued when
     the rebalance cleared the queues. Faust's wait for in-flight records must end (the test
     holds the record, as an agent holds its last batch), and the offset is not committed."""
-    app = _worker_app(tmp_path)
+    app = worker_app(tmp_path)
     consumer = cast(Any, app.consumer)
     cast(Any, app.topics)._acking_topics.add("curated")
     flows_queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)

@@ -18,6 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from tests.support import wait_until
+from tests.unit.streams.worker_app import worker_app
 
 RAW_0 = TP("raw", 0)
 GENERATION = 7
@@ -64,15 +65,6 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
     await wait_until(holds, timeout_s=10, what=what, poll_s=0.002)
 
 
-def _worker_app(tmp_path: Path) -> faust.App:
-    from schemas.settings import Settings
-    from streams.app import create_app
-
-    base = Settings()
-    worker = base.worker.model_copy(update={"datadir": tmp_path})
-    return create_app(base.model_copy(update={"worker": worker}))
-
-
 async def test_records_handed_out_while_the_rebalance_seeks_are_not_lost(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -85,7 +77,7 @@ async def test_records_handed_out_while_the_rebalance_seeks_are_not_lost(
     dropped as already handed out. 49 and later are acked, and Faust commits 60, since it
     takes a committed offset of 48 to mean 48 was handled: 48 never reached the agent, and
     nothing was logged. Catches: a resume that empties the queues while the flow runs."""
-    app = _worker_app(tmp_path)
+    app = worker_app(tmp_path)
     consumer = cast(Any, app.consumer)
     source = app.topic("raw", key_serializer="raw", value_serializer="raw")
     channel = cast(Any, source.__aiter__())  # what the agent reads, known to the conductor
@@ -161,7 +153,7 @@ async def test_a_commit_past_an_offset_no_agent_acked_is_named(
     stays silent when Faust skips it, or that fires on an ordinary in-order commit."""
     from faust.types.tuples import Message
 
-    app = _worker_app(tmp_path)
+    app = worker_app(tmp_path)
     consumer = cast(Any, app.consumer)
     cast(Any, app.topics)._acking_topics.add("raw")
     app.consumer_generation_id = GENERATION
